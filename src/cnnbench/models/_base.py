@@ -1,0 +1,188 @@
+"""Shared pieces of the model zoo: the registry, Keras-style layers and initialisers.
+
+The layers here behave like their Keras namesakes so that models built from them match the seed
+studies layer for layer: `Conv2D` and `Dense` carry their activation (one row each in `summary`),
+`Conv2D(padding="same")` pads like TensorFlow (the extra row/column goes bottom/right when the
+padding is odd, e.g. a stride-2 3x3 convolution on an even size), kernels start glorot-uniform and
+biases at zero, and `BatchNorm2d` uses Keras' momentum 0.99 / epsilon 1e-3.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import UserError
+from ..registry import Registry
+
+REGISTRY = Registry("model")
+
+ACTIVATIONS = {
+    None: None,
+    "linear": None,
+    "relu": F.relu,
+    "sigmoid": torch.sigmoid,
+    "tanh": torch.tanh,
+    "elu": F.elu,
+    "selu": F.selu,
+    "gelu": F.gelu,
+    "swish": F.silu,
+    "silu": F.silu,
+    "softplus": F.softplus,
+}
+
+
+def activation_fn(name):
+    key = name.lower() if isinstance(name, str) else name
+    if key not in ACTIVATIONS:
+        raise UserError(f"unknown activation {name!r}; use one of: {', '.join(k for k in ACTIVATIONS if k)}")
+    return ACTIVATIONS[key]
+
+
+# --- initialisers (Keras names) ------------------------------------------------------------------
+def glorot_uniform_(w: torch.Tensor) -> torch.Tensor:
+    return nn.init.xavier_uniform_(w)
+
+
+def he_normal_(w: torch.Tensor) -> torch.Tensor:
+    """Keras' he_normal: truncated normal (cut at 2 std) with std = sqrt(2 / fan_in)."""
+    fan_in = w.shape[1] * (w[0][0].numel() if w.dim() > 2 else 1)
+    std = math.sqrt(2.0 / fan_in)
+    return nn.init.trunc_normal_(w, std=std, a=-2 * std, b=2 * std)
+
+
+INITIALIZERS = {"glorot_uniform": glorot_uniform_, "he_normal": he_normal_}
+
+
+def keras_init_(module: nn.Module, kernel_initializer: str = "glorot_uniform") -> nn.Module:
+    """Initialise every Conv/Linear the Keras way (kernel initialiser, zero bias); BN to 1/0."""
+    init = INITIALIZERS[kernel_initializer]
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            init(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+    return module
+
+
+# --- Keras-like layers ---------------------------------------------------------------------------
+class Conv2D(nn.Conv2d):
+    """`keras.layers.Conv2D`: convolution + optional activation, "valid" or TF-style "same" padding."""
+
+    def __init__(self, in_channels, filters, kernel_size=3, strides=1, padding="valid",
+                 activation=None, use_bias=True, kernel_initializer="glorot_uniform"):
+        k = kernel_size if isinstance(kernel_size, int) else kernel_size[0]
+        s = strides if isinstance(strides, int) else strides[0]
+        if padding not in ("valid", "same"):
+            raise UserError(f"padding must be 'valid' or 'same', got {padding!r}")
+        sym = padding == "same" and s == 1 and k % 2 == 1
+        super().__init__(in_channels, filters, k, stride=s, padding=(k // 2 if sym else 0), bias=use_bias)
+        self.keras_padding = padding
+        self._asym_same = padding == "same" and not sym
+        self.activation_name = activation
+        self.act = activation_fn(activation)
+        INITIALIZERS[kernel_initializer](self.weight)
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
+
+    def forward(self, x):
+        if self._asym_same:
+            pads = []
+            for size, k, s in zip(x.shape[-1:-3:-1], self.kernel_size[::-1], self.stride[::-1]):
+                out = -(-size // s)
+                total = max((out - 1) * s + k - size, 0)
+                pads += [total // 2, total - total // 2]
+            x = F.pad(x, pads)
+        y = super().forward(x)
+        return self.act(y) if self.act is not None else y
+
+    def extra_repr(self):
+        return super().extra_repr() + f", keras_padding={self.keras_padding!r}, activation={self.activation_name!r}"
+
+
+class Dense(nn.Linear):
+    """`keras.layers.Dense`: linear + optional activation, glorot-uniform kernel, zero bias."""
+
+    def __init__(self, in_features, units, activation=None, kernel_initializer="glorot_uniform"):
+        super().__init__(in_features, units)
+        self.activation_name = activation
+        self.act = activation_fn(activation)
+        INITIALIZERS[kernel_initializer](self.weight)
+        nn.init.zeros_(self.bias)
+
+    def forward(self, x):
+        y = super().forward(x)
+        return self.act(y) if self.act is not None else y
+
+    def extra_repr(self):
+        return super().extra_repr() + f", activation={self.activation_name!r}"
+
+
+def BatchNormalization(channels: int) -> nn.BatchNorm2d:
+    """`keras.layers.BatchNormalization` defaults: momentum 0.99 (torch 0.01), epsilon 1e-3."""
+    return nn.BatchNorm2d(channels, eps=1e-3, momentum=0.01)
+
+
+class Flatten(nn.Module):
+    """Flatten all but the batch dimension; works for channels_last tensors (reshape, not view)."""
+
+    def forward(self, x):
+        return torch.flatten(x, 1)
+
+
+class Rescale(nn.Module):
+    """Multiply by a constant (e.g. Keras' Rescaling(1/255) when a seed fed 0-255 pixels)."""
+
+    def __init__(self, scale: float):
+        super().__init__()
+        self.scale = float(scale)
+
+    def forward(self, x):
+        return x * self.scale
+
+    def extra_repr(self):
+        return f"scale={self.scale}"
+
+
+def output_features(module: nn.Module, input_shape: Sequence[int]) -> tuple[int, ...]:
+    """Shape (without batch) of `module`'s output for one input of `input_shape` (a dry run)."""
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            out = module(torch.zeros(1, *input_shape))
+    finally:
+        module.train(was_training)
+    return tuple(out.shape[1:])
+
+
+def check_input_shape(model_name: str, input_shape, *, min_hw: int = 1, channels=None) -> tuple[int, int, int]:
+    """Validate `(C, H, W)`; raise a one-line UserError otherwise."""
+    try:
+        shape = tuple(int(v) for v in input_shape)
+    except (TypeError, ValueError):
+        raise UserError(f"model {model_name!r}: input_shape must be (C, H, W), got {input_shape!r}") from None
+    if len(shape) != 3 or min(shape) < 1:
+        raise UserError(f"model {model_name!r}: input_shape must be (C, H, W) with positive sizes, got {input_shape!r}")
+    c, h, w = shape
+    if channels is not None and c not in channels:
+        raise UserError(f"model {model_name!r} takes {' or '.join(map(str, channels))} input channels, got {c}")
+    if min(h, w) < min_hw:
+        raise UserError(
+            f"model {model_name!r} needs images of at least {min_hw}x{min_hw}, got {h}x{w}; "
+            f"set the dataset's image_size or pick a model for small images"
+        )
+    return shape
+
+
+def check_num_outputs(model_name: str, num_outputs) -> int:
+    if isinstance(num_outputs, bool) or not isinstance(num_outputs, int) or num_outputs < 1:
+        raise UserError(f"model {model_name!r}: num_outputs must be a positive integer, got {num_outputs!r}")
+    return num_outputs
