@@ -1,0 +1,431 @@
+"""The engine: a Keras-like `fit` / `evaluate` for PyTorch image classifiers.
+
+    history = cnnbench.fit("keras_mnist_cnn", x_train, y_train, loss="categorical_crossentropy",
+                           optimizer="adam", epochs=5, batch_size=128, validation_split=0.1)
+    history.history["val_accuracy"]; history.model; cnnbench.evaluate(history.model, x_test, y_test)
+
+Design (after airbench94): the whole training set is one uint8 tensor on the training device; a batch
+is an index slice, scaled to [0, 1] and (optionally) augmented as a whole batch; the step is the plain
+forward / backward / step of PyTorch, with nothing else on the hot path. Per-epoch numbers are summed
+as tensors and read once at the end of the epoch (one device sync per epoch).
+
+Randomness is derived from (seed, epoch): the epoch's shuffling and augmentation use a generator seeded
+from it, and the global RNG (dropout) is reseeded from it at the start of every epoch. So a run resumed
+from its epoch-k checkpoint continues exactly as the uninterrupted run would have, and the checkpoint
+needs no RNG state.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import losses as losses_mod
+from . import optim as optim_mod
+from .errors import UserError
+
+__all__ = ["fit", "evaluate", "History", "Callback", "EarlyStopping", "LambdaCallback", "to_images", "to_labels"]
+
+
+# --- inputs -------------------------------------------------------------------------------------
+
+
+def to_images(x: Any) -> torch.Tensor:
+    """Images as a Keras user passes them -> an N×C×H×W tensor (uint8 kept as uint8, else float32).
+
+    N×H×W (grey), N×H×W×C (Keras' channels-last) and N×C×H×W are accepted; C is 1, 3 or 4.
+    """
+    t = torch.as_tensor(np.ascontiguousarray(x)) if isinstance(x, np.ndarray) else torch.as_tensor(x)
+    if t.ndim == 3:
+        t = t.unsqueeze(1)
+    if t.ndim != 4:
+        raise UserError(f"images must be N×H×W, N×H×W×C or N×C×H×W, got shape {tuple(t.shape)}")
+    if t.shape[-1] in (1, 3, 4) and t.shape[1] not in (1, 3, 4):
+        t = t.permute(0, 3, 1, 2)
+    if t.dtype != torch.uint8:
+        t = t.float()
+    return t.contiguous()
+
+
+def to_labels(y: Any) -> torch.Tensor:
+    """Integer class labels (N,) or one-hot (N×K) -> int64 class indices (N,)."""
+    t = torch.as_tensor(np.asarray(y)) if isinstance(y, np.ndarray) else torch.as_tensor(y)
+    if t.ndim == 2 and t.shape[1] > 1:
+        t = t.argmax(1)
+    t = t.reshape(-1)
+    if t.is_floating_point():
+        if not torch.equal(t, t.round()):
+            raise UserError("labels must be integer class indices (or one-hot rows)")
+    return t.long()
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(device)
+    except RuntimeError:
+        raise UserError(f"unknown device {device!r}; use cpu, cuda or auto") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError("device 'cuda' asked for, but torch sees no CUDA GPU; use --device cpu or auto")
+    return device
+
+
+def _as_float01(xb: torch.Tensor) -> torch.Tensor:
+    xb = xb.float().div_(255.0) if xb.dtype == torch.uint8 else xb
+    return xb.contiguous(memory_format=torch.channels_last)
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    # A fixed, well-mixed 63-bit seed per (seed, epoch): independent streams, identical on resume.
+    return (seed * 0x9E3779B97F4A7C15 + (epoch + 1) * 0xBF58476D1CE4E5B9) % (2**63 - 1)
+
+
+# --- history and callbacks ----------------------------------------------------------------------
+
+
+@dataclass
+class History:
+    """What `fit` returns, shaped like Keras' `History`: `history.history["val_accuracy"]`, `history.epoch`.
+
+    `status` is "done" or "diverged" (a NaN/inf loss stopped training at `history.epoch[-1]`);
+    `stopped_epoch` is set when early stopping ended training.
+    """
+
+    history: dict[str, list[float]] = field(default_factory=dict)
+    epoch: list[int] = field(default_factory=list)
+    model: nn.Module | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    status: str = "done"
+    stopped_epoch: int | None = None
+
+    def append(self, epoch: int, logs: dict[str, float]) -> None:
+        self.epoch.append(epoch)
+        for k, v in logs.items():
+            self.history.setdefault(k, []).append(v)
+
+    def state_dict(self) -> dict:
+        return {"history": self.history, "epoch": self.epoch, "status": self.status,
+                "stopped_epoch": -1 if self.stopped_epoch is None else self.stopped_epoch}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.history = {k: list(v) for k, v in state["history"].items()}
+        self.epoch = list(state["epoch"])
+        self.status = state["status"]
+        self.stopped_epoch = None if state["stopped_epoch"] < 0 else state["stopped_epoch"]
+
+
+class Callback:
+    """Hooks called by `fit`. `self.trainer` is set before `on_train_begin`; set
+    `self.trainer.stop_training = True` to stop after the current epoch."""
+
+    trainer: "Trainer"
+
+    def on_train_begin(self, logs: dict | None = None) -> None: ...
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None: ...
+    def on_epoch_end(self, epoch: int, logs: dict) -> None: ...
+    def on_train_end(self, logs: dict | None = None) -> None: ...
+
+    # Callbacks with state that must survive a resume override these (tensors, numbers, strings only).
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+class LambdaCallback(Callback):
+    def __init__(self, on_epoch_end: Callable[[int, dict], None] | None = None,
+                 on_train_begin=None, on_train_end=None):
+        self._epoch_end, self._begin, self._end = on_epoch_end, on_train_begin, on_train_end
+
+    def on_train_begin(self, logs=None):
+        if self._begin:
+            self._begin(logs)
+
+    def on_epoch_end(self, epoch, logs):
+        if self._epoch_end:
+            self._epoch_end(epoch, logs)
+
+    def on_train_end(self, logs=None):
+        if self._end:
+            self._end(logs)
+
+
+class EarlyStopping(Callback):
+    """Keras 3's EarlyStopping: stop when `monitor` has not improved by more than `min_delta` for
+    `patience` epochs; with `restore_best_weights`, end with the weights of the best epoch."""
+
+    def __init__(self, monitor: str = "val_loss", min_delta: float = 0.0, patience: int = 0,
+                 mode: str = "auto", restore_best_weights: bool = False, start_from_epoch: int = 0):
+        if mode not in ("auto", "min", "max"):
+            raise UserError(f"early_stopping.mode must be auto, min or max, not {mode!r}")
+        self.monitor, self.patience, self.restore_best_weights = monitor, patience, restore_best_weights
+        self.start_from_epoch = start_from_epoch
+        if mode == "auto":
+            mode = "max" if ("acc" in monitor or monitor.endswith("auc")) else "min"
+        self.sign = 1.0 if mode == "min" else -1.0  # compare sign*value: smaller is better
+        self.min_delta = abs(min_delta)
+        self.best = math.inf
+        self.wait = 0
+        self.best_epoch = -1
+        self.best_weights: dict[str, torch.Tensor] | None = None
+
+    def on_epoch_end(self, epoch, logs):
+        current = logs.get(self.monitor)
+        if current is None:
+            raise UserError(f"early_stopping monitors {self.monitor!r}, which is not logged; "
+                            f"available: {', '.join(sorted(logs))}")
+        if epoch < self.start_from_epoch:
+            return
+        model = self.trainer.model
+        if self.restore_best_weights and self.best_weights is None:
+            self.best_weights = _copy_state(model)
+            self.best_epoch = epoch
+        self.wait += 1
+        if self.sign * current < self.best - self.min_delta:
+            self.best, self.best_epoch, self.wait = self.sign * current, epoch, 0
+            if self.restore_best_weights:
+                self.best_weights = _copy_state(model)
+            return
+        if self.wait >= self.patience and epoch > 0:
+            self.trainer.stop_training = True
+            self.trainer.history.stopped_epoch = epoch
+
+    def on_train_end(self, logs=None):
+        if self.restore_best_weights and self.best_weights is not None:
+            self.trainer.model.load_state_dict(self.best_weights)
+
+    def state_dict(self):
+        return {"best": self.best, "wait": self.wait, "best_epoch": self.best_epoch,
+                "best_weights": self.best_weights or {}}
+
+    def load_state_dict(self, state):
+        self.best, self.wait, self.best_epoch = state["best"], state["wait"], state["best_epoch"]
+        self.best_weights = state["best_weights"] or None
+
+
+def _copy_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+# --- the training loop --------------------------------------------------------------------------
+
+
+class Trainer:
+    """One run: model, loss, optimizer and the loop. `fit` is its public face."""
+
+    def __init__(self, model: nn.Module, training_loss, optimizer: torch.optim.Optimizer, *,
+                 device: torch.device, seed: int, batch_size: int, epochs: int,
+                 callbacks: Sequence[Callback] = (), augment: Callable | None = None,
+                 checkpoint: str | os.PathLike | None = None):
+        self.model, self.loss, self.optimizer = model, training_loss, optimizer
+        self.device, self.seed, self.batch_size, self.epochs = device, seed, batch_size, epochs
+        self.callbacks, self.augment = list(callbacks), augment
+        self.checkpoint = Path(checkpoint) if checkpoint else None
+        self.history = History(model=model)
+        self.stop_training = False
+        for cb in self.callbacks:
+            cb.trainer = self
+
+    # -- checkpoints: model, optimizer (+ schedule), history, callback states ----------------------
+    def state_dict(self) -> dict:
+        return {"model": self.model.state_dict(), "optimizer": optim_mod.state_dict(self.optimizer),
+                "history": self.history.state_dict(), "callbacks": [cb.state_dict() for cb in self.callbacks]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        optim_mod.load_state_dict(self.optimizer, state["optimizer"])
+        self.history.load_state_dict(state["history"])
+        for cb, s in zip(self.callbacks, state["callbacks"]):
+            cb.load_state_dict(s)
+
+    def _save_checkpoint(self) -> None:
+        tmp = self.checkpoint.with_name(self.checkpoint.name + ".tmp")
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(self.state_dict(), tmp)
+        os.replace(tmp, self.checkpoint)  # atomic: a kill leaves the old or the new checkpoint
+
+    def _load_checkpoint(self) -> int:
+        """Restore from the checkpoint if there is one; return the first epoch still to train."""
+        if not (self.checkpoint and self.checkpoint.exists()):
+            return 0
+        state = torch.load(self.checkpoint, map_location=self.device, weights_only=True)
+        self.load_state_dict(state)
+        if self.history.status == "diverged" or self.history.stopped_epoch is not None:
+            self.stop_training = True
+        return self.history.epoch[-1] + 1 if self.history.epoch else 0
+
+    # -- the loop --------------------------------------------------------------------------------
+    def train_epoch(self, epoch: int, x: torch.Tensor, y: torch.Tensor, sw: torch.Tensor | None):
+        model, loss_fn, opt = self.model, self.loss, self.optimizer
+        gen = torch.Generator().manual_seed(_epoch_seed(self.seed, epoch))
+        torch.manual_seed(_epoch_seed(self.seed, epoch) ^ 0x5DEECE66D)  # dropout stream
+        n = x.shape[0]
+        order = torch.randperm(n, generator=gen).to(self.device)
+        model.train()
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device, dtype=torch.long)
+        for start in range(0, n, self.batch_size):
+            idx = order[start:start + self.batch_size]
+            xb, yb = _as_float01(x[idx]), y[idx]
+            if self.augment is not None:
+                xb = self.augment(xb, gen)
+            out = model(xb)
+            loss = loss_fn(out, yb, None if sw is None else sw[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            loss_sum += loss.detach() * idx.numel()
+            correct += (_predicted_labels(out.detach()) == yb).sum()
+        return (loss_sum / n).item(), (correct.float() / n).item()
+
+    def run(self, x, y, sw, val: tuple[torch.Tensor, torch.Tensor] | None) -> History:
+        first_epoch = self._load_checkpoint()
+        for cb in self.callbacks:
+            cb.on_train_begin()
+        for epoch in range(first_epoch, self.epochs):
+            if self.stop_training:
+                break
+            for cb in self.callbacks:
+                cb.on_epoch_begin(epoch)
+            t0 = time.perf_counter()
+            lr = optim_mod.current_lr(self.optimizer)
+            train_loss, train_acc = self.train_epoch(epoch, x, y, sw)
+            logs = {"loss": train_loss, "accuracy": train_acc}
+            if val is not None and math.isfinite(train_loss):
+                logs.update({f"val_{k}": v for k, v in
+                             _evaluate(self.model, self.loss, *val, batch_size=max(self.batch_size, 1024)).items()})
+            logs["learning_rate"] = lr
+            logs["seconds"] = time.perf_counter() - t0
+            self.history.append(epoch, logs)
+            if not math.isfinite(train_loss):
+                # NaN guard: record the epoch, stop, let the caller record the run as diverged.
+                self.history.status = "diverged"
+                self.stop_training = True
+            else:
+                optim_mod.on_epoch_end(self.optimizer, epoch, logs)
+            for cb in self.callbacks:
+                cb.on_epoch_end(epoch, logs)
+            if self.checkpoint is not None:
+                self._save_checkpoint()
+        for cb in self.callbacks:
+            cb.on_train_end()
+        return self.history
+
+
+def _predicted_labels(outputs: torch.Tensor) -> torch.Tensor:
+    # argmax of the logits is argmax of the probabilities; one output unit is a sigmoid: p > 0.5.
+    return outputs.argmax(1) if outputs.shape[1] > 1 else (outputs[:, 0] > 0).long()
+
+
+@torch.no_grad()
+def _evaluate(model: nn.Module, training_loss, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024):
+    model.eval()
+    loss_sum = torch.zeros((), device=x.device)
+    correct = torch.zeros((), device=x.device, dtype=torch.long)
+    for start in range(0, x.shape[0], batch_size):
+        xb, yb = _as_float01(x[start:start + batch_size]), y[start:start + batch_size]
+        out = model(xb)
+        loss_sum += training_loss(out, yb) * yb.numel()
+        correct += (_predicted_labels(out) == yb).sum()
+    n = max(x.shape[0], 1)
+    return {"loss": (loss_sum / n).item(), "accuracy": (correct.float() / n).item()}
+
+
+def _build_callbacks(early_stopping, callbacks: Iterable[Callback]) -> list[Callback]:
+    out = list(callbacks)
+    if early_stopping:
+        out.insert(0, EarlyStopping(**(early_stopping if isinstance(early_stopping, dict) else {})))
+    return out
+
+
+def fit(model: nn.Module | str | dict, x, y, *, loss="categorical_crossentropy", optimizer="adam",
+        epochs: int = 1, batch_size: int = 32, validation_split: float | None = None,
+        validation_data: tuple | None = None, callbacks: Iterable[Callback] = (), seed: int = 0,
+        device: str | torch.device = "auto", num_classes: int | None = None,
+        class_weight: dict | str | None = None, sample_weight=None, augmentation: dict | None = None,
+        early_stopping: dict | bool | None = None, checkpoint: str | os.PathLike | None = None) -> History:
+    """Train `model` on images `x` and labels `y`, Keras style; return the `History`.
+
+    `model`: an `nn.Module` or a registry name/spec (built for the data's shape and the loss's output
+    units, with `seed`). `loss` / `optimizer`: names, specs or objects. `x`: N×H×W, N×H×W×C or
+    N×C×H×W (uint8 pixels are scaled to [0, 1]); `y`: integer labels. `validation_split` takes the
+    last fraction of the data, before shuffling, as Keras does. `checkpoint`: a file written after
+    every epoch; if it exists, training resumes from it. The trained model is `history.model`.
+    """
+    if epochs < 0:
+        raise UserError(f"epochs must be >= 0, got {epochs}")
+    dev = resolve_device(device)
+    x, y = to_images(x), to_labels(y)
+    if x.shape[0] != y.shape[0]:
+        raise UserError(f"x has {x.shape[0]} images but y has {y.shape[0]} labels")
+    sw = None if sample_weight is None else torch.as_tensor(np.asarray(sample_weight), dtype=torch.float32)
+    val = None
+    if validation_data is not None:
+        val = (to_images(validation_data[0]), to_labels(validation_data[1]))
+    elif validation_split:
+        if not 0.0 < validation_split < 1.0:
+            raise UserError(f"validation_split must be in (0, 1), got {validation_split}")
+        n_train = int(x.shape[0] * (1.0 - validation_split))  # Keras: the last fraction is validation
+        val = (x[n_train:], y[n_train:])
+        x, y = x[:n_train], y[:n_train]
+        sw = None if sw is None else sw[:n_train]
+    if batch_size < 1 or batch_size > x.shape[0]:
+        raise UserError(f"batch_size {batch_size} must be between 1 and the {x.shape[0]} training images")
+    if num_classes is None:
+        num_classes = int(max(y.max().item(), val[1].max().item() if val else 0)) + 1
+    training_loss = losses_mod.adapt(losses_mod.get(loss), num_classes)
+    if class_weight is not None:
+        cw = losses_mod.class_weights_to_sample_weights(y, class_weight, num_classes)
+        sw = cw if sw is None else sw * cw
+
+    if not isinstance(model, nn.Module):
+        from . import models as models_mod
+
+        torch.manual_seed(seed)
+        model = models_mod.get(model, input_shape=tuple(x.shape[1:]), num_outputs=training_loss.out_features)
+    model = model.to(dev, memory_format=torch.channels_last)
+    params = [p for p in model.parameters() if p.requires_grad]
+    steps = math.ceil(x.shape[0] / batch_size)
+    if isinstance(optimizer, torch.optim.Optimizer):
+        opt = optimizer
+    else:
+        opt = optim_mod.get(optimizer, params, steps_per_epoch=steps, epochs=epochs)
+
+    augment = None
+    if augmentation:
+        from .data import augment as augment_mod
+
+        augment = augment_mod.get(augmentation)
+    x, y = x.to(dev), y.to(dev)
+    sw = None if sw is None else sw.to(dev)
+    val = None if val is None else (val[0].to(dev), val[1].to(dev))
+    trainer = Trainer(model, training_loss, opt, device=dev, seed=seed, batch_size=batch_size, epochs=epochs,
+                      callbacks=_build_callbacks(early_stopping, callbacks), augment=augment, checkpoint=checkpoint)
+    history = trainer.run(x, y, sw, val)
+    history.params = {"epochs": epochs, "steps": steps, "batch_size": batch_size, "num_classes": num_classes}
+    model.cnnbench_loss = training_loss  # so evaluate()/predict() need not be told the loss again
+    return history
+
+
+def evaluate(model: nn.Module, x, y, *, loss=None, batch_size: int = 1024, num_classes: int | None = None,
+             device: str | torch.device | None = None) -> dict[str, float]:
+    """Loss and accuracy of `model` on (`x`, `y`). The loss defaults to the one `fit` trained with."""
+    x, y = to_images(x), to_labels(y)
+    if loss is None:
+        training_loss = getattr(model, "cnnbench_loss", None)
+        if training_loss is None:
+            training_loss = losses_mod.adapt(losses_mod.get("categorical_crossentropy"),
+                                             num_classes or int(y.max().item()) + 1)
+    else:
+        training_loss = losses_mod.adapt(losses_mod.get(loss), num_classes or int(y.max().item()) + 1)
+    dev = next(model.parameters()).device if device is None else resolve_device(device)
+    return _evaluate(model.to(dev), training_loss, x.to(dev), y.to(dev), batch_size)

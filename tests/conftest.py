@@ -1,0 +1,31 @@
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+# Tests run on 2 cores alongside other processes: keep torch to one thread, results deterministic.
+torch.set_num_threads(1)
+os.environ.setdefault("CNNBENCH_DATA", "")
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+
+
+@pytest.fixture
+def tiny_images():
+    """600 8×8 uint8 images whose class is readable from the pixels (so training can learn)."""
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 4, 600)
+    x = rng.integers(0, 60, (600, 8, 8)).astype(np.uint8)
+    for c in range(4):
+        x[y == c, 2 * c:2 * c + 2, :] = 250  # a bright band whose row encodes the class
+    return x, y
+
+
+@pytest.fixture
+def mnist_path():
+    path = SHARED / "mnist.npz"
+    if not path.exists():
+        pytest.skip("real MNIST not present (../shared/datasets/mnist.npz)")
+    return path

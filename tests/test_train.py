@@ -1,0 +1,120 @@
+"""The engine: Keras-like fit/evaluate, input layouts, determinism, early stopping, NaN guard, resume."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import cnnbench
+from cnnbench.errors import UserError
+from cnnbench.train import EarlyStopping, to_images
+
+
+def _drop_seconds(h):
+    return {k: v for k, v in h.history.items() if k != "seconds"}
+
+
+def test_fit_learns_and_returns_keras_like_history(tiny_images):
+    x, y = tiny_images
+    h = cnnbench.fit("digits_cnn", x, y, epochs=4, batch_size=32, validation_split=0.2, seed=0)
+    assert h.epoch == [0, 1, 2, 3]
+    assert set(h.history) >= {"loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"}
+    assert h.history["val_accuracy"][-1] > 0.9  # the class is visible in the pixels
+    assert h.history["loss"][-1] < h.history["loss"][0]
+    res = cnnbench.evaluate(h.model, x, y)
+    assert set(res) == {"loss", "accuracy"} and res["accuracy"] > 0.9
+
+
+@pytest.mark.parametrize("layout", ["NHW", "NHWC", "NCHW"])
+def test_image_layouts_are_accepted(layout):
+    x = np.zeros((5, 8, 8), np.uint8)
+    x = {"NHW": x, "NHWC": x[..., None], "NCHW": x[:, None]}[layout]
+    assert tuple(to_images(x).shape) == (5, 1, 8, 8)
+    assert tuple(to_images(np.zeros((5, 32, 32, 3), np.uint8)).shape) == (5, 3, 32, 32)
+
+
+def test_same_seed_same_history_bit_for_bit(tiny_images):
+    x, y = tiny_images
+    runs = [cnnbench.fit("digits_cnn", x, y, epochs=2, batch_size=16, validation_split=0.1, seed=3,
+                         loss="mse", optimizer="rmsprop") for _ in range(2)]
+    assert _drop_seconds(runs[0]) == _drop_seconds(runs[1])
+    other = cnnbench.fit("digits_cnn", x, y, epochs=2, batch_size=16, validation_split=0.1, seed=4,
+                         loss="mse", optimizer="rmsprop")
+    assert _drop_seconds(other) != _drop_seconds(runs[0])
+
+
+def test_validation_split_takes_the_last_fraction_like_keras(tiny_images):
+    x, y = tiny_images
+    h = cnnbench.fit("digits_cnn", x, y, epochs=1, batch_size=32, validation_split=0.25)
+    # validation on the last 150 images: evaluate on exactly those and compare
+    res = cnnbench.evaluate(h.model, x[450:], y[450:])
+    assert res["loss"] == pytest.approx(h.history["val_loss"][-1], rel=1e-5)
+
+
+def test_early_stopping_stops_and_restores_best_weights():
+    es = EarlyStopping(monitor="val_loss", patience=2, restore_best_weights=True)
+
+    class T:  # a minimal trainer stand-in
+        stop_training = False
+        model = nn.Linear(1, 1)
+        history = cnnbench.History()
+
+    es.trainer = T
+    for epoch, v in enumerate([1.0, 0.5, 0.6, 0.7, 0.4]):
+        if T.stop_training:
+            break
+        T.model.weight.data.fill_(v)
+        es.on_epoch_end(epoch, {"val_loss": v})
+    assert T.stop_training and T.history.stopped_epoch == 3 and es.best_epoch == 1
+    es.on_train_end()
+    assert T.model.weight.item() == 0.5
+
+
+def test_early_stopping_in_fit_ends_before_epochs(tiny_images):
+    x, y = tiny_images
+    h = cnnbench.fit("digits_cnn", x, y, epochs=30, batch_size=64, validation_split=0.2,
+                     early_stopping={"monitor": "val_accuracy", "patience": 1, "min_delta": 0.5})
+    assert h.stopped_epoch is not None and len(h.epoch) < 30
+
+
+def test_nan_loss_is_recorded_as_diverged(tiny_images):
+    x, y = tiny_images
+    h = cnnbench.fit("digits_cnn", x, y, epochs=5, batch_size=32,
+                     optimizer={"name": "sgd", "learning_rate": 1e30})
+    assert h.status == "diverged"
+    assert not np.isfinite(h.history["loss"][-1])
+    assert len(h.epoch) < 5 or not np.isfinite(h.history["loss"][-1])
+
+
+def test_checkpoint_resume_equals_uninterrupted(tiny_images, tmp_path):
+    x, y = tiny_images
+    kw = dict(batch_size=32, validation_split=0.1, seed=1, loss="categorical_crossentropy", optimizer="adam")
+    full = cnnbench.fit("digits_cnn", x, y, epochs=4, **kw)
+    ck = tmp_path / "ck.pt"
+    cnnbench.fit("digits_cnn", x, y, epochs=2, checkpoint=ck, **kw)  # "killed" after epoch 2
+    resumed = cnnbench.fit("digits_cnn", x, y, epochs=4, checkpoint=ck, **kw)
+    assert resumed.epoch == [0, 1, 2, 3]
+    assert _drop_seconds(resumed) == _drop_seconds(full)
+    state = torch.load(ck, weights_only=True)  # the checkpoint loads without pickle
+    assert state["history"]["epoch"] == [0, 1, 2, 3]
+
+
+def test_fit_accepts_a_module_and_an_optimizer_object(tiny_images):
+    x, y = tiny_images
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 4))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    h = cnnbench.fit(model, x, y, epochs=2, batch_size=32, optimizer=opt)
+    assert h.model is model and len(h.epoch) == 2
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(epochs=-1), "epochs must be >= 0"),
+    (dict(batch_size=10_000), "batch_size 10000 must be between 1 and the 600"),
+    (dict(validation_split=1.5), "validation_split must be in"),
+    (dict(loss="nope"), "unknown loss 'nope'"),
+    (dict(device="tpu"), "unknown device"),
+])
+def test_fit_rejects_bad_arguments(tiny_images, kwargs, match):
+    x, y = tiny_images
+    with pytest.raises(UserError, match=match):
+        cnnbench.fit("digits_cnn", x, y, **{"epochs": 1, **kwargs})
