@@ -1,0 +1,175 @@
+"""The study's SQLite store: one file, `study.db`, in the study directory.
+
+Tables: `meta` (which study owns the directory), `runs` (one row per run key: resolved config,
+status, error, timings, environment, final metrics) and `history` (one row per run and epoch).
+WAL mode and one transaction per write, so a process killed at any moment leaves either the old or
+the new state, never a torn one; several worker processes may write at once.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterable
+
+from .errors import UserError
+
+SCHEMA_VERSION = 1
+
+STATUSES = ("pending", "running", "done", "diverged", "failed", "skipped")
+METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    key TEXT PRIMARY KEY,
+    label TEXT NOT NULL,
+    axes TEXT NOT NULL,
+    config TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'pending',
+    error TEXT,
+    epochs_done INTEGER NOT NULL DEFAULT 0,
+    best_epoch INTEGER,
+    stopped_epoch INTEGER,
+    {", ".join(m + " REAL" for m in METRICS)},
+    seconds REAL,
+    started_at REAL,
+    finished_at REAL,
+    environment TEXT,
+    added_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS history (
+    run_key TEXT NOT NULL REFERENCES runs(key),
+    epoch INTEGER NOT NULL,
+    train_loss REAL, train_acc REAL, val_loss REAL, val_acc REAL,
+    learning_rate REAL, seconds REAL,
+    PRIMARY KEY (run_key, epoch)
+);
+"""
+
+
+class Store:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
+        self.conn.row_factory = sqlite3.Row
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process kills
+        self.conn.executescript(_SCHEMA)
+
+    @classmethod
+    def open(cls, study_dir: str | Path, study_name: str | None = None) -> "Store":
+        """Open (creating if needed) the store of `study_dir`; refuse one that holds another study."""
+        study_dir = Path(study_dir)
+        study_dir.mkdir(parents=True, exist_ok=True)
+        store = cls(study_dir / "study.db")
+        owner = store.get_meta("study")
+        if study_name is not None:
+            if owner is None:
+                store.set_meta("study", study_name)
+                store.set_meta("schema_version", str(SCHEMA_VERSION))
+            elif owner != study_name:
+                store.close()
+                raise UserError(f"{study_dir} holds study {owner!r}, not {study_name!r}; "
+                                f"choose another output directory with --output")
+        return store
+
+    @classmethod
+    def open_existing(cls, study_dir: str | Path) -> "Store":
+        path = Path(study_dir) / "study.db"
+        if not path.is_file():
+            raise UserError(f"{study_dir} is not a study directory (no study.db); run `cnnbench run` first")
+        return cls(path)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextmanager
+    def transaction(self):
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    # --- meta ---------------------------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    # --- runs ---------------------------------------------------------------------------------------
+    def add_runs(self, runs: Iterable) -> int:
+        """Insert the `study.Run`s that are new (by key); return how many were added.
+
+        A run already stored keeps its row and results; only its label and axes are refreshed, since
+        they describe it relative to the current spec (what varies in it)."""
+        now, added = time.time(), 0
+        with self.transaction() as c:
+            for r in runs:
+                axes = json.dumps(r.axes)
+                cur = c.execute("INSERT OR IGNORE INTO runs (key, label, axes, config, added_at) "
+                                "VALUES (?, ?, ?, ?, ?)",
+                                (r.key, r.label, axes, json.dumps(r.config, sort_keys=True), now))
+                if cur.rowcount:
+                    added += 1
+                else:
+                    c.execute("UPDATE runs SET label = ?, axes = ? WHERE key = ?", (r.label, axes, r.key))
+        return added
+
+    def statuses(self) -> dict[str, str]:
+        return {r[0]: r[1] for r in self.conn.execute("SELECT key, status FROM runs")}
+
+    def run(self, key: str) -> dict[str, Any] | None:
+        row = self.conn.execute("SELECT * FROM runs WHERE key = ?", (key,)).fetchone()
+        return None if row is None else _run_dict(row)
+
+    def runs(self) -> list[dict[str, Any]]:
+        return [_run_dict(r) for r in self.conn.execute("SELECT * FROM runs ORDER BY added_at, key")]
+
+    def mark_running(self, key: str, environment: dict) -> None:
+        self.conn.execute("UPDATE runs SET status='running', error=NULL, started_at=?, environment=? "
+                          "WHERE key=?", (time.time(), json.dumps(environment), key))
+
+    def record_epoch(self, key: str, epoch: int, logs: dict[str, float]) -> None:
+        """Write one epoch's history row and the run's progress, in one transaction."""
+        with self.transaction() as c:
+            c.execute("INSERT OR REPLACE INTO history (run_key, epoch, train_loss, train_acc, val_loss, "
+                      "val_acc, learning_rate, seconds) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                      (key, epoch, logs.get("loss"), logs.get("accuracy"), logs.get("val_loss"),
+                       logs.get("val_accuracy"), logs.get("learning_rate"), logs.get("seconds")))
+            c.execute("DELETE FROM history WHERE run_key = ? AND epoch > ?", (key, epoch))
+            c.execute("UPDATE runs SET epochs_done = ? WHERE key = ?", (epoch + 1, key))
+
+    def finish(self, key: str, status: str, metrics: dict[str, float | None] | None = None,
+               error: str | None = None, **extra) -> None:
+        assert status in STATUSES, status
+        metrics = metrics or {}
+        cols = {m: metrics.get(m) for m in METRICS}
+        cols.update(extra)
+        sets = ", ".join(f"{c} = ?" for c in cols)
+        self.conn.execute(f"UPDATE runs SET status = ?, error = ?, finished_at = ?, {sets} WHERE key = ?",
+                          (status, error, time.time(), *cols.values(), key))
+
+    # --- history ------------------------------------------------------------------------------------
+    def history(self, key: str | None = None) -> list[dict[str, Any]]:
+        if key is None:
+            rows = self.conn.execute("SELECT * FROM history ORDER BY run_key, epoch")
+        else:
+            rows = self.conn.execute("SELECT * FROM history WHERE run_key = ? ORDER BY epoch", (key,))
+        return [dict(r) for r in rows]
+
+
+def _run_dict(row: sqlite3.Row) -> dict[str, Any]:
+    d = dict(row)
+    d["config"] = json.loads(d["config"])
+    d["axes"] = json.loads(d["axes"])
+    d["environment"] = json.loads(d["environment"]) if d["environment"] else None
+    return d

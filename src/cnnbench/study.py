@@ -1,0 +1,309 @@
+"""Study spec (TOML) -> the list of fully resolved runs, each keyed by a hash of its config.
+
+    name = "losses-mnist"
+    seeds = [0, 1, 2]
+    epochs = 10
+    dataset = "mnist"                 # top-level run keys are defaults for every run
+    [grid]                            # any run key may become an axis
+    loss = ["categorical_crossentropy", { name = "categorical_focal_crossentropy", gamma = 3.0 }]
+    [[runs]]                          # optional explicit runs, each crossed with the grid
+    model = "keras_mnist_cnn"
+
+Every value is validated where it is written, so an error names its place in the file
+(`grid.loss[1]: unknown loss ...`). A run's config has every default made explicit (the registries'
+`resolve`), and its key is the SHA-256 of that config's canonical JSON: the same run in another study
+file, or written another way, gets the same key.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import itertools
+import json
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import UserError
+from .registry import split_spec
+
+Named = str | dict[str, Any]
+
+
+class EarlyStoppingSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    monitor: str = "val_loss"
+    min_delta: float = Field(0.0, ge=0)
+    patience: int = Field(0, ge=0)
+    mode: Literal["auto", "min", "max"] = "auto"
+    restore_best_weights: bool = False
+    start_from_epoch: int = Field(0, ge=0)
+
+
+class RunSpec(BaseModel):
+    """The keys a run has; each may be a top-level default, a grid axis or a `[[runs]]` entry."""
+
+    model_config = ConfigDict(extra="forbid")
+    dataset: Named = "digits"
+    model: Named = "digits_cnn"
+    loss: Named = "categorical_crossentropy"
+    optimizer: Named = "adam"
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(32, ge=1)
+    validation_split: float = Field(0.1, ge=0.0, lt=1.0)
+    validation_mode: Literal["keras", "stratified"] = "keras"
+    early_stopping: EarlyStoppingSpec | Literal[False] | None = None
+    augmentation: dict[str, Any] | Literal[False] | None = None
+    class_weight: Literal["balanced"] | dict[str, float] | None = None
+    label_noise: float = Field(0.0, ge=0.0, lt=1.0)
+
+
+class StudyMeta(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+    description: str = ""
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    output_dir: str | None = None
+    skip_missing_datasets: bool = False
+
+
+RUN_KEYS = tuple(RunSpec.model_fields)
+META_KEYS = tuple(StudyMeta.model_fields)
+TOP_KEYS = (*META_KEYS, *RUN_KEYS, "grid", "runs")
+NAMED_KEYS = ("dataset", "model", "loss", "optimizer")
+
+
+@dataclass(frozen=True)
+class Run:
+    key: str
+    label: str  # the configuration without the seed, e.g. "loss=mse · optimizer=adam"
+    axes: dict[str, str]  # the study's varying keys -> this run's value, for marginal rankings
+    config: dict[str, Any]  # fully resolved; what the key hashes
+
+    @property
+    def seed(self) -> int:
+        return self.config["seed"]
+
+
+@dataclass
+class Study:
+    meta: StudyMeta
+    runs: list[Run]
+    source: str
+    text: str  # the spec file as written (kept in the study directory)
+
+    @property
+    def name(self) -> str:
+        return self.meta.name
+
+
+# --- loading ------------------------------------------------------------------------------------
+
+
+def builtin_studies() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files("cnnbench.studies").iterdir() if p.name.endswith(".toml"))
+
+
+def load(path_or_name: str | Path | None = None) -> Study:
+    """Load a study file, or a built-in study by name (`None`: the default study)."""
+    if path_or_name is None:
+        path_or_name = "default"
+    path = Path(path_or_name)
+    if path.is_file():
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise UserError(f"cannot read study file {path}: {e}") from None
+        return parse_text(text, source=str(path))
+    name = str(path_or_name)
+    if name.endswith(".toml") or "/" in name:
+        raise UserError(f"study file {name} does not exist; give a path to a .toml file "
+                        f"or a built-in study ({', '.join(builtin_studies())})")
+    if name not in builtin_studies():
+        close = difflib.get_close_matches(name, builtin_studies(), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise UserError(f"no study file or built-in study named {name!r}; {hint}"
+                        f"built-in studies: {', '.join(builtin_studies())}")
+    text = resources.files("cnnbench.studies").joinpath(name + ".toml").read_text(encoding="utf-8")
+    return parse_text(text, source=f"<built-in study {name}>")
+
+
+def parse_text(text: str, source: str = "<study>") -> Study:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"{source}: invalid TOML: {e}; fix the syntax and retry") from None
+    study = parse(data, source)
+    study.text = text
+    return study
+
+
+def parse(data: dict[str, Any], source: str = "<study>") -> Study:
+    def fail(path: str, msg: str):
+        raise UserError(f"{source}: {path}: {msg}")
+
+    for key in data:
+        if key not in TOP_KEYS:
+            fail(key, _unknown_key(key, TOP_KEYS, "a study"))
+    try:
+        meta = StudyMeta.model_validate({k: data[k] for k in META_KEYS if k in data})
+    except ValidationError as e:
+        _raise_pydantic(e, source, "")
+    defaults = {}
+    for key in RUN_KEYS:
+        if key in data:
+            defaults[key] = (_check_value(key, data[key], source, key), key)
+
+    grid = data.get("grid", {})
+    if not isinstance(grid, dict):
+        fail("grid", "must be a table of key = [values]")
+    axes: list[list[tuple[str, Any, str]]] = []
+    for key, values in grid.items():
+        if key not in RUN_KEYS:
+            fail(f"grid.{key}", _unknown_key(key, RUN_KEYS, "a run"))
+        if not isinstance(values, list) or not values:
+            fail(f"grid.{key}", "must be a non-empty list of values")
+        axes.append([(key, _check_value(key, v, source, f"grid.{key}[{i}]"), f"grid.{key}[{i}]")
+                     for i, v in enumerate(values)])
+
+    explicit = data.get("runs", [{}])
+    if not isinstance(explicit, list) or not all(isinstance(r, dict) for r in explicit):
+        fail("runs", "must be an array of tables ([[runs]])")
+    explicit_runs = []
+    for i, entry in enumerate(explicit or [{}]):
+        checked = {}
+        for key, value in entry.items():
+            if key not in RUN_KEYS:
+                fail(f"runs[{i}].{key}", _unknown_key(key, RUN_KEYS, "a run"))
+            checked[key] = (_check_value(key, value, source, f"runs[{i}].{key}"), f"runs[{i}].{key}")
+        explicit_runs.append(checked)
+
+    # Expand: explicit runs × grid × seeds, later sources overriding earlier ones.
+    combos = []
+    for entry in explicit_runs:
+        for choice in itertools.product(*axes):
+            written = dict(defaults)
+            written.update(entry)
+            written.update({k: (v, path) for k, v, path in choice})
+            combos.append(written)
+
+    resolver = _Resolver(source)
+    varying = [k for k in RUN_KEYS if len({_canonical(c[k][0]) if k in c else None for c in combos}) > 1]
+    runs, seen = [], set()
+    for written in combos:
+        config = resolver.config(written)
+        axes_display = {k: _display(written[k][0]) if k in written else _display(getattr(RunSpec(), k))
+                        for k in varying}
+        label = " · ".join(f"{k}={v}" for k, v in axes_display.items()) or meta.name
+        for seed in meta.seeds:
+            cfg = {**config, "seed": seed}
+            key = run_key(cfg)
+            if key not in seen:
+                seen.add(key)
+                runs.append(Run(key, label, axes_display, cfg))
+    return Study(meta, runs, source, text="")
+
+
+def run_key(config: dict[str, Any]) -> str:
+    return hashlib.sha256(_canonical(config).encode()).hexdigest()[:16]
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def _unknown_key(key: str, allowed, where: str) -> str:
+    close = difflib.get_close_matches(key, allowed, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"unknown key {key!r} for {where}; {hint}allowed: {', '.join(allowed)}"
+
+
+def _check_value(key: str, value: Any, source: str, path: str) -> Any:
+    try:
+        RunSpec.model_validate({key: value})
+    except ValidationError as e:
+        _raise_pydantic(e, source, path, skip=1)
+    return value
+
+
+def _raise_pydantic(e: ValidationError, source: str, path: str, skip: int = 0):
+    """One line from pydantic's errors: the most specific one, at its place in the file."""
+    err = max(e.errors(), key=lambda er: len(er["loc"]))
+    # Keep list indices and field names; drop pydantic's union-branch tags such as 'literal[False]'.
+    fields = set(EarlyStoppingSpec.model_fields) | set(StudyMeta.model_fields)
+    parts = [p for p in err["loc"][skip:] if isinstance(p, int) or p in fields]
+    where = path
+    for p in parts:
+        where += f"[{p}]" if isinstance(p, int) else (f".{p}" if where else p)
+    msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+    raise UserError(f"{source}: {where or 'study'}: {msg} (got {err.get('input')!r})") from None
+
+
+def _display(value: Any) -> str:
+    """How a written value shows in labels: `adam`, `sgd(learning_rate=0.01)`, `epochs=5`."""
+    if isinstance(value, dict) and "name" in value:
+        opts = ", ".join(f"{k}={v}" for k, v in value.items() if k != "name")
+        return f"{value['name']}({opts})" if opts else str(value["name"])
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items()) or "{}"
+    return str(value)
+
+
+class _Resolver:
+    """Resolves each written value once through its registry, naming its path on error."""
+
+    def __init__(self, source: str):
+        self.source = source
+        self.cache: dict[tuple[str, str], Any] = {}
+
+    def resolve(self, key: str, value: Any, path: str) -> Any:
+        ck = (key, _canonical(value))
+        if ck not in self.cache:
+            try:
+                self.cache[ck] = self._resolve(key, value)
+            except UserError as e:
+                raise UserError(f"{self.source}: {path}: {e}") from None
+        return self.cache[ck]
+
+    @staticmethod
+    def _resolve(key: str, value: Any) -> Any:
+        if key in NAMED_KEYS:
+            name, options = split_spec(value)
+            spec = {"name": name, **options}
+            if key == "dataset":
+                from . import data
+                return data.resolve(spec)
+            if key == "model":
+                from . import models
+                return models.resolve(spec)
+            if key == "loss":
+                from . import losses
+                return losses.resolve(spec)
+            from . import optim
+            return optim.resolve(spec)
+        if key == "augmentation":
+            if not value:
+                return None
+            from .data import augment
+            return augment.resolve(value)
+        if key == "early_stopping":
+            return EarlyStoppingSpec.model_validate(value).model_dump() if value else None
+        return value
+
+    def config(self, written: dict[str, tuple[Any, str]]) -> dict[str, Any]:
+        defaults = RunSpec()
+        cfg = {}
+        for key in RUN_KEYS:
+            value, path = written.get(key, (getattr(defaults, key), f"(default {key})"))
+            if isinstance(value, BaseModel):
+                value = value.model_dump()
+            cfg[key] = self.resolve(key, value, path)
+        return cfg

@@ -1,0 +1,87 @@
+"""Study spec -> runs: expansion, explicit defaults, stable keys, one-line errors with paths."""
+
+import pytest
+
+from cnnbench import study
+from cnnbench.errors import UserError
+
+BASE = """
+name = "t"
+seeds = [0, 1]
+epochs = 2
+dataset = "digits"
+[grid]
+loss = ["categorical_crossentropy", "mse", { name = "categorical_hinge" }]
+optimizer = ["adam", { name = "sgd", learning_rate = 0.01, momentum = 0.9 }]
+"""
+
+
+def test_grid_expands_to_product_of_axes_and_seeds():
+    s = study.parse_text(BASE)
+    assert len(s.runs) == 3 * 2 * 2
+    assert len({r.key for r in s.runs}) == 12
+    labels = {r.label for r in s.runs}
+    assert "loss=mse · optimizer=adam" in labels
+    assert "loss=categorical_hinge · optimizer=sgd(learning_rate=0.01, momentum=0.9)" in labels
+
+
+def test_config_is_fully_resolved_and_key_independent_of_spelling():
+    a = study.parse_text('name = "a"\nloss = "mse"\noptimizer = "adam"\nepochs = 2\n')
+    b = study.parse_text('name = "b"\nloss = "MeanSquaredError"\noptimizer = { name = "Adam" }\nepochs = 2\n')
+    assert a.runs[0].key == b.runs[0].key
+    cfg = a.runs[0].config
+    assert cfg["loss"]["name"] == "mean_squared_error"
+    assert "learning_rate" in cfg["optimizer"]  # defaults made explicit
+    assert cfg["epochs"] == 2 and cfg["seed"] == 0 and cfg["batch_size"] == 32
+
+
+def test_explicit_runs_cross_the_grid():
+    s = study.parse_text('name = "t"\n[grid]\noptimizer = ["adam", "sgd"]\n'
+                         '[[runs]]\nmodel = "digits_cnn"\n[[runs]]\nmodel = "digits_cnn"\nepochs = 3\n')
+    assert len(s.runs) == 4
+    assert sorted(r.config["epochs"] for r in s.runs) == [3, 3, 10, 10]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ('name = "t"\nepoch = 3\n', "epoch: unknown key 'epoch' for a study; did you mean 'epochs'?"),
+    ('name = "t"\nepochs = -1\n', "epochs: Input should be greater than or equal to 1"),
+    ('name = "t"\n[grid]\nloss = ["mse", "categorical_crossentrpy"]\n',
+     "grid.loss[1]: unknown loss 'categorical_crossentrpy'; did you mean 'categorical_crossentropy'?"),
+    ('name = "t"\noptimizer = "adamm"\n', "optimizer: unknown optimizer 'adamm'; did you mean 'adam'?"),
+    ('name = "t"\nmodel = "no_such_net"\n', "model: unknown model 'no_such_net'"),
+    ('name = "t"\ndataset = "mnistt"\n', "dataset: unknown dataset 'mnistt'; did you mean 'mnist'?"),
+    ('name = "t"\n[grid]\nbatchsize = [1]\n', "grid.batchsize: unknown key 'batchsize' for a run; did you mean 'batch_size'?"),
+    ('name = "t"\n[grid]\nloss = []\n', "grid.loss: must be a non-empty list"),
+    ('name = "t"\nearly_stopping = { patience = -2 }\n', "early_stopping.patience: Input should be greater than or equal to 0"),
+    ('name = "t"\nearly_stopping = { patiense = 2 }\n', "early_stopping.patiense: unknown key"),
+    ('name = "t"\n[[runs]]\nlos = "mse"\n', "runs[0].los: unknown key 'los' for a run; did you mean 'loss'?"),
+    ('name = "t"\nvalidation_split = 1.5\n', "validation_split: Input should be less than 1"),
+    ('name = "t" x', "invalid TOML"),
+    ('epochs = 2\n', "name: Field required"),
+])
+def test_bad_specs_give_one_line_errors_naming_the_place(text, expected):
+    with pytest.raises(UserError) as e:
+        study.parse_text(text, source="s.toml")
+    msg = str(e.value)
+    assert "\n" not in msg
+    assert msg.startswith("s.toml: ")
+    assert expected in msg
+
+
+def test_builtin_default_study_is_large_enough():
+    s = study.load(None)
+    losses = {r.config["loss"]["name"] for r in s.runs}
+    opts = {r.config["optimizer"]["name"] for r in s.runs}
+    seeds = {r.seed for r in s.runs}
+    assert len(losses) >= 6 and len(opts) >= 4 and len(seeds) >= 2
+    assert {r.config["dataset"]["name"] for r in s.runs} == {"digits"}
+
+
+def test_every_builtin_study_parses():
+    for name in study.builtin_studies():
+        assert study.load(name).runs, name
+
+
+def test_unknown_study_name_suggests_builtin():
+    with pytest.raises(UserError, match="did you mean 'default'"):
+        study.load("defualt")
