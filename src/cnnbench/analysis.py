@@ -1,0 +1,121 @@
+"""From stored runs to evidence: ranked configurations with confidence intervals and tests.
+
+A *configuration* is a run without its seed (its `label`); the seeds are its repetitions.
+- `rank_configurations`: mean ± std of the metric over seeds, a 95% t-interval of the mean, and
+  Welch's t-test of each configuration against the best (two-sided p).
+- `marginal_rankings`: for each axis that varies (loss, optimizer, ...), each value's mean metric and
+  its mean rank among the axis' values, ranked within every combination of the other axes and seed.
+- `friedman`: Friedman's test that all configurations perform alike (seeds as blocks).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from .store import METRICS, Store
+
+
+def runs_frame(store: Store) -> pd.DataFrame:
+    """One row per run: key, label, status, seed, one column per varying axis, metrics, timings."""
+    rows = []
+    for r in store.runs():
+        row = {"key": r["key"], "label": r["label"], "status": r["status"], "seed": r["config"]["seed"],
+               **{f"axis.{k}": v for k, v in r["axes"].items()},
+               **{m: r[m] for m in METRICS}, "epochs_done": r["epochs_done"], "best_epoch": r["best_epoch"],
+               "stopped_epoch": r["stopped_epoch"], "seconds": r["seconds"], "error": r["error"]}
+        row.update({f"config.{k}": v for k, v in _flatten(r["config"]).items()})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def history_frame(store: Store) -> pd.DataFrame:
+    hist = pd.DataFrame(store.history())
+    if hist.empty:
+        return hist
+    labels = {r["key"]: (r["label"], r["config"]["seed"]) for r in store.runs()}
+    hist["label"] = hist["run_key"].map(lambda k: labels[k][0])
+    hist["seed"] = hist["run_key"].map(lambda k: labels[k][1])
+    return hist
+
+
+def axes_of(df: pd.DataFrame) -> list[str]:
+    return [c[len("axis."):] for c in df.columns if c.startswith("axis.")]
+
+
+def rank_configurations(df: pd.DataFrame, metric: str = "test_acc") -> pd.DataFrame:
+    """Configurations ranked by mean `metric` over finished seeds (higher is better)."""
+    cols = ["rank", "label", "n", "mean", "std", "ci_low", "ci_high", "min", "max", "p_vs_best", "diverged", "failed"]
+    if df.empty:
+        return pd.DataFrame(columns=cols)
+    out = []
+    for label, g in df.groupby("label", sort=False):
+        vals = g.loc[g["status"] == "done", metric].dropna().to_numpy(float)
+        n = len(vals)
+        mean = vals.mean() if n else math.nan
+        std = vals.std(ddof=1) if n > 1 else (0.0 if n == 1 else math.nan)
+        half = stats.t.ppf(0.975, n - 1) * std / math.sqrt(n) if n > 1 else math.nan
+        out.append({"label": label, "n": n, "mean": mean, "std": std, "ci_low": mean - half, "ci_high": mean + half,
+                    "min": vals.min() if n else math.nan, "max": vals.max() if n else math.nan,
+                    "diverged": int((g["status"] == "diverged").sum()), "failed": int((g["status"] == "failed").sum()),
+                    "_vals": vals})
+    table = pd.DataFrame(out).sort_values("mean", ascending=False, na_position="last").reset_index(drop=True)
+    best = table.loc[0, "_vals"]
+    table["p_vs_best"] = [_welch_p(best, v) if i else math.nan for i, v in enumerate(table["_vals"])]
+    table["rank"] = table["mean"].rank(ascending=False, method="min")
+    return table[cols]
+
+
+def _welch_p(a: np.ndarray, b: np.ndarray) -> float:
+    if len(a) < 2 or len(b) < 2:
+        return math.nan
+    if np.ptp(a) == 0 and np.ptp(b) == 0:
+        return 1.0 if a[0] == b[0] else 0.0
+    return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+
+
+def marginal_rankings(df: pd.DataFrame, metric: str = "test_acc") -> dict[str, pd.DataFrame]:
+    """For each varying axis: its values ranked by mean rank within blocks of the other axes × seed."""
+    done = df[df["status"] == "done"].dropna(subset=[metric])
+    axes = axes_of(df)
+    out = {}
+    for axis in axes:
+        col, others = f"axis.{axis}", [f"axis.{a}" for a in axes if a != axis] + ["seed"]
+        ranks = done.groupby(others)[metric].rank(ascending=False, method="average") if others else None
+        t = done.assign(_rank=ranks).groupby(col).agg(mean=(metric, "mean"), std=(metric, "std"),
+                                                      n=(metric, "size"), mean_rank=("_rank", "mean"))
+        t = t.sort_values(["mean_rank", "mean"], ascending=[True, False]).reset_index().rename(columns={col: axis})
+        t.insert(0, "rank", range(1, len(t) + 1))
+        out[axis] = t
+    return out
+
+
+def friedman(df: pd.DataFrame, metric: str = "test_acc") -> dict | None:
+    """Friedman test over configurations with the seeds as blocks; None when it does not apply
+    (fewer than 3 configurations or 2 seeds common to all)."""
+    done = df[df["status"] == "done"]
+    table = done.pivot_table(index="seed", columns="label", values=metric).dropna()
+    if table.shape[1] < 3 or table.shape[0] < 2:
+        return None
+    if np.ptp(table.to_numpy()) == 0:
+        return {"statistic": 0.0, "pvalue": 1.0, "configurations": table.shape[1], "seeds": table.shape[0]}
+    res = stats.friedmanchisquare(*[table[c].to_numpy() for c in table.columns])
+    return {"statistic": float(res.statistic), "pvalue": float(res.pvalue),
+            "configurations": table.shape[1], "seeds": table.shape[0]}
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        elif isinstance(v, (list, tuple)):
+            out[key] = json.dumps(v)
+        else:
+            out[key] = v
+    return out

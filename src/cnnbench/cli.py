@@ -1,0 +1,278 @@
+"""The `cnnbench` command. A user's mistake prints one line and exits with status 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from .errors import UserError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except UserError as e:
+        print(f"cnnbench: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("cnnbench: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cnnbench", description="Benchmark losses, optimizers and CNNs on image "
+                                "classification: declare a study, run it, get ranked evidence.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="run a study (default: the built-in study on the embedded digits)")
+    r.add_argument("study", nargs="?", help="study .toml file or built-in study name (see `cnnbench list studies`)")
+    r.add_argument("-o", "--output", help="study directory (default: output_dir of the spec, or runs/NAME)")
+    r.add_argument("--data-dir", help="where datasets are read and cached (default: $CNNBENCH_DATA or ~/.cache/cnnbench)")
+    r.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+    r.add_argument("--workers", default="auto", help="worker processes (default auto: one per core on CPU)")
+    r.add_argument("--dry-run", action="store_true", help="print the resolved runs and which are done; run nothing")
+    r.add_argument("--no-report", action="store_true", help="do not write the report at the end")
+    r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    r.set_defaults(func=cmd_run)
+
+    rep = sub.add_parser("report", help="write STUDY_DIR/report/ (tables, curves, boxplot, report.html)")
+    rep.add_argument("study_dir")
+    rep.set_defaults(func=cmd_report)
+
+    ls = sub.add_parser("list", help="list losses, optimizers, models, datasets or studies")
+    ls.add_argument("kind", choices=["losses", "optimizers", "models", "datasets", "studies"])
+    ls.set_defaults(func=cmd_list)
+
+    sm = sub.add_parser("summary", help="print a model's layers, output shapes and parameter counts")
+    sm.add_argument("model", help="model name, or a JSON spec such as '{\"name\": \"vgg19\", \"weights\": \"none\"}'")
+    sm.add_argument("--input", default="1x28x28", help="input shape CxHxW (default 1x28x28)")
+    sm.add_argument("--classes", type=int, default=10, help="output units (default 10)")
+    sm.set_defaults(func=cmd_summary)
+
+    try:
+        from . import paths
+    except ImportError:  # pragma: no cover - paths arrives with the optimizer work
+        paths = None
+    if paths is not None and hasattr(paths, "add_arguments"):
+        pa = sub.add_parser("paths", help="draw optimizer trajectories on 2-D test surfaces (PNG and GIF)")
+        paths.add_arguments(pa)
+        pa.set_defaults(func=paths.main)
+
+    try:
+        from . import saving
+    except ImportError:  # pragma: no cover
+        saving = None
+    if saving is not None and hasattr(saving, "add_evaluate_arguments"):
+        ev = sub.add_parser("evaluate", help="evaluate a saved model on a dataset's test set")
+        saving.add_evaluate_arguments(ev)
+        ev.set_defaults(func=saving.evaluate_main)
+    return p
+
+
+# --- run ----------------------------------------------------------------------------------------
+
+
+def cmd_run(args) -> int:
+    from rich.console import Console
+
+    from . import runner, study
+
+    console = Console(stderr=False, highlight=False)
+    spec = study.load(args.study)
+    data_dir = runner.check_data_dir(args.data_dir)
+    from .train import resolve_device
+    resolve_device(args.device)  # refuse an unavailable device before writing anything
+    workers = args.workers if args.workers == "auto" else _positive_int(args.workers, "--workers")
+    plan = runner.plan(spec, args.output, data_dir)
+    for line in plan.skipped:
+        console.print(f"[yellow]skipped[/] {line}")
+    if args.dry_run:
+        _print_dry_run(console, plan)
+        return 0
+    if not plan.runs:
+        raise UserError(f"{spec.source}: no run can start: every dataset is missing (see above)")
+    todo = plan.todo
+    console.print(f"study [bold]{spec.name}[/]: {len(plan.runs)} runs, {len(plan.runs) - len(todo)} already "
+                  f"finished, {len(todo)} to run → {plan.study_dir}")
+    t0 = time.perf_counter()
+    with _Progress(console, todo, enabled=not args.quiet) as progress:
+        runner.execute(plan, data_dir=data_dir, device=args.device, workers=workers, progress=progress.update)
+    console.print(f"finished in {time.perf_counter() - t0:.1f} s")
+    _print_results(console, plan.study_dir)
+    if not args.no_report:
+        from .report import write_report
+        console.print(f"report: {write_report(plan.study_dir)}")
+    return 0
+
+
+def _positive_int(value: str, name: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise UserError(f"{name} must be a positive integer or 'auto', got {value!r}")
+    return n
+
+
+class _Progress:
+    """Runs done / total, the current run and epoch, and an ETA (counted in epochs)."""
+
+    def __init__(self, console, todo, enabled: bool):
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                   TimeRemainingColumn)
+
+        self.enabled = enabled and bool(todo)
+        self.runs_total, self.runs_done = len(todo), 0
+        self.epochs = {r.key: r.config["epochs"] for r in todo}
+        self.seeds = {r.key: r.seed for r in todo}
+        self.seen: dict[str, int] = {}
+        self.progress = Progress(TextColumn("[bold]{task.fields[runs]}[/] runs"), BarColumn(),
+                                 TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(), TextColumn("ETA"),
+                                 TimeRemainingColumn(), TextColumn("{task.description}"), console=console,
+                                 transient=False, disable=not self.enabled)
+        self.task = self.progress.add_task("", total=sum(self.epochs.values()), runs=f"0/{self.runs_total}")
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.progress.__exit__(*exc)
+
+    def update(self, event: dict) -> None:
+        key = event["key"]
+        if event["event"] == "epoch":
+            # a resumed run reports its first new epoch > 1: count the epochs it had already done
+            advance = event["epoch"] - self.seen.get(key, 0)
+            self.seen[key] = event["epoch"]
+            self.progress.update(self.task, advance=advance,
+                                 description=f"{event['label']} seed={self.seeds.get(key)} epoch {event['epoch']}/{event['epochs']}")
+        else:
+            self.runs_done += 1
+            rest = self.epochs.get(key, 0) - self.seen.get(key, 0)  # early stopping / divergence
+            self.progress.update(self.task, advance=max(rest, 0), runs=f"{self.runs_done}/{self.runs_total}")
+
+
+def _print_dry_run(console, plan) -> None:
+    from rich.table import Table
+
+    t = Table(title=f"{plan.study.name}: {len(plan.runs)} runs → {plan.study_dir}")
+    for col in ("key", "configuration", "seed", "status"):
+        t.add_column(col)
+    for r in plan.runs:
+        t.add_row(r.key, r.label, str(r.seed), plan.statuses.get(r.key, "new"))
+    console.print(t)
+    console.print(f"{len(plan.todo)} to run, {len(plan.runs) - len(plan.todo)} finished")
+
+
+def _print_results(console, study_dir: Path) -> None:
+    from rich.table import Table
+
+    from . import analysis, report
+    from .store import Store
+
+    store = Store.open_existing(study_dir)
+    try:
+        runs = analysis.runs_frame(store)
+    finally:
+        store.close()
+    table = analysis.rank_configurations(runs)
+    t = Table(title="Configurations ranked by test accuracy")
+    for col in report.RANKED_HEADER:
+        t.add_column(col)
+    for row in report.ranked_rows(table):
+        t.add_row(*row)
+    console.print(t)
+    for axis, m in analysis.marginal_rankings(runs).items():
+        mt = Table(title=f"Marginal ranking: {axis}")
+        for col in report.MARGINAL_HEADER:
+            mt.add_column(col)
+        for row in report.marginal_rows(m):
+            mt.add_row(*row)
+        console.print(mt)
+    failed = runs[runs["status"] == "failed"]
+    for r in failed.itertuples():
+        console.print(f"[red]failed[/] {r.label} seed={r.seed}: {str(r.error).splitlines()[0]}")
+
+
+# --- other commands -----------------------------------------------------------------------------
+
+
+def cmd_report(args) -> int:
+    from .report import write_report
+
+    print(write_report(args.study_dir))
+    return 0
+
+
+def cmd_list(args) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False)
+    if args.kind == "studies":
+        from . import study
+        t = Table(title="built-in studies (cnnbench run NAME)")
+        t.add_column("name")
+        t.add_column("runs")
+        t.add_column("description")
+        for name in study.builtin_studies():
+            s = study.load(name)
+            t.add_row(name, str(len(s.runs)), s.meta.description)
+        console.print(t)
+        return 0
+    registry = _registry(args.kind)
+    t = Table(title=f"{args.kind} ({len(registry.list())})")
+    for col in ("name", "aliases", "options (defaults)", "about"):
+        t.add_column(col, overflow="fold")
+    for entry in registry:
+        try:
+            defaults = {k: v for k, v in registry.resolve(entry.name).items() if k != "name"}
+        except Exception:  # an entry that needs options (e.g. an image folder path)
+            defaults = entry.defaults()
+        opts = ", ".join(f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in defaults.items())
+        t.add_row(entry.name, ", ".join(entry.aliases), opts, entry.summary)
+    console.print(t)
+    return 0
+
+
+def _registry(kind: str):
+    if kind == "losses":
+        from .losses import REGISTRY
+    elif kind == "optimizers":
+        from .optim import REGISTRY
+    elif kind == "models":
+        from .models import REGISTRY
+    else:
+        from .data import REGISTRY
+    return REGISTRY
+
+
+def cmd_summary(args) -> int:
+    from . import models
+
+    try:
+        shape = tuple(int(s) for s in args.input.lower().split("x"))
+    except ValueError:
+        shape = ()
+    if len(shape) != 3 or min(shape) < 1:
+        raise UserError(f"--input must be CxHxW such as 1x28x28, got {args.input!r}")
+    spec = args.model
+    if spec.lstrip().startswith("{"):
+        try:
+            spec = json.loads(spec)
+        except json.JSONDecodeError as e:
+            raise UserError(f"model spec is not valid JSON: {e}") from None
+    model = models.get(spec, input_shape=shape, num_outputs=args.classes)
+    print(models.summary(model, shape))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,141 @@
+"""Executing one run: data -> engine -> store. The executors (local, Ray) only decide where.
+
+`execute(task)` is the whole life of a run inside a worker: mark it running, load (once per process)
+and split its dataset, `fit` with a per-epoch checkpoint and a history row per epoch, evaluate on the
+test set, record the outcome. A run that fails or diverges is recorded as such; the study goes on.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from ..errors import UserError
+from ..store import Store
+
+ProgressFn = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class Task:
+    key: str
+    label: str
+    config: dict[str, Any]
+    study_dir: str
+    data_dir: str | None
+    device: str
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    from .. import __version__
+
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or platform.machine())
+    return {"cnnbench": __version__, "torch": torch.__version__, "python": platform.python_version(),
+            "device": str(device), "device_name": name, "cpu_threads": torch.get_num_threads(),
+            "platform": platform.platform(), "host": platform.node()}
+
+
+# One process trains many runs: datasets are loaded once and shared by them, stores opened once.
+_DATASETS: dict[tuple[str, str | None], Any] = {}
+_STORES: dict[str, Store] = {}
+
+
+def load_dataset(spec: dict[str, Any], data_dir: str | None):
+    from .. import data
+    from ..study import _canonical
+
+    key = (_canonical(spec), data_dir)
+    if key not in _DATASETS:
+        _DATASETS[key] = data.load(spec, data_dir=data_dir)
+    return _DATASETS[key]
+
+
+def _store(study_dir: str) -> Store:
+    if study_dir not in _STORES:
+        _STORES[study_dir] = Store(Path(study_dir) / "study.db")
+    return _STORES[study_dir]
+
+
+def checkpoint_path(study_dir: str | Path, key: str) -> Path:
+    return Path(study_dir) / "checkpoints" / f"{key}.pt"
+
+
+def prepare(config: dict[str, Any], data_dir: str | None):
+    """The run's data: (x_train, y_train, validation or None, x_test, y_test, num_classes)."""
+    from .. import data, losses
+
+    ds = load_dataset(config["dataset"], data_dir)
+    x, y = ds.x_train, ds.y_train
+    val = None
+    if config["validation_split"] > 0:
+        x, y, xv, yv = data.split_validation(x, y, config["validation_split"], mode=config["validation_mode"],
+                                             seed=config["seed"])
+        val = (xv, yv)
+    if config["label_noise"] > 0:
+        y = losses.add_label_noise(y, config["label_noise"], ds.num_classes, seed=config["seed"])
+    return x, y, val, ds.x_test, ds.y_test, ds.num_classes
+
+
+def execute(task: Task, progress: ProgressFn | None = None) -> str:
+    """Train, evaluate and record one run; return its final status."""
+    from ..train import LambdaCallback, evaluate, fit, resolve_device
+
+    store = _store(task.study_dir)
+    device = resolve_device(task.device)
+    store.mark_running(task.key, environment(device))
+    cfg = task.config
+    ckpt = checkpoint_path(task.study_dir, task.key)
+    parent = os.getppid()
+    t0 = time.perf_counter()
+
+    def on_epoch_end(epoch: int, logs: dict) -> None:
+        store.record_epoch(task.key, epoch, logs)
+        if progress:
+            progress({"event": "epoch", "key": task.key, "label": task.label, "epoch": epoch + 1,
+                      "epochs": cfg["epochs"], "logs": logs})
+        if os.getppid() != parent:  # our parent was killed: stop rather than train an orphan run
+            raise SystemExit(1)
+
+    try:
+        x, y, val, x_test, y_test, num_classes = prepare(cfg, task.data_dir)
+        history = fit(cfg["model"], x, y, loss=cfg["loss"], optimizer=cfg["optimizer"], epochs=cfg["epochs"],
+                      batch_size=cfg["batch_size"], validation_data=val, seed=cfg["seed"], device=device,
+                      num_classes=num_classes, class_weight=cfg["class_weight"],
+                      augmentation=cfg["augmentation"], early_stopping=cfg["early_stopping"],
+                      callbacks=[LambdaCallback(on_epoch_end=on_epoch_end)], checkpoint=ckpt)
+        h = history.history
+        metrics = {"train_loss": h["loss"][-1], "train_acc": h["accuracy"][-1],
+                   "val_loss": h.get("val_loss", [None])[-1], "val_acc": h.get("val_accuracy", [None])[-1]}
+        best_epoch = None
+        if history.status == "diverged":
+            status, error = "diverged", f"loss became NaN/inf at epoch {history.epoch[-1] + 1}"
+        else:
+            status, error = "done", None
+            test = evaluate(history.model, x_test, y_test, num_classes=num_classes)
+            metrics.update(test_loss=test["loss"], test_acc=test["accuracy"])
+            if "val_loss" in h:
+                best_epoch = min(range(len(h["val_loss"])), key=h["val_loss"].__getitem__)
+        store.finish(task.key, status, metrics, error=error, seconds=time.perf_counter() - t0,
+                     best_epoch=best_epoch, stopped_epoch=history.stopped_epoch,
+                     epochs_done=len(history.epoch))
+        ckpt.unlink(missing_ok=True)
+    except (KeyboardInterrupt, SystemExit):
+        raise  # leave the run 'running' with its checkpoint: the next `cnnbench run` resumes it
+    except UserError as e:
+        status = "failed"
+        store.finish(task.key, status, error=str(e), seconds=time.perf_counter() - t0)
+    except Exception as e:  # a bug or an environment problem in one run must not end the study
+        status = "failed"
+        detail = "".join(traceback.format_exception_only(type(e), e)).strip()
+        store.finish(task.key, status, error=f"{detail}\n{traceback.format_exc(limit=-3)}",
+                     seconds=time.perf_counter() - t0)
+    if progress:
+        progress({"event": "done", "key": task.key, "label": task.label, "status": status})
+    return status

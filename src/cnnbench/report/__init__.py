@@ -1,0 +1,191 @@
+"""`cnnbench report STUDY_DIR`: the evidence, as files.
+
+Writes into `STUDY_DIR/report/`: `runs.csv` (one row per run, config flattened to columns),
+`history.csv` (one row per run and epoch), `learning_curves.png` (validation accuracy per epoch, one
+line per configuration: mean over seeds with a min–max band), `test_accuracy_boxplot.png`,
+`summary.md`, and `report.html`, self-contained (images embedded, no network needed).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from .. import analysis  # noqa: E402
+from ..store import Store  # noqa: E402
+
+
+def write_report(study_dir: str | os.PathLike) -> Path:
+    study_dir = Path(study_dir)
+    store = Store.open_existing(study_dir)
+    try:
+        name = store.get_meta("study") or study_dir.name
+        runs = analysis.runs_frame(store)
+        hist = analysis.history_frame(store)
+    finally:
+        store.close()
+    out = study_dir / "report"
+    out.mkdir(exist_ok=True)
+    table = analysis.rank_configurations(runs)
+    marginals = analysis.marginal_rankings(runs) if not runs.empty else {}
+    fried = analysis.friedman(runs) if not runs.empty else None
+
+    _atomic_write(out / "runs.csv", runs.to_csv(index=False))
+    _atomic_write(out / "history.csv", hist.to_csv(index=False))
+    figures = {"learning_curves.png": learning_curves(hist), "test_accuracy_boxplot.png": boxplot(runs, table)}
+    for fname, fig in figures.items():
+        if fig is not None:
+            fig.savefig(out / fname, dpi=110, bbox_inches="tight")
+            plt.close(fig)
+        else:
+            (out / fname).unlink(missing_ok=True)
+    counts = runs["status"].value_counts().to_dict() if not runs.empty else {}
+    _atomic_write(out / "summary.md", markdown(name, counts, table, marginals, fried))
+    _atomic_write(out / "report.html", render_html(name, counts, table, marginals, fried, out))
+    return out / "report.html"
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+# --- figures ------------------------------------------------------------------------------------
+
+
+def learning_curves(hist: pd.DataFrame):
+    if hist.empty:
+        return None
+    metric = "val_acc" if hist["val_acc"].notna().any() else "train_acc"
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    colors = plt.get_cmap("tab20").colors
+    for i, (label, g) in enumerate(hist.groupby("label", sort=False)):
+        per_epoch = g.groupby("epoch")[metric].agg(["mean", "min", "max"])
+        epochs = per_epoch.index + 1
+        c = colors[i % len(colors)]
+        ax.plot(epochs, per_epoch["mean"], color=c, label=label, lw=1.6)
+        ax.fill_between(epochs, per_epoch["min"], per_epoch["max"], color=c, alpha=0.15, lw=0)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation accuracy" if metric == "val_acc" else "training accuracy")
+    ax.set_title("Learning curves (mean over seeds, band: min–max)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    return fig
+
+
+def boxplot(runs: pd.DataFrame, table: pd.DataFrame):
+    if runs.empty or not (runs["status"] == "done").any():
+        return None
+    labels = [lab for lab in table["label"] if table.set_index("label").loc[lab, "n"] > 0]
+    done = runs[runs["status"] == "done"]
+    data = [done.loc[done["label"] == lab, "test_acc"].dropna().to_numpy() for lab in labels]
+    fig, ax = plt.subplots(figsize=(9, max(3, 0.32 * len(labels) + 1.5)))
+    ax.boxplot(data[::-1], vert=False, tick_labels=labels[::-1], showmeans=True)
+    ax.set_xlabel("test accuracy")
+    ax.set_title("Final test accuracy per configuration (best at the top)")
+    ax.tick_params(axis="y", labelsize=7)
+    ax.grid(axis="x", alpha=0.3)
+    return fig
+
+
+# --- text ---------------------------------------------------------------------------------------
+
+
+def _pct(x: float) -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.2f}"
+
+
+def _p(x: float) -> str:
+    return "–" if x is None or math.isnan(x) else (f"{x:.3g}" if x >= 1e-4 else "<1e-4")
+
+
+def ranked_rows(table: pd.DataFrame) -> list[list[str]]:
+    rows = []
+    for r in table.itertuples():
+        ci = f"[{_pct(r.ci_low)}, {_pct(r.ci_high)}]" if r.n > 1 else "–"
+        notes = ", ".join(s for s in (f"{r.diverged} diverged" if r.diverged else "",
+                                      f"{r.failed} failed" if r.failed else "") if s)
+        rank = "–" if math.isnan(r.rank) else str(int(r.rank))
+        rows.append([rank, r.label, str(r.n), f"{_pct(r.mean)} ± {_pct(r.std)}", ci, _p(r.p_vs_best), notes])
+    return rows
+
+
+RANKED_HEADER = ["#", "configuration", "seeds", "test acc % (mean ± std)", "95% CI", "p vs best", "notes"]
+
+
+def marginal_rows(t: pd.DataFrame) -> list[list[str]]:
+    return [[str(r["rank"]), str(r.iloc[1]), f"{r['mean_rank']:.2f}", f"{_pct(r['mean'])} ± {_pct(r['std'])}",
+             str(r["n"])] for _, r in t.iterrows()]
+
+
+MARGINAL_HEADER = ["#", "value", "mean rank", "test acc % (mean ± std)", "runs"]
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> str:
+    esc = lambda s: str(s).replace("|", "\\|")  # noqa: E731
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(esc(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _friedman_text(fried: dict | None) -> str:
+    if not fried:
+        return "Friedman test: not applicable (needs ≥ 3 configurations and ≥ 2 seeds common to all)."
+    return (f"Friedman test over {fried['configurations']} configurations × {fried['seeds']} seeds: "
+            f"χ² = {fried['statistic']:.3g}, p = {_p(fried['pvalue'])}.")
+
+
+def markdown(name, counts, table, marginals, fried) -> str:
+    parts = [f"# Study `{name}`", "", "Runs: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())), "",
+             "## Configurations ranked by test accuracy", "", _md_table(RANKED_HEADER, ranked_rows(table)), "",
+             _friedman_text(fried) + " p vs best: Welch's t-test against the top configuration.", ""]
+    for axis, t in marginals.items():
+        parts += [f"## Marginal ranking: {axis}", "", _md_table(MARGINAL_HEADER, marginal_rows(t)), ""]
+    parts += ["## Figures", "", "![learning curves](learning_curves.png)", "",
+              "![test accuracy](test_accuracy_boxplot.png)", ""]
+    return "\n".join(parts)
+
+
+def _html_table(header, rows) -> str:
+    e = html.escape
+    head = "".join(f"<th>{e(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _img(path: Path, alt: str) -> str:
+    if not path.exists():
+        return f"<p><em>{html.escape(alt)}: no finished runs yet.</em></p>"
+    data = base64.b64encode(path.read_bytes()).decode()
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+_CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:1em 0;font-size:14px}th,td{border:1px solid #ccc;padding:4px 8px;text-align:left}
+th{background:#f3f3f3}tbody tr:first-child{font-weight:600}img{max-width:100%}code{background:#f3f3f3;padding:1px 4px}"""
+
+
+def render_html(name, counts, table, marginals, fried, out: Path) -> str:
+    e = html.escape
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>cnnbench: {e(name)}</title>",
+             f"<style>{_CSS}</style></head><body>", f"<h1>Study <code>{e(name)}</code></h1>",
+             "<p>Runs: " + e(", ".join(f"{v} {k}" for k, v in sorted(counts.items()))) + "</p>",
+             "<h2>Configurations ranked by test accuracy</h2>", _html_table(RANKED_HEADER, ranked_rows(table)),
+             f"<p>{e(_friedman_text(fried))} p vs best: Welch's t-test against the top configuration.</p>"]
+    for axis, t in marginals.items():
+        parts += [f"<h2>Marginal ranking: {e(axis)}</h2>", _html_table(MARGINAL_HEADER, marginal_rows(t))]
+    parts += ["<h2>Learning curves</h2>", _img(out / "learning_curves.png", "learning curves"),
+              "<h2>Test accuracy</h2>", _img(out / "test_accuracy_boxplot.png", "test accuracy boxplot"),
+              "<p>Data: <a href='runs.csv'>runs.csv</a>, <a href='history.csv'>history.csv</a>.</p>",
+              "</body></html>"]
+    return "\n".join(parts)

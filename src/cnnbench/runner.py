@@ -1,0 +1,115 @@
+"""`cnnbench run`: check a study, store its runs, execute what is missing, write the report.
+
+Everything that can be wrong with the user's input is checked before anything is written: the spec
+(study.py), the device, the data directory, every dataset (loaded once here), every batch size against
+its training set and every loss against its number of classes.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import UserError
+from .executors import Task, load_dataset
+from .store import Store
+from .study import Study, _canonical
+
+FINISHED = ("done", "diverged")
+
+
+@dataclass
+class Plan:
+    study: Study
+    study_dir: Path
+    runs: list  # the study's runs that can run here (datasets present)
+    skipped: list[str] = field(default_factory=list)  # one line per missing dataset
+    statuses: dict[str, str] = field(default_factory=dict)  # stored status of each run key
+
+    @property
+    def todo(self):
+        return [r for r in self.runs if self.statuses.get(r.key) not in FINISHED]
+
+
+def study_dir_for(study: Study, output: str | os.PathLike | None) -> Path:
+    return Path(output or study.meta.output_dir or Path("runs") / study.name)
+
+
+def check_data_dir(data_dir: str | None) -> str | None:
+    if data_dir is None:
+        data_dir = os.environ.get("CNNBENCH_DATA") or None
+    if data_dir is None:
+        return None
+    p = Path(data_dir)
+    if not p.is_dir():
+        raise UserError(f"data directory {p} does not exist; create it or pass another --data-dir")
+    if not os.access(p, os.R_OK | os.X_OK):
+        raise UserError(f"data directory {p} is not readable; fix its permissions or pass another --data-dir")
+    return str(p)
+
+
+def plan(study: Study, output=None, data_dir: str | None = None) -> Plan:
+    """Check the study against its data and the store; write nothing."""
+    from . import losses
+
+    study_dir = study_dir_for(study, output)
+    runs, skipped, checked = [], [], {}
+    for run in study.runs:
+        cfg = run.config
+        ds_key = _canonical(cfg["dataset"])
+        if ds_key not in checked:
+            try:
+                checked[ds_key] = load_dataset(cfg["dataset"], data_dir)
+            except UserError as e:
+                if not study.meta.skip_missing_datasets:
+                    raise
+                checked[ds_key] = None
+                skipped.append(f"dataset {cfg['dataset']['name']}: {e}")
+        ds = checked[ds_key]
+        if ds is None:
+            continue
+        n_train = ds.x_train.shape[0] - int(round(ds.x_train.shape[0] * cfg["validation_split"]))
+        if cfg["batch_size"] > n_train:
+            raise UserError(f"{study.source}: batch_size {cfg['batch_size']} is larger than the {n_train} "
+                            f"training images of {cfg['dataset']['name']}; use a batch_size <= {n_train}")
+        losses.adapt(losses.get(cfg["loss"]), ds.num_classes)  # refuses a loss that cannot apply
+        runs.append(run)
+    statuses = {}
+    if (study_dir / "study.db").exists():
+        store = Store.open(study_dir, study.name)  # refuses a directory of another study
+        statuses = store.statuses()
+        store.close()
+    return Plan(study, study_dir, runs, skipped, statuses)
+
+
+@contextmanager
+def study_lock(study_dir: Path):
+    """One `cnnbench run` per study directory at a time (a crashed holder releases it)."""
+    study_dir.mkdir(parents=True, exist_ok=True)
+    with open(study_dir / ".lock", "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(f"another `cnnbench run` is using {study_dir}; wait for it or use --output") from None
+        yield
+
+
+def execute(p: Plan, *, data_dir: str | None, device: str, workers="auto", progress=None) -> None:
+    from .executors.local import plan_workers, run_tasks
+
+    with study_lock(p.study_dir):
+        store = Store.open(p.study_dir, p.study.name)
+        store.add_runs(p.runs)
+        (p.study_dir / "study.toml").write_text(p.study.text, encoding="utf-8")
+        p.statuses = store.statuses()
+        store.close()
+        todo = p.todo
+        tasks = [Task(r.key, r.label, r.config, str(p.study_dir), data_dir, device) for r in todo]
+        n_workers, threads = plan_workers(workers, len(tasks), device)
+        if n_workers > 1:
+            from .executors import _DATASETS
+            _DATASETS.clear()  # workers load their own copy; free the parent's
+        run_tasks(tasks, n_workers, threads, progress)
