@@ -1,0 +1,282 @@
+"""Batched, reproducible data augmentation (the Keras `ImageDataGenerator` options, plus crop/cutout).
+
+    aug = augment.get({"horizontal_flip": True, "rotation_range": 15})   # None when nothing is on
+    xb = aug(xb, generator)          # xb: float N×C×H×W in 0..1, on any device
+
+Everything runs on whole batches on the batch's device: the per-sample random parameters are drawn
+from the `torch.Generator` passed in (same generator state -> same batch), rotation / shift / zoom /
+shear (and the flips, when a geometric transform is on) are combined into one affine matrix per sample
+and applied with a single `F.affine_grid` + `F.grid_sample`; flips, crops, brightness, channel shift and
+cutout are masks / gathers / broadcasts. No Python loop over samples.
+
+Options (Keras names and meanings; ranges are symmetric and drawn uniformly per sample):
+- `horizontal_flip`, `vertical_flip` (bool): flip with probability 0.5.
+- `rotation_range` (degrees): rotate by U(-r, r).
+- `width_shift_range`, `height_shift_range`: shift by U(-s, s) × width/height (fraction < 1) or
+  U(-s, s) pixels (s >= 1), as Keras.
+- `zoom_range`: float z -> [1 - z, 1 + z], or [lower, upper]; x and y zoom drawn independently as in
+  Keras (> 1 zooms out).
+- `shear_range` (degrees): shear angle U(-s, s).
+- `fill_mode`: "nearest" (Keras default), "constant" (with `cval`) or "reflect", for points outside.
+- `brightness_range`: [lower, upper] multiplies the image by U(lower, upper) (then clamps to 0..1).
+- `channel_shift_range`: adds U(-r, r) / 255 to the image (Keras units: 0..255 intensities).
+- `crop_padding` (pixels p): random crop after zero-padding by p on every side (the CIFAR recipe):
+  an integer shift in [-p, p] in both directions with zero fill.
+- `cutout_size` (pixels s): zero one s×s square per image, centre uniform over the image (clipped at
+  the borders; DeVries & Taylor 2017).
+Order: affine (with flips) -> crop -> brightness -> channel shift -> cutout.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import UserError
+
+DEFAULTS: dict[str, Any] = {
+    "horizontal_flip": False,
+    "vertical_flip": False,
+    "rotation_range": 0.0,
+    "width_shift_range": 0.0,
+    "height_shift_range": 0.0,
+    "zoom_range": [1.0, 1.0],
+    "shear_range": 0.0,
+    "fill_mode": "nearest",
+    "cval": 0.0,
+    "brightness_range": None,
+    "channel_shift_range": 0.0,
+    "crop_padding": 0,
+    "cutout_size": 0,
+}
+
+FILL_MODES = {"nearest": "border", "constant": "zeros", "reflect": "reflection"}
+
+# Keras ImageDataGenerator arguments that are not augmentations here, with the reason.
+_NOT_HERE = {
+    "rescale": "images already arrive scaled to 0..1",
+    "featurewise_center": "normalisation belongs to the model/engine, not augmentation",
+    "samplewise_center": "normalisation belongs to the model/engine, not augmentation",
+    "featurewise_std_normalization": "normalisation belongs to the model/engine, not augmentation",
+    "samplewise_std_normalization": "normalisation belongs to the model/engine, not augmentation",
+    "zca_whitening": "ZCA whitening is not supported",
+    "zca_epsilon": "ZCA whitening is not supported",
+    "validation_split": "set the validation split on the training run, not on augmentation",
+    "preprocessing_function": "custom functions are not supported in a study file",
+    "data_format": "batches are always channels-first (N×C×H×W)",
+    "dtype": "batches keep their dtype",
+    "interpolation_order": "interpolation is always bilinear",
+}
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "none": {},
+    # the usual CIFAR recipe (He et al. 2016): pad 4 + random crop, horizontal flip
+    "cifar": {"horizontal_flip": True, "crop_padding": 4},
+}
+
+
+def _number(key: str, value, *, minimum: float = 0.0, integer: bool = False):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise UserError(f"augment option {key} must be a number, got {value!r}")
+    if value < minimum or (isinstance(value, float) and math.isnan(value)):
+        raise UserError(f"augment option {key} must be >= {minimum}, got {value!r}")
+    if integer:
+        if int(value) != value:
+            raise UserError(f"augment option {key} must be a whole number of pixels, got {value!r}")
+        return int(value)
+    return float(value)
+
+
+def _pair(key: str, value, *, minimum: float = 0.0) -> list[float]:
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        raise UserError(f"augment option {key} must be [lower, upper], got {value!r}")
+    lo, hi = (_number(key, v, minimum=minimum) for v in value)
+    if lo > hi:
+        raise UserError(f"augment option {key}: lower {lo} is above upper {hi}")
+    return [lo, hi]
+
+
+def resolve(spec: dict[str, Any] | str | None) -> dict[str, Any]:
+    """Every option explicit and canonical (e.g. `zoom_range: 0.1` -> `[0.9, 1.1]`). JSON-safe."""
+    if spec is None:
+        spec = {}
+    if isinstance(spec, str):
+        key = spec.lower().replace("-", "_")
+        if key not in PRESETS:
+            close = difflib.get_close_matches(key, list(PRESETS), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise UserError(f"unknown augmentation preset {spec!r}; {hint}use one of {', '.join(PRESETS)} or a table of options")
+        spec = PRESETS[key]
+    if not isinstance(spec, dict):
+        raise UserError(f"augment must be a table of options (e.g. {{horizontal_flip = true}}), got {spec!r}")
+    spec = {k: v for k, v in spec.items() if not (k == "name" and str(v).lower() in ("augment", "none"))}
+    out = dict(DEFAULTS)
+    for key, value in spec.items():
+        if key not in DEFAULTS:
+            if key in _NOT_HERE:
+                raise UserError(f"augment option {key!r} is not available: {_NOT_HERE[key]}")
+            close = difflib.get_close_matches(key, list(DEFAULTS), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise UserError(f"unknown augment option {key!r}; {hint}allowed: {', '.join(DEFAULTS)}")
+        if key in ("horizontal_flip", "vertical_flip"):
+            if not isinstance(value, bool):
+                raise UserError(f"augment option {key} must be true or false, got {value!r}")
+            out[key] = value
+        elif key == "zoom_range":
+            if isinstance(value, (list, tuple)):
+                out[key] = _pair(key, value)
+                if out[key][0] <= 0:
+                    raise UserError(f"augment option zoom_range must stay above 0, got {value!r}")
+            else:
+                z = _number(key, value)
+                if z >= 1:
+                    raise UserError(f"augment option zoom_range {z} would zoom by 0 or less; use a value below 1 or [lower, upper]")
+                out[key] = [1.0 - z, 1.0 + z]
+        elif key == "brightness_range":
+            out[key] = None if value is None else _pair(key, value)
+        elif key == "fill_mode":
+            if value not in FILL_MODES:
+                close = difflib.get_close_matches(str(value), list(FILL_MODES), n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise UserError(f"augment fill_mode {value!r} is not supported; {hint}use one of {', '.join(FILL_MODES)}")
+            out[key] = value
+        elif key == "cval":
+            out[key] = _number(key, value, minimum=-math.inf)
+        elif key in ("crop_padding", "cutout_size"):
+            out[key] = _number(key, value, integer=True)
+        else:
+            out[key] = _number(key, value)
+    return out
+
+
+class Augment:
+    """A resolved augmentation; call it on a float batch with a generator."""
+
+    def __init__(self, spec: dict[str, Any] | str | None = None):
+        self.options = resolve(spec)
+        o = self.options
+        self.geometric = bool(
+            o["rotation_range"] or o["width_shift_range"] or o["height_shift_range"] or o["shear_range"]
+            or o["zoom_range"] != [1.0, 1.0]
+        )
+
+    @property
+    def enabled(self) -> bool:
+        o = self.options
+        return bool(
+            self.geometric or o["horizontal_flip"] or o["vertical_flip"] or o["brightness_range"] is not None
+            or o["channel_shift_range"] or o["crop_padding"] or o["cutout_size"]
+        )
+
+    def __repr__(self) -> str:
+        on = {k: v for k, v in self.options.items() if v != DEFAULTS[k]}
+        return f"Augment({on})"
+
+    # --- random draws (fixed order, from the caller's generator) ------------------------------
+    @staticmethod
+    def _uniform(n: int, lo: float, hi: float, generator, device) -> torch.Tensor:
+        return torch.rand(n, generator=generator, device=device) * (hi - lo) + lo
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        if not x.is_floating_point() or x.dim() != 4:
+            raise TypeError(f"augment expects a float N×C×H×W batch, got {x.dtype} {tuple(x.shape)}")
+        if not self.enabled or x.shape[0] == 0:
+            return x
+        o = self.options
+        n, c, h, w = x.shape
+        gdev = generator.device if generator is not None else x.device
+        rnd = lambda lo, hi: self._uniform(n, lo, hi, generator, gdev).to(x.device, torch.float32)  # noqa: E731
+        flip_x = (rnd(0, 1) < 0.5) if o["horizontal_flip"] else None
+        flip_y = (rnd(0, 1) < 0.5) if o["vertical_flip"] else None
+
+        if self.geometric:
+            x = self._affine(x, rnd, flip_x, flip_y)
+        else:
+            if flip_x is not None:
+                x = torch.where(flip_x[:, None, None, None], x.flip(-1), x)
+            if flip_y is not None:
+                x = torch.where(flip_y[:, None, None, None], x.flip(-2), x)
+
+        if o["crop_padding"]:
+            x = self._crop(x, o["crop_padding"], rnd)
+        if o["brightness_range"] is not None:
+            lo, hi = o["brightness_range"]
+            x = (x * rnd(lo, hi).to(x.dtype)[:, None, None, None]).clamp_(0.0, 1.0)
+        if o["channel_shift_range"]:
+            r = o["channel_shift_range"] / 255.0
+            x = (x + rnd(-r, r).to(x.dtype)[:, None, None, None]).clamp_(0.0, 1.0)
+        if o["cutout_size"]:
+            x = self._cutout(x, o["cutout_size"], rnd)
+        return x
+
+    def _affine(self, x, rnd, flip_x, flip_y):
+        """One affine_grid/grid_sample for rotation, shift, zoom, shear and the flips."""
+        o = self.options
+        n, c, h, w = x.shape
+        one = torch.ones(n, device=x.device)
+        theta = torch.deg2rad(rnd(-o["rotation_range"], o["rotation_range"])) if o["rotation_range"] else 0 * one
+        shear = torch.deg2rad(rnd(-o["shear_range"], o["shear_range"])) if o["shear_range"] else 0 * one
+        zx = rnd(*o["zoom_range"]) if o["zoom_range"] != [1.0, 1.0] else one
+        zy = rnd(*o["zoom_range"]) if o["zoom_range"] != [1.0, 1.0] else one
+        ws, hs = o["width_shift_range"], o["height_shift_range"]
+        tx = rnd(-ws, ws) * (w if ws < 1 else 1.0) if ws else 0 * one  # pixels
+        ty = rnd(-hs, hs) * (h if hs < 1 else 1.0) if hs else 0 * one
+        # A maps output pixel coordinates (x right, y down, centred) to input coordinates:
+        # A = R(theta) @ Shear(shear) @ Zoom(zx, zy) @ Flip, plus the shift
+        cos, sin = torch.cos(theta), torch.sin(theta)
+        r = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)
+        s = torch.stack(
+            [torch.stack([one, -torch.sin(shear)], -1), torch.stack([0 * one, torch.cos(shear)], -1)], -2
+        )
+        fx = torch.where(flip_x, -one, one) if flip_x is not None else one
+        fy = torch.where(flip_y, -one, one) if flip_y is not None else one
+        z = torch.diag_embed(torch.stack([zx * fx, zy * fy], -1))
+        a = r @ s @ z
+        # to affine_grid's normalised coordinates (align_corners=False): u = x / (w/2), v = y / (h/2)
+        scale = torch.tensor([w / 2.0, h / 2.0], device=x.device)
+        a_norm = a * scale[None, None, :] / scale[None, :, None]
+        t_norm = torch.stack([tx, ty], -1) / scale
+        mat = torch.cat([a_norm, t_norm[:, :, None]], -1).to(x.dtype)
+        grid = F.affine_grid(mat, list(x.shape), align_corners=False)
+        mode = FILL_MODES[o["fill_mode"]]
+        if o["fill_mode"] == "constant" and o["cval"]:
+            return F.grid_sample(x - o["cval"], grid, mode="bilinear", padding_mode="zeros", align_corners=False) + o["cval"]
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode=mode, align_corners=False)
+
+    @staticmethod
+    def _crop(x, p, rnd):
+        """Zero-pad by p, then crop H×W at a per-sample random offset (one gather)."""
+        n, c, h, w = x.shape
+        padded = F.pad(x, (p, p, p, p))
+        oy = torch.floor(rnd(0, 1) * (2 * p + 1)).long().clamp_(max=2 * p)
+        ox = torch.floor(rnd(0, 1) * (2 * p + 1)).long().clamp_(max=2 * p)
+        rows = (oy[:, None] + torch.arange(h, device=x.device)[None, :])  # N×H
+        cols = (ox[:, None] + torch.arange(w, device=x.device)[None, :])  # N×W
+        hp, wp = h + 2 * p, w + 2 * p
+        flat = (rows[:, :, None] * wp + cols[:, None, :]).reshape(n, 1, h * w).expand(n, c, h * w)
+        return padded.reshape(n, c, hp * wp).gather(2, flat).reshape(n, c, h, w)
+
+    @staticmethod
+    def _cutout(x, size, rnd):
+        n, c, h, w = x.shape
+        cy = torch.floor(rnd(0, 1) * h).long()
+        cx = torch.floor(rnd(0, 1) * w).long()
+        y0, x0 = cy - size // 2, cx - size // 2
+        ys = torch.arange(h, device=x.device)[None, :]
+        xs = torch.arange(w, device=x.device)[None, :]
+        my = (ys >= y0[:, None]) & (ys < (y0 + size)[:, None])
+        mx = (xs >= x0[:, None]) & (xs < (x0 + size)[:, None])
+        keep = ~(my[:, :, None] & mx[:, None, :])
+        return x * keep[:, None, :, :].to(x.dtype)
+
+
+def get(spec: dict[str, Any] | str | Augment | None) -> Augment | None:
+    """An `Augment` for the spec, or None when the spec turns nothing on (so callers can skip it)."""
+    if spec is None:
+        return None
+    aug = spec if isinstance(spec, Augment) else Augment(spec)
+    return aug if aug.enabled else None

@@ -1,0 +1,565 @@
+"""The dataset registry, `load` and `resolve`.
+
+A dataset spec is a name (`"mnist"`, `"data/x.npz"`, `"imagefolder:data/dogs_vs_cats"`) or a dict with a
+`name` key plus options (`{"name": "emnist", "split": "letters", "limit_train": 1000}`).
+
+Options every dataset takes (handled here, not by the registry entries):
+- `limit_train`, `limit_test` (int or None): keep only N samples, for quick studies;
+- `limit_mode`: `"first"` (the first N in published order) or `"stratified"` (the first samples of
+  each class, in proportion to the class counts, published order kept);
+- `download` (bool, default True): let torchvision download missing files (with its checksums). Not
+  part of `resolve`'s output: it does not change the data.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import string
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from ..errors import UserError
+from ..registry import Registry, split_spec
+from . import cache, formats
+from .splits import LIMIT_MODES, limit, stratified_indices
+
+REGISTRY = Registry("dataset")
+
+COMMON_OPTIONS = ("limit_train", "limit_test", "limit_mode", "download")
+
+
+# --- the dataset object ---------------------------------------------------------------------------
+@dataclass
+class Dataset:
+    """A whole dataset in memory: uint8 images N×C×H×W, int64 labels, the test set as published."""
+
+    name: str
+    x_train: torch.Tensor
+    x_test: torch.Tensor
+    y_train: torch.Tensor
+    y_test: torch.Tensor
+    num_classes: int
+    class_names: list[str]
+    spec: dict[str, Any] = field(default_factory=dict)  # the resolved spec it was loaded from
+    source: str = ""  # where it came from (files, or the cache file)
+
+    def __post_init__(self):
+        for part in ("train", "test"):
+            x, y = getattr(self, f"x_{part}"), getattr(self, f"y_{part}")
+            if x.dtype != torch.uint8 or x.dim() != 4:
+                raise ValueError(f"x_{part} must be a uint8 N×C×H×W tensor, got {x.dtype} {tuple(x.shape)}")
+            if y.dtype != torch.int64 or y.dim() != 1 or len(y) != len(x):
+                raise ValueError(f"y_{part} must be int64 with {len(x)} labels, got {y.dtype} {tuple(y.shape)}")
+        if self.x_train.shape[1:] != self.x_test.shape[1:]:
+            raise ValueError(f"train and test images differ: {tuple(self.x_train.shape)} vs {tuple(self.x_test.shape)}")
+        if len(self.class_names) != self.num_classes:
+            raise ValueError(f"{len(self.class_names)} class names for {self.num_classes} classes")
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(C, H, W)."""
+        return tuple(self.x_train.shape[1:])
+
+    def __repr__(self) -> str:
+        c, h, w = self.input_shape
+        return (
+            f"Dataset({self.name!r}, train={len(self.y_train)}, test={len(self.y_test)}, "
+            f"shape={c}x{h}x{w}, classes={self.num_classes})"
+        )
+
+
+def default_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
+    """`data_dir` if given (the `--data-dir` flag), else `$CNNBENCH_DATA`, else `~/.cache/cnnbench`."""
+    if data_dir is not None and str(data_dir) != "":
+        return Path(data_dir).expanduser()
+    env = os.environ.get("CNNBENCH_DATA")
+    if env:
+        return Path(env).expanduser()
+    return Path("~/.cache/cnnbench").expanduser()
+
+
+# --- what a registry factory returns --------------------------------------------------------------
+@dataclass
+class Source:
+    """How to find, download and decode one dataset (what a registry factory returns)."""
+
+    name: str
+    options: dict[str, Any]  # the dataset-specific options (part of the cache key)
+    locate: Callable[[Path], list[Path] | None]  # source files, or None when incomplete
+    decode: Callable[[Path, list[Path]], dict[str, Any]]  # x_train, y_train, x_test, y_test, class_names
+    missing: Callable[[Path], str]  # "put ... in ..." (one line)
+    download: Callable[[Path], None] | None = None
+    cacheable: bool = True
+
+
+Decoded = dict[str, Any]
+
+
+def _owned(a, dtype) -> np.ndarray:
+    """Contiguous, writable (a view of a read-only file buffer is copied once)."""
+    a = np.ascontiguousarray(a, dtype=dtype)
+    return a if a.flags.writeable else a.copy()
+
+
+def _arrays(x_train, y_train, x_test, y_test, class_names) -> Decoded:
+    return {
+        "x_train": _owned(x_train, np.uint8),
+        "y_train": _owned(y_train, np.int64),
+        "x_test": _owned(x_test, np.uint8),
+        "y_test": _owned(y_test, np.int64),
+        "class_names": [str(c) for c in class_names],
+    }
+
+
+def _choice(value, allowed, what: str) -> str:
+    v = str(value).lower()
+    if v not in allowed:
+        close = difflib.get_close_matches(v, list(allowed), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise UserError(f"{what} {value!r} is unknown; {hint}use one of {', '.join(allowed)}")
+    return v
+
+
+# --- scikit-learn digits --------------------------------------------------------------------------
+@REGISTRY.register(
+    "digits",
+    aliases=["sklearn_digits", "load_digits"],
+    summary="scikit-learn's 8×8 digits, 1,797 images (1,438 train / 359 test, seeded stratified 20%), "
+    "1×8×8 grey, 10 classes; no files needed (embedded in scikit-learn)",
+)
+def digits(test_fraction: float = 0.2, seed: int = 0) -> Source:
+    test_fraction = float(test_fraction)
+    if not 0 < test_fraction < 1:
+        raise UserError(f"digits: test_fraction must be between 0 and 1, got {test_fraction}")
+
+    def decode(data_dir, files):
+        from sklearn.datasets import load_digits
+
+        d = load_digits()
+        # 17 values 0..16 ("16 grey levels") -> 0..255
+        x = np.rint(d.images * (255.0 / 16.0)).astype(np.uint8)[:, None]
+        y = d.target.astype(np.int64)
+        test_idx = stratified_indices(y, round(len(y) * test_fraction), seed=int(seed))
+        mask = np.ones(len(y), dtype=bool)
+        mask[test_idx] = False
+        return _arrays(x[mask], y[mask], x[test_idx], y[test_idx], [str(i) for i in range(10)])
+
+    return Source("digits", {"test_fraction": test_fraction, "seed": int(seed)},
+                  locate=lambda d: [], decode=decode, missing=lambda d: "", cacheable=False)
+
+
+# --- IDX datasets (MNIST family) ------------------------------------------------------------------
+def _tv(name: str):
+    import torchvision.datasets as tvd
+
+    return getattr(tvd, name)
+
+
+def _idx_source(name: str, folder: str, tv_name: str, class_names: list[str], *,
+                prefix: str = "", official: tuple[int, int] | None = (60000, 10000),
+                tv_kwargs: dict | None = None, label_offset: int = 0, transpose: bool = False,
+                options: dict | None = None) -> Source:
+    """MNIST-like: `<data_dir>/<folder>/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]`
+    (EMNIST: `emnist-<split>-{train,test}-...`, also read straight from EMNIST's `gzip.zip`)."""
+    parts = {"train": "train", "test": "t10k"} if not prefix else {"train": f"{prefix}train", "test": f"{prefix}test"}
+    bases = {
+        (part, kind): f"{stem}-{kind}-{'idx3' if kind == 'images' else 'idx1'}-ubyte"
+        for part, stem in parts.items()
+        for kind in ("images", "labels")
+    }
+
+    def raw_dir(data_dir: Path) -> Path:
+        return data_dir / folder / "raw"
+
+    def locate(data_dir):
+        found = [formats.find_file(raw_dir(data_dir), b) for b in bases.values()]
+        if all(found):
+            return found
+        zip_path = raw_dir(data_dir) / "gzip.zip"  # EMNIST's archive, if only that is there
+        if prefix and zip_path.is_file():
+            return [zip_path]
+        return None
+
+    def gz_md5(base: str):
+        try:
+            return dict(_tv(tv_name).resources).get(base + ".gz")
+        except Exception:
+            return None
+
+    def decode(data_dir, files):
+        out = {}
+        for i, ((part, kind), base) in enumerate(bases.items()):
+            ndim = 3 if kind == "images" else 1
+            if len(files) == 1:  # gzip.zip
+                out[part, kind] = formats.read_idx_from_zip(files[0], f"gzip/{base}.gz", ndim)
+            else:
+                count = official[0 if part == "train" else 1] if official else None
+                out[part, kind] = formats.read_idx(
+                    files[i], ndim, md5=formats.IDX_MD5.get((folder, base)), gz_md5=gz_md5(base),
+                    official_count=count,
+                )
+        result = []
+        for part in ("train", "test"):
+            x, y = out[part, "images"], out[part, "labels"].astype(np.int64)
+            formats.check_labels(y, len(x), len(class_names), f"{name} {part} labels in {raw_dir(data_dir)}",
+                                 offset=label_offset)
+            if label_offset:
+                y = y - label_offset
+            x = x.transpose(0, 2, 1) if transpose else x
+            result += [x[:, None], y]
+        return _arrays(*result, class_names)
+
+    def missing(data_dir):
+        absent = [b + ".gz" for b in bases.values() if not formats.find_file(raw_dir(data_dir), b)]
+        extra = " (or EMNIST's gzip.zip)" if prefix else ""
+        return f"put {', '.join(absent)} (or the same names without .gz){extra} in {raw_dir(data_dir)}/"
+
+    def download(data_dir):
+        data_dir.mkdir(parents=True, exist_ok=True)
+        _tv(tv_name)(str(data_dir), train=True, download=True, **(tv_kwargs or {}))
+
+    return Source(name, options or {}, locate, decode, missing, download)
+
+
+@REGISTRY.register(
+    "mnist",
+    summary="MNIST digits, 60,000 train / 10,000 test, 1×28×28 grey, 10 classes (~11 MB gz); files: "
+    "<data_dir>/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]",
+)
+def mnist() -> Source:
+    return _idx_source("mnist", "MNIST", "MNIST", [str(i) for i in range(10)])
+
+
+@REGISTRY.register(
+    "fashion_mnist",
+    aliases=["fmnist", "FashionMNIST"],
+    summary="Fashion-MNIST, 60,000 train / 10,000 test, 1×28×28 grey, 10 classes (~30 MB gz); files: "
+    "<data_dir>/FashionMNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]",
+)
+def fashion_mnist() -> Source:
+    names = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+    return _idx_source("fashion_mnist", "FashionMNIST", "FashionMNIST", names)
+
+
+@REGISTRY.register(
+    "kmnist",
+    aliases=["kuzushiji_mnist"],
+    summary="Kuzushiji-MNIST, 60,000 train / 10,000 test, 1×28×28 grey, 10 classes (~20 MB gz); files: "
+    "<data_dir>/KMNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]",
+)
+def kmnist() -> Source:
+    return _idx_source("kmnist", "KMNIST", "KMNIST", ["o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"])
+
+
+EMNIST_SPLITS = {  # split: (train, test, class names)
+    "byclass": (697932, 116323, list(string.digits + string.ascii_uppercase + string.ascii_lowercase)),
+    "bymerge": (697932, 116323, list(string.digits + string.ascii_uppercase + "abdefghnqrt")),
+    "balanced": (112800, 18800, list(string.digits + string.ascii_uppercase + "abdefghnqrt")),
+    "letters": (124800, 20800, list(string.ascii_lowercase)),
+    "digits": (240000, 40000, list(string.digits)),
+    "mnist": (60000, 10000, list(string.digits)),
+}
+
+
+@REGISTRY.register(
+    "emnist",
+    summary="EMNIST (split=byclass|bymerge|balanced|letters|digits|mnist; default balanced: 112,800 / "
+    "18,800, 47 classes), 1×28×28 grey, upright; files: <data_dir>/EMNIST/raw/"
+    "emnist-<split>-{train,test}-{images-idx3,labels-idx1}-ubyte[.gz] or gzip.zip (562 MB)",
+)
+def emnist(split: str = "balanced") -> Source:
+    split = _choice(split, list(EMNIST_SPLITS), "emnist split")
+    n_train, n_test, names = EMNIST_SPLITS[split]
+    return _idx_source(
+        "emnist", "EMNIST", "EMNIST", names, prefix=f"emnist-{split}-", official=(n_train, n_test),
+        tv_kwargs={"split": split}, label_offset=1 if split == "letters" else 0, transpose=True,
+        options={"split": split},
+    )
+
+
+# --- CIFAR ----------------------------------------------------------------------------------------
+def _cifar_source(name: str, tv_name: str, folder: str, train_files: list[str], test_files: list[str],
+                  meta_file: str, label_key: str, names_key: str, options: dict) -> Source:
+    def locate(data_dir):
+        paths = [data_dir / folder / f for f in (*train_files, *test_files, meta_file)]
+        return paths if all(p.is_file() for p in paths) else None
+
+    def md5s():
+        try:
+            cls = _tv(tv_name)
+            return dict(map(tuple, cls.train_list + cls.test_list))
+        except Exception:
+            return {}
+
+    def decode(data_dir, files):
+        known = md5s()
+        count = 10000 if name == "cifar10" else None
+        parts = {}
+        for part, fnames in (("train", train_files), ("test", test_files)):
+            xs, ys = [], []
+            for f in fnames:
+                official = count if count else (50000 if part == "train" else 10000)
+                x, y = formats.cifar_batch(data_dir / folder / f, label_key, md5=known.get(f), official_count=official)
+                xs.append(x)
+                ys.append(y)
+            parts[part] = (np.concatenate(xs), np.concatenate(ys))
+        class_names = formats.cifar_meta(data_dir / folder / meta_file, names_key)
+        for part, (x, y) in parts.items():
+            formats.check_labels(y, len(x), len(class_names), f"{name} {part} labels in {data_dir / folder}")
+        return _arrays(*parts["train"], *parts["test"], class_names)
+
+    def missing(data_dir):
+        absent = [f for f in (*train_files, *test_files, meta_file) if not (data_dir / folder / f).is_file()]
+        return (
+            f"put {', '.join(absent)} (from {_tv(tv_name).filename}, extracted) in {data_dir / folder}/"
+        )
+
+    def download(data_dir):
+        data_dir.mkdir(parents=True, exist_ok=True)
+        _tv(tv_name)(str(data_dir), train=True, download=True)
+
+    return Source(name, options, locate, decode, missing, download)
+
+
+@REGISTRY.register(
+    "cifar10",
+    aliases=["cifar_10"],
+    summary="CIFAR-10, 50,000 train / 10,000 test, 3×32×32 colour, 10 classes (163 MB tar.gz); files: "
+    "<data_dir>/cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}",
+)
+def cifar10() -> Source:
+    return _cifar_source(
+        "cifar10", "CIFAR10", "cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"],
+        "batches.meta", "labels", "label_names", {},
+    )
+
+
+@REGISTRY.register(
+    "cifar100",
+    aliases=["cifar_100"],
+    summary="CIFAR-100 (label_mode=fine: 100 classes | coarse: 20), 50,000 train / 10,000 test, 3×32×32 "
+    "colour (161 MB tar.gz); files: <data_dir>/cifar-100-python/{train,test,meta}",
+)
+def cifar100(label_mode: str = "fine") -> Source:
+    label_mode = _choice(label_mode, ["fine", "coarse"], "cifar100 label_mode")
+    return _cifar_source(
+        "cifar100", "CIFAR100", "cifar-100-python", ["train"], ["test"], "meta",
+        f"{label_mode}_labels", f"{label_mode}_label_names", {"label_mode": label_mode},
+    )
+
+
+# --- SVHN -----------------------------------------------------------------------------------------
+@REGISTRY.register(
+    "svhn",
+    summary="SVHN cropped digits, 73,257 train (+531,131 with extra=true) / 26,032 test, 3×32×32 colour, "
+    "10 classes; files: <data_dir>/{train,test}_32x32.mat (+ extra_32x32.mat)",
+)
+def svhn(extra: bool = False) -> Source:
+    extra = bool(extra)
+    splits = ["train", "test"] + (["extra"] if extra else [])
+    official = {"train": 73257, "test": 26032, "extra": 531131}
+
+    def locate(data_dir):
+        paths = [data_dir / f"{s}_32x32.mat" for s in splits]
+        return paths if all(p.is_file() for p in paths) else None
+
+    def decode(data_dir, files):
+        try:
+            md5 = {s: v[2] for s, v in _tv("SVHN").split_list.items()}
+        except Exception:
+            md5 = {}
+        got = {s: formats.read_svhn_mat(p, md5=md5.get(s), official_count=official[s]) for s, p in zip(splits, files)}
+        xtr, ytr = got["train"]
+        if extra:
+            xtr, ytr = np.concatenate([xtr, got["extra"][0]]), np.concatenate([ytr, got["extra"][1]])
+        return _arrays(xtr, ytr, *got["test"], [str(i) for i in range(10)])
+
+    def missing(data_dir):
+        absent = [f"{s}_32x32.mat" for s in splits if not (data_dir / f"{s}_32x32.mat").is_file()]
+        return f"put {', '.join(absent)} in {data_dir}/"
+
+    def download(data_dir):
+        data_dir.mkdir(parents=True, exist_ok=True)
+        for s in splits:
+            _tv("SVHN")(str(data_dir), split=s, download=True)
+
+    return Source("svhn", {"extra": extra}, locate, decode, missing, download)
+
+
+# --- .npz files -----------------------------------------------------------------------------------
+def _find_user_path(path: str, data_dir: Path) -> Path | None:
+    p = Path(path).expanduser()
+    if p.exists():
+        return p
+    if not p.is_absolute() and (data_dir / p).exists():
+        return data_dir / p
+    return None
+
+
+@REGISTRY.register(
+    "npz",
+    summary="your own .npz (name ending in .npz, or npz:PATH): keys x_train, y_train, x_test, y_test "
+    "(uint8 N×H×W grey or N×H×W×C; optional class_names); PATH as given, else under <data_dir>",
+)
+def npz(path: str = "") -> Source:
+    if not path:
+        raise UserError("npz dataset needs a path: use a name ending in .npz, e.g. 'data/my_dataset.npz'")
+
+    def locate(data_dir):
+        p = _find_user_path(path, data_dir)
+        return [p] if p is not None and p.is_file() else None
+
+    def decode(data_dir, files):
+        d = formats.read_npz(files[0])
+        where = str(files[0])
+        x_train = formats.to_uint8_images(d["x_train"], f"{where} x_train")
+        x_test = formats.to_uint8_images(d["x_test"], f"{where} x_test")
+        ys = []
+        for part in ("train", "test"):
+            y = np.asarray(d[f"y_{part}"])
+            if y.ndim == 2 and y.shape[1] == 1:
+                y = y[:, 0]
+            elif y.ndim == 2:  # one-hot
+                y = y.argmax(1)
+            if y.dtype.kind not in "iub":
+                raise UserError(f"{where}: y_{part} must hold integer class indices, got {y.dtype}")
+            ys.append(y.astype(np.int64))
+        if "class_names" in d:
+            names = [str(c) for c in d["class_names"]]
+        else:
+            top = max([int(y.max()) for y in ys if len(y)] or [0])
+            names = [str(i) for i in range(top + 1)]
+        for part, x, y in (("train", x_train, ys[0]), ("test", x_test, ys[1])):
+            formats.check_labels(y, len(x), len(names), f"{where} y_{part}")
+        return _arrays(x_train, ys[0], x_test, ys[1], names)
+
+    def missing(data_dir):
+        return f"no file {path!r} (looked in the working directory and {data_dir}); check the path"
+
+    return Source(f"npz:{path}", {"path": path}, locate, decode, missing, cacheable=False)
+
+
+# --- spec handling --------------------------------------------------------------------------------
+def _parse(spec) -> tuple[str, dict[str, Any], dict[str, Any], str | None]:
+    """(registry name, dataset options, common options, display prefix for path-based names)."""
+    name, options = split_spec(spec)
+    options = dict(options)
+    lowered = name.lower()
+    if lowered.startswith("imagefolder:"):
+        options["path"] = name.split(":", 1)[1]
+        name = "imagefolder"
+    elif lowered.startswith("npz:") or lowered.endswith(".npz"):
+        options["path"] = name.split(":", 1)[1] if lowered.startswith("npz:") else name
+        name = "npz"
+    common = {k: options.pop(k) for k in COMMON_OPTIONS if k in options}
+    REGISTRY.check_options(name, options)
+    return REGISTRY.entry(name).name, options, common, None
+
+
+def _common(common: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for key in ("limit_train", "limit_test"):
+        v = common.get(key)
+        if v is not None:
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise UserError(f"{key} must be a positive whole number (or absent), got {v!r}")
+            v = int(v)
+        out[key] = v
+    out["limit_mode"] = _choice(common.get("limit_mode", "first"), list(LIMIT_MODES), "limit_mode")
+    download = common.get("download", True)
+    if not isinstance(download, bool):
+        raise UserError(f"download must be true or false, got {download!r}")
+    out["download"] = download
+    return out
+
+
+def _display_name(entry_name: str, options: dict[str, Any]) -> str:
+    if entry_name == "imagefolder":
+        return f"imagefolder:{options['path']}"
+    if entry_name == "npz":
+        p = options["path"]
+        return p if p.lower().endswith(".npz") else f"npz:{p}"
+    return entry_name
+
+
+def resolve(spec) -> dict[str, Any]:
+    """The JSON-safe, fully explicit spec: `{"name": ..., **dataset options, limit_train, limit_test,
+    limit_mode}` (`download` is left out: it does not change the data). Path-based datasets keep their
+    path in the name (`"imagefolder:data/cats"`, `"data/x.npz"`)."""
+    entry_name, options, common, _ = _parse(spec)
+    source = REGISTRY.get(entry_name, **options)  # validates the options
+    resolved = {"name": _display_name(entry_name, source.options)}
+    resolved.update({k: v for k, v in source.options.items() if k != "path"})
+    c = _common(common)
+    resolved.update({k: c[k] for k in ("limit_train", "limit_test", "limit_mode")})
+    return resolved
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0][:160] if text else ''}".rstrip(": ")
+
+
+def load(spec, data_dir: str | os.PathLike | None = None) -> Dataset:
+    """Load a dataset into memory (decoding once into the cache under `<data_dir>/cnnbench-cache/`)."""
+    entry_name, options, common, _ = _parse(spec)
+    source: Source = REGISTRY.get(entry_name, **options)
+    c = _common(common)
+    data_dir = default_data_dir(data_dir)
+    resolved = resolve(spec)
+
+    files = source.locate(data_dir)
+    if files is None and source.download is not None:
+        if c["download"]:
+            try:
+                source.download(data_dir)
+            except Exception as e:  # offline, checksum mismatch, read-only folder, ...
+                files = source.locate(data_dir)
+                if files is None:
+                    raise UserError(
+                        f"dataset {resolved['name']!r} is not in {data_dir} and could not be downloaded "
+                        f"({_first_line(e)}); {source.missing(data_dir)}, or pass --data-dir / set CNNBENCH_DATA"
+                    ) from None
+            files = source.locate(data_dir)
+        if files is None:
+            how = "download is off" if not c["download"] else "the download left no files"
+            raise UserError(
+                f"dataset {resolved['name']!r} is not in {data_dir} ({how}); {source.missing(data_dir)}, "
+                "or pass --data-dir / set CNNBENCH_DATA"
+            )
+    if files is None:
+        raise UserError(f"dataset {resolved['name']!r}: {source.missing(data_dir)}")
+
+    arrays, origin = None, ", ".join(str(f) for f in files[:3]) + (" ..." if len(files) > 3 else "")
+    if source.cacheable:
+        key = cache.cache_key(source.name, source.options, files)
+        cpath = cache.cache_path(data_dir, source.name, key)
+        hit = cache.load(cpath)
+        if hit is not None:
+            tensors, meta = hit
+            arrays = {**tensors, "class_names": meta["class_names"]}
+            origin = f"cache {cpath}"
+    if arrays is None:
+        decoded = source.decode(data_dir, files)
+        if source.cacheable:
+            cache.save(cpath, {k: decoded[k] for k in ("x_train", "y_train", "x_test", "y_test")},
+                       {"class_names": decoded["class_names"], "name": source.name, "options": source.options})
+        arrays = {k: (torch.from_numpy(v) if isinstance(v, np.ndarray) else v) for k, v in decoded.items()}
+
+    x_train, y_train = limit(arrays["x_train"], arrays["y_train"], c["limit_train"], c["limit_mode"])
+    x_test, y_test = limit(arrays["x_test"], arrays["y_test"], c["limit_test"], c["limit_mode"])
+    names = list(arrays["class_names"])
+    return Dataset(
+        name=resolved["name"], x_train=x_train, x_test=x_test, y_train=y_train, y_test=y_test,
+        num_classes=len(names), class_names=names, spec=resolved, source=origin,
+    )
+
+
+def describe(name: str) -> str:
+    """One line on a dataset: its registry summary."""
+    return REGISTRY.entry(name).summary
