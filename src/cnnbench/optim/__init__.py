@@ -1,0 +1,264 @@
+"""Optimizers by name, with Keras 3 semantics by default, schedules and clipping run in step hooks.
+
+    opt = optim.get({"name": "adam", "schedule": {"name": "cosine", "warmup_epochs": 2}},
+                    model.parameters(), steps_per_epoch=len(loader), epochs=10)
+    ...
+    loss.backward(); opt.step()                # clipping + per-step schedule run in hooks
+    optim.on_epoch_end(opt, epoch, logs)       # per-epoch schedules, reduce-on-plateau
+    optim.current_lr(opt)                      # logged every epoch
+    torch.save(optim.state_dict(opt), path)    # loads with torch.load(weights_only=True)
+
+    optim.resolve("adam")
+    # {"name": "adam", "flavor": "keras", "learning_rate": 0.001, "beta_1": 0.9, "beta_2": 0.999,
+    #  "epsilon": 1e-07, "amsgrad": False, "weight_decay": 0.0, "schedule": {"name": "constant", ...},
+    #  "clipvalue": None, "clipnorm": None, "global_clipnorm": None, "scale_lr_with_batch": None}
+
+Hyperparameters use Keras' names; torch's (`lr`, `betas`, `eps`, `alpha` for RMSprop) are accepted
+too. `flavor="keras"` (the default where Keras has the optimizer) reproduces Keras 3's defaults and
+update rules; `flavor="torch"` is torch.optim's class and defaults (pytorch-optimizer's where
+torch.optim lacks it). Keras' `weight_decay=None` is `0.0` here. See docs/optimizers.md.
+
+Options every optimizer takes besides its hyperparameters:
+- `flavor`: "keras" | "torch".
+- `schedule`: a schedule name or table (see `cnnbench.optim.schedules`).
+- `clipvalue`, `clipnorm`, `global_clipnorm`: Keras' gradient clipping (at most one).
+- `scale_lr_with_batch = B`: learning rate x batch_size / B (Goyal et al. 2017); the engine passes
+  `batch_size=` to `get`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from typing import Any
+
+import torch
+
+from ..errors import UserError
+from ..registry import Registry, normalize, split_spec
+from .catalog import SPECS, Spec
+from .schedules import CLIP_OPTIONS, Controller, Schedule, resolve_schedule
+
+__all__ = ["REGISTRY", "get", "resolve", "on_epoch_end", "current_lr", "state_dict", "load_state_dict",
+           "train_mode", "eval_mode", "NEEDS"]
+
+REGISTRY = Registry("optimizer")
+
+#: What `get` needs from the engine besides params: `batch_size` (for `scale_lr_with_batch`),
+#: `steps_per_epoch` and `epochs` (for schedules).
+NEEDS = ("batch_size", "steps_per_epoch", "epochs")
+
+COMMON_DEFAULTS: dict[str, Any] = {"clipvalue": None, "clipnorm": None, "global_clipnorm": None,
+                                   "scale_lr_with_batch": None}
+_GENERIC_ALIASES = {"lr": "learning_rate", "eps": "epsilon", "beta1": "beta_1", "beta2": "beta_2",
+                    "clip_value": "clipvalue", "clip_norm": "clipnorm", "global_clip_norm": "global_clipnorm"}
+_RUNTIME = ("batch_size",)
+
+
+def _coerce(where: str, key: str, value, default):
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise UserError(f"{where} option {key!r} must be true or false, got {value!r}")
+        return value
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise UserError(f"{where} option {key!r} must be a number, got {value!r}")
+        return float(value)
+    if isinstance(default, int):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise UserError(f"{where} option {key!r} must be an integer, got {value!r}")
+        return value
+    return value
+
+
+def _canonical_options(spec: Spec, options: dict[str, Any]) -> dict[str, Any]:
+    """Torch names -> Keras names; `betas` -> beta_1/beta_2; refuses a value given twice."""
+    aliases = {**_GENERIC_ALIASES, **spec.hyper_aliases}
+    out: dict[str, Any] = {}
+    given_as: dict[str, str] = {}
+
+    def put(key, value, original):
+        if key in out:
+            raise UserError(f"optimizer {spec.name!r}: {original!r} and {given_as[key]!r} set the same "
+                            "hyperparameter; give only one")
+        out[key] = value
+        given_as[key] = original
+
+    for key, value in options.items():
+        if key == "betas":
+            if not isinstance(value, (list, tuple)) or len(value) != 2:
+                raise UserError(f"optimizer {spec.name!r}: betas must be a pair [beta_1, beta_2], got {value!r}")
+            put("beta_1", value[0], "betas")
+            put("beta_2", value[1], "betas")
+        else:
+            put(aliases.get(key, key), value, key)
+    return out
+
+
+def _resolve(spec: Spec, options: dict[str, Any]) -> dict[str, Any]:
+    options = _canonical_options(spec, options)
+    flavor = options.pop("flavor", None) or spec.default_flavor
+    if not isinstance(flavor, str) or flavor.lower() not in spec.flavors:
+        other = "" if flavor not in ("keras", "torch") else f" ({spec.name} has no {flavor} implementation)"
+        raise UserError(f"optimizer {spec.name!r} flavor must be one of {', '.join(map(repr, spec.flavors))}, "
+                        f"got {flavor!r}{other}")
+    flavor = flavor.lower()
+    defaults = spec.flavors[flavor].defaults
+    schedule = resolve_schedule(options.pop("schedule", None))
+    allowed = {**defaults, **COMMON_DEFAULTS}
+    where = f"optimizer {spec.name!r}"
+    out: dict[str, Any] = {"flavor": flavor, **defaults, **COMMON_DEFAULTS}
+    for key, value in options.items():
+        if key not in allowed:
+            elsewhere = [f for f, fl in spec.flavors.items() if key in fl.defaults]
+            if elsewhere:
+                raise UserError(f"{where} option {key!r} exists only with flavor={elsewhere[0]!r}; "
+                                f"add flavor = {elsewhere[0]!r} or drop it")
+            names = sorted(set(allowed) | {"schedule", "flavor"})
+            close = difflib.get_close_matches(key, names + sorted(_GENERIC_ALIASES), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise UserError(f"{where} has no option {key!r}; {hint}allowed: {', '.join(names)}")
+        if key == "weight_decay" and value is None:
+            value = 0.0  # Keras' None
+        if value is not None:
+            value = _coerce(where, key, value, allowed[key] if allowed[key] is not None else 0.0)
+        out[key] = value
+    if "learning_rate" in out and not out["learning_rate"] > 0:
+        raise UserError(f"{where} learning_rate must be > 0, got {out['learning_rate']}")
+    clips = [k for k in CLIP_OPTIONS if out.get(k) is not None]
+    if len(clips) > 1:
+        raise UserError(f"{where}: set only one of clipvalue, clipnorm, global_clipnorm (got {', '.join(clips)})")
+    for k in clips:
+        if not out[k] > 0:
+            raise UserError(f"{where} {k} must be > 0, got {out[k]}")
+    scale = out["scale_lr_with_batch"]
+    if scale is not None and (not isinstance(scale, (int, float)) or scale <= 0):
+        raise UserError(f"{where} scale_lr_with_batch must be a positive batch size, got {scale!r}")
+    if scale is not None:
+        out["scale_lr_with_batch"] = int(scale) if float(scale).is_integer() else float(scale)
+    out["schedule"] = schedule
+    return out
+
+
+def _split(spec, hyper: dict[str, Any]) -> tuple[Spec, dict[str, Any]]:
+    name, options = split_spec(spec)
+    entry = REGISTRY.entry(name)
+    return SPECS[entry.name], {**options, **hyper}
+
+
+def resolve(spec) -> dict[str, Any]:
+    """Every hyperparameter explicit, flavour, schedule and clipping included (JSON-safe)."""
+    s, options = _split(spec, {})
+    for key in _RUNTIME:
+        options.pop(key, None)
+    return {"name": s.name, **_resolve(s, options)}
+
+
+def _params_list(params) -> list:
+    if isinstance(params, torch.Tensor):
+        return [params]
+    params = list(params)
+    if not params:
+        raise UserError("the optimizer got no parameters to train")
+    if isinstance(params[0], tuple) and len(params[0]) == 2 and isinstance(params[0][1], torch.Tensor):
+        params = [p for _, p in params]  # named_parameters()
+    return params
+
+
+def get(spec, params, *, steps_per_epoch: int | None = None, epochs: int | None = None,
+        **hyper) -> torch.optim.Optimizer:
+    """Build the optimizer named by `spec` (a name or `{name = ..., options}`) over `params`.
+
+    `hyper` overrides the spec's options; `batch_size` is needed only with `scale_lr_with_batch`,
+    `steps_per_epoch`/`epochs` only by schedules that count in epochs."""
+    if isinstance(spec, torch.optim.Optimizer):
+        return spec
+    s, options = _split(spec, hyper)
+    batch_size = options.pop("batch_size", None)
+    config = _resolve(s, options)
+    hypers = {k: v for k, v in config.items() if k not in ("flavor", "schedule", *COMMON_DEFAULTS)}
+    schedule = Schedule(config["schedule"], steps_per_epoch=steps_per_epoch, epochs=epochs)
+    try:
+        optimizer = s.flavors[config["flavor"]].build(_params_list(params), hypers)
+    except (ValueError, TypeError) as e:
+        if isinstance(e, UserError):
+            raise
+        raise UserError(f"optimizer {s.name!r}: {e}") from e
+    factor = 1.0
+    if config["scale_lr_with_batch"] is not None:
+        if not batch_size:
+            raise UserError(f"optimizer {s.name!r} scale_lr_with_batch needs the batch size "
+                            "(optim.get(..., batch_size=N))")
+        factor = float(batch_size) / config["scale_lr_with_batch"]
+    base_lrs = [float(g["lr"]) * factor for g in optimizer.param_groups]
+    clip = {k: config[k] for k in CLIP_OPTIONS}
+    optimizer._cnnbench = Controller(optimizer, schedule=schedule, clip=clip, base_lrs=base_lrs)
+    optimizer._cnnbench_config = {"name": s.name, **config}
+    return optimizer
+
+
+def _controller(optimizer) -> Controller | None:
+    return getattr(optimizer, "_cnnbench", None)
+
+
+def on_epoch_end(optimizer, epoch: int, logs: dict | None = None) -> None:
+    """The engine calls this after every epoch (0-based `epoch`, Keras' convention) with the epoch's
+    logs (`{"loss": ..., "val_loss": ..., ...}`): per-epoch schedules and reduce-on-plateau."""
+    c = _controller(optimizer)
+    if c is not None:
+        c.on_epoch_end(epoch, logs)
+
+
+def current_lr(optimizer) -> float:
+    """The learning rate the next step will use (first parameter group)."""
+    lr = optimizer.param_groups[0]["lr"]
+    return float(lr.item() if isinstance(lr, torch.Tensor) else lr)
+
+
+def state_dict(optimizer) -> dict:
+    """Optimizer and schedule state: tensors, numbers, strings, lists and dicts only."""
+    c = _controller(optimizer)
+    return {"optimizer": optimizer.state_dict(), "cnnbench": c.state() if c is not None else None}
+
+
+def load_state_dict(optimizer, state: dict) -> None:
+    optimizer.load_state_dict(state["optimizer"])
+    c = _controller(optimizer)
+    if c is not None and state.get("cnnbench") is not None:
+        c.load(state["cnnbench"])
+
+
+def train_mode(optimizer) -> None:
+    """Before training steps: optimizers that keep separate evaluation weights (Schedule-Free)
+    switch back to their training iterate. No-op for the others."""
+    if callable(getattr(optimizer, "train", None)) and "train_mode" in optimizer.param_groups[0]:
+        optimizer.train()
+
+
+def eval_mode(optimizer) -> None:
+    """Before evaluation (validation, test, saving the final model): Schedule-Free optimizers load
+    their averaged weights into the parameters. No-op for the others."""
+    if callable(getattr(optimizer, "eval", None)) and "train_mode" in optimizer.param_groups[0]:
+        optimizer.eval()
+
+
+# --- registry entries (for `cnnbench list optimizers` and Registry.get/resolve) ---------------------
+def _register(s: Spec) -> None:
+    def factory(params, **options):
+        return get({"name": s.name, **options}, params)
+
+    factory.__name__ = s.name
+    factory.__signature__ = inspect.Signature(
+        [inspect.Parameter("params", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+         inspect.Parameter("options", inspect.Parameter.VAR_KEYWORD)])
+    flavors = {f: {"defaults": dict(fl.defaults), "implementation": fl.implementation} for f, fl in s.flavors.items()}
+    REGISTRY.register(s.name, aliases=s.aliases, summary=s.summary, flavors=flavors,
+                      resolve=lambda **o: _resolve(s, o))(factory)
+
+
+for _spec in SPECS.values():
+    _register(_spec)
+
+assert all(normalize(n) in REGISTRY for n in SPECS)

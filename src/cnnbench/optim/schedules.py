@@ -1,0 +1,325 @@
+"""Learning-rate schedules, batch-size scaling and gradient clipping, driven by optimizer hooks.
+
+A schedule is a pure function of time: `lr(t) = base_lr * warmup(t) * factor(t) * plateau_scale`,
+where `base_lr` is each parameter group's learning rate (after `scale_lr_with_batch`), `t` is the
+0-based optimizer step (`per = "step"`, the default) or the 0-based epoch (`per = "epoch"`), and
+`plateau_scale` is the state of `reduce_on_plateau`. Durations are given in epochs (floats are
+fine) or, for warmup, in steps; with `per = "step"` epochs are converted with `steps_per_epoch`.
+
+Every schedule accepts `warmup_epochs` / `warmup_steps`: a linear ramp `(t + 1) / W` over the
+first W steps (or epochs) that multiplies the schedule (Goyal et al. 2017, "Accurate, large
+minibatch SGD"). `cosine` and `warmup_cosine` start their decay after the warmup.
+
+| name | options (defaults) | lr / base_lr at time t (in epochs e, or steps) |
+|------|--------------------|-------------------------------------------------|
+| constant | - | 1 |
+| step | step_size=10, gamma=0.1, milestones=None | gamma ** floor(e / step_size), or gamma ** #(milestones <= e) |
+| exponential | decay_rate=0.9, decay_epochs=1.0, staircase=False | decay_rate ** (e / decay_epochs) (floored if staircase) |
+| cosine | alpha=0.0, decay_epochs=None (= epochs - warmup) | alpha + (1 - alpha) * (1 + cos(pi * p)) / 2, p = clip((e - warmup) / decay_epochs, 0, 1) (Loshchilov & Hutter 2017) |
+| warmup_cosine | as cosine, warmup_epochs=1.0 | the same with a default warmup |
+| one_cycle | pct_start=0.3, div_factor=25.0, final_div_factor=1e4, anneal="cos" | torch.optim.lr_scheduler.OneCycleLR with max_lr = base lr (Smith & Topin 2019) |
+| reduce_on_plateau | monitor="val_loss", factor=0.1, patience=10, mode="auto", min_delta=1e-4, cooldown=0, min_lr=0.0 | keras.callbacks.ReduceLROnPlateau, evaluated in on_epoch_end |
+
+Clipping (Keras' `clipnorm`, `global_clipnorm`, `clipvalue`; at most one) is applied to the
+gradients in a step pre-hook, before the optimizer's update (and before Keras' weight decay).
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import warnings
+from typing import Any
+
+import torch
+
+from ..errors import UserError
+
+_WARMUP = {"warmup_epochs": 0.0, "warmup_steps": 0}
+
+SCHEDULES: dict[str, dict[str, Any]] = {
+    "constant": {},
+    "step": {"step_size": 10.0, "gamma": 0.1, "milestones": None},
+    "exponential": {"decay_rate": 0.9, "decay_epochs": 1.0, "staircase": False},
+    "cosine": {"alpha": 0.0, "decay_epochs": None},
+    "warmup_cosine": {"alpha": 0.0, "decay_epochs": None},
+    "one_cycle": {"pct_start": 0.3, "div_factor": 25.0, "final_div_factor": 1e4, "anneal": "cos"},
+    "reduce_on_plateau": {"monitor": "val_loss", "factor": 0.1, "patience": 10, "mode": "auto",
+                          "min_delta": 1e-4, "cooldown": 0, "min_lr": 0.0},
+}
+_SCHEDULE_ALIASES = {"none": "constant", "steplr": "step", "stepdecay": "step", "multistep": "step",
+                     "exponentialdecay": "exponential", "cosinedecay": "cosine", "cosineannealing": "cosine",
+                     "warmupcosine": "warmup_cosine", "linearwarmupcosine": "warmup_cosine",
+                     "onecycle": "one_cycle", "onecyclelr": "one_cycle", "reducelronplateau": "reduce_on_plateau",
+                     "reduceonplateau": "reduce_on_plateau", "plateau": "reduce_on_plateau"}
+
+CLIP_OPTIONS = ("clipvalue", "clipnorm", "global_clipnorm")
+
+
+def _key(name: str) -> str:
+    return name.lower().replace("_", "").replace("-", "").replace(" ", "")
+
+
+def _schedule_name(name: str) -> str:
+    by_key = {_key(n): n for n in SCHEDULES}
+    key = _key(name)
+    if key in by_key:
+        return by_key[key]
+    if key in _SCHEDULE_ALIASES:
+        return _SCHEDULE_ALIASES[key]
+    close = difflib.get_close_matches(name, list(SCHEDULES), n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    raise UserError(f"unknown learning-rate schedule {name!r}; {hint}choose one of: {', '.join(SCHEDULES)}")
+
+
+def _number(where: str, key: str, value, default):
+    if isinstance(default, bool) or isinstance(value, bool):
+        if not isinstance(value, bool):
+            raise UserError(f"{where} option {key!r} must be true or false, got {value!r}")
+        return value
+    if isinstance(default, float) and isinstance(value, int):
+        return float(value)
+    if isinstance(default, int) and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if default is not None and not isinstance(value, type(default)):
+        raise UserError(f"{where} option {key!r} must be a {type(default).__name__}, got {value!r}")
+    return value
+
+
+def resolve_schedule(spec) -> dict[str, Any]:
+    """`None`, a name, or `{name = ..., options}` -> every option explicit (JSON-safe)."""
+    if spec is None:
+        spec = "constant"
+    if isinstance(spec, str):
+        spec = {"name": spec}
+    if not isinstance(spec, dict) or not isinstance(spec.get("name", "constant"), str):
+        raise UserError(f"schedule must be a name or a table with a 'name' key, got {spec!r}")
+    name = _schedule_name(spec.get("name", "constant"))
+    defaults = {**SCHEDULES[name], "per": "step", **_WARMUP}
+    if name == "warmup_cosine":
+        defaults["warmup_epochs"] = 1.0
+    if name == "reduce_on_plateau":
+        defaults["per"] = "epoch"
+    out = {"name": name, **defaults}
+    for key, value in spec.items():
+        if key == "name":
+            continue
+        if key not in defaults:
+            close = difflib.get_close_matches(key, sorted(defaults), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise UserError(f"schedule {name!r} has no option {key!r}; {hint}allowed: {', '.join(sorted(defaults))}")
+        out[key] = _number(f"schedule {name!r}", key, value, defaults[key])
+    if out["per"] not in ("step", "epoch"):
+        raise UserError(f"schedule option 'per' must be 'step' or 'epoch', got {out['per']!r}")
+    if name == "reduce_on_plateau":
+        if out["per"] != "epoch":
+            raise UserError("reduce_on_plateau is evaluated once per epoch; drop per = 'step'")
+        if out["mode"] not in ("auto", "min", "max"):
+            raise UserError(f"reduce_on_plateau mode must be 'auto', 'min' or 'max', got {out['mode']!r}")
+        if not 0 < out["factor"] < 1:
+            raise UserError(f"reduce_on_plateau factor must be in (0, 1), got {out['factor']}")
+    if name == "one_cycle" and out["anneal"] not in ("cos", "linear"):
+        raise UserError(f"one_cycle anneal must be 'cos' or 'linear', got {out['anneal']!r}")
+    if name == "step" and out["milestones"] is not None:
+        if not isinstance(out["milestones"], list) or not all(isinstance(m, (int, float)) for m in out["milestones"]):
+            raise UserError(f"step schedule milestones must be a list of epochs, got {out['milestones']!r}")
+        out["milestones"] = [float(m) for m in out["milestones"]]
+    if out["warmup_epochs"] and out["warmup_steps"]:
+        raise UserError("give warmup_epochs or warmup_steps, not both")
+    return out
+
+
+class Schedule:
+    """The learning-rate factor of a resolved schedule, for a given run length."""
+
+    def __init__(self, config: dict[str, Any], *, steps_per_epoch: int | None, epochs: int | None):
+        self.config = config
+        self.name = config["name"]
+        self.per = config["per"]
+        self.steps_per_epoch = steps_per_epoch
+        self.epochs = epochs
+        needs_epochs = self.name in ("cosine", "warmup_cosine") and config["decay_epochs"] is None
+        needs_epochs = needs_epochs or self.name == "one_cycle"
+        if needs_epochs and not epochs:
+            raise UserError(f"schedule {self.name!r} needs the number of epochs (optim.get(..., epochs=N))")
+        if self.per == "step" and self.name != "constant" and not steps_per_epoch:
+            if self.name not in ("reduce_on_plateau",):
+                raise UserError(f"per-step schedule {self.name!r} needs steps_per_epoch (optim.get(..., steps_per_epoch=N))")
+        if self.per == "step" and config["warmup_epochs"] and not steps_per_epoch:
+            raise UserError("warmup_epochs with per-step updates needs steps_per_epoch (optim.get(..., steps_per_epoch=N))")
+        if self.per == "epoch" and config["warmup_steps"]:
+            raise UserError("warmup_steps needs per = 'step'; use warmup_epochs for a per-epoch schedule")
+
+    # Time units: `t` is a step count (per="step") or an epoch count (per="epoch").
+    def _epochs(self, t: float) -> float:
+        return t / self.steps_per_epoch if self.per == "step" else float(t)
+
+    def _units(self, epochs: float) -> float:
+        return epochs * self.steps_per_epoch if self.per == "step" else float(epochs)
+
+    def warmup_length(self) -> float:
+        c = self.config
+        if c["warmup_steps"]:
+            return float(c["warmup_steps"])
+        return self._units(c["warmup_epochs"]) if c["warmup_epochs"] else 0.0
+
+    def total(self) -> float:
+        return self._units(self.epochs)
+
+    def factor(self, t: int) -> float:
+        c = self.config
+        w = self.warmup_length()
+        warm = min(1.0, (t + 1) / w) if w > 0 else 1.0
+        name = self.name
+        e = self._epochs(t) if name not in ("constant", "reduce_on_plateau") else 0.0
+        if name in ("constant", "reduce_on_plateau"):
+            return warm
+        elif name == "step":
+            if c["milestones"] is not None:
+                f = c["gamma"] ** sum(1 for m in c["milestones"] if e >= m)
+            else:
+                f = c["gamma"] ** math.floor(e / c["step_size"] + 1e-9)
+        elif name == "exponential":
+            p = e / c["decay_epochs"]
+            f = c["decay_rate"] ** (math.floor(p + 1e-9) if c["staircase"] else p)
+        elif name in ("cosine", "warmup_cosine"):
+            span = self._units(c["decay_epochs"]) if c["decay_epochs"] is not None else self.total() - w
+            p = min(max((t - w) / span, 0.0), 1.0) if span > 0 else 1.0
+            f = c["alpha"] + (1 - c["alpha"]) * 0.5 * (1 + math.cos(math.pi * p))
+        elif name == "one_cycle":
+            f = self._one_cycle(t)
+        else:  # pragma: no cover
+            raise AssertionError(name)
+        return warm * f
+
+    def _one_cycle(self, t: int) -> float:
+        # torch.optim.lr_scheduler.OneCycleLR (two phases), in units of the base lr (= max_lr).
+        c = self.config
+        total = self.total()
+        initial = 1.0 / c["div_factor"]
+        minimum = initial / c["final_div_factor"]
+        end_up = c["pct_start"] * total - 1
+        end_down = total - 1
+        anneal = (lambda a, b, p: b + (a - b) / 2.0 * (math.cos(math.pi * p) + 1)) if c["anneal"] == "cos" \
+            else (lambda a, b, p: (b - a) * p + a)
+        if t <= end_up:
+            return anneal(initial, 1.0, t / end_up if end_up > 0 else 1.0)
+        p = (t - end_up) / (end_down - end_up) if end_down > end_up else 1.0
+        return anneal(1.0, minimum, min(p, 1.0))
+
+
+class Controller:
+    """Attached to an optimizer as `optimizer._cnnbench`: runs clipping and the schedule in step
+    hooks, and owns the schedule state (checkpointed by `optim.state_dict`)."""
+
+    def __init__(self, optimizer, *, schedule: Schedule, clip: dict[str, Any], base_lrs: list[float]):
+        self.optimizer = optimizer
+        self.schedule = schedule
+        self.clip = clip
+        self.base_lrs = list(base_lrs)
+        self.step = 0  # completed optimizer steps
+        self.epoch = 0  # completed epochs
+        self.plateau = {"scale": 1.0, "best": None, "wait": 0, "cooldown_counter": 0}
+        self._handles = [optimizer.register_step_pre_hook(self._pre_step),
+                         optimizer.register_step_post_hook(self._post_step)]
+        self.apply_lr()
+
+    # --- learning rate ---------------------------------------------------------------------------
+    def _time(self) -> int:
+        return self.step if self.schedule.per == "step" else self.epoch
+
+    def lr_factor(self) -> float:
+        return self.schedule.factor(self._time()) * self.plateau["scale"]
+
+    def apply_lr(self) -> None:
+        factor = self.lr_factor()
+        min_lr = self.schedule.config.get("min_lr") or 0.0
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs):
+            lr = base * factor
+            if self.schedule.name == "reduce_on_plateau" and self.plateau["scale"] < 1.0:
+                lr = max(lr, min_lr)
+            if isinstance(group["lr"], torch.Tensor):
+                group["lr"].fill_(lr)
+            else:
+                group["lr"] = lr
+
+    # --- hooks -------------------------------------------------------------------------------------
+    def _pre_step(self, optimizer, args, kwargs):
+        self.apply_lr()
+        self.clip_gradients()
+        self.step += 1
+        return None
+
+    def _post_step(self, optimizer, args, kwargs):
+        self.apply_lr()  # the learning rate of the next step, as Keras reports it
+
+    def clip_gradients(self) -> None:
+        grads = [p.grad for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
+        if not grads:
+            return
+        with torch.no_grad():
+            if self.clip.get("clipnorm"):
+                c = float(self.clip["clipnorm"])
+                for g in grads:  # Keras' clip_by_norm: g * c / max(||g||, c)
+                    g.mul_(c / torch.clamp(torch.linalg.vector_norm(g), min=c))
+            elif self.clip.get("global_clipnorm"):
+                c = float(self.clip["global_clipnorm"])
+                norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+                scale = c * torch.minimum(1.0 / norm, torch.tensor(1.0 / c, dtype=norm.dtype, device=norm.device))
+                for g in grads:
+                    g.mul_(scale.to(g.dtype))
+            elif self.clip.get("clipvalue"):
+                v = float(self.clip["clipvalue"])
+                for g in grads:
+                    g.clamp_(-v, v)
+
+    # --- epochs ----------------------------------------------------------------------------------
+    def on_epoch_end(self, epoch: int, logs: dict | None) -> None:
+        self.epoch = int(epoch) + 1
+        if self.schedule.name == "reduce_on_plateau":
+            self._plateau_update(logs or {})
+        self.apply_lr()
+
+    def _plateau_update(self, logs: dict) -> None:
+        c, s = self.schedule.config, self.plateau
+        current = logs.get(c["monitor"])
+        if current is None:
+            warnings.warn(f"reduce_on_plateau monitors {c['monitor']!r}, which is not in the epoch logs "
+                          f"({', '.join(map(str, logs)) or 'none'}); learning rate unchanged", stacklevel=3)
+            return
+        current = float(current)
+        mode = c["mode"]
+        if mode == "auto":
+            mode = "min" if c["monitor"].removeprefix("val_") == "loss" or "loss" in c["monitor"] or \
+                "error" in c["monitor"] else "max"
+        delta = abs(c["min_delta"])
+        improved = s["best"] is None or (current + delta < s["best"] if mode == "min" else current - delta > s["best"])
+        if s["cooldown_counter"] > 0:
+            s["cooldown_counter"] -= 1
+            s["wait"] = 0
+        if improved:
+            s["best"] = current
+            s["wait"] = 0
+        elif s["cooldown_counter"] <= 0:
+            s["wait"] += 1
+            if s["wait"] >= c["patience"]:
+                old = self.base_lrs[0] * self.lr_factor() if self.base_lrs else 0.0
+                if old > c["min_lr"]:
+                    s["scale"] *= c["factor"]
+                    s["cooldown_counter"] = c["cooldown"]
+                    s["wait"] = 0
+
+    # --- checkpoints -----------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        return {"step": self.step, "epoch": self.epoch, "base_lrs": list(self.base_lrs),
+                "plateau": dict(self.plateau), "schedule": dict(self.schedule.config)}
+
+    def load(self, state: dict[str, Any]) -> None:
+        if state.get("schedule", self.schedule.config) != self.schedule.config:
+            raise UserError("the checkpoint was written with a different learning-rate schedule "
+                            f"({state['schedule']}); resume with the same optimizer settings")
+        self.step = int(state["step"])
+        self.epoch = int(state["epoch"])
+        self.base_lrs = [float(x) for x in state["base_lrs"]]
+        self.plateau = dict(state["plateau"])
+        self.apply_lr()
