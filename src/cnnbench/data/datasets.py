@@ -200,7 +200,7 @@ def _idx_source(name: str, folder: str, tv_name: str, class_names: list[str], *,
             else:
                 count = official[0 if part == "train" else 1] if official else None
                 out[part, kind] = formats.read_idx(
-                    files[i], ndim, md5=formats.IDX_MD5.get((folder, base)), gz_md5=gz_md5(base),
+                    files[i], ndim, md5=formats.IDX_MD5.get((folder, base)), gz_md5=lambda b=base: gz_md5(b),
                     official_count=count,
                 )
         result = []
@@ -297,14 +297,14 @@ def _cifar_source(name: str, tv_name: str, folder: str, train_files: list[str], 
             return {}
 
     def decode(data_dir, files):
-        known = md5s()
         count = 10000 if name == "cifar10" else None
         parts = {}
         for part, fnames in (("train", train_files), ("test", test_files)):
             xs, ys = [], []
             for f in fnames:
                 official = count if count else (50000 if part == "train" else 10000)
-                x, y = formats.cifar_batch(data_dir / folder / f, label_key, md5=known.get(f), official_count=official)
+                x, y = formats.cifar_batch(data_dir / folder / f, label_key, md5=lambda f=f: md5s().get(f),
+                                            official_count=official)
                 xs.append(x)
                 ys.append(y)
             parts[part] = (np.concatenate(xs), np.concatenate(ys))
@@ -369,11 +369,14 @@ def svhn(extra: bool = False) -> Source:
         return paths if all(p.is_file() for p in paths) else None
 
     def decode(data_dir, files):
-        try:
-            md5 = {s: v[2] for s, v in _tv("SVHN").split_list.items()}
-        except Exception:
-            md5 = {}
-        got = {s: formats.read_svhn_mat(p, md5=md5.get(s), official_count=official[s]) for s, p in zip(splits, files)}
+        def md5(split):
+            try:
+                return _tv("SVHN").split_list[split][2]
+            except Exception:
+                return None
+
+        got = {s: formats.read_svhn_mat(p, md5=lambda s=s: md5(s), official_count=official[s])
+               for s, p in zip(splits, files)}
         xtr, ytr = got["train"]
         if extra:
             xtr, ytr = np.concatenate([xtr, got["extra"][0]]), np.concatenate([ytr, got["extra"][1]])

@@ -56,17 +56,6 @@ def find_file(folder: Path, base: str) -> Path | None:
     return None
 
 
-def read_bytes(path: Path) -> bytes:
-    """The file's content; `.gz` files are decompressed (gzip's CRC32 and length catch corruption)."""
-    raw = path.read_bytes()
-    if path.suffix == ".gz":
-        try:
-            return gzip.decompress(raw)
-        except (EOFError, OSError, zlib.error) as e:
-            raise _corrupt(path, f"cannot decompress ({e})") from None
-    return raw
-
-
 def parse_idx(data: bytes, path: Path | str, ndim: int) -> np.ndarray:
     """An IDX ubyte array (magic 0x08 type, `ndim` dims), checked against the header. Zero-copy."""
     if len(data) < 4 + 4 * ndim:
@@ -83,10 +72,14 @@ def parse_idx(data: bytes, path: Path | str, ndim: int) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
-def read_idx(path: Path, ndim: int, *, md5: str | None = None, gz_md5: str | None = None,
-             official_count: int | None = None) -> np.ndarray:
+def _value(v):
+    """Checksums may be given lazily (a callable), so torchvision is imported only when needed."""
+    return v() if callable(v) else v
+
+
+def read_idx(path: Path, ndim: int, *, md5=None, gz_md5=None, official_count: int | None = None) -> np.ndarray:
     """Read an IDX file (raw or .gz). If it holds `official_count` records, verify the published MD5
-    (`md5` of the raw bytes, or `gz_md5` of the compressed file)."""
+    (`md5` of the raw bytes, or `gz_md5` of the compressed file; either may be a callable)."""
     raw = path.read_bytes()
     data = raw
     if path.suffix == ".gz":
@@ -96,6 +89,7 @@ def read_idx(path: Path, ndim: int, *, md5: str | None = None, gz_md5: str | Non
             raise _corrupt(path, f"cannot decompress ({e})") from None
     arr = parse_idx(data, path, ndim)
     if official_count is not None and arr.shape[0] == official_count:
+        md5, gz_md5 = _value(md5), _value(gz_md5)
         if path.suffix == ".gz" and gz_md5 is not None:
             # a re-compressed copy has another .gz checksum: fall back to the raw checksum if known
             if md5_bytes(raw) != gz_md5 and (md5 is None or md5_bytes(data) != md5):
@@ -153,8 +147,8 @@ class _RestrictedUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"global {module}.{name} is not allowed in a CIFAR batch")
 
 
-def read_pickle(path: Path, *, md5: str | None = None) -> tuple[dict, bool]:
-    """A CIFAR-style pickle as a dict with `str` keys, and whether its MD5 equals `md5`."""
+def read_pickle(path: Path) -> tuple[dict, bytes]:
+    """A CIFAR-style pickle as a dict with `str` keys, and the file's bytes."""
     try:
         raw = path.read_bytes()
         obj = _RestrictedUnpickler(io.BytesIO(raw), encoding="bytes").load()
@@ -163,17 +157,18 @@ def read_pickle(path: Path, *, md5: str | None = None) -> tuple[dict, bool]:
     if not isinstance(obj, dict):
         raise _corrupt(path, "not a CIFAR batch (expected a dict)")
     out = {(k.decode("latin1") if isinstance(k, bytes) else k): v for k, v in obj.items()}
-    return out, (md5 is not None and md5_bytes(raw) == md5)
+    return out, raw
 
 
 def _names(values) -> list[str]:
     return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values]
 
 
-def cifar_batch(path: Path, label_key: str, *, md5: str | None = None,
+def cifar_batch(path: Path, label_key: str, *, md5=None,
                 official_count: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(x N×3×32×32 uint8, y int64) from one CIFAR batch file."""
-    d, md5_ok = read_pickle(path, md5=md5)
+    """(x N×3×32×32 uint8, y int64) from one CIFAR batch file (published MD5 checked when the batch
+    has the published size; `md5` may be a callable)."""
+    d, raw = read_pickle(path)
     if "data" not in d or label_key not in d:
         raise _corrupt(path, f"missing 'data' or {label_key!r} in the batch")
     data = np.asarray(d["data"])
@@ -182,8 +177,10 @@ def cifar_batch(path: Path, label_key: str, *, md5: str | None = None,
     y = np.asarray(d[label_key], dtype=np.int64)
     if len(y) != len(data):
         raise _corrupt(path, f"{len(y)} labels for {len(data)} images")
-    if official_count is not None and len(y) == official_count and md5 is not None and not md5_ok:
-        raise _corrupt(path, "MD5 differs from the published checksum")
+    if official_count is not None and len(y) == official_count:
+        md5 = _value(md5)
+        if md5 is not None and md5_bytes(raw) != md5:
+            raise _corrupt(path, "MD5 differs from the published checksum")
     return data.reshape(-1, 3, 32, 32), y
 
 
@@ -195,7 +192,7 @@ def cifar_meta(path: Path, key: str) -> list[str]:
 
 
 # --- SVHN .mat ------------------------------------------------------------------------------------
-def read_svhn_mat(path: Path, *, md5: str | None = None, official_count: int | None = None):
+def read_svhn_mat(path: Path, *, md5=None, official_count: int | None = None):
     """(x N×3×32×32 uint8, y int64 with digit 0 as 0) from an SVHN `*_32x32.mat` file."""
     import scipy.io
 
@@ -209,8 +206,8 @@ def read_svhn_mat(path: Path, *, md5: str | None = None, official_count: int | N
     if X.dtype != np.uint8 or X.ndim != 4 or X.shape[2] != 3 or X.shape[3] != len(y):
         raise _corrupt(path, f"'X' is {X.dtype} {X.shape}, expected uint8 32×32×3×{len(y)}")
     check_labels(y, X.shape[3], 10, str(path), offset=1)  # SVHN labels are 1..10, 10 is digit 0
-    if official_count is not None and len(y) == official_count and md5 is not None:
-        if md5_bytes(path.read_bytes()) != md5:
+    if official_count is not None and len(y) == official_count and _value(md5) is not None:
+        if md5_bytes(path.read_bytes()) != _value(md5):
             raise _corrupt(path, "MD5 differs from the published checksum")
     y[y == 10] = 0
     return np.ascontiguousarray(np.transpose(X, (3, 2, 0, 1))), y
