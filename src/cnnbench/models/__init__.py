@@ -18,7 +18,7 @@ from torch import nn
 from ..errors import UserError
 from ..registry import split_spec
 from ._base import REGISTRY
-from . import seeds  # noqa: F401  (registers the seed CNNs)
+from . import resnet_cifar, seeds, transfer  # noqa: F401  (registering)
 from .summary import count_params, summary
 
 __all__ = ["REGISTRY", "get", "resolve", "summary", "count_params", "list_models"]
@@ -73,18 +73,28 @@ def resolve(spec) -> dict[str, Any]:
 
 
 def get(spec, *, input_shape: Sequence[int], num_outputs: int) -> nn.Module:
-    """Build the model for `input_shape = (C, H, W)` with `num_outputs` raw output units."""
+    """Build the model for `input_shape = (C, H, W)` with `num_outputs` raw output units.
+
+    The model remembers how it was built in `model.cnnbench_model` (`{"model": resolve(spec),
+    "input_shape": [C, H, W], "num_outputs": n}`), which `cnnbench.saving.save` stores."""
     if isinstance(spec, nn.Module):
         return spec
     name, options = _split(spec)
-    shape = tuple(int(v) for v in input_shape)
+    try:
+        shape = tuple(int(v) for v in input_shape)
+    except (TypeError, ValueError):
+        raise UserError(f"input_shape must be (C, H, W), got {input_shape!r}") from None
+    if len(shape) != 3:
+        raise UserError(f"input_shape must be (C, H, W), got {input_shape!r}")
     if _is_reference(name):
         factory = _import_reference(name)
         model = factory(input_shape=shape, num_outputs=int(num_outputs), **options)
         if not isinstance(model, nn.Module):
             raise UserError(f"model {name!r} returned {type(model).__name__}, not a torch.nn.Module")
-        return model
-    return REGISTRY.get(name, input_shape=shape, num_outputs=num_outputs, **options)
+    else:
+        model = REGISTRY.get(name, input_shape=shape, num_outputs=num_outputs, **options)
+    model.cnnbench_model = {"model": resolve(spec), "input_shape": list(shape), "num_outputs": int(num_outputs)}
+    return model
 
 
 def list_models() -> list[str]:

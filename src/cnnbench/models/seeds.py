@@ -144,3 +144,87 @@ def keras_mnist_cnn(input_shape, num_outputs, *, filters=(32, 64), kernel_size=3
     m.conv(int(f1), k, "relu").conv(int(f2), k, "relu").max_pool(2).dropout(d1)
     m.flatten().dense(int(hidden_units), "relu").dropout(d2).dense(num_outputs)
     return m.build()
+
+
+# --- keras_mnist_mlp -----------------------------------------------------------------------------
+@REGISTRY.register(
+    "keras_mnist_mlp", aliases=["mnist_mlp"], min_input=(1, 1, 1),
+    paper="Keras examples/mnist_mlp.py (669,706 params at 28x28x1, 10 classes)",
+)
+def keras_mnist_mlp(input_shape, num_outputs, *, hidden_units=(512, 512), dropout=0.2, activation="relu"):
+    """Keras mnist_mlp.py: Flatten - Dense512 relu - Dropout.2 - Dense512 relu - Dropout.2 - Dense."""
+    name = "keras_mnist_mlp"
+    check_input_shape(name, input_shape)
+    check_num_outputs(name, num_outputs)
+    units = [hidden_units] if isinstance(hidden_units, int) else list(hidden_units)
+    m = Builder(name, input_shape).flatten()
+    for u in units:
+        m.dense(int(u), activation).dropout(dropout)
+    m.dense(num_outputs)
+    return m.build()
+
+
+# --- krutov_cnn ----------------------------------------------------------------------------------
+@REGISTRY.register(
+    "krutov_cnn", aliases=["dlwp_cats_dogs_cnn"], min_input=(3, 46, 46),
+    paper="Chollet, Deep Learning with Python (2017) 5.2, cats vs dogs CNN at 150x150x3 (3,453,121 params, 1 output)",
+)
+def krutov_cnn(input_shape, num_outputs, *, filters=(32, 64, 128, 128), hidden_units=512, dropout=0.5):
+    """Cats-vs-dogs CNN: 4 x (Conv 3x3 relu + MaxPool2) - Flatten - Dropout.5 - Dense512 relu - Dense."""
+    name = "krutov_cnn"
+    filters = [filters] if isinstance(filters, int) else list(filters)
+    smallest = 1
+    for _ in filters:  # each 3x3 valid conv + 2x2 pool: size -> (size - 2) // 2
+        smallest = 2 * smallest + 2
+    check_input_shape(name, input_shape, min_hw=smallest)
+    check_num_outputs(name, num_outputs)
+    m = Builder(name, input_shape)
+    for f in filters:
+        m.conv(int(f), 3, "relu").max_pool(2)
+    m.flatten().dropout(dropout).dense(int(hidden_units), "relu").dense(num_outputs)
+    return m.build()
+
+
+# --- cifar_simple_cnn ----------------------------------------------------------------------------
+@REGISTRY.register(
+    "cifar_simple_cnn", aliases=["tf_cifar_cnn"], min_input=(3, 18, 18),
+    paper="TensorFlow CNN tutorial (tensorflow.org/tutorials/images/cnn; 122,570 params at 32x32x3, 10 classes)",
+)
+def cifar_simple_cnn(input_shape, num_outputs, *, filters=(32, 64, 64), hidden_units=64):
+    """TensorFlow tutorial CNN: Conv32-Pool-Conv64-Pool-Conv64 (3x3 relu) - Flatten - Dense64 relu - Dense."""
+    name = "cifar_simple_cnn"
+    check_input_shape(name, input_shape, min_hw=18)
+    check_num_outputs(name, num_outputs)
+    f1, f2, f3 = filters
+    m = Builder(name, input_shape)
+    m.conv(int(f1), 3, "relu").max_pool(2).conv(int(f2), 3, "relu").max_pool(2).conv(int(f3), 3, "relu")
+    m.flatten().dense(int(hidden_units), "relu").dense(num_outputs)
+    return m.build()
+
+
+# --- lenet5 --------------------------------------------------------------------------------------
+@REGISTRY.register(
+    "lenet5", aliases=["lenet", "lenet_5"], min_input=(1, 12, 12),
+    paper="LeCun et al. 1998, Gradient-based learning applied to document recognition (61,706 params at 28x28x1 with padding='same')",
+)
+def lenet5(input_shape, num_outputs, *, activation="tanh", pooling="avg", padding="same", filters=(6, 16),
+           hidden_units=(120, 84)):
+    """LeNet-5: Conv6 5x5 - Pool2 - Conv16 5x5 - Pool2 - Flatten - Dense120 - Dense84 - Dense.
+
+    The first convolution pads 'same' by default (the usual 28x28 MNIST form, equal to the paper's
+    32x32 input with 2-pixel borders); `padding = "valid"` gives the paper's 32x32 layout."""
+    name = "lenet5"
+    if pooling not in ("avg", "max"):
+        raise UserError(f"model 'lenet5': pooling must be 'avg' or 'max', got {pooling!r}")
+    check_input_shape(name, input_shape, min_hw=12 if padding == "same" else 16)
+    check_num_outputs(name, num_outputs)
+    f1, f2 = filters
+    pool = (lambda b: b.avg_pool(2)) if pooling == "avg" else (lambda b: b.max_pool(2))
+    m = Builder(name, input_shape)
+    pool(m.conv(int(f1), 5, activation, padding=padding))
+    pool(m.conv(int(f2), 5, activation))
+    m.flatten()
+    for u in hidden_units:
+        m.dense(int(u), activation)
+    m.dense(num_outputs)
+    return m.build()

@@ -1,0 +1,232 @@
+"""Save a trained model with its config in one file; load it back; predict class probabilities.
+
+    save(model, "runs/x/model.pt", config={"loss": loss_spec, "class_names": names})
+    model = load("runs/x/model.pt")            # rebuilt from the registry, weights restored, eval mode
+    probs, labels = predict(model, x_uint8)    # [N, num_classes] probabilities, [N] int64 labels
+
+The file is a plain dict readable with `torch.load(path, weights_only=True)`:
+`{"format": "cnnbench-model", "version": 1, "config": "<JSON string>", "state_dict": {...}}`.
+The JSON config holds `model` (the resolved model spec), `input_shape`, `num_outputs`, plus whatever
+the caller passed in `config` (e.g. `loss`, `class_names`, `num_classes`, `dataset`, and
+`input_normalization = {"mean": ..., "std": ...}` applied by `predict` to [0, 1] input).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import tempfile
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import models
+from .errors import UserError
+from .registry import split_spec
+
+FORMAT = "cnnbench-model"
+VERSION = 1
+_MODEL_KEYS = ("model", "input_shape", "num_outputs")
+
+
+def _jsonable(value, where="config"):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v, where) for v in value]
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().tolist()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    raise UserError(f"cannot save {where} = {value!r}: not JSON-serialisable; use numbers, strings, lists or tables")
+
+
+def model_config(model: nn.Module, config: dict | None = None) -> dict[str, Any]:
+    """The config `save` stores: the model's build info (from `models.get`) plus the caller's `config`."""
+    full = dict(config or {})
+    built = getattr(model, "cnnbench_model", None) or getattr(model, "cnnbench_config", None) or {}
+    for key in _MODEL_KEYS:
+        if key in built:
+            full[key] = built[key]
+        elif key not in full:
+            raise UserError(
+                f"cannot save this model: {key!r} is unknown (it was not built with cnnbench.models.get); "
+                "pass config={'model': spec, 'input_shape': [C, H, W], 'num_outputs': n}"
+            )
+    module = _factory_module(full["model"])
+    if module:
+        full.setdefault("model_module", module)
+    return _jsonable(full)
+
+
+def _factory_module(spec) -> str | None:
+    """The module that registered a model outside cnnbench (imported again by `load`)."""
+    try:
+        name, _ = split_spec(spec)
+        if name in models.REGISTRY:
+            module = models.REGISTRY.entry(name).factory.__module__
+            return None if module.startswith("cnnbench.") else module
+    except UserError:
+        pass
+    return None
+
+
+def save(model: nn.Module, path, config: dict | None = None) -> str:
+    """Write the weights and the config to `path` atomically (temp file + os.replace)."""
+    path = os.fspath(path)
+    full = model_config(model, config)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    payload = {"format": FORMAT, "version": VERSION, "config": json.dumps(full, sort_keys=True), "state_dict": state}
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return path
+
+
+def read(path, map_location="cpu") -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """`(config, state_dict)` of a saved model file, without building the model."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise UserError(f"model file {path!r} does not exist; give the path of a file written by cnnbench")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:
+        raise UserError(f"cannot read model file {path!r} ({type(e).__name__}); is it a cnnbench model file?") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise UserError(f"{path!r} is not a cnnbench model file (no {FORMAT!r} marker); "
+                        "save models with cnnbench.saving.save")
+    if payload.get("version", 0) > VERSION:
+        raise UserError(f"{path!r} was written by a newer cnnbench (format version {payload['version']}); upgrade cnnbench")
+    return json.loads(payload["config"]), payload["state_dict"]
+
+
+def _build_spec(spec):
+    """The spec to rebuild with: pretrained weights are not fetched again (the file has them all)."""
+    if isinstance(spec, dict) and "weights" in spec:
+        return {**spec, "weights": "none"}
+    return spec
+
+
+def load(path, map_location="cpu") -> nn.Module:
+    """Rebuild the model from the registry (or its "package.module:attr" reference), restore its weights,
+    put it in eval mode and set `model.cnnbench_config` to the saved config."""
+    config, state = read(path, map_location)
+    spec = config["model"]
+    name, _ = split_spec(spec)
+    if ":" not in name and name not in models.REGISTRY and config.get("model_module"):
+        try:
+            importlib.import_module(config["model_module"])
+        except ImportError as e:
+            raise UserError(f"model {name!r} was registered by module {config['model_module']!r}, which cannot be "
+                            f"imported ({e}); install it or put it on PYTHONPATH") from None
+    model = models.get(_build_spec(spec), input_shape=config["input_shape"], num_outputs=config["num_outputs"])
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise UserError(f"the weights in {os.fspath(path)!r} do not fit model {name!r} as this version builds it "
+                        f"({str(e).splitlines()[0]})") from None
+    if map_location is not None:
+        model.to(map_location)
+    model.eval()
+    model.cnnbench_model = {k: config[k] for k in _MODEL_KEYS}
+    model.cnnbench_config = config
+    return model
+
+
+# --- predict -------------------------------------------------------------------------------------
+def _as_float01(x) -> torch.Tensor:
+    if isinstance(x, np.ndarray):
+        x = torch.from_numpy(x)
+    if not isinstance(x, torch.Tensor):
+        raise UserError(f"predict takes a tensor or numpy array of images, got {type(x).__name__}")
+    if x.dim() == 3:
+        x = x.unsqueeze(0)
+    if x.dim() != 4:
+        raise UserError(f"predict takes images shaped N x C x H x W, got shape {tuple(x.shape)}")
+    if x.dtype == torch.uint8:
+        return x.float().div_(255.0)
+    if not x.is_floating_point():
+        raise UserError(f"predict takes uint8 images or floats in [0, 1], got dtype {x.dtype}")
+    return x.float()
+
+
+def _normalizer(config):
+    norm = config.get("input_normalization")
+    if not norm:
+        return None
+    mean = torch.as_tensor(norm.get("mean", 0.0), dtype=torch.float32)
+    std = torch.as_tensor(norm.get("std", 1.0), dtype=torch.float32)
+
+    def shape(t):
+        return t.reshape(1, -1, 1, 1) if t.dim() == 1 else t
+
+    return shape(mean), shape(std)
+
+
+def _probability_fn(config, num_outputs):
+    num_classes = config.get("num_classes") or (len(config["class_names"]) if config.get("class_names") else None)
+    if num_classes is None:
+        num_classes = 2 if num_outputs == 1 else num_outputs
+    loss = config.get("loss")
+    if loss is not None:
+        from . import losses
+
+        return losses.adapt(loss, int(num_classes)).probabilities
+    if num_outputs == 1:
+        return lambda out: torch.stack([1 - torch.sigmoid(out[:, 0]), torch.sigmoid(out[:, 0])], dim=-1)
+    return lambda out: torch.softmax(out.float(), dim=-1)
+
+
+def predict(model: nn.Module, x, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """Class probabilities `[N, num_classes]` (float32, CPU) and labels `[N]` (int64) for images `x`
+    (uint8 N x C x H x W, or float in [0, 1]). Probabilities follow the loss recorded in the model's
+    config (softmax of logits by default; sigmoid of a single output unit gives [1 - p, p])."""
+    config = getattr(model, "cnnbench_config", None) or getattr(model, "cnnbench_model", None) or {}
+    x = _as_float01(x)
+    expected = config.get("input_shape")
+    if expected and list(x.shape[1:]) != list(expected):
+        c, h, w = expected
+        raise UserError(f"the model takes {c}x{h}x{w} images, got {'x'.join(map(str, x.shape[1:]))}; "
+                        f"load the dataset at image_size {h} with {c} channel(s)")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise UserError(f"batch_size must be a positive integer, got {batch_size!r}")
+    norm = _normalizer(config)
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    was_training = model.training
+    model.eval()
+    outputs = []
+    try:
+        with torch.no_grad():
+            for i in range(0, len(x), batch_size):
+                xb = x[i:i + batch_size].to(device)
+                if norm is not None:
+                    xb = (xb - norm[0].to(device)) / norm[1].to(device)
+                outputs.append(model(xb).float().cpu())
+    finally:
+        model.train(was_training)
+    num_outputs = config.get("num_outputs")
+    out = torch.cat(outputs) if outputs else torch.zeros(0, num_outputs or 1)
+    probs = _probability_fn(config, num_outputs or out.shape[1])(out)
+    return probs, probs.argmax(dim=1)
