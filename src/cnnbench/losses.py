@@ -399,6 +399,422 @@ class KLDivergence(Loss):
         return (y_true * torch.log(y_true / y_pred)).sum(dim=-1)
 
 
+class BinaryFocalCrossentropy(Loss):
+    """Binary focal cross-entropy (Lin et al. 2017; Keras `BinaryFocalCrossentropy`).
+
+    loss = mean((1 - p_t)^gamma * bce), p_t = y * p + (1 - y) * (1 - p), p clipped to
+    [1e-7, 1 - 1e-7]; with `apply_class_balancing` times alpha * y + (1 - alpha) * (1 - y);
+    label smoothing: y <- y * (1 - ls) + 0.5 * ls. With `from_logits`, p = sigmoid(y_pred) and
+    bce is computed from the logits (stable; equal to Keras except where its clipping bites)."""
+
+    binary = True
+
+    def __init__(self, apply_class_balancing=False, alpha=0.25, gamma=2.0, from_logits=False,
+                 label_smoothing=0.0, axis=-1, reduction="sum_over_batch_size",
+                 name="binary_focal_crossentropy"):
+        super().__init__(reduction=reduction, name=name)
+        self.apply_class_balancing, self.alpha, self.gamma = apply_class_balancing, alpha, gamma
+        self.from_logits, self.label_smoothing, self.axis = from_logits, label_smoothing, axis
+
+    def call(self, y_true, y_pred):
+        if self.label_smoothing:
+            y_true = y_true * (1.0 - self.label_smoothing) + 0.5 * self.label_smoothing
+        bce = _bce_elementwise(y_true, y_pred, self.from_logits)
+        p = torch.sigmoid(y_pred) if self.from_logits else _clip(y_pred)
+        p_t = y_true * p + (1.0 - y_true) * (1.0 - p)
+        focal = torch.pow(1.0 - p_t, self.gamma) * bce
+        if self.apply_class_balancing:
+            focal = (y_true * self.alpha + (1.0 - y_true) * (1.0 - self.alpha)) * focal
+        return focal.mean(dim=self.axis)
+
+    def get_config(self):
+        return {**super().get_config(), "apply_class_balancing": self.apply_class_balancing,
+                "alpha": self.alpha, "gamma": self.gamma, "from_logits": self.from_logits,
+                "label_smoothing": self.label_smoothing, "axis": self.axis}
+
+
+class CategoricalFocalCrossentropy(Loss):
+    """Categorical focal cross-entropy (Lin et al. 2017; Keras `CategoricalFocalCrossentropy`).
+
+    loss = sum(-alpha * (1 - p)^gamma * y * log(p)) over classes, p = y_pred / sum(y_pred) clipped
+    to [1e-7, 1 - 1e-7] (softmax / log_softmax of y_pred with `from_logits`); `alpha` is a scalar
+    or one weight per class; label smoothing as in CategoricalCrossentropy."""
+
+    def __init__(self, alpha=0.25, gamma=2.0, from_logits=False, label_smoothing=0.0, axis=-1,
+                 reduction="sum_over_batch_size", name="categorical_focal_crossentropy"):
+        super().__init__(reduction=reduction, name=name)
+        self.alpha, self.gamma = alpha, gamma
+        self.from_logits, self.label_smoothing, self.axis = from_logits, label_smoothing, axis
+
+    def call(self, y_true, y_pred):
+        y_true = _smooth_one_hot(y_true, self.label_smoothing)
+        log_p = _log_probs(y_pred, self.from_logits, self.axis)
+        p = torch.exp(log_p) if self.from_logits else _clip(y_pred / y_pred.sum(dim=self.axis, keepdim=True))
+        alpha = self.alpha
+        if isinstance(alpha, (_list, tuple)):
+            alpha = torch.as_tensor(alpha, dtype=y_pred.dtype, device=y_pred.device)
+        weight = torch.pow(1.0 - p, self.gamma) * alpha
+        return (weight * (-y_true * log_p)).sum(dim=self.axis)
+
+    def get_config(self):
+        return {**super().get_config(), "alpha": self.alpha, "gamma": self.gamma,
+                "from_logits": self.from_logits, "label_smoothing": self.label_smoothing, "axis": self.axis}
+
+
+class CategoricalGeneralizedCrossEntropy(Loss):
+    """Generalized cross-entropy (Zhang & Sabuncu 2018; Keras `CategoricalGeneralizedCrossEntropy`).
+
+    loss = (1 - p[y]^q) / q on integer labels and probabilities; q -> 0 is CE, q = 1 is MAE."""
+
+    labels = "sparse"
+
+    def __init__(self, q=0.5, reduction="sum_over_batch_size", name="categorical_generalized_cross_entropy"):
+        super().__init__(reduction=reduction, name=name)
+        if not 0.0 < q <= 1.0:
+            raise UserError(f"categorical_generalized_cross_entropy needs 0 < q <= 1, got q={q}")
+        self.q = q
+
+    def call(self, y_true, y_pred):
+        if y_true.dim() == y_pred.dim() and y_true.shape[-1] == 1:
+            y_true = y_true.squeeze(-1)
+        p = torch.gather(y_pred, -1, y_true.long().unsqueeze(-1)).squeeze(-1)
+        return (1.0 - torch.pow(p, self.q)) / self.q
+
+    def get_config(self):
+        return {**super().get_config(), "q": self.q}
+
+
+class MeanAbsolutePercentageError(Loss):
+    """loss = 100 * mean(|y - p| / max(|y|, 1e-7)) over the last axis."""
+
+    def __init__(self, reduction="sum_over_batch_size", name="mean_absolute_percentage_error"):
+        super().__init__(reduction=reduction, name=name)
+
+    def call(self, y_true, y_pred):
+        y_true, y_pred = _same_rank(y_true, y_pred)
+        diff = torch.abs((y_true - y_pred) / torch.clamp(torch.abs(y_true), min=EPSILON))
+        return 100.0 * diff.mean(dim=-1)
+
+
+class MeanSquaredLogarithmicError(Loss):
+    """loss = mean((log(max(p, 1e-7) + 1) - log(max(y, 1e-7) + 1))^2) over the last axis."""
+
+    def __init__(self, reduction="sum_over_batch_size", name="mean_squared_logarithmic_error"):
+        super().__init__(reduction=reduction, name=name)
+
+    def call(self, y_true, y_pred):
+        y_true, y_pred = _same_rank(y_true, y_pred)
+        first = torch.log(torch.clamp(y_pred, min=EPSILON) + 1.0)
+        second = torch.log(torch.clamp(y_true, min=EPSILON) + 1.0)
+        return torch.square(first - second).mean(dim=-1)
+
+
+class LogCosh(Loss):
+    """loss = mean(log(cosh(p - y))) over the last axis, computed as x + softplus(-2x) - log 2."""
+
+    def __init__(self, reduction="sum_over_batch_size", name="log_cosh"):
+        super().__init__(reduction=reduction, name=name)
+
+    def call(self, y_true, y_pred):
+        y_true, y_pred = _same_rank(y_true, y_pred)
+        x = y_pred - y_true
+        return (x + F.softplus(-2.0 * x) - math.log(2.0)).mean(dim=-1)
+
+
+class Huber(Loss):
+    """loss = mean(0.5 e^2 if |e| <= delta else delta * |e| - 0.5 delta^2), e = p - y."""
+
+    def __init__(self, delta=1.0, reduction="sum_over_batch_size", name="huber_loss"):
+        super().__init__(reduction=reduction, name=name)
+        self.delta = delta
+
+    def call(self, y_true, y_pred):
+        y_true, y_pred = _same_rank(y_true, y_pred)
+        error = y_pred - y_true
+        abs_error = torch.abs(error)
+        delta = self.delta
+        return torch.where(abs_error <= delta, 0.5 * torch.square(error),
+                           delta * abs_error - 0.5 * delta * delta).mean(dim=-1)
+
+    def get_config(self):
+        return {**super().get_config(), "delta": self.delta}
+
+
+class Poisson(Loss):
+    """loss = mean(p - y * log(p + 1e-7)) over the last axis."""
+
+    def __init__(self, reduction="sum_over_batch_size", name="poisson"):
+        super().__init__(reduction=reduction, name=name)
+
+    def call(self, y_true, y_pred):
+        return (y_pred - y_true * torch.log(y_pred + EPSILON)).mean(dim=-1)
+
+
+def _l2_normalize(x, axis):
+    inv_norm = torch.rsqrt(torch.square(x).sum(dim=axis, keepdim=True))
+    return x * torch.clamp(inv_norm, max=1.0 / EPSILON)
+
+
+class CosineSimilarity(Loss):
+    """loss = -sum(l2_normalize(y) * l2_normalize(p)) along `axis`: -1 is best, 0 orthogonal.
+
+    (Keras' sign: a loss to minimise; the Keras 2 name `cosine_proximity` is the same thing.)"""
+
+    def __init__(self, axis=-1, reduction="sum_over_batch_size", name="cosine_similarity"):
+        super().__init__(reduction=reduction, name=name)
+        self.axis = axis
+
+    def call(self, y_true, y_pred):
+        y_true, y_pred = _same_rank(y_true, y_pred)
+        return -(_l2_normalize(y_true, self.axis) * _l2_normalize(y_pred, self.axis)).sum(dim=self.axis)
+
+    def get_config(self):
+        return {**super().get_config(), "axis": self.axis}
+
+
+def _sum(x, axis):
+    if axis is None:
+        return x.sum()
+    return x.sum(dim=tuple(axis) if isinstance(axis, (_list, tuple)) else axis)
+
+
+class Dice(Loss):
+    """loss = 1 - 2 * sum(y * p) / (sum(y) + sum(p) + 1e-7), summed over `axis`
+    (None, the Keras default: the whole batch, giving one scalar)."""
+
+    def __init__(self, reduction="sum_over_batch_size", name="dice", axis=None):
+        super().__init__(reduction=reduction, name=name)
+        self.axis = axis
+
+    def call(self, y_true, y_pred):
+        intersection = _sum(y_true * y_pred, self.axis)
+        return 1.0 - 2.0 * intersection / (_sum(y_true, self.axis) + _sum(y_pred, self.axis) + EPSILON)
+
+    def get_config(self):
+        return {**super().get_config(), "axis": self.axis}
+
+
+class Tversky(Loss):
+    """loss = 1 - TP / (TP + alpha * FP + beta * FN + 1e-7) with TP = sum(y * p),
+    FP = sum((1 - p) * y), FN = sum(p * (1 - y)) over `axis` (Keras' definitions; None: whole
+    batch). alpha = beta = 0.5 is Dice (Salehi et al. 2017)."""
+
+    def __init__(self, alpha=0.5, beta=0.5, reduction="sum_over_batch_size", name="tversky", axis=None):
+        super().__init__(reduction=reduction, name=name)
+        self.alpha, self.beta, self.axis = alpha, beta, axis
+
+    def call(self, y_true, y_pred):
+        tp = _sum(y_true * y_pred, self.axis)
+        fp = _sum((1.0 - y_pred) * y_true, self.axis)
+        fn = _sum(y_pred * (1.0 - y_true), self.axis)
+        return 1.0 - tp / (tp + fp * self.alpha + fn * self.beta + EPSILON)
+
+    def get_config(self):
+        return {**super().get_config(), "alpha": self.alpha, "beta": self.beta, "axis": self.axis}
+
+
+# --------------------------------------------------------------------------------------------------
+# Losses from the classification literature (not in Keras)
+# --------------------------------------------------------------------------------------------------
+def _probs(y_pred, from_logits, axis=-1):
+    return torch.softmax(y_pred, dim=axis) if from_logits else y_pred
+
+
+class _LogitsOption(Loss):
+    """A loss on class probabilities with a Keras-style `from_logits` option."""
+
+    def __init__(self, from_logits=False, reduction="sum_over_batch_size", name=None):
+        super().__init__(reduction=reduction, name=name)
+        self.from_logits = from_logits
+
+    def get_config(self):
+        return {**super().get_config(), "from_logits": self.from_logits}
+
+
+class ExpectationL1(_LogitsOption):
+    """L1 expectation loss (Janocha & Czarnecki 2017, "On Loss Functions for Deep Neural Networks
+    in Classification", Schedae Informaticae 25): loss = sum_j |y_j - p_j|, p = softmax(o).
+    It is twice the expected misclassification of a classifier that samples from p."""
+
+    def __init__(self, from_logits=False, reduction="sum_over_batch_size", name="expectation_l1"):
+        super().__init__(from_logits=from_logits, reduction=reduction, name=name)
+
+    def call(self, y_true, y_pred):
+        return torch.abs(y_true - _probs(y_pred, self.from_logits)).sum(dim=-1)
+
+
+class ExpectationL2(_LogitsOption):
+    """Regularised L2 expectation loss (Janocha & Czarnecki 2017): loss = sum_j (y_j - p_j)^2,
+    p = softmax(o) (the multi-class Brier score)."""
+
+    def __init__(self, from_logits=False, reduction="sum_over_batch_size", name="expectation_l2"):
+        super().__init__(from_logits=from_logits, reduction=reduction, name=name)
+
+    def call(self, y_true, y_pred):
+        return torch.square(y_true - _probs(y_pred, self.from_logits)).sum(dim=-1)
+
+
+class ChebyshevExpectation(_LogitsOption):
+    """Chebyshev (L-infinity) expectation loss (Janocha & Czarnecki 2017):
+    loss = max_j |y_j - p_j|, p = softmax(o)."""
+
+    def __init__(self, from_logits=False, reduction="sum_over_batch_size", name="chebyshev_expectation"):
+        super().__init__(from_logits=from_logits, reduction=reduction, name=name)
+
+    def call(self, y_true, y_pred):
+        return torch.abs(y_true - _probs(y_pred, self.from_logits)).amax(dim=-1)
+
+
+class CubedHinge(Loss):
+    """Cubed hinge (Janocha & Czarnecki 2017): loss = sum_j max(0, margin - t_j * o_j)^3 on raw
+    scores o (logits, not probabilities), t = 2y - 1 for 0/1 labels; the paper's margin is 1/2.
+    `power` = 1 or 2 gives the paper's hinge and squared hinge on raw scores."""
+
+    inputs = "logits"
+
+    def __init__(self, margin=0.5, power=3, reduction="sum_over_batch_size", name="cubed_hinge"):
+        super().__init__(reduction=reduction, name=name)
+        self.margin, self.power = margin, power
+
+    def call(self, y_true, y_pred):
+        t = _hinge_labels(y_true)
+        return torch.pow(torch.clamp(self.margin - t * y_pred, min=0.0), self.power).sum(dim=-1)
+
+    def get_config(self):
+        return {**super().get_config(), "margin": self.margin, "power": self.power}
+
+
+class SquaredLog(_LogitsOption):
+    """Squared log loss (log^2 of Janocha & Czarnecki 2017): loss = sum_j (y_j log p_j)^2,
+    p = softmax(o) (renormalised and clipped to [1e-7, 1 - 1e-7] on probabilities, as Keras' CE).
+    The paper prints the formula with a leading minus; the minimised quantity is the square."""
+
+    def __init__(self, from_logits=False, reduction="sum_over_batch_size", name="squared_log"):
+        super().__init__(from_logits=from_logits, reduction=reduction, name=name)
+
+    def call(self, y_true, y_pred):
+        return torch.square(y_true * _log_probs(y_pred, self.from_logits)).sum(dim=-1)
+
+
+class Tanimoto(_LogitsOption):
+    """Tanimoto loss (Janocha & Czarnecki 2017):
+    loss = -sum(p * y) / (||p||^2 + ||y||^2 - sum(p * y)), p = softmax(o); in [-1, 0]."""
+
+    def __init__(self, from_logits=False, reduction="sum_over_batch_size", name="tanimoto"):
+        super().__init__(from_logits=from_logits, reduction=reduction, name=name)
+
+    def call(self, y_true, y_pred):
+        p = _probs(y_pred, self.from_logits)
+        dot = (p * y_true).sum(dim=-1)
+        return -dot / (torch.square(p).sum(dim=-1) + torch.square(y_true).sum(dim=-1) - dot)
+
+
+class CauchySchwarzDivergence(_LogitsOption):
+    """Cauchy-Schwarz divergence (Janocha & Czarnecki 2017):
+    loss = -log(sum(p * y) / (||p||_2 ||y||_2)), p = softmax(o); 0 when p = y. On probabilities the
+    ratio is clipped to >= 1e-7; from logits it is computed in log space (stable)."""
+
+    def __init__(self, from_logits=False, reduction="sum_over_batch_size", name="cauchy_schwarz_divergence"):
+        super().__init__(from_logits=from_logits, reduction=reduction, name=name)
+
+    def call(self, y_true, y_pred):
+        if self.from_logits:
+            log_p = F.log_softmax(y_pred, dim=-1)
+            log_dot = torch.logsumexp(log_p + torch.log(y_true), dim=-1)
+            log_norm_p = 0.5 * torch.logsumexp(2.0 * log_p, dim=-1)
+            log_norm_y = 0.5 * torch.log(torch.square(y_true).sum(dim=-1))
+            return -(log_dot - log_norm_p - log_norm_y)
+        dot = (y_pred * y_true).sum(dim=-1)
+        norms = torch.linalg.vector_norm(y_pred, dim=-1) * torch.linalg.vector_norm(y_true, dim=-1)
+        return -torch.log(torch.clamp(_divide_no_nan(dot, norms), min=EPSILON))
+
+
+class SymmetricCrossentropy(_LogitsOption):
+    """Symmetric cross-entropy (Wang et al. 2019, "Symmetric Cross Entropy for Robust Learning with
+    Noisy Labels", ICCV): loss = alpha * CE(y, p) + beta * RCE(y, p),
+    RCE = -sum_j p_j log y_j with log 0 := A (y clipped to [exp(A), 1]); for one-hot y,
+    RCE = -A (1 - p[y]). Defaults alpha=0.1, beta=1.0, A=-4 (the paper's CIFAR-10 setting)."""
+
+    def __init__(self, alpha=0.1, beta=1.0, A=-4.0, from_logits=False, reduction="sum_over_batch_size",
+                 name="symmetric_crossentropy"):
+        super().__init__(from_logits=from_logits, reduction=reduction, name=name)
+        self.alpha, self.beta, self.A = alpha, beta, A
+
+    def call(self, y_true, y_pred):
+        log_p = _log_probs(y_pred, self.from_logits)
+        ce = -(y_true * log_p).sum(dim=-1)
+        p = torch.softmax(y_pred, dim=-1) if self.from_logits else _clip(y_pred / y_pred.sum(dim=-1, keepdim=True))
+        rce = -(p * torch.log(torch.clamp(y_true, min=math.exp(self.A), max=1.0))).sum(dim=-1)
+        return self.alpha * ce + self.beta * rce
+
+    def get_config(self):
+        return {**super().get_config(), "alpha": self.alpha, "beta": self.beta, "A": self.A}
+
+
+class PolyLoss(_LogitsOption):
+    """Poly-1 loss (Leng et al. 2022, "PolyLoss: A Polynomial Expansion Perspective of
+    Classification Loss Functions", ICLR): loss = CE(y', p) + epsilon * (1 - sum(y' * p)),
+    y' = y * (1 - ls) + ls / C. epsilon=0 is (label-smoothed) CE; the paper's default is 1."""
+
+    def __init__(self, epsilon=1.0, label_smoothing=0.0, from_logits=False, reduction="sum_over_batch_size",
+                 name="poly_loss"):
+        super().__init__(from_logits=from_logits, reduction=reduction, name=name)
+        self.epsilon, self.label_smoothing = epsilon, label_smoothing
+
+    def call(self, y_true, y_pred):
+        y_true = _smooth_one_hot(y_true, self.label_smoothing)
+        log_p = _log_probs(y_pred, self.from_logits)
+        p = torch.exp(log_p) if self.from_logits else _clip(y_pred / y_pred.sum(dim=-1, keepdim=True))
+        ce = -(y_true * log_p).sum(dim=-1)
+        return ce + self.epsilon * (1.0 - (y_true * p).sum(dim=-1))
+
+    def get_config(self):
+        return {**super().get_config(), "epsilon": self.epsilon, "label_smoothing": self.label_smoothing}
+
+
+class BiTemperedLogistic(Loss):
+    """Bi-tempered logistic loss (Amid et al. 2019, "Robust Bi-Tempered Logistic Loss Based on
+    Bregman Divergences", NeurIPS), via `pytorch_optimizer.loss.bi_tempered_logistic_loss`:
+    loss = sum_j [y_j (log_t1 y_j - log_t1 p_j) - (y_j^(2-t1) - p_j^(2-t1)) / (2 - t1)],
+    p = tempered_softmax_t2(o), log_t(x) = (x^(1-t) - 1) / (1 - t). `y_pred` are logits
+    (activations). t1 < 1 bounds the loss, t2 > 1 gives heavy tails; t1 = t2 = 1 is CE.
+    Label smoothing follows the paper's code: y' = (1 - ls * C / (C - 1)) y + ls / (C - 1)."""
+
+    inputs = "logits"
+
+    def __init__(self, t1=0.8, t2=1.2, label_smoothing=0.0, num_iters=5, reduction="sum_over_batch_size",
+                 name="bi_tempered_logistic"):
+        super().__init__(reduction=reduction, name=name)
+        self.t1, self.t2, self.label_smoothing, self.num_iters = t1, t2, label_smoothing, num_iters
+
+    def call(self, y_true, y_pred):
+        from pytorch_optimizer.loss.bi_tempered import bi_tempered_logistic_loss
+
+        return bi_tempered_logistic_loss(y_pred, y_true, t1=self.t1, t2=self.t2, label_smooth=self.label_smoothing,
+                                         num_iters=self.num_iters, reduction="none")
+
+    def get_config(self):
+        return {**super().get_config(), "t1": self.t1, "t2": self.t2, "label_smoothing": self.label_smoothing,
+                "num_iters": self.num_iters}
+
+
+class LabelSmoothedCrossentropy(CategoricalCrossentropy):
+    """Label-smoothed cross-entropy (Szegedy et al. 2016, "Rethinking the Inception Architecture",
+    CVPR): CE with y' = (1 - ls) y + ls / C; the same as categorical_crossentropy with
+    label_smoothing, with the paper's ls = 0.1 as default. From logits it runs
+    `torch.nn.functional.cross_entropy(label_smoothing=ls)`."""
+
+    def __init__(self, label_smoothing=0.1, from_logits=False, axis=-1, reduction="sum_over_batch_size",
+                 name="label_smoothed_crossentropy"):
+        super().__init__(from_logits=from_logits, label_smoothing=label_smoothing, axis=axis,
+                         reduction=reduction, name=name)
+
+    def call(self, y_true, y_pred):
+        if self.from_logits and y_pred.dim() == 2 and self.axis in (-1, 1):
+            return F.cross_entropy(y_pred, y_true, label_smoothing=float(self.label_smoothing), reduction="none")
+        return super().call(y_true, y_pred)
+
+
 # --------------------------------------------------------------------------------------------------
 # Registration
 # --------------------------------------------------------------------------------------------------
@@ -437,7 +853,56 @@ _KERAS = [
      "Use it when you want a Crammer-Singer multi-class margin between the true and best other class."),
     (KLDivergence, "kl_divergence", ["kld", "kullback_leibler_divergence"],
      "Use it when targets are distributions (soft labels); on one-hot labels it equals CE."),
+    (BinaryFocalCrossentropy, "binary_focal_crossentropy", ["binary_focal_loss", "bfce"],
+     "Use it when a 2-class task is imbalanced and easy examples dominate the gradient."),
+    (CategoricalFocalCrossentropy, "categorical_focal_crossentropy", ["focal_loss", "cfce"],
+     "Use it when classes are imbalanced or easy examples dominate (down-weights confident ones)."),
+    (CategoricalGeneralizedCrossEntropy, "categorical_generalized_cross_entropy", ["gce", "generalized_cross_entropy"],
+     "Use it when labels are noisy: q interpolates between CE (q->0) and noise-robust MAE (q=1)."),
+    (MeanAbsolutePercentageError, "mean_absolute_percentage_error", ["mape"],
+     "Use it when reproducing Keras-catalogue studies; on one-hot labels it is dominated by 1/eps."),
+    (MeanSquaredLogarithmicError, "mean_squared_logarithmic_error", ["msle"],
+     "Use it when reproducing Keras-catalogue studies; a damped L2 on log(1 + p)."),
+    (LogCosh, "log_cosh", ["logcosh"],
+     "Use it when you want an L2-like loss that grows only linearly for large errors."),
+    (Huber, "huber", ["huber_loss"],
+     "Use it when you want L2 near the target and L1 beyond delta (robust to outliers)."),
+    (Poisson, "poisson", [],
+     "Use it when reproducing Keras-catalogue studies; targets are counts/rates (p - y log p)."),
+    (CosineSimilarity, "cosine_similarity", ["cosine_proximity", "cosine"],
+     "Use it when only the direction of the probability vector matters (scale-free)."),
+    (Dice, "dice", ["dice_loss"],
+     "Use it when classes are imbalanced and you want an F1-like overlap objective over the batch."),
+    (Tversky, "tversky", ["tversky_loss"],
+     "Use it when you want Dice with separate false-positive (alpha) / false-negative (beta) costs."),
 ]
+
+_LITERATURE = [
+    (ExpectationL1, "expectation_l1", ["l1_expectation", "l1_softmax"],
+     "Use it when labels are noisy: the bounded L1 expectation loss of Janocha & Czarnecki (2017)."),
+    (ExpectationL2, "expectation_l2", ["l2_expectation", "l2_softmax", "brier"],
+     "Use it when you want the multi-class Brier score: robust, calibrated, slower than CE."),
+    (ChebyshevExpectation, "chebyshev_expectation", ["linf_expectation"],
+     "Use it when you want to penalise only the worst class error (Janocha & Czarnecki 2017)."),
+    (CubedHinge, "cubed_hinge", ["hinge3", "hinge_cubed"],
+     "Use it when you want a margin loss on raw scores that trains fast (best hinge in Janocha 2017)."),
+    (SquaredLog, "squared_log", ["log_squared", "log2_loss"],
+     "Use it when you want CE that punishes confident mistakes harder, (log p_y)^2."),
+    (Tanimoto, "tanimoto", ["tanimoto_loss"],
+     "Use it when you want a bounded overlap (Jaccard-like) loss that resists label noise."),
+    (CauchySchwarzDivergence, "cauchy_schwarz_divergence", ["dcs", "cs_divergence"],
+     "Use it when you want a CE-like loss normalised by ||p|| (Janocha & Czarnecki 2017)."),
+    (SymmetricCrossentropy, "symmetric_crossentropy", ["sce", "symmetric_cross_entropy"],
+     "Use it when labels are noisy: CE plus reverse CE (Wang et al. 2019)."),
+    (PolyLoss, "poly_loss", ["poly1", "poly1_loss", "polyloss"],
+     "Use it when you want to tune CE's leading polynomial term (Poly-1, Leng et al. 2022)."),
+    (BiTemperedLogistic, "bi_tempered_logistic", ["bi_tempered", "bitempered", "bi_tempered_logistic_loss"],
+     "Use it when labels are noisy or there are outliers: bounded, heavy-tailed CE (Amid et al. 2019)."),
+    (LabelSmoothedCrossentropy, "label_smoothed_crossentropy", ["label_smoothing_ce", "ls_ce", "lsce"],
+     "Use it when the model gets over-confident: CE on smoothed targets (Szegedy et al. 2016)."),
+]
+for _cls, _name, _aliases, _summary in _LITERATURE:
+    _register_class(_cls, _name, _aliases, _summary)
 for _cls, _name, _aliases, _summary in _KERAS:
     _register_class(_cls, _name, _aliases, _summary)
 
@@ -462,7 +927,7 @@ def register(name: str | None = None, *, aliases=(), summary: str = "", labels: 
             _register_class(obj, canonical, aliases, summary)
         else:
             factory = _function_factory(obj, canonical, labels, inputs, binary, binary_only)
-            REGISTRY.register(canonical, aliases=aliases, summary=summary)(factory)
+            REGISTRY.register(canonical, aliases=aliases, summary=summary, loss_fn=obj)(factory)
         return obj
 
     return decorator
@@ -702,7 +1167,9 @@ class TrainingLoss:
             return labels.to(dtype).unsqueeze(-1)
         if self.loss.labels == "sparse":
             return labels
-        return F.one_hot(labels.long(), self.num_classes).to(dtype)
+        # scatter instead of F.one_hot: no host-side range check (no device sync)
+        one_hot = torch.zeros(labels.shape[0], self.num_classes, dtype=dtype, device=labels.device)
+        return one_hot.scatter_(-1, labels.long().unsqueeze(-1), 1.0)
 
     def predictions(self, outputs: torch.Tensor) -> torch.Tensor:
         """The `y_pred` this loss takes for raw model `outputs`."""
