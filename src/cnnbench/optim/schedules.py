@@ -289,9 +289,9 @@ class Controller:
             return
         current = float(current)
         mode = c["mode"]
-        if mode == "auto":
-            mode = "min" if c["monitor"].removeprefix("val_") == "loss" or "loss" in c["monitor"] or \
-                "error" in c["monitor"] else "max"
+        if mode == "auto":  # Keras: losses are minimised; accuracy-like metrics maximised
+            up = ("acc", "auc", "precision", "recall", "f1", "iou", "top")
+            mode = "max" if any(k in c["monitor"] for k in up) else "min"
         delta = abs(c["min_delta"])
         improved = s["best"] is None or (current + delta < s["best"] if mode == "min" else current - delta > s["best"])
         if s["cooldown_counter"] > 0:
