@@ -112,11 +112,11 @@ def _pair(value, name, model):
 
 
 # --- digits_cnn ----------------------------------------------------------------------------------
-@REGISTRY.register("digits_cnn", aliases=["digits"], min_input=(1, 5, 5), paper="small CNN for sklearn's 8x8 digits")
+@REGISTRY.register("digits_cnn", aliases=["digits"], min_input=(1, 6, 6), paper="small CNN for sklearn's 8x8 digits")
 def digits_cnn(input_shape, num_outputs, *, filters=(16, 32), hidden_units=64, dropout=(0.25, 0.5)):
     """Small fast CNN for 8x8 grey digits: Conv16-Conv32 (3x3 relu) - MaxPool - Dense64 - Dense."""
     name = "digits_cnn"
-    check_input_shape(name, input_shape, min_hw=5)
+    check_input_shape(name, input_shape, min_hw=6)
     check_num_outputs(name, num_outputs)
     f1, f2 = _pair(filters, "filters", name)
     d1, d2 = _pair(dropout, "dropout", name)

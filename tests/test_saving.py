@@ -1,0 +1,187 @@
+"""Saving: one-file round trip (weights + config), weights_only loading, atomic writes, predict."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import torch
+
+from cnnbench import models, saving
+from cnnbench.errors import UserError
+
+
+def _trained(spec, shape, k, steps=1):
+    torch.manual_seed(0)
+    m = models.get(spec, input_shape=shape, num_outputs=k)
+    opt = torch.optim.SGD([p for p in m.parameters() if p.requires_grad], lr=0.05)
+    m.train()
+    for _ in range(steps):  # moves weights and BatchNorm running statistics off their init
+        out = m(torch.rand(4, *shape))
+        loss = out.pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return m.eval()
+
+
+@pytest.mark.parametrize(
+    "spec, shape, k",
+    [
+        ("keras_mnist_cnn", (1, 28, 28), 10),
+        ("resnet20_v2", (3, 16, 16), 5),
+        ({"name": "mobilenet_v3_small", "weights": "none", "freeze_until": "features.9", "head": "flatten",
+          "hidden_units": 8}, (1, 32, 32), 1),
+    ],
+)
+def test_round_trip_identical_outputs_and_config(tmp_path, spec, shape, k):
+    m = _trained(spec, shape, k)
+    path = tmp_path / "sub" / "model.pt"
+    extra = {"loss": "categorical_crossentropy" if k > 1 else "binary_crossentropy",
+             "class_names": [f"c{i}" for i in range(max(k, 2))], "dataset": {"name": "x", "image_size": shape[-1]}}
+    saving.save(m, path, config=extra)
+    assert os.listdir(tmp_path / "sub") == ["model.pt"]  # no temp file left behind
+
+    raw = torch.load(path, weights_only=True)
+    assert raw["format"] == "cnnbench-model"
+    config = json.loads(raw["config"])
+    assert config["model"] == models.resolve(spec)
+    assert config["input_shape"] == list(shape) and config["num_outputs"] == k
+    assert config["class_names"] == extra["class_names"] and config["dataset"] == extra["dataset"]
+
+    loaded = saving.load(path)
+    assert not loaded.training
+    assert loaded.cnnbench_config == config
+    x = torch.rand(3, *shape)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), m(x), rtol=0, atol=0)
+    for (n1, p1), (n2, p2) in zip(m.named_parameters(), loaded.named_parameters()):
+        assert n1 == n2 and p1.requires_grad == p2.requires_grad  # freezing survives
+
+
+def test_load_does_not_fetch_pretrained_weights(tmp_path, monkeypatch):
+    m = models.get({"name": "mobilenet_v3_small", "weights": "none"}, input_shape=(3, 32, 32), num_outputs=2)
+    m.cnnbench_model["model"]["weights"] = "IMAGENET1K_V1"  # as if it had been built from ImageNet weights
+    saving.save(m, tmp_path / "m.pt")
+
+    def no_download(*a, **k):
+        raise AssertionError("load must not download weights")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_download)
+    loaded = saving.load(tmp_path / "m.pt")
+    assert loaded.cnnbench_config["model"]["weights"] == "IMAGENET1K_V1"
+
+
+def test_save_is_atomic_and_overwrites(tmp_path, monkeypatch):
+    path = tmp_path / "m.pt"
+    a = models.get("digits_cnn", input_shape=(1, 8, 8), num_outputs=10)
+    saving.save(a, path)
+    b = _trained("digits_cnn", (1, 8, 8), 10, steps=2)
+    saving.save(b, path)  # replaces the old file
+    x = torch.rand(2, 1, 8, 8)
+    torch.testing.assert_close(saving.load(path)(x), b(x))
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken)
+    with pytest.raises(OSError):
+        saving.save(a, path)
+    assert os.listdir(tmp_path) == ["m.pt"]  # the temp file is gone, the old file intact
+    monkeypatch.undo()
+    torch.testing.assert_close(saving.load(path)(x), b(x))
+
+
+def test_custom_model_reference_round_trip(tmp_path, monkeypatch):
+    (tmp_path / "my_models_save.py").write_text(
+        "import torch\n"
+        "from cnnbench.models import REGISTRY\n"
+        "class Tiny(torch.nn.Module):\n"
+        "    def __init__(self, input_shape, num_outputs, width=4):\n"
+        "        super().__init__()\n"
+        "        c, h, w = input_shape\n"
+        "        self.body = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(c * h * w, width),\n"
+        "                                        torch.nn.ReLU(), torch.nn.Linear(width, num_outputs))\n"
+        "    def forward(self, x):\n"
+        "        return self.body(x)\n"
+        "@REGISTRY.register('tiny_registered_for_saving_test')\n"
+        "def tiny(input_shape, num_outputs, *, width=3):\n"
+        "    return Tiny(input_shape, num_outputs, width)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    m = models.get({"name": "my_models_save:Tiny", "width": 6}, input_shape=(1, 4, 4), num_outputs=3)
+    saving.save(m, tmp_path / "ref.pt")
+    loaded = saving.load(tmp_path / "ref.pt")
+    x = torch.rand(2, 1, 4, 4)
+    torch.testing.assert_close(loaded(x), m.eval()(x))
+
+    import my_models_save  # noqa: F401  (registers tiny_registered_for_saving_test)
+
+    try:
+        r = models.get("tiny_registered_for_saving_test", input_shape=(1, 4, 4), num_outputs=2)
+        saving.save(r, tmp_path / "reg.pt")
+        assert saving.read(tmp_path / "reg.pt")[0]["model_module"] == "my_models_save"
+        assert models.count_params(saving.load(tmp_path / "reg.pt")) == models.count_params(r)
+    finally:  # keep the shared registry as it was for other tests
+        models.REGISTRY._entries.pop("tiny_registered_for_saving_test", None)
+        models.REGISTRY._keys.pop("tinyregisteredforsavingtest", None)
+
+
+def test_saving_a_model_not_built_by_get_needs_its_spec(tmp_path):
+    bare = torch.nn.Linear(4, 2)
+    with pytest.raises(UserError, match="not built with cnnbench.models.get"):
+        saving.save(bare, tmp_path / "x.pt")
+    with pytest.raises(UserError, match="not JSON-serialisable"):
+        saving.save(models.get("digits_cnn", input_shape=(1, 8, 8), num_outputs=10), tmp_path / "y.pt",
+                    config={"bad": object()})
+
+
+def test_load_rejects_other_files(tmp_path):
+    torch.save({"weight": torch.zeros(1)}, tmp_path / "plain.pt")
+    with pytest.raises(UserError, match="not a cnnbench model file"):
+        saving.load(tmp_path / "plain.pt")
+    with pytest.raises(UserError, match="does not exist"):
+        saving.load(tmp_path / "missing.pt")
+
+
+# --- predict -------------------------------------------------------------------------------------
+def test_predict_softmax_shapes_and_uint8_equals_float():
+    m = _trained("digits_cnn", (1, 8, 8), 10)
+    m.cnnbench_config = {**m.cnnbench_model}
+    x = torch.randint(0, 256, (300, 1, 8, 8), dtype=torch.uint8)
+    probs, labels = saving.predict(m, x, batch_size=64)
+    assert probs.shape == (300, 10) and labels.shape == (300,) and labels.dtype == torch.int64
+    torch.testing.assert_close(probs.sum(1), torch.ones(300))
+    assert torch.equal(labels, probs.argmax(1))
+    probs_f, _ = saving.predict(m, x.float() / 255)
+    torch.testing.assert_close(probs, probs_f)
+    with torch.no_grad():
+        torch.testing.assert_close(probs, torch.softmax(m(x.float() / 255), 1))
+    with pytest.raises(UserError, match="takes 1x8x8 images"):
+        saving.predict(m, torch.rand(2, 3, 8, 8))
+
+
+def test_predict_single_sigmoid_unit_and_loss_from_config(tmp_path):
+    m = _trained({"name": "keras_mnist_mlp", "hidden_units": [8]}, (1, 6, 6), 1)
+    saving.save(m, tmp_path / "b.pt", config={"loss": "binary_crossentropy", "class_names": ["cat", "dog"]})
+    loaded = saving.load(tmp_path / "b.pt")
+    x = torch.rand(5, 1, 6, 6)
+    probs, labels = saving.predict(loaded, x)
+    assert probs.shape == (5, 2)
+    torch.testing.assert_close(probs.sum(1), torch.ones(5))
+    with torch.no_grad():
+        torch.testing.assert_close(probs[:, 1], torch.sigmoid(m(x)[:, 0]))
+    assert torch.equal(labels, (probs[:, 1] > 0.5).long())
+
+
+def test_predict_applies_recorded_input_normalization(tmp_path):
+    m = _trained("cifar_simple_cnn", (3, 18, 18), 4)
+    mean, std = [0.5, 0.4, 0.3], [0.2, 0.2, 0.25]
+    saving.save(m, tmp_path / "n.pt", config={"input_normalization": {"mean": mean, "std": std}})
+    loaded = saving.load(tmp_path / "n.pt")
+    x = torch.rand(3, 3, 18, 18)
+    probs, _ = saving.predict(loaded, x)
+    norm = (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    with torch.no_grad():
+        torch.testing.assert_close(probs, torch.softmax(m(norm), 1))
