@@ -483,7 +483,14 @@ def test_adapt_feeds_each_loss_the_keras_way():
     assert user_loss.from_logits is False
 
 
-def test_adapt_refuses_what_cannot_apply():
+@pytest.fixture
+def scratch_registry(monkeypatch):
+    """Losses registered by a test disappear after it (other test files list the registry)."""
+    monkeypatch.setattr(losses.REGISTRY, "_entries", dict(losses.REGISTRY._entries))
+    monkeypatch.setattr(losses.REGISTRY, "_keys", dict(losses.REGISTRY._keys))
+
+
+def test_adapt_refuses_what_cannot_apply(scratch_registry):
     @losses.register("test_binary_only_margin", binary=True, binary_only=True,
                      summary="Use it when testing that binary-only losses are refused.")
     def binary_only(y_true, y_pred):
@@ -543,8 +550,12 @@ def test_resolve_is_explicit_json_and_round_trips():
 
 
 def test_unknown_names_and_options():
-    with pytest.raises(UnknownNameError, match="did you mean 'categorical_hinge'"):
+    with pytest.raises(UnknownNameError, match="did you mean 'categorical_hinge'.*cnnbench list losses`"):
         losses.get("categorical_hinj")
+    # Keras' `name` is accepted but display-only: not part of the resolved config (the run hash)
+    named = losses.get("cce", name="my_cce")
+    assert named.name == "my_cce"
+    assert losses.resolve(named) == losses.resolve("cce")
     with pytest.raises(UserError, match="has no option 'gama'.*did you mean 'gamma'"):
         losses.get("categorical_focal_crossentropy", gama=2.0)
     with pytest.raises(UserError, match="0 < q <= 1"):
@@ -590,7 +601,7 @@ def custom_module(tmp_path, monkeypatch):
     sys.modules.pop("my_losses_for_cnnbench", None)
 
 
-def test_custom_loss_by_decorator():
+def test_custom_loss_by_decorator(scratch_registry):
     @losses.register("test_double_mse", aliases=["test_dmse"], summary="Use it when testing decorators.")
     def double_mse(y_true, y_pred, factor=2.0):
         return factor * ((y_true - y_pred) ** 2).mean(-1)
@@ -711,11 +722,11 @@ def test_package_never_imports_keras():
 # Docs and the built-in study
 # --------------------------------------------------------------------------------------------------
 def test_docs_table_lists_every_loss():
+    assert not [n for n in losses.list() if n.startswith("test_")]  # the scratch registry was restored
     path = os.path.join(os.path.dirname(__file__), "..", "docs", "losses.md")
     text = open(path, encoding="utf-8").read()
     for name in losses.list():
-        if not name.startswith("test_"):
-            assert f"`{name}`" in text, name
+        assert f"`{name}`" in text, name
 
 
 def test_builtin_study_uses_only_registered_keras_losses():

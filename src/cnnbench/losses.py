@@ -50,7 +50,7 @@ __all__ = [
 
 _list = list  # `list` is redefined below as the module's API function
 
-REGISTRY = Registry("loss")
+REGISTRY = Registry("loss", plural="losses")
 
 #: `keras.backend.epsilon()`: probabilities are clipped to [EPSILON, 1 - EPSILON].
 EPSILON = 1e-7
@@ -818,19 +818,29 @@ class LabelSmoothedCrossentropy(CategoricalCrossentropy):
 # --------------------------------------------------------------------------------------------------
 # Registration
 # --------------------------------------------------------------------------------------------------
-def _register_class(cls, name, aliases=(), summary=""):
-    """Register a Loss class: options are its constructor's (minus `name`)."""
+def _class_factory(cls):
+    """A factory whose signature is the Loss class's constructor (what Registry reads)."""
 
     def factory(**options):
         return cls(**options)
 
-    sig = inspect.signature(cls)
-    params = [p for p in sig.parameters.values() if p.name != "name"]
-    factory.__signature__ = inspect.Signature(params)  # what Registry.defaults/accepts read
-    factory.__name__ = name
+    factory.__signature__ = inspect.signature(cls)
+    factory.__name__ = cls.__name__
     factory.__doc__ = cls.__doc__
-    factory.loss_class = cls
-    REGISTRY.register(name, aliases=aliases, summary=summary, loss_class=cls)(factory)
+    return factory
+
+
+def _explicit(factory, options) -> dict[str, Any]:
+    """Every option of `factory` made explicit, without `name` (display only, not part of a run)."""
+    return {k: v for k, v in {**_defaults(factory), **options}.items() if k != "name"}
+
+
+def _register_class(cls, name, aliases=(), summary=""):
+    """Register a Loss class: its constructor's keyword arguments are the options."""
+    factory = _class_factory(cls)
+    factory.__name__ = name
+    REGISTRY.register(name, aliases=aliases, summary=summary, loss_class=cls,
+                      resolve=lambda **options: _explicit(factory, options))(factory)
     return cls
 
 
@@ -1020,7 +1030,7 @@ def resolve(spec) -> dict[str, Any]:
     if ":" in name:
         factory = _factory_of(_import_reference(name), name)
         _check_options(factory, options, name)
-        return _jsonable({"name": name, **_defaults(factory), **options})
+        return _jsonable({"name": name, **_explicit(factory, options)})
     return _jsonable(REGISTRY.resolve(name, **options))
 
 
@@ -1064,13 +1074,7 @@ def _factory_of(obj, label: str):
     if inspect.isclass(obj):
         if not issubclass(obj, Loss):
             raise UserError(f"loss {label!r} is a class but not a cnnbench.losses.Loss subclass")
-        sig = inspect.signature(obj)
-
-        def factory(**options):
-            return obj(**options)
-
-        factory.__signature__ = inspect.Signature([p for p in sig.parameters.values() if p.name != "name"])
-        return factory
+        return _class_factory(obj)
     if isinstance(obj, Loss):
         def factory():
             return obj
