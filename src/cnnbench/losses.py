@@ -86,9 +86,11 @@ def _same_rank(x1: torch.Tensor, x2: torch.Tensor, expand_rank_1: bool = True):
     return x1, x2
 
 
-def _divide_no_nan(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def _divide_no_nan(a, b: torch.Tensor) -> torch.Tensor:
+    """a / b, and 0 where b == 0 (`a` a tensor or a Python number)."""
     safe = torch.where(b == 0, torch.ones_like(b), b)
-    return torch.where(b == 0, torch.zeros_like(a), a / safe)
+    quotient = a / safe
+    return torch.where(b == 0, torch.zeros_like(quotient), quotient)
 
 
 def reduce_weighted(values, sample_weight=None, mask=None, reduction="sum_over_batch_size"):
@@ -103,7 +105,7 @@ def reduce_weighted(values, sample_weight=None, mask=None, reduction="sum_over_b
         sample_weight = torch.as_tensor(sample_weight, device=values.device).to(values.dtype)
     if mask is not None:
         if reduction in ("mean", "sum_over_batch_size"):
-            total = torch.tensor(float(mask.numel()), dtype=values.dtype, device=values.device)
+            total = float(mask.numel())
             valid = mask.to(values.dtype).sum()
             float_mask = torch.where(mask, _divide_no_nan(total, valid), torch.zeros_like(valid))
         else:
@@ -121,10 +123,9 @@ def reduce_weighted(values, sample_weight=None, mask=None, reduction="sum_over_b
     loss = values.sum()
     if reduction in ("sum_over_batch_size", "mean", "mean_with_sample_weight"):
         if reduction == "mean_with_sample_weight" and sample_weight is not None:
-            divisor = sample_weight.sum().to(loss.dtype)
+            loss = _divide_no_nan(loss, sample_weight.sum().to(loss.dtype))
         else:
-            divisor = torch.tensor(float(values.numel()), dtype=loss.dtype, device=loss.device)
-        loss = _divide_no_nan(loss, divisor)
+            loss = loss / float(values.numel())  # numel > 0 here; a Python number: no device copy
     return loss
 
 
@@ -978,7 +979,6 @@ def _function_options(fn) -> _list[inspect.Parameter]:
     return out
 
 
-
 # --------------------------------------------------------------------------------------------------
 # get / resolve / list
 # --------------------------------------------------------------------------------------------------
@@ -1247,7 +1247,8 @@ def class_weights_to_sample_weights(labels: torch.Tensor, class_weight, num_clas
             try:
                 index = int(key)
             except (TypeError, ValueError):
-                raise UserError(f"class_weight key {key!r} is not a class index; use integers 0..{num_classes - 1}") from None
+                raise UserError(f"class_weight key {key!r} is not a class index; "
+                                f"use integers 0..{num_classes - 1}") from None
             if not 0 <= index < num_classes:
                 raise UserError(f"class_weight key {key!r} is out of range for {num_classes} classes")
             table[index] = float(value)
