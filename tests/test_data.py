@@ -259,6 +259,19 @@ def test_cache_used_on_second_load_and_invalidated(tmp_path, monkeypatch):
     assert not third.source.startswith("cache") and torch.equal(third.x_train[:, 0], torch.from_numpy(x2))
 
 
+def test_unwritable_cache_only_warns(tmp_path, monkeypatch):
+    x, y = tiny_images(6)
+    write_mnist_like(tmp_path, "MNIST", x, y, x, y, gz=True)
+
+    def refuse(*a, **k):
+        raise PermissionError("read-only file system")
+
+    monkeypatch.setattr(cache.tempfile, "mkstemp", refuse)
+    with pytest.warns(UserWarning, match="cannot write the dataset cache"):
+        ds = data.load({"name": "mnist", "download": False}, tmp_path)
+    assert len(ds.y_train) == 6
+
+
 def test_damaged_cache_file_is_rebuilt(tmp_path):
     x, y = tiny_images(20)
     write_mnist_like(tmp_path, "MNIST", x, y, x[:5], y[:5], gz=True)

@@ -177,7 +177,9 @@ def _idx_source(name: str, folder: str, tv_name: str, class_names: list[str], *,
         return data_dir / folder / "raw"
 
     def locate(data_dir):
-        found = [formats.find_file(raw_dir(data_dir), b) for b in bases.values()]
+        # raw first when its published MD5 is known (faster), else the .gz whose MD5 torchvision lists
+        found = [formats.find_file(raw_dir(data_dir), b, prefer_gz=(folder, b) not in formats.IDX_MD5)
+                 for b in bases.values()]
         if all(found):
             return found
         zip_path = raw_dir(data_dir) / "gzip.zip"  # EMNIST's archive, if only that is there

@@ -48,9 +48,11 @@ def _corrupt(path: Path | str, problem: str, fix: str = "delete it and download 
 
 
 # --- IDX ------------------------------------------------------------------------------------------
-def find_file(folder: Path, base: str) -> Path | None:
-    """`folder/base` if it exists, else `folder/base.gz`, else None."""
-    for candidate in (folder / base, folder / (base + ".gz")):
+def find_file(folder: Path, base: str, prefer_gz: bool = False) -> Path | None:
+    """`folder/base` or `folder/base.gz` (`prefer_gz`: the .gz first, e.g. when only its published
+    checksum is known), else None."""
+    order = (folder / (base + ".gz"), folder / base) if prefer_gz else (folder / base, folder / (base + ".gz"))
+    for candidate in order:
         if candidate.is_file():
             return candidate
     return None
