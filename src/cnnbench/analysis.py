@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -75,7 +76,9 @@ def _welch_p(a: np.ndarray, b: np.ndarray) -> float:
         return math.nan
     if np.ptp(a) == 0 and np.ptp(b) == 0:
         return 1.0 if a[0] == b[0] else 0.0
-    return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
 
 
 def marginal_rankings(df: pd.DataFrame, metric: str = "test_acc") -> dict[str, pd.DataFrame]:
@@ -103,7 +106,9 @@ def friedman(df: pd.DataFrame, metric: str = "test_acc") -> dict | None:
         return None
     if np.ptp(table.to_numpy()) == 0:
         return {"statistic": 0.0, "pvalue": 1.0, "configurations": table.shape[1], "seeds": table.shape[0]}
-    res = stats.friedmanchisquare(*[table[c].to_numpy() for c in table.columns])
+    with warnings.catch_warnings():  # near-identical accuracies warn about precision; the p-value stands
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = stats.friedmanchisquare(*[table[c].to_numpy() for c in table.columns])
     return {"statistic": float(res.statistic), "pvalue": float(res.pvalue),
             "configurations": table.shape[1], "seeds": table.shape[0]}
 

@@ -216,10 +216,12 @@ def cmd_list(args) -> int:
     from rich.table import Table
 
     console = Console(highlight=False)
+    if not console.is_terminal:  # piped or captured: don't fold names at 80 columns
+        console = Console(highlight=False, width=200)
     if args.kind == "studies":
         from . import study
         t = Table(title="built-in studies (cnnbench run NAME)")
-        t.add_column("name")
+        t.add_column("name", no_wrap=True)
         t.add_column("runs")
         t.add_column("description")
         for name in study.builtin_studies():
@@ -229,7 +231,8 @@ def cmd_list(args) -> int:
         return 0
     registry = _registry(args.kind)
     t = Table(title=f"{args.kind} ({len(registry.list())})")
-    for col in ("name", "aliases", "options (defaults)", "about"):
+    t.add_column("name", no_wrap=True)
+    for col in ("aliases", "options (defaults)", "about"):
         t.add_column(col, overflow="fold")
     for entry in registry:
         try:

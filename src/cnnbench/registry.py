@@ -55,7 +55,7 @@ class Entry:
 class Registry:
     def __init__(self, kind: str, plural: str | None = None):
         self.kind = kind
-        self.plural = plural or kind + "s"
+        self.plural = plural or (kind + "es" if kind.endswith("s") else kind + "s")
         self._entries: dict[str, Entry] = {}
         self._keys: dict[str, str] = {}  # normalized name or alias -> canonical name
 

@@ -240,10 +240,14 @@ def _raise_pydantic(e: ValidationError, source: str, path: str, skip: int = 0):
     # Keep list indices and field names; drop pydantic's union-branch tags such as 'literal[False]'.
     fields = set(EarlyStoppingSpec.model_fields) | set(StudyMeta.model_fields)
     parts = [p for p in err["loc"][skip:] if isinstance(p, int) or p in fields]
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden":  # the last loc element is the unknown key itself
+        parts.append(err["loc"][-1])
+        msg = _unknown_key(err["loc"][-1], tuple(EarlyStoppingSpec.model_fields), "early_stopping").replace(
+            f"unknown key {err['loc'][-1]!r} for", "unknown key for", 1) if path == "early_stopping" else "unknown key"
     where = path
     for p in parts:
         where += f"[{p}]" if isinstance(p, int) else (f".{p}" if where else p)
-    msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
     raise UserError(f"{source}: {where or 'study'}: {msg} (got {err.get('input')!r})") from None
 
 

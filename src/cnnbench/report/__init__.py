@@ -90,7 +90,7 @@ def boxplot(runs: pd.DataFrame, table: pd.DataFrame):
     done = runs[runs["status"] == "done"]
     data = [done.loc[done["label"] == lab, "test_acc"].dropna().to_numpy() for lab in labels]
     fig, ax = plt.subplots(figsize=(9, max(3, 0.32 * len(labels) + 1.5)))
-    ax.boxplot(data[::-1], vert=False, tick_labels=labels[::-1], showmeans=True)
+    ax.boxplot(data[::-1], orientation="horizontal", tick_labels=labels[::-1], showmeans=True)
     ax.set_xlabel("test accuracy")
     ax.set_title("Final test accuracy per configuration (best at the top)")
     ax.tick_params(axis="y", labelsize=7)

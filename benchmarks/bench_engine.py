@@ -1,0 +1,134 @@
+"""Engine throughput: `cnnbench.fit` vs a bare PyTorch loop vs TF-Keras, side by side, on real MNIST.
+
+    python benchmarks/bench_engine.py [--mnist ../shared/datasets/mnist.npz] [--images 12800]
+        [--rounds 3] [--tf-python /path/to/venv-with-tensorflow/bin/python]
+
+Same model (the Keras MNIST CNN), same batch size (128), same batches (the engine's epoch-0 order),
+same optimizer (Adam). Variants are interleaved round by round (A B C A B C ...) so that the noise of a
+shared machine hits them alike; each figure is the median over rounds, and the ratios are taken
+within this one run. TF-Keras runs in a separate interpreter (TensorFlow is a benchmark-only install,
+never a dependency of cnnbench).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import cnnbench
+from cnnbench import models
+from cnnbench.train import _epoch_seed
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def bare_loop(x: torch.Tensor, y: torch.Tensor, batch: int, channels_last: bool, seed: int = 0) -> float:
+    """The plainest correct PyTorch loop; returns seconds for one pass over x."""
+    torch.manual_seed(seed)
+    model = models.get("keras_mnist_cnn", input_shape=(1, 28, 28), num_outputs=10)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(memory_format=fmt)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
+    order = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(_epoch_seed(seed, 0)))
+    model.train()
+    t0 = time.perf_counter()
+    for start in range(0, x.shape[0], batch):
+        idx = order[start:start + batch]
+        xb = (x[idx].float() / 255.0).contiguous(memory_format=fmt)
+        loss = F.cross_entropy(model(xb), y[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return time.perf_counter() - t0
+
+
+def engine(x: torch.Tensor, y: torch.Tensor, batch: int, seed: int = 0) -> float:
+    t0 = time.perf_counter()
+    cnnbench.fit("keras_mnist_cnn", x, y, loss="sparse_categorical_crossentropy", optimizer="adam",
+                 epochs=1, batch_size=batch, seed=seed, device="cpu", num_classes=10)
+    return time.perf_counter() - t0
+
+
+TF_SCRIPT = r"""
+import sys, time, json, numpy as np, os
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import tensorflow as tf
+from tensorflow import keras
+d = np.load(sys.argv[1]); n = int(sys.argv[2]); batch = int(sys.argv[3]); rounds = int(sys.argv[4])
+x = (d["x_train"][:n, :, :, None].astype("float32") / 255.0); y = d["y_train"][:n].astype("int64")
+def build():
+    m = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Conv2D(32, 3, activation="relu"),
+        keras.layers.Conv2D(64, 3, activation="relu"), keras.layers.MaxPooling2D(2), keras.layers.Dropout(0.25),
+        keras.layers.Flatten(), keras.layers.Dense(128, activation="relu"), keras.layers.Dropout(0.5),
+        keras.layers.Dense(10, activation="softmax")])
+    m.compile(optimizer=keras.optimizers.Adam(), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return m
+times = []
+for _ in range(rounds):
+    m = build()
+    m.fit(x[:batch * 2], y[:batch * 2], batch_size=batch, epochs=1, verbose=0)  # trace outside the timing
+    t0 = time.perf_counter(); m.fit(x, y, batch_size=batch, epochs=1, verbose=0); times.append(time.perf_counter() - t0)
+print(json.dumps({"times": times, "tf": tf.__version__}))
+"""
+
+
+def tf_keras(python: str, mnist: Path, n: int, batch: int, rounds: int) -> dict | None:
+    r = subprocess.run([python, "-c", TF_SCRIPT, str(mnist), str(n), str(batch), str(rounds)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        print("TF-Keras run failed:", r.stderr.strip().splitlines()[-1:], file=sys.stderr)
+        return None
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--mnist", type=Path, default=ROOT.parent / "shared" / "datasets" / "mnist.npz")
+    ap.add_argument("--images", type=int, default=12800)
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    ap.add_argument("--tf-python", help="a python with tensorflow installed (skipped when absent)")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    d = np.load(args.mnist)
+    x = torch.from_numpy(d["x_train"][:args.images]).unsqueeze(1).contiguous()
+    y = torch.from_numpy(d["y_train"][:args.images]).long()
+    n = x.shape[0]
+
+    # Warm up oneDNN's kernels once for each layout so that the first variant is not penalised.
+    bare_loop(x[:args.batch * 4], y[:args.batch * 4], args.batch, True)
+    bare_loop(x[:args.batch * 4], y[:args.batch * 4], args.batch, False)
+    variants = {"bare NCHW": lambda: bare_loop(x, y, args.batch, False),
+                "bare channels_last": lambda: bare_loop(x, y, args.batch, True),
+                "cnnbench.fit": lambda: engine(x, y, args.batch)}
+    times: dict[str, list[float]] = {k: [] for k in variants}
+    for _ in range(args.rounds):
+        for name, fn in variants.items():
+            times[name].append(fn())
+    tf_res = tf_keras(args.tf_python, args.mnist, n, args.batch, args.rounds) if args.tf_python else None
+    if tf_res:
+        times[f"TF-Keras {tf_res['tf']} model.fit"] = tf_res["times"]
+
+    ips = {k: n / statistics.median(v) for k, v in times.items()}
+    ref = ips["cnnbench.fit"]
+    print(f"# machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
+          f"torch {torch.__version__}; {n} MNIST images, batch {args.batch}, median of {args.rounds} rounds")
+    print("| variant | images/s | cnnbench.fit / variant |")
+    print("|---|---|---|")
+    for k, v in ips.items():
+        print(f"| {k} | {v:,.0f} | {ref / v:.2f}× |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,209 @@
+"""End to end through the `cnnbench` command: run, resume after SIGKILL, report, bad input."""
+
+import csv
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from cnnbench.cli import main
+
+TINY = """
+name = "tiny"
+seeds = [0, 1]
+epochs = 2
+batch_size = 64
+dataset = "digits"
+model = "digits_cnn"
+[grid]
+loss = ["categorical_crossentropy", "mse"]
+optimizer = ["adam", { name = "sgd", learning_rate = 0.1 }]
+"""
+
+
+def _write(tmp_path, text, name="study.toml"):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def _runs(study_dir):
+    con = sqlite3.connect(Path(study_dir) / "study.db")
+    try:
+        return con.execute("SELECT key, status, test_acc, epochs_done FROM runs ORDER BY key").fetchall()
+    finally:
+        con.close()
+
+
+def test_run_end_to_end_writes_store_and_report(tmp_path, capsys):
+    spec = _write(tmp_path, TINY)
+    out = tmp_path / "out"
+    assert main(["run", str(spec), "-o", str(out), "--workers", "1", "-q"]) == 0
+    printed = capsys.readouterr().out
+    assert "Configurations ranked by test accuracy" in printed and "Marginal ranking: loss" in printed
+    runs = _runs(out)
+    assert len(runs) == 8 and {r[1] for r in runs} == {"done"}
+    assert all(0.0 <= r[2] <= 1.0 and r[3] == 2 for r in runs)
+    con = sqlite3.connect(out / "study.db")
+    assert con.execute("SELECT COUNT(*) FROM history").fetchone()[0] == 16
+    report = out / "report"
+    for f in ("report.html", "summary.md", "runs.csv", "history.csv", "learning_curves.png",
+              "test_accuracy_boxplot.png"):
+        assert (report / f).stat().st_size > 0, f
+    rows = list(csv.DictReader(open(report / "runs.csv")))
+    assert len(rows) == 8 and "config.optimizer.learning_rate" in rows[0]
+    html = (report / "report.html").read_text()
+    assert "data:image/png;base64," in html and "http" not in html.replace("http-equiv", "")
+    assert (report / "learning_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # Rerunning runs nothing new and duplicates nothing.
+    assert main(["run", str(spec), "-o", str(out), "--workers", "1", "-q", "--no-report"]) == 0
+    assert _runs(out) == runs
+    assert "0 to run" in capsys.readouterr().out
+
+    # A changed spec adds its new runs and keeps the old ones.
+    _write(tmp_path, TINY.replace('"mse"]', '"mse", "categorical_hinge"]'))
+    assert main(["run", str(spec), "-o", str(out), "--workers", "1", "-q", "--no-report"]) == 0
+    after = _runs(out)
+    assert len(after) == 12 and set(runs) <= set(after)
+
+
+def test_report_escapes_user_names(tmp_path):
+    spec = _write(tmp_path, 'name = "esc"\nepochs = 1\nseeds = [0]\n'
+                            '[grid]\noptimizer = [{ name = "sgd", learning_rate = 0.1 }, "adam"]\n'
+                            'loss = ["mse"]\n')
+    out = tmp_path / "o"
+    assert main(["run", str(spec), "-o", str(out), "-q", "--workers", "1"]) == 0
+    from cnnbench.store import Store
+    s = Store.open_existing(out)
+    s.conn.execute("UPDATE runs SET label = '<script>alert(1)</script>'")
+    s.close()
+    assert main(["report", str(out)]) == 0
+    html = (out / "report" / "report.html").read_text()
+    assert "<script>" not in html and "&lt;script&gt;" in html
+
+
+def test_dry_run_writes_nothing(tmp_path, capsys):
+    spec = _write(tmp_path, TINY)
+    out = tmp_path / "dry"
+    assert main(["run", str(spec), "-o", str(out), "--dry-run"]) == 0
+    assert "8 to run" in capsys.readouterr().out
+    assert not out.exists()
+
+
+def _cnnbench(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "cnnbench.cli", *args], capture_output=True, text=True, **kw)
+
+
+def test_sigkill_then_rerun_completes_without_duplicates_and_same_metrics(tmp_path):
+    text = TINY.replace("epochs = 2", "epochs = 6")
+    spec = _write(tmp_path, text)
+    killed, fresh = tmp_path / "killed", tmp_path / "fresh"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "cnnbench.cli", "run", str(spec), "-o", str(killed),
+                             "--workers", "1", "-q", "--no-report"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    db = killed / "study.db"
+    deadline = time.time() + 120
+    while time.time() < deadline:  # wait until the study is mid-way: some epochs written, not all runs done
+        if db.exists():
+            try:
+                con = sqlite3.connect(db)
+                n = con.execute("SELECT COUNT(*) FROM history").fetchone()[0]
+                con.close()
+            except sqlite3.OperationalError:
+                n = 0
+            if n >= 9:
+                break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    statuses = [r[1] for r in _runs(killed)]
+    assert statuses.count("done") < 8, "the study finished before it could be killed"
+
+    r = _cnnbench("run", str(spec), "-o", str(killed), "--workers", "1", "-q", "--no-report", env=env)
+    assert r.returncode == 0, r.stderr
+    r = _cnnbench("run", str(spec), "-o", str(fresh), "--workers", "1", "-q", "--no-report", env=env)
+    assert r.returncode == 0, r.stderr
+    assert _runs(killed) == _runs(fresh)
+    con = sqlite3.connect(db)
+    assert con.execute("SELECT COUNT(*) FROM history").fetchone()[0] == 8 * 6
+    assert con.execute("SELECT COUNT(DISTINCT key) FROM runs").fetchone()[0] == 8
+    assert not list((killed / "checkpoints").glob("*.pt"))
+
+
+def test_worker_processes_give_the_same_results_as_inline(tmp_path):
+    spec = _write(tmp_path, TINY)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    a = _cnnbench("run", str(spec), "-o", str(tmp_path / "a"), "--workers", "2", "-q", "--no-report", env=env)
+    assert a.returncode == 0, a.stderr
+    assert {r[1] for r in _runs(tmp_path / "a")} == {"done"}
+    assert len(_runs(tmp_path / "a")) == 8
+
+
+BAD = [
+    ("bad_toml", 'name = "x"\nepochs = = 2\n', [], "invalid TOML"),
+    ("unknown_loss", 'name = "x"\nloss = "categorical_crossentrpy"\n', [], "did you mean 'categorical_crossentropy'"),
+    ("unknown_optimizer", 'name = "x"\noptimizer = "adamw2"\n', [], "unknown optimizer 'adamw2'"),
+    ("unknown_model", 'name = "x"\nmodel = "resnet9000"\n', [], "unknown model 'resnet9000'"),
+    ("unknown_dataset", 'name = "x"\ndataset = "imagenet22k"\n', [], "unknown dataset 'imagenet22k'"),
+    ("negative_epochs", 'name = "x"\nepochs = -3\n', [], "epochs: Input should be greater than or equal to 1"),
+    ("batch_too_large", 'name = "x"\nbatch_size = 100000\n', [], "batch_size 100000 is larger than the"),
+    ("missing_file", None, [], "does not exist"),
+    ("bad_device", 'name = "x"\n', ["--device", "tpu"], "unknown device"),
+    ("missing_data_dir", 'name = "x"\n', ["--data-dir", "/nonexistent/dir"], "data directory /nonexistent/dir does not exist"),
+    ("bad_workers", 'name = "x"\n', ["--workers", "zero"], "--workers must be a positive integer"),
+]
+
+
+@pytest.mark.parametrize("name, text, extra, message", BAD, ids=[b[0] for b in BAD])
+def test_bad_input_one_line_exit_2_nothing_written(tmp_path, capsys, name, text, extra, message):
+    spec = tmp_path / "missing.toml" if text is None else _write(tmp_path, text)
+    out = tmp_path / "out"
+    assert main(["run", str(spec), "-o", str(out), *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("cnnbench: error: ") and err.count("\n") == 1 and message in err, err
+    assert not out.exists()
+
+
+def test_unreadable_data_dir(tmp_path, capsys):
+    if os.geteuid() == 0:
+        pytest.skip("root reads every directory")
+    d = tmp_path / "data"
+    d.mkdir(mode=0)
+    assert main(["run", str(_write(tmp_path, 'name = "x"\n')), "-o", str(tmp_path / "o"), "--data-dir", str(d)]) == 2
+    assert "not readable" in capsys.readouterr().err
+
+
+def test_study_dir_of_another_study_is_refused(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["run", str(_write(tmp_path, 'name = "first"\nepochs = 1\nseeds = [0]\n', "a.toml")), "-o", str(out),
+                 "-q", "--workers", "1", "--no-report"]) == 0
+    before = sorted(p.name for p in out.iterdir())
+    assert main(["run", str(_write(tmp_path, 'name = "second"\nepochs = 1\n', "b.toml")), "-o", str(out)]) == 2
+    assert "holds study 'first', not 'second'" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == before
+
+
+def test_a_traceback_never_reaches_the_user_for_bad_input(tmp_path):
+    r = _cnnbench("run", str(_write(tmp_path, 'name = "x"\nloss = "nope"\n')), "-o", str(tmp_path / "o"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_list_commands(capsys):
+    for kind in ("losses", "optimizers", "models", "datasets", "studies"):
+        assert main(["list", kind]) == 0
+    out = capsys.readouterr().out
+    for name in ("categorical_crossentropy", "nesterov", "keras_mnist_cnn", "digits", "default"):
+        assert name in out
+
+
+def test_summary_command(capsys):
+    assert main(["summary", "keras_mnist_cnn", "--input", "1x28x28"]) == 0
+    assert "1,199,882" in capsys.readouterr().out
+    assert main(["summary", "keras_mnist_cnn", "--input", "28x28"]) == 2
