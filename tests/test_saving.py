@@ -185,3 +185,38 @@ def test_predict_applies_recorded_input_normalization(tmp_path):
     norm = (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
     with torch.no_grad():
         torch.testing.assert_close(probs, torch.softmax(m(norm), 1))
+
+
+# --- evaluate (cnnbench evaluate MODEL_PATH) --------------------------------------------------------
+def test_evaluate_command_on_the_recorded_dataset(tmp_path, capsys):
+    import argparse
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    npz = tmp_path / "tiny.npz"
+    np.savez(npz, x_train=rng.integers(0, 256, (20, 8, 8), dtype=np.uint8), y_train=np.arange(20) % 3,
+             x_test=rng.integers(0, 256, (12, 8, 8), dtype=np.uint8), y_test=np.arange(12) % 3)
+    m = _trained("digits_cnn", (1, 8, 8), 3)
+    path = tmp_path / "m.pt"
+    saving.save(m, path, config={"dataset": str(npz), "loss": "sparse_categorical_crossentropy"})
+
+    from cnnbench import data
+
+    ds = data.load(str(npz), data_dir=tmp_path)
+    probs, labels = saving.predict(saving.load(path), ds.x_test)
+    result = saving.evaluate(path, data_dir=tmp_path)
+    assert result["images"] == 12
+    assert result["accuracy"] == pytest.approx(float((labels == ds.y_test).float().mean()))
+    expected_loss = torch.nn.functional.nll_loss(probs.log(), ds.y_test).item()
+    assert result["loss"] == pytest.approx(expected_loss, rel=1e-4)
+
+    parser = argparse.ArgumentParser()
+    saving.add_evaluate_arguments(parser)
+    args = parser.parse_args([str(path), "--data-dir", str(tmp_path), "--json", "--device", "cpu"])
+    assert saving.evaluate_main(args) == 0
+    assert json.loads(capsys.readouterr().out)["accuracy"] == pytest.approx(result["accuracy"])
+    with pytest.raises(UserError, match="predicts 3 classes"):
+        np.savez(tmp_path / "five.npz", x_train=np.zeros((5, 8, 8), np.uint8), y_train=np.arange(5),
+                 x_test=np.zeros((5, 8, 8), np.uint8), y_test=np.arange(5))
+        saving.evaluate(path, str(tmp_path / "five.npz"), data_dir=tmp_path)

@@ -65,6 +65,12 @@ def model_config(model: nn.Module, config: dict | None = None) -> dict[str, Any]
     module = _factory_module(full["model"])
     if module:
         full.setdefault("model_module", module)
+    trained = getattr(model, "cnnbench_loss", None)  # set by train.fit
+    if trained is not None and "loss" not in full:
+        from . import losses
+
+        full["loss"] = losses.resolve(trained.loss)
+        full.setdefault("num_classes", trained.num_classes)
     return _jsonable(full)
 
 
@@ -184,25 +190,40 @@ def _normalizer(config):
     return shape(mean), shape(std)
 
 
-def _probability_fn(config, num_outputs):
-    num_classes = config.get("num_classes") or (len(config["class_names"]) if config.get("class_names") else None)
-    if num_classes is None:
-        num_classes = 2 if num_outputs == 1 else num_outputs
-    loss = config.get("loss")
-    if loss is not None:
+def _num_classes(config, num_outputs) -> int:
+    if config.get("num_classes"):
+        return int(config["num_classes"])
+    if config.get("class_names"):
+        return len(config["class_names"])
+    return 2 if num_outputs == 1 else int(num_outputs)
+
+
+def _training_loss(model, config, num_outputs):
+    """The `losses.TrainingLoss` recorded for this model (its config's `loss`, or the one `fit` used), or None."""
+    if config.get("loss") is not None:
         from . import losses
 
-        return losses.adapt(loss, int(num_classes)).probabilities
-    if num_outputs == 1:
-        return lambda out: torch.stack([1 - torch.sigmoid(out[:, 0]), torch.sigmoid(out[:, 0])], dim=-1)
-    return lambda out: torch.softmax(out.float(), dim=-1)
+        return losses.adapt(config["loss"], _num_classes(config, num_outputs))
+    return getattr(model, "cnnbench_loss", None)
 
 
-def predict(model: nn.Module, x, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
-    """Class probabilities `[N, num_classes]` (float32, CPU) and labels `[N]` (int64) for images `x`
-    (uint8 N x C x H x W, or float in [0, 1]). Probabilities follow the loss recorded in the model's
-    config (softmax of logits by default; sigmoid of a single output unit gives [1 - p, p])."""
-    config = getattr(model, "cnnbench_config", None) or getattr(model, "cnnbench_model", None) or {}
+def _probabilities(training_loss, outputs: torch.Tensor) -> torch.Tensor:
+    if training_loss is not None:
+        return training_loss.probabilities(outputs)
+    if outputs.shape[1] == 1:
+        p = torch.sigmoid(outputs[:, 0].float())
+        return torch.stack([1 - p, p], dim=-1)
+    return torch.softmax(outputs.float(), dim=-1)
+
+
+def _config_of(model) -> dict[str, Any]:
+    return getattr(model, "cnnbench_config", None) or getattr(model, "cnnbench_model", None) or {}
+
+
+def outputs(model: nn.Module, x, batch_size: int = 256, device=None) -> torch.Tensor:
+    """Raw model outputs `[N, num_outputs]` (float32, CPU) for images `x` (uint8 or float in [0, 1]),
+    in eval mode, batch by batch, after the config's `input_normalization`."""
+    config = _config_of(model)
     x = _as_float01(x)
     expected = config.get("input_shape")
     if expected and list(x.shape[1:]) != list(expected):
@@ -212,21 +233,96 @@ def predict(model: nn.Module, x, batch_size: int = 256) -> tuple[torch.Tensor, t
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise UserError(f"batch_size must be a positive integer, got {batch_size!r}")
     norm = _normalizer(config)
-    param = next(model.parameters(), None)
-    device = param.device if param is not None else torch.device("cpu")
+    if device is None:
+        param = next(model.parameters(), None)
+        device = param.device if param is not None else torch.device("cpu")
+    model.to(device)
     was_training = model.training
     model.eval()
-    outputs = []
+    chunks = []
     try:
         with torch.no_grad():
             for i in range(0, len(x), batch_size):
                 xb = x[i:i + batch_size].to(device)
                 if norm is not None:
                     xb = (xb - norm[0].to(device)) / norm[1].to(device)
-                outputs.append(model(xb).float().cpu())
+                chunks.append(model(xb).float().cpu())
     finally:
         model.train(was_training)
-    num_outputs = config.get("num_outputs")
-    out = torch.cat(outputs) if outputs else torch.zeros(0, num_outputs or 1)
-    probs = _probability_fn(config, num_outputs or out.shape[1])(out)
+    if chunks:
+        return torch.cat(chunks)
+    return torch.zeros(0, int(config.get("num_outputs") or 1))
+
+
+def predict(model: nn.Module, x, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """Class probabilities `[N, num_classes]` (float32, CPU) and labels `[N]` (int64) for images `x`
+    (uint8 N x C x H x W, or float in [0, 1]). Probabilities follow the loss recorded in the model's
+    config (or the one `fit` trained with); without one, softmax of the logits, or for a single output
+    unit the sigmoid p as `[1 - p, p]`."""
+    out = outputs(model, x, batch_size)
+    probs = _probabilities(_training_loss(model, _config_of(model), out.shape[1]), out)
     return probs, probs.argmax(dim=1)
+
+
+# --- evaluate (the `cnnbench evaluate` command) -------------------------------------------------
+def evaluate(model, dataset=None, *, data_dir=None, batch_size: int = 256, device=None) -> dict[str, Any]:
+    """Accuracy (and the recorded loss) of a saved model (a path or a loaded model) on a dataset's test
+    set; `dataset` defaults to the one recorded in the model file's config."""
+    from . import data
+
+    if not isinstance(model, nn.Module):
+        model = load(model)
+    config = _config_of(model)
+    spec = dataset if dataset is not None else config.get("dataset")
+    if spec is None:
+        raise UserError("this model file records no dataset; give one with --dataset (e.g. --dataset mnist)")
+    ds = data.load(spec, data_dir=data_dir)
+    out = outputs(model, ds.x_test, batch_size, device)
+    num_outputs = out.shape[1]
+    expected = _num_classes(config, num_outputs)
+    if ds.num_classes != expected:
+        raise UserError(f"the model predicts {expected} classes but dataset {ds.name!r} has {ds.num_classes}; "
+                        "evaluate it on a dataset with the same classes")
+    training_loss = _training_loss(model, config, num_outputs)
+    probs = _probabilities(training_loss, out)
+    labels = probs.argmax(dim=1)
+    result = {"dataset": ds.name, "images": int(len(ds.y_test)),
+              "accuracy": float((labels == ds.y_test).float().mean()) if len(ds.y_test) else float("nan")}
+    if training_loss is not None and len(ds.y_test):
+        with torch.no_grad():
+            result["loss"] = float(training_loss(out, ds.y_test))
+        result["loss_name"] = training_loss.name
+    return result
+
+
+def add_evaluate_arguments(parser) -> None:
+    """Arguments of `cnnbench evaluate MODEL_PATH [--dataset SPEC] ...`."""
+    parser.add_argument("model_path", help="a model file written by cnnbench (cnnbench.saving.save)")
+    parser.add_argument("--dataset", help="dataset name or JSON spec, e.g. mnist or "
+                        "'{\"name\": \"imagefolder:data/x\", \"image_size\": 150}' (default: the one the model was trained on)")
+    parser.add_argument("--data-dir", help="where datasets are read and cached (default: $CNNBENCH_DATA or ~/.cache/cnnbench)")
+    parser.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default 256)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def evaluate_main(args) -> int:
+    """`cnnbench evaluate`: print the test accuracy (and loss) of a saved model."""
+    spec = args.dataset
+    if spec is not None and spec.lstrip().startswith("{"):
+        try:
+            spec = json.loads(spec)
+        except json.JSONDecodeError as e:
+            raise UserError(f"--dataset is not valid JSON: {e}") from None
+    device = None
+    if getattr(args, "device", None):
+        from .train import resolve_device
+
+        device = resolve_device(args.device)
+    result = evaluate(args.model_path, spec, data_dir=args.data_dir, batch_size=args.batch_size, device=device)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        loss = f", {result['loss_name']} {result['loss']:.4f}" if "loss" in result else ""
+        print(f"{result['dataset']}: test accuracy {result['accuracy']:.4f}{loss} ({result['images']:,} images)")
+    return 0
