@@ -164,10 +164,10 @@ def test_every_model_forward_at_smallest_input(name):
 
 
 @pytest.mark.parametrize("name, shape", [("resnet20", (3, 16, 16)), ("resnet20_v2", (3, 16, 16)),
-                                         ("cifar_simple_cnn", (3, 32, 32))])
+                                         ("cifar_simple_cnn", (3, 32, 32)), ("mobilenet_v3_small", (1, 20, 20))])
 def test_models_train_in_channels_last(name, shape):
     torch.manual_seed(0)
-    m = models.get(name, input_shape=shape, num_outputs=5)
+    m = models.get(_spec(name), input_shape=shape, num_outputs=5)
     x = torch.rand(4, *shape)
     m.eval()
     ref = m(x)

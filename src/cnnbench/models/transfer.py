@@ -25,6 +25,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import socket
 from collections import OrderedDict
 
 import torch
@@ -35,6 +36,7 @@ from torch import nn
 from ..errors import UserError
 from ._base import REGISTRY, Dense, Flatten, check_input_shape, check_num_outputs, keras_init_
 
+DOWNLOAD_TIMEOUT_S = 60  # per socket operation while fetching ImageNet weights
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -91,6 +93,9 @@ def _load_imagenet(family: str, member_name: str) -> nn.Module:
     member = _weights_enum(family)[member_name]
     builder = getattr(tvm, FAMILIES[family]["builder"])
     cached = _cached_file(member)
+    previous_timeout = socket.getdefaulttimeout()
+    if previous_timeout is None and not os.path.isfile(cached):
+        socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)  # a silent network must not hang the run forever
     try:
         return builder(weights=member, progress=False)
     except Exception as e:  # offline (URLError, OSError), corrupt or partial file (RuntimeError), ...
@@ -100,6 +105,8 @@ def _load_imagenet(family: str, member_name: str) -> nn.Module:
             f"put {os.path.basename(cached)} (from {member.url}) into {where}/ (or set $TORCH_HOME), "
             f"or give weights = \"/path/to/file.pth\", or weights = \"none\" to train from scratch"
         ) from None
+    finally:
+        socket.setdefaulttimeout(previous_timeout)
 
 
 def _load_file(family: str, path: str) -> nn.Module:
