@@ -55,6 +55,8 @@ class Dataset:
                 raise ValueError(f"x_{part} must be a uint8 N×C×H×W tensor, got {x.dtype} {tuple(x.shape)}")
             if y.dtype != torch.int64 or y.dim() != 1 or len(y) != len(x):
                 raise ValueError(f"y_{part} must be int64 with {len(x)} labels, got {y.dtype} {tuple(y.shape)}")
+            if len(y) and (int(y.min()) < 0 or int(y.max()) >= self.num_classes):
+                raise ValueError(f"y_{part} spans {int(y.min())}..{int(y.max())}, outside 0..{self.num_classes - 1}")
         if self.x_train.shape[1:] != self.x_test.shape[1:]:
             raise ValueError(f"train and test images differ: {tuple(self.x_train.shape)} vs {tuple(self.x_test.shape)}")
         if len(self.class_names) != self.num_classes:
