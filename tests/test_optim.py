@@ -579,6 +579,20 @@ def test_scale_lr_with_batch():
     got, _ = _lrs({"name": "momentum", "learning_rate": 0.1, "scale_lr_with_batch": 128,
                    "schedule": {"name": "constant", "warmup_steps": 2}}, 3, batch_size=512)
     assert got == pytest.approx([0.2, 0.4, 0.4, 0.4])
+    _, opt = _lrs({"name": "lamb", "learning_rate": 0.001, "scale_lr_with_batch": 128, "scale_lr_rule": "sqrt"}, 0,
+                  batch_size=32768)
+    assert optim.current_lr(opt) == pytest.approx(0.016)
+
+
+@pytest.mark.parametrize("name, n_runs", [("ceausescu_mnist_optimizers", 4), ("krutov_optimizers", 6),
+                                           ("large_batch_lars", 27)])
+def test_builtin_optimizer_studies_load(name, n_runs):
+    from cnnbench import study
+
+    s = study.load(name)
+    assert len(s.runs) == n_runs * len(s.meta.seeds)
+    for run in s.runs:
+        assert run.config["optimizer"] == optim.resolve(run.config["optimizer"])
 
 
 # --- every optimizer -------------------------------------------------------------------------------

@@ -22,14 +22,15 @@ Options every optimizer takes besides its hyperparameters:
 - `flavor`: "keras" | "torch".
 - `schedule`: a schedule name or table (see `cnnbench.optim.schedules`).
 - `clipvalue`, `clipnorm`, `global_clipnorm`: Keras' gradient clipping (at most one).
-- `scale_lr_with_batch = B`: learning rate x batch_size / B (Goyal et al. 2017); the engine passes
-  `batch_size=` to `get`.
+- `scale_lr_with_batch = B`: learning rate x batch_size / B (Goyal et al. 2017), or x sqrt(batch_size / B)
+  with `scale_lr_rule = "sqrt"` (Krizhevsky 2014; the LAMB paper); the engine passes `batch_size=` to `get`.
 """
 
 from __future__ import annotations
 
 import difflib
 import inspect
+import math
 from typing import Any
 
 import torch
@@ -49,7 +50,7 @@ REGISTRY = Registry("optimizer")
 NEEDS = ("batch_size", "steps_per_epoch", "epochs")
 
 COMMON_DEFAULTS: dict[str, Any] = {"clipvalue": None, "clipnorm": None, "global_clipnorm": None,
-                                   "scale_lr_with_batch": None}
+                                   "scale_lr_with_batch": None, "scale_lr_rule": "linear"}
 _GENERIC_ALIASES = {"lr": "learning_rate", "eps": "epsilon", "beta1": "beta_1", "beta2": "beta_2",
                     "clip_value": "clipvalue", "clip_norm": "clipnorm", "global_clip_norm": "global_clipnorm"}
 _RUNTIME = ("batch_size",)
@@ -138,6 +139,9 @@ def _resolve(spec: Spec, options: dict[str, Any]) -> dict[str, Any]:
         raise UserError(f"{where} scale_lr_with_batch must be a positive batch size, got {scale!r}")
     if scale is not None:
         out["scale_lr_with_batch"] = int(scale) if float(scale).is_integer() else float(scale)
+    if out["scale_lr_rule"] not in ("linear", "sqrt"):
+        raise UserError(f"{where} scale_lr_rule must be 'linear' (Goyal et al. 2017) or 'sqrt' (Krizhevsky 2014; "
+                        f"You et al. 2020), got {out['scale_lr_rule']!r}")
     out["schedule"] = schedule
     return out
 
@@ -192,6 +196,8 @@ def get(spec, params, *, steps_per_epoch: int | None = None, epochs: int | None 
             raise UserError(f"optimizer {s.name!r} scale_lr_with_batch needs the batch size "
                             "(optim.get(..., batch_size=N))")
         factor = float(batch_size) / config["scale_lr_with_batch"]
+        if config["scale_lr_rule"] == "sqrt":
+            factor = math.sqrt(factor)
     base_lrs = [float(g["lr"]) * factor for g in optimizer.param_groups]
     clip = {k: config[k] for k in CLIP_OPTIONS}
     optimizer._cnnbench = Controller(optimizer, schedule=schedule, clip=clip, base_lrs=base_lrs)
