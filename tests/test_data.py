@@ -146,6 +146,14 @@ def test_fashion_and_kmnist_folders(tmp_path):
     assert torch.equal(f.x_train, k.x_train)
 
 
+def test_kmnist_prefers_gz_when_only_its_checksum_is_published(tmp_path):
+    x, y = tiny_images(8)
+    write_mnist_like(tmp_path, "KMNIST", x, y, x[:3], y[:3], gz=True)
+    write_mnist_like(tmp_path, "KMNIST", np.zeros_like(x), y, x[:3], y[:3], gz=False)
+    ds = data.load({"name": "kmnist", "download": False}, tmp_path)
+    assert torch.equal(ds.x_train[:, 0], torch.from_numpy(x))
+
+
 def test_emnist_letters_upright_and_shifted_labels(tmp_path):
     upright = np.zeros((4, 28, 28), np.uint8)
     upright[:, 2, :] = 255  # a horizontal bar near the top
