@@ -318,6 +318,26 @@ def test_keras_defaults(name):
         assert resolved[key] == expected, (name, key)
 
 
+@pytest.mark.parametrize("spec", [
+    {"name": "sgd", "weight_decay": 0.01}, {"name": "momentum"}, {"name": "nesterov"},
+    {"name": "rmsprop"}, {"name": "rmsprop", "centered": True, "momentum": 0.5},
+    {"name": "adam"}, {"name": "adam", "amsgrad": True}, {"name": "adamw"},
+])
+def test_keras_foreach_path_equals_per_tensor_path(spec):
+    w1, m1 = _params()
+    w2, m2 = _params()
+    batched = optim.get({**spec, "learning_rate": 0.05}, [w1, m1])
+    single = optim.get({**spec, "learning_rate": 0.05}, [w2, m2])
+    single.foreach = False
+    for _ in range(30):
+        _smooth_grads(w1, m1)
+        _smooth_grads(w2, m2)
+        batched.step()
+        single.step()
+    torch.testing.assert_close(w1, w2, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(m1, m2, rtol=1e-12, atol=1e-14)
+
+
 def test_keras_names_and_aliases_are_equivalent():
     a = optim.resolve({"name": "RMSprop", "lr": 0.01, "alpha": 0.8, "eps": 1e-6})
     b = optim.resolve({"name": "rmsprop", "learning_rate": 0.01, "rho": 0.8, "epsilon": 1e-6})

@@ -39,21 +39,47 @@ class KerasOptimizer(torch.optim.Optimizer):
         for group in self.param_groups:
             lr = float(group["lr"])
             wd = group.get("weight_decay") or 0.0
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
+            params = [p for p in group["params"] if p.grad is not None]
+            for p in params:
                 if p.grad.is_sparse:
                     raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
                 state = self.state[p]
                 if len(state) == 0:
                     state["step"] = 0
                     self._init_state(p, state, group)
-                t = state["step"] + 1  # Keras' local_step = iterations + 1
+            # Keras' torch backend updates all variables at once with torch._foreach ops; do the same
+            # where a rule has such a form (one kernel per op instead of one per op and tensor).
+            batches, rest = self._split_foreach(params)
+            for batch in batches:
+                t = self.state[batch[0]]["step"] + 1  # Keras' local_step = iterations + 1
+                if wd:
+                    torch._foreach_mul_(batch, 1 - wd * lr)
+                self._update_foreach(batch, [p.grad for p in batch], [self.state[p] for p in batch], group, lr, t)
+                for p in batch:
+                    self.state[p]["step"] = t
+            for p in rest:
+                state = self.state[p]
+                t = state["step"] + 1
                 if wd:
                     p.sub_(p * wd * lr)
                 self._update(p, p.grad, state, group, lr, t)
                 state["step"] = t
         return loss
+
+    #: Set to False to update tensor by tensor (the reference path; the tests compare both).
+    foreach = True
+
+    def _split_foreach(self, params: list) -> tuple[list[list], list]:
+        """(batches updated together: same device, dtype and step count; the rest, one by one)."""
+        if not self.foreach or type(self)._update_foreach is KerasOptimizer._update_foreach or len(params) < 2:
+            return [], params
+        batches: dict = {}
+        for p in params:
+            batches.setdefault((p.device, p.dtype, self.state[p]["step"]), []).append(p)
+        return list(batches.values()), []
+
+    def _update_foreach(self, params, grads, states, group, lr, t) -> None:
+        raise NotImplementedError
 
 
 class SGD(KerasOptimizer):
@@ -65,6 +91,20 @@ class SGD(KerasOptimizer):
     def _init_state(self, p, state, group):
         if group["momentum"] != 0:
             state["momentum"] = torch.zeros_like(p)
+
+    def _update_foreach(self, params, grads, states, group, lr, t):
+        mu = group["momentum"]
+        if mu != 0:
+            ms = [s.setdefault("momentum", torch.zeros_like(p)) for p, s in zip(params, states)]
+            torch._foreach_mul_(ms, mu)
+            torch._foreach_add_(ms, grads, alpha=-lr)
+            if group["nesterov"]:
+                torch._foreach_add_(params, grads, alpha=-lr)
+                torch._foreach_add_(params, ms, alpha=mu)
+            else:
+                torch._foreach_add_(params, ms)
+        else:
+            torch._foreach_add_(params, grads, alpha=-lr)
 
     def _update(self, p, g, state, group, lr, t):
         mu = group["momentum"]
@@ -93,6 +133,27 @@ class RMSprop(KerasOptimizer):
             state["momentum"] = torch.zeros_like(p)
         if group["centered"]:
             state["average_gradient"] = torch.zeros_like(p)
+
+    def _update_foreach(self, params, grads, states, group, lr, t):
+        rho, eps = group["rho"], group["eps"]
+        vs = [s["velocity"] for s in states]
+        torch._foreach_mul_(vs, rho)
+        torch._foreach_add_(vs, torch._foreach_mul(grads, grads), alpha=1 - rho)
+        denominators = torch._foreach_add(vs, eps)
+        if group["centered"]:
+            ags = [s.setdefault("average_gradient", torch.zeros_like(p)) for p, s in zip(params, states)]
+            torch._foreach_mul_(ags, rho)
+            torch._foreach_add_(ags, grads, alpha=1 - rho)
+            torch._foreach_add_(denominators, torch._foreach_mul(ags, ags), alpha=-1)
+        torch._foreach_sqrt_(denominators)
+        increments = torch._foreach_div(torch._foreach_mul(grads, lr), denominators)
+        if group["momentum"] > 0:
+            ms = [s.setdefault("momentum", torch.zeros_like(p)) for p, s in zip(params, states)]
+            torch._foreach_mul_(ms, group["momentum"])
+            torch._foreach_add_(ms, increments)
+            torch._foreach_add_(params, ms, alpha=-1)
+        else:
+            torch._foreach_add_(params, increments, alpha=-1)
 
     def _update(self, p, g, state, group, lr, t):
         rho, eps = group["rho"], group["eps"]
@@ -125,6 +186,23 @@ class Adam(KerasOptimizer):
         state["velocity"] = torch.zeros_like(p)
         if group["amsgrad"]:
             state["velocity_hat"] = torch.zeros_like(p)
+
+    def _update_foreach(self, params, grads, states, group, lr, t):
+        b1, b2 = group["betas"]
+        ms = [s["momentum"] for s in states]
+        vs = [s["velocity"] for s in states]
+        alpha = lr * math.sqrt(1 - b2**t) / (1 - b1**t)
+        torch._foreach_mul_(ms, b1)
+        torch._foreach_add_(ms, grads, alpha=1 - b1)
+        torch._foreach_mul_(vs, b2)
+        torch._foreach_add_(vs, torch._foreach_mul(grads, grads), alpha=1 - b2)
+        if group["amsgrad"]:
+            v_hats = [s.setdefault("velocity_hat", torch.zeros_like(p)) for p, s in zip(params, states)]
+            torch._foreach_maximum_(v_hats, vs)
+            vs = v_hats
+        denominators = torch._foreach_sqrt(vs)
+        torch._foreach_add_(denominators, group["eps"])
+        torch._foreach_add_(params, torch._foreach_div(torch._foreach_mul(ms, alpha), denominators), alpha=-1)
 
     def _update(self, p, g, state, group, lr, t):
         b1, b2 = group["betas"]
