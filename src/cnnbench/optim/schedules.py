@@ -108,7 +108,8 @@ def resolve_schedule(spec) -> dict[str, Any]:
             close = difflib.get_close_matches(key, sorted(defaults), n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
             raise UserError(f"schedule {name!r} has no option {key!r}; {hint}allowed: {', '.join(sorted(defaults))}")
-        out[key] = _number(f"schedule {name!r}", key, value, defaults[key])
+        default = 0.0 if key == "decay_epochs" and value is not None else defaults[key]  # epochs are floats
+        out[key] = _number(f"schedule {name!r}", key, value, default)
     if out["per"] not in ("step", "epoch"):
         raise UserError(f"schedule option 'per' must be 'step' or 'epoch', got {out['per']!r}")
     if name == "reduce_on_plateau":
