@@ -140,12 +140,10 @@ def digits(test_fraction: float = 0.2, seed: int = 0) -> Source:
         raise UserError(f"digits: test_fraction must be between 0 and 1, got {test_fraction}")
 
     def decode(data_dir, files):
-        from sklearn.datasets import load_digits
-
-        d = load_digits()
+        images, target = _sklearn_digits()
         # 17 values 0..16 ("16 grey levels") -> 0..255
-        x = np.rint(d.images * (255.0 / 16.0)).astype(np.uint8)[:, None]
-        y = d.target.astype(np.int64)
+        x = np.rint(images * (255.0 / 16.0)).astype(np.uint8)[:, None]
+        y = target.astype(np.int64)
         test_idx = stratified_indices(y, round(len(y) * test_fraction), seed=int(seed))
         mask = np.ones(len(y), dtype=bool)
         mask[test_idx] = False
@@ -153,6 +151,24 @@ def digits(test_fraction: float = 0.2, seed: int = 0) -> Source:
 
     return Source("digits", {"test_fraction": test_fraction, "seed": int(seed)},
                   locate=lambda d: [], decode=decode, missing=lambda d: "", cacheable=False)
+
+
+def _sklearn_digits() -> tuple[np.ndarray, np.ndarray]:
+    """(images N×8×8, target N) of scikit-learn's digits, read from the CSV it ships.
+
+    Read directly, as `sklearn.datasets.load_digits` does, because importing scikit-learn costs each
+    worker process ~80 MB; `load_digits` is the fallback should the file move."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("sklearn")  # locates the package without importing it
+    path = Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "digits.csv.gz" if spec else None
+    if path is not None and path.is_file():
+        data = np.loadtxt(path, delimiter=",")
+        return data[:, :-1].reshape(-1, 8, 8), data[:, -1].astype(np.int64)
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    return d.images, d.target
 
 
 # --- IDX datasets (MNIST family) ------------------------------------------------------------------

@@ -30,11 +30,21 @@ from collections import OrderedDict
 
 import torch
 import torch.nn.functional as F
-import torchvision.models as tvm
 from torch import nn
 
 from ..errors import UserError
 from ._base import REGISTRY, Dense, Flatten, check_input_shape, check_num_outputs, keras_init_
+
+
+class _LazyTorchvisionModels:
+    # torchvision costs ~90 MB per process; import it only when a transfer model is built.
+    def __getattr__(self, name):
+        import torchvision.models
+
+        return getattr(torchvision.models, name)
+
+
+tvm = _LazyTorchvisionModels()
 
 DOWNLOAD_TIMEOUT_S = 60  # per socket operation while fetching ImageNet weights
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
