@@ -8,6 +8,7 @@ import torch
 # Tests run on 2 cores alongside other processes: keep torch to one thread, results deterministic.
 torch.set_num_threads(1)
 os.environ.setdefault("CNNBENCH_DATA", "")
+os.environ["CNNBENCH_OFFLINE"] = "1"  # never download datasets from a test, even on a machine online
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 

@@ -231,6 +231,7 @@ class _FakeTV:
 
 
 def test_download_failure_and_success_paths(tmp_path, monkeypatch):
+    monkeypatch.delenv("CNNBENCH_OFFLINE", raising=False)
     monkeypatch.setattr(datasets, "_tv", lambda name: _FakeTV)
     _FakeTV.fail = True
     with pytest.raises(UserError, match="could not be downloaded .*URLError.*put train-images-idx3-ubyte.gz"):
@@ -238,6 +239,14 @@ def test_download_failure_and_success_paths(tmp_path, monkeypatch):
     _FakeTV.fail = False
     ds = data.load("mnist", tmp_path)
     assert len(ds.y_train) == 6
+
+
+def test_offline_switch_turns_downloads_off(tmp_path, monkeypatch):
+    monkeypatch.setenv("CNNBENCH_OFFLINE", "1")
+    monkeypatch.setattr(datasets, "_tv", lambda name: _FakeTV)
+    _FakeTV.fail = False  # a download would succeed, but must not be tried
+    with pytest.raises(UserError, match="download is off"):
+        data.load("mnist", tmp_path)
 
 
 # --- the cache ---------------------------------------------------------------------------------------

@@ -118,3 +118,50 @@ def test_fit_rejects_bad_arguments(tiny_images, kwargs, match):
     x, y = tiny_images
     with pytest.raises(UserError, match=match):
         cnnbench.fit("digits_cnn", x, y, **{"epochs": 1, **kwargs})
+
+
+def test_micro_batches_accumulate_the_same_gradient(tiny_images):
+    x, y = tiny_images
+
+    def run(micro):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 4))  # no dropout, no BN
+        return cnnbench.fit(model, x, y, epochs=2, batch_size=128, optimizer="sgd", micro_batch_size=micro)
+
+    full, accumulated = run(None), run(32)
+    for k in ("loss", "accuracy"):
+        assert accumulated.history[k] == pytest.approx(full.history[k], rel=1e-5)
+    w_full = [p.detach() for p in full.model.parameters()]
+    w_acc = [p.detach() for p in accumulated.model.parameters()]
+    assert all(torch.allclose(a, b, rtol=1e-5, atol=1e-6) for a, b in zip(w_full, w_acc))
+
+
+def test_model_weight_penalty_is_part_of_the_loss_like_keras(tiny_images):
+    x, y = tiny_images
+
+    class Penalised(nn.Sequential):
+        def regularization_loss(self):
+            return 0.0 * self[1].weight.sum() + 1.0
+
+    torch.manual_seed(0)
+    plain = cnnbench.fit(nn.Sequential(nn.Flatten(), nn.Linear(64, 4)), x, y, epochs=1, batch_size=600,
+                         optimizer="sgd")
+    torch.manual_seed(0)
+    pen = cnnbench.fit(Penalised(nn.Flatten(), nn.Linear(64, 4)), x, y, epochs=1, batch_size=600, optimizer="sgd")
+    assert pen.history["loss"][0] == pytest.approx(plain.history["loss"][0] + 1.0, rel=1e-6)
+    assert cnnbench.evaluate(pen.model, x, y)["loss"] == pytest.approx(
+        cnnbench.evaluate(plain.model, x, y)["loss"] + 1.0, rel=1e-6)
+
+
+def test_schedule_free_is_evaluated_on_its_averaged_weights(tiny_images):
+    x, y = tiny_images
+    h = cnnbench.fit("digits_cnn", x, y, epochs=2, batch_size=32, validation_split=0.2,
+                     optimizer={"name": "schedule_free_adamw", "learning_rate": 0.01})
+    res = cnnbench.evaluate(h.model, x[480:], y[480:])
+    assert res["loss"] == pytest.approx(h.history["val_loss"][-1], rel=1e-5)  # same weights as validation
+
+
+def test_class_weight_from_a_study_file_uses_string_keys(tiny_images):
+    x, y = tiny_images
+    h = cnnbench.fit("digits_cnn", x, y, epochs=1, batch_size=32, class_weight={"0": 1.0, "1": 2.0, "2": 1.0, "3": 1.0})
+    assert np.isfinite(h.history["loss"][0])

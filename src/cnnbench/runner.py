@@ -107,7 +107,8 @@ def execute(p: Plan, *, data_dir: str | None, device: str, workers="auto", progr
         p.statuses = store.statuses()
         store.close()
         todo = p.todo
-        tasks = [Task(r.key, r.label, r.config, str(p.study_dir), data_dir, device) for r in todo]
+        tasks = [Task(r.key, r.label, r.config, str(p.study_dir), data_dir, device, p.study.meta.save_models)
+                 for r in todo]
         n_workers, threads = plan_workers(workers, len(tasks), device)
         if n_workers > 1:
             from .executors import _DATASETS

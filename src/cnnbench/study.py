@@ -61,6 +61,7 @@ class RunSpec(BaseModel):
     augmentation: dict[str, Any] | Literal[False] | None = None
     class_weight: Literal["balanced"] | dict[str, float] | None = None
     label_noise: float = Field(0.0, ge=0.0, lt=1.0)
+    micro_batch_size: int | None = Field(None, ge=1)
 
 
 class StudyMeta(BaseModel):
@@ -70,6 +71,7 @@ class StudyMeta(BaseModel):
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     output_dir: str | None = None
     skip_missing_datasets: bool = False
+    save_models: bool = False
 
 
 RUN_KEYS = tuple(RunSpec.model_fields)

@@ -225,9 +225,12 @@ class Trainer:
     def __init__(self, model: nn.Module, training_loss, optimizer: torch.optim.Optimizer, *,
                  device: torch.device, seed: int, batch_size: int, epochs: int,
                  callbacks: Sequence[Callback] = (), augment: Callable | None = None,
-                 checkpoint: str | os.PathLike | None = None):
+                 checkpoint: str | os.PathLike | None = None, micro_batch_size: int | None = None):
         self.model, self.loss, self.optimizer = model, training_loss, optimizer
         self.device, self.seed, self.batch_size, self.epochs = device, seed, batch_size, epochs
+        self.micro_batch_size = micro_batch_size if micro_batch_size and micro_batch_size < batch_size else None
+        # Keras adds a model's weight penalties (e.g. the ResNet example's L2) to the loss it reports.
+        self.regularization = getattr(model, "regularization_loss", None)
         self.callbacks, self.augment = list(callbacks), augment
         self.checkpoint = Path(checkpoint) if checkpoint else None
         self.history = History(model=model)
@@ -271,20 +274,31 @@ class Trainer:
         n = x.shape[0]
         order = torch.randperm(n, generator=gen).to(self.device)
         model.train()
+        optim_mod.train_mode(opt)
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.long)
         for start in range(0, n, self.batch_size):
             idx = order[start:start + self.batch_size]
-            xb, yb = _as_float01(x[idx]), y[idx]
-            if self.augment is not None:
-                xb = self.augment(xb, gen)
-            out = model(xb)
-            loss = loss_fn(out, yb, None if sw is None else sw[idx])
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            # Gradient accumulation: a batch too large for memory is processed in micro-batches whose
+            # losses are weighted by their share of the batch, so the gradient is the batch's gradient.
+            chunks = (idx,) if self.micro_batch_size is None else idx.split(self.micro_batch_size)
+            for chunk in chunks:
+                xb, yb = _as_float01(x[chunk]), y[chunk]
+                if self.augment is not None:
+                    xb = self.augment(xb, gen)
+                out = model(xb)
+                loss = loss_fn(out, yb, None if sw is None else sw[chunk])
+                if len(chunks) > 1:
+                    loss = loss * (chunk.numel() / idx.numel())
+                loss.backward()
+                loss_sum += loss.detach() * idx.numel()
+                correct += (_predicted_labels(out.detach()) == yb).sum()
+            if self.regularization is not None:
+                penalty = self.regularization()
+                penalty.backward()
+                loss_sum += penalty.detach() * idx.numel()
             opt.step()
-            loss_sum += loss.detach() * idx.numel()
-            correct += (_predicted_labels(out.detach()) == yb).sum()
         return (loss_sum / n).item(), (correct.float() / n).item()
 
     def run(self, x, y, sw, val: tuple[torch.Tensor, torch.Tensor] | None) -> History:
@@ -300,6 +314,7 @@ class Trainer:
             lr = optim_mod.current_lr(self.optimizer)
             train_loss, train_acc = self.train_epoch(epoch, x, y, sw)
             logs = {"loss": train_loss, "accuracy": train_acc}
+            optim_mod.eval_mode(self.optimizer)  # Schedule-Free: evaluate (and checkpoint) the averaged weights
             if val is not None and math.isfinite(train_loss):
                 logs.update({f"val_{k}": v for k, v in
                              _evaluate(self.model, self.loss, *val, batch_size=max(self.batch_size, 1024)).items()})
@@ -316,6 +331,7 @@ class Trainer:
                 cb.on_epoch_end(epoch, logs)
             if self.checkpoint is not None:
                 self._save_checkpoint()
+        optim_mod.eval_mode(self.optimizer)
         for cb in self.callbacks:
             cb.on_train_end()
         return self.history
@@ -337,7 +353,11 @@ def _evaluate(model: nn.Module, training_loss, x: torch.Tensor, y: torch.Tensor,
         loss_sum += training_loss(out, yb) * yb.numel()
         correct += (_predicted_labels(out) == yb).sum()
     n = max(x.shape[0], 1)
-    return {"loss": (loss_sum / n).item(), "accuracy": (correct.float() / n).item()}
+    loss = loss_sum / n
+    regularization = getattr(model, "regularization_loss", None)
+    if regularization is not None:  # as Keras' evaluate: the weight penalty is part of the loss
+        loss = loss + regularization()
+    return {"loss": loss.item(), "accuracy": (correct.float() / n).item()}
 
 
 def _build_callbacks(early_stopping, callbacks: Iterable[Callback]) -> list[Callback]:
@@ -352,14 +372,17 @@ def fit(model: nn.Module | str | dict, x, y, *, loss="categorical_crossentropy",
         validation_data: tuple | None = None, callbacks: Iterable[Callback] = (), seed: int = 0,
         device: str | torch.device = "auto", num_classes: int | None = None,
         class_weight: dict | str | None = None, sample_weight=None, augmentation: dict | None = None,
-        early_stopping: dict | bool | None = None, checkpoint: str | os.PathLike | None = None) -> History:
+        early_stopping: dict | bool | None = None, checkpoint: str | os.PathLike | None = None,
+        micro_batch_size: int | None = None) -> History:
     """Train `model` on images `x` and labels `y`, Keras style; return the `History`.
 
     `model`: an `nn.Module` or a registry name/spec (built for the data's shape and the loss's output
     units, with `seed`). `loss` / `optimizer`: names, specs or objects. `x`: N×H×W, N×H×W×C or
     N×C×H×W (uint8 pixels are scaled to [0, 1]); `y`: integer labels. `validation_split` takes the
     last fraction of the data, before shuffling, as Keras does. `checkpoint`: a file written after
-    every epoch; if it exists, training resumes from it. The trained model is `history.model`.
+    every epoch; if it exists, training resumes from it. `micro_batch_size`: accumulate the gradient of
+    each batch over slices of this size (for batches that do not fit in memory). The trained model is
+    `history.model`.
     """
     if epochs < 0:
         raise UserError(f"epochs must be >= 0, got {epochs}")
@@ -398,7 +421,7 @@ def fit(model: nn.Module | str | dict, x, y, *, loss="categorical_crossentropy",
     if isinstance(optimizer, torch.optim.Optimizer):
         opt = optimizer
     else:
-        opt = optim_mod.get(optimizer, params, steps_per_epoch=steps, epochs=epochs)
+        opt = optim_mod.get(optimizer, params, steps_per_epoch=steps, epochs=epochs, batch_size=batch_size)
 
     augment = None
     if augmentation:
@@ -409,7 +432,8 @@ def fit(model: nn.Module | str | dict, x, y, *, loss="categorical_crossentropy",
     sw = None if sw is None else sw.to(dev)
     val = None if val is None else (val[0].to(dev), val[1].to(dev))
     trainer = Trainer(model, training_loss, opt, device=dev, seed=seed, batch_size=batch_size, epochs=epochs,
-                      callbacks=_build_callbacks(early_stopping, callbacks), augment=augment, checkpoint=checkpoint)
+                      callbacks=_build_callbacks(early_stopping, callbacks), augment=augment, checkpoint=checkpoint,
+                      micro_batch_size=micro_batch_size)
     history = trainer.run(x, y, sw, val)
     history.params = {"epochs": epochs, "steps": steps, "batch_size": batch_size, "num_classes": num_classes}
     model.cnnbench_loss = training_loss  # so evaluate()/predict() need not be told the loss again

@@ -31,6 +31,7 @@ class Task:
     study_dir: str
     data_dir: str | None
     device: str
+    save_model: bool = False
 
 
 def environment(device: torch.device) -> dict[str, Any]:
@@ -65,6 +66,10 @@ def _store(study_dir: str) -> Store:
 
 def checkpoint_path(study_dir: str | Path, key: str) -> Path:
     return Path(study_dir) / "checkpoints" / f"{key}.pt"
+
+
+def model_path(study_dir: str | Path, key: str) -> Path:
+    return Path(study_dir) / "models" / f"{key}.pt"
 
 
 def prepare(config: dict[str, Any], data_dir: str | None):
@@ -109,6 +114,7 @@ def execute(task: Task, progress: ProgressFn | None = None) -> str:
                       batch_size=cfg["batch_size"], validation_data=val, seed=cfg["seed"], device=device,
                       num_classes=num_classes, class_weight=cfg["class_weight"],
                       augmentation=cfg["augmentation"], early_stopping=cfg["early_stopping"],
+                      micro_batch_size=cfg.get("micro_batch_size"),
                       callbacks=[LambdaCallback(on_epoch_end=on_epoch_end)], checkpoint=ckpt)
         h = history.history
         metrics = {"train_loss": h["loss"][-1], "train_acc": h["accuracy"][-1],
@@ -122,6 +128,13 @@ def execute(task: Task, progress: ProgressFn | None = None) -> str:
             metrics.update(test_loss=test["loss"], test_acc=test["accuracy"])
             if "val_loss" in h:
                 best_epoch = min(range(len(h["val_loss"])), key=h["val_loss"].__getitem__)
+            if task.save_model:
+                from .. import saving
+
+                ds = load_dataset(cfg["dataset"], task.data_dir)
+                saving.save(history.model, model_path(task.study_dir, task.key),
+                            config={"dataset": cfg["dataset"], "class_names": list(ds.class_names),
+                                    "loss": cfg["loss"], "run_key": task.key})
         store.finish(task.key, status, metrics, error=error, seconds=time.perf_counter() - t0,
                      best_epoch=best_epoch, stopped_epoch=history.stopped_epoch,
                      epochs_done=len(history.epoch))
