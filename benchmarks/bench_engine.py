@@ -4,7 +4,8 @@
         [--rounds 3] [--tf-python /path/to/venv-with-tensorflow/bin/python]
 
 Same model (the Keras MNIST CNN), same batch size (128), same batches (the engine's epoch-0 order),
-same optimizer (Adam). Variants are interleaved round by round (A B C A B C ...) so that the noise of a
+same optimizer (Adam). float32 unless a variant says otherwise; bf16 = bfloat16 autocast / Keras'
+mixed_bfloat16 policy (weights and loss in float32). Variants are interleaved round by round (A B C A B C ...) so that the noise of a
 shared machine hits them alike; each figure is the median over rounds, and the ratios are taken
 within this one run. TF-Keras runs in a separate interpreter (TensorFlow is a benchmark-only install,
 never a dependency of cnnbench).
@@ -52,10 +53,10 @@ def bare_loop(x: torch.Tensor, y: torch.Tensor, batch: int, channels_last: bool,
     return time.perf_counter() - t0
 
 
-def engine(x: torch.Tensor, y: torch.Tensor, batch: int, seed: int = 0) -> float:
+def engine(x: torch.Tensor, y: torch.Tensor, batch: int, seed: int = 0, precision: str = "fp32") -> float:
     t0 = time.perf_counter()
     cnnbench.fit("keras_mnist_cnn", x, y, loss="sparse_categorical_crossentropy", optimizer="adam",
-                 epochs=1, batch_size=batch, seed=seed, device="cpu", num_classes=10)
+                 epochs=1, batch_size=batch, seed=seed, device="cpu", num_classes=10, precision=precision)
     return time.perf_counter() - t0
 
 
@@ -65,12 +66,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf
 from tensorflow import keras
 d = np.load(sys.argv[1]); n = int(sys.argv[2]); batch = int(sys.argv[3]); rounds = int(sys.argv[4])
+keras.mixed_precision.set_global_policy(sys.argv[5])
 x = (d["x_train"][:n, :, :, None].astype("float32") / 255.0); y = d["y_train"][:n].astype("int64")
 def build():
     m = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Conv2D(32, 3, activation="relu"),
         keras.layers.Conv2D(64, 3, activation="relu"), keras.layers.MaxPooling2D(2), keras.layers.Dropout(0.25),
         keras.layers.Flatten(), keras.layers.Dense(128, activation="relu"), keras.layers.Dropout(0.5),
-        keras.layers.Dense(10, activation="softmax")])
+        keras.layers.Dense(10), keras.layers.Activation("softmax", dtype="float32")])
     m.compile(optimizer=keras.optimizers.Adam(), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return m
 times = []
@@ -82,8 +84,8 @@ print(json.dumps({"times": times, "tf": tf.__version__}))
 """
 
 
-def tf_keras(python: str, mnist: Path, n: int, batch: int, rounds: int) -> dict | None:
-    r = subprocess.run([python, "-c", TF_SCRIPT, str(mnist), str(n), str(batch), str(rounds)],
+def tf_keras(python: str, mnist: Path, n: int, batch: int, rounds: int, policy: str) -> dict | None:
+    r = subprocess.run([python, "-c", TF_SCRIPT, str(mnist), str(n), str(batch), str(rounds), policy],
                        capture_output=True, text=True)
     if r.returncode != 0:
         print("TF-Keras run failed:", r.stderr.strip().splitlines()[-1:], file=sys.stderr)
@@ -111,14 +113,16 @@ def main() -> None:
     bare_loop(x[:args.batch * 4], y[:args.batch * 4], args.batch, False)
     variants = {"bare NCHW": lambda: bare_loop(x, y, args.batch, False),
                 "bare channels_last": lambda: bare_loop(x, y, args.batch, True),
-                "cnnbench.fit": lambda: engine(x, y, args.batch)}
+                "cnnbench.fit": lambda: engine(x, y, args.batch),
+                "cnnbench.fit precision=bf16": lambda: engine(x, y, args.batch, precision="bf16")}
     times: dict[str, list[float]] = {k: [] for k in variants}
     for _ in range(args.rounds):
         for name, fn in variants.items():
             times[name].append(fn())
-    tf_res = tf_keras(args.tf_python, args.mnist, n, args.batch, args.rounds) if args.tf_python else None
-    if tf_res:
-        times[f"TF-Keras {tf_res['tf']} model.fit"] = tf_res["times"]
+    for policy in ("float32", "mixed_bfloat16") if args.tf_python else ():
+        tf_res = tf_keras(args.tf_python, args.mnist, n, args.batch, args.rounds, policy)
+        if tf_res:
+            times[f"TF-Keras {tf_res['tf']} model.fit ({policy})"] = tf_res["times"]
 
     ips = {k: n / statistics.median(v) for k, v in times.items()}
     ref = ips["cnnbench.fit"]

@@ -322,3 +322,25 @@ def test_transfer_weights_from_a_local_file(tmp_path):
     with pytest.raises(UserError, match="does not match"):
         models.get({"name": "mobilenet_v3_small", "weights": str(tmp_path / "wrong.pth")},
                    input_shape=(3, 32, 32), num_outputs=2)
+
+
+def test_fast_dropout_keeps_the_right_fraction_scales_and_is_seeded():
+    from cnnbench.models._base import Dropout
+
+    x = torch.ones(200_000)
+    for p in (0.25, 0.5, 0.3):
+        d = Dropout(p).train()
+        torch.manual_seed(0)
+        y = d(x)
+        kept = (y != 0).float().mean().item()
+        assert kept == pytest.approx(1 - p, abs=0.005)
+        assert torch.allclose(y[y != 0], torch.full_like(y[y != 0], 1 / (1 - p)))
+        torch.manual_seed(0)
+        assert torch.equal(d(x), y)  # the global seed fixes the mask
+    assert torch.equal(Dropout(0.5).eval()(x), x)
+    # gradients flow through the kept elements only, scaled like nn.Dropout
+    xg = torch.ones(1000, requires_grad=True)
+    torch.manual_seed(1)
+    out = Dropout(0.5).train()(xg)
+    out.sum().backward()
+    assert torch.equal(xg.grad, out.detach())

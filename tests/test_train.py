@@ -165,3 +165,12 @@ def test_class_weight_from_a_study_file_uses_string_keys(tiny_images):
     x, y = tiny_images
     h = cnnbench.fit("digits_cnn", x, y, epochs=1, batch_size=32, class_weight={"0": 1.0, "1": 2.0, "2": 1.0, "3": 1.0})
     assert np.isfinite(h.history["loss"][0])
+
+
+def test_bf16_precision_trains_and_keeps_float32_weights(tiny_images):
+    x, y = tiny_images
+    h = cnnbench.fit("digits_cnn", x, y, epochs=3, batch_size=32, validation_split=0.2, precision="bf16")
+    assert h.history["val_accuracy"][-1] > 0.9
+    assert all(p.dtype == torch.float32 for p in h.model.parameters())
+    with pytest.raises(UserError, match="precision must be one of fp32, bf16"):
+        cnnbench.fit("digits_cnn", x, y, epochs=1, precision="fp16")

@@ -62,6 +62,7 @@ class RunSpec(BaseModel):
     class_weight: Literal["balanced"] | dict[str, float] | None = None
     label_noise: float = Field(0.0, ge=0.0, lt=1.0)
     micro_batch_size: int | None = Field(None, ge=1)
+    precision: Literal["fp32", "bf16"] = "fp32"
 
 
 class StudyMeta(BaseModel):

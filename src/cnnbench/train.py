@@ -225,10 +225,12 @@ class Trainer:
     def __init__(self, model: nn.Module, training_loss, optimizer: torch.optim.Optimizer, *,
                  device: torch.device, seed: int, batch_size: int, epochs: int,
                  callbacks: Sequence[Callback] = (), augment: Callable | None = None,
-                 checkpoint: str | os.PathLike | None = None, micro_batch_size: int | None = None):
+                 checkpoint: str | os.PathLike | None = None, micro_batch_size: int | None = None,
+                 precision: str = "fp32"):
         self.model, self.loss, self.optimizer = model, training_loss, optimizer
         self.device, self.seed, self.batch_size, self.epochs = device, seed, batch_size, epochs
         self.micro_batch_size = micro_batch_size if micro_batch_size and micro_batch_size < batch_size else None
+        self.autocast = _autocast(device, precision)
         # Keras adds a model's weight penalties (e.g. the ResNet example's L2) to the loss it reports.
         self.regularization = getattr(model, "regularization_loss", None)
         self.callbacks, self.augment = list(callbacks), augment
@@ -287,7 +289,8 @@ class Trainer:
                 xb, yb = _as_float01(x[chunk]), y[chunk]
                 if self.augment is not None:
                     xb = self.augment(xb, gen)
-                out = model(xb)
+                with self.autocast:
+                    out = model(xb).float()  # losses always compute in float32 (Keras' semantics)
                 loss = loss_fn(out, yb, None if sw is None else sw[chunk])
                 if len(chunks) > 1:
                     loss = loss * (chunk.numel() / idx.numel())
@@ -317,7 +320,8 @@ class Trainer:
             optim_mod.eval_mode(self.optimizer)  # Schedule-Free: evaluate (and checkpoint) the averaged weights
             if val is not None and math.isfinite(train_loss):
                 logs.update({f"val_{k}": v for k, v in
-                             _evaluate(self.model, self.loss, *val, batch_size=max(self.batch_size, 1024)).items()})
+                             _evaluate(self.model, self.loss, *val, batch_size=max(self.batch_size, 1024),
+                                       autocast=self.autocast).items()})
             logs["learning_rate"] = lr
             logs["seconds"] = time.perf_counter() - t0
             self.history.append(epoch, logs)
@@ -342,14 +346,28 @@ def _predicted_labels(outputs: torch.Tensor) -> torch.Tensor:
     return outputs.argmax(1) if outputs.shape[1] > 1 else (outputs[:, 0] > 0).long()
 
 
+PRECISIONS = ("fp32", "bf16")
+
+
+def _autocast(device: torch.device, precision: str):
+    """bf16: the model's matmuls and convolutions in bfloat16 (autocast), weights and loss in float32.
+    On CPUs with AVX-512 BF16 or AMX and on recent GPUs this trains ~2x faster (BENCHMARKS.md)."""
+    if precision not in PRECISIONS:
+        raise UserError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
 @torch.no_grad()
-def _evaluate(model: nn.Module, training_loss, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024):
+def _evaluate(model: nn.Module, training_loss, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024,
+              autocast=None):
+    autocast = autocast or _autocast(x.device, "fp32")
     model.eval()
     loss_sum = torch.zeros((), device=x.device)
     correct = torch.zeros((), device=x.device, dtype=torch.long)
     for start in range(0, x.shape[0], batch_size):
         xb, yb = _as_float01(x[start:start + batch_size]), y[start:start + batch_size]
-        out = model(xb)
+        with autocast:
+            out = model(xb).float()
         loss_sum += training_loss(out, yb) * yb.numel()
         correct += (_predicted_labels(out) == yb).sum()
     n = max(x.shape[0], 1)
@@ -373,7 +391,7 @@ def fit(model: nn.Module | str | dict, x, y, *, loss="categorical_crossentropy",
         device: str | torch.device = "auto", num_classes: int | None = None,
         class_weight: dict | str | None = None, sample_weight=None, augmentation: dict | None = None,
         early_stopping: dict | bool | None = None, checkpoint: str | os.PathLike | None = None,
-        micro_batch_size: int | None = None) -> History:
+        micro_batch_size: int | None = None, precision: str = "fp32") -> History:
     """Train `model` on images `x` and labels `y`, Keras style; return the `History`.
 
     `model`: an `nn.Module` or a registry name/spec (built for the data's shape and the loss's output
@@ -381,12 +399,14 @@ def fit(model: nn.Module | str | dict, x, y, *, loss="categorical_crossentropy",
     N×C×H×W (uint8 pixels are scaled to [0, 1]); `y`: integer labels. `validation_split` takes the
     last fraction of the data, before shuffling, as Keras does. `checkpoint`: a file written after
     every epoch; if it exists, training resumes from it. `micro_batch_size`: accumulate the gradient of
-    each batch over slices of this size (for batches that do not fit in memory). The trained model is
+    each batch over slices of this size (for batches that do not fit in memory). `precision="bf16"`:
+    bfloat16 autocast for the model (faster; float32 is Keras' default). The trained model is
     `history.model`.
     """
     if epochs < 0:
         raise UserError(f"epochs must be >= 0, got {epochs}")
     dev = resolve_device(device)
+    _autocast(dev, precision)  # validate before any work
     x, y = to_images(x), to_labels(y)
     if x.shape[0] != y.shape[0]:
         raise UserError(f"x has {x.shape[0]} images but y has {y.shape[0]} labels")
@@ -433,7 +453,7 @@ def fit(model: nn.Module | str | dict, x, y, *, loss="categorical_crossentropy",
     val = None if val is None else (val[0].to(dev), val[1].to(dev))
     trainer = Trainer(model, training_loss, opt, device=dev, seed=seed, batch_size=batch_size, epochs=epochs,
                       callbacks=_build_callbacks(early_stopping, callbacks), augment=augment, checkpoint=checkpoint,
-                      micro_batch_size=micro_batch_size)
+                      micro_batch_size=micro_batch_size, precision=precision)
     history = trainer.run(x, y, sw, val)
     history.params = {"epochs": epochs, "steps": steps, "batch_size": batch_size, "num_classes": num_classes}
     model.cnnbench_loss = training_loss  # so evaluate()/predict() need not be told the loss again

@@ -114,7 +114,7 @@ def execute(task: Task, progress: ProgressFn | None = None) -> str:
                       batch_size=cfg["batch_size"], validation_data=val, seed=cfg["seed"], device=device,
                       num_classes=num_classes, class_weight=cfg["class_weight"],
                       augmentation=cfg["augmentation"], early_stopping=cfg["early_stopping"],
-                      micro_batch_size=cfg.get("micro_batch_size"),
+                      micro_batch_size=cfg.get("micro_batch_size"), precision=cfg.get("precision", "fp32"),
                       callbacks=[LambdaCallback(on_epoch_end=on_epoch_end)], checkpoint=ckpt)
         h = history.history
         metrics = {"train_loss": h["loss"][-1], "train_acc": h["accuracy"][-1],

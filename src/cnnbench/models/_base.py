@@ -125,6 +125,28 @@ class Dense(nn.Linear):
         return super().extra_repr() + f", activation={self.activation_name!r}"
 
 
+class Dropout(nn.Dropout):
+    """`nn.Dropout` with a mask that is ~10x cheaper to draw on CPU.
+
+    `F.dropout` draws one Bernoulli sample per element, and on a CPU that sampling is most of dropout's
+    cost (10 ms a step, 10-20% of a Keras MNIST CNN step; BENCHMARKS.md). Here one 64-bit draw
+    gives three 16-bit uniforms (the top 16 bits of `random_()` are not uniform: it draws in
+    [0, 2**63)), each compared with a threshold: an element is kept with probability
+    1 - round(p * 65536) / 65536 (exact for p = 0.25 and 0.5; within 1e-5 of 1 - p otherwise), and
+    scaled by 1 / (1 - p) as usual. It uses the global RNG, so `torch.manual_seed` fixes it. On GPUs,
+    where dropout is a fused kernel, it is plain `F.dropout`.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0 or x.device.type != "cpu":
+            return F.dropout(x, self.p, self.training, self.inplace)
+        n = x.numel()
+        words = torch.empty((n + 2) // 3, dtype=torch.int64).random_()
+        uniform16 = words.view(torch.int16).view(-1, 4)[:, :3].reshape(-1)[:n]  # little-endian low words
+        keep = uniform16.view(x.shape) >= round(self.p * 65536) - 32768
+        return x * keep.to(x.dtype) * (1.0 / (1.0 - self.p))
+
+
 def BatchNormalization(channels: int) -> nn.BatchNorm2d:
     """`keras.layers.BatchNormalization` defaults: momentum 0.99 (torch 0.01), epsilon 1e-3."""
     return nn.BatchNorm2d(channels, eps=1e-3, momentum=0.01)

@@ -18,6 +18,7 @@ from ._base import (
     REGISTRY,
     Conv2D,
     Dense,
+    Dropout,
     Flatten,
     check_input_shape,
     check_num_outputs,
@@ -90,7 +91,7 @@ class Builder:
     def dropout(self, rate):
         if not 0 <= float(rate) < 1:
             raise UserError(f"model {self.model_name!r}: dropout rate must be in [0, 1), got {rate!r}")
-        return self._add("dropout", nn.Dropout(float(rate)))
+        return self._add("dropout", Dropout(float(rate)))
 
     def flatten(self):
         return self._add("flatten", Flatten())

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UserError
-from ._base import REGISTRY, Dense, Flatten, check_input_shape, check_num_outputs, keras_init_
+from ._base import REGISTRY, Dense, Dropout, Flatten, check_input_shape, check_num_outputs, keras_init_
 
 
 class _LazyTorchvisionModels:
@@ -264,7 +264,7 @@ class TransferNet(nn.Module):
             layers["dense"] = Dense(width, int(hidden_units), "relu")
             width = int(hidden_units)
         if dropout:
-            layers["dropout"] = nn.Dropout(float(dropout))
+            layers["dropout"] = Dropout(float(dropout))
         layers["dense_1" if hidden_units else "dense"] = Dense(width, num_outputs)
         self.head = nn.Sequential(layers)
 
