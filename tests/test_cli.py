@@ -207,3 +207,18 @@ def test_summary_command(capsys):
     assert main(["summary", "keras_mnist_cnn", "--input", "1x28x28"]) == 0
     assert "1,199,882" in capsys.readouterr().out
     assert main(["summary", "keras_mnist_cnn", "--input", "28x28"]) == 2
+
+
+def test_ray_executor_runs_a_study_into_the_drivers_store(tmp_path):
+    pytest.importorskip("ray")
+    spec = _write(tmp_path, TINY.replace("seeds = [0, 1]", "seeds = [0]"))
+    out = tmp_path / "ray"
+    r = _cnnbench("run", str(spec), "-o", str(out), "--executor", "ray", "-q", "--no-report",
+                  env={**os.environ, "RAY_ADDRESS": "", "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    runs = _runs(out)
+    assert len(runs) == 4 and {x[1] for x in runs} == {"done"}
+    inline = tmp_path / "inline"
+    assert _cnnbench("run", str(spec), "-o", str(inline), "--workers", "1", "-q", "--no-report",
+                     env={**os.environ, "OMP_NUM_THREADS": "1"}).returncode == 0
+    assert _runs(out) == _runs(inline)  # one thread per run either way: the same numbers

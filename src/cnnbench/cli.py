@@ -35,6 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--data-dir", help="where datasets are read and cached (default: $CNNBENCH_DATA or ~/.cache/cnnbench)")
     r.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     r.add_argument("--workers", default="auto", help="worker processes (default auto: one per core on CPU)")
+    r.add_argument("--executor", choices=["local", "ray"], default="local",
+                   help='local processes (default) or a Ray cluster (pip install "cnnbench[ray]")')
+    r.add_argument("--ray-address", default=None, help="Ray cluster address (default: start a local Ray)")
+    r.add_argument("--cpus-per-run", type=float, default=1, help="Ray: CPUs reserved per run (default 1)")
+    r.add_argument("--gpus-per-run", type=float, default=0, help="Ray: GPUs reserved per run (default 0)")
     r.add_argument("--dry-run", action="store_true", help="print the resolved runs and which are done; run nothing")
     r.add_argument("--no-report", action="store_true", help="do not write the report at the end")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -101,7 +106,10 @@ def cmd_run(args) -> int:
                   f"finished, {len(todo)} to run → {plan.study_dir}")
     t0 = time.perf_counter()
     with _Progress(console, todo, enabled=not args.quiet) as progress:
-        runner.execute(plan, data_dir=data_dir, device=args.device, workers=workers, progress=progress.update)
+        runner.execute(plan, data_dir=data_dir, device=args.device, workers=workers, progress=progress.update,
+                       executor=args.executor, ray_options={"address": args.ray_address,
+                                                            "cpus_per_run": args.cpus_per_run,
+                                                            "gpus_per_run": args.gpus_per_run})
     console.print(f"finished in {time.perf_counter() - t0:.1f} s")
     _print_results(console, plan.study_dir)
     if not args.no_report:

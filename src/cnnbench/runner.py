@@ -97,7 +97,8 @@ def study_lock(study_dir: Path):
         yield
 
 
-def execute(p: Plan, *, data_dir: str | None, device: str, workers="auto", progress=None) -> None:
+def execute(p: Plan, *, data_dir: str | None, device: str, workers="auto", progress=None,
+            executor: str = "local", ray_options: dict | None = None) -> None:
     from .executors.local import plan_workers, run_tasks
 
     with study_lock(p.study_dir):
@@ -109,6 +110,11 @@ def execute(p: Plan, *, data_dir: str | None, device: str, workers="auto", progr
         todo = p.todo
         tasks = [Task(r.key, r.label, r.config, str(p.study_dir), data_dir, device, p.study.meta.save_models)
                  for r in todo]
+        if executor == "ray":
+            from .executors import ray as ray_executor
+
+            ray_executor.run_tasks(tasks, progress, **(ray_options or {}))
+            return
         n_workers, threads = plan_workers(workers, len(tasks), device)
         if n_workers > 1:
             from .executors import _DATASETS

@@ -88,11 +88,14 @@ def prepare(config: dict[str, Any], data_dir: str | None):
     return x, y, val, ds.x_test, ds.y_test, ds.num_classes
 
 
-def execute(task: Task, progress: ProgressFn | None = None) -> str:
-    """Train, evaluate and record one run; return its final status."""
+def execute(task: Task, progress: ProgressFn | None = None, store=None) -> str:
+    """Train, evaluate and record one run; return its final status.
+
+    `store` receives `mark_running`, `record_epoch` and `finish` (default: the study's SQLite store,
+    opened once per process; the Ray executor passes a proxy to the driver's store)."""
     from ..train import LambdaCallback, evaluate, fit, resolve_device
 
-    store = _store(task.study_dir)
+    store = store if store is not None else _store(task.study_dir)
     device = resolve_device(task.device)
     store.mark_running(task.key, environment(device))
     cfg = task.config

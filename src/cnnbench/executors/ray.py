@@ -1,0 +1,99 @@
+"""Run tasks on a Ray cluster: `pip install "cnnbench[ray]"`, then
+`cnnbench run STUDY --executor ray [--ray-address auto]`.
+
+Each run is a Ray task (`--cpus-per-run`, `--gpus-per-run`). The study's SQLite store stays on the
+driver's machine, owned by a store actor pinned to the driver's node: workers send it their epochs
+and results, so the store is never on a network filesystem. Workers read datasets from the same
+`--data-dir` path on their own machine and write their per-epoch checkpoints under the study
+directory's path there; on a shared filesystem an interrupted run resumes from its checkpoint on any
+node, otherwise it restarts.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from . import ProgressFn, Task, execute
+
+
+class _StoreActor:
+    """Owns the study's store on the driver's node; collects progress events for the driver."""
+
+    def __init__(self, study_dir: str):
+        from pathlib import Path
+
+        from ..store import Store
+
+        self.store = Store(Path(study_dir) / "study.db")
+        self.events: list[dict] = []
+
+    def mark_running(self, *args):
+        self.store.mark_running(*args)
+
+    def record_epoch(self, *args):
+        self.store.record_epoch(*args)
+
+    def finish(self, *args, **kwargs):
+        self.store.finish(*args, **kwargs)
+
+    def event(self, event: dict) -> None:
+        self.events.append(event)
+
+    def drain(self) -> list[dict]:
+        events, self.events = self.events, []
+        return events
+
+
+class _RemoteStore:
+    """The `Store` methods `execute` uses, forwarded to the store actor (waiting for each write, so an
+    epoch is recorded before the next one starts)."""
+
+    def __init__(self, actor):
+        self.actor = actor
+
+    def mark_running(self, *args):
+        import ray
+        ray.get(self.actor.mark_running.remote(*args))
+
+    def record_epoch(self, *args):
+        import ray
+        ray.get(self.actor.record_epoch.remote(*args))
+
+    def finish(self, *args, **kwargs):
+        import ray
+        ray.get(self.actor.finish.remote(*args, **kwargs))
+
+
+def _run_on_worker(task: Task, actor, threads: int) -> str:
+    import torch
+
+    torch.set_num_threads(threads)
+    return execute(task, progress=actor.event.remote, store=_RemoteStore(actor))
+
+
+def run_tasks(tasks: Sequence[Task], progress: ProgressFn | None = None, *, address: str | None = None,
+              cpus_per_run: float = 1, gpus_per_run: float = 0) -> None:
+    try:
+        import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+    except ImportError:
+        from ..errors import UserError
+        raise UserError('the Ray executor needs Ray: pip install "cnnbench[ray]"') from None
+    if not tasks:
+        return
+    ray.init(address=address, ignore_reinit_error=True, log_to_driver=False, include_dashboard=False)
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    actor = ray.remote(num_cpus=0)(_StoreActor).options(scheduling_strategy=here).remote(tasks[0].study_dir)
+    remote = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=0)(_run_on_worker)
+    pending = [remote.remote(t, actor, max(1, int(cpus_per_run))) for t in tasks]
+    while pending:
+        done, pending = ray.wait(pending, num_returns=len(pending), timeout=0.5)
+        for ref in done:
+            ray.get(ref)  # a worker crash surfaces here
+        for event in ray.get(actor.drain.remote()):
+            if progress:
+                progress(event)
+    for event in ray.get(actor.drain.remote()):
+        if progress:
+            progress(event)
+    ray.kill(actor)
