@@ -222,3 +222,30 @@ def test_ray_executor_runs_a_study_into_the_drivers_store(tmp_path):
     assert _cnnbench("run", str(spec), "-o", str(inline), "--workers", "1", "-q", "--no-report",
                      env={**os.environ, "OMP_NUM_THREADS": "1"}).returncode == 0
     assert _runs(out) == _runs(inline)  # one thread per run either way: the same numbers
+
+
+def test_learning_rate_search_then_final_runs_with_all_seeds(tmp_path, capsys):
+    spec = _write(tmp_path, 'name = "tune"\nepochs = 2\nbatch_size = 64\nseeds = [0, 1]\n'
+                            '[grid]\noptimizer = ["sgd", "adam"]\n'
+                            '[tuning]\nlearning_rates = { start = 1e-3, stop = 1e-1, num = 3 }\n')
+    out = tmp_path / "out"
+    assert main(["run", str(spec), "-o", str(out), "--workers", "1", "-q"]) == 0
+    con = sqlite3.connect(out / "study.db")
+    rows = con.execute("SELECT label, json_extract(config, '$.optimizer.learning_rate'), "
+                       "json_extract(config, '$.seed'), final, tuning, val_acc, status FROM runs").fetchall()
+    search = [r for r in rows if r[4]]
+    finals = [r for r in rows if r[3]]
+    assert len(search) == 6 and {r[2] for r in search} == {0}  # 2 configs × 3 rates × search seed 0
+    assert len(finals) == 4 and len(rows) == 8  # the chosen rate's seed-0 run is reused, not retrained
+    for label in ("optimizer=sgd", "optimizer=adam"):
+        best = max((r for r in search if r[0] == label), key=lambda r: r[5])
+        assert {r[1] for r in finals if r[0] == label} == {best[1]}
+        assert {r[2] for r in finals if r[0] == label} == {0, 1}
+    md = (out / "report" / "summary.md").read_text()
+    assert "## Learning-rate search" in md and "Search budget: 6 runs" in md
+    assert (out / "report" / "learning_rate_search.png").stat().st_size > 0
+    # the ranked table holds the 2 configurations, each with 2 seeds
+    assert "| 2 |" in md.split("## Configurations ranked by test accuracy")[1].split("##")[0]
+    # rerun: nothing to do
+    assert main(["run", str(spec), "-o", str(out), "--workers", "1", "-q", "--no-report"]) == 0
+    assert con.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 8

@@ -26,6 +26,8 @@ def runs_frame(store: Store) -> pd.DataFrame:
     rows = []
     for r in store.runs():
         row = {"key": r["key"], "label": r["label"], "status": r["status"], "seed": r["config"]["seed"],
+               "final": bool(r["final"]), "tuning": bool(r["tuning"]),
+               "learning_rate": r["config"]["optimizer"].get("learning_rate"),
                **{f"axis.{k}": v for k, v in r["axes"].items()},
                **{m: r[m] for m in METRICS}, "epochs_done": r["epochs_done"], "best_epoch": r["best_epoch"],
                "stopped_epoch": r["stopped_epoch"], "seconds": r["seconds"], "error": r["error"]}
@@ -48,9 +50,15 @@ def axes_of(df: pd.DataFrame) -> list[str]:
     return [c[len("axis."):] for c in df.columns if c.startswith("axis.")]
 
 
+def final_runs(df: pd.DataFrame) -> pd.DataFrame:
+    """The runs that are ranked (not learning-rate search runs whose rate was not chosen)."""
+    return df[df["final"]] if not df.empty else df
+
+
 def rank_configurations(df: pd.DataFrame, metric: str = "test_acc") -> pd.DataFrame:
     """Configurations ranked by mean `metric` over finished seeds (higher is better)."""
     cols = ["rank", "label", "n", "mean", "std", "ci_low", "ci_high", "min", "max", "p_vs_best", "diverged", "failed"]
+    df = final_runs(df)
     if df.empty:
         return pd.DataFrame(columns=cols)
     out = []
@@ -83,6 +91,7 @@ def _welch_p(a: np.ndarray, b: np.ndarray) -> float:
 
 def marginal_rankings(df: pd.DataFrame, metric: str = "test_acc") -> dict[str, pd.DataFrame]:
     """For each varying axis: its values ranked by mean rank within blocks of the other axes × seed."""
+    df = final_runs(df)
     done = df[df["status"] == "done"].dropna(subset=[metric])
     axes = axes_of(df)
     out = {}
@@ -100,6 +109,9 @@ def marginal_rankings(df: pd.DataFrame, metric: str = "test_acc") -> dict[str, p
 def friedman(df: pd.DataFrame, metric: str = "test_acc") -> dict | None:
     """Friedman test over configurations with the seeds as blocks; None when it does not apply
     (fewer than 3 configurations or 2 seeds common to all)."""
+    df = final_runs(df)
+    if df.empty:
+        return None
     done = df[df["status"] == "done"]
     table = done.pivot_table(index="seed", columns="label", values=metric).dropna()
     if table.shape[1] < 3 or table.shape[0] < 2:
@@ -111,6 +123,54 @@ def friedman(df: pd.DataFrame, metric: str = "test_acc") -> dict | None:
         res = stats.friedmanchisquare(*[table[c].to_numpy() for c in table.columns])
     return {"statistic": float(res.statistic), "pvalue": float(res.pvalue),
             "configurations": table.shape[1], "seeds": table.shape[0]}
+
+
+def tuning_table(df: pd.DataFrame, metric: str = "val_acc") -> pd.DataFrame:
+    """The learning-rate search: per configuration and rate, the mean `metric` over the search seeds.
+
+    A diverged or failed search run counts as the worst possible value; the chosen rate is the best
+    mean (the smallest rate among equals)."""
+    cols = ["label", "learning_rate", "runs", "value", "chosen"]
+    if df.empty or not df["tuning"].any():
+        return pd.DataFrame(columns=cols)
+    search = df[df["tuning"]].copy()
+    worst = -math.inf if metric.endswith("acc") else math.inf
+    ok = search["status"] == "done"
+    search["value"] = search[metric].where(ok & search[metric].notna(), worst)
+    t = search.groupby(["label", "learning_rate"], sort=False).agg(runs=("key", "size"), value=("value", "mean"))
+    t = t.reset_index().sort_values(["label", "learning_rate"]).reset_index(drop=True)
+    better = (lambda a, b: a > b) if metric.endswith("acc") else (lambda a, b: a < b)
+    t["chosen"] = False
+    for label, g in t.groupby("label", sort=False):
+        best = None
+        for i, row in g.iterrows():
+            if best is None or better(row["value"], t.loc[best, "value"]):
+                best = i
+        if math.isfinite(t.loc[best, "value"]):
+            t.loc[best, "chosen"] = True
+    return t[cols]
+
+
+def chosen_learning_rates(df: pd.DataFrame, metric: str = "val_acc", complete: bool = True) -> dict[str, float]:
+    """label -> chosen learning rate; with `complete`, only configurations whose search has finished."""
+    t = tuning_table(df, metric)
+    if t.empty:
+        return {}
+    if complete:
+        search = df[df["tuning"]]
+        unfinished = set(search.loc[~search["status"].isin(["done", "diverged", "failed"]), "label"])
+        t = t[~t["label"].isin(unfinished)]
+    return {r.label: float(r.learning_rate) for r in t[t["chosen"]].itertuples()}
+
+
+def tuning_budget(df: pd.DataFrame) -> pd.DataFrame:
+    """Per configuration: rates tried, search runs, epochs and seconds spent on the search."""
+    search = df[df["tuning"]] if not df.empty else df
+    if search.empty:
+        return pd.DataFrame(columns=["label", "rates", "runs", "epochs", "seconds"])
+    return search.groupby("label", sort=False).agg(
+        rates=("learning_rate", "nunique"), runs=("key", "size"), epochs=("epochs_done", "sum"),
+        seconds=("seconds", "sum")).reset_index()
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:

@@ -83,11 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(args) -> int:
-    from rich.console import Console
-
     from . import runner, study
 
-    console = Console(stderr=False, highlight=False)
+    console = _console()
     spec = study.load(args.study)
     data_dir = runner.check_data_dir(args.data_dir)
     from .train import resolve_device
@@ -102,10 +100,11 @@ def cmd_run(args) -> int:
     if not plan.runs:
         raise UserError(f"{spec.source}: no run can start: every dataset is missing (see above)")
     todo = plan.todo
-    console.print(f"study [bold]{spec.name}[/]: {len(plan.runs)} runs, {len(plan.runs) - len(todo)} already "
+    what = "learning-rate search runs" if spec.meta.tuning else "runs"
+    console.print(f"study [bold]{spec.name}[/]: {len(plan.runs)} {what}, {len(plan.runs) - len(todo)} already "
                   f"finished, {len(todo)} to run → {plan.study_dir}")
     t0 = time.perf_counter()
-    with _Progress(console, todo, enabled=not args.quiet) as progress:
+    with _Progress(console, enabled=not args.quiet) as progress:
         runner.execute(plan, data_dir=data_dir, device=args.device, workers=workers, progress=progress.update,
                        executor=args.executor, ray_options={"address": args.ray_address,
                                                             "cpus_per_run": args.cpus_per_run,
@@ -116,6 +115,15 @@ def cmd_run(args) -> int:
         from .report import write_report
         console.print(f"report: {write_report(plan.study_dir)}")
     return 0
+
+
+def _console():
+    from rich.console import Console
+
+    console = Console(highlight=False)
+    if not console.is_terminal:  # piped, logged or captured: don't fold names at 80 columns
+        console = Console(highlight=False, width=200)
+    return console
 
 
 def _positive_int(value: str, name: str) -> int:
@@ -129,22 +137,23 @@ def _positive_int(value: str, name: str) -> int:
 
 
 class _Progress:
-    """Runs done / total, the current run and epoch, and an ETA (counted in epochs)."""
+    """Runs done / total, the current run and epoch, and an ETA (counted in epochs).
 
-    def __init__(self, console, todo, enabled: bool):
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                                   TimeRemainingColumn)
+    Runs arrive as "queued" events (a study with a learning-rate search queues its final runs once
+    the search is done), then "epoch" and "done" events from whichever process trains them."""
 
-        self.enabled = enabled and bool(todo)
-        self.runs_total, self.runs_done = len(todo), 0
-        self.epochs = {r.key: r.config["epochs"] for r in todo}
-        self.seeds = {r.key: r.seed for r in todo}
+    def __init__(self, console, enabled: bool):
+        from rich.progress import (BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn)
+
+        self.runs_total = self.runs_done = 0
+        self.epochs: dict[str, int] = {}
+        self.seeds: dict[str, int] = {}
         self.seen: dict[str, int] = {}
         self.progress = Progress(TextColumn("[bold]{task.fields[runs]}[/] runs"), BarColumn(),
                                  TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(), TextColumn("ETA"),
                                  TimeRemainingColumn(), TextColumn("{task.description}"), console=console,
-                                 transient=False, disable=not self.enabled)
-        self.task = self.progress.add_task("", total=sum(self.epochs.values()), runs=f"0/{self.runs_total}")
+                                 transient=False, disable=not enabled)
+        self.task = self.progress.add_task("", total=0, runs="0/0")
 
     def __enter__(self):
         self.progress.__enter__()
@@ -154,6 +163,13 @@ class _Progress:
         return self.progress.__exit__(*exc)
 
     def update(self, event: dict) -> None:
+        if event["event"] == "queued":
+            for r in event["runs"]:
+                self.epochs[r["key"]], self.seeds[r["key"]] = r["epochs"], r["seed"]
+            self.runs_total += len(event["runs"])
+            self.progress.update(self.task, total=sum(self.epochs.values()),
+                                 runs=f"{self.runs_done}/{self.runs_total}")
+            return
         key = event["key"]
         if event["event"] == "epoch":
             # a resumed run reports its first new epoch > 1: count the epochs it had already done
@@ -177,6 +193,9 @@ def _print_dry_run(console, plan) -> None:
         t.add_row(r.key, r.label, str(r.seed), plan.statuses.get(r.key, "new"))
     console.print(t)
     console.print(f"{len(plan.todo)} to run, {len(plan.runs) - len(plan.todo)} finished")
+    if plan.study.meta.tuning:
+        console.print("these are the learning-rate search runs; the final runs (each configuration at its "
+                      f"chosen rate × seeds {plan.study.meta.seeds}) follow from their results")
 
 
 def _print_results(console, study_dir: Path) -> None:
@@ -193,7 +212,7 @@ def _print_results(console, study_dir: Path) -> None:
     table = analysis.rank_configurations(runs)
     t = Table(title="Configurations ranked by test accuracy")
     for col in report.RANKED_HEADER:
-        t.add_column(col)
+        t.add_column(col, overflow="fold")
     for row in report.ranked_rows(table):
         t.add_row(*row)
     console.print(t)
@@ -204,6 +223,14 @@ def _print_results(console, study_dir: Path) -> None:
         for row in report.marginal_rows(m):
             mt.add_row(*row)
         console.print(mt)
+    chosen = analysis.chosen_learning_rates(runs, complete=False)
+    if chosen:
+        tt = Table(title="Learning-rate search: chosen rates")
+        tt.add_column("configuration", overflow="fold")
+        tt.add_column("learning rate")
+        for label, lr in chosen.items():
+            tt.add_row(label, f"{lr:g}")
+        console.print(tt)
     failed = runs[runs["status"] == "failed"]
     for r in failed.itertuples():
         console.print(f"[red]failed[/] {r.label} seed={r.seed}: {str(r.error).splitlines()[0]}")
@@ -220,12 +247,9 @@ def cmd_report(args) -> int:
 
 
 def cmd_list(args) -> int:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console(highlight=False)
-    if not console.is_terminal:  # piped or captured: don't fold names at 80 columns
-        console = Console(highlight=False, width=200)
+    console = _console()
     if args.kind == "studies":
         from . import study
         t = Table(title="built-in studies (cnnbench run NAME)")

@@ -99,24 +99,49 @@ def study_lock(study_dir: Path):
 
 def execute(p: Plan, *, data_dir: str | None, device: str, workers="auto", progress=None,
             executor: str = "local", ray_options: dict | None = None) -> None:
-    from .executors.local import plan_workers, run_tasks
-
+    """Run what is missing. With [tuning]: the learning-rate search first, then each configuration at
+    its chosen rate with all the seeds (a search run with the chosen rate and a study seed is reused)."""
+    tuning = p.study.meta.tuning
     with study_lock(p.study_dir):
         store = Store.open(p.study_dir, p.study.name)
-        store.add_runs(p.runs)
-        (p.study_dir / "study.toml").write_text(p.study.text, encoding="utf-8")
-        p.statuses = store.statuses()
-        store.close()
-        todo = p.todo
-        tasks = [Task(r.key, r.label, r.config, str(p.study_dir), data_dir, device, p.study.meta.save_models)
-                 for r in todo]
-        if executor == "ray":
-            from .executors import ray as ray_executor
+        try:
+            store.add_runs(p.runs)
+            if tuning is not None:
+                store.set_meta("tuning", tuning.model_dump_json())
+            (p.study_dir / "study.toml").write_text(p.study.text, encoding="utf-8")
+            p.statuses = store.statuses()
+            _run_phase(p, p.todo, data_dir, device, workers, progress, executor, ray_options)
+            if tuning is not None:
+                from . import analysis
 
-            ray_executor.run_tasks(tasks, progress, **(ray_options or {}))
-            return
-        n_workers, threads = plan_workers(workers, len(tasks), device)
-        if n_workers > 1:
-            from .executors import _DATASETS
-            _DATASETS.clear()  # workers load their own copy; free the parent's
-        run_tasks(tasks, n_workers, threads, progress)
+                chosen = analysis.chosen_learning_rates(analysis.runs_frame(store), tuning.metric)
+                finals = p.study.final_runs(chosen)
+                store.add_runs(finals)
+                p.statuses = store.statuses()
+                p.runs = p.runs + [r for r in finals if r.key not in {x.key for x in p.runs}]
+                todo = [r for r in finals if p.statuses.get(r.key) not in FINISHED]
+                _run_phase(p, todo, data_dir, device, workers, progress, executor, ray_options)
+        finally:
+            store.close()
+
+
+def _run_phase(p: Plan, todo, data_dir, device, workers, progress, executor, ray_options) -> None:
+    from .executors.local import plan_workers, run_tasks
+
+    if progress:
+        progress({"event": "queued", "runs": [{"key": r.key, "label": r.label, "seed": r.seed,
+                                                "epochs": r.config["epochs"]} for r in todo]})
+    if not todo:
+        return
+    tasks = [Task(r.key, r.label, r.config, str(p.study_dir), data_dir, device, p.study.meta.save_models)
+             for r in todo]
+    if executor == "ray":
+        from .executors import ray as ray_executor
+
+        ray_executor.run_tasks(tasks, progress, **(ray_options or {}))
+        return
+    n_workers, threads = plan_workers(workers, len(tasks), device)
+    if n_workers > 1:
+        from .executors import _DATASETS
+        _DATASETS.clear()  # workers load their own copy; free the parent's
+    run_tasks(tasks, n_workers, threads, progress)

@@ -29,6 +29,8 @@ CREATE TABLE IF NOT EXISTS runs (
     label TEXT NOT NULL,
     axes TEXT NOT NULL,
     config TEXT NOT NULL,
+    final INTEGER NOT NULL DEFAULT 1,   -- ranked in the report
+    tuning INTEGER NOT NULL DEFAULT 0,  -- part of a learning-rate search (may also be final)
     status TEXT NOT NULL DEFAULT 'pending',
     error TEXT,
     epochs_done INTEGER NOT NULL DEFAULT 0,
@@ -59,6 +61,19 @@ class Store:
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process kills
         self.conn.executescript(_SCHEMA)
+        self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        """A store written by an older cnnbench gains the columns added since, with their defaults."""
+        wanted = sqlite3.connect(":memory:")
+        wanted.executescript(_SCHEMA)
+        for table in ("runs", "history"):
+            have = {r[1] for r in self.conn.execute(f"PRAGMA table_info({table})")}
+            for _, name, ctype, notnull, default, _pk in wanted.execute(f"PRAGMA table_info({table})"):
+                if name not in have:
+                    spec = f"{ctype}{' NOT NULL' if notnull else ''}{f' DEFAULT {default}' if default is not None else ''}"
+                    self.conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {spec}")
+        wanted.close()
 
     @classmethod
     def open(cls, study_dir: str | Path, study_name: str | None = None) -> "Store":
@@ -109,19 +124,22 @@ class Store:
     def add_runs(self, runs: Iterable) -> int:
         """Insert the `study.Run`s that are new (by key); return how many were added.
 
-        A run already stored keeps its row and results; only its label and axes are refreshed, since
-        they describe it relative to the current spec (what varies in it)."""
+        A run already stored keeps its results; its label and axes are refreshed (they describe it
+        relative to the current spec), and it gains the role it has now: a learning-rate search run
+        whose rate was chosen is also a final run."""
         now, added = time.time(), 0
         with self.transaction() as c:
             for r in runs:
+                final, tuning = int(r.role == "final"), int(r.role == "tuning")
                 axes = json.dumps(r.axes)
-                cur = c.execute("INSERT OR IGNORE INTO runs (key, label, axes, config, added_at) "
-                                "VALUES (?, ?, ?, ?, ?)",
-                                (r.key, r.label, axes, json.dumps(r.config, sort_keys=True), now))
+                cur = c.execute("INSERT OR IGNORE INTO runs (key, label, axes, config, final, tuning, added_at) "
+                                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                (r.key, r.label, axes, json.dumps(r.config, sort_keys=True), final, tuning, now))
                 if cur.rowcount:
                     added += 1
                 else:
-                    c.execute("UPDATE runs SET label = ?, axes = ? WHERE key = ?", (r.label, axes, r.key))
+                    c.execute("UPDATE runs SET label = ?, axes = ?, final = MAX(final, ?), tuning = MAX(tuning, ?) "
+                              "WHERE key = ?", (r.label, axes, final, tuning, r.key))
         return added
 
     def statuses(self) -> dict[str, str]:

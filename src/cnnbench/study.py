@@ -25,7 +25,7 @@ import tomllib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -65,6 +65,34 @@ class RunSpec(BaseModel):
     precision: Literal["fp32", "bf16"] = "fp32"
 
 
+class LogGrid(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    start: float = Field(1e-5, gt=0)
+    stop: float = Field(1e2, gt=0)
+    num: int = Field(36, ge=1)
+
+
+class TuningSpec(BaseModel):
+    """Learning-rate search per configuration (DeepOBS' protocol, Schmidt et al. 2021): every
+    configuration is trained at each learning rate with the search seeds; the rate with the best
+    final validation metric is then run with all the study's seeds."""
+
+    model_config = ConfigDict(extra="forbid")
+    learning_rates: Annotated[list[Annotated[float, Field(gt=0)]], Field(min_length=1)] | LogGrid = Field(
+        default_factory=LogGrid)
+    seeds: list[int] | None = Field(None, min_length=1)
+    metric: Literal["val_acc", "val_loss"] = "val_acc"
+
+    def grid(self) -> list[float]:
+        if isinstance(self.learning_rates, list):
+            return sorted(set(self.learning_rates))
+        g = self.learning_rates
+        if g.num == 1:
+            return [g.start]
+        ratio = (g.stop / g.start) ** (1 / (g.num - 1))
+        return [float(f"{g.start * ratio ** i:.6g}") for i in range(g.num)]  # 6 digits: clean keys
+
+
 class StudyMeta(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
@@ -73,6 +101,7 @@ class StudyMeta(BaseModel):
     output_dir: str | None = None
     skip_missing_datasets: bool = False
     save_models: bool = False
+    tuning: TuningSpec | None = None
 
 
 RUN_KEYS = tuple(RunSpec.model_fields)
@@ -87,6 +116,7 @@ class Run:
     label: str  # the configuration without the seed, e.g. "loss=mse · optimizer=adam"
     axes: dict[str, str]  # the study's varying keys -> this run's value, for marginal rankings
     config: dict[str, Any]  # fully resolved; what the key hashes
+    role: str = "final"  # "final": ranked; "tuning": a learning-rate search run
 
     @property
     def seed(self) -> int:
@@ -96,13 +126,25 @@ class Run:
 @dataclass
 class Study:
     meta: StudyMeta
-    runs: list[Run]
+    runs: list[Run]  # with [tuning]: the search runs; the final runs follow from its results
     source: str
     text: str  # the spec file as written (kept in the study directory)
 
     @property
     def name(self) -> str:
         return self.meta.name
+
+    def final_runs(self, chosen: dict[str, float]) -> list[Run]:
+        """With [tuning]: each configuration at its chosen learning rate, with all the study's seeds."""
+        out, seen = [], set()
+        for run in self.runs:
+            if run.label in chosen and run.label not in seen:
+                seen.add(run.label)
+                base = _with_learning_rate(run.config, chosen[run.label])
+                for seed in self.meta.seeds:
+                    cfg = {**base, "seed": seed}
+                    out.append(Run(run_key(cfg), run.label, run.axes, cfg, "final"))
+        return out
 
 
 # --- loading ------------------------------------------------------------------------------------
@@ -198,18 +240,31 @@ def parse(data: dict[str, Any], source: str = "<study>") -> Study:
     resolver = _Resolver(source)
     varying = [k for k in RUN_KEYS if len({_canonical(c[k][0]) if k in c else None for c in combos}) > 1]
     runs, seen = [], set()
+    tuning = meta.tuning
     for written in combos:
         config = resolver.config(written)
         axes_display = {k: _display(written[k][0]) if k in written else _display(getattr(RunSpec(), k))
                         for k in varying}
         label = " · ".join(f"{k}={v}" for k, v in axes_display.items()) or meta.name
-        for seed in meta.seeds:
-            cfg = {**config, "seed": seed}
-            key = run_key(cfg)
-            if key not in seen:
-                seen.add(key)
-                runs.append(Run(key, label, axes_display, cfg))
+        if tuning is not None and config["validation_split"] <= 0:
+            fail("tuning", "the learning-rate search picks by validation metric: set validation_split > 0")
+        variants = [(config, meta.seeds, "final")] if tuning is None else [
+            (_with_learning_rate(config, lr), tuning.seeds or meta.seeds[:1], "tuning") for lr in tuning.grid()]
+        for cfg_base, seeds, role in variants:
+            for seed in seeds:
+                cfg = {**cfg_base, "seed": seed}
+                key = run_key(cfg)
+                if key not in seen:
+                    seen.add(key)
+                    runs.append(Run(key, label, axes_display, cfg, role))
     return Study(meta, runs, source, text="")
+
+
+def _with_learning_rate(config: dict[str, Any], lr: float) -> dict[str, Any]:
+    from . import optim
+
+    spec = {k: v for k, v in config["optimizer"].items() if k not in ("lr", "learning_rate")}
+    return {**config, "optimizer": optim.resolve({**spec, "learning_rate": lr})}
 
 
 def run_key(config: dict[str, Any]) -> str:
@@ -241,7 +296,8 @@ def _raise_pydantic(e: ValidationError, source: str, path: str, skip: int = 0):
     """One line from pydantic's errors: the most specific one, at its place in the file."""
     err = max(e.errors(), key=lambda er: len(er["loc"]))
     # Keep list indices and field names; drop pydantic's union-branch tags such as 'literal[False]'.
-    fields = set(EarlyStoppingSpec.model_fields) | set(StudyMeta.model_fields)
+    fields = (set(EarlyStoppingSpec.model_fields) | set(StudyMeta.model_fields) | set(TuningSpec.model_fields)
+              | set(LogGrid.model_fields))
     parts = [p for p in err["loc"][skip:] if isinstance(p, int) or p in fields]
     msg = err["msg"]
     if err["type"] == "extra_forbidden":  # the last loc element is the unknown key itself

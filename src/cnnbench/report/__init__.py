@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import math
 import os
 from pathlib import Path
@@ -29,6 +30,7 @@ def write_report(study_dir: str | os.PathLike) -> Path:
     store = Store.open_existing(study_dir)
     try:
         name = store.get_meta("study") or study_dir.name
+        tuning_metric = json.loads(store.get_meta("tuning") or "{}").get("metric", "val_acc")
         runs = analysis.runs_frame(store)
         hist = analysis.history_frame(store)
     finally:
@@ -38,10 +40,14 @@ def write_report(study_dir: str | os.PathLike) -> Path:
     table = analysis.rank_configurations(runs)
     marginals = analysis.marginal_rankings(runs) if not runs.empty else {}
     fried = analysis.friedman(runs) if not runs.empty else None
+    tuning = Tuning(analysis.tuning_table(runs, tuning_metric), analysis.tuning_budget(runs), tuning_metric)
+    if not runs.empty:  # the curves and boxplot show the ranked (final) runs
+        hist = hist[hist["run_key"].isin(set(runs.loc[runs["final"], "key"]))] if not hist.empty else hist
 
     _atomic_write(out / "runs.csv", runs.to_csv(index=False))
     _atomic_write(out / "history.csv", hist.to_csv(index=False))
-    figures = {"learning_curves.png": learning_curves(hist), "test_accuracy_boxplot.png": boxplot(runs, table)}
+    figures = {"learning_curves.png": learning_curves(hist), "test_accuracy_boxplot.png": boxplot(runs, table),
+               "learning_rate_search.png": tuning.figure()}
     for fname, fig in figures.items():
         if fig is not None:
             fig.savefig(out / fname, dpi=110, bbox_inches="tight")
@@ -49,8 +55,8 @@ def write_report(study_dir: str | os.PathLike) -> Path:
         else:
             (out / fname).unlink(missing_ok=True)
     counts = runs["status"].value_counts().to_dict() if not runs.empty else {}
-    _atomic_write(out / "summary.md", markdown(name, counts, table, marginals, fried))
-    _atomic_write(out / "report.html", render_html(name, counts, table, marginals, fried, out))
+    _atomic_write(out / "summary.md", markdown(name, counts, table, marginals, fried, tuning))
+    _atomic_write(out / "report.html", render_html(name, counts, table, marginals, fried, out, tuning))
     return out / "report.html"
 
 
@@ -69,8 +75,10 @@ def learning_curves(hist: pd.DataFrame):
     metric = "val_acc" if hist["val_acc"].notna().any() else "train_acc"
     fig, ax = plt.subplots(figsize=(9, 5.5))
     colors = plt.get_cmap("tab20").colors
-    for i, (label, g) in enumerate(hist.groupby("label", sort=False)):
-        per_epoch = g.groupby("epoch")[metric].agg(["mean", "min", "max"])
+    groups = {label: g.groupby("epoch")[metric].agg(["mean", "min", "max"]) for label, g in hist.groupby("label")}
+    ranked = sorted(groups, key=lambda lab: -groups[lab]["mean"].iloc[-1] if groups[lab]["mean"].notna().any() else 0)
+    for i, label in enumerate(ranked):  # legend in order of final accuracy, best first
+        per_epoch = groups[label]
         epochs = per_epoch.index + 1
         c = colors[i % len(colors)]
         ax.plot(epochs, per_epoch["mean"], color=c, label=label, lw=1.6)
@@ -83,7 +91,51 @@ def learning_curves(hist: pd.DataFrame):
     return fig
 
 
+class Tuning:
+    """The learning-rate search of a study with [tuning]: chosen rates, budget, sensitivity figure."""
+
+    HEADER = ["configuration", "chosen learning rate", "rates tried", "search runs", "epochs", "seconds"]
+
+    def __init__(self, table: pd.DataFrame, budget: pd.DataFrame, metric: str):
+        self.table, self.budget, self.metric = table, budget, metric
+
+    def __bool__(self) -> bool:
+        return not self.table.empty
+
+    def rows(self) -> list[list[str]]:
+        chosen = {r.label: r.learning_rate for r in self.table[self.table["chosen"]].itertuples()}
+        return [[r.label, f"{chosen[r.label]:g}" if r.label in chosen else "– (no finite result)", str(r.rates),
+                 str(r.runs), str(int(r.epochs)), f"{r.seconds:.0f}" if r.seconds == r.seconds else "–"]
+                for r in self.budget.itertuples()]
+
+    def text(self) -> str:
+        total = self.budget["seconds"].sum()
+        return (f"Each configuration was trained at every rate with the search seeds; the rate with the best "
+                f"mean final {self.metric} was chosen and run with all seeds. Search budget: "
+                f"{int(self.budget['runs'].sum())} runs, {int(self.budget['epochs'].sum())} epochs, {total:.0f} s.")
+
+    def figure(self):
+        if not self:
+            return None
+        fig, ax = plt.subplots(figsize=(9, 5))
+        colors = plt.get_cmap("tab20").colors
+        for i, (label, g) in enumerate(self.table.groupby("label", sort=False)):
+            finite = g[g["value"].abs() != float("inf")]
+            c = colors[i % len(colors)]
+            ax.plot(finite["learning_rate"], finite["value"], "o-", color=c, label=label, ms=3, lw=1.2)
+            best = g[g["chosen"]]
+            ax.plot(best["learning_rate"], best["value"], "*", color=c, ms=14, mec="black")
+        ax.set_xscale("log")
+        ax.set_xlabel("learning rate")
+        ax.set_ylabel(self.metric.replace("_", " "))
+        ax.set_title("Learning-rate search (star: chosen; diverged rates omitted)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+        return fig
+
+
 def boxplot(runs: pd.DataFrame, table: pd.DataFrame):
+    runs = analysis.final_runs(runs)
     if runs.empty or not (runs["status"] == "done").any():
         return None
     labels = [lab for lab in table["label"] if table.set_index("label").loc[lab, "n"] > 0]
@@ -112,7 +164,8 @@ def _p(x: float) -> str:
 def ranked_rows(table: pd.DataFrame) -> list[list[str]]:
     rows = []
     for r in table.itertuples():
-        ci = f"[{_pct(r.ci_low)}, {_pct(r.ci_high)}]" if r.n > 1 else "–"
+        # an accuracy's interval is clipped to [0, 1]: with few seeds the t-interval can reach past it
+        ci = f"[{_pct(max(r.ci_low, 0.0))}, {_pct(min(r.ci_high, 1.0))}]" if r.n > 1 else "–"
         notes = ", ".join(s for s in (f"{r.diverged} diverged" if r.diverged else "",
                                       f"{r.failed} failed" if r.failed else "") if s)
         rank = "–" if math.isnan(r.rank) else str(int(r.rank))
@@ -145,12 +198,15 @@ def _friedman_text(fried: dict | None) -> str:
             f"χ² = {fried['statistic']:.3g}, p = {_p(fried['pvalue'])}.")
 
 
-def markdown(name, counts, table, marginals, fried) -> str:
+def markdown(name, counts, table, marginals, fried, tuning=None) -> str:
     parts = [f"# Study `{name}`", "", "Runs: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())), "",
              "## Configurations ranked by test accuracy", "", _md_table(RANKED_HEADER, ranked_rows(table)), "",
              _friedman_text(fried) + " p vs best: Welch's t-test against the top configuration.", ""]
     for axis, t in marginals.items():
         parts += [f"## Marginal ranking: {axis}", "", _md_table(MARGINAL_HEADER, marginal_rows(t)), ""]
+    if tuning:
+        parts += ["## Learning-rate search", "", tuning.text(), "", _md_table(Tuning.HEADER, tuning.rows()), "",
+                  "![learning-rate search](learning_rate_search.png)", ""]
     parts += ["## Figures", "", "![learning curves](learning_curves.png)", "",
               "![test accuracy](test_accuracy_boxplot.png)", ""]
     return "\n".join(parts)
@@ -175,7 +231,7 @@ table{border-collapse:collapse;margin:1em 0;font-size:14px}th,td{border:1px soli
 th{background:#f3f3f3}tbody tr:first-child{font-weight:600}img{max-width:100%}code{background:#f3f3f3;padding:1px 4px}"""
 
 
-def render_html(name, counts, table, marginals, fried, out: Path) -> str:
+def render_html(name, counts, table, marginals, fried, out: Path, tuning=None) -> str:
     e = html.escape
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>cnnbench: {e(name)}</title>",
              f"<style>{_CSS}</style></head><body>", f"<h1>Study <code>{e(name)}</code></h1>",
@@ -184,6 +240,9 @@ def render_html(name, counts, table, marginals, fried, out: Path) -> str:
              f"<p>{e(_friedman_text(fried))} p vs best: Welch's t-test against the top configuration.</p>"]
     for axis, t in marginals.items():
         parts += [f"<h2>Marginal ranking: {e(axis)}</h2>", _html_table(MARGINAL_HEADER, marginal_rows(t))]
+    if tuning:
+        parts += ["<h2>Learning-rate search</h2>", f"<p>{e(tuning.text())}</p>", _html_table(Tuning.HEADER, tuning.rows()),
+                  _img(out / "learning_rate_search.png", "learning-rate search")]
     parts += ["<h2>Learning curves</h2>", _img(out / "learning_curves.png", "learning curves"),
               "<h2>Test accuracy</h2>", _img(out / "test_accuracy_boxplot.png", "test accuracy boxplot"),
               "<p>Data: <a href='runs.csv'>runs.csv</a>, <a href='history.csv'>history.csv</a>.</p>",
