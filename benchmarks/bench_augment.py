@@ -11,7 +11,6 @@ are timed alternately, so both see the same machine load. Target: < 25% of the s
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import sys
 import time
@@ -23,6 +22,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from cnnbench.data import augment  # noqa: E402
+
+from _machine import cpu_name  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 CONFIGS = {
     "flips": {"horizontal_flip": True, "vertical_flip": True},
@@ -45,16 +46,6 @@ def keras_mnist_cnn() -> nn.Module:
         nn.Linear(64 * 12 * 12, 128), nn.ReLU(), nn.Dropout(0.5),
         nn.Linear(128, 10),
     )
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main(argv=None) -> int:

@@ -30,6 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from cnnbench import data  # noqa: E402
 from cnnbench.data import cache  # noqa: E402
 
+from _machine import cpu_name  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+
 
 def write_idx(raw_dir: Path, d, gz: bool) -> None:
     raw_dir.mkdir(parents=True, exist_ok=True)
@@ -44,16 +46,6 @@ def write_idx(raw_dir: Path, d, gz: bool) -> None:
                 name.with_name(name.name + ".gz").write_bytes(gzip.compress(blob, compresslevel=9))
             else:
                 name.write_bytes(blob)
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def timed(fn, repeats: int) -> list[float]:

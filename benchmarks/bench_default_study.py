@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _machine import describe  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 
 def _children(pid: int) -> list[int]:
@@ -64,6 +65,7 @@ def main() -> None:
     out = Path(tempfile.mkdtemp(prefix="cnnbench-default-"))
     cmd = [sys.executable, "-m", "cnnbench.cli", "run", "-o", str(out / "study"), "--workers", args.workers,
            "-q", *args.extra]
+    machine = describe()
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     peak_pss = peak_rss = procs = 0
@@ -79,8 +81,7 @@ def main() -> None:
         print(proc.stderr.read(), file=sys.stderr)
         sys.exit(proc.returncode)
     shutil.rmtree(out, ignore_errors=True)
-    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, load before start "
-          f"{os.getloadavg()[0]:.2f}; workers={args.workers}")
+    print(f"# {machine}; workers={args.workers}")
     print(f"wall time {wall:.1f} s; peak total PSS {peak_pss / 1024:.0f} MiB; peak total RSS "
           f"{peak_rss / 1024:.0f} MiB; up to {procs} processes")
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import subprocess
 import sys
@@ -29,6 +28,8 @@ import torch.nn.functional as F
 import cnnbench
 from cnnbench import models
 from cnnbench.train import _epoch_seed
+
+from _machine import describe  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -126,8 +127,7 @@ def main() -> None:
 
     ips = {k: n / statistics.median(v) for k, v in times.items()}
     ref = ips["cnnbench.fit"]
-    print(f"# machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
-          f"torch {torch.__version__}; {n} MNIST images, batch {args.batch}, median of {args.rounds} rounds")
+    print(f"# {describe()}; {n} MNIST images, batch {args.batch}, median of {args.rounds} rounds")
     print("| variant | images/s | cnnbench.fit / variant |")
     print("|---|---|---|")
     for k, v in ips.items():

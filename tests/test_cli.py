@@ -171,6 +171,14 @@ def test_bad_input_one_line_exit_2_nothing_written(tmp_path, capsys, name, text,
     assert not out.exists()
 
 
+def test_data_dir_that_is_a_file(tmp_path, capsys):
+    f = tmp_path / "data"
+    f.write_text("not a directory")
+    out = tmp_path / "o"
+    assert main(["run", str(_write(tmp_path, 'name = "x"\n')), "-o", str(out), "--data-dir", str(f)]) == 2
+    assert "is a file, not a directory" in capsys.readouterr().err and not out.exists()
+
+
 def test_unreadable_data_dir(tmp_path, capsys):
     if os.geteuid() == 0:
         pytest.skip("root reads every directory")

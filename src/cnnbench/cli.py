@@ -261,6 +261,9 @@ def cmd_list(args) -> int:
             t.add_row(name, str(len(s.runs)), s.meta.description)
         console.print(t)
         return 0
+    if args.kind == "optimizers":
+        _list_optimizers(console)
+        return 0
     registry = _registry(args.kind)
     t = Table(title=f"{args.kind} ({len(registry.list())})")
     t.add_column("name", no_wrap=True)
@@ -275,6 +278,36 @@ def cmd_list(args) -> int:
         t.add_row(entry.name, ", ".join(entry.aliases), opts, entry.summary)
     console.print(t)
     return 0
+
+
+def _format_options(options: dict) -> str:
+    return ", ".join(f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in options.items())
+
+
+def _list_optimizers(console) -> None:
+    """Optimizers with their Keras-flavour and torch-flavour defaults (the flavor option picks)."""
+    from rich.table import Table
+
+    from . import optim
+
+    common = set(optim.COMMON_DEFAULTS) | {"schedule", "flavor"}
+    t = Table(title=f"optimizers ({len(optim.REGISTRY.list())}); flavor = \"keras\" (default where Keras has "
+                    f"the optimizer) or \"torch\"")
+    t.add_column("name", no_wrap=True)
+    for col in ("aliases", "keras flavour defaults", "torch flavour defaults", "about (paper)"):
+        t.add_column(col, overflow="fold")
+    for entry in optim.REGISTRY:
+        cells = []
+        for flavor in ("keras", "torch"):
+            try:
+                resolved = optim.resolve({"name": entry.name, "flavor": flavor})
+                cells.append(_format_options({k: v for k, v in resolved.items() if k not in common | {"name"}}))
+            except Exception:  # the optimizer has no such flavour
+                cells.append("–")
+        t.add_row(entry.name, ", ".join(entry.aliases), *cells, entry.summary)
+    console.print(t)
+    console.print("Every optimizer also takes: " + ", ".join(sorted(common - {"flavor"})) +
+                  " (gradient clipping as in Keras, learning-rate schedules, batch-size scaling); docs/optimizers.md")
 
 
 def _registry(kind: str):

@@ -44,6 +44,8 @@ def check_data_dir(data_dir: str | None) -> str | None:
     if data_dir is None:
         return None
     p = Path(data_dir)
+    if p.exists() and not p.is_dir():
+        raise UserError(f"data directory {p} is a file, not a directory; pass a directory with --data-dir")
     if not p.is_dir():
         raise UserError(f"data directory {p} does not exist; create it or pass another --data-dir")
     if not os.access(p, os.R_OK | os.X_OK):
