@@ -257,3 +257,66 @@ def test_learning_rate_search_then_final_runs_with_all_seeds(tmp_path, capsys):
     # rerun: nothing to do
     assert main(["run", str(spec), "-o", str(out), "--workers", "1", "-q", "--no-report"]) == 0
     assert con.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 8
+
+
+def test_a_changed_spec_ranks_only_its_own_runs(tmp_path):
+    spec = _write(tmp_path, TINY)
+    out = tmp_path / "out"
+    assert main(["run", str(spec), "-o", str(out), "--workers", "1", "-q", "--no-report"]) == 0
+    _write(tmp_path, TINY.replace("epochs = 2", "epochs = 3"))  # same labels, different runs
+    assert main(["run", str(spec), "-o", str(out), "--workers", "1", "-q"]) == 0
+    md = (out / "report" / "summary.md").read_text()
+    table = md.split("## Configurations ranked by test accuracy")[1].split("##")[0]
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "configuration" not in line]
+    assert len(rows) == 4 and all(line.split(" | ")[2] == "2" for line in rows)  # 2 seeds each, not 4
+    assert "8 kept from earlier versions of the spec" in md
+    assert len(list(csv.DictReader(open(out / "report" / "runs.csv")))) == 16
+
+
+def test_output_path_through_a_file_is_refused(tmp_path, capsys):
+    f = tmp_path / "afile"
+    f.write_text("x")
+    for out in (f, f / "sub"):
+        assert main(["run", str(_write(tmp_path, 'name = "x"\nepochs = 1\n')), "-o", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert "is a file; choose another directory" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("text, message", [
+    ('name = "x"\nvalidation_split = 0\nearly_stopping = { patience = 1 }\n', "monitors 'val_loss' but validation_split is 0"),
+    ('name = "x"\nearly_stopping = { monitor = "val_acuracy" }\n', "did you mean 'val_accuracy'"),
+    ('name = "x"\nclass_weight = { "x" = 1.0 }\n', "class_weight: class_weight key 'x' is not a class index"),
+    ('name = "x"\nclass_weight = { "0" = -1.0 }\n', "class_weight: Input should be greater than or equal to 0"),
+    ('name = "x"\nvalidation_split = 0.9999\n', "leaves an empty part"),
+    ('name = "x"\nvalidation_split = 0.1234\nbatch_size = 1261\n', "batch_size 1261 is larger than the 1260 training images"),
+])
+def test_settings_that_cannot_work_are_refused_before_training(tmp_path, capsys, text, message):
+    out = tmp_path / "out"
+    assert main(["run", str(_write(tmp_path, text)), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+    assert not out.exists()
+
+
+def test_diverging_runs_with_early_stopping_are_recorded_as_diverged(tmp_path):
+    rows = None
+    spec = _write(tmp_path, 'name = "div"\nepochs = 4\nseeds = [0]\nearly_stopping = { patience = 1 }\n'
+                            'optimizer = { name = "sgd", learning_rate = 1e30 }\n')
+    out = tmp_path / "out"
+    assert main(["run", str(spec), "-o", str(out), "--workers", "1", "-q", "--no-report"]) == 0
+    con = sqlite3.connect(out / "study.db")
+    rows = con.execute("SELECT status, epochs_done FROM runs").fetchall()
+    assert rows[0][0] == "diverged" and rows[0][1] >= 1
+    assert con.execute("SELECT COUNT(*) FROM history").fetchone()[0] == rows[0][1]
+
+
+def test_exit_status_is_1_when_a_run_fails(tmp_path, capsys, monkeypatch):
+    import cnnbench.executors as ex
+
+    def broken_prepare(*a, **k):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(ex, "prepare", broken_prepare)
+    spec = _write(tmp_path, 'name = "f"\nepochs = 1\nseeds = [0]\n')
+    assert main(["run", str(spec), "-o", str(tmp_path / "o"), "--workers", "1", "-q", "--no-report"]) == 1
+    assert "1 run(s) failed" in capsys.readouterr().err

@@ -26,7 +26,8 @@ def runs_frame(store: Store) -> pd.DataFrame:
     rows = []
     for r in store.runs():
         row = {"key": r["key"], "label": r["label"], "status": r["status"], "seed": r["config"]["seed"],
-               "final": bool(r["final"]), "tuning": bool(r["tuning"]),
+               "current": bool(r["current"]), "final": bool(r["final"]), "tuning": bool(r["tuning"]),
+               "num_classes": r["num_classes"],
                "learning_rate": r["config"]["optimizer"].get("learning_rate"),
                **{f"axis.{k}": v for k, v in r["axes"].items()},
                **{m: r[m] for m in METRICS}, "epochs_done": r["epochs_done"], "best_epoch": r["best_epoch"],
@@ -51,8 +52,13 @@ def axes_of(df: pd.DataFrame) -> list[str]:
 
 
 def final_runs(df: pd.DataFrame) -> pd.DataFrame:
-    """The runs that are ranked (not learning-rate search runs whose rate was not chosen)."""
-    return df[df["final"]] if not df.empty else df
+    """The runs that are ranked: those of the study's latest spec, less learning-rate search runs
+    whose rate was not chosen."""
+    return df[df["current"] & df["final"]] if not df.empty else df
+
+
+def current_runs(df: pd.DataFrame) -> pd.DataFrame:
+    return df[df["current"]] if not df.empty else df
 
 
 def rank_configurations(df: pd.DataFrame, metric: str = "test_acc") -> pd.DataFrame:
@@ -131,6 +137,7 @@ def tuning_table(df: pd.DataFrame, metric: str = "val_acc") -> pd.DataFrame:
     A diverged or failed search run counts as the worst possible value; the chosen rate is the best
     mean (the smallest rate among equals)."""
     cols = ["label", "learning_rate", "runs", "value", "chosen"]
+    df = current_runs(df)
     if df.empty or not df["tuning"].any():
         return pd.DataFrame(columns=cols)
     search = df[df["tuning"]].copy()
@@ -157,7 +164,7 @@ def chosen_learning_rates(df: pd.DataFrame, metric: str = "val_acc", complete: b
     if t.empty:
         return {}
     if complete:
-        search = df[df["tuning"]]
+        search = current_runs(df)[current_runs(df)["tuning"]]
         unfinished = set(search.loc[~search["status"].isin(["done", "diverged", "failed"]), "label"])
         t = t[~t["label"].isin(unfinished)]
     return {r.label: float(r.learning_rate) for r in t[t["chosen"]].itertuples()}
@@ -165,6 +172,7 @@ def chosen_learning_rates(df: pd.DataFrame, metric: str = "val_acc", complete: b
 
 def tuning_budget(df: pd.DataFrame) -> pd.DataFrame:
     """Per configuration: rates tried, search runs, epochs and seconds spent on the search."""
+    df = current_runs(df)
     search = df[df["tuning"]] if not df.empty else df
     if search.empty:
         return pd.DataFrame(columns=["label", "rates", "runs", "epochs", "seconds"])

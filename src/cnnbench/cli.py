@@ -22,6 +22,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("cnnbench: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
+    except OSError as e:  # a path we cannot write, a full disk: one line, not a traceback
+        print(f"cnnbench: error: {e}", file=sys.stderr)
+        return 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -110,10 +113,14 @@ def cmd_run(args) -> int:
                                                             "cpus_per_run": args.cpus_per_run,
                                                             "gpus_per_run": args.gpus_per_run})
     console.print(f"finished in {time.perf_counter() - t0:.1f} s")
-    _print_results(console, plan.study_dir)
+    failed = _print_results(console, plan.study_dir)
     if not args.no_report:
         from .report import write_report
         console.print(f"report: {write_report(plan.study_dir)}")
+    if failed:
+        print(f"cnnbench: {failed} run(s) failed (errors above and in study.db); fix the cause and run "
+              f"the same command again to retry them", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -231,9 +238,11 @@ def _print_results(console, study_dir: Path) -> None:
         for label, lr in chosen.items():
             tt.add_row(label, f"{lr:g}")
         console.print(tt)
-    failed = runs[runs["status"] == "failed"]
+    failed = analysis.current_runs(runs)
+    failed = failed[failed["status"] == "failed"] if not failed.empty else failed
     for r in failed.itertuples():
         console.print(f"[red]failed[/] {r.label} seed={r.seed}: {str(r.error).splitlines()[0]}")
+    return len(failed)
 
 
 # --- other commands -----------------------------------------------------------------------------

@@ -1251,6 +1251,8 @@ def class_weights_to_sample_weights(labels: torch.Tensor, class_weight, num_clas
                                 f"use integers 0..{num_classes - 1}") from None
             if not 0 <= index < num_classes:
                 raise UserError(f"class_weight key {key!r} is out of range for {num_classes} classes")
+            if not float(value) >= 0:
+                raise UserError(f"class_weight for class {key!r} is {value!r}; weights must be >= 0")
             table[index] = float(value)
         table = table.to(labels.device)
     elif isinstance(class_weight, (_list, tuple, torch.Tensor)):

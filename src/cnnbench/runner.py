@@ -35,7 +35,11 @@ class Plan:
 
 
 def study_dir_for(study: Study, output: str | os.PathLike | None) -> Path:
-    return Path(output or study.meta.output_dir or Path("runs") / study.name)
+    path = Path(output or study.meta.output_dir or Path("runs") / study.name).absolute()
+    for p in (path, *path.parents):  # a file where a directory must go
+        if p.exists() and not p.is_dir():
+            raise UserError(f"output directory {path}: {p} is a file; choose another directory with --output")
+    return path
 
 
 def check_data_dir(data_dir: str | None) -> str | None:
@@ -55,7 +59,7 @@ def check_data_dir(data_dir: str | None) -> str | None:
 
 def plan(study: Study, output=None, data_dir: str | None = None) -> Plan:
     """Check the study against its data and the store; write nothing."""
-    from . import losses
+    from . import data, losses
 
     study_dir = study_dir_for(study, output)
     runs, skipped, checked = [], [], {}
@@ -73,11 +77,21 @@ def plan(study: Study, output=None, data_dir: str | None = None) -> Plan:
         ds = checked[ds_key]
         if ds is None:
             continue
-        n_train = ds.x_train.shape[0] - int(round(ds.x_train.shape[0] * cfg["validation_split"]))
+        n_train = data.train_size(ds.x_train.shape[0], cfg["validation_split"])
+        if n_train < 1 or n_train == ds.x_train.shape[0] and cfg["validation_split"] > 0:
+            raise UserError(f"{study.source}: validation_split {cfg['validation_split']} of the "
+                            f"{ds.x_train.shape[0]} training images of {cfg['dataset']['name']} leaves an empty "
+                            f"part; choose a validation_split between {1 / ds.x_train.shape[0]:.2g} and "
+                            f"{1 - 1 / ds.x_train.shape[0]:.4g}")
         if cfg["batch_size"] > n_train:
             raise UserError(f"{study.source}: batch_size {cfg['batch_size']} is larger than the {n_train} "
                             f"training images of {cfg['dataset']['name']}; use a batch_size <= {n_train}")
         losses.adapt(losses.get(cfg["loss"]), ds.num_classes)  # refuses a loss that cannot apply
+        if cfg["class_weight"] is not None:  # refuses unknown classes and negative weights
+            try:
+                losses.class_weights_to_sample_weights(ds.y_train[:1], cfg["class_weight"], ds.num_classes)
+            except UserError as e:
+                raise UserError(f"{study.source}: class_weight: {e}") from None
         runs.append(run)
     statuses = {}
     if (study_dir / "study.db").exists():
@@ -118,7 +132,7 @@ def execute(p: Plan, *, data_dir: str | None, device: str, workers="auto", progr
 
                 chosen = analysis.chosen_learning_rates(analysis.runs_frame(store), tuning.metric)
                 finals = p.study.final_runs(chosen)
-                store.add_runs(finals)
+                store.add_runs(finals, replace_current=False)
                 p.statuses = store.statuses()
                 p.runs = p.runs + [r for r in finals if r.key not in {x.key for x in p.runs}]
                 todo = [r for r in finals if p.statuses.get(r.key) not in FINISHED]

@@ -29,6 +29,7 @@ CREATE TABLE IF NOT EXISTS runs (
     label TEXT NOT NULL,
     axes TEXT NOT NULL,
     config TEXT NOT NULL,
+    current INTEGER NOT NULL DEFAULT 1, -- in the study's latest spec (older runs are kept, not ranked)
     final INTEGER NOT NULL DEFAULT 1,   -- ranked in the report
     tuning INTEGER NOT NULL DEFAULT 0,  -- part of a learning-rate search (may also be final)
     status TEXT NOT NULL DEFAULT 'pending',
@@ -41,6 +42,7 @@ CREATE TABLE IF NOT EXISTS runs (
     started_at REAL,
     finished_at REAL,
     environment TEXT,
+    num_classes INTEGER,
     added_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS history (
@@ -121,14 +123,18 @@ class Store:
         self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
     # --- runs ---------------------------------------------------------------------------------------
-    def add_runs(self, runs: Iterable) -> int:
+    def add_runs(self, runs: Iterable, *, replace_current: bool = True) -> int:
         """Insert the `study.Run`s that are new (by key); return how many were added.
 
-        A run already stored keeps its results; its label and axes are refreshed (they describe it
-        relative to the current spec), and it gains the role it has now: a learning-rate search run
-        whose rate was chosen is also a final run."""
+        These runs become the study's current runs (with `replace_current`, the only ones: a changed
+        spec keeps the results of the runs it dropped, but they are no longer ranked). A run already
+        stored keeps its results; its label and axes are refreshed (they describe it relative to the
+        current spec), and it gains the role it has now: a learning-rate search run whose rate was
+        chosen is also a final run."""
         now, added = time.time(), 0
         with self.transaction() as c:
+            if replace_current:
+                c.execute("UPDATE runs SET current = 0")
             for r in runs:
                 final, tuning = int(r.role == "final"), int(r.role == "tuning")
                 axes = json.dumps(r.axes)
@@ -138,8 +144,8 @@ class Store:
                 if cur.rowcount:
                     added += 1
                 else:
-                    c.execute("UPDATE runs SET label = ?, axes = ?, final = MAX(final, ?), tuning = MAX(tuning, ?) "
-                              "WHERE key = ?", (r.label, axes, final, tuning, r.key))
+                    c.execute("UPDATE runs SET label = ?, axes = ?, current = 1, final = MAX(final, ?), "
+                              "tuning = MAX(tuning, ?) WHERE key = ?", (r.label, axes, final, tuning, r.key))
         return added
 
     def statuses(self) -> dict[str, str]:

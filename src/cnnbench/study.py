@@ -27,7 +27,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import UserError
 from .registry import split_spec
@@ -38,6 +38,19 @@ Named = str | dict[str, Any]
 class EarlyStoppingSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     monitor: str = "val_loss"
+
+    @field_validator("monitor")
+    @classmethod
+    def _known_monitor(cls, v: str) -> str:
+        from .train import MONITOR_ALIASES, MONITORS
+
+        v = MONITOR_ALIASES.get(v, v)
+        if v not in MONITORS:
+            close = difflib.get_close_matches(v, MONITORS, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ValueError(f"unknown metric {v!r}; {hint}use one of {', '.join(MONITORS)}")
+        return v
+
     min_delta: float = Field(0.0, ge=0)
     patience: int = Field(0, ge=0)
     mode: Literal["auto", "min", "max"] = "auto"
@@ -59,7 +72,7 @@ class RunSpec(BaseModel):
     validation_mode: Literal["keras", "stratified"] = "keras"
     early_stopping: EarlyStoppingSpec | Literal[False] | None = None
     augmentation: dict[str, Any] | Literal[False] | None = None
-    class_weight: Literal["balanced"] | dict[str, float] | None = None
+    class_weight: Literal["balanced"] | dict[str, Annotated[float, Field(ge=0)]] | None = None
     label_noise: float = Field(0.0, ge=0.0, lt=1.0)
     micro_batch_size: int | None = Field(None, ge=1)
     precision: Literal["fp32", "bf16"] = "fp32"
@@ -248,6 +261,10 @@ def parse(data: dict[str, Any], source: str = "<study>") -> Study:
         label = " · ".join(f"{k}={v}" for k, v in axes_display.items()) or meta.name
         if tuning is not None and config["validation_split"] <= 0:
             fail("tuning", "the learning-rate search picks by validation metric: set validation_split > 0")
+        es = config["early_stopping"]
+        if es and es["monitor"].startswith("val_") and config["validation_split"] <= 0:
+            fail("early_stopping.monitor", f"monitors {es['monitor']!r} but validation_split is 0; "
+                 "set validation_split > 0 or monitor 'loss'")
         variants = [(config, meta.seeds, "final")] if tuning is None else [
             (_with_learning_rate(config, lr), tuning.seeds or meta.seeds[:1], "tuning") for lr in tuning.grid()]
         for cfg_base, seeds, role in variants:

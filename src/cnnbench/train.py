@@ -106,6 +106,7 @@ class History:
     params: dict[str, Any] = field(default_factory=dict)
     status: str = "done"
     stopped_epoch: int | None = None
+    best_epoch: int | None = None  # set by EarlyStopping: the epoch of the best monitored value
 
     def append(self, epoch: int, logs: dict[str, float]) -> None:
         self.epoch.append(epoch)
@@ -159,6 +160,10 @@ class LambdaCallback(Callback):
             self._end(logs)
 
 
+MONITORS = ("val_loss", "val_accuracy", "loss", "accuracy")
+MONITOR_ALIASES = {"val_acc": "val_accuracy", "acc": "accuracy"}  # Keras 2's names
+
+
 class EarlyStopping(Callback):
     """Keras 3's EarlyStopping: stop when `monitor` has not improved by more than `min_delta` for
     `patience` epochs; with `restore_best_weights`, end with the weights of the best epoch."""
@@ -167,6 +172,7 @@ class EarlyStopping(Callback):
                  mode: str = "auto", restore_best_weights: bool = False, start_from_epoch: int = 0):
         if mode not in ("auto", "min", "max"):
             raise UserError(f"early_stopping.mode must be auto, min or max, not {mode!r}")
+        monitor = MONITOR_ALIASES.get(monitor, monitor)
         self.monitor, self.patience, self.restore_best_weights = monitor, patience, restore_best_weights
         self.start_from_epoch = start_from_epoch
         if mode == "auto":
@@ -179,6 +185,8 @@ class EarlyStopping(Callback):
         self.best_weights: dict[str, torch.Tensor] | None = None
 
     def on_epoch_end(self, epoch, logs):
+        if self.trainer.history.status == "diverged":
+            return  # NaN/inf loss: training stops anyway; nothing to compare (and no validation ran)
         current = logs.get(self.monitor)
         if current is None:
             raise UserError(f"early_stopping monitors {self.monitor!r}, which is not logged; "
@@ -200,6 +208,8 @@ class EarlyStopping(Callback):
             self.trainer.history.stopped_epoch = epoch
 
     def on_train_end(self, logs=None):
+        if self.best_epoch >= 0:
+            self.trainer.history.best_epoch = self.best_epoch
         if self.restore_best_weights and self.best_weights is not None:
             self.trainer.model.load_state_dict(self.best_weights)
 
@@ -417,7 +427,9 @@ def fit(model: nn.Module | str | dict, x, y, *, loss="categorical_crossentropy",
     elif validation_split:
         if not 0.0 < validation_split < 1.0:
             raise UserError(f"validation_split must be in (0, 1), got {validation_split}")
-        n_train = int(x.shape[0] * (1.0 - validation_split))  # Keras: the last fraction is validation
+        from .data import train_size
+
+        n_train = train_size(x.shape[0], validation_split)  # Keras: the last fraction is validation
         val = (x[n_train:], y[n_train:])
         x, y = x[:n_train], y[:n_train]
         sw = None if sw is None else sw[:n_train]

@@ -12,7 +12,7 @@ See docs/datasets.md for every dataset, its options and where its files go.
 from . import augment
 from .datasets import REGISTRY, Dataset, Source, default_data_dir, describe, load, resolve
 from . import imagefolder as _imagefolder  # noqa: F401  (registers "imagefolder")
-from .splits import limit, split_validation, stratified_indices
+from .splits import limit, split_validation, stratified_indices, train_size
 
 __all__ = [
     "REGISTRY",
@@ -25,5 +25,6 @@ __all__ = [
     "load",
     "resolve",
     "split_validation",
+    "train_size",
     "stratified_indices",
 ]

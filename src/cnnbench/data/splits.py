@@ -61,6 +61,11 @@ def stratified_indices(y, n_select: int, seed: int = 0, shuffle: bool = True) ->
     return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, dtype=np.int64)
 
 
+def train_size(n: int, fraction: float) -> int:
+    """How many of `n` samples stay for training when `fraction` is held out (as Keras splits)."""
+    return int(math.floor(n * (1.0 - fraction)))
+
+
 def split_validation(x, y, fraction: float, mode: str = "keras", seed: int = 0):
     """`(x_train, y_train, x_val, y_val)`.
 
@@ -80,7 +85,7 @@ def split_validation(x, y, fraction: float, mode: str = "keras", seed: int = 0):
     n = len(y)
     if len(x) != n:
         raise UserError(f"x has {len(x)} samples but y has {n}")
-    split_at = int(math.floor(n * (1.0 - fraction)))
+    split_at = train_size(n, fraction)
     if split_at <= 0 or split_at >= n:
         raise UserError(f"validation fraction {fraction} of {n} samples leaves an empty part; use more data")
     if mode == "keras":

@@ -120,17 +120,22 @@ def execute(task: Task, progress: ProgressFn | None = None, store=None) -> str:
                       micro_batch_size=cfg.get("micro_batch_size"), precision=cfg.get("precision", "fp32"),
                       callbacks=[LambdaCallback(on_epoch_end=on_epoch_end)], checkpoint=ckpt)
         h = history.history
-        metrics = {"train_loss": h["loss"][-1], "train_acc": h["accuracy"][-1],
-                   "val_loss": h.get("val_loss", [None])[-1], "val_acc": h.get("val_accuracy", [None])[-1]}
-        best_epoch = None
+        # The best epoch: early stopping's (its monitor and mode), else the lowest validation loss.
+        best_epoch = history.best_epoch
+        if best_epoch is None and "val_loss" in h:
+            best_epoch = min(range(len(h["val_loss"])), key=h["val_loss"].__getitem__)
+        restored = cfg["early_stopping"] and cfg["early_stopping"]["restore_best_weights"] \
+            and history.best_epoch is not None
+        at = history.epoch.index(best_epoch) if restored else -1  # metrics of the weights we test
+        metrics = {"train_loss": h["loss"][at], "train_acc": h["accuracy"][at],
+                   "val_loss": h.get("val_loss", [None])[at], "val_acc": h.get("val_accuracy", [None])[at]}
         if history.status == "diverged":
             status, error = "diverged", f"loss became NaN/inf at epoch {history.epoch[-1] + 1}"
+            best_epoch = None
         else:
             status, error = "done", None
             test = evaluate(history.model, x_test, y_test, num_classes=num_classes)
             metrics.update(test_loss=test["loss"], test_acc=test["accuracy"])
-            if "val_loss" in h:
-                best_epoch = min(range(len(h["val_loss"])), key=h["val_loss"].__getitem__)
             if task.save_model:
                 from .. import saving
 
@@ -140,7 +145,7 @@ def execute(task: Task, progress: ProgressFn | None = None, store=None) -> str:
                                     "loss": cfg["loss"], "run_key": task.key})
         store.finish(task.key, status, metrics, error=error, seconds=time.perf_counter() - t0,
                      best_epoch=best_epoch, stopped_epoch=history.stopped_epoch,
-                     epochs_done=len(history.epoch))
+                     epochs_done=len(history.epoch), num_classes=num_classes)
         ckpt.unlink(missing_ok=True)
     except (KeyboardInterrupt, SystemExit):
         raise  # leave the run 'running' with its checkpoint: the next `cnnbench run` resumes it

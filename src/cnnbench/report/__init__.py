@@ -41,8 +41,8 @@ def write_report(study_dir: str | os.PathLike) -> Path:
     marginals = analysis.marginal_rankings(runs) if not runs.empty else {}
     fried = analysis.friedman(runs) if not runs.empty else None
     tuning = Tuning(analysis.tuning_table(runs, tuning_metric), analysis.tuning_budget(runs), tuning_metric)
-    if not runs.empty:  # the curves and boxplot show the ranked (final) runs
-        hist = hist[hist["run_key"].isin(set(runs.loc[runs["final"], "key"]))] if not hist.empty else hist
+    if not runs.empty and not hist.empty:  # the curves show the ranked runs
+        hist = hist[hist["run_key"].isin(set(analysis.final_runs(runs)["key"]))]
 
     _atomic_write(out / "runs.csv", runs.to_csv(index=False))
     _atomic_write(out / "history.csv", hist.to_csv(index=False))
@@ -54,7 +54,10 @@ def write_report(study_dir: str | os.PathLike) -> Path:
             plt.close(fig)
         else:
             (out / fname).unlink(missing_ok=True)
-    counts = runs["status"].value_counts().to_dict() if not runs.empty else {}
+    current = analysis.current_runs(runs)
+    counts = current["status"].value_counts().to_dict() if not runs.empty else {}
+    if len(current) < len(runs):
+        counts["kept from earlier versions of the spec (not ranked; in runs.csv)"] = len(runs) - len(current)
     _atomic_write(out / "summary.md", markdown(name, counts, table, marginals, fried, tuning))
     _atomic_write(out / "report.html", render_html(name, counts, table, marginals, fried, out, tuning))
     return out / "report.html"
