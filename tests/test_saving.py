@@ -210,6 +210,13 @@ def test_evaluate_command_on_the_recorded_dataset(tmp_path, capsys):
     assert result["accuracy"] == pytest.approx(float((labels == ds.y_test).float().mean()))
     expected_loss = torch.nn.functional.nll_loss(probs.log(), ds.y_test).item()
     assert result["loss"] == pytest.approx(expected_loss, rel=1e-4)
+    confusion = torch.tensor(result["confusion_matrix"])
+    assert confusion.shape == (3, 3) and confusion.sum() == 12
+    assert confusion.diagonal().sum().item() == round(result["accuracy"] * 12)
+    for true_class in range(3):  # row = true class, column = predicted class
+        assert confusion[true_class].tolist() == [int(((ds.y_test == true_class) & (labels == p)).sum())
+                                                  for p in range(3)]
+    assert "top5_accuracy" not in result  # only with more than 5 classes
 
     parser = argparse.ArgumentParser()
     saving.add_evaluate_arguments(parser)
@@ -220,3 +227,19 @@ def test_evaluate_command_on_the_recorded_dataset(tmp_path, capsys):
         np.savez(tmp_path / "five.npz", x_train=np.zeros((5, 8, 8), np.uint8), y_train=np.arange(5),
                  x_test=np.zeros((5, 8, 8), np.uint8), y_test=np.arange(5))
         saving.evaluate(path, str(tmp_path / "five.npz"), data_dir=tmp_path)
+
+
+def test_top5_accuracy_with_more_than_five_classes(tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    npz = tmp_path / "ten.npz"
+    np.savez(npz, x_train=rng.integers(0, 256, (30, 8, 8), dtype=np.uint8), y_train=np.arange(30) % 10,
+             x_test=rng.integers(0, 256, (40, 8, 8), dtype=np.uint8), y_test=np.arange(40) % 10)
+    path = tmp_path / "m.pt"
+    saving.save(_trained("digits_cnn", (1, 8, 8), 10), path, config={"dataset": str(npz)})
+    result = saving.evaluate(path, data_dir=tmp_path)
+    probs, _ = saving.predict(saving.load(path), torch.from_numpy(np.load(npz)["x_test"]).unsqueeze(1))
+    y = torch.arange(40) % 10
+    expected = (probs.topk(5, dim=1).indices == y[:, None]).any(dim=1).float().mean().item()
+    assert result["top5_accuracy"] == pytest.approx(expected) and result["top5_accuracy"] >= result["accuracy"]

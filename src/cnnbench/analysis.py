@@ -1,6 +1,8 @@
 """From stored runs to evidence: ranked configurations with confidence intervals and tests.
 
-A *configuration* is a run without its seed (its `label`); the seeds are its repetitions.
+A *configuration* is a run without its seed (its `label`); the seeds are its repetitions. A run that
+diverged (NaN/inf loss) counts at chance accuracy (1 / classes): leaving it out would rank a
+configuration by its survivors. A failed run (an error, not a result) is left out and flagged.
 - `rank_configurations`: mean ± std of the metric over seeds, a 95% t-interval of the mean, and
   Welch's t-test of each configuration against the best (two-sided p).
 - `marginal_rankings`: for each axis that varies (loss, optimizer, ...), each value's mean metric and
@@ -61,15 +63,25 @@ def current_runs(df: pd.DataFrame) -> pd.DataFrame:
     return df[df["current"]] if not df.empty else df
 
 
+def scored(df: pd.DataFrame, metric: str = "test_acc") -> pd.Series:
+    """`metric` of finished runs, a diverged run at chance accuracy; NaN for the others."""
+    value = df[metric].where(df["status"] == "done")
+    if metric.endswith("acc") and "num_classes" in df:
+        chance = 1.0 / df["num_classes"].astype(float)
+        value = value.where(df["status"] != "diverged", chance)
+    return value
+
+
 def rank_configurations(df: pd.DataFrame, metric: str = "test_acc") -> pd.DataFrame:
-    """Configurations ranked by mean `metric` over finished seeds (higher is better)."""
+    """Configurations ranked by mean `metric` over seeds (higher is better; diverged = chance)."""
     cols = ["rank", "label", "n", "mean", "std", "ci_low", "ci_high", "min", "max", "p_vs_best", "diverged", "failed"]
     df = final_runs(df)
     if df.empty:
         return pd.DataFrame(columns=cols)
+    df = df.assign(_score=scored(df, metric))
     out = []
     for label, g in df.groupby("label", sort=False):
-        vals = g.loc[g["status"] == "done", metric].dropna().to_numpy(float)
+        vals = g["_score"].dropna().to_numpy(float)
         n = len(vals)
         mean = vals.mean() if n else math.nan
         std = vals.std(ddof=1) if n > 1 else (0.0 if n == 1 else math.nan)
@@ -98,14 +110,18 @@ def _welch_p(a: np.ndarray, b: np.ndarray) -> float:
 def marginal_rankings(df: pd.DataFrame, metric: str = "test_acc") -> dict[str, pd.DataFrame]:
     """For each varying axis: its values ranked by mean rank within blocks of the other axes × seed."""
     df = final_runs(df)
-    done = df[df["status"] == "done"].dropna(subset=[metric])
     axes = axes_of(df)
+    done = df.assign(_score=scored(df, metric)) if not df.empty else df
     out = {}
     for axis in axes:
         col, others = f"axis.{axis}", [f"axis.{a}" for a in axes if a != axis] + ["seed"]
-        ranks = done.groupby(others)[metric].rank(ascending=False, method="average") if others else None
-        t = done.assign(_rank=ranks).groupby(col).agg(mean=(metric, "mean"), std=(metric, "std"),
-                                                      n=(metric, "size"), mean_rank=("_rank", "mean"))
+        # Only complete blocks: every value of the axis has a result there (rank 1 of 2 is not rank 1 of 4).
+        levels = done[col].nunique()
+        block = done.groupby(others)["_score"].transform(lambda v: v.notna().sum())
+        complete = done[block == levels]
+        ranks = complete.groupby(others)["_score"].rank(ascending=False, method="average")
+        t = complete.assign(_rank=ranks).groupby(col).agg(mean=("_score", "mean"), std=("_score", "std"),
+                                                          n=("_score", "size"), mean_rank=("_rank", "mean"))
         t = t.sort_values(["mean_rank", "mean"], ascending=[True, False]).reset_index().rename(columns={col: axis})
         t.insert(0, "rank", range(1, len(t) + 1))
         out[axis] = t
@@ -118,8 +134,7 @@ def friedman(df: pd.DataFrame, metric: str = "test_acc") -> dict | None:
     df = final_runs(df)
     if df.empty:
         return None
-    done = df[df["status"] == "done"]
-    table = done.pivot_table(index="seed", columns="label", values=metric).dropna()
+    table = df.assign(_score=scored(df, metric)).pivot_table(index="seed", columns="label", values="_score").dropna()
     if table.shape[1] < 3 or table.shape[0] < 2:
         return None
     if np.ptp(table.to_numpy()) == 0:

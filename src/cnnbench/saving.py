@@ -288,6 +288,14 @@ def evaluate(model, dataset=None, *, data_dir=None, batch_size: int = 256, devic
     labels = probs.argmax(dim=1)
     result = {"dataset": ds.name, "images": int(len(ds.y_test)),
               "accuracy": float((labels == ds.y_test).float().mean()) if len(ds.y_test) else float("nan")}
+    if ds.num_classes > 5 and len(ds.y_test):
+        top5 = probs.topk(5, dim=1).indices
+        result["top5_accuracy"] = float((top5 == ds.y_test[:, None]).any(dim=1).float().mean())
+    # rows: true class, columns: predicted class
+    confusion = torch.zeros(ds.num_classes, ds.num_classes, dtype=torch.long)
+    confusion.index_put_((ds.y_test.long(), labels.long()), torch.ones_like(labels, dtype=torch.long), accumulate=True)
+    result["confusion_matrix"] = confusion.tolist()
+    result["class_names"] = list(ds.class_names)
     if training_loss is not None and len(ds.y_test):
         with torch.no_grad():
             result["loss"] = float(training_loss(out, ds.y_test))
@@ -324,5 +332,19 @@ def evaluate_main(args) -> int:
         print(json.dumps(result))
     else:
         loss = f", {result['loss_name']} {result['loss']:.4f}" if "loss" in result else ""
-        print(f"{result['dataset']}: test accuracy {result['accuracy']:.4f}{loss} ({result['images']:,} images)")
+        top5 = f", top-5 accuracy {result['top5_accuracy']:.4f}" if "top5_accuracy" in result else ""
+        print(f"{result['dataset']}: test accuracy {result['accuracy']:.4f}{top5}{loss} ({result['images']:,} images)")
+        print(format_confusion(result["confusion_matrix"], result["class_names"]))
     return 0
+
+
+def format_confusion(matrix: list[list[int]], names: list[str]) -> str:
+    """The confusion matrix as text: one row per true class, one column per predicted class."""
+    names = [str(n)[:10] for n in names]
+    width = max(max((len(str(v)) for row in matrix for v in row), default=1), max(map(len, names), default=1)) + 1
+    head = "true \\ predicted".ljust(max(map(len, names)) + 2)
+    lines = ["confusion matrix (rows: true class, columns: predicted class)",
+             head + "".join(n.rjust(width) for n in names)]
+    for name, row in zip(names, matrix):
+        lines.append(name.ljust(len(head)) + "".join(str(v).rjust(width) for v in row))
+    return "\n".join(lines)

@@ -176,6 +176,9 @@ def ranked_rows(table: pd.DataFrame) -> list[list[str]]:
     return rows
 
 
+SCORING = ("A diverged run (NaN/inf loss) counts at chance accuracy (1 / classes); a failed run (an error) "
+           "is left out and noted.")
+
 RANKED_HEADER = ["#", "configuration", "seeds", "test acc % (mean ± std)", "95% CI", "p vs best", "notes"]
 
 
@@ -204,7 +207,7 @@ def _friedman_text(fried: dict | None) -> str:
 def markdown(name, counts, table, marginals, fried, tuning=None) -> str:
     parts = [f"# Study `{name}`", "", "Runs: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())), "",
              "## Configurations ranked by test accuracy", "", _md_table(RANKED_HEADER, ranked_rows(table)), "",
-             _friedman_text(fried) + " p vs best: Welch's t-test against the top configuration.", ""]
+             _friedman_text(fried) + " p vs best: Welch's t-test against the top configuration. " + SCORING, ""]
     for axis, t in marginals.items():
         parts += [f"## Marginal ranking: {axis}", "", _md_table(MARGINAL_HEADER, marginal_rows(t)), ""]
     if tuning:
@@ -240,7 +243,8 @@ def render_html(name, counts, table, marginals, fried, out: Path, tuning=None) -
              f"<style>{_CSS}</style></head><body>", f"<h1>Study <code>{e(name)}</code></h1>",
              "<p>Runs: " + e(", ".join(f"{v} {k}" for k, v in sorted(counts.items()))) + "</p>",
              "<h2>Configurations ranked by test accuracy</h2>", _html_table(RANKED_HEADER, ranked_rows(table)),
-             f"<p>{e(_friedman_text(fried))} p vs best: Welch's t-test against the top configuration.</p>"]
+             f"<p>{e(_friedman_text(fried))} p vs best: Welch's t-test against the top configuration. "
+             f"{e(SCORING)}</p>"]
     for axis, t in marginals.items():
         parts += [f"<h2>Marginal ranking: {e(axis)}</h2>", _html_table(MARGINAL_HEADER, marginal_rows(t))]
     if tuning:
