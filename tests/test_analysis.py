@@ -1,0 +1,61 @@
+"""Statistics against values computed by hand."""
+
+import math
+
+import pandas as pd
+import pytest
+from scipy import stats
+
+from cnnbench import analysis
+
+
+def _frame(rows):
+    base = {"current": True, "final": True, "tuning": False, "num_classes": 10, "key": None}
+    df = pd.DataFrame([{**base, **r} for r in rows])
+    df["key"] = [f"k{i}" for i in range(len(df))]
+    return df
+
+
+def test_ranked_configurations_mean_std_ci_and_welch():
+    a, b = [0.90, 0.92, 0.94], [0.80, 0.85, 0.83]
+    df = _frame([{"label": "A", "seed": i, "status": "done", "test_acc": v, "axis.loss": "A"} for i, v in enumerate(a)]
+                + [{"label": "B", "seed": i, "status": "done", "test_acc": v, "axis.loss": "B"} for i, v in enumerate(b)])
+    t = analysis.rank_configurations(df)
+    assert list(t["label"]) == ["A", "B"]
+    assert t.loc[0, "mean"] == pytest.approx(0.92) and t.loc[0, "std"] == pytest.approx(0.02)
+    half = stats.t.ppf(0.975, 2) * 0.02 / math.sqrt(3)
+    assert t.loc[0, "ci_low"] == pytest.approx(0.92 - half) and t.loc[0, "ci_high"] == pytest.approx(0.92 + half)
+    assert t.loc[1, "p_vs_best"] == pytest.approx(stats.ttest_ind(a, b, equal_var=False).pvalue)
+
+
+def test_diverged_runs_count_at_chance_and_failed_runs_are_left_out():
+    rows = [{"label": "A", "seed": 0, "status": "done", "test_acc": 0.99, "axis.loss": "A"},
+            {"label": "A", "seed": 1, "status": "diverged", "test_acc": None, "axis.loss": "A"},
+            {"label": "A", "seed": 2, "status": "diverged", "test_acc": None, "axis.loss": "A"},
+            {"label": "B", "seed": 0, "status": "done", "test_acc": 0.90, "axis.loss": "B"},
+            {"label": "B", "seed": 1, "status": "done", "test_acc": 0.91, "axis.loss": "B"},
+            {"label": "B", "seed": 2, "status": "failed", "test_acc": None, "axis.loss": "B"}]
+    t = analysis.rank_configurations(_frame(rows))
+    assert list(t["label"]) == ["B", "A"]  # A's survivor alone would rank it first
+    a = t.set_index("label").loc["A"]
+    assert a["n"] == 3 and a["mean"] == pytest.approx((0.99 + 0.1 + 0.1) / 3) and a["diverged"] == 2
+    b = t.set_index("label").loc["B"]
+    assert b["n"] == 2 and b["failed"] == 1
+    m = analysis.marginal_rankings(_frame(rows))["loss"]
+    # seed 2 is an incomplete block (B failed): only seeds 0 and 1 are ranked
+    assert list(m["loss"]) == ["B", "A"] and list(m["n"]) == [2, 2]
+    assert list(m["mean_rank"]) == [1.5, 1.5]
+
+
+def test_marginal_mean_rank_within_blocks():
+    rows = []
+    for seed in (0, 1):
+        for opt, shift in (("adam", 0.0), ("sgd", -0.1)):
+            for loss, base in (("ce", 0.9), ("mse", 0.8)):
+                rows.append({"label": f"{loss}/{opt}", "seed": seed, "status": "done", "test_acc": base + shift,
+                             "axis.loss": loss, "axis.optimizer": opt})
+    m = analysis.marginal_rankings(_frame(rows))
+    assert list(m["loss"]["loss"]) == ["ce", "mse"] and list(m["loss"]["mean_rank"]) == [1.0, 2.0]
+    assert list(m["optimizer"]["optimizer"]) == ["adam", "sgd"]
+    f = analysis.friedman(_frame(rows))
+    assert f["configurations"] == 4 and f["seeds"] == 2 and 0 <= f["pvalue"] <= 1
