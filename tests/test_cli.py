@@ -144,6 +144,9 @@ def test_worker_processes_give_the_same_results_as_inline(tmp_path):
     assert a.returncode == 0, a.stderr
     assert {r[1] for r in _runs(tmp_path / "a")} == {"done"}
     assert len(_runs(tmp_path / "a")) == 8
+    b = _cnnbench("run", str(spec), "-o", str(tmp_path / "b"), "--workers", "1", "-q", "--no-report", env=env)
+    assert b.returncode == 0, b.stderr
+    assert _runs(tmp_path / "a") == _runs(tmp_path / "b")  # same keys, statuses and test accuracies
 
 
 BAD = [
@@ -196,6 +199,19 @@ def test_study_dir_of_another_study_is_refused(tmp_path, capsys):
     assert main(["run", str(_write(tmp_path, 'name = "second"\nepochs = 1\n', "b.toml")), "-o", str(out)]) == 2
     assert "holds study 'first', not 'second'" in capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == before
+
+
+def test_dry_run_never_downloads(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("CNNBENCH_OFFLINE", raising=False)
+    import cnnbench.data.datasets as datasets
+
+    def no_download(name):
+        raise AssertionError("a dry run tried to download")
+
+    monkeypatch.setattr(datasets, "_tv", no_download)
+    spec = _write(tmp_path, 'name = "x"\ndataset = "mnist"\nskip_missing_datasets = true\n')
+    assert main(["run", str(spec), "-o", str(tmp_path / "o"), "--data-dir", str(tmp_path), "--dry-run"]) == 0
+    assert "skipped" in capsys.readouterr().out
 
 
 def test_a_traceback_never_reaches_the_user_for_bad_input(tmp_path):

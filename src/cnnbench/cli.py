@@ -94,7 +94,7 @@ def cmd_run(args) -> int:
     from .train import resolve_device
     resolve_device(args.device)  # refuse an unavailable device before writing anything
     workers = args.workers if args.workers == "auto" else _positive_int(args.workers, "--workers")
-    plan = runner.plan(spec, args.output, data_dir)
+    plan = runner.plan(spec, args.output, data_dir, download=not args.dry_run)
     for line in plan.skipped:
         console.print(f"[yellow]skipped[/] {line}")
     if args.dry_run:
@@ -333,6 +333,7 @@ def _registry(kind: str):
 
 def cmd_summary(args) -> int:
     from . import models
+    from .registry import split_spec
 
     try:
         shape = tuple(int(s) for s in args.input.lower().split("x"))
@@ -346,7 +347,10 @@ def cmd_summary(args) -> int:
             spec = json.loads(spec)
         except json.JSONDecodeError as e:
             raise UserError(f"model spec is not valid JSON: {e}") from None
-    model = models.get(spec, input_shape=shape, num_outputs=args.classes)
+    name, options = split_spec(spec)
+    if "weights" in models.REGISTRY.entry(name).defaults() and "weights" not in options:
+        options["weights"] = "none"  # the summary needs the architecture, not ImageNet weights
+    model = models.get({"name": name, **options}, input_shape=shape, num_outputs=args.classes)
     print(models.summary(model, shape))
     return 0
 

@@ -249,7 +249,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"surface, or 'all': {', '.join(SURFACES)} (default rosenbrock)")
     parser.add_argument("--optimizers", default=",".join(DEFAULT_OPTIMIZERS),
                         help="comma-separated optimizer names (default %(default)s)")
-    parser.add_argument("--out", default="paths", help="output folder (default ./paths)")
+    parser.add_argument("-o", "--output", "--out", dest="out", default="paths", help="output folder (default ./paths)")
     parser.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="optimizer steps (default %(default)s)")
     parser.add_argument("--lr", default=None,
                         help="learning rates: one number for all, or name=value,... (default: per surface)")

@@ -57,8 +57,9 @@ def check_data_dir(data_dir: str | None) -> str | None:
     return str(p)
 
 
-def plan(study: Study, output=None, data_dir: str | None = None) -> Plan:
-    """Check the study against its data and the store; write nothing."""
+def plan(study: Study, output=None, data_dir: str | None = None, download: bool = True) -> Plan:
+    """Check the study against its data and the store; write nothing (with `download=False`, not
+    even a dataset download: what is missing is reported as missing)."""
     from . import data, losses
 
     study_dir = study_dir_for(study, output)
@@ -68,7 +69,8 @@ def plan(study: Study, output=None, data_dir: str | None = None) -> Plan:
         ds_key = _canonical(cfg["dataset"])
         if ds_key not in checked:
             try:
-                checked[ds_key] = load_dataset(cfg["dataset"], data_dir)
+                spec = cfg["dataset"] if download else {**cfg["dataset"], "download": False}
+                checked[ds_key] = load_dataset(spec, data_dir)
             except UserError as e:
                 if not study.meta.skip_missing_datasets:
                     raise

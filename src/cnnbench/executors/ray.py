@@ -81,7 +81,10 @@ def run_tasks(tasks: Sequence[Task], progress: ProgressFn | None = None, *, addr
         raise UserError('the Ray executor needs Ray: pip install "cnnbench[ray]"') from None
     if not tasks:
         return
-    ray.init(address=address, ignore_reinit_error=True, log_to_driver=False, include_dashboard=False)
+    import logging
+
+    ray.init(address=address, ignore_reinit_error=True, log_to_driver=False, include_dashboard=False,
+             logging_level=logging.ERROR)
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
     actor = ray.remote(num_cpus=0)(_StoreActor).options(scheduling_strategy=here).remote(tasks[0].study_dir)
     remote = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=0)(_run_on_worker)

@@ -72,6 +72,11 @@ def _atomic_write(path: Path, text: str) -> None:
 # --- figures ------------------------------------------------------------------------------------
 
 
+def _plain(label: str) -> str:
+    """A label as matplotlib text: `$` would start mathtext (paths and references may hold one)."""
+    return label.replace("$", r"\$")
+
+
 def learning_curves(hist: pd.DataFrame):
     if hist.empty:
         return None
@@ -79,12 +84,16 @@ def learning_curves(hist: pd.DataFrame):
     fig, ax = plt.subplots(figsize=(9, 5.5))
     colors = plt.get_cmap("tab20").colors
     groups = {label: g.groupby("epoch")[metric].agg(["mean", "min", "max"]) for label, g in hist.groupby("label")}
-    ranked = sorted(groups, key=lambda lab: -groups[lab]["mean"].iloc[-1] if groups[lab]["mean"].notna().any() else 0)
+    def final_mean(label: str) -> float:  # NaN (a diverged run's last epoch) sorts last
+        value = groups[label]["mean"].iloc[-1]
+        return -value if value == value else math.inf
+
+    ranked = sorted(groups, key=final_mean)
     for i, label in enumerate(ranked):  # legend in order of final accuracy, best first
         per_epoch = groups[label]
         epochs = per_epoch.index + 1
         c = colors[i % len(colors)]
-        ax.plot(epochs, per_epoch["mean"], color=c, label=label, lw=1.6)
+        ax.plot(epochs, per_epoch["mean"], color=c, label=_plain(label), lw=1.6)
         ax.fill_between(epochs, per_epoch["min"], per_epoch["max"], color=c, alpha=0.15, lw=0)
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation accuracy" if metric == "val_acc" else "training accuracy")
@@ -125,7 +134,7 @@ class Tuning:
         for i, (label, g) in enumerate(self.table.groupby("label", sort=False)):
             finite = g[g["value"].abs() != float("inf")]
             c = colors[i % len(colors)]
-            ax.plot(finite["learning_rate"], finite["value"], "o-", color=c, label=label, ms=3, lw=1.2)
+            ax.plot(finite["learning_rate"], finite["value"], "o-", color=c, label=_plain(label), ms=3, lw=1.2)
             best = g[g["chosen"]]
             ax.plot(best["learning_rate"], best["value"], "*", color=c, ms=14, mec="black")
         ax.set_xscale("log")
@@ -145,7 +154,7 @@ def boxplot(runs: pd.DataFrame, table: pd.DataFrame):
     done = runs[runs["status"] == "done"]
     data = [done.loc[done["label"] == lab, "test_acc"].dropna().to_numpy() for lab in labels]
     fig, ax = plt.subplots(figsize=(9, max(3, 0.32 * len(labels) + 1.5)))
-    ax.boxplot(data[::-1], orientation="horizontal", tick_labels=labels[::-1], showmeans=True)
+    ax.boxplot(data[::-1], orientation="horizontal", tick_labels=[_plain(x) for x in labels[::-1]], showmeans=True)
     ax.set_xlabel("test accuracy")
     ax.set_title("Final test accuracy per configuration (best at the top)")
     ax.tick_params(axis="y", labelsize=7)
