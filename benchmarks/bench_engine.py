@@ -7,8 +7,8 @@ Same model (the Keras MNIST CNN), same batch size (128), same batches (the engin
 same optimizer (Adam). float32 unless a variant says otherwise; bf16 = bfloat16 autocast / Keras'
 mixed_bfloat16 policy (weights and loss in float32). Variants are interleaved round by round (A B C A B C ...) so that the noise of a
 shared machine hits them alike; each figure is the median over rounds, and the ratios are taken
-within this one run. TF-Keras runs in a separate interpreter (TensorFlow is a benchmark-only install,
-never a dependency of cnnbench).
+within this one run. TF-Keras runs in a separate interpreter, in the same rounds (TensorFlow is a benchmark-only install,
+never a dependency of cnnbench: `python -m venv tf && tf/bin/pip install tensorflow-cpu`).
 """
 
 from __future__ import annotations
@@ -61,13 +61,30 @@ def engine(x: torch.Tensor, y: torch.Tensor, batch: int, seed: int = 0, precisio
     return time.perf_counter() - t0
 
 
+def _engine_1thread(args) -> float:
+    torch.set_num_threads(1)
+    return engine(*args)
+
+
+def study_workers(x: torch.Tensor, y: torch.Tensor, batch: int, workers: int = 2) -> float:
+    """How `cnnbench run` trains on a CPU: `workers` runs at once, one 1-thread process each.
+    Returns seconds per run's worth of images (wall time / workers), so images/s is comparable."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("forkserver")
+    with ctx.Pool(workers) as pool:
+        pool.map(_engine_1thread, [(x[:batch * 2], y[:batch * 2], batch)] * workers)  # warm the workers
+        t0 = time.perf_counter()
+        pool.map(_engine_1thread, [(x, y, batch, seed) for seed in range(workers)])
+        return (time.perf_counter() - t0) / workers
+
+
 TF_SCRIPT = r"""
 import sys, time, json, numpy as np, os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf
 from tensorflow import keras
-d = np.load(sys.argv[1]); n = int(sys.argv[2]); batch = int(sys.argv[3]); rounds = int(sys.argv[4])
-keras.mixed_precision.set_global_policy(sys.argv[5])
+d = np.load(sys.argv[1]); n = int(sys.argv[2]); batch = int(sys.argv[3])
 x = (d["x_train"][:n, :, :, None].astype("float32") / 255.0); y = d["y_train"][:n].astype("int64")
 def build():
     m = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Conv2D(32, 3, activation="relu"),
@@ -76,22 +93,32 @@ def build():
         keras.layers.Dense(10), keras.layers.Activation("softmax", dtype="float32")])
     m.compile(optimizer=keras.optimizers.Adam(), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return m
-times = []
-for _ in range(rounds):
+print(json.dumps({"tf": tf.__version__}), flush=True)
+for line in sys.stdin:  # one round per request, so the rounds interleave with PyTorch's
+    keras.mixed_precision.set_global_policy(line.strip())
     m = build()
     m.fit(x[:batch * 2], y[:batch * 2], batch_size=batch, epochs=1, verbose=0)  # trace outside the timing
-    t0 = time.perf_counter(); m.fit(x, y, batch_size=batch, epochs=1, verbose=0); times.append(time.perf_counter() - t0)
-print(json.dumps({"times": times, "tf": tf.__version__}))
+    t0 = time.perf_counter(); m.fit(x, y, batch_size=batch, epochs=1, verbose=0)
+    print(json.dumps({"seconds": time.perf_counter() - t0}), flush=True)
 """
 
 
-def tf_keras(python: str, mnist: Path, n: int, batch: int, rounds: int, policy: str) -> dict | None:
-    r = subprocess.run([python, "-c", TF_SCRIPT, str(mnist), str(n), str(batch), str(rounds), policy],
-                       capture_output=True, text=True)
-    if r.returncode != 0:
-        print("TF-Keras run failed:", r.stderr.strip().splitlines()[-1:], file=sys.stderr)
-        return None
-    return json.loads(r.stdout.strip().splitlines()[-1])
+class TFKeras:
+    """TF-Keras in its own interpreter (never imported next to torch), timed one round at a time."""
+
+    def __init__(self, python: str, mnist: Path, n: int, batch: int):
+        self.proc = subprocess.Popen([python, "-c", TF_SCRIPT, str(mnist), str(n), str(batch)], text=True,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        self.version = json.loads(self.proc.stdout.readline())["tf"]
+
+    def round(self, policy: str) -> float:
+        self.proc.stdin.write(policy + "\n")
+        self.proc.stdin.flush()
+        return json.loads(self.proc.stdout.readline())["seconds"]
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait()
 
 
 def main() -> None:
@@ -115,23 +142,26 @@ def main() -> None:
     variants = {"bare NCHW": lambda: bare_loop(x, y, args.batch, False),
                 "bare channels_last": lambda: bare_loop(x, y, args.batch, True),
                 "cnnbench.fit": lambda: engine(x, y, args.batch),
-                "cnnbench.fit precision=bf16": lambda: engine(x, y, args.batch, precision="bf16")}
+                "cnnbench.fit precision=bf16": lambda: engine(x, y, args.batch, precision="bf16"),
+                "cnnbench run: 2 runs at once, 1-thread workers (total)": lambda: study_workers(x, y, args.batch)}
+    tf = TFKeras(args.tf_python, args.mnist, n, args.batch) if args.tf_python else None
+    if tf is not None:
+        for policy in ("float32", "mixed_bfloat16"):
+            variants[f"TF-Keras {tf.version} model.fit ({policy})"] = (lambda p=policy: tf.round(p))
     times: dict[str, list[float]] = {k: [] for k in variants}
     for _ in range(args.rounds):
         for name, fn in variants.items():
             times[name].append(fn())
-    for policy in ("float32", "mixed_bfloat16") if args.tf_python else ():
-        tf_res = tf_keras(args.tf_python, args.mnist, n, args.batch, args.rounds, policy)
-        if tf_res:
-            times[f"TF-Keras {tf_res['tf']} model.fit ({policy})"] = tf_res["times"]
+    if tf is not None:
+        tf.close()
 
     ips = {k: n / statistics.median(v) for k, v in times.items()}
-    ref = ips["cnnbench.fit"]
-    print(f"# {describe()}; {n} MNIST images, batch {args.batch}, median of {args.rounds} rounds")
-    print("| variant | images/s | cnnbench.fit / variant |")
-    print("|---|---|---|")
+    refs = ["bare NCHW"] + [k for k in ips if k.startswith("TF-Keras") and k.endswith("(float32)")]
+    print(f"# {describe()}; {n} MNIST images, batch {args.batch}, median of {args.rounds} interleaved rounds")
+    print("| variant | images/s | " + " | ".join(f"÷ {r}" for r in refs) + " |")
+    print("|---|---|" + "---|" * len(refs))
     for k, v in ips.items():
-        print(f"| {k} | {v:,.0f} | {ref / v:.2f}× |")
+        print(f"| {k} | {v:,.0f} | " + " | ".join(f"{v / ips[r]:.2f}×" for r in refs) + " |")
 
 
 if __name__ == "__main__":
