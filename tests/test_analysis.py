@@ -59,3 +59,10 @@ def test_marginal_mean_rank_within_blocks():
     assert list(m["optimizer"]["optimizer"]) == ["adam", "sgd"]
     f = analysis.friedman(_frame(rows))
     assert f["configurations"] == 4 and f["seeds"] == 2 and 0 <= f["pvalue"] <= 1
+
+
+def test_welch_p_is_undefined_without_spread():
+    rows = [{"label": lab, "seed": i, "status": "done", "test_acc": v, "axis.loss": lab}
+            for lab, v in (("A", 0.96), ("B", 0.95)) for i in range(2)]
+    t = analysis.rank_configurations(_frame(rows))
+    assert math.isnan(t.loc[1, "p_vs_best"])  # shown as "–", not as a significant difference

@@ -100,8 +100,8 @@ def rank_configurations(df: pd.DataFrame, metric: str = "test_acc") -> pd.DataFr
 def _welch_p(a: np.ndarray, b: np.ndarray) -> float:
     if len(a) < 2 or len(b) < 2:
         return math.nan
-    if np.ptp(a) == 0 and np.ptp(b) == 0:
-        return 1.0 if a[0] == b[0] else 0.0
+    if np.ptp(a) == 0 and np.ptp(b) == 0:  # no spread in either: the t statistic is undefined
+        return math.nan
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
