@@ -336,3 +336,45 @@ def test_exit_status_is_1_when_a_run_fails(tmp_path, capsys, monkeypatch):
     spec = _write(tmp_path, 'name = "f"\nepochs = 1\nseeds = [0]\n')
     assert main(["run", str(spec), "-o", str(tmp_path / "o"), "--workers", "1", "-q", "--no-report"]) == 1
     assert "1 run(s) failed" in capsys.readouterr().err
+
+
+def test_sample_weight_file_in_a_study(tmp_path, capsys):
+    import numpy as np
+
+    from cnnbench import data
+
+    n = data.load("digits").x_train.shape[0]
+    ones, zeros = tmp_path / "ones.npy", tmp_path / "short.npy"
+    np.save(ones, np.ones(n, np.float32))
+    np.save(zeros, np.zeros(n - 1, np.float32))
+    base = 'name = "sw"\nepochs = 2\nseeds = [0]\nvalidation_mode = "stratified"\n'
+    plain = _write(tmp_path, base, "plain.toml")
+    weighted = _write(tmp_path, base + f'sample_weight = "{ones}"\n', "weighted.toml")
+    assert main(["run", str(plain), "-o", str(tmp_path / "a"), "--workers", "1", "-q", "--no-report"]) == 0
+    assert main(["run", str(weighted), "-o", str(tmp_path / "b"), "--workers", "1", "-q", "--no-report"]) == 0
+    # all-ones weights train exactly like no weights (different keys, same numbers)
+    assert [r[1:] for r in _runs(tmp_path / "a")] == [r[1:] for r in _runs(tmp_path / "b")]
+    bad = _write(tmp_path, base + f'sample_weight = "{zeros}"\n', "bad.toml")
+    assert main(["run", str(bad), "-o", str(tmp_path / "c")]) == 2
+    assert f"holds {n - 1} weights but the training set has {n} images" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()
+
+
+def test_sample_weights_follow_their_images_through_the_stratified_split(tmp_path):
+    import numpy as np
+
+    from cnnbench import data, study
+    from cnnbench.executors import prepare
+
+    ds = data.load("digits")
+    idx = tmp_path / "idx.npy"
+    np.save(idx, np.arange(ds.x_train.shape[0], dtype=np.float32))  # weight = the image's position
+    cfg = study.parse_text(f'name = "x"\nvalidation_mode = "stratified"\nsample_weight = "{idx}"\n').runs[0].config
+    x, y, val, *_, sw = prepare(cfg, None)
+    assert len(sw) == len(x) < ds.x_train.shape[0]
+    assert torch_equal(x, ds.x_train[sw.long()]) and torch_equal(y, ds.y_train[sw.long()])
+
+
+def torch_equal(a, b):
+    import torch
+    return torch.equal(a, b)

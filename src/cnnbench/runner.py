@@ -89,6 +89,12 @@ def plan(study: Study, output=None, data_dir: str | None = None, download: bool 
             raise UserError(f"{study.source}: batch_size {cfg['batch_size']} is larger than the {n_train} "
                             f"training images of {cfg['dataset']['name']}; use a batch_size <= {n_train}")
         losses.adapt(losses.get(cfg["loss"]), ds.num_classes)  # refuses a loss that cannot apply
+        if cfg.get("sample_weight"):
+            from .executors import load_sample_weight
+            try:
+                load_sample_weight(cfg["sample_weight"], ds.x_train.shape[0])
+            except UserError as e:
+                raise UserError(f"{study.source}: {e}") from None
         if cfg["class_weight"] is not None:  # refuses unknown classes and negative weights
             try:
                 losses.class_weights_to_sample_weights(ds.y_train[:1], cfg["class_weight"], ds.num_classes)

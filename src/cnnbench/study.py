@@ -74,6 +74,7 @@ class RunSpec(BaseModel):
     augmentation: dict[str, Any] | Literal[False] | None = None
     class_weight: Literal["balanced"] | dict[str, Annotated[float, Field(ge=0)]] | None = None
     label_noise: float = Field(0.0, ge=0.0, lt=1.0)
+    sample_weight: str | None = None  # a .npy of one weight per training image, in the dataset's order
     micro_batch_size: int | None = Field(None, ge=1)
     precision: Literal["fp32", "bf16"] = "fp32"
 

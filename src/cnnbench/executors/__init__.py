@@ -72,20 +72,44 @@ def model_path(study_dir: str | Path, key: str) -> Path:
     return Path(study_dir) / "models" / f"{key}.pt"
 
 
+def load_sample_weight(path: str | None, n_train: int):
+    """A study's `sample_weight` file: one non-negative weight per training image (dataset order)."""
+    if path is None:
+        return None
+    import numpy as np
+
+    from ..errors import UserError
+
+    try:
+        w = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise UserError(f"sample_weight: cannot read {path} ({e}); give a .npy file of {n_train} weights") from None
+    w = np.asarray(w, dtype=np.float32).reshape(-1)
+    if w.shape[0] != n_train:
+        raise UserError(f"sample_weight: {path} holds {w.shape[0]} weights but the training set has {n_train} "
+                        "images; give one weight per training image, in the dataset's order")
+    if not np.all(np.isfinite(w)) or (w < 0).any():
+        raise UserError(f"sample_weight: {path} has negative or non-finite weights; weights must be >= 0")
+    return torch.from_numpy(w)
+
+
 def prepare(config: dict[str, Any], data_dir: str | None):
-    """The run's data: (x_train, y_train, validation or None, x_test, y_test, num_classes)."""
+    """The run's data: (x_train, y_train, validation or None, x_test, y_test, num_classes, sample_weight)."""
     from .. import data, losses
 
     ds = load_dataset(config["dataset"], data_dir)
     x, y = ds.x_train, ds.y_train
+    sw = load_sample_weight(config.get("sample_weight"), len(y))
     val = None
     if config["validation_split"] > 0:
-        x, y, xv, yv = data.split_validation(x, y, config["validation_split"], mode=config["validation_mode"],
-                                             seed=config["seed"])
+        split = dict(fraction=config["validation_split"], mode=config["validation_mode"], seed=config["seed"])
+        if sw is not None:  # the same partition: it depends only on the labels, the mode and the seed
+            sw = data.split_validation(sw, y, **split)[0]
+        x, y, xv, yv = data.split_validation(x, y, **split)
         val = (xv, yv)
     if config["label_noise"] > 0:
         y = losses.add_label_noise(y, config["label_noise"], ds.num_classes, seed=config["seed"])
-    return x, y, val, ds.x_test, ds.y_test, ds.num_classes
+    return x, y, val, ds.x_test, ds.y_test, ds.num_classes, sw
 
 
 def execute(task: Task, progress: ProgressFn | None = None, store=None) -> str:
@@ -112,10 +136,10 @@ def execute(task: Task, progress: ProgressFn | None = None, store=None) -> str:
             raise SystemExit(1)
 
     try:
-        x, y, val, x_test, y_test, num_classes = prepare(cfg, task.data_dir)
+        x, y, val, x_test, y_test, num_classes, sample_weight = prepare(cfg, task.data_dir)
         history = fit(cfg["model"], x, y, loss=cfg["loss"], optimizer=cfg["optimizer"], epochs=cfg["epochs"],
                       batch_size=cfg["batch_size"], validation_data=val, seed=cfg["seed"], device=device,
-                      num_classes=num_classes, class_weight=cfg["class_weight"],
+                      num_classes=num_classes, class_weight=cfg["class_weight"], sample_weight=sample_weight,
                       augmentation=cfg["augmentation"], early_stopping=cfg["early_stopping"],
                       micro_batch_size=cfg.get("micro_batch_size"), precision=cfg.get("precision", "fp32"),
                       callbacks=[LambdaCallback(on_epoch_end=on_epoch_end)], checkpoint=ckpt)
