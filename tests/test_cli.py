@@ -378,3 +378,17 @@ def test_sample_weights_follow_their_images_through_the_stratified_split(tmp_pat
 def torch_equal(a, b):
     import torch
     return torch.equal(a, b)
+
+
+def test_tensorboard_logs_every_epoch(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    spec = _write(tmp_path, 'name = "tb"\nepochs = 3\nseeds = [0]\n[grid]\noptimizer = ["adam", "sgd"]\n')
+    out = tmp_path / "out"
+    assert main(["run", str(spec), "-o", str(out), "--workers", "1", "-q", "--no-report", "--tensorboard"]) == 0
+    dirs = sorted(p for p in (out / "tensorboard").glob("*/*") if p.is_dir())
+    assert len(dirs) == 2 and {d.parent.name for d in dirs} == {"optimizer=adam", "optimizer=sgd"}
+    acc = EventAccumulator(str(dirs[0]))
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("val_accuracy")] == [1, 2, 3]

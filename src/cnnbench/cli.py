@@ -43,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--ray-address", default=None, help="Ray cluster address (default: start a local Ray)")
     r.add_argument("--cpus-per-run", type=float, default=1, help="Ray: CPUs reserved per run (default 1)")
     r.add_argument("--gpus-per-run", type=float, default=0, help="Ray: GPUs reserved per run (default 0)")
+    r.add_argument("--tensorboard", action="store_true",
+                   help="also log every epoch for TensorBoard under STUDY_DIR/tensorboard (pip install tensorboard)")
     r.add_argument("--dry-run", action="store_true", help="print the resolved runs and which are done; run nothing")
     r.add_argument("--no-report", action="store_true", help="do not write the report at the end")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -94,6 +96,11 @@ def cmd_run(args) -> int:
     from .train import resolve_device
     resolve_device(args.device)  # refuse an unavailable device before writing anything
     workers = args.workers if args.workers == "auto" else _positive_int(args.workers, "--workers")
+    if args.tensorboard:
+        try:
+            import tensorboard  # noqa: F401
+        except ImportError:
+            raise UserError('--tensorboard needs the tensorboard package: pip install "cnnbench[loggers]"') from None
     plan = runner.plan(spec, args.output, data_dir, download=not args.dry_run)
     for line in plan.skipped:
         console.print(f"[yellow]skipped[/] {line}")
@@ -111,7 +118,8 @@ def cmd_run(args) -> int:
         runner.execute(plan, data_dir=data_dir, device=args.device, workers=workers, progress=progress.update,
                        executor=args.executor, ray_options={"address": args.ray_address,
                                                             "cpus_per_run": args.cpus_per_run,
-                                                            "gpus_per_run": args.gpus_per_run})
+                                                            "gpus_per_run": args.gpus_per_run},
+                       tensorboard=args.tensorboard)
     console.print(f"finished in {time.perf_counter() - t0:.1f} s")
     failed = _print_results(console, plan.study_dir)
     if not args.no_report:

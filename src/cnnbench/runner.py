@@ -122,7 +122,7 @@ def study_lock(study_dir: Path):
 
 
 def execute(p: Plan, *, data_dir: str | None, device: str, workers="auto", progress=None,
-            executor: str = "local", ray_options: dict | None = None) -> None:
+            executor: str = "local", ray_options: dict | None = None, tensorboard: bool = False) -> None:
     """Run what is missing. With [tuning]: the learning-rate search first, then each configuration at
     its chosen rate with all the seeds (a search run with the chosen rate and a study seed is reused)."""
     tuning = p.study.meta.tuning
@@ -134,7 +134,7 @@ def execute(p: Plan, *, data_dir: str | None, device: str, workers="auto", progr
                 store.set_meta("tuning", tuning.model_dump_json())
             (p.study_dir / "study.toml").write_text(p.study.text, encoding="utf-8")
             p.statuses = store.statuses()
-            _run_phase(p, p.todo, data_dir, device, workers, progress, executor, ray_options)
+            _run_phase(p, p.todo, data_dir, device, workers, progress, executor, ray_options, tensorboard)
             if tuning is not None:
                 from . import analysis
 
@@ -144,12 +144,12 @@ def execute(p: Plan, *, data_dir: str | None, device: str, workers="auto", progr
                 p.statuses = store.statuses()
                 p.runs = p.runs + [r for r in finals if r.key not in {x.key for x in p.runs}]
                 todo = [r for r in finals if p.statuses.get(r.key) not in FINISHED]
-                _run_phase(p, todo, data_dir, device, workers, progress, executor, ray_options)
+                _run_phase(p, todo, data_dir, device, workers, progress, executor, ray_options, tensorboard)
         finally:
             store.close()
 
 
-def _run_phase(p: Plan, todo, data_dir, device, workers, progress, executor, ray_options) -> None:
+def _run_phase(p: Plan, todo, data_dir, device, workers, progress, executor, ray_options, tensorboard) -> None:
     from .executors.local import plan_workers, run_tasks
 
     if progress:
@@ -157,8 +157,8 @@ def _run_phase(p: Plan, todo, data_dir, device, workers, progress, executor, ray
                                                 "epochs": r.config["epochs"]} for r in todo]})
     if not todo:
         return
-    tasks = [Task(r.key, r.label, r.config, str(p.study_dir), data_dir, device, p.study.meta.save_models)
-             for r in todo]
+    tasks = [Task(r.key, r.label, r.config, str(p.study_dir), data_dir, device, p.study.meta.save_models,
+                  tensorboard) for r in todo]
     if executor == "ray":
         from .executors import ray as ray_executor
 

@@ -32,6 +32,7 @@ class Task:
     data_dir: str | None
     device: str
     save_model: bool = False
+    tensorboard: bool = False  # also log each epoch to STUDY_DIR/tensorboard/LABEL/seed=N
 
 
 def environment(device: torch.device) -> dict[str, Any]:
@@ -66,6 +67,17 @@ def _store(study_dir: str) -> Store:
 
 def checkpoint_path(study_dir: str | Path, key: str) -> Path:
     return Path(study_dir) / "checkpoints" / f"{key}.pt"
+
+
+def _tensorboard_writer(task: Task):
+    """A TensorBoard writer for one run (`pip install tensorboard`); runs of a configuration sit
+    side by side, so `tensorboard --logdir STUDY_DIR/tensorboard` compares configurations."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise UserError('--tensorboard needs the tensorboard package: pip install "cnnbench[loggers]"') from None
+    safe = "".join(c if c.isalnum() or c in "=._-" else "_" for c in task.label)[:120]
+    return SummaryWriter(str(Path(task.study_dir) / "tensorboard" / safe / f"seed={task.config['seed']}_{task.key[:8]}"))
 
 
 def model_path(study_dir: str | Path, key: str) -> Path:
@@ -127,8 +139,14 @@ def execute(task: Task, progress: ProgressFn | None = None, store=None) -> str:
     parent = os.getppid()
     t0 = time.perf_counter()
 
+    writer = _tensorboard_writer(task) if task.tensorboard else None
+
     def on_epoch_end(epoch: int, logs: dict) -> None:
         store.record_epoch(task.key, epoch, logs)
+        if writer is not None:
+            for name, value in logs.items():
+                writer.add_scalar(name, value, epoch + 1)
+            writer.flush()
         if progress:
             progress({"event": "epoch", "key": task.key, "label": task.label, "epoch": epoch + 1,
                       "epochs": cfg["epochs"], "logs": logs})
