@@ -17,7 +17,7 @@ from cnnbench import data
 from cnnbench.data import cache, datasets
 from cnnbench.errors import UnknownNameError, UserError
 
-SHARED = Path("/work/shared/datasets")
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"  # ../shared beside the checkout
 
 
 # --- writers for the original formats --------------------------------------------------------------
