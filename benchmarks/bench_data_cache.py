@@ -82,7 +82,7 @@ def bench(data_dir: Path, repeats: int) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--npz", default="/work/shared/datasets/mnist.npz")
+    ap.add_argument("--npz", default=str(Path(__file__).resolve().parents[2] / "shared" / "datasets" / "mnist.npz"))
     ap.add_argument("--repeats", type=int, default=7)
     args = ap.parse_args(argv)
     if not Path(args.npz).exists():
