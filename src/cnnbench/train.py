@@ -361,7 +361,7 @@ PRECISIONS = ("fp32", "bf16")
 
 def _autocast(device: torch.device, precision: str):
     """bf16: the model's matmuls and convolutions in bfloat16 (autocast), weights and loss in float32.
-    On CPUs with AVX-512 BF16 or AMX and on recent GPUs this trains ~2x faster (BENCHMARKS.md)."""
+    1.6x faster on a CPU with AVX-512 BF16 (BENCHMARKS.md); recent GPUs gain too."""
     if precision not in PRECISIONS:
         raise UserError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
