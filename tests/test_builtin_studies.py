@@ -1,7 +1,6 @@
 """The built-in studies and the issues' end-to-end promises, run small on the embedded digits."""
 
 import sqlite3
-from pathlib import Path
 
 import pytest
 

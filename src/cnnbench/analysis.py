@@ -161,15 +161,11 @@ def tuning_table(df: pd.DataFrame, metric: str = "val_acc") -> pd.DataFrame:
     search["value"] = search[metric].where(ok & search[metric].notna(), worst)
     t = search.groupby(["label", "learning_rate"], sort=False).agg(runs=("key", "size"), value=("value", "mean"))
     t = t.reset_index().sort_values(["label", "learning_rate"]).reset_index(drop=True)
-    better = (lambda a, b: a > b) if metric.endswith("acc") else (lambda a, b: a < b)
-    t["chosen"] = False
-    for label, g in t.groupby("label", sort=False):
-        best = None
-        for i, row in g.iterrows():
-            if best is None or better(row["value"], t.loc[best, "value"]):
-                best = i
-        if math.isfinite(t.loc[best, "value"]):
-            t.loc[best, "chosen"] = True
+    # Rates are sorted, so idxmax's first maximum is the smallest rate among equals.
+    sign = 1.0 if metric.endswith("acc") else -1.0
+    best = (t["value"] * sign).groupby(t["label"], sort=False).idxmax()
+    best = best[t.loc[best, "value"].map(math.isfinite).to_numpy()]  # all worst: nothing to choose
+    t["chosen"] = t.index.isin(best)
     return t[cols]
 
 
@@ -179,7 +175,8 @@ def chosen_learning_rates(df: pd.DataFrame, metric: str = "val_acc", complete: b
     if t.empty:
         return {}
     if complete:
-        search = current_runs(df)[current_runs(df)["tuning"]]
+        current = current_runs(df)
+        search = current[current["tuning"]]
         unfinished = set(search.loc[~search["status"].isin(["done", "diverged", "failed"]), "label"])
         t = t[~t["label"].isin(unfinished)]
     return {r.label: float(r.learning_rate) for r in t[t["chosen"]].itertuples()}

@@ -16,7 +16,7 @@ from pathlib import Path
 from .errors import UserError
 from .executors import Task, load_dataset
 from .store import Store
-from .study import Study, _canonical
+from .study import Study, canonical
 
 FINISHED = ("done", "diverged")
 
@@ -66,7 +66,7 @@ def plan(study: Study, output=None, data_dir: str | None = None, download: bool 
     runs, skipped, checked = [], [], {}
     for run in study.runs:
         cfg = run.config
-        ds_key = _canonical(cfg["dataset"])
+        ds_key = canonical(cfg["dataset"])
         if ds_key not in checked:
             try:
                 spec = cfg["dataset"] if download else {**cfg["dataset"], "download": False}

@@ -107,6 +107,9 @@ class TuningSpec(BaseModel):
         return [float(f"{g.start * ratio ** i:.6g}") for i in range(g.num)]  # 6 digits: clean keys
 
 
+RUN_DEFAULTS = RunSpec()
+
+
 class StudyMeta(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
@@ -252,12 +255,12 @@ def parse(data: dict[str, Any], source: str = "<study>") -> Study:
             combos.append(written)
 
     resolver = _Resolver(source)
-    varying = [k for k in RUN_KEYS if len({_canonical(c[k][0]) if k in c else None for c in combos}) > 1]
+    varying = [k for k in RUN_KEYS if len({canonical(c[k][0]) if k in c else None for c in combos}) > 1]
     runs, seen = [], set()
     tuning = meta.tuning
     for written in combos:
         config = resolver.config(written)
-        axes_display = {k: _display(written[k][0]) if k in written else _display(getattr(RunSpec(), k))
+        axes_display = {k: _display(written[k][0]) if k in written else _display(getattr(RUN_DEFAULTS, k))
                         for k in varying}
         label = " · ".join(f"{k}={v}" for k, v in axes_display.items()) or meta.name
         if tuning is not None and config["validation_split"] <= 0:
@@ -286,13 +289,14 @@ def _with_learning_rate(config: dict[str, Any], lr: float) -> dict[str, Any]:
 
 
 def run_key(config: dict[str, Any]) -> str:
-    return hashlib.sha256(_canonical(config).encode()).hexdigest()[:16]
+    return hashlib.sha256(canonical(config).encode()).hexdigest()[:16]
 
 
 # --- helpers ------------------------------------------------------------------------------------
 
 
-def _canonical(value: Any) -> str:
+def canonical(value: Any) -> str:
+    """Sorted, compact JSON: equal configs give equal strings (and keys)."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
@@ -346,7 +350,7 @@ class _Resolver:
         self.cache: dict[tuple[str, str], Any] = {}
 
     def resolve(self, key: str, value: Any, path: str) -> Any:
-        ck = (key, _canonical(value))
+        ck = (key, canonical(value))
         if ck not in self.cache:
             try:
                 self.cache[ck] = self._resolve(key, value)
@@ -380,10 +384,9 @@ class _Resolver:
         return value
 
     def config(self, written: dict[str, tuple[Any, str]]) -> dict[str, Any]:
-        defaults = RunSpec()
         cfg = {}
         for key in RUN_KEYS:
-            value, path = written.get(key, (getattr(defaults, key), f"(default {key})"))
+            value, path = written.get(key, (getattr(RUN_DEFAULTS, key), f"(default {key})"))
             if isinstance(value, BaseModel):
                 value = value.model_dump()
             cfg[key] = self.resolve(key, value, path)

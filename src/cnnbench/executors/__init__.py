@@ -51,9 +51,9 @@ _STORES: dict[str, Store] = {}
 
 def load_dataset(spec: dict[str, Any], data_dir: str | None):
     from .. import data
-    from ..study import _canonical
+    from ..study import canonical
 
-    key = (_canonical(spec), data_dir)
+    key = (canonical(spec), data_dir)
     if key not in _DATASETS:
         _DATASETS[key] = data.load(spec, data_dir=data_dir)
     return _DATASETS[key]

@@ -10,7 +10,6 @@ returns raw outputs (logits) shaped `[N, num_outputs]`.
 from __future__ import annotations
 
 import importlib
-import json
 from typing import Any, Sequence
 
 from torch import nn

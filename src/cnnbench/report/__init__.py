@@ -150,7 +150,7 @@ def boxplot(runs: pd.DataFrame, table: pd.DataFrame):
     runs = analysis.final_runs(runs)
     if runs.empty or not (runs["status"] == "done").any():
         return None
-    labels = [lab for lab in table["label"] if table.set_index("label").loc[lab, "n"] > 0]
+    labels = list(table.loc[table["n"] > 0, "label"])
     done = runs[runs["status"] == "done"]
     data = [done.loc[done["label"] == lab, "test_acc"].dropna().to_numpy() for lab in labels]
     fig, ax = plt.subplots(figsize=(9, max(3, 0.32 * len(labels) + 1.5)))
