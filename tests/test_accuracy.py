@@ -13,13 +13,15 @@ from cnnbench import data
 def test_keras_mnist_cnn_with_adam_after_one_epoch(mnist_path):
     """keras_mnist_cnn + Adam, 1 epoch, batch 32 (Keras' default), seed 0, on real MNIST.
 
-    Measured on this engine (test accuracy after one epoch, 2026-11-28): seeds 0-4 gave 98.49, 98.53,
-    98.43, 98.41, 98.16% (mean 98.40); batch 16 gave 98.54 / 98.39%; torch's own Adam 98.46 / 98.35%.
-    TF-Keras 2.21 with the same model, Adam and batch gave 98.55, 98.79, 98.54, 98.62% (mean 98.63).
-    The issue's bar of 98.5% is at our mean, so a single run meets it about half the time; this test
-    asserts 98.2% (about two standard deviations below our mean). The 0.2-point gap to TF-Keras is
-    open: the loss (= F.cross_entropy, value and gradient), initialisers, Adam rule and dropout were
-    checked and are not it.
+    The issue asks for >= 98.5%, which is close to the median of a single run (docs/models.md,
+    measured 2026-11-28):
+    - this engine, 18 seeds: mean 98.45%, sd 0.12; 6 of the 18 reach 98.5%.
+    - TF-Keras 2.21, 9 seeds: mean 98.57%; 8 of the 9 reach 98.5%.
+    - TF-Keras given this engine's batch orders: 4 of 8 runs below 98.5%.
+    - From the same weights and batch order, the two follow each other step for step
+      (tests/test_keras_parity.py).
+    A single-run bar at the median would fail about half the time, so this test asserts 98.2%, about
+    two standard deviations below our mean.
     """
     ds = data.load(str(mnist_path))
     assert ds.x_train.shape == (60000, 1, 28, 28) and ds.num_classes == 10
