@@ -30,3 +30,18 @@ def mnist_path():
     if not path.exists():
         pytest.skip("real MNIST not present (../shared/datasets/mnist.npz)")
     return path
+
+
+@pytest.fixture
+def keras_torch(monkeypatch):
+    """Keras 3 on its torch backend, for differential tests; skips where keras is not installed."""
+    import sys  # noqa: PLC0415
+
+    if "keras" not in sys.modules:
+        if os.environ.get("KERAS_BACKEND", "torch") != "torch":
+            pytest.skip("the Keras differential tests need KERAS_BACKEND=torch")
+        monkeypatch.setenv("KERAS_BACKEND", "torch")
+    keras = pytest.importorskip("keras")
+    if keras.backend.backend() != "torch":
+        pytest.skip("the Keras differential tests need the torch backend")
+    return keras

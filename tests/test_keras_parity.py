@@ -7,9 +7,6 @@ channels-first/last flatten, the loss and its reduction, and Keras' Adam togethe
 distribution; docs/models.md has the 1-epoch MNIST accuracies of both.)
 """
 
-import os
-import sys
-
 import numpy as np
 import pytest
 import torch
@@ -17,18 +14,6 @@ import torch
 import cnnbench
 from cnnbench import models
 from cnnbench.train import _epoch_seed
-
-
-@pytest.fixture()
-def keras(monkeypatch):
-    if "keras" not in sys.modules:
-        if os.environ.get("KERAS_BACKEND", "torch") != "torch":
-            pytest.skip("the Keras differential test needs KERAS_BACKEND=torch")
-        monkeypatch.setenv("KERAS_BACKEND", "torch")
-    keras = pytest.importorskip("keras")
-    if keras.backend.backend() != "torch":
-        pytest.skip("the Keras differential test needs the torch backend")
-    return keras
 
 
 def _keras_to_torch(kernels_and_biases):
@@ -41,7 +26,8 @@ def _keras_to_torch(kernels_and_biases):
 
 
 @pytest.mark.slow
-def test_fit_follows_keras_fit_step_for_step(keras):
+def test_fit_follows_keras_fit_step_for_step(keras_torch):
+    keras = keras_torch
     filters, hidden, steps, batch, seed = (8, 16), 32, 6, 32, 3
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (steps * batch, 28, 28), dtype=np.uint8)

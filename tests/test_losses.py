@@ -269,15 +269,9 @@ def keras_reductions():
 
 
 @pytest.mark.slow
-def test_against_keras_live(monkeypatch):
+def test_against_keras_live(keras_torch):
     """Differential test: every Keras loss, random inputs, every reduction, with/without weights."""
-    if "keras" not in sys.modules:
-        if os.environ.get("KERAS_BACKEND", "torch") != "torch":
-            pytest.skip("the Keras differential test needs KERAS_BACKEND=torch")
-        monkeypatch.setenv("KERAS_BACKEND", "torch")
-    keras = pytest.importorskip("keras")
-    if keras.backend.backend() != "torch":
-        pytest.skip("the Keras differential test needs the torch backend")
+    keras = keras_torch
     import numpy as np  # noqa: PLC0415
 
     rng = np.random.default_rng(0)
