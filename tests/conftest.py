@@ -1,4 +1,5 @@
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -35,8 +36,6 @@ def mnist_path():
 @pytest.fixture
 def keras_torch(monkeypatch):
     """Keras 3 on its torch backend, for differential tests; skips where keras is not installed."""
-    import sys  # noqa: PLC0415
-
     if "keras" not in sys.modules:
         if os.environ.get("KERAS_BACKEND", "torch") != "torch":
             pytest.skip("the Keras differential tests need KERAS_BACKEND=torch")

@@ -44,12 +44,12 @@ def test_fit_follows_keras_fit_step_for_step(keras_torch):
         keras.layers.Dense(hidden, activation="relu"),
         keras.layers.Dense(10, activation="softmax"),
     ])
-    start = [np.array(keras.ops.convert_to_numpy(v)) for v in ref.weights]
+    start = _keras_to_torch([np.array(keras.ops.convert_to_numpy(v)) for v in ref.weights])
 
     ours = models.get({"name": "keras_mnist_cnn", "filters": list(filters), "hidden_units": hidden,
                        "dropout": [0.0, 0.0]}, input_shape=(1, 28, 28), num_outputs=10)
     with torch.no_grad():
-        for p, a in zip(ours.parameters(), _keras_to_torch(start), strict=True):
+        for p, a in zip(ours.parameters(), start, strict=True):
             p.copy_(torch.from_numpy(np.ascontiguousarray(a)))
     h = cnnbench.fit(ours, x, y, loss="categorical_crossentropy", optimizer="adam", epochs=1,
                      batch_size=batch, seed=seed, device="cpu", num_classes=10)
@@ -61,7 +61,7 @@ def test_fit_follows_keras_fit_step_for_step(keras_torch):
             shuffle=False, verbose=0)
     end = _keras_to_torch([np.array(keras.ops.convert_to_numpy(v)) for v in ref.weights])
 
-    for (name, p), a, a0 in zip(h.model.named_parameters(), end, _keras_to_torch(start), strict=True):
+    for (name, p), a, a0 in zip(h.model.named_parameters(), end, start, strict=True):
         moved = np.abs(a - a0).max()
         assert moved > 1e-3, name  # Adam moved every tensor by about lr per step
         np.testing.assert_allclose(p.detach().numpy(), a, atol=1e-5, err_msg=name)
