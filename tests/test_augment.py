@@ -113,13 +113,46 @@ def test_rotation_90_matches_rot90(monkeypatch):
 def test_shift_in_pixels_and_fractions(monkeypatch):
     _fixed_draws(monkeypatch, 1.0)  # +range
     x = batch(n=2, h=6, w=8)
-    for spec in ({"width_shift_range": 0.25}, {"width_shift_range": 2}):  # 2 pixels either way
+    # 2 pixels either way: a fraction of the width, float pixels, and an int (Keras: ±{0, 1, 2})
+    for spec in ({"width_shift_range": 0.25}, {"width_shift_range": 2.0}, {"width_shift_range": 3}):
         out = augment.get({**spec, "fill_mode": "constant"})(x, gen())
         shifted = torch.zeros_like(x)
         shifted[..., :-2] = x[..., 2:]
         shifted_other = torch.zeros_like(x)
         shifted_other[..., 2:] = x[..., :-2]
         assert torch.allclose(out, shifted, atol=1e-5) or torch.allclose(out, shifted_other, atol=1e-5)
+
+
+def _shifts(spec, n=4000, w=64):
+    """The horizontal shift of each sample, from where a one-pixel-wide bright column lands."""
+    x = torch.zeros(n, 1, 1, w)
+    x[..., w // 2] = 1.0
+    out = augment.get({**spec, "fill_mode": "constant"})(x, gen(5))[:, 0, 0]
+    return (out * torch.arange(w)).sum(-1) / out.sum(-1) - w // 2
+
+
+def test_integer_and_list_shift_ranges_shift_by_whole_pixels_as_keras():
+    # Keras: an int s shifts by ±choice(range(s)); a list by ± one of its values (x width when all < 1).
+    for spec, allowed in (({"width_shift_range": 3}, {-2, -1, 0, 1, 2}),
+                          ({"width_shift_range": [2, 5]}, {-5, -2, 2, 5}),
+                          ({"width_shift_range": [0.125]}, {-8, 8})):
+        shifts = _shifts(spec)
+        assert torch.allclose(shifts, shifts.round(), atol=1e-4), spec
+        counts = {int(v): int((shifts.round() == v).sum()) for v in shifts.round().unique()}
+        assert set(counts) == allowed, spec
+        assert min(counts.values()) > 4000 / len(allowed) / 3, counts  # every value drawn, roughly evenly
+    shifts = _shifts({"width_shift_range": 3.0})  # a float: continuous
+    assert (shifts - shifts.round()).abs().max() > 0.2 and shifts.abs().max() <= 3.0 + 1e-4
+
+
+def test_shift_range_kind_is_kept_in_the_resolved_spec():
+    r = augment.resolve({"width_shift_range": 3, "height_shift_range": 3.0})
+    assert (r["width_shift_range"], type(r["width_shift_range"])) == (3, int)
+    assert (r["height_shift_range"], type(r["height_shift_range"])) == (3.0, float)
+    assert augment.resolve({"width_shift_range": [1, 0.5]})["width_shift_range"] == [1.0, 0.5]
+    for bad in ([], [-1], "3", True):
+        with pytest.raises(UserError, match="width_shift_range"):
+            augment.resolve({"width_shift_range": bad})
 
 
 def test_zoom_keeps_the_centre(monkeypatch):
@@ -169,3 +202,41 @@ def test_brightness_scales_and_clamps(monkeypatch):
 def test_rejects_uint8_batches():
     with pytest.raises(TypeError):
         augment.get({"horizontal_flip": True})(torch.zeros(2, 1, 4, 4, dtype=torch.uint8), gen())
+
+
+def test_constant_fill_is_exactly_cval_outside_and_never_blends_it_in():
+    # scipy's "constant" (Keras' fill): cval beyond the outer pixel centres, and inside, interpolation
+    # between image pixels only. A 3-pixel shift of an image of ones: 3 columns of cval, the rest 1.
+    x = torch.ones(1, 1, 8, 8)
+    for cval in (0.0, 0.25):
+        out = augment.affine(x, tx=3.0, fill_mode="constant", cval=cval)[0, 0]
+        assert torch.equal(out[:, -3:], torch.full((8, 3), cval)) and torch.allclose(out[:, :-3], torch.ones(8, 5))
+    out = augment.affine(x, tx=2.5, fill_mode="constant", cval=0.0)[0, 0]  # half a pixel past the centres
+    assert torch.equal(out[:, -3:], torch.zeros(8, 3)) and torch.allclose(out[:, :-3], torch.ones(8, 5))
+
+
+KERAS_TRANSFORMS = [
+    {"theta": 25, "shear": 15, "zx": 1.3, "zy": 0.7, "tx": 3, "ty": -2},
+    {"theta": -40, "tx": 4.5},
+    {"zx": 0.6, "zy": 0.6, "ty": 2},
+    {"theta": 90, "flip_horizontal": True},
+    {"shear": -20, "tx": -1.5, "ty": 3.5, "flip_vertical": True},
+]
+
+
+@pytest.mark.parametrize("fill_mode, cval", [("nearest", 0.0), ("reflect", 0.0), ("constant", 0.0), ("constant", 0.3)])
+def test_affine_matches_keras_image_data_generator(keras_torch, fill_mode, cval):
+    """Differential: Keras' ImageDataGenerator.apply_transform (scipy, float64) on a square image."""
+    from keras.src.legacy.preprocessing.image import ImageDataGenerator
+
+    img = torch.rand(24, 24, 1, generator=gen(1), dtype=torch.float64)
+    keras_gen = ImageDataGenerator(fill_mode=fill_mode, cval=cval)
+    for p in KERAS_TRANSFORMS:
+        expected = torch.from_numpy(keras_gen.apply_transform(img.numpy(), dict(p))[..., 0].copy())
+        ours = augment.affine(
+            img.permute(2, 0, 1)[None], theta=p.get("theta", 0), tx=p.get("tx", 0), ty=p.get("ty", 0),
+            shear=p.get("shear", 0), zx=p.get("zx", 1), zy=p.get("zy", 1), fill_mode=fill_mode, cval=cval,
+            flip_x=torch.tensor([p.get("flip_horizontal", False)]),
+            flip_y=torch.tensor([p.get("flip_vertical", False)]),
+        )[0, 0]
+        assert torch.allclose(ours, expected, atol=1e-5), (p, float((ours - expected).abs().max()))

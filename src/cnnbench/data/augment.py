@@ -12,12 +12,16 @@ cutout are masks / gathers / broadcasts. No Python loop over samples.
 Options (Keras names and meanings; ranges are symmetric and drawn uniformly per sample):
 - `horizontal_flip`, `vertical_flip` (bool): flip with probability 0.5.
 - `rotation_range` (degrees): rotate by U(-r, r).
-- `width_shift_range`, `height_shift_range`: shift by U(-s, s) × width/height (fraction < 1) or
-  U(-s, s) pixels (s >= 1), as Keras.
+- `width_shift_range`, `height_shift_range`, as Keras: a float s shifts by U(-s, s) × width/height
+  (s < 1) or U(-s, s) pixels (s >= 1); an integer s by a whole number of pixels, ±{0, ..., s - 1}; a list
+  by ± one of its values (pixels, or fractions when all are below 1). With a rotation, the shift turns
+  with the image (Keras' matrix is rotation · shift · shear · zoom).
 - `zoom_range`: float z -> [1 - z, 1 + z], or [lower, upper]; x and y zoom drawn independently as in
   Keras (> 1 zooms out).
 - `shear_range` (degrees): shear angle U(-s, s).
-- `fill_mode`: "nearest" (Keras default), "constant" (with `cval`) or "reflect", for points outside.
+- `fill_mode`: "nearest" (Keras default), "constant" (with `cval`) or "reflect", for points outside. As in
+  Keras (scipy's `affine_transform`, order 1), "constant" gives exactly `cval` beyond the outer pixel
+  centres and interpolates only between pixels inside.
 - `brightness_range`: [lower, upper] multiplies the image by U(lower, upper) (then clamps to 0..1).
 - `channel_shift_range`: adds U(-r, r) / 255 to the image (Keras units: 0..255 intensities).
 - `crop_padding` (pixels p): random crop after zero-padding by p on every side (the CIFAR recipe):
@@ -54,7 +58,7 @@ DEFAULTS: dict[str, Any] = {
     "cutout_size": 0,
 }
 
-FILL_MODES = {"nearest": "border", "constant": "zeros", "reflect": "reflection"}
+FILL_MODES = {"nearest": "border", "constant": "border", "reflect": "reflection"}  # constant: masked after
 
 # Keras ImageDataGenerator arguments that are not augmentations here, with the reason.
 _NOT_HERE = {
@@ -98,6 +102,17 @@ def _pair(key: str, value, *, minimum: float = 0.0) -> list[float]:
     if lo > hi:
         raise UserError(f"augment option {key}: lower {lo} is above upper {hi}")
     return [lo, hi]
+
+
+def _shift_range(key: str, value) -> float | int | list[float]:
+    """Keras' three kinds: float (continuous), int (whole pixels), list (one of the values)."""
+    if isinstance(value, (list, tuple)):
+        if not value:
+            raise UserError(f"augment option {key} must not be an empty list")
+        return [_number(key, v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool):
+        return _number(key, value, integer=True)
+    return _number(key, value)
 
 
 def resolve(spec: dict[str, Any] | str | None) -> dict[str, Any]:
@@ -148,6 +163,8 @@ def resolve(spec: dict[str, Any] | str | None) -> dict[str, Any]:
             out[key] = _number(key, value, minimum=-math.inf)
         elif key in ("crop_padding", "cutout_size"):
             out[key] = _number(key, value, integer=True)
+        elif key in ("width_shift_range", "height_shift_range"):
+            out[key] = _shift_range(key, value)
         else:
             out[key] = _number(key, value)
     return out
@@ -214,38 +231,18 @@ class Augment:
         return x
 
     def _affine(self, x, rnd, flip_x, flip_y):
-        """One affine_grid/grid_sample for rotation, shift, zoom, shear and the flips."""
+        """Draw each sample's rotation, shear, zoom and shift; apply them with the flips in one pass."""
         o = self.options
         n, c, h, w = x.shape
-        one = torch.ones(n, device=x.device)
-        theta = torch.deg2rad(rnd(-o["rotation_range"], o["rotation_range"])) if o["rotation_range"] else 0 * one
-        shear = torch.deg2rad(rnd(-o["shear_range"], o["shear_range"])) if o["shear_range"] else 0 * one
+        zero, one = torch.zeros(n, device=x.device), torch.ones(n, device=x.device)
+        theta = rnd(-o["rotation_range"], o["rotation_range"]) if o["rotation_range"] else zero
+        shear = rnd(-o["shear_range"], o["shear_range"]) if o["shear_range"] else zero
         zx = rnd(*o["zoom_range"]) if o["zoom_range"] != [1.0, 1.0] else one
         zy = rnd(*o["zoom_range"]) if o["zoom_range"] != [1.0, 1.0] else one
-        ws, hs = o["width_shift_range"], o["height_shift_range"]
-        tx = rnd(-ws, ws) * (w if ws < 1 else 1.0) if ws else 0 * one  # pixels
-        ty = rnd(-hs, hs) * (h if hs < 1 else 1.0) if hs else 0 * one
-        # A maps output pixel coordinates (x right, y down, centred) to input coordinates:
-        # A = R(theta) @ Shear(shear) @ Zoom(zx, zy) @ Flip, plus the shift
-        cos, sin = torch.cos(theta), torch.sin(theta)
-        r = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)
-        s = torch.stack(
-            [torch.stack([one, -torch.sin(shear)], -1), torch.stack([0 * one, torch.cos(shear)], -1)], -2
-        )
-        fx = torch.where(flip_x, -one, one) if flip_x is not None else one
-        fy = torch.where(flip_y, -one, one) if flip_y is not None else one
-        z = torch.diag_embed(torch.stack([zx * fx, zy * fy], -1))
-        a = r @ s @ z
-        # to affine_grid's normalised coordinates (align_corners=False): u = x / (w/2), v = y / (h/2)
-        scale = torch.tensor([w / 2.0, h / 2.0], device=x.device)
-        a_norm = a * scale[None, None, :] / scale[None, :, None]
-        t_norm = torch.stack([tx, ty], -1) / scale
-        mat = torch.cat([a_norm, t_norm[:, :, None]], -1).to(x.dtype)
-        grid = F.affine_grid(mat, list(x.shape), align_corners=False)
-        mode = FILL_MODES[o["fill_mode"]]
-        if o["fill_mode"] == "constant" and o["cval"]:
-            return F.grid_sample(x - o["cval"], grid, mode="bilinear", padding_mode="zeros", align_corners=False) + o["cval"]
-        return F.grid_sample(x, grid, mode="bilinear", padding_mode=mode, align_corners=False)
+        tx = _draw_shift(o["width_shift_range"], w, rnd, zero)
+        ty = _draw_shift(o["height_shift_range"], h, rnd, zero)
+        return affine(x, theta=theta, tx=tx, ty=ty, shear=shear, zx=zx, zy=zy, flip_x=flip_x, flip_y=flip_y,
+                      fill_mode=o["fill_mode"], cval=o["cval"])
 
     @staticmethod
     def _crop(x, p, rnd):
@@ -272,6 +269,58 @@ class Augment:
         mx = (xs >= x0[:, None]) & (xs < (x0 + size)[:, None])
         keep = ~(my[:, :, None] & mx[:, None, :])
         return x * keep[:, None, :, :].to(x.dtype)
+
+
+def _draw_shift(spec, size: int, rnd, zero: torch.Tensor) -> torch.Tensor:
+    """Shifts in pixels for one batch, drawn the way Keras' ImageDataGenerator reads the range."""
+    if not spec:
+        return zero
+    if isinstance(spec, float):
+        return rnd(-spec, spec) * (size if spec < 1 else 1.0)
+    choices = torch.arange(spec, dtype=torch.float32) if isinstance(spec, int) else torch.tensor(spec)
+    choices = choices.to(zero.device) * (size if float(choices.max()) < 1 else 1.0)
+    pick = torch.floor(rnd(0, 1) * len(choices)).long().clamp_(max=len(choices) - 1)
+    sign = torch.where(rnd(0, 1) < 0.5, -1.0, 1.0)
+    return choices[pick] * sign
+
+
+def affine(x: torch.Tensor, *, theta=0.0, tx=0.0, ty=0.0, shear=0.0, zx=1.0, zy=1.0, flip_x=None, flip_y=None,
+           fill_mode: str = "nearest", cval: float = 0.0) -> torch.Tensor:
+    """Keras' `apply_affine_transform` for a batch: per-sample rotation `theta` and `shear` (degrees),
+    shift `tx`, `ty` (pixels, x right / y down), zoom `zx`, `zy` (> 1 zooms out) and flips (bool masks).
+
+    Each argument is a number or one value per sample. Like Keras, the matrix that maps an output pixel
+    (centred coordinates) to the input is rotation · shift · shear · zoom, so a shift turns with the
+    rotation; a flip mirrors the output. Bilinear interpolation (Keras' default order 1).
+    """
+    n, c, h, w = x.shape
+    per_sample = lambda v: torch.as_tensor(v, dtype=torch.float32, device=x.device).expand(n)  # noqa: E731
+    theta, shear = torch.deg2rad(per_sample(theta)), torch.deg2rad(per_sample(shear))
+    tx, ty, zx, zy = per_sample(tx), per_sample(ty), per_sample(zx), per_sample(zy)
+    one = torch.ones(n, device=x.device)
+    cos, sin = torch.cos(theta), torch.sin(theta)
+    r = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)
+    s = torch.stack([torch.stack([one, -torch.sin(shear)], -1), torch.stack([0 * one, torch.cos(shear)], -1)], -2)
+    fx = torch.where(flip_x, -one, one) if flip_x is not None else one
+    fy = torch.where(flip_y, -one, one) if flip_y is not None else one
+    z = torch.diag_embed(torch.stack([zx * fx, zy * fy], -1))
+    a = r @ s @ z
+    t = (r @ torch.stack([tx, ty], -1)[:, :, None])[:, :, 0]
+    # to affine_grid's normalised coordinates (align_corners=False): u = x / (w/2), v = y / (h/2)
+    scale = torch.tensor([w / 2.0, h / 2.0], device=x.device)
+    a_norm = a * scale[None, None, :] / scale[None, :, None]
+    mat = torch.cat([a_norm, (t / scale)[:, :, None]], -1).to(x.dtype)
+    grid = F.affine_grid(mat, list(x.shape), align_corners=False)
+    if fill_mode not in FILL_MODES:
+        raise UserError(f"augment fill_mode {fill_mode!r} is not supported; use one of {', '.join(FILL_MODES)}")
+    out = F.grid_sample(x, grid, mode="bilinear", padding_mode=FILL_MODES[fill_mode], align_corners=False)
+    if fill_mode == "constant":
+        # Beyond the outer pixel centres (|u| > 1 - 1/w in normalised units) Keras gives cval itself.
+        # A tolerance of 1e-4 pixel keeps an edge pixel that round-off puts a hair outside.
+        size = 2 * scale
+        outside = (grid.abs() > 1.0 - (1.0 - 2e-4) / size).any(-1)
+        out = out.masked_fill(outside[:, None], cval)
+    return out
 
 
 def get(spec: dict[str, Any] | str | Augment | None) -> Augment | None:
