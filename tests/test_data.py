@@ -124,6 +124,38 @@ def test_npz_grey_and_colour(tmp_path):
         data.load(str(bad))
 
 
+def test_npz_mistakes_are_one_line_errors(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (6, 5, 6), dtype=np.uint8)
+    sizes = tmp_path / "sizes.npz"
+    np.savez(sizes, x_train=x, y_train=np.arange(6) % 2, x_test=x[:2, :4], y_test=[0, 1])
+    with pytest.raises(UserError, match=r"train images are 1×5×6 but test images are 1×4×6"):
+        data.load(str(sizes))
+    single = tmp_path / "single.npz"
+    np.save(tmp_path / "single.npy", x)
+    (tmp_path / "single.npy").rename(single)
+    with pytest.raises(UserError, match="single .npy array, not an .npz archive"):
+        data.load(str(single))
+    byte_names = tmp_path / "bytes.npz"
+    np.savez(byte_names, x_train=x, y_train=np.arange(6) % 2, x_test=x[:2], y_test=[0, 1],
+             class_names=np.array([b"cat", b"dog"]))
+    assert data.load(str(byte_names)).class_names == ["cat", "dog"]
+
+
+@pytest.mark.parametrize("spec, match", [
+    ({"name": "svhn", "extra": "no"}, "svhn: extra must be true or false"),
+    ({"name": "digits", "seed": -1}, "digits: seed must be a whole number >= 0"),
+    ({"name": "digits", "seed": 1.5}, "digits: seed must be a whole number >= 0"),
+    ({"name": "digits", "test_fraction": "0.2"}, "digits: test_fraction must be a number between 0 and 1"),
+    ({"name": "imagefolder:pets", "seed": "a"}, "seed must be a whole number >= 0"),
+    ({"name": "imagefolder:pets", "test_fraction": 1}, "test_fraction must be a number between 0 and 1"),
+    ({"name": "mnist", "download": "yes"}, "download must be true or false"),
+])
+def test_option_values_are_checked(spec, match):
+    with pytest.raises(UserError, match=match):
+        data.resolve(spec)
+
+
 # --- MNIST family (IDX) -----------------------------------------------------------------------------
 @pytest.mark.parametrize("gz", [True, False])
 def test_mnist_idx_gz_and_raw(tmp_path, gz):
@@ -299,6 +331,19 @@ def test_damaged_cache_file_is_rebuilt(tmp_path):
     ds = data.load({"name": "mnist", "download": False}, tmp_path)
     assert not ds.source.startswith("cache") and torch.equal(ds.x_train[:, 0], torch.from_numpy(x))
     assert cache.load(cfile) is not None
+
+
+def test_cache_with_damaged_labels_is_rebuilt(tmp_path):
+    x, y = tiny_images(20)
+    write_mnist_like(tmp_path, "MNIST", x, y, x[:5], y[:5], gz=True)
+    data.load({"name": "mnist", "download": False}, tmp_path)
+    (cfile,) = (tmp_path / "cnnbench-cache").glob("mnist-*.bin")
+    raw = bytearray(cfile.read_bytes())
+    raw[-3] ^= 0xFF  # inside y_test, the last array: a label far out of range
+    cfile.write_bytes(bytes(raw))
+    ds = data.load({"name": "mnist", "download": False}, tmp_path)
+    assert not ds.source.startswith("cache") and torch.equal(ds.y_test, torch.from_numpy(y[:5]).long())
+    assert data.load({"name": "mnist", "download": False}, tmp_path).source.startswith("cache")
 
 
 # --- CIFAR ---------------------------------------------------------------------------------------------

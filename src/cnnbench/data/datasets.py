@@ -58,7 +58,9 @@ class Dataset:
             if len(y) and (int(y.min()) < 0 or int(y.max()) >= self.num_classes):
                 raise ValueError(f"y_{part} spans {int(y.min())}..{int(y.max())}, outside 0..{self.num_classes - 1}")
         if self.x_train.shape[1:] != self.x_test.shape[1:]:
-            raise ValueError(f"train and test images differ: {tuple(self.x_train.shape)} vs {tuple(self.x_test.shape)}")
+            raise UserError(f"{self.name}: train images are {'×'.join(map(str, self.x_train.shape[1:]))} but test "
+                            f"images are {'×'.join(map(str, self.x_test.shape[1:]))} (C×H×W); store both at one size "
+                            "(for an image folder, set image_size)")
         if len(self.class_names) != self.num_classes:
             raise ValueError(f"{len(self.class_names)} class names for {self.num_classes} classes")
 
@@ -127,6 +129,25 @@ def _choice(value, allowed, what: str) -> str:
     return v
 
 
+# --- option values -------------------------------------------------------------------------------
+def _flag(value, key: str) -> bool:
+    if not isinstance(value, bool):
+        raise UserError(f"{key} must be true or false, got {value!r}")
+    return value
+
+
+def _seed(value, key: str = "seed") -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise UserError(f"{key} must be a whole number >= 0, got {value!r}")
+    return int(value)
+
+
+def _fraction(value, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+        raise UserError(f"{key} must be a number between 0 and 1, got {value!r}")
+    return float(value)
+
+
 # --- scikit-learn digits --------------------------------------------------------------------------
 @REGISTRY.register(
     "digits",
@@ -135,21 +156,19 @@ def _choice(value, allowed, what: str) -> str:
     "1×8×8 grey, 10 classes; no files needed (embedded in scikit-learn)",
 )
 def digits(test_fraction: float = 0.2, seed: int = 0) -> Source:
-    test_fraction = float(test_fraction)
-    if not 0 < test_fraction < 1:
-        raise UserError(f"digits: test_fraction must be between 0 and 1, got {test_fraction}")
+    test_fraction, seed = _fraction(test_fraction, "digits: test_fraction"), _seed(seed, "digits: seed")
 
     def decode(data_dir, files):
         images, target = _sklearn_digits()
         # 17 values 0..16 ("16 grey levels") -> 0..255
         x = np.rint(images * (255.0 / 16.0)).astype(np.uint8)[:, None]
         y = target.astype(np.int64)
-        test_idx = stratified_indices(y, round(len(y) * test_fraction), seed=int(seed))
+        test_idx = stratified_indices(y, round(len(y) * test_fraction), seed=seed)
         mask = np.ones(len(y), dtype=bool)
         mask[test_idx] = False
         return _arrays(x[mask], y[mask], x[test_idx], y[test_idx], [str(i) for i in range(10)])
 
-    return Source("digits", {"test_fraction": test_fraction, "seed": int(seed)},
+    return Source("digits", {"test_fraction": test_fraction, "seed": seed},
                   locate=lambda d: [], decode=decode, missing=lambda d: "", cacheable=False)
 
 
@@ -380,7 +399,7 @@ def cifar100(label_mode: str = "fine") -> Source:
     "10 classes; files: <data_dir>/{train,test}_32x32.mat (+ extra_32x32.mat)",
 )
 def svhn(extra: bool = False) -> Source:
-    extra = bool(extra)
+    extra = _flag(extra, "svhn: extra")
     splits = ["train", "test"] + (["extra"] if extra else [])
     official = {"train": 73257, "test": 26032, "extra": 531131}
 
@@ -453,7 +472,7 @@ def npz(path: str = "") -> Source:
                 raise UserError(f"{where}: y_{part} must hold integer class indices, got {y.dtype}")
             ys.append(y.astype(np.int64))
         if "class_names" in d:
-            names = [str(c) for c in d["class_names"]]
+            names = [c.decode() if isinstance(c, bytes) else str(c) for c in d["class_names"].tolist()]
         else:
             top = max([int(y.max()) for y in ys if len(y)] or [0])
             names = [str(i) for i in range(top + 1)]
@@ -494,10 +513,7 @@ def _common(common: dict[str, Any]) -> dict[str, Any]:
             v = int(v)
         out[key] = v
     out["limit_mode"] = _choice(common.get("limit_mode", "first"), list(LIMIT_MODES), "limit_mode")
-    download = common.get("download", True)
-    if not isinstance(download, bool):
-        raise UserError(f"download must be true or false, got {download!r}")
-    out["download"] = download
+    out["download"] = _flag(common.get("download", True), "download")
     return out
 
 
@@ -565,7 +581,7 @@ def load(spec, data_dir: str | os.PathLike | None = None) -> Dataset:
         key = cache.cache_key(source.name, source.options, files)
         cpath = cache.cache_path(data_dir, source.name, key)
         hit = cache.load(cpath)
-        if hit is not None:
+        if hit is not None and _labels_in_range(hit[0], len(hit[1]["class_names"])):
             tensors, meta = hit
             arrays = {**tensors, "class_names": meta["class_names"]}
             origin = f"cache {cpath}"
@@ -583,6 +599,13 @@ def load(spec, data_dir: str | os.PathLike | None = None) -> Dataset:
         name=resolved["name"], x_train=x_train, x_test=x_test, y_train=y_train, y_test=y_test,
         num_classes=len(names), class_names=names, spec=resolved, source=origin,
     )
+
+
+def _labels_in_range(arrays: dict[str, torch.Tensor], num_classes: int) -> bool:
+    # The cache checksums its header, not its payload (hashing it would cost more than reading it).
+    # Damaged labels are cheap to catch, and a cache that fails this is rebuilt from the source files.
+    return all(len(y) == 0 or (int(y.min()) >= 0 and int(y.max()) < num_classes)
+               for y in (arrays["y_train"], arrays["y_test"]))
 
 
 def describe(name: str) -> str:

@@ -239,7 +239,11 @@ def to_uint8_images(x: np.ndarray, where: str) -> np.ndarray:
 
 def read_npz(path: Path) -> dict[str, np.ndarray]:
     try:
-        with np.load(path, allow_pickle=False) as z:
+        z = np.load(path, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            raise UserError(f"{path}: this is a single .npy array, not an .npz archive; save the four arrays "
+                            "with numpy.savez(path, x_train=..., y_train=..., x_test=..., y_test=...)")
+        with z:
             missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in z.files]
             if missing:
                 raise UserError(
@@ -248,5 +252,5 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
             return {k: z[k] for k in z.files}
     except UserError:
         raise
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, zlib.error) as e:
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, NotImplementedError, zlib.error) as e:
         raise _corrupt(path, f"cannot read the .npz ({type(e).__name__}: {e})", "write it again") from None

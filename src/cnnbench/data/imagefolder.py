@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from .datasets import REGISTRY, Source, _arrays, _choice, _find_user_path
+from .datasets import REGISTRY, Source, _arrays, _choice, _find_user_path, _fraction, _seed
 from .splits import stratified_indices
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
@@ -150,11 +150,9 @@ def imagefolder(path: str = "", image_size: int | list[int] | None = None, color
         size = None
     color_mode = _choice(color_mode, ["rgb", "grayscale"], "color_mode")
     interpolation = _choice(interpolation, list(INTERPOLATIONS), "interpolation")
-    test_fraction = float(test_fraction)
-    if not 0 < test_fraction < 1:
-        raise UserError(f"test_fraction must be between 0 and 1, got {test_fraction}")
+    test_fraction, seed = _fraction(test_fraction, "test_fraction"), _seed(seed)
     options = {"path": str(path), "image_size": image_size, "color_mode": color_mode,
-               "interpolation": interpolation, "test_fraction": test_fraction, "seed": int(seed)}
+               "interpolation": interpolation, "test_fraction": test_fraction, "seed": seed}
     state: dict = {}
 
     def locate(data_dir):
@@ -172,7 +170,7 @@ def imagefolder(path: str = "", image_size: int | list[int] | None = None, color
         # Files are listed class by class; the samples are stored in a seeded shuffled order (as Keras'
         # image_dataset_from_directory(shuffle=True, seed=...)), so that a Keras-style validation split
         # (the last fraction) is not made of the last class only.
-        rng = np.random.default_rng(int(seed))
+        rng = np.random.default_rng(seed)
         mode = "L" if color_mode == "grayscale" else "RGB"
         if layout == "split":
             names = sorted(set(groups["train"]) | set(groups["test"]))
@@ -188,7 +186,7 @@ def imagefolder(path: str = "", image_size: int | list[int] | None = None, color
         fs = [f for c in names for f in groups[c]]
         y = np.array([i for i, c in enumerate(names) for _ in groups[c]], dtype=np.int64)
         x = _decode_all(fs, size, mode, interpolation)
-        test_idx = stratified_indices(y, max(1, round(len(y) * test_fraction)), seed=int(seed))
+        test_idx = stratified_indices(y, max(1, round(len(y) * test_fraction)), seed=seed)
         mask = np.ones(len(y), dtype=bool)
         mask[test_idx] = False
         train_idx = np.flatnonzero(mask)
