@@ -35,6 +35,20 @@ def test_config_is_fully_resolved_and_key_independent_of_spelling():
     assert cfg["epochs"] == 2 and cfg["seed"] == 0 and cfg["batch_size"] == 32
 
 
+def test_key_independent_of_how_a_number_is_written():
+    def key(extra):
+        return study.parse_text(f'name = "a"\nepochs = 2\n{extra}\n').runs[0].key
+
+    assert key("") == key("label_noise = 0") == key("label_noise = 0.0")
+    assert key("validation_split = 0") == key("validation_split = 0.0")
+    assert key('class_weight = { "0" = 1 }') == key('class_weight = { "0" = 1.0 }')
+    assert key('loss = { name = "categorical_focal_crossentropy", gamma = 3 }') == \
+        key('loss = { name = "categorical_focal_crossentropy", gamma = 3.0 }')
+    assert key("") != key("label_noise = 0.1")
+    # an empty early_stopping table is early stopping with its defaults, not none
+    assert study.parse_text('name = "a"\nearly_stopping = {}\n').runs[0].config["early_stopping"]["monitor"] == "val_loss"
+
+
 def test_explicit_runs_cross_the_grid():
     s = study.parse_text('name = "t"\n[grid]\noptimizer = ["adam", "sgd"]\n'
                          '[[runs]]\nmodel = "digits_cnn"\n[[runs]]\nmodel = "digits_cnn"\nepochs = 3\n')
@@ -56,6 +70,10 @@ def test_explicit_runs_cross_the_grid():
     ('name = "t"\nearly_stopping = { patiense = 2 }\n', "early_stopping.patiense: unknown key"),
     ('name = "t"\n[[runs]]\nlos = "mse"\n', "runs[0].los: unknown key 'los' for a run; did you mean 'loss'?"),
     ('name = "t"\nvalidation_split = 1.5\n', "validation_split: Input should be less than 1"),
+    ('name = "t"\nepochs = 1.0\n', "epochs: Input should be a valid integer"),
+    ('name = "t"\n[grid]\nbatch_size = [32, 64.0]\n', "grid.batch_size[1]: Input should be a valid integer"),
+    ('name = "t"\nseeds = [0, -1]\n', "seeds[1]: Input should be greater than or equal to 0"),
+    ('name = "t"\n[tuning]\nseeds = [1.5]\n', "tuning.seeds[0]: Input should be a valid integer"),
     ('name = "t" x', "invalid TOML"),
     ('epochs = 2\n', "name: Field required"),
 ])

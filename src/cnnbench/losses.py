@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import UserError
-from .registry import Registry, split_spec
+from .registry import Registry, split_spec, with_defaults
 
 __all__ = [
     "REGISTRY",
@@ -833,7 +833,7 @@ def _class_factory(cls):
 
 def _explicit(factory, options) -> dict[str, Any]:
     """Every option of `factory` made explicit, without `name` (display only, not part of a run)."""
-    return {k: v for k, v in {**_defaults(factory), **options}.items() if k != "name"}
+    return {k: v for k, v in with_defaults(_defaults(factory), options).items() if k != "name"}
 
 
 def _register_class(cls, name, aliases=(), summary=""):

@@ -131,8 +131,18 @@ class Registry:
         if "resolve" in entry.info:
             resolved = entry.info["resolve"](**options)
         else:
-            resolved = {**entry.defaults(), **options}
+            resolved = with_defaults(entry.defaults(), options)
         return {"name": entry.name, **resolved}
+
+
+def with_defaults(defaults: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+    """`defaults` overridden by `options`. A whole number given where the default is a float becomes
+    that float, so that `gamma = 3` and `gamma = 3.0` are one configuration (and one run key)."""
+    def number(value, default):
+        as_float = isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool)
+        return float(value) if as_float else value
+
+    return {**defaults, **{k: number(v, defaults.get(k)) for k, v in options.items()}}
 
 
 def split_spec(spec: str | dict[str, Any]) -> tuple[str, dict[str, Any]]:

@@ -33,6 +33,7 @@ from .errors import UserError
 from .registry import split_spec
 
 Named = str | dict[str, Any]
+Seed = Annotated[int, Field(ge=0, lt=2**63, strict=True)]
 
 
 class EarlyStoppingSpec(BaseModel):
@@ -66,8 +67,8 @@ class RunSpec(BaseModel):
     model: Named = "digits_cnn"
     loss: Named = "categorical_crossentropy"
     optimizer: Named = "adam"
-    epochs: int = Field(10, ge=1)
-    batch_size: int = Field(32, ge=1)
+    epochs: int = Field(10, ge=1, strict=True)
+    batch_size: int = Field(32, ge=1, strict=True)
     validation_split: float = Field(0.1, ge=0.0, lt=1.0)
     validation_mode: Literal["keras", "stratified"] = "keras"
     early_stopping: EarlyStoppingSpec | Literal[False] | None = None
@@ -75,7 +76,7 @@ class RunSpec(BaseModel):
     class_weight: Literal["balanced"] | dict[str, Annotated[float, Field(ge=0)]] | None = None
     label_noise: float = Field(0.0, ge=0.0, lt=1.0)
     sample_weight: str | None = None  # a .npy of one weight per training image, in the dataset's order
-    micro_batch_size: int | None = Field(None, ge=1)
+    micro_batch_size: int | None = Field(None, ge=1, strict=True)
     precision: Literal["fp32", "bf16"] = "fp32"
 
 
@@ -94,7 +95,7 @@ class TuningSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     learning_rates: Annotated[list[Annotated[float, Field(gt=0)]], Field(min_length=1)] | LogGrid = Field(
         default_factory=LogGrid)
-    seeds: list[int] | None = Field(None, min_length=1)
+    seeds: list[Seed] | None = Field(None, min_length=1)
     metric: Literal["val_acc", "val_loss"] = "val_acc"
 
     def grid(self) -> list[float]:
@@ -114,7 +115,7 @@ class StudyMeta(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
     description: str = ""
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    seeds: list[Seed] = Field(default_factory=lambda: [0], min_length=1)
     output_dir: str | None = None
     skip_missing_datasets: bool = False
     save_models: bool = False
@@ -307,11 +308,12 @@ def _unknown_key(key: str, allowed, where: str) -> str:
 
 
 def _check_value(key: str, value: Any, source: str, path: str) -> Any:
+    """The value as validated: `label_noise = 0` becomes 0.0, so that it gets the same run key as 0.0."""
     try:
-        RunSpec.model_validate({key: value})
+        checked = getattr(RunSpec.model_validate({key: value}), key)
     except ValidationError as e:
         _raise_pydantic(e, source, path, skip=1)
-    return value
+    return checked.model_dump() if isinstance(checked, BaseModel) else checked
 
 
 def _raise_pydantic(e: ValidationError, source: str, path: str, skip: int = 0):
