@@ -61,6 +61,24 @@ def test_marginal_mean_rank_within_blocks():
     assert f["configurations"] == 4 and f["seeds"] == 2 and 0 <= f["pvalue"] <= 1
 
 
+def test_a_value_without_any_result_is_listed_last_and_the_others_still_ranked():
+    rows = [{"label": loss, "seed": seed, "status": status, "test_acc": acc, "axis.loss": loss}
+            for seed in (0, 1)
+            for loss, status, acc in (("mse", "failed", None), ("mae", "done", 0.8 + seed / 100),
+                                      ("kl", "done", 0.9))]
+    m = analysis.marginal_rankings(_frame(rows))["loss"]
+    assert list(m["loss"]) == ["kl", "mae", "mse"] and list(m["rank"]) == ["1", "2", "–"]
+    assert list(m["n"]) == [2, 2, 0] and list(m["mean_rank"][:2]) == [1.0, 2.0]
+    assert math.isnan(m["mean_rank"].iloc[2])
+
+
+def test_no_ranked_run_yet_gives_no_tables():
+    rows = [{"label": "A", "seed": 0, "status": "failed", "test_acc": None, "axis.loss": "A", "final": False,
+             "tuning": True}]
+    assert analysis.marginal_rankings(_frame(rows)) == {}
+    assert analysis.rank_configurations(_frame(rows)).empty
+
+
 def test_welch_p_is_undefined_without_spread():
     rows = [{"label": lab, "seed": i, "status": "done", "test_acc": v, "axis.loss": lab}
             for lab, v in (("A", 0.96), ("B", 0.95)) for i in range(2)]

@@ -392,3 +392,56 @@ def test_tensorboard_logs_every_epoch(tmp_path):
     acc = EventAccumulator(str(dirs[0]))
     acc.Reload()
     assert [e.step for e in acc.Scalars("val_accuracy")] == [1, 2, 3]
+
+
+def test_roles_follow_the_latest_spec(tmp_path):
+    # Regression: a run's "final" and "tuning" roles used to stick from earlier versions of the spec.
+    plain = 'name = "roles"\nepochs = 1\nbatch_size = 128\nseeds = [0]\n'
+    spec, out = _write(tmp_path, plain), tmp_path / "out"
+    assert main(["run", str(spec), "-o", str(out), "--workers", "1", "-q", "--no-report"]) == 0
+    # Adam's default rate 0.001 is one of the search rates: that run is reused, now as a search run.
+    _write(tmp_path, plain + "[tuning]\nlearning_rates = [0.001, 0.01]\n")
+    assert main(["run", str(spec), "-o", str(out), "--workers", "1", "-q", "--no-report"]) == 0
+    con = sqlite3.connect(out / "study.db")
+    rows = con.execute("SELECT json_extract(config, '$.optimizer.learning_rate'), final, tuning FROM runs").fetchall()
+    assert len(rows) == 2 and sorted(r[2] for r in rows) == [1, 1] and sum(r[1] for r in rows) == 1
+    # back to the plain spec: one final run, no search, and the report says nothing of a search
+    _write(tmp_path, plain)
+    assert main(["run", str(spec), "-o", str(out), "--workers", "1", "-q"]) == 0
+    rows = con.execute("SELECT json_extract(config, '$.optimizer.learning_rate'), final, tuning, current "
+                       "FROM runs").fetchall()
+    assert sorted(rows) == [(0.001, 1, 0, 1), (0.01, 0, 0, 0)]
+    assert "Learning-rate search" not in (out / "report" / "summary.md").read_text()
+
+
+def test_runs_of_a_dataset_gone_missing_stay_ranked(tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    npz = tmp_path / "tiny.npz"
+    np.savez(npz, x_train=rng.integers(0, 256, (64, 8, 8), dtype=np.uint8), y_train=np.arange(64) % 4,
+             x_test=rng.integers(0, 256, (16, 8, 8), dtype=np.uint8), y_test=np.arange(16) % 4)
+    spec = _write(tmp_path, f'name = "gone"\nepochs = 1\nskip_missing_datasets = true\nseeds = [0]\n'
+                            f'[grid]\ndataset = ["digits", "{npz}"]\n')
+    out = tmp_path / "out"
+    assert main(["run", str(spec), "-o", str(out), "--workers", "1", "-q", "--no-report"]) == 0
+    npz.rename(tmp_path / "elsewhere.npz")
+    r = _cnnbench("run", str(spec), "-o", str(out), "--workers", "1", "-q")  # a new process: nothing in memory
+    assert r.returncode == 0 and "skipped" in r.stdout, r.stderr
+    md = (out / "report" / "summary.md").read_text()
+    table = md.split("## Configurations ranked by test accuracy")[1].split("##")[0]
+    assert "tiny.npz" in table and "kept from earlier versions" not in md
+
+
+def test_ray_executor_without_ray_writes_nothing(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    spec, out = _write(tmp_path, 'name = "x"\nepochs = 1\n'), tmp_path / "out"
+    assert main(["run", str(spec), "-o", str(out), "--executor", "ray"]) == 2
+    assert "--executor ray needs Ray" in capsys.readouterr().err and not out.exists()
+
+
+def test_a_study_db_that_is_not_a_database(tmp_path, capsys):
+    (tmp_path / "study.db").write_bytes(b"not a database, just text" * 100)
+    assert main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("cnnbench: error: ") and err.count("\n") == 1 and "cannot use it as the study database" in err

@@ -108,22 +108,32 @@ def _welch_p(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def marginal_rankings(df: pd.DataFrame, metric: str = "test_acc") -> dict[str, pd.DataFrame]:
-    """For each varying axis: its values ranked by mean rank within blocks of the other axes × seed."""
+    """For each varying axis: its values ranked by mean rank within blocks of the other axes × seed.
+
+    A value with no result at all (every run failed or still to run) cannot be ranked; it is listed
+    last, with rank "–" and 0 runs, and the other values are ranked without it."""
     df = final_runs(df)
+    if df.empty:
+        return {}
     axes = axes_of(df)
-    done = df.assign(_score=scored(df, metric)) if not df.empty else df
+    done = df.assign(_score=scored(df, metric))
     out = {}
     for axis in axes:
         col, others = f"axis.{axis}", [f"axis.{a}" for a in axes if a != axis] + ["seed"]
         # Only complete blocks: every value of the axis has a result there (rank 1 of 2 is not rank 1 of 4).
-        levels = done[col].nunique()
-        block = done.groupby(others)["_score"].transform(lambda v: v.notna().sum())
-        complete = done[block == levels]
+        unscored = [v for v in done[col].unique() if done.loc[done[col] == v, "_score"].isna().all()]
+        done_axis = done[~done[col].isin(unscored)]
+        levels = done_axis[col].nunique()
+        block = done_axis.groupby(others)["_score"].transform(lambda v: v.notna().sum())
+        complete = done_axis[block == levels]
         ranks = complete.groupby(others)["_score"].rank(ascending=False, method="average")
         t = complete.assign(_rank=ranks).groupby(col).agg(mean=("_score", "mean"), std=("_score", "std"),
                                                           n=("_score", "size"), mean_rank=("_rank", "mean"))
         t = t.sort_values(["mean_rank", "mean"], ascending=[True, False]).reset_index().rename(columns={col: axis})
-        t.insert(0, "rank", range(1, len(t) + 1))
+        t.insert(0, "rank", [str(i) for i in range(1, len(t) + 1)])
+        if unscored:
+            t = pd.concat([t, pd.DataFrame({"rank": "–", axis: unscored, "mean": math.nan, "std": math.nan,
+                                            "n": 0, "mean_rank": math.nan})], ignore_index=True)
         out[axis] = t
     return out
 

@@ -101,6 +101,14 @@ def cmd_run(args) -> int:
             import tensorboard  # noqa: F401
         except ImportError:
             raise UserError('--tensorboard needs the tensorboard package: pip install "cnnbench[loggers]"') from None
+    if args.executor == "ray":
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise UserError('--executor ray needs Ray: pip install "cnnbench[ray]"') from None
+        if not args.cpus_per_run > 0 or not args.gpus_per_run >= 0:
+            raise UserError(f"--cpus-per-run must be > 0 and --gpus-per-run >= 0, got {args.cpus_per_run:g} "
+                            f"and {args.gpus_per_run:g}")
     plan = runner.plan(spec, args.output, data_dir, download=not args.dry_run)
     for line in plan.skipped:
         console.print(f"[yellow]skipped[/] {line}")

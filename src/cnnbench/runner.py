@@ -129,9 +129,10 @@ def execute(p: Plan, *, data_dir: str | None, device: str, workers="auto", progr
     with study_lock(p.study_dir):
         store = Store.open(p.study_dir, p.study.name)
         try:
-            store.add_runs(p.runs)
-            if tuning is not None:
-                store.set_meta("tuning", tuning.model_dump_json())
+            # All the spec's runs are current, those of a missing dataset too: their earlier results stay
+            # ranked. Only the runs that can run here are run.
+            store.add_runs(p.study.runs)
+            store.set_meta("tuning", None if tuning is None else tuning.model_dump_json())
             (p.study_dir / "study.toml").write_text(p.study.text, encoding="utf-8")
             p.statuses = store.statuses()
             _run_phase(p, p.todo, data_dir, device, workers, progress, executor, ray_options, tensorboard)

@@ -60,10 +60,15 @@ class Store:
         self.path = Path(path)
         self.conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
         self.conn.row_factory = sqlite3.Row
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process kills
-        self.conn.executescript(_SCHEMA)
-        self._add_missing_columns()
+        try:
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process kills
+            self.conn.executescript(_SCHEMA)
+            self._add_missing_columns()
+        except sqlite3.DatabaseError as e:
+            self.conn.close()
+            raise UserError(f"{self.path}: cannot use it as the study database ({e}); move it away, fix its "
+                            "permissions, or choose another study directory with --output") from None
 
     def _add_missing_columns(self) -> None:
         """A store written by an older cnnbench gains the columns added since, with their defaults."""
@@ -119,8 +124,12 @@ class Store:
         row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else row[0]
 
-    def set_meta(self, key: str, value: str) -> None:
-        self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+    def set_meta(self, key: str, value: str | None) -> None:
+        """Set `key`, or remove it when `value` is None."""
+        if value is None:
+            self.conn.execute("DELETE FROM meta WHERE key = ?", (key,))
+        else:
+            self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
     # --- runs ---------------------------------------------------------------------------------------
     def add_runs(self, runs: Iterable, *, replace_current: bool = True) -> int:
@@ -129,12 +138,13 @@ class Store:
         These runs become the study's current runs (with `replace_current`, the only ones: a changed
         spec keeps the results of the runs it dropped, but they are no longer ranked). A run already
         stored keeps its results; its label and axes are refreshed (they describe it relative to the
-        current spec), and it gains the role it has now: a learning-rate search run whose rate was
-        chosen is also a final run."""
+        current spec), and so is its role: with `replace_current` every run first loses its roles, and
+        each run gets back the one it has in this spec (a learning-rate search run whose rate is then
+        chosen, added again without `replace_current`, is also a final run)."""
         now, added = time.time(), 0
         with self.transaction() as c:
             if replace_current:
-                c.execute("UPDATE runs SET current = 0")
+                c.execute("UPDATE runs SET current = 0, final = 0, tuning = 0")
             for r in runs:
                 final, tuning = int(r.role == "final"), int(r.role == "tuning")
                 axes = json.dumps(r.axes)

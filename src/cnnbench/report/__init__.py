@@ -192,8 +192,8 @@ RANKED_HEADER = ["#", "configuration", "seeds", "test acc % (mean ± std)", "95%
 
 
 def marginal_rows(t: pd.DataFrame) -> list[list[str]]:
-    return [[str(r["rank"]), str(r.iloc[1]), f"{r['mean_rank']:.2f}", f"{_pct(r['mean'])} ± {_pct(r['std'])}",
-             str(r["n"])] for _, r in t.iterrows()]
+    return [[str(r["rank"]), str(r.iloc[1]), "–" if math.isnan(r["mean_rank"]) else f"{r['mean_rank']:.2f}",
+             f"{_pct(r['mean'])} ± {_pct(r['std'])}", str(r["n"])] for _, r in t.iterrows()]
 
 
 MARGINAL_HEADER = ["#", "value", "mean rank", "test acc % (mean ± std)", "runs"]
