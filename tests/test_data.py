@@ -140,6 +140,13 @@ def test_npz_mistakes_are_one_line_errors(tmp_path):
     np.savez(byte_names, x_train=x, y_train=np.arange(6) % 2, x_test=x[:2], y_test=[0, 1],
              class_names=np.array([b"cat", b"dog"]))
     assert data.load(str(byte_names)).class_names == ["cat", "dog"]
+    one_hot = tmp_path / "one_hot.npz"
+    np.savez(one_hot, x_train=x, y_train=np.eye(3)[np.arange(6) % 3], x_test=x[:2], y_test=np.eye(3)[[2, 0]])
+    assert data.load(str(one_hot)).y_test.tolist() == [2, 0]
+    scores = tmp_path / "scores.npz"
+    np.savez(scores, x_train=x, y_train=np.full((6, 3), 0.5), x_test=x[:2], y_test=np.eye(3)[[2, 0]])
+    with pytest.raises(UserError, match="y_train is 6×3 but not one-hot"):
+        data.load(str(scores))
 
 
 @pytest.mark.parametrize("spec, match", [

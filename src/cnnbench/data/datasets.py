@@ -467,6 +467,9 @@ def npz(path: str = "") -> Source:
             if y.ndim == 2 and y.shape[1] == 1:
                 y = y[:, 0]
             elif y.ndim == 2:  # one-hot
+                if not (np.isin(y, (0, 1)).all() and (y.sum(1) == 1).all()):
+                    raise UserError(f"{where}: y_{part} is {y.shape[0]}×{y.shape[1]} but not one-hot; store "
+                                    "one class index per image (or one-hot rows of 0s and a single 1)")
                 y = y.argmax(1)
             if y.dtype.kind not in "iub":
                 raise UserError(f"{where}: y_{part} must hold integer class indices, got {y.dtype}")
