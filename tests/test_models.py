@@ -39,6 +39,31 @@ def test_keras_mnist_cnn_filters_option_and_keras_init():
             assert mod.weight.abs().max() > 0.5 * limit
 
 
+def test_he_normal_has_keras_std_and_cut():
+    # Keras' HeNormal: truncated at ±2 of the normal's std, which is scaled up by 1/0.8796 so that the
+    # truncated draw has std sqrt(2 / fan_in) (keras.initializers.VarianceScaling).
+    from cnnbench.models._base import he_normal_
+
+    torch.manual_seed(0)
+    w = he_normal_(torch.empty(256, 256, 3, 3))
+    target = (2 / (256 * 9)) ** 0.5
+    assert float(w.std()) == pytest.approx(target, rel=0.01)
+    assert float(w.abs().max()) <= 2 * target / 0.87962566103423978 + 1e-7
+
+
+def test_he_normal_against_keras(keras_torch):
+    from cnnbench.models._base import he_normal_
+
+    torch.manual_seed(0)
+    ours = he_normal_(torch.empty(64, 128, 3, 3))  # (out, in, kh, kw) = Keras' (3, 3, 128, 64)
+    theirs = keras_torch.initializers.HeNormal(seed=0)((3, 3, 128, 64))
+    theirs = torch.as_tensor(keras_torch.ops.convert_to_numpy(theirs))
+    assert float(ours.std()) == pytest.approx(float(theirs.std()), rel=0.02)
+    # (not the max: Keras' torch backend keeps a rare draw beyond the cut after 4 tries)
+    q = torch.tensor(0.99, dtype=torch.float64)
+    assert float(ours.abs().double().quantile(q)) == pytest.approx(float(theirs.abs().double().quantile(q)), rel=0.02)
+
+
 def test_resolve_is_explicit_json_safe_and_name_insensitive():
     r = models.resolve("MnistCNN")
     assert r == {"name": "keras_mnist_cnn", "filters": [32, 64], "kernel_size": 3, "hidden_units": 128,

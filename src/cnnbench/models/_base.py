@@ -48,10 +48,16 @@ def glorot_uniform_(w: torch.Tensor) -> torch.Tensor:
     return nn.init.xavier_uniform_(w)
 
 
+# The std of a standard normal truncated at ±2: Keras divides by it so that the truncated draw still
+# has the std it asks for (keras.initializers.VarianceScaling, distribution="truncated_normal").
+_TRUNCATED_NORMAL_STD = 0.87962566103423978
+
+
 def he_normal_(w: torch.Tensor) -> torch.Tensor:
-    """Keras' he_normal: truncated normal (cut at 2 std) with std = sqrt(2 / fan_in)."""
+    """Keras' he_normal: a normal truncated at ±2 of its std, scaled so that the result has std
+    sqrt(2 / fan_in)."""
     fan_in = w.shape[1] * (w[0][0].numel() if w.dim() > 2 else 1)
-    std = math.sqrt(2.0 / fan_in)
+    std = math.sqrt(2.0 / fan_in) / _TRUNCATED_NORMAL_STD
     return nn.init.trunc_normal_(w, std=std, a=-2 * std, b=2 * std)
 
 
