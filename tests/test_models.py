@@ -264,7 +264,12 @@ def test_resnet18_freeze_until_torch_name_keeps_frozen_batchnorm_in_eval():
     m = models.get({"name": "resnet18", "weights": "none", "freeze_until": "layer3"},
                    input_shape=(3, 32, 32), num_outputs=2)
     frozen_bn = m.backbone.layer2[1].bn2
-    stats = frozen_bn.running_mean.clone()
+    assert not frozen_bn.training  # from the start: a user's own loop may never call model.train()
+    with torch.no_grad():
+        stats = frozen_bn.running_mean.clone()
+        m(torch.rand(2, 3, 32, 32))
+        assert torch.equal(frozen_bn.running_mean, stats)
+    assert m.backbone.layer3[0].bn1.momentum == pytest.approx(0.01)  # Keras' momentum 0.99
     changed = _one_sgd_step(m, (3, 32, 32))
     names = list(changed)
     first = names.index("backbone.layer3.0.conv1.weight")

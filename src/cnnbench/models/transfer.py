@@ -62,7 +62,8 @@ FAMILIES = {
     "densenet121": dict(kind="densenet", builder="densenet121", enum="DenseNet121_Weights", min_size=32,
                         paper="Huang et al. 2017 (arXiv:1608.06993); keras.applications.DenseNet121"),
     "mobilenet_v3_small": dict(kind="mobilenet", builder="mobilenet_v3_small", enum="MobileNet_V3_Small_Weights",
-                               min_size=32, paper="Howard et al. 2019 (arXiv:1905.02244); MobileNetV3Small"),
+                               min_size=32, bn_momentum=0.999,
+                               paper="Howard et al. 2019 (arXiv:1905.02244); MobileNetV3Small"),
 }
 
 # DenseNet checkpoints use the old 'norm.1' key names (torchvision remaps them the same way)
@@ -242,15 +243,22 @@ class TransferNet(nn.Module):
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.backbone = backbone
+        # Keras' BatchNormalization momentum (0.99 in keras.applications' ResNet50 and DenseNet121, 0.999
+        # in MobileNetV3) where torchvision uses 0.1 / 0.01 (torch counts momentum the other way round).
+        # The epsilons stay torchvision's: the pretrained weights were trained with them.
+        keras_momentum = FAMILIES[family].get("bn_momentum", 0.99)
+        for module in backbone.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.momentum = 1.0 - keras_momentum
         self.frozen_batchnorm: list[str] = []
         self._freeze(freeze_target(family, backbone, freeze_until))
 
         # size the head with one dry run of the backbone
-        was_training = backbone.training
-        backbone.eval()
+        was_training = self.training
+        self.eval()
         with torch.no_grad():
             feats = self.features(torch.zeros(1, *input_shape))
-        backbone.train(was_training)
+        self.train(was_training)  # TransferNet.train: the frozen part's BatchNorm stays in eval mode
         channels, h, w = feats.shape[1:]
         layers: OrderedDict[str, nn.Module] = OrderedDict()
         if head == "gap":
