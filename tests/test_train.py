@@ -77,6 +77,22 @@ def test_early_stopping_in_fit_ends_before_epochs(tiny_images):
     assert h.stopped_epoch is not None and len(h.epoch) < 30
 
 
+def test_an_early_stopping_callback_reused_for_another_fit_starts_afresh(tiny_images):
+    # Keras resets EarlyStopping in on_train_begin; a reused callback must neither stop the second fit
+    # on the first fit's best value nor hand it the first fit's weights.
+    x, y = tiny_images
+    es = EarlyStopping(monitor="val_loss", patience=1, restore_best_weights=True)
+    first = cnnbench.fit("digits_cnn", x, y, epochs=6, batch_size=64, validation_split=0.2, callbacks=[es])
+    first_weights = {k: v.clone() for k, v in first.model.state_dict().items()}
+    # a barely-moving second fit: its val_loss improves a little every epoch, but stays above the first's
+    second = cnnbench.fit("digits_cnn", x, y, epochs=3, batch_size=64, validation_split=0.2, seed=1,
+                          optimizer={"name": "sgd", "learning_rate": 1e-4}, callbacks=[es])
+    assert min(second.history["val_loss"]) > min(first.history["val_loss"])
+    assert second.epoch == [0, 1, 2] and second.stopped_epoch is None
+    assert es.best_epoch == 2
+    assert not torch.equal(second.model.state_dict()["dense.weight"], first_weights["dense.weight"])
+
+
 def test_nan_loss_is_recorded_as_diverged(tiny_images):
     x, y = tiny_images
     h = cnnbench.fit("digits_cnn", x, y, epochs=5, batch_size=32,
@@ -108,9 +124,20 @@ def test_fit_accepts_a_module_and_an_optimizer_object(tiny_images):
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(epochs=-1), "epochs must be >= 0"),
+    (dict(epochs=-1), "epochs must be a whole number >= 0"),
+    (dict(epochs=1.5), "epochs must be a whole number >= 0"),
+    (dict(batch_size=8.0), "batch_size must be a whole number >= 1"),
     (dict(batch_size=10_000), "batch_size 10000 must be between 1 and the 600"),
+    (dict(micro_batch_size=-1), "micro_batch_size must be a whole number >= 1"),
     (dict(validation_split=1.5), "validation_split must be in"),
+    (dict(validation_data=([1],)), "validation_data must be a pair"),
+    (dict(sample_weight=[1.0] * 10), "sample_weight has shape .10,.; give one weight per image .600."),
+    (dict(num_classes=2), "labels span 0..3, outside 0..1"),
+    (dict(early_stopping={"patiance": 2}), "early_stopping has no option 'patiance'; did you mean 'patience'"),
+    (dict(micro_batch_size=8, loss={"name": "categorical_crossentropy", "reduction": "sum"}),
+     "micro_batch_size needs a loss that averages over the batch"),
+    (dict(micro_batch_size=8, loss={"name": "sparse_categorical_crossentropy", "ignore_class": 0}),
+     "micro_batch_size needs a loss that averages over the batch"),
     (dict(loss="nope"), "unknown loss 'nope'"),
     (dict(device="tpu"), "unknown device"),
 ])

@@ -88,7 +88,13 @@ def plan(study: Study, output=None, data_dir: str | None = None, download: bool 
         if cfg["batch_size"] > n_train:
             raise UserError(f"{study.source}: batch_size {cfg['batch_size']} is larger than the {n_train} "
                             f"training images of {cfg['dataset']['name']}; use a batch_size <= {n_train}")
-        losses.adapt(losses.get(cfg["loss"]), ds.num_classes)  # refuses a loss that cannot apply
+        training_loss = losses.adapt(losses.get(cfg["loss"]), ds.num_classes)  # refuses a loss that cannot apply
+        if cfg["micro_batch_size"] and cfg["micro_batch_size"] < cfg["batch_size"]:
+            from .train import check_micro_batching
+            try:
+                check_micro_batching(training_loss.loss)
+            except UserError as e:
+                raise UserError(f"{study.source}: {e}") from None
         if cfg.get("sample_weight"):
             from .executors import load_sample_weight
             try:

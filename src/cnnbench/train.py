@@ -17,6 +17,8 @@ needs no RNG state.
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import math
 import os
 import time
@@ -179,6 +181,10 @@ class EarlyStopping(Callback):
             mode = "max" if ("acc" in monitor or monitor.endswith("auc")) else "min"
         self.sign = 1.0 if mode == "min" else -1.0  # compare sign*value: smaller is better
         self.min_delta = abs(min_delta)
+        self.on_train_begin()
+
+    def on_train_begin(self, logs=None):
+        # As Keras: a callback reused for another fit starts afresh (a resumed fit then loads its state).
         self.best = math.inf
         self.wait = 0
         self.best_epoch = -1
@@ -315,9 +321,9 @@ class Trainer:
         return (loss_sum / n).item(), (correct.float() / n).item()
 
     def run(self, x, y, sw, val: tuple[torch.Tensor, torch.Tensor] | None) -> History:
-        first_epoch = self._load_checkpoint()
         for cb in self.callbacks:
             cb.on_train_begin()
+        first_epoch = self._load_checkpoint()  # after on_train_begin: a resumed callback keeps its state
         for epoch in range(first_epoch, self.epochs):
             if self.stop_training:
                 break
@@ -391,8 +397,31 @@ def _evaluate(model: nn.Module, training_loss, x: torch.Tensor, y: torch.Tensor,
 def _build_callbacks(early_stopping, callbacks: Iterable[Callback]) -> list[Callback]:
     out = list(callbacks)
     if early_stopping:
-        out.insert(0, EarlyStopping(**(early_stopping if isinstance(early_stopping, dict) else {})))
+        options = early_stopping if isinstance(early_stopping, dict) else {}
+        allowed = list(inspect.signature(EarlyStopping).parameters)
+        for key in options:
+            if key not in allowed:
+                close = difflib.get_close_matches(key, allowed, n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise UserError(f"early_stopping has no option {key!r}; {hint}allowed: {', '.join(allowed)}")
+        out.insert(0, EarlyStopping(**options))
     return out
+
+
+def _whole_number(value, name: str, minimum: int = 1) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise UserError(f"{name} must be a whole number >= {minimum}, got {value!r}")
+
+
+def check_micro_batching(loss) -> None:
+    """Micro-batching weights each slice's loss by its share of the batch, which is the batch's loss
+    only when the loss averages over the batch's samples."""
+    reduction = getattr(loss, "reduction", "sum_over_batch_size")
+    if reduction not in ("sum_over_batch_size", "mean") or getattr(loss, "ignore_class", None) is not None:
+        raise UserError(f"micro_batch_size needs a loss that averages over the batch (reduction "
+                        f"'sum_over_batch_size', no ignore_class); loss {loss.name!r} has reduction {reduction!r}"
+                        + (f" and ignore_class {loss.ignore_class!r}" if getattr(loss, "ignore_class", None)
+                           is not None else "") + "; drop micro_batch_size or use the default reduction")
 
 
 def fit(model: nn.Module | str | dict, x, y, *, loss="categorical_crossentropy", optimizer="adam",
@@ -413,17 +442,25 @@ def fit(model: nn.Module | str | dict, x, y, *, loss="categorical_crossentropy",
     bfloat16 autocast for the model (faster; float32 is Keras' default). The trained model is
     `history.model`.
     """
-    if epochs < 0:
-        raise UserError(f"epochs must be >= 0, got {epochs}")
+    _whole_number(epochs, "epochs", minimum=0)
+    _whole_number(batch_size, "batch_size")
+    if micro_batch_size is not None:
+        _whole_number(micro_batch_size, "micro_batch_size")
     dev = resolve_device(device)
     _autocast(dev, precision)  # validate before any work
     x, y = to_images(x), to_labels(y)
     if x.shape[0] != y.shape[0]:
         raise UserError(f"x has {x.shape[0]} images but y has {y.shape[0]} labels")
     sw = None if sample_weight is None else torch.as_tensor(np.asarray(sample_weight), dtype=torch.float32)
+    if sw is not None and tuple(sw.shape) != (x.shape[0],):
+        raise UserError(f"sample_weight has shape {tuple(sw.shape)}; give one weight per image ({x.shape[0]})")
     val = None
     if validation_data is not None:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise UserError("validation_data must be a pair (x_val, y_val)")
         val = (to_images(validation_data[0]), to_labels(validation_data[1]))
+        if val[0].shape[0] != val[1].shape[0]:
+            raise UserError(f"validation_data has {val[0].shape[0]} images but {val[1].shape[0]} labels")
     elif validation_split:
         if not 0.0 < validation_split < 1.0:
             raise UserError(f"validation_split must be in (0, 1), got {validation_split}")
@@ -435,9 +472,15 @@ def fit(model: nn.Module | str | dict, x, y, *, loss="categorical_crossentropy",
         sw = None if sw is None else sw[:n_train]
     if batch_size < 1 or batch_size > x.shape[0]:
         raise UserError(f"batch_size {batch_size} must be between 1 and the {x.shape[0]} training images")
+    labels = torch.cat([y, val[1]]) if val else y
     if num_classes is None:
-        num_classes = int(max(y.max().item(), val[1].max().item() if val else 0)) + 1
+        num_classes = int(labels.max().item()) + 1
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        raise UserError(f"labels span {int(labels.min())}..{int(labels.max())}, outside 0..{num_classes - 1}; "
+                        "labels must be class indices 0..num_classes-1")
     training_loss = losses_mod.adapt(losses_mod.get(loss), num_classes)
+    if micro_batch_size is not None and micro_batch_size < batch_size:
+        check_micro_batching(training_loss.loss)
     if class_weight is not None:
         cw = losses_mod.class_weights_to_sample_weights(y, class_weight, num_classes)
         sw = cw if sw is None else sw * cw
