@@ -85,6 +85,21 @@ def test_bad_specs_raise_user_errors():
         models.get("keras_mnist_cnn", input_shape=(1, 4, 4), num_outputs=10)
 
 
+@pytest.mark.parametrize("name, options, shape, message", [
+    ("lenet5", {"filters": [6, 16, 32]}, (1, 28, 28), "filters must be one value or 2 values"),
+    ("keras_mnist_cnn", {"kernel_size": [3, 3]}, (1, 28, 28), "kernel_size must be a positive whole number"),
+    ("digits_cnn", {"hidden_units": "abc"}, (1, 8, 8), "hidden_units must be a positive whole number"),
+    ("digits_cnn", {"hidden_units": 0}, (1, 8, 8), "hidden_units must be a positive whole number"),
+    ("digits_cnn", {"filters": [16, 2.5]}, (1, 8, 8), "filters must be a positive whole number"),
+    ("digits_cnn", {"dropout": "a"}, (1, 8, 8), "dropout rate must be a number in [0, 1)"),
+    ("krutov_cnn", {"filters": []}, (3, 150, 150), "filters must be one value or a non-empty list"),
+    ("resnet20", {"l2": "x"}, (3, 32, 32), "l2 must be a number >= 0"),
+])
+def test_bad_model_options_are_one_line_errors(name, options, shape, message):
+    with pytest.raises(UserError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
+        models.get({"name": name, **options}, input_shape=shape, num_outputs=10)
+
+
 def test_digits_cnn_is_small_and_works_channels_last():
     m = models.get("digits_cnn", input_shape=(1, 8, 8), num_outputs=10)
     assert n_params(m) < 20_000

@@ -115,6 +115,10 @@ def read(path, map_location="cpu") -> tuple[dict[str, Any], dict[str, torch.Tens
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise UserError(f"model file {path!r} does not exist; give the path of a file written by cnnbench")
+    if isinstance(map_location, (str, torch.device)):
+        from .train import resolve_device
+
+        map_location = resolve_device(map_location)  # "cuda" without a GPU: say so, not "not a model file"
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:

@@ -160,8 +160,8 @@ def _build(input_shape, num_outputs, depth, version, l2):
     name = f"resnet{depth}" + ("_v2" if version == 2 else "")
     check_input_shape(name, input_shape)
     check_num_outputs(name, num_outputs)
-    if float(l2) < 0:
-        raise UserError(f"model {name!r}: l2 must be >= 0, got {l2!r}")
+    if isinstance(l2, bool) or not isinstance(l2, (int, float)) or not l2 >= 0:
+        raise UserError(f"model {name!r}: l2 must be a number >= 0, got {l2!r}")
     return KerasCifarResNet(tuple(input_shape), num_outputs, depth, version, l2)
 
 

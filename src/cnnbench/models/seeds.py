@@ -78,7 +78,13 @@ class Builder:
             raise self._too_small(name)
         return self
 
+    def _whole(self, value, what: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise UserError(f"model {self.model_name!r}: {what} must be a positive whole number, got {value!r}")
+        return value
+
     def conv(self, filters, kernel_size=3, activation="relu", padding="valid", strides=1):
+        filters = self._whole(filters, "filters")
         return self._add("conv2d", Conv2D(self._shape[0], filters, kernel_size, strides, padding, activation))
 
     def max_pool(self, pool_size=2):
@@ -89,27 +95,32 @@ class Builder:
         return self._add("average_pooling2d", nn.AvgPool2d(pool_size))
 
     def dropout(self, rate):
-        if not 0 <= float(rate) < 1:
-            raise UserError(f"model {self.model_name!r}: dropout rate must be in [0, 1), got {rate!r}")
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+            raise UserError(f"model {self.model_name!r}: dropout rate must be a number in [0, 1), got {rate!r}")
         return self._add("dropout", Dropout(float(rate)))
 
     def flatten(self):
         return self._add("flatten", Flatten())
 
     def dense(self, units, activation=None):
+        units = self._whole(units, "hidden_units")
         if len(self._shape) != 1:
             self.flatten()
         return self._add("dense", Dense(self._shape[0], units, activation))
 
 
+def _values(value, name: str, model: str, count: int | None = None) -> list:
+    """An option that is one value or a list: a list, of `count` values when given (one value repeats)."""
+    if isinstance(value, (list, tuple)):
+        if not value or (count is not None and len(value) != count):
+            size = f"{count} values" if count is not None else "a non-empty list"
+            raise UserError(f"model {model!r}: {name} must be one value or {size}, got {value!r}")
+        return list(value)
+    return [value] * (count or 1)
+
+
 def _pair(value, name, model):
-    if isinstance(value, (int, float)):
-        return (value, value)
-    try:
-        a, b = value
-    except (TypeError, ValueError):
-        raise UserError(f"model {model!r}: {name} must be one value or a pair, got {value!r}") from None
-    return (a, b)
+    return _values(value, name, model, 2)
 
 
 # --- digits_cnn ----------------------------------------------------------------------------------
@@ -122,8 +133,8 @@ def digits_cnn(input_shape, num_outputs, *, filters=(16, 32), hidden_units=64, d
     f1, f2 = _pair(filters, "filters", name)
     d1, d2 = _pair(dropout, "dropout", name)
     m = Builder(name, input_shape)
-    m.conv(int(f1), 3, "relu").conv(int(f2), 3, "relu").max_pool(2).dropout(d1)
-    m.flatten().dense(int(hidden_units), "relu").dropout(d2).dense(num_outputs)
+    m.conv(f1, 3, "relu").conv(f2, 3, "relu").max_pool(2).dropout(d1)
+    m.flatten().dense(hidden_units, "relu").dropout(d2).dense(num_outputs)
     return m.build()
 
 
@@ -136,14 +147,16 @@ def keras_mnist_cnn(input_shape, num_outputs, *, filters=(32, 64), kernel_size=3
                     hidden_units=128, dropout=(0.25, 0.5)):
     """Keras mnist_cnn.py: Conv32-Conv64 (3x3 relu) - MaxPool2 - Dropout.25 - Dense128 - Dropout.5 - Dense."""
     name = "keras_mnist_cnn"
-    k = int(kernel_size)
+    if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1:
+        raise UserError(f"model {name!r}: kernel_size must be a positive whole number, got {kernel_size!r}")
+    k = kernel_size
     check_input_shape(name, input_shape, min_hw=2 * (k - 1) + 2)
     check_num_outputs(name, num_outputs)
     f1, f2 = _pair(filters, "filters", name)
     d1, d2 = _pair(dropout, "dropout", name)
     m = Builder(name, input_shape)
-    m.conv(int(f1), k, "relu").conv(int(f2), k, "relu").max_pool(2).dropout(d1)
-    m.flatten().dense(int(hidden_units), "relu").dropout(d2).dense(num_outputs)
+    m.conv(f1, k, "relu").conv(f2, k, "relu").max_pool(2).dropout(d1)
+    m.flatten().dense(hidden_units, "relu").dropout(d2).dense(num_outputs)
     return m.build()
 
 
@@ -157,10 +170,10 @@ def keras_mnist_mlp(input_shape, num_outputs, *, hidden_units=(512, 512), dropou
     name = "keras_mnist_mlp"
     check_input_shape(name, input_shape)
     check_num_outputs(name, num_outputs)
-    units = [hidden_units] if isinstance(hidden_units, int) else list(hidden_units)
+    units = _values(hidden_units, "hidden_units", name)
     m = Builder(name, input_shape).flatten()
     for u in units:
-        m.dense(int(u), activation).dropout(dropout)
+        m.dense(u, activation).dropout(dropout)
     m.dense(num_outputs)
     return m.build()
 
@@ -173,7 +186,7 @@ def keras_mnist_mlp(input_shape, num_outputs, *, hidden_units=(512, 512), dropou
 def krutov_cnn(input_shape, num_outputs, *, filters=(32, 64, 128, 128), hidden_units=512, dropout=0.5):
     """Cats-vs-dogs CNN: 4 x (Conv 3x3 relu + MaxPool2) - Flatten - Dropout.5 - Dense512 relu - Dense."""
     name = "krutov_cnn"
-    filters = [filters] if isinstance(filters, int) else list(filters)
+    filters = _values(filters, "filters", name)
     smallest = 1
     for _ in filters:  # each 3x3 valid conv + 2x2 pool: size -> (size - 2) // 2
         smallest = 2 * smallest + 2
@@ -181,8 +194,8 @@ def krutov_cnn(input_shape, num_outputs, *, filters=(32, 64, 128, 128), hidden_u
     check_num_outputs(name, num_outputs)
     m = Builder(name, input_shape)
     for f in filters:
-        m.conv(int(f), 3, "relu").max_pool(2)
-    m.flatten().dropout(dropout).dense(int(hidden_units), "relu").dense(num_outputs)
+        m.conv(f, 3, "relu").max_pool(2)
+    m.flatten().dropout(dropout).dense(hidden_units, "relu").dense(num_outputs)
     return m.build()
 
 
@@ -196,10 +209,10 @@ def cifar_simple_cnn(input_shape, num_outputs, *, filters=(32, 64, 64), hidden_u
     name = "cifar_simple_cnn"
     check_input_shape(name, input_shape, min_hw=18)
     check_num_outputs(name, num_outputs)
-    f1, f2, f3 = filters
+    f1, f2, f3 = _values(filters, "filters", name, 3)
     m = Builder(name, input_shape)
-    m.conv(int(f1), 3, "relu").max_pool(2).conv(int(f2), 3, "relu").max_pool(2).conv(int(f3), 3, "relu")
-    m.flatten().dense(int(hidden_units), "relu").dense(num_outputs)
+    m.conv(f1, 3, "relu").max_pool(2).conv(f2, 3, "relu").max_pool(2).conv(f3, 3, "relu")
+    m.flatten().dense(hidden_units, "relu").dense(num_outputs)
     return m.build()
 
 
@@ -219,13 +232,13 @@ def lenet5(input_shape, num_outputs, *, activation="tanh", pooling="avg", paddin
         raise UserError(f"model 'lenet5': pooling must be 'avg' or 'max', got {pooling!r}")
     check_input_shape(name, input_shape, min_hw=12 if padding == "same" else 16)
     check_num_outputs(name, num_outputs)
-    f1, f2 = filters
+    f1, f2 = _pair(filters, "filters", name)
     pool = (lambda b: b.avg_pool(2)) if pooling == "avg" else (lambda b: b.max_pool(2))
     m = Builder(name, input_shape)
-    pool(m.conv(int(f1), 5, activation, padding=padding))
-    pool(m.conv(int(f2), 5, activation))
+    pool(m.conv(f1, 5, activation, padding=padding))
+    pool(m.conv(f2, 5, activation))
     m.flatten()
-    for u in hidden_units:
-        m.dense(int(u), activation)
+    for u in _values(hidden_units, "hidden_units", name):
+        m.dense(u, activation)
     m.dense(num_outputs)
     return m.build()
