@@ -277,8 +277,9 @@ def _draw_shift(spec, size: int, rnd, zero: torch.Tensor) -> torch.Tensor:
         return zero
     if isinstance(spec, float):
         return rnd(-spec, spec) * (size if spec < 1 else 1.0)
-    choices = torch.arange(spec, dtype=torch.float32) if isinstance(spec, int) else torch.tensor(spec)
-    choices = choices.to(zero.device) * (size if float(choices.max()) < 1 else 1.0)
+    values = list(range(spec)) if isinstance(spec, int) else spec
+    scale = size if max(values) < 1 else 1.0  # from the Python values: no device sync
+    choices = torch.tensor([v * scale for v in values], dtype=torch.float32, device=zero.device)
     pick = torch.floor(rnd(0, 1) * len(choices)).long().clamp_(max=len(choices) - 1)
     sign = torch.where(rnd(0, 1) < 0.5, -1.0, 1.0)
     return choices[pick] * sign
