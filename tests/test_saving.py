@@ -8,6 +8,7 @@ import os
 import pytest
 import torch
 
+import cnnbench
 from cnnbench import models, saving
 from cnnbench.errors import UserError
 
@@ -173,6 +174,16 @@ def test_predict_single_sigmoid_unit_and_loss_from_config(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(probs[:, 1], torch.sigmoid(m(x)[:, 0]))
     assert torch.equal(labels, (probs[:, 1] > 0.5).long())
+
+
+def test_a_model_trained_by_fit_records_the_loss_as_written(tmp_path):
+    x = torch.randint(0, 256, (40, 1, 6, 6), dtype=torch.uint8)
+    y = torch.arange(40) % 3
+    spec = {"name": "categorical_crossentropy", "label_smoothing": 0.1}
+    h = cnnbench.fit({"name": "keras_mnist_mlp", "hidden_units": [8]}, x, y, loss=spec, epochs=1, batch_size=8)
+    saving.save(h.model, tmp_path / "m.pt")
+    loss = saving.load(tmp_path / "m.pt").cnnbench_config["loss"]
+    assert loss["from_logits"] is False and loss["label_smoothing"] == 0.1  # not the engine's logits copy
 
 
 def test_predict_applies_recorded_input_normalization(tmp_path):

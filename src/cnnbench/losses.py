@@ -1154,6 +1154,7 @@ class TrainingLoss:
         self.binary_output = bool(loss.binary) and num_classes == 2
         self.one_vs_rest = bool(loss.binary) and num_classes > 2
         self.out_features = 1 if self.binary_output else num_classes
+        self.user_loss = loss  # as given (the copy below feeds logits): what a saved model records
         if hasattr(loss, "from_logits"):
             if not loss.from_logits:
                 loss = copy.copy(loss)
