@@ -240,3 +240,15 @@ def test_affine_matches_keras_image_data_generator(keras_torch, fill_mode, cval)
             flip_y=torch.tensor([p.get("flip_vertical", False)]),
         )[0, 0]
         assert torch.allclose(ours, expected, atol=1e-5), (p, float((ours - expected).abs().max()))
+
+
+def test_channel_shift_matches_keras(keras_torch, monkeypatch):
+    """Keras' apply_channel_shift: one intensity for every channel, clipped to the image's min..max."""
+    from keras.src.legacy.preprocessing.image import ImageDataGenerator
+
+    _fixed_draws(monkeypatch, 1.0)  # the intensity is +channel_shift_range
+    img = torch.rand(10, 12, 3, generator=gen(2), dtype=torch.float64) * 0.6 + 0.2  # spans ~0.2..0.8
+    for intensity in (30.0, 200.0):  # a little, and past the image's maximum
+        expected = ImageDataGenerator().apply_transform(img.numpy() * 255, {"channel_shift_intensity": intensity})
+        ours = augment.get({"channel_shift_range": intensity})(img.permute(2, 0, 1)[None], gen())[0]
+        torch.testing.assert_close(ours.permute(1, 2, 0) * 255, torch.from_numpy(expected.copy()), atol=1e-6, rtol=0)

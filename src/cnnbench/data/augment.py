@@ -23,12 +23,14 @@ Options (Keras names and meanings; ranges are symmetric and drawn uniformly per 
   Keras (scipy's `affine_transform`, order 1), "constant" gives exactly `cval` beyond the outer pixel
   centres and interpolates only between pixels inside.
 - `brightness_range`: [lower, upper] multiplies the image by U(lower, upper) (then clamps to 0..1).
-- `channel_shift_range`: adds U(-r, r) / 255 to the image (Keras units: 0..255 intensities).
+- `channel_shift_range`: adds U(-r, r) / 255 to the image (Keras units: 0..255 intensities), clipped to
+  the image's own min..max as Keras' `apply_channel_shift` does.
 - `crop_padding` (pixels p): random crop after zero-padding by p on every side (the CIFAR recipe):
   an integer shift in [-p, p] in both directions with zero fill.
 - `cutout_size` (pixels s): zero one s×s square per image, centre uniform over the image (clipped at
   the borders; DeVries & Taylor 2017).
-Order: affine (with flips) -> crop -> brightness -> channel shift -> cutout.
+Order: affine (with flips) -> crop -> channel shift -> brightness -> cutout (Keras: affine, channel
+shift, flips, brightness).
 """
 
 from __future__ import annotations
@@ -220,12 +222,14 @@ class Augment:
 
         if o["crop_padding"]:
             x = self._crop(x, o["crop_padding"], rnd)
+        if o["channel_shift_range"]:
+            # Keras' apply_channel_shift: one intensity for all channels, clipped to the image's own range
+            r = o["channel_shift_range"] / 255.0
+            lo, hi = x.amin(dim=(1, 2, 3), keepdim=True), x.amax(dim=(1, 2, 3), keepdim=True)
+            x = torch.minimum(torch.maximum(x + rnd(-r, r).to(x.dtype)[:, None, None, None], lo), hi)
         if o["brightness_range"] is not None:
             lo, hi = o["brightness_range"]
             x = (x * rnd(lo, hi).to(x.dtype)[:, None, None, None]).clamp_(0.0, 1.0)
-        if o["channel_shift_range"]:
-            r = o["channel_shift_range"] / 255.0
-            x = (x + rnd(-r, r).to(x.dtype)[:, None, None, None]).clamp_(0.0, 1.0)
         if o["cutout_size"]:
             x = self._cutout(x, o["cutout_size"], rnd)
         return x
