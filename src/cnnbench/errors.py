@@ -5,6 +5,9 @@ message on one line and exits with status 2, without a traceback; library caller
 `ValueError`.
 """
 
+import difflib
+from typing import Iterable
+
 
 class UserError(ValueError):
     """Bad input from the user. The message names the problem and the fix, on one line."""
@@ -15,3 +18,9 @@ class UnknownNameError(UserError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """`"did you mean 'adam'? "` for the closest of `choices` (difflib), or `""` when none is close."""
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f"did you mean {close[0]!r}? " if close else ""

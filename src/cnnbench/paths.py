@@ -25,7 +25,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from .errors import UserError
+from .errors import UserError, did_you_mean
 from .registry import split_spec
 
 
@@ -94,10 +94,7 @@ DEFAULT_LRS: dict[str, dict[str, float]] = {
 def _surface(name: str) -> Surface:
     key = name.lower().strip()
     if key not in SURFACES:
-        import difflib
-
-        close = difflib.get_close_matches(key, list(SURFACES), n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
+        hint = did_you_mean(key, list(SURFACES))
         raise UserError(f"unknown surface {name!r}; {hint}choose one of: {', '.join(SURFACES)}")
     return SURFACES[key]
 

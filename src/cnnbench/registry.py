@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from .errors import UnknownNameError, UserError
+from .errors import UnknownNameError, UserError, did_you_mean
 
 
 def normalize(name: str) -> str:
@@ -109,8 +109,7 @@ class Registry:
         if accepted is not None:
             for key in options:
                 if key not in accepted:
-                    close = difflib.get_close_matches(key, sorted(accepted), n=1)
-                    hint = f"did you mean {close[0]!r}? " if close else ""
+                    hint = did_you_mean(key, sorted(accepted))
                     allowed = ", ".join(sorted(accepted)) or "none"
                     raise UserError(
                         f"{self.kind} {entry.name!r} has no option {key!r}; {hint}allowed: {allowed}"

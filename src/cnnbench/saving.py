@@ -69,7 +69,7 @@ def model_config(model: nn.Module, config: dict | None = None) -> dict[str, Any]
     if trained is not None and "loss" not in full:
         from . import losses
 
-        full["loss"] = losses.resolve(getattr(trained, "user_loss", trained.loss))
+        full["loss"] = losses.resolve(trained.user_loss)
         full.setdefault("num_classes", trained.num_classes)
     return _jsonable(full)
 

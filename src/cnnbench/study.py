@@ -17,7 +17,6 @@ file, or written another way, gets the same key.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import itertools
 import json
@@ -29,7 +28,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .errors import UserError
+from .errors import UserError, did_you_mean
 from .registry import split_spec
 
 Named = str | dict[str, Any]
@@ -47,8 +46,7 @@ class EarlyStoppingSpec(BaseModel):
 
         v = MONITOR_ALIASES.get(v, v)
         if v not in MONITORS:
-            close = difflib.get_close_matches(v, MONITORS, n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
+            hint = did_you_mean(v, MONITORS)
             raise ValueError(f"unknown metric {v!r}; {hint}use one of {', '.join(MONITORS)}")
         return v
 
@@ -188,8 +186,7 @@ def load(path_or_name: str | Path | None = None) -> Study:
         raise UserError(f"study file {name} does not exist; give a path to a .toml file "
                         f"or a built-in study ({', '.join(builtin_studies())})")
     if name not in builtin_studies():
-        close = difflib.get_close_matches(name, builtin_studies(), n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
+        hint = did_you_mean(name, builtin_studies())
         raise UserError(f"no study file or built-in study named {name!r}; {hint}"
                         f"built-in studies: {', '.join(builtin_studies())}")
     text = resources.files("cnnbench.studies").joinpath(name + ".toml").read_text(encoding="utf-8")
@@ -302,8 +299,7 @@ def canonical(value: Any) -> str:
 
 
 def _unknown_key(key: str, allowed, where: str) -> str:
-    close = difflib.get_close_matches(key, allowed, n=1)
-    hint = f"did you mean {close[0]!r}? " if close else ""
+    hint = did_you_mean(key, allowed)
     return f"unknown key {key!r} for {where}; {hint}allowed: {', '.join(allowed)}"
 
 

@@ -17,7 +17,6 @@ needs no RNG state.
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import math
 import os
@@ -32,7 +31,7 @@ from torch import nn
 
 from . import losses as losses_mod
 from . import optim as optim_mod
-from .errors import UserError
+from .errors import UserError, did_you_mean
 
 __all__ = ["fit", "evaluate", "History", "Callback", "EarlyStopping", "LambdaCallback", "to_images", "to_labels"]
 
@@ -401,8 +400,7 @@ def _build_callbacks(early_stopping, callbacks: Iterable[Callback]) -> list[Call
         allowed = list(inspect.signature(EarlyStopping).parameters)
         for key in options:
             if key not in allowed:
-                close = difflib.get_close_matches(key, allowed, n=1)
-                hint = f"did you mean {close[0]!r}? " if close else ""
+                hint = did_you_mean(key, allowed)
                 raise UserError(f"early_stopping has no option {key!r}; {hint}allowed: {', '.join(allowed)}")
         out.insert(0, EarlyStopping(**options))
     return out
@@ -417,11 +415,12 @@ def check_micro_batching(loss) -> None:
     """Micro-batching weights each slice's loss by its share of the batch, which is the batch's loss
     only when the loss averages over the batch's samples."""
     reduction = getattr(loss, "reduction", "sum_over_batch_size")
-    if reduction not in ("sum_over_batch_size", "mean") or getattr(loss, "ignore_class", None) is not None:
+    ignore_class = getattr(loss, "ignore_class", None)
+    if reduction not in ("sum_over_batch_size", "mean") or ignore_class is not None:
+        ignoring = "" if ignore_class is None else f" and ignore_class {ignore_class!r}"
         raise UserError(f"micro_batch_size needs a loss that averages over the batch (reduction "
-                        f"'sum_over_batch_size', no ignore_class); loss {loss.name!r} has reduction {reduction!r}"
-                        + (f" and ignore_class {loss.ignore_class!r}" if getattr(loss, "ignore_class", None)
-                           is not None else "") + "; drop micro_batch_size or use the default reduction")
+                        f"'sum_over_batch_size', no ignore_class); loss {loss.name!r} has reduction "
+                        f"{reduction!r}{ignoring}; drop micro_batch_size or use the default reduction")
 
 
 def fit(model: nn.Module | str | dict, x, y, *, loss="categorical_crossentropy", optimizer="adam",
@@ -472,11 +471,12 @@ def fit(model: nn.Module | str | dict, x, y, *, loss="categorical_crossentropy",
         sw = None if sw is None else sw[:n_train]
     if batch_size < 1 or batch_size > x.shape[0]:
         raise UserError(f"batch_size {batch_size} must be between 1 and the {x.shape[0]} training images")
-    labels = torch.cat([y, val[1]]) if val else y
+    labels = torch.cat([y, val[1]]) if val else y  # y has >= batch_size >= 1 labels here
+    lowest, highest = int(labels.min()), int(labels.max())
     if num_classes is None:
-        num_classes = int(labels.max().item()) + 1
-    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
-        raise UserError(f"labels span {int(labels.min())}..{int(labels.max())}, outside 0..{num_classes - 1}; "
+        num_classes = highest + 1
+    if lowest < 0 or highest >= num_classes:
+        raise UserError(f"labels span {lowest}..{highest}, outside 0..{num_classes - 1}; "
                         "labels must be class indices 0..num_classes-1")
     training_loss = losses_mod.adapt(losses_mod.get(loss), num_classes)
     if micro_batch_size is not None and micro_batch_size < batch_size:

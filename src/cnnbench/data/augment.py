@@ -35,14 +35,13 @@ shift, flips, brightness).
 
 from __future__ import annotations
 
-import difflib
 import math
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from ..errors import UserError
+from ..errors import UserError, did_you_mean
 
 DEFAULTS: dict[str, Any] = {
     "horizontal_flip": False,
@@ -124,8 +123,7 @@ def resolve(spec: dict[str, Any] | str | None) -> dict[str, Any]:
     if isinstance(spec, str):
         key = spec.lower().replace("-", "_")
         if key not in PRESETS:
-            close = difflib.get_close_matches(key, list(PRESETS), n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
+            hint = did_you_mean(key, list(PRESETS))
             raise UserError(f"unknown augmentation preset {spec!r}; {hint}use one of {', '.join(PRESETS)} or a table of options")
         spec = PRESETS[key]
     if not isinstance(spec, dict):
@@ -136,8 +134,7 @@ def resolve(spec: dict[str, Any] | str | None) -> dict[str, Any]:
         if key not in DEFAULTS:
             if key in _NOT_HERE:
                 raise UserError(f"augment option {key!r} is not available: {_NOT_HERE[key]}")
-            close = difflib.get_close_matches(key, list(DEFAULTS), n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
+            hint = did_you_mean(key, list(DEFAULTS))
             raise UserError(f"unknown augment option {key!r}; {hint}allowed: {', '.join(DEFAULTS)}")
         if key in ("horizontal_flip", "vertical_flip"):
             if not isinstance(value, bool):
@@ -157,8 +154,7 @@ def resolve(spec: dict[str, Any] | str | None) -> dict[str, Any]:
             out[key] = None if value is None else _pair(key, value)
         elif key == "fill_mode":
             if value not in FILL_MODES:
-                close = difflib.get_close_matches(str(value), list(FILL_MODES), n=1)
-                hint = f"did you mean {close[0]!r}? " if close else ""
+                hint = did_you_mean(str(value), list(FILL_MODES))
                 raise UserError(f"augment fill_mode {value!r} is not supported; {hint}use one of {', '.join(FILL_MODES)}")
             out[key] = value
         elif key == "cval":

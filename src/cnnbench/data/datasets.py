@@ -13,7 +13,6 @@ Options every dataset takes (handled here, not by the registry entries):
 
 from __future__ import annotations
 
-import difflib
 import os
 import string
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from ..errors import UserError
+from ..errors import UserError, did_you_mean
 from ..registry import Registry, split_spec
 from . import cache, formats
 from .splits import LIMIT_MODES, limit, stratified_indices
@@ -123,8 +122,7 @@ def _arrays(x_train, y_train, x_test, y_test, class_names) -> Decoded:
 def _choice(value, allowed, what: str) -> str:
     v = str(value).lower()
     if v not in allowed:
-        close = difflib.get_close_matches(v, list(allowed), n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
+        hint = did_you_mean(v, list(allowed))
         raise UserError(f"{what} {value!r} is unknown; {hint}use one of {', '.join(allowed)}")
     return v
 

@@ -78,13 +78,8 @@ class Builder:
             raise self._too_small(name)
         return self
 
-    def _whole(self, value, what: str) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise UserError(f"model {self.model_name!r}: {what} must be a positive whole number, got {value!r}")
-        return value
-
     def conv(self, filters, kernel_size=3, activation="relu", padding="valid", strides=1):
-        filters = self._whole(filters, "filters")
+        filters = _positive_whole(filters, "filters", self.model_name)
         return self._add("conv2d", Conv2D(self._shape[0], filters, kernel_size, strides, padding, activation))
 
     def max_pool(self, pool_size=2):
@@ -103,10 +98,16 @@ class Builder:
         return self._add("flatten", Flatten())
 
     def dense(self, units, activation=None):
-        units = self._whole(units, "hidden_units")
+        units = _positive_whole(units, "hidden_units", self.model_name)
         if len(self._shape) != 1:
             self.flatten()
         return self._add("dense", Dense(self._shape[0], units, activation))
+
+
+def _positive_whole(value, what: str, model: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise UserError(f"model {model!r}: {what} must be a positive whole number, got {value!r}")
+    return value
 
 
 def _values(value, name: str, model: str, count: int | None = None) -> list:
@@ -147,9 +148,7 @@ def keras_mnist_cnn(input_shape, num_outputs, *, filters=(32, 64), kernel_size=3
                     hidden_units=128, dropout=(0.25, 0.5)):
     """Keras mnist_cnn.py: Conv32-Conv64 (3x3 relu) - MaxPool2 - Dropout.25 - Dense128 - Dropout.5 - Dense."""
     name = "keras_mnist_cnn"
-    if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1:
-        raise UserError(f"model {name!r}: kernel_size must be a positive whole number, got {kernel_size!r}")
-    k = kernel_size
+    k = _positive_whole(kernel_size, "kernel_size", name)
     check_input_shape(name, input_shape, min_hw=2 * (k - 1) + 2)
     check_num_outputs(name, num_outputs)
     f1, f2 = _pair(filters, "filters", name)

@@ -28,14 +28,13 @@ Options every optimizer takes besides its hyperparameters:
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import math
 from typing import Any
 
 import torch
 
-from ..errors import UserError
+from ..errors import UserError, did_you_mean
 from ..registry import Registry, normalize, split_spec
 from .catalog import SPECS, Spec
 from .schedules import CLIP_OPTIONS, Controller, Schedule, resolve_schedule
@@ -118,8 +117,7 @@ def _resolve(spec: Spec, options: dict[str, Any]) -> dict[str, Any]:
                 raise UserError(f"{where} option {key!r} exists only with flavor={elsewhere[0]!r}; "
                                 f"add flavor = {elsewhere[0]!r} or drop it")
             names = sorted(set(allowed) | {"schedule", "flavor"})
-            close = difflib.get_close_matches(key, names + sorted(_GENERIC_ALIASES), n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
+            hint = did_you_mean(key, names + sorted(_GENERIC_ALIASES))
             raise UserError(f"{where} has no option {key!r}; {hint}allowed: {', '.join(names)}")
         if key == "weight_decay" and value is None:
             value = 0.0  # Keras' None

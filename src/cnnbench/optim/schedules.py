@@ -26,14 +26,13 @@ gradients in a step pre-hook, before the optimizer's update (and before Keras' w
 
 from __future__ import annotations
 
-import difflib
 import math
 import warnings
 from typing import Any
 
 import torch
 
-from ..errors import UserError
+from ..errors import UserError, did_you_mean
 
 _WARMUP = {"warmup_epochs": 0.0, "warmup_steps": 0}
 
@@ -67,8 +66,7 @@ def _schedule_name(name: str) -> str:
         return by_key[key]
     if key in _SCHEDULE_ALIASES:
         return _SCHEDULE_ALIASES[key]
-    close = difflib.get_close_matches(name, list(SCHEDULES), n=1)
-    hint = f"did you mean {close[0]!r}? " if close else ""
+    hint = did_you_mean(name, list(SCHEDULES))
     raise UserError(f"unknown learning-rate schedule {name!r}; {hint}choose one of: {', '.join(SCHEDULES)}")
 
 
@@ -105,8 +103,7 @@ def resolve_schedule(spec) -> dict[str, Any]:
         if key == "name":
             continue
         if key not in defaults:
-            close = difflib.get_close_matches(key, sorted(defaults), n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
+            hint = did_you_mean(key, sorted(defaults))
             raise UserError(f"schedule {name!r} has no option {key!r}; {hint}allowed: {', '.join(sorted(defaults))}")
         default = 0.0 if key == "decay_epochs" and value is not None else defaults[key]  # epochs are floats
         out[key] = _number(f"schedule {name!r}", key, value, default)
