@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .store import METRICS, Store
+from ..store import METRICS, Store
 
 
 def runs_frame(store: Store) -> pd.DataFrame:
@@ -64,11 +64,12 @@ def current_runs(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def scored(df: pd.DataFrame, metric: str = "test_acc") -> pd.Series:
-    """`metric` of finished runs, a diverged run at chance accuracy; NaN for the others."""
+    """`metric` of finished runs, a diverged run at chance accuracy (accuracy metrics); NaN for the others."""
     value = df[metric].where(df["status"] == "done")
     if metric.endswith("acc") and "num_classes" in df:
-        chance = 1.0 / df["num_classes"].astype(float)
-        value = value.where(df["status"] != "diverged", chance)
+        # chance: one class in K guessed right; top-5 accuracy guesses five
+        chance = (5.0 if "top5" in metric else 1.0) / df["num_classes"].astype(float)
+        value = value.where(df["status"] != "diverged", chance.clip(upper=1.0))
     return value
 
 
