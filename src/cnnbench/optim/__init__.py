@@ -16,10 +16,13 @@
 Hyperparameters use Keras' names; torch's (`lr`, `betas`, `eps`, `alpha` for RMSprop) are accepted
 too. `flavor="keras"` (the default where Keras has the optimizer) reproduces Keras 3's defaults and
 update rules; `flavor="torch"` is torch.optim's class and defaults (pytorch-optimizer's where
-torch.optim lacks it). Keras' `weight_decay=None` is `0.0` here. See docs/optimizers.md.
+torch.optim lacks it). `flavor="tf1"` is the tf.compat.v1.train optimizer's defaults and update rule
+(sgd, momentum, nesterov, rmsprop, adam, adagrad, adadelta; a `learning_rate` TF 1.x requires stays
+None in `resolve` and must be given before `get`). Keras' `weight_decay=None` is `0.0` here. See
+docs/optimizers.md.
 
 Options every optimizer takes besides its hyperparameters:
-- `flavor`: "keras" | "torch".
+- `flavor`: "keras" | "torch" | "tf1".
 - `schedule`: a schedule name or table (see `cnnbench.optim.schedules`).
 - `clipvalue`, `clipnorm`, `global_clipnorm`: Keras' gradient clipping (at most one).
 - `scale_lr_with_batch = B`: learning rate x batch_size / B (Goyal et al. 2017), or x sqrt(batch_size / B)
@@ -40,7 +43,10 @@ from .catalog import SPECS, Spec
 from .schedules import CLIP_OPTIONS, Controller, Schedule, resolve_schedule
 
 __all__ = ["REGISTRY", "get", "resolve", "on_epoch_end", "current_lr", "state_dict", "load_state_dict",
-           "train_mode", "eval_mode", "NEEDS"]
+           "train_mode", "eval_mode", "NEEDS", "FLAVORS", "missing_required"]
+
+#: Every flavour some optimizer has, in the order `cnnbench list optimizers` shows them.
+FLAVORS = ("keras", "torch", "tf1")
 
 REGISTRY = Registry("optimizer")
 
@@ -101,7 +107,7 @@ def _resolve(spec: Spec, options: dict[str, Any]) -> dict[str, Any]:
     options = _canonical_options(spec, options)
     flavor = options.pop("flavor", None) or spec.default_flavor
     if not isinstance(flavor, str) or flavor.lower() not in spec.flavors:
-        other = "" if flavor not in ("keras", "torch") else f" ({spec.name} has no {flavor} implementation)"
+        other = "" if flavor not in FLAVORS else f" ({spec.name} has no {flavor} implementation)"
         raise UserError(f"optimizer {spec.name!r} flavor must be one of {', '.join(map(repr, spec.flavors))}, "
                         f"got {flavor!r}{other}")
     flavor = flavor.lower()
@@ -124,7 +130,7 @@ def _resolve(spec: Spec, options: dict[str, Any]) -> dict[str, Any]:
         if value is not None:
             value = _coerce(where, key, value, allowed[key] if allowed[key] is not None else 0.0)
         out[key] = value
-    if "learning_rate" in out and not out["learning_rate"] > 0:
+    if out.get("learning_rate") is not None and not out["learning_rate"] > 0:
         raise UserError(f"{where} learning_rate must be > 0, got {out['learning_rate']}")
     clips = [k for k in CLIP_OPTIONS if out.get(k) is not None]
     if len(clips) > 1:
@@ -142,6 +148,21 @@ def _resolve(spec: Spec, options: dict[str, Any]) -> dict[str, Any]:
                         f"You et al. 2020), got {out['scale_lr_rule']!r}")
     out["schedule"] = schedule
     return out
+
+
+def missing_required(config: dict[str, Any]) -> list[str]:
+    """The hyperparameters of a resolved optimizer config that its flavour requires and that are
+    unset (None): e.g. `["learning_rate"]` for `{"name": "sgd", "flavor": "tf1"}`. A study without a
+    learning-rate search can refuse such a config when it loads."""
+    return [k for k, v in config.items() if v is None and k not in COMMON_DEFAULTS and k != "schedule"]
+
+
+def _check_required(name: str, config: dict[str, Any]) -> None:
+    missing = missing_required(config)
+    if missing:
+        cls = SPECS[name].flavors[config["flavor"]].implementation.split(" ")[0]
+        raise UserError(f"optimizer {name!r} flavor {config['flavor']!r} needs {' and '.join(missing)} "
+                        f"({cls} has no default); add {', '.join(f'{k} = ...' for k in missing)}")
 
 
 def _split(spec, hyper: dict[str, Any]) -> tuple[Spec, dict[str, Any]]:
@@ -180,6 +201,7 @@ def get(spec, params, *, steps_per_epoch: int | None = None, epochs: int | None 
     s, options = _split(spec, hyper)
     batch_size = options.pop("batch_size", None)
     config = _resolve(s, options)
+    _check_required(s.name, config)
     hypers = {k: v for k, v in config.items() if k not in ("flavor", "schedule", *COMMON_DEFAULTS)}
     schedule = Schedule(config["schedule"], steps_per_epoch=steps_per_epoch, epochs=epochs)
     try:

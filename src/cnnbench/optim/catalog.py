@@ -5,6 +5,11 @@ Hyperparameters are stored under Keras' names (`learning_rate`, `beta_1`, `beta_
 accepted as aliases. `flavor="keras"` is Keras 3's update rule and defaults (keras_rules.py);
 `flavor="torch"` is torch.optim's class and defaults, or pytorch-optimizer's where torch.optim has
 none. Optimizers that Keras lacks have only the torch flavour; Ftrl has only the Keras one.
+`flavor="tf1"` is the `tf.compat.v1.train` optimizer's signature and update rule (tf1_rules.py), for
+the six whose TF 1.x defaults or rules differ from Keras 3: sgd, momentum, nesterov (all three
+MomentumOptimizer / GradientDescentOptimizer), rmsprop, adam, adagrad, adadelta. An argument TF 1.x
+requires (`learning_rate` of GradientDescent, Momentum, RMSProp and Adagrad) has the default
+`REQUIRED` (None): `resolve` keeps it, `get` refuses to build without it.
 """
 
 from __future__ import annotations
@@ -15,6 +20,10 @@ from typing import Any, Callable
 import torch
 
 from . import keras_rules as K
+from . import tf1_rules as T1
+
+#: The default of an argument the tf.compat.v1.train class requires (it has no default there).
+REQUIRED = None
 
 
 @dataclass
@@ -60,6 +69,10 @@ def _keras_sgd(params, o):
                  weight_decay=o["weight_decay"])
 
 
+def _tf1_momentum(params, o):
+    return T1.Momentum(params, lr=o["learning_rate"], momentum=o["momentum"], nesterov=o["nesterov"])
+
+
 def _torch_sgd(params, o):
     return torch.optim.SGD(params, lr=o["learning_rate"], momentum=o["momentum"], dampening=o["dampening"],
                            weight_decay=o["weight_decay"], nesterov=o["nesterov"])
@@ -77,6 +90,11 @@ for _name, _mom, _nest, _summary, _aliases in [
                         "keras.optimizers.SGD rule"),
         "torch": Flavor(dict(learning_rate=0.001, momentum=_mom, nesterov=_nest, dampening=0.0, weight_decay=0.0),
                         _torch_sgd, "torch.optim.SGD"),
+        # TF 1.x requires learning_rate (and MomentumOptimizer's momentum: cnnbench's entry fixes it).
+        "tf1": Flavor(dict(learning_rate=REQUIRED, momentum=_mom, nesterov=_nest), _tf1_momentum,
+                      "tf.compat.v1.train.GradientDescentOptimizer" if _name == "sgd" else
+                      "tf.compat.v1.train.MomentumOptimizer" + (" (use_nesterov=True)" if _nest else "")
+                      + " rule (the accumulator holds gradients: a = mu*a + g; w -= lr*a)"),
     }))
 
 # --- RMSprop -------------------------------------------------------------------------------------
@@ -91,6 +109,11 @@ _add(Spec("rmsprop", "RMSprop (Tieleman & Hinton 2012, Coursera 'Neural networks
                                                      weight_decay=o["weight_decay"], momentum=o["momentum"],
                                                      centered=o["centered"]),
                     "torch.optim.RMSprop (epsilon outside the square root)"),
+    "tf1": Flavor(dict(learning_rate=REQUIRED, rho=0.9, momentum=0.0, epsilon=1e-10, centered=False),
+                  lambda p, o: T1.RMSProp(p, lr=o["learning_rate"], rho=o["rho"], momentum=o["momentum"],
+                                          eps=o["epsilon"], centered=o["centered"]),
+                  "tf.compat.v1.train.RMSPropOptimizer rule (decay = rho; mean square starts at 1, "
+                  "epsilon inside the square root)"),
 }))
 
 
@@ -111,7 +134,13 @@ def _adam_flavors(keras_cls, torch_cls, keras_wd, torch_wd, amsgrad):
 
 
 _add(Spec("adam", "Adam (Kingma & Ba 2015, 'Adam: a method for stochastic optimization'); amsgrad=True is "
-          "AMSGrad (Reddi, Kale & Kumar 2018).", flavors=_adam_flavors(K.Adam, torch.optim.Adam, 0.0, 0.0, False)))
+          "AMSGrad (Reddi, Kale & Kumar 2018).", flavors={
+    **_adam_flavors(K.Adam, torch.optim.Adam, 0.0, 0.0, False),
+    # ApplyAdam is Keras' epsilon-hat form; only epsilon's default differs (and TF 1.x has no amsgrad).
+    "tf1": Flavor(dict(learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-8),
+                  lambda p, o: K.Adam(p, lr=o["learning_rate"], betas=_betas(o), eps=o["epsilon"]),
+                  "tf.compat.v1.train.AdamOptimizer rule (epsilon-hat form, as Keras)"),
+}))
 _add(Spec("amsgrad", "AMSGrad: Adam with the running maximum of the second moment (Reddi, Kale & Kumar 2018, "
           "'On the convergence of Adam and beyond').",
           flavors=_adam_flavors(K.Adam, torch.optim.Adam, 0.0, 0.0, True)))
@@ -167,6 +196,10 @@ _add(Spec("adagrad", "Adagrad (Duchi, Hazan & Singer 2011, 'Adaptive subgradient
                                                      initial_accumulator_value=o["initial_accumulator_value"],
                                                      eps=o["epsilon"]),
                     "torch.optim.Adagrad (epsilon outside the square root)"),
+    "tf1": Flavor(dict(learning_rate=REQUIRED, initial_accumulator_value=0.1),
+                  lambda p, o: T1.Adagrad(p, lr=o["learning_rate"],
+                                          initial_accumulator_value=o["initial_accumulator_value"]),
+                  "tf.compat.v1.train.AdagradOptimizer rule (no epsilon: lr*g/sqrt(acc))"),
 }))
 _add(Spec("adadelta", "Adadelta (Zeiler 2012, 'ADADELTA: an adaptive learning rate method').", flavors={
     "keras": Flavor(dict(learning_rate=0.001, rho=0.95, epsilon=1e-7, weight_decay=0.0),
@@ -177,6 +210,9 @@ _add(Spec("adadelta", "Adadelta (Zeiler 2012, 'ADADELTA: an adaptive learning ra
                     lambda p, o: torch.optim.Adadelta(p, lr=o["learning_rate"], rho=o["rho"], eps=o["epsilon"],
                                                       weight_decay=o["weight_decay"]),
                     "torch.optim.Adadelta"),
+    "tf1": Flavor(dict(learning_rate=0.001, rho=0.95, epsilon=1e-8),
+                  lambda p, o: K.Adadelta(p, lr=o["learning_rate"], rho=o["rho"], eps=o["epsilon"]),
+                  "tf.compat.v1.train.AdadeltaOptimizer rule (the Keras rule with epsilon 1e-8)"),
 }))
 
 # --- Lion, LAMB, LARS, FTRL ----------------------------------------------------------------------

@@ -19,6 +19,12 @@ minibatch SGD"). `cosine` and `warmup_cosine` start their decay after the warmup
 | warmup_cosine | as cosine, warmup_epochs=1.0 | the same with a default warmup |
 | one_cycle | pct_start=0.3, div_factor=25.0, final_div_factor=1e4, anneal="cos" | torch.optim.lr_scheduler.OneCycleLR with max_lr = base lr (Smith & Topin 2019) |
 | reduce_on_plateau | monitor="val_loss", factor=0.1, patience=10, mode="auto", min_delta=1e-4, cooldown=0, min_lr=0.0 | keras.callbacks.ReduceLROnPlateau, evaluated in on_epoch_end |
+| polynomial | decay_steps=None, decay_epochs=None (neither: the whole run), end_learning_rate=1e-4, power=1.0, cycle=False | an absolute rate, not a factor: `(base_lr - end) * (1 - t/D)^power + end` with `t = min(t, D)`; cycle: `D = D * ceil(t/D)` (`* 1` at t = 0) — tf.compat.v1.train.polynomial_decay = keras.optimizers.schedules.PolynomialDecay |
+
+`polynomial` (aliases `polynomial_decay`, `PolynomialDecay`, `poly`) counts `t` in optimizer steps as
+TF does (the global step before the update, 0 for the first); `decay_steps` is TF's argument in
+steps, `decay_epochs` the same in epochs. Its `end_learning_rate` is absolute, so `scale_lr_with_batch`
+scales the start of the decay, not its end; a warmup multiplies the decayed rate.
 
 Clipping (Keras' `clipnorm`, `global_clipnorm`, `clipvalue`; at most one) is applied to the
 gradients in a step pre-hook, before the optimizer's update (and before Keras' weight decay).
@@ -45,12 +51,16 @@ SCHEDULES: dict[str, dict[str, Any]] = {
     "one_cycle": {"pct_start": 0.3, "div_factor": 25.0, "final_div_factor": 1e4, "anneal": "cos"},
     "reduce_on_plateau": {"monitor": "val_loss", "factor": 0.1, "patience": 10, "mode": "auto",
                           "min_delta": 1e-4, "cooldown": 0, "min_lr": 0.0},
+    # tf.compat.v1.train.polynomial_decay / keras.optimizers.schedules.PolynomialDecay defaults
+    "polynomial": {"decay_steps": None, "decay_epochs": None, "end_learning_rate": 0.0001, "power": 1.0,
+                   "cycle": False},
 }
 _SCHEDULE_ALIASES = {"none": "constant", "steplr": "step", "stepdecay": "step", "multistep": "step",
                      "exponentialdecay": "exponential", "cosinedecay": "cosine", "cosineannealing": "cosine",
                      "warmupcosine": "warmup_cosine", "linearwarmupcosine": "warmup_cosine",
                      "onecycle": "one_cycle", "onecyclelr": "one_cycle", "reducelronplateau": "reduce_on_plateau",
-                     "reduceonplateau": "reduce_on_plateau", "plateau": "reduce_on_plateau"}
+                     "reduceonplateau": "reduce_on_plateau", "plateau": "reduce_on_plateau",
+                     "polynomialdecay": "polynomial", "poly": "polynomial"}
 
 CLIP_OPTIONS = ("clipvalue", "clipnorm", "global_clipnorm")
 
@@ -106,6 +116,8 @@ def resolve_schedule(spec) -> dict[str, Any]:
             hint = did_you_mean(key, sorted(defaults))
             raise UserError(f"schedule {name!r} has no option {key!r}; {hint}allowed: {', '.join(sorted(defaults))}")
         default = 0.0 if key == "decay_epochs" and value is not None else defaults[key]  # epochs are floats
+        if key == "decay_steps" and value is not None:
+            default = 0  # a whole number of steps
         out[key] = _number(f"schedule {name!r}", key, value, default)
     if out["per"] not in ("step", "epoch"):
         raise UserError(f"schedule option 'per' must be 'step' or 'epoch', got {out['per']!r}")
@@ -124,7 +136,26 @@ def resolve_schedule(spec) -> dict[str, Any]:
         out["milestones"] = [float(m) for m in out["milestones"]]
     if out["warmup_epochs"] and out["warmup_steps"]:
         raise UserError("give warmup_epochs or warmup_steps, not both")
+    if name == "polynomial":
+        _check_polynomial(out)
     return out
+
+
+def _check_polynomial(out: dict[str, Any]) -> None:
+    where = "schedule 'polynomial'"
+    if out["decay_steps"] is not None and out["decay_epochs"] is not None:
+        raise UserError(f"{where}: give decay_steps or decay_epochs, not both")
+    if out["decay_steps"] is not None:
+        if not out["decay_steps"] > 0:
+            raise UserError(f"{where} decay_steps must be > 0, got {out['decay_steps']}")
+        if out["per"] != "step":
+            raise UserError(f"{where} decay_steps counts optimizer steps; with per = 'epoch' give decay_epochs")
+    if out["decay_epochs"] is not None and not out["decay_epochs"] > 0:
+        raise UserError(f"{where} decay_epochs must be > 0, got {out['decay_epochs']}")
+    if not out["end_learning_rate"] >= 0:
+        raise UserError(f"{where} end_learning_rate must be >= 0, got {out['end_learning_rate']}")
+    if not out["power"] > 0:
+        raise UserError(f"{where} power must be > 0, got {out['power']}")
 
 
 class Schedule:
@@ -138,10 +169,12 @@ class Schedule:
         self.epochs = epochs
         needs_epochs = self.name in ("cosine", "warmup_cosine") and config["decay_epochs"] is None
         needs_epochs = needs_epochs or self.name == "one_cycle"
+        in_steps = self.name == "polynomial" and config["decay_steps"] is not None  # TF's own unit
+        needs_epochs = needs_epochs or (self.name == "polynomial" and not in_steps and config["decay_epochs"] is None)
         if needs_epochs and not epochs:
             raise UserError(f"schedule {self.name!r} needs the number of epochs (optim.get(..., epochs=N))")
         if self.per == "step" and self.name != "constant" and not steps_per_epoch:
-            if self.name not in ("reduce_on_plateau",):
+            if self.name != "reduce_on_plateau" and not in_steps:
                 raise UserError(f"per-step schedule {self.name!r} needs steps_per_epoch (optim.get(..., steps_per_epoch=N))")
         if self.per == "step" and config["warmup_epochs"] and not steps_per_epoch:
             raise UserError("warmup_epochs with per-step updates needs steps_per_epoch (optim.get(..., steps_per_epoch=N))")
@@ -164,7 +197,39 @@ class Schedule:
     def total(self) -> float:
         return self._units(self.epochs)
 
+    def rate(self, base_lr: float, t: int) -> float:
+        """The learning rate at time t for a parameter group whose learning rate is `base_lr`."""
+        if self.name == "polynomial":
+            return self._warmup(t) * self._polynomial(base_lr, t)
+        return base_lr * self.factor(t)
+
+    def _warmup(self, t: int) -> float:
+        w = self.warmup_length()
+        return min(1.0, (t + 1) / w) if w > 0 else 1.0
+
+    def _polynomial(self, base_lr: float, t: int) -> float:
+        """tf.compat.v1.train.polynomial_decay(base_lr, t, D, end_learning_rate, power, cycle):
+        `(base_lr - end) * (1 - t'/D')^power + end`, where without cycle `t' = min(t, D)`, `D' = D`,
+        and with cycle `t' = t`, `D' = D * ceil(t/D)` (`D' = D` at t = 0)."""
+        c = self.config
+        if c["decay_steps"] is not None:
+            span = float(c["decay_steps"])
+        elif c["decay_epochs"] is not None:
+            span = self._units(c["decay_epochs"])
+        else:
+            span = self.total()
+        t = float(t)
+        if c["cycle"]:
+            # TF: "Find the first multiple of decay_steps that is bigger than global_step. If global_step
+            # is zero set the multiplier to 1" (ceil(0) would divide by zero).
+            span = span * (1.0 if t == 0 else math.ceil(t / span))
+        else:
+            t = min(t, span)
+        end = c["end_learning_rate"]
+        return (base_lr - end) * (1.0 - t / span) ** c["power"] + end
+
     def factor(self, t: int) -> float:
+        """lr / base_lr at time t (every schedule but `polynomial`, whose end rate is absolute)."""
         c = self.config
         w = self.warmup_length()
         warm = min(1.0, (t + 1) / w) if w > 0 else 1.0
@@ -186,6 +251,8 @@ class Schedule:
             f = c["alpha"] + (1 - c["alpha"]) * 0.5 * (1 + math.cos(math.pi * p))
         elif name == "one_cycle":
             f = self._one_cycle(t)
+        elif name == "polynomial":
+            raise AssertionError("polynomial decay has an absolute end rate: use Schedule.rate(base_lr, t)")
         else:  # pragma: no cover
             raise AssertionError(name)
         return warm * f
@@ -226,14 +293,14 @@ class Controller:
     def _time(self) -> int:
         return self.step if self.schedule.per == "step" else self.epoch
 
-    def lr_factor(self) -> float:
-        return self.schedule.factor(self._time()) * self.plateau["scale"]
+    def lr_of(self, base: float) -> float:
+        """The learning rate now of a parameter group whose base learning rate is `base`."""
+        return self.schedule.rate(base, self._time()) * self.plateau["scale"]
 
     def apply_lr(self) -> None:
-        factor = self.lr_factor()
         min_lr = self.schedule.config.get("min_lr") or 0.0
         for group, base in zip(self.optimizer.param_groups, self.base_lrs):
-            lr = base * factor
+            lr = self.lr_of(base)
             if self.schedule.name == "reduce_on_plateau" and self.plateau["scale"] < 1.0:
                 lr = max(lr, min_lr)
             if isinstance(group["lr"], torch.Tensor):
@@ -301,7 +368,7 @@ class Controller:
         elif s["cooldown_counter"] <= 0:
             s["wait"] += 1
             if s["wait"] >= c["patience"]:
-                old = self.base_lrs[0] * self.lr_factor() if self.base_lrs else 0.0
+                old = self.lr_of(self.base_lrs[0]) if self.base_lrs else 0.0
                 if old > c["min_lr"]:
                     s["scale"] *= c["factor"]
                     s["cooldown_counter"] = c["cooldown"]
