@@ -334,6 +334,34 @@ def test_transfer_resolve_and_heads():
         models.resolve({"name": "vgg16", "weights": "imagenet21k"})
 
 
+
+def test_transfer_dropout_first_head_and_gap_dropout_head():
+    # Krutov et al.'s VGG19 head (as Chollet's cats-vs-dogs CNN): Flatten - Dropout .5 - Dense512 relu - Dense
+    spec = {"name": "vgg19", "weights": "none", "freeze_until": "block5_conv1", "head": "flatten",
+            "hidden_units": 512, "dropout": 0.5, "dropout_first": True}
+    r = models.resolve(spec)
+    assert r["dropout_first"] is True
+    m = models.get(spec, input_shape=(3, 32, 32), num_outputs=1)
+    assert [(n, type(l).__name__) for n, l in m.head.named_children()] == [
+        ("flatten", "Flatten"), ("dropout", "Dropout"), ("dense", "Dense"), ("dense_1", "Dense")]
+    assert m.head.dense.out_features == 512 and m.head.dense_1.out_features == 1
+    # default order unchanged: Dense - Dropout; and dropout_first = false is not written into the config,
+    # so run keys of configs that do not use it stay what they were
+    plain = {k: v for k, v in spec.items() if k != "dropout_first"}
+    assert "dropout_first" not in models.resolve(plain)
+    assert models.resolve({**plain, "dropout_first": False}) == models.resolve(plain)
+    m2 = models.get(plain, input_shape=(3, 32, 32), num_outputs=1)
+    assert [n for n, _ in m2.head.named_children()] == ["flatten", "dense", "dropout", "dense_1"]
+    # the CIFAR-100 study's head on a frozen backbone: GlobalAveragePooling - Dropout - Dense
+    m3 = models.get({"name": "resnet18", "weights": "none", "freeze_until": "head", "dropout": 0.5},
+                    input_shape=(3, 32, 32), num_outputs=100)
+    assert [n for n, _ in m3.head.named_children()] == ["global_average_pooling2d", "flatten", "dropout", "dense"]
+    assert not any(p.requires_grad for p in m3.backbone.parameters())
+    with pytest.raises(UserError, match="dropout_first .* needs hidden_units > 0 and dropout > 0"):
+        models.resolve({"name": "vgg16", "dropout": 0.5, "dropout_first": True})
+    with pytest.raises(UserError, match="dropout_first must be true or false"):
+        models.resolve({"name": "vgg16", "hidden_units": 8, "dropout": 0.5, "dropout_first": "yes"})
+
 def test_imagenet_weights_offline_raise_a_user_error(tmp_path, monkeypatch):
     import urllib.error
 

@@ -13,6 +13,10 @@
   prefix is accepted); `"head"` freezes the whole backbone (feature extraction); unset freezes nothing.
 * `head`: `"gap"` (GlobalAveragePooling2D + Dense; `hidden_units` > 0 adds Dense(relu) + Dropout first)
   or `"flatten"` (Flatten + Dense(hidden_units, relu) + Dropout(dropout) + Dense; defaults 256 and 0.5).
+  With `hidden_units = 0` and `dropout` > 0 the head is pooling + Dropout + Dense.
+* `dropout_first`: true puts the Dropout before the hidden Dense, `Flatten/GAP - Dropout - Dense(hidden_units,
+  relu) - Dense` (the cats-vs-dogs head of Chollet's book and of Krutov et al.); false (default) after it.
+  Left out of `resolve` when false, so the run keys of configs written before it existed do not change.
 * `resize`: None (upsize only when the image is smaller than the backbone's minimum, 32x32) or a size
   every input is resized to (e.g. 224, the ImageNet resolution); bilinear.
 * `normalize`: ImageNet mean/std normalisation of the [0, 1] input inside `forward` (default true).
@@ -231,7 +235,7 @@ class TransferNet(nn.Module):
     """Input adaptation -> torchvision backbone -> Keras-style head. Outputs raw logits."""
 
     def __init__(self, family, backbone, input_shape, num_outputs, *, head, hidden_units, dropout,
-                 resize, normalize, freeze_until, weights):
+                 resize, normalize, freeze_until, weights, dropout_first=False):
         super().__init__()
         self.model_name = family
         self.family = family
@@ -268,10 +272,12 @@ class TransferNet(nn.Module):
         else:
             layers["flatten"] = Flatten()
             width = channels * h * w
+        if dropout and dropout_first:
+            layers["dropout"] = Dropout(float(dropout))
         if hidden_units:
             layers["dense"] = Dense(width, int(hidden_units), "relu")
             width = int(hidden_units)
-        if dropout:
+        if dropout and not dropout_first:
             layers["dropout"] = Dropout(float(dropout))
         layers["dense_1" if hidden_units else "dense"] = Dense(width, num_outputs)
         self.head = nn.Sequential(layers)
@@ -327,7 +333,7 @@ class TransferNet(nn.Module):
 
 def _resolve_options(family):
     def resolve(weights="imagenet", freeze_until=None, head="gap", hidden_units=None, dropout=None,
-                resize=None, normalize=True):
+                resize=None, normalize=True, dropout_first=False):
         if head not in ("gap", "flatten"):
             raise UserError(f"model {family!r}: head must be 'gap' or 'flatten', got {head!r}")
         if hidden_units is None:
@@ -342,9 +348,17 @@ def _resolve_options(family):
                                    or resize < FAMILIES[family]["min_size"]):
             raise UserError(f"model {family!r}: resize must be an image size >= {FAMILIES[family]['min_size']}, "
                             f"got {resize!r}")
-        return {"weights": resolve_weights(family, weights), "freeze_until": freeze_until, "head": head,
-                "hidden_units": hidden_units, "dropout": float(dropout), "resize": resize,
-                "normalize": bool(normalize)}
+        if not isinstance(dropout_first, bool):
+            raise UserError(f"model {family!r}: dropout_first must be true or false, got {dropout_first!r}")
+        if dropout_first and not (hidden_units and dropout):
+            raise UserError(f"model {family!r}: dropout_first places the Dropout before the hidden Dense; it needs "
+                            f"hidden_units > 0 and dropout > 0 (got {hidden_units} and {dropout}), or drop it")
+        out = {"weights": resolve_weights(family, weights), "freeze_until": freeze_until, "head": head,
+               "hidden_units": hidden_units, "dropout": float(dropout), "resize": resize,
+               "normalize": bool(normalize)}
+        if dropout_first:  # only when set: configs without it keep their run keys
+            out["dropout_first"] = True
+        return out
 
     return resolve
 
@@ -353,8 +367,8 @@ def _register(family):
     resolve = _resolve_options(family)
 
     def factory(input_shape, num_outputs, *, weights="imagenet", freeze_until=None, head="gap",
-                hidden_units=None, dropout=None, resize=None, normalize=True):
-        opts = resolve(weights, freeze_until, head, hidden_units, dropout, resize, normalize)
+                hidden_units=None, dropout=None, resize=None, normalize=True, dropout_first=False):
+        opts = resolve(weights, freeze_until, head, hidden_units, dropout, resize, normalize, dropout_first)
         check_input_shape(family, input_shape, channels=(1, 3))
         check_num_outputs(family, num_outputs)
         backbone = _build_backbone(family, opts["weights"])
