@@ -3,31 +3,52 @@
 On a CPU, several 1-thread worker processes train more images per second than one process with
 several threads (small CNNs do not scale across cores; see BENCHMARKS.md), so `workers="auto"` uses
 one worker per core when there is more than one run to do. On a GPU one process owns the device.
+
+The pool is our own (not `concurrent.futures.ProcessPoolExecutor`) because the study must stay in
+control when something stops it (see docs/operations.md):
+
+- Ctrl-C / SIGINT: the main process stops handing out runs, asks every worker to stop (SIGTERM; a
+  worker that got the SIGINT itself stops on it too), waits a few seconds, kills what is left and
+  re-raises KeyboardInterrupt (the CLI prints one line and exits 130). A run in progress stays
+  'running' with its last epoch's checkpoint; the next `cnnbench run` resumes it. Further Ctrl-Cs
+  while stopping are ignored, so no process prints a traceback. (ProcessPoolExecutor's workers catch
+  KeyboardInterrupt as a task result and go on with the queue; its shutdown then waits forever.)
+- kill -9 of the main process: every worker holds the read end of a "lifeline" pipe whose only write
+  end is in the main process and is never written to. When the main process dies, the kernel closes
+  that end, the read end reports EOF, and a watcher thread in each worker exits the worker at once;
+  the store wrapper checks the lifeline again right before every write, so an orphan never records
+  'done'. We use a pipe rather than the parent pid or PR_SET_PDEATHSIG because the workers' parent is
+  the forkserver, not the main process (so getppid never changes and PDEATHSIG would watch the wrong
+  process), and a pipe's EOF is delivered by the kernel however the main process ends, on any POSIX
+  system. With the workers gone, the forkserver (whose liveness pipe the workers held) and the
+  resource tracker exit by themselves.
+- a worker that dies (OOM killer, kill -9): its run is given once more to a fresh worker (it resumes
+  from its checkpoint); if that worker dies too, the run is recorded as failed and the study goes on.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
 import os
-import queue as queue_mod
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+import select
+import signal
+import sys
+import threading
+import time
+import traceback
+from collections import deque
+from multiprocessing.connection import wait as wait_ready
 from typing import Sequence
 
 import torch
 
 from . import ProgressFn, Task, execute
 
-_QUEUE = None
-
-
-def _init_worker(progress_queue, threads: int) -> None:
-    global _QUEUE
-    _QUEUE = progress_queue
-    torch.set_num_threads(threads)
-
-
-def _execute_in_worker(task: Task) -> str:
-    return execute(task, progress=_QUEUE.put)
+# How long stopped workers get to leave on their own (a SIGTERM interrupts training at once; this only
+# covers a worker inside a long C call, e.g. waiting for the SQLite lock) before they are killed.
+STOP_GRACE_S = 5.0
+# Attempts per run when its worker process dies (not when the run fails: that is recorded by `execute`).
+ATTEMPTS = 2
 
 
 def plan_workers(workers: int | str, n_tasks: int, device: str) -> tuple[int, int]:
@@ -47,28 +68,285 @@ def run_tasks(tasks: Sequence[Task], workers: int, threads: int, progress: Progr
         for task in tasks:
             execute(task, progress)
         return
-    # forkserver, not fork: forking a process that has started OpenMP threads can deadlock the child.
-    # The server imports the engine once; workers fork from it and share those pages copy-on-write
-    # (torch's import alone is ~280 MB of private memory per process), which keeps a study's memory low.
-    ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["cnnbench.executors", "cnnbench.train", "cnnbench.models", "cnnbench.data"])
-    events = ctx.Queue()
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                             initargs=(events, threads)) as pool:
-        pending = {pool.submit(_execute_in_worker, t) for t in tasks}
-        while pending:
-            done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-            for f in done:
-                f.result()  # a worker crash surfaces here
-            _drain(events, progress)
-        _drain(events, progress)
+    _Pool(workers, threads, progress).run(list(tasks))
 
 
-def _drain(events, progress: ProgressFn | None) -> None:
-    while True:
+# --- the worker side --------------------------------------------------------------------------------
+def _orphaned(lifeline_fd: int) -> bool:
+    """True once the main process is gone: nobody ever writes to the lifeline, so readable means EOF."""
+    return bool(select.select([lifeline_fd], [], [], 0)[0])
+
+
+def _watch_lifeline(lifeline_fd: int) -> None:
+    def watch():
+        select.select([lifeline_fd], [], [])  # returns only at EOF: the main process has exited
+        os._exit(1)  # at once, from this thread: the main thread may be deep inside a training step
+
+    threading.Thread(target=watch, name="cnnbench-lifeline", daemon=True).start()
+
+
+class _GuardedStore:
+    """The study's store, refusing to write for an orphan: the watcher thread may need a moment to end
+    the process, and a run finished by an orphan would be recorded without the study lock."""
+
+    def __init__(self, store, lifeline_fd: int):
+        self._store, self._fd = store, lifeline_fd
+
+    def _check(self) -> None:
+        if _orphaned(self._fd):
+            os._exit(1)
+
+    def mark_running(self, *args, **kwargs):
+        self._check()
+        return self._store.mark_running(*args, **kwargs)
+
+    def record_epoch(self, *args, **kwargs):
+        self._check()
+        return self._store.record_epoch(*args, **kwargs)
+
+    def finish(self, *args, **kwargs):
+        self._check()
+        return self._store.finish(*args, **kwargs)
+
+
+def _ignore(signum, frame):
+    """Ignore a signal. A Python no-op rather than SIG_IGN: a signal that already arrived but whose
+    handler has not run yet would otherwise print 'Signal N ignored due to race condition'."""
+
+
+def _stop_handler(signum, frame):
+    # The first SIGINT/SIGTERM stops the worker (execute re-raises, leaving the run 'running' with its
+    # checkpoint); later ones are ignored so that unwinding is not interrupted into a traceback.
+    signal.signal(signal.SIGINT, _ignore)
+    signal.signal(signal.SIGTERM, _ignore)
+    raise KeyboardInterrupt if signum == signal.SIGINT else SystemExit(128 + signum)
+
+
+def _worker_main(conn, lifeline, threads: int) -> None:
+    """A worker: take a task from `conn`, run it, send its progress events and its end; until None."""
+    signal.signal(signal.SIGINT, _stop_handler)
+    signal.signal(signal.SIGTERM, _stop_handler)
+    fd = lifeline.fileno()
+    _watch_lifeline(fd)
+    torch.set_num_threads(threads)
+    from . import _store
+
+    code = 0
+    try:
+        while True:
+            task = conn.recv()
+            if task is None:
+                break
+            store = _GuardedStore(_store(task.study_dir), fd)
+            try:
+                status = execute(task, progress=lambda event: conn.send(("event", event)), store=store)
+            except (KeyboardInterrupt, SystemExit, EOFError, OSError):
+                raise
+            except BaseException as e:  # outside execute's own handling (e.g. the store cannot be written)
+                conn.send(("error", task.key, _picklable(e)))
+                break
+            conn.send(("done", task.key, status))
+    except KeyboardInterrupt:
+        code = 130
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    except (EOFError, OSError):  # the main process is gone or closed our pipe
+        code = 1
+    for stream in (sys.stdout, sys.stderr):
         try:
-            event = events.get_nowait()
-        except queue_mod.Empty:
+            stream.flush()
+        except Exception:
+            pass
+    # Every store write is committed as it happens; skip interpreter teardown (atexit hooks, joining
+    # queue threads), which a second signal could interrupt into a traceback.
+    os._exit(code)
+
+
+def _picklable(e: BaseException) -> BaseException:
+    from ..errors import UserError
+
+    if isinstance(e, UserError):
+        return e
+    detail = "".join(traceback.format_exception(type(e), e, e.__traceback__, limit=-4)).strip()
+    return RuntimeError(f"a worker process failed outside its run:\n{detail}")
+
+
+# --- the main side ----------------------------------------------------------------------------------
+class _Worker:
+    def __init__(self, proc, conn):
+        self.proc, self.conn, self.task = proc, conn, None
+        self.dead = False
+
+
+def _start_forkserver(ctx) -> None:
+    """Start the forkserver (once per process) with SIGINT ignored. An ignored signal stays ignored
+    across exec, and Python then installs no KeyboardInterrupt handler, so a Ctrl-C while the server
+    imports torch (seconds) cannot print its traceback; the server ignores SIGINT afterwards anyway.
+    (Blocking the signal instead does not work: the spawn resets the child's signal mask.) A Ctrl-C in
+    the few milliseconds of the spawn itself is lost; the next one stops the study."""
+    from multiprocessing import forkserver
+
+    ctx.set_forkserver_preload(["cnnbench.executors", "cnnbench.executors.local", "cnnbench.train",
+                                "cnnbench.models", "cnnbench.data"])
+    if threading.current_thread() is not threading.main_thread():
+        forkserver.ensure_running()
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        forkserver.ensure_running()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _exit_reason(code: int | None) -> str:
+    if code is None:
+        return "still running"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        hint = " (out of memory?)" if -code == signal.SIGKILL else ""
+        return f"killed by {name}{hint}"
+    return f"exit status {code}"
+
+
+class _Pool:
+    def __init__(self, workers: int, threads: int, progress: ProgressFn | None):
+        self.n, self.threads, self.progress = workers, threads, progress
+        # forkserver, not fork: forking a process that has started OpenMP threads can deadlock the child.
+        # The server imports the engine once; workers fork from it and share those pages copy-on-write
+        # (torch's import alone is ~280 MB of private memory per process), which keeps a study's memory low.
+        self.ctx = mp.get_context("forkserver")
+        self.workers: list[_Worker] = []
+
+    def _start(self) -> _Worker:
+        ours, theirs = self.ctx.Pipe(duplex=True)
+        proc = self.ctx.Process(target=_worker_main, args=(theirs, self.lifeline_r, self.threads),
+                                name="cnnbench-worker", daemon=True)
+        proc.start()
+        theirs.close()  # only the worker holds its end: its death is EOF here
+        return _Worker(proc, ours)
+
+    def _emit(self, event) -> None:
+        if self.progress:
+            self.progress(event)
+
+    def _read(self, w: _Worker, forward: bool = True) -> None:
+        """Handle every message `w` has sent; mark it dead at EOF."""
+        try:
+            while not w.dead and w.conn.poll():
+                kind, *rest = w.conn.recv()
+                if not forward:
+                    continue
+                if kind == "event":
+                    self._emit(rest[0])
+                elif kind == "done":
+                    w.task = None
+                elif kind == "error":
+                    w.task = None
+                    raise rest[1]
+        except (EOFError, OSError):
+            w.dead = True
+
+    def run(self, tasks: list[Task]) -> None:
+        _start_forkserver(self.ctx)
+        # The lifeline: workers get the read end; the write end stays here (see the module docstring).
+        self.lifeline_r, self.lifeline_w = self.ctx.Pipe(duplex=False)
+        queue, attempts = deque(tasks), {}
+        in_main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.getsignal(signal.SIGINT) if in_main_thread else None
+        try:
+            self.workers = [self._start() for _ in range(min(self.n, len(queue)))]
+            for w in self.workers:
+                self._assign(w, queue)
+            while any(w.task is not None for w in self.workers):
+                busy = [w for w in self.workers if w.task is not None]
+                wait_ready([w.conn for w in busy] + [w.proc.sentinel for w in busy], timeout=1.0)
+                for i, w in enumerate(self.workers):
+                    self._read(w)
+                    if not w.dead and w.proc.exitcode is None:
+                        if w.task is None:
+                            self._assign(w, queue)
+                        continue
+                    w.proc.join(timeout=1.0)
+                    if w.proc.exitcode is None:  # closed its pipe but lingers: it cannot be trusted with a run
+                        w.proc.kill()
+                        w.proc.join(timeout=5.0)
+                    if w.task is not None:
+                        self._lost(w, queue, attempts)
+                    if queue:
+                        self.workers[i] = w = self._start()
+                        self._assign(w, queue)
+            self._finish()
+        except BaseException:
+            if in_main_thread:
+                signal.signal(signal.SIGINT, _ignore)  # a second Ctrl-C must not interrupt the cleanup
+            self._stop()
+            raise
+        finally:
+            if in_main_thread:
+                signal.signal(signal.SIGINT, previous)
+            for w in self.workers:
+                w.conn.close()
+            self.lifeline_w.close()
+            self.lifeline_r.close()
+
+    def _assign(self, w: _Worker, queue: deque) -> None:
+        if queue:
+            w.task = queue.popleft()
+            w.conn.send(w.task)
+
+    def _lost(self, w: _Worker, queue: deque, attempts: dict) -> None:
+        """The worker running `w.task` died: run it again from its checkpoint, or record it failed."""
+        task, w.task = w.task, None
+        attempts[task.key] = attempts.get(task.key, 0) + 1
+        reason = _exit_reason(w.proc.exitcode)
+        if attempts[task.key] < ATTEMPTS:
+            print(f"cnnbench: the worker running {task.label} (seed {task.config.get('seed')}) was {reason}; "
+                  "running it again from its last checkpoint", file=sys.stderr)
+            queue.appendleft(task)
             return
-        if progress:
-            progress(event)
+        from . import _store
+
+        error = (f"its worker process was {reason}, {ATTEMPTS} times; if it ran out of memory, use fewer "
+                 "--workers or a smaller batch_size, then run the same command again")
+        _store(task.study_dir).finish(task.key, "failed", error=error)
+        self._emit({"event": "done", "key": task.key, "label": task.label, "status": "failed"})
+
+    def _finish(self) -> None:
+        """No work left: tell the workers to leave, and wait for them."""
+        for w in self.workers:
+            if not w.dead and w.proc.exitcode is None:
+                try:
+                    w.conn.send(None)
+                except OSError:
+                    pass
+        self._join(STOP_GRACE_S * 2, forward=True)
+
+    def _stop(self) -> None:
+        for w in self.workers:
+            if w.proc.exitcode is None:
+                try:
+                    w.proc.terminate()  # SIGTERM: SystemExit in the worker, its run stays resumable
+                except OSError:
+                    pass
+        self._join(STOP_GRACE_S, forward=False)
+
+    def _join(self, grace: float, forward: bool) -> None:
+        deadline = time.monotonic() + grace
+        while True:
+            alive = [w for w in self.workers if w.proc.exitcode is None]
+            if not alive or time.monotonic() >= deadline:
+                break
+            wait_ready([w.proc.sentinel for w in alive] + [w.conn for w in alive if not w.dead], timeout=0.2)
+            for w in alive:  # keep their pipes drained so that no worker blocks on a send
+                try:
+                    self._read(w, forward=forward)
+                except BaseException:
+                    if forward:
+                        raise
+        for w in self.workers:
+            if w.proc.exitcode is None:
+                w.proc.kill()
+            w.proc.join(timeout=5.0)
