@@ -1,266 +1,264 @@
-"""`cnnbench report STUDY_DIR`: the evidence, as files.
+"""`cnnbench report DIR [DIR ...]`: the study's answer and its evidence, as files.
 
-Writes into `STUDY_DIR/report/`: `runs.csv` (one row per run, config flattened to columns),
-`history.csv` (one row per run and epoch), `learning_curves.png` (validation accuracy per epoch, one
-line per configuration: mean over seeds with a min–max band), `test_accuracy_boxplot.png`,
-`summary.md`, and `report.html`, self-contained (images embedded, no network needed).
+Writes into the output directory (default `STUDY_DIR/report/`):
+
+- `report.html` (self-contained: styles, script and figures inline, no network request) and
+  `summary.md`, both from the templates in `templates/`: the verdict first, then what was run (spec,
+  description, run counts, environment, dates, time, model sizes), each cell's ranked table with its
+  tests, the comparison across cells, marginal rankings, the learning-rate search, notes, conflicts.
+- tables fit for a paper (paper.py): `ranking.{csv,md,tex}`, `configurations_x_cells.*`, `A_x_B.*`.
+- figures as PNG and SVG (figures.py): learning curves, every run's value, critical-difference
+  diagrams, heatmaps, the learning-rate search.
+- the data: `runs.csv` (one row per run, config flattened), `history.csv` (per run and epoch),
+  `conflicts.csv` (when several stores disagree).
+
+The study directories are only read (readonly.py): a read-only study directory reports with
+`--output` elsewhere. Every file is replaced atomically (files.py).
 """
 
 from __future__ import annotations
 
 import base64
-import html
-import json
-import math
+import itertools
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import matplotlib
+import jinja2
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+from .. import analysis, metrics
+from ..errors import UserError
+from . import escape, figures, files, paper, provenance, readonly, tables
+from . import format as fmt
+from .figures import Figure
+from .tables import Table
 
-from .. import analysis  # noqa: E402
-from ..store import Store  # noqa: E402
+TEMPLATES = Path(__file__).parent / "templates"
 
 
-def write_report(study_dir: str | os.PathLike) -> Path:
-    study_dir = Path(study_dir)
-    store = Store.open_existing(study_dir)
+def write_report(study_dirs, output: str | os.PathLike | None = None, metric: str | None = None) -> Path:
+    """Analyse `study_dirs` (one directory, or several holding one study's runs) and write the report
+    into `output`; return the path of report.html."""
+    dirs = _study_dirs(study_dirs)
+    out = _output_dir(dirs, output)
+    if metric is not None:
+        metrics.get(metric)  # an unknown name is a one-line error before any work
+    sources = [provenance.read_source(d) for d in dirs]
+    with readonly.analysis_reads_only():
+        sc = analysis.compare_study(dirs, metric=metric)
+    raw = provenance.raw_runs(dirs)
     try:
-        name = store.get_meta("study") or study_dir.name
-        tuning_metric = json.loads(store.get_meta("tuning") or "{}").get("metric", "val_acc")
-        runs = analysis.runs_frame(store)
-        hist = analysis.history_frame(store)
-    finally:
-        store.close()
-    out = study_dir / "report"
-    out.mkdir(exist_ok=True)
-    table = analysis.rank_configurations(runs)
-    marginals = analysis.marginal_rankings(runs) if not runs.empty else {}
-    fried = analysis.friedman(runs) if not runs.empty else None
-    tuning = Tuning(analysis.tuning_table(runs, tuning_metric), analysis.tuning_budget(runs), tuning_metric)
-    if not runs.empty and not hist.empty:  # the curves show the ranked runs
-        hist = hist[hist["run_key"].isin(set(analysis.final_runs(runs)["key"]))]
-
-    _atomic_write(out / "runs.csv", runs.to_csv(index=False))
-    _atomic_write(out / "history.csv", hist.to_csv(index=False))
-    figures = {"learning_curves.png": learning_curves(hist), "test_accuracy_boxplot.png": boxplot(runs, table),
-               "learning_rate_search.png": tuning.figure()}
-    for fname, fig in figures.items():
-        if fig is not None:
-            fig.savefig(out / fname, dpi=110, bbox_inches="tight")
-            plt.close(fig)
-        else:
-            (out / fname).unlink(missing_ok=True)
-    current = analysis.current_runs(runs)
-    counts = current["status"].value_counts().to_dict() if not runs.empty else {}
-    if len(current) < len(runs):
-        counts["kept from earlier versions of the spec (not ranked; in runs.csv)"] = len(runs) - len(current)
-    _atomic_write(out / "summary.md", markdown(name, counts, table, marginals, fried, tuning))
-    _atomic_write(out / "report.html", render_html(name, counts, table, marginals, fried, out, tuning))
-    return out / "report.html"
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot write the report into {out} ({e.strerror}); choose a directory you can write "
+                        "with --output") from None
+    data_files = write_data(sc, out)
+    paper_files = paper.write_all(sc, out)
+    figs = write_figures(sc, out)
+    context = build_context(sc, sources, raw, figs, data_files + paper_files, out)
+    env = _environment(out)
+    files.write_text(out / "summary.md", env.get_template("summary.md.j2").render(context))
+    return files.write_text(out / "report.html", env.get_template("report.html.j2").render(context))
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+def _study_dirs(study_dirs) -> list[Path]:
+    dirs = [Path(study_dirs)] if isinstance(study_dirs, (str, os.PathLike)) else [Path(d) for d in study_dirs]
+    if not dirs:
+        raise UserError("give at least one study directory")
+    for d in dirs:
+        if not d.is_dir():
+            raise UserError(f"{d} is not a directory; give a study directory (the --output of `cnnbench run`)")
+    return list(dict.fromkeys(dirs))
 
 
-# --- figures ------------------------------------------------------------------------------------
+def _output_dir(dirs: list[Path], output) -> Path:
+    if output is not None:
+        return Path(output)
+    if len(dirs) > 1:
+        raise UserError(f"{len(dirs)} study directories make one report: say where it goes with --output DIR")
+    return dirs[0] / "report"
 
 
-def _plain(label: str) -> str:
-    """A label as matplotlib text: `$` would start mathtext (paths and references may hold one)."""
-    return label.replace("$", r"\$")
+# --- data files ----------------------------------------------------------------------------------
 
 
-def learning_curves(hist: pd.DataFrame):
-    if hist.empty:
+def write_data(sc, out: Path) -> list[Path]:
+    written = [files.write_text(out / "runs.csv", sc.runs.to_csv(index=False)),
+               files.write_text(out / "history.csv", sc.history.to_csv(index=False))]
+    if not sc.conflicts.empty:
+        written.append(files.write_text(out / "conflicts.csv", sc.conflicts.to_csv(index=False)))
+    else:
+        (out / "conflicts.csv").unlink(missing_ok=True)  # from an earlier report of other stores
+    return written
+
+
+# --- figures -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Figures:
+    per_cell: dict[str, list[Figure]] = field(default_factory=dict)  # cell name -> its figures
+    across: list[Figure] = field(default_factory=list)
+    study: list[Figure] = field(default_factory=list)  # every run's value, heatmaps
+    tuning: Figure | None = None
+
+    def all(self) -> list[Figure]:
+        return [*itertools.chain(*self.per_cell.values()), *self.across, *self.study,
+                *([self.tuning] if self.tuning else [])]
+
+
+def write_figures(sc, out: Path) -> Figures:
+    figs = Figures()
+    one = len(sc.cells) == 1
+    for cell in sc.cells:
+        suffix = "" if one else "_" + figures.slug(cell.name)
+        made = figs.per_cell.setdefault(cell.name, [])
+        configs = paper.config_names(sc, cell.runs)
+        curves = figures.learning_curves(sc.history, list(cell.comparison.ranking["config"]),
+                                         dict(zip(cell.runs["key"], configs)), _config_axes(cell.runs, configs),
+                                         f"Learning curves: {cell.name}")
+        if curves is not None:
+            made.append(figures.save(curves, out, "learning_curves" + suffix, "Learning curves",
+                                     "Mean over seeds per epoch; band: 95% t-interval of the mean (none from one "
+                                     "seed). The loss is each run's own training loss: it compares runs trained "
+                                     "with the same loss only."))
+        cd = figures.critical_difference(cell.comparison, cell.name)
+        if cd is not None:
+            made.append(figures.save(cd, out, "critical_difference" + suffix, "Critical-difference diagram",
+                                     "Mean ranks over seeds (1 = best); configurations joined by a bar are not "
+                                     f"told apart by the Nemenyi test at α = {cell.comparison.alpha:g}."))
+    if sc.across is not None:
+        cd = figures.critical_difference(sc.across, "across cells")
+        if cd is not None:
+            figs.across.append(figures.save(cd, out, "critical_difference_across_cells", "Critical-difference "
+                                            "diagram across cells", "Mean ranks with the cells as blocks."))
+    comparisons = [(cell.name, cell.comparison) for cell in sc.cells]
+    by_run = figures.metric_by_run(comparisons, sc.metric)
+    if by_run is not None:
+        figs.study.append(figures.save(by_run, out, f"{sc.metric.name}_per_run", f"{sc.metric.label} of every run",
+                                       "Each point is one run (a diverged run at chance level for accuracy); "
+                                       "bar: mean; line: 95% interval of the mean (from 3 seeds on)."))
+    means = paper.configuration_means(sc)
+    if not means.empty:
+        for a, b in itertools.combinations(paper.varying_axes(means), 2):
+            parts = paper.axis_pair_means(means, a, b)
+            stem = f"heatmap_{figures.slug(a)}_x_{figures.slug(b)}"
+            figs.study.append(figures.save(figures.heatmap(parts, a, b, sc.metric), out, stem, f"{a} × {b}",
+                                           f"Mean {sc.metric.label} over seeds of each {a} × {b} configuration."))
+    tuning_metric = tuning_settings(sc)
+    table = analysis.tuning_table(sc.runs, tuning_metric) if not sc.runs.empty else pd.DataFrame()
+    fig = figures.learning_rate_search(table, tuning_metric) if not table.empty else None
+    if fig is not None:
+        figs.tuning = figures.save(fig, out, "learning_rate_search", "Learning-rate search",
+                                   f"Mean final {tuning_metric} over the search seeds against the learning rate; "
+                                   "star: the chosen rate.")
+    return figs
+
+
+def _config_axes(runs: pd.DataFrame, configs: pd.Series) -> pd.DataFrame:
+    """Configuration -> the values of its axes (for grouping learning curves)."""
+    cols = [c for c in runs.columns if c.startswith("axis.")]
+    axes = runs[cols].assign(_config=configs.to_numpy()).drop_duplicates("_config").set_index("_config")
+    return axes.rename(columns=lambda c: c[len("axis."):])
+
+
+def tuning_settings(sc) -> str:
+    import json
+
+    tuning = sc.meta.get("tuning")
+    return json.loads(tuning).get("metric", "val_acc") if tuning else "val_acc"
+
+
+# --- the template context ------------------------------------------------------------------------
+
+
+def build_context(sc, sources, raw: pd.DataFrame, figs: Figures, written: list[Path], out: Path) -> dict:
+    metric = sc.metric
+    cells = [{"name": cell.name, "ranking": tables.ranking(cell.comparison, metric),
+              "friedman": tables.friedman_line(cell.comparison), "pairwise": tables.pairwise(cell.comparison, metric),
+              "verdict": cell.comparison.verdict, "notes": cell.comparison.notes,
+              "figures": figs.per_cell.get(cell.name, [])} for cell in sc.cells]
+    across = None
+    if sc.across is not None:
+        across = {"ranking": tables.ranking(sc.across, metric), "friedman": tables.friedman_line(sc.across),
+                  "pairwise": tables.pairwise(sc.across, metric), "verdict": sc.across.verdict,
+                  "notes": sc.across.notes, "figures": figs.across}
+    env_header, env_rows = provenance.environments(raw)
+    return {
+        "title": " + ".join(sc.study_names) or "study",
+        "verdict": sc.verdict,
+        "notes": sc.notes,
+        "metric": metric,
+        "metric_heading": fmt.heading(metric),
+        "alpha": sc.alpha,
+        "rope": sc.rope,
+        "sources": sources,
+        "counts": provenance.status_counts(raw),
+        "environment": tables.plain(env_header, env_rows),
+        "timing": provenance.timing(raw),
+        "models": tables.plain(["model", "dataset", "parameters", "FLOPs per image"], provenance.model_costs(raw)),
+        "cell_keys": sc.cell_keys,
+        "cells": cells,
+        "across": across,
+        "marginals": marginal_tables(sc),
+        "tuning": tuning_context(sc, figs.tuning),
+        "conflicts": tables.conflicts(sc.conflicts),
+        "study_figures": figs.study,
+        "figures": figs.all(),
+        "files": [p.name for p in written] + [f.svg for f in figs.all()],
+        "tied_mark": tables.TIED_MARK,
+    }
+
+
+def marginal_tables(sc) -> list[tuple[str, Table]]:
+    runs = sc.runs
+    if runs.empty or sc.metric.name not in runs:
+        return []
+    name = sc.metric.name
+    if not sc.metric.higher_is_better:
+        # marginal_rankings ranks the highest first: rank the negated metric, then undo the sign
+        runs = runs.assign(_lower_is_better=-runs[name])
+        name = "_lower_is_better"
+    out = []
+    for axis, t in analysis.marginal_rankings(runs, name).items():
+        if not sc.metric.higher_is_better:
+            t = t.assign(mean=-t["mean"])
+        out.append((axis, tables.marginal(t, axis, sc.metric)))
+    return out
+
+
+def tuning_context(sc, figure: Figure | None) -> dict | None:
+    metric = tuning_settings(sc)
+    if sc.runs.empty:
         return None
-    metric = "val_acc" if hist["val_acc"].notna().any() else "train_acc"
-    fig, ax = plt.subplots(figsize=(9, 5.5))
-    colors = plt.get_cmap("tab20").colors
-    groups = {label: g.groupby("epoch")[metric].agg(["mean", "min", "max"]) for label, g in hist.groupby("label")}
-    def final_mean(label: str) -> float:  # NaN (a diverged run's last epoch) sorts last
-        value = groups[label]["mean"].iloc[-1]
-        return -value if value == value else math.inf
-
-    ranked = sorted(groups, key=final_mean)
-    for i, label in enumerate(ranked):  # legend in order of final accuracy, best first
-        per_epoch = groups[label]
-        epochs = per_epoch.index + 1
-        c = colors[i % len(colors)]
-        ax.plot(epochs, per_epoch["mean"], color=c, label=_plain(label), lw=1.6)
-        ax.fill_between(epochs, per_epoch["min"], per_epoch["max"], color=c, alpha=0.15, lw=0)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("validation accuracy" if metric == "val_acc" else "training accuracy")
-    ax.set_title("Learning curves (mean over seeds, band: min–max)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
-    return fig
-
-
-class Tuning:
-    """The learning-rate search of a study with [tuning]: chosen rates, budget, sensitivity figure."""
-
-    HEADER = ["configuration", "chosen learning rate", "rates tried", "search runs", "epochs", "seconds"]
-
-    def __init__(self, table: pd.DataFrame, budget: pd.DataFrame, metric: str):
-        self.table, self.budget, self.metric = table, budget, metric
-
-    def __bool__(self) -> bool:
-        return not self.table.empty
-
-    def rows(self) -> list[list[str]]:
-        chosen = {r.label: r.learning_rate for r in self.table[self.table["chosen"]].itertuples()}
-        return [[r.label, f"{chosen[r.label]:g}" if r.label in chosen else "– (no finite result)", str(r.rates),
-                 str(r.runs), str(int(r.epochs)), f"{r.seconds:.0f}" if r.seconds == r.seconds else "–"]
-                for r in self.budget.itertuples()]
-
-    def text(self) -> str:
-        total = self.budget["seconds"].sum()
-        return (f"Each configuration was trained at every rate with the search seeds; the rate with the best "
-                f"mean final {self.metric} was chosen and run with all seeds. Search budget: "
-                f"{int(self.budget['runs'].sum())} runs, {int(self.budget['epochs'].sum())} epochs, {total:.0f} s.")
-
-    def figure(self):
-        if not self:
-            return None
-        fig, ax = plt.subplots(figsize=(9, 5))
-        colors = plt.get_cmap("tab20").colors
-        for i, (label, g) in enumerate(self.table.groupby("label", sort=False)):
-            finite = g[g["value"].abs() != float("inf")]
-            c = colors[i % len(colors)]
-            ax.plot(finite["learning_rate"], finite["value"], "o-", color=c, label=_plain(label), ms=3, lw=1.2)
-            best = g[g["chosen"]]
-            ax.plot(best["learning_rate"], best["value"], "*", color=c, ms=14, mec="black")
-        ax.set_xscale("log")
-        ax.set_xlabel("learning rate")
-        ax.set_ylabel(self.metric.replace("_", " "))
-        ax.set_title("Learning-rate search (star: chosen; diverged rates omitted)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
-        return fig
-
-
-def boxplot(runs: pd.DataFrame, table: pd.DataFrame):
-    runs = analysis.final_runs(runs)
-    if runs.empty or not (runs["status"] == "done").any():
+    table = analysis.tuning_table(sc.runs, metric)
+    if table.empty:
         return None
-    labels = list(table.loc[table["n"] > 0, "label"])
-    done = runs[runs["status"] == "done"]
-    data = [done.loc[done["label"] == lab, "test_acc"].dropna().to_numpy() for lab in labels]
-    fig, ax = plt.subplots(figsize=(9, max(3, 0.32 * len(labels) + 1.5)))
-    ax.boxplot(data[::-1], orientation="horizontal", tick_labels=[_plain(x) for x in labels[::-1]], showmeans=True)
-    ax.set_xlabel("test accuracy")
-    ax.set_title("Final test accuracy per configuration (best at the top)")
-    ax.tick_params(axis="y", labelsize=7)
-    ax.grid(axis="x", alpha=0.3)
-    return fig
+    budget = analysis.tuning_budget(sc.runs)
+    text = (f"Each configuration was trained at every rate with the search seeds; the rate with the best mean final "
+            f"{metric} on the validation set was chosen, and the configuration was then run at that rate with all "
+            f"the study's seeds. The chosen rate is selected on validation data; the ranking above is on "
+            f"{sc.metric.label}, with the search seed's run ranked alongside the other seeds. Search budget: "
+            f"{int(budget['runs'].sum())} runs, {int(budget['epochs'].sum())} epochs, "
+            f"{fmt.seconds(budget['seconds'].sum())}.")
+    return {"text": text, "table": tables.tuning(table, budget), "figure": figure}
 
 
-# --- text ---------------------------------------------------------------------------------------
+# --- rendering -----------------------------------------------------------------------------------
 
 
-def _pct(x: float) -> str:
-    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.2f}"
+def _environment(out: Path) -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), undefined=jinja2.StrictUndefined,
+                             autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",), default=False),
+                             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+    env.filters["md"] = escape.markdown
+    env.globals["md_table"] = paper.markdown
+    env.globals["md_fence"] = escape.markdown_fence
+    env.globals["data_uri"] = lambda name: _data_uri(out / name)
+    return env
 
 
-def _p(x: float) -> str:
-    return "–" if x is None or math.isnan(x) else (f"{x:.3g}" if x >= 1e-4 else "<1e-4")
+def _data_uri(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
-
-def ranked_rows(table: pd.DataFrame) -> list[list[str]]:
-    rows = []
-    for r in table.itertuples():
-        # an accuracy's interval is clipped to [0, 1]: with few seeds the t-interval can reach past it
-        ci = f"[{_pct(max(r.ci_low, 0.0))}, {_pct(min(r.ci_high, 1.0))}]" if r.n > 1 else "–"
-        notes = ", ".join(s for s in (f"{r.diverged} diverged" if r.diverged else "",
-                                      f"{r.failed} failed" if r.failed else "") if s)
-        rank = "–" if math.isnan(r.rank) else str(int(r.rank))
-        rows.append([rank, r.label, str(r.n), f"{_pct(r.mean)} ± {_pct(r.std)}", ci, _p(r.p_vs_best), notes])
-    return rows
-
-
-SCORING = ("A diverged run (NaN/inf loss) counts at chance accuracy (1 / classes); a failed run (an error) "
-           "is left out and noted.")
-
-RANKED_HEADER = ["#", "configuration", "seeds", "test acc % (mean ± std)", "95% CI", "p vs best", "notes"]
-
-
-def marginal_rows(t: pd.DataFrame) -> list[list[str]]:
-    return [[str(r["rank"]), str(r.iloc[1]), "–" if math.isnan(r["mean_rank"]) else f"{r['mean_rank']:.2f}",
-             f"{_pct(r['mean'])} ± {_pct(r['std'])}", str(r["n"])] for _, r in t.iterrows()]
-
-
-MARGINAL_HEADER = ["#", "value", "mean rank", "test acc % (mean ± std)", "runs"]
-
-
-def _md_table(header: list[str], rows: list[list[str]]) -> str:
-    esc = lambda s: str(s).replace("|", "\\|")  # noqa: E731
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(esc(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def _friedman_text(fried: dict | None) -> str:
-    if not fried:
-        return "Friedman test: not applicable (needs ≥ 3 configurations and ≥ 2 seeds common to all)."
-    return (f"Friedman test over {fried['configurations']} configurations × {fried['seeds']} seeds: "
-            f"χ² = {fried['statistic']:.3g}, p = {_p(fried['pvalue'])}.")
-
-
-def markdown(name, counts, table, marginals, fried, tuning=None) -> str:
-    parts = [f"# Study `{name}`", "", "Runs: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())), "",
-             "## Configurations ranked by test accuracy", "", _md_table(RANKED_HEADER, ranked_rows(table)), "",
-             _friedman_text(fried) + " p vs best: Welch's t-test against the top configuration. " + SCORING, ""]
-    for axis, t in marginals.items():
-        parts += [f"## Marginal ranking: {axis}", "", _md_table(MARGINAL_HEADER, marginal_rows(t)), ""]
-    if tuning:
-        parts += ["## Learning-rate search", "", tuning.text(), "", _md_table(Tuning.HEADER, tuning.rows()), "",
-                  "![learning-rate search](learning_rate_search.png)", ""]
-    parts += ["## Figures", "", "![learning curves](learning_curves.png)", "",
-              "![test accuracy](test_accuracy_boxplot.png)", ""]
-    return "\n".join(parts)
-
-
-def _html_table(header, rows) -> str:
-    e = html.escape
-    head = "".join(f"<th>{e(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _img(path: Path, alt: str) -> str:
-    if not path.exists():
-        return f"<p><em>{html.escape(alt)}: no finished runs yet.</em></p>"
-    data = base64.b64encode(path.read_bytes()).decode()
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
-
-
-_CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:1em 0;font-size:14px}th,td{border:1px solid #ccc;padding:4px 8px;text-align:left}
-th{background:#f3f3f3}tbody tr:first-child{font-weight:600}img{max-width:100%}code{background:#f3f3f3;padding:1px 4px}"""
-
-
-def render_html(name, counts, table, marginals, fried, out: Path, tuning=None) -> str:
-    e = html.escape
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>cnnbench: {e(name)}</title>",
-             f"<style>{_CSS}</style></head><body>", f"<h1>Study <code>{e(name)}</code></h1>",
-             "<p>Runs: " + e(", ".join(f"{v} {k}" for k, v in sorted(counts.items()))) + "</p>",
-             "<h2>Configurations ranked by test accuracy</h2>", _html_table(RANKED_HEADER, ranked_rows(table)),
-             f"<p>{e(_friedman_text(fried))} p vs best: Welch's t-test against the top configuration. "
-             f"{e(SCORING)}</p>"]
-    for axis, t in marginals.items():
-        parts += [f"<h2>Marginal ranking: {e(axis)}</h2>", _html_table(MARGINAL_HEADER, marginal_rows(t))]
-    if tuning:
-        parts += ["<h2>Learning-rate search</h2>", f"<p>{e(tuning.text())}</p>", _html_table(Tuning.HEADER, tuning.rows()),
-                  _img(out / "learning_rate_search.png", "learning-rate search")]
-    parts += ["<h2>Learning curves</h2>", _img(out / "learning_curves.png", "learning curves"),
-              "<h2>Test accuracy</h2>", _img(out / "test_accuracy_boxplot.png", "test accuracy boxplot"),
-              "<p>Data: <a href='runs.csv'>runs.csv</a>, <a href='history.csv'>history.csv</a>.</p>",
-              "</body></html>"]
-    return "\n".join(parts)

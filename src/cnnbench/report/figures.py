@@ -1,0 +1,280 @@
+"""The report's figures, each written as PNG and SVG (atomically: no half-written image, no `.tmp`).
+
+- learning curves: loss and accuracy, training and validation, per epoch; the mean over seeds with a
+  95% t-interval band (no band from one seed); at most 10 configurations per axes, each with its own
+  colour (small multiples by an axis value, or by rank, beyond that); markers when there are few
+  epochs, so a one-epoch study draws points.
+- `metric_by_run`: every run's value as a point, per configuration, in the tables' units, with the
+  mean and its 95% interval.
+- critical-difference diagrams (scikit-posthocs), only where the Friedman test applies.
+- axis × axis heatmaps of configuration means.
+- the learning-rate search's sensitivity.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from scipy import stats  # noqa: E402
+
+from . import files  # noqa: E402
+from . import format as fmt  # noqa: E402
+
+MAX_PER_AXES = 10  # tab10: ten distinct colours; more lines in one axes are unreadable anyway
+COLORS = plt.get_cmap("tab10").colors
+MARKERS_UP_TO_EPOCHS = 20
+
+
+@dataclass
+class Figure:
+    stem: str  # file name without extension; .png and .svg exist
+    title: str
+    caption: str
+
+    @property
+    def png(self) -> str:
+        return self.stem + ".png"
+
+    @property
+    def svg(self) -> str:
+        return self.stem + ".svg"
+
+
+def save(fig, out: Path, stem: str, title: str, caption: str) -> Figure:
+    try:
+        for ext in ("png", "svg"):
+            with files.atomic_path(out / f"{stem}.{ext}") as tmp:
+                fig.savefig(tmp, format=ext, dpi=110, bbox_inches="tight", metadata=_metadata(ext))
+    finally:
+        plt.close(fig)
+    return Figure(stem, title, caption)
+
+
+def _metadata(ext: str) -> dict:
+    # No creation date: the same runs give byte-identical figures.
+    return {"Date": None} if ext == "svg" else {"Software": None}
+
+
+def plain(label) -> str:
+    """A label as matplotlib text: `$` would start mathtext (paths and references may hold one)."""
+    return str(label).replace("$", r"\$")
+
+
+def slug(s: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", str(s)).strip("-").lower()[:60] or "cell"
+
+
+# --- learning curves -----------------------------------------------------------------------------
+
+PANELS = [("train_loss", "training loss (own)"), ("val_loss", "validation loss (own)"),
+          ("train_acc", "training accuracy (%)"), ("val_acc", "validation accuracy (%)")]
+
+
+def mean_band(values: pd.DataFrame, column: str) -> pd.DataFrame:
+    """Per epoch: the mean over seeds and a 95% t-interval (NaN where fewer than 2 seeds)."""
+    v = values[["epoch", column]].replace([np.inf, -np.inf], np.nan).dropna()
+    g = v.groupby("epoch")[column].agg(["mean", "std", "count"])
+    half = stats.t.ppf(0.975, (g["count"] - 1).clip(lower=1)) * g["std"] / np.sqrt(g["count"])
+    g["low"], g["high"] = g["mean"] - half.where(g["count"] > 1), g["mean"] + half.where(g["count"] > 1)
+    return g
+
+
+def curve_groups(configs: list[str], axes: pd.DataFrame) -> list[tuple[str, list[str]]]:
+    """Configurations in groups of at most MAX_PER_AXES: by the value of the axis that splits them
+    into the fewest such groups, else in rank order. `axes`: configuration -> its axis values."""
+    if len(configs) <= MAX_PER_AXES:
+        return [("", configs)]
+    best = None
+    for axis in axes.columns:
+        values = axes[axis].reindex(configs)
+        if values.isna().any() or values.nunique() < 2:
+            continue
+        groups = [(f"{axis}={v}", [c for c in configs if values[c] == v]) for v in dict.fromkeys(values)]
+        if max(len(g) for _, g in groups) <= MAX_PER_AXES and (best is None or len(groups) < len(best)):
+            best = groups
+    if best:
+        return best
+    return [(f"ranks {i + 1}–{min(i + MAX_PER_AXES, len(configs))}", configs[i:i + MAX_PER_AXES])
+            for i in range(0, len(configs), MAX_PER_AXES)]
+
+
+def learning_curves(history: pd.DataFrame, configs: list[str], config_of: dict[str, str],
+                    axes: pd.DataFrame, title: str):
+    """Loss and accuracy, training and validation, for the ranked `configs` (best first).
+    `config_of`: run key -> configuration; `axes`: configuration -> axis values. One group of at most
+    MAX_PER_AXES configurations is drawn as a 2 × 2 grid; several groups as one row of panels each."""
+    hist = history[history["run_key"].isin(config_of)].assign(config=lambda h: h["run_key"].map(config_of))
+    if hist.empty:
+        return None
+    panels = [(col, label) for col, label in PANELS if col in hist and hist[col].notna().any()]
+    groups = curve_groups([c for c in configs if c in set(hist["config"])], axes)
+    marker = "o" if int(hist["epoch"].max()) + 1 <= MARKERS_UP_TO_EPOCHS else None
+    if len(groups) == 1 and len(panels) == 4:
+        fig, grid = plt.subplots(2, 2, figsize=(10.5, 6.2), sharex=True)
+        rows = [list(grid.flat)]
+    else:
+        fig, grid = plt.subplots(len(groups), len(panels), squeeze=False, sharex=True,
+                                 figsize=(3.1 * len(panels) + 3.2, 2.6 * len(groups) + 0.6))
+        rows = [list(r) for r in grid]
+    for axs, (group_title, group) in zip(rows, groups):
+        for ax, (column, label) in zip(axs, panels):
+            _draw_curves(ax, hist, group, column, marker)
+            ax.set_title(label if not group_title else f"{label}\n{plain(group_title)}", fontsize=9)
+        handles, labels = axs[0].get_legend_handles_labels()
+        axs[len(axs) // 2 - 1 if len(rows) == 1 and len(axs) == 4 else -1].legend(
+            handles, labels, fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5 if len(rows) > 1 else 0.0),
+            frameon=False)
+    for ax in (rows[-1] if len(rows) > 1 else rows[0][-2:]):
+        ax.set_xlabel("epoch", fontsize=9)
+    fig.suptitle(plain(title), fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def _draw_curves(ax, hist: pd.DataFrame, group: list[str], column: str, marker) -> None:
+    accuracy = column.endswith("acc")
+    scale = 100.0 if accuracy else 1.0
+    for i, config in enumerate(group):  # i < MAX_PER_AXES: every configuration its own colour
+        band = mean_band(hist[hist["config"] == config], column) * [scale, 1, 1, scale, scale]
+        if band.empty:
+            continue
+        x = band.index + 1
+        ax.plot(x, band["mean"], color=COLORS[i], marker=marker, ms=3.5, lw=1.5, label=plain(config))
+        if band["low"].notna().any():
+            low, high = (band["low"].clip(0, 100), band["high"].clip(0, 100)) if accuracy else (band["low"], band["high"])
+            ax.fill_between(x, low, high, color=COLORS[i], alpha=0.15, lw=0)
+    values = hist[column].replace([np.inf, -np.inf], np.nan).dropna()
+    if not accuracy and len(values) and (values > 0).all():
+        ax.set_yscale("log")  # own losses differ by orders of magnitude (MSE vs cross-entropy)
+    ax.grid(alpha=0.3)
+    ax.tick_params(labelsize=8)
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+
+
+# --- every run's value ---------------------------------------------------------------------------
+
+
+def metric_by_run(comparisons: list[tuple[str, object]], metric):
+    """One panel per comparison: each run's metric value as a point per configuration (best at the
+    top), the mean as a bar and its 95% interval as a line."""
+    comparisons = [(t, c) for t, c in comparisons if c is not None and not c.ranking.empty]
+    if not comparisons:
+        return None
+    scale = 100.0 if metric.percent else 1.0
+    heights = [max(1.6, 0.32 * len(c.ranking) + 1.0) for _, c in comparisons]
+    fig, axs = plt.subplots(len(comparisons), 1, figsize=(9, sum(heights)), squeeze=False,
+                            gridspec_kw={"height_ratios": heights})
+    rng = np.random.default_rng(0)  # jitter only; fixed so the figure is reproducible
+    for ax, (title, c) in zip(axs[:, 0], comparisons):
+        configs = list(c.ranking["config"])
+        for y, r in enumerate(c.ranking.itertuples()):
+            values = c.values[r.config].dropna().to_numpy(float) * scale if r.config in c.values else np.array([])
+            ax.scatter(values, y + rng.uniform(-0.15, 0.15, len(values)), s=14, color=COLORS[0], alpha=0.7,
+                       edgecolor="none", zorder=3)
+            if not fmt.missing(r.mean):
+                ax.plot([r.mean * scale] * 2, [y - 0.3, y + 0.3], color="black", lw=2, zorder=4)
+            if not (fmt.missing(r.ci_low) or fmt.missing(r.ci_high)):
+                ax.plot([r.ci_low * scale, r.ci_high * scale], [y, y], color="black", lw=1, zorder=2)
+        ax.set_yticks(range(len(configs)), [plain(c) for c in configs], fontsize=7)
+        ax.set_ylim(len(configs) - 0.5, -0.5)  # best at the top
+        ax.set_xlabel(fmt.heading(metric), fontsize=9)
+        ax.set_title(plain(title), fontsize=9)
+        ax.grid(axis="x", alpha=0.3)
+    fig.suptitle("Every run (points), mean (bar) and 95% interval of the mean (line)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+# --- critical difference -------------------------------------------------------------------------
+
+
+def critical_difference(c, title: str):
+    """Demšar's diagram: mean ranks on an axis, configurations the Nemenyi test cannot tell apart
+    joined by a bar. None where the Friedman test does not apply (no post-hoc test then)."""
+    if c is None or not c.friedman or c.nemenyi is None or len(c.ranking) < 3:
+        return None
+    import scikit_posthocs as sp
+
+    names = {config: plain(config) for config in c.ranking["config"]}
+    ranks = c.ranking.set_index("config")["mean_rank"].rename(index=names)
+    sig = c.nemenyi.rename(index=names, columns=names)
+    fig, ax = plt.subplots(figsize=(9, 0.28 * len(ranks) + 1.6))
+    cd = None if fmt.missing(c.critical_difference) else float(c.critical_difference)
+    sp.critical_difference_diagram(ranks, sig, ax=ax, alpha=c.alpha, cd=cd, color_palette=["black"] * len(ranks),
+                                   label_props={"fontsize": 7})
+    cd_text = f", CD = {cd:.2f}" if cd is not None else ""
+    ax.set_title(f"{plain(title)}: mean ranks (1 = best), Nemenyi α = {c.alpha:g}{cd_text}", fontsize=9, pad=24)
+    return fig
+
+
+# --- heatmaps ------------------------------------------------------------------------------------
+
+
+def heatmap(parts: list[tuple[str, pd.DataFrame]], a: str, b: str, metric):
+    """Axis `a` × axis `b` of configuration means, one panel per combination of the other axes.
+    `parts`: (title, DataFrame indexed by a's values, columns b's values, of means)."""
+    scale = 100.0 if metric.percent else 1.0
+    n = len(parts)
+    cols = min(n, 3)
+    rows = math.ceil(n / cols)
+    first = parts[0][1]
+    w, h = 1.0 * first.shape[1] + 2.5, 0.45 * first.shape[0] + 1.4
+    fig, axs = plt.subplots(rows, cols, figsize=(w * cols, h * rows), squeeze=False)
+    cmap = "viridis" if metric.higher_is_better else "viridis_r"
+    for ax, (title, t) in zip(axs.flat, parts):
+        data = t.to_numpy(float) * scale
+        im = ax.imshow(data, cmap=cmap, aspect="auto")
+        finite = data[np.isfinite(data)]
+        mid = (finite.min() + finite.max()) / 2 if finite.size else 0.0
+        for (i, j), v in np.ndenumerate(data):
+            if np.isfinite(v):
+                dark = (v < mid) == metric.higher_is_better
+                ax.text(j, i, f"{v:.2f}" if metric.percent else f"{v:.3g}", ha="center", va="center", fontsize=7,
+                        color="white" if dark else "black")
+        ax.set_xticks(range(t.shape[1]), [plain(x) for x in t.columns], rotation=30, ha="right", fontsize=7)
+        ax.set_yticks(range(t.shape[0]), [plain(x) for x in t.index], fontsize=7)
+        ax.set_xlabel(plain(b), fontsize=8)
+        ax.set_ylabel(plain(a), fontsize=8)
+        ax.set_title(plain(title), fontsize=8)
+        fig.colorbar(im, ax=ax, shrink=0.8).ax.tick_params(labelsize=7)
+    for ax in list(axs.flat)[n:]:
+        ax.axis("off")
+    fig.suptitle(f"{fmt.heading(metric)}: mean over seeds", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+# --- learning-rate search ------------------------------------------------------------------------
+
+
+def learning_rate_search(table: pd.DataFrame, metric_name: str):
+    """The search's metric against the rate per configuration; a star at the chosen rate."""
+    if table.empty:
+        return None
+    labels = list(dict.fromkeys(table["label"]))
+    per_axes = [labels[i:i + MAX_PER_AXES] for i in range(0, len(labels), MAX_PER_AXES)]
+    fig, axs = plt.subplots(len(per_axes), 1, figsize=(9, 4.2 * len(per_axes)), squeeze=False)
+    for ax, group in zip(axs[:, 0], per_axes):
+        for i, label in enumerate(group):
+            g = table[table["label"] == label]
+            finite = g[np.isfinite(g["value"].astype(float))]
+            ax.plot(finite["learning_rate"], finite["value"], "o-", color=COLORS[i], label=plain(label), ms=3, lw=1.2)
+            best = g[g["chosen"]]
+            ax.plot(best["learning_rate"], best["value"], "*", color=COLORS[i], ms=14, mec="black")
+        ax.set_xscale("log")
+        ax.set_xlabel("learning rate")
+        ax.set_ylabel(metric_name.replace("_", " "))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    axs[0, 0].set_title("Learning-rate search (star: chosen on validation; diverged rates omitted)")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,224 @@
+"""Tables fit for a paper, written into the report directory as CSV, Markdown and LaTeX (booktabs).
+
+- `ranking.*`: each cell's ranked configurations (mean ± std, 95% CI, mean rank, Holm-adjusted p
+  against the best); the best in bold, † where not significantly worse than the best.
+- `configurations_x_cells.*` (several cells, e.g. datasets): a configuration per row, a cell per
+  column — the seed papers' loss × dataset layout; per column the best in bold, † as above.
+- `AXIS_x_AXIS.*` for every two axes that vary (e.g. `model_x_optimizer`): the means of the
+  configurations, one table per combination of the other axes; the best of each table in bold.
+
+CSV holds raw numbers in the metric's own units (accuracy as a fraction); Markdown and LaTeX show
+them as the report does (percent for a fraction metric).
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from ..metrics import Metric
+from . import escape, files
+from . import format as fmt
+from .format import Entry
+from .tables import TIED_MARK, Table, ranking
+
+# --- one long frame of configuration means --------------------------------------------------------
+
+
+def config_names(sc, runs: pd.DataFrame) -> pd.Series:
+    """Each run's configuration as the comparison names it: its axes outside the cell keys, joined
+    (the rule of analysis.compare_study), or the study's name when no such axis varies."""
+    if "config" in runs.columns:
+        return runs["config"]
+    cols = [c for c in runs.columns if c.startswith("axis.") and c[len("axis."):] not in sc.cell_keys]
+    if not cols:
+        return pd.Series(sc.study_names[0] if sc.study_names else "all", index=runs.index)
+    return runs[cols].astype(str).apply(lambda r: " · ".join(f"{c[len('axis.'):]}={v}" for c, v in r.items()),
+                                        axis=1)
+
+
+def configuration_means(sc) -> pd.DataFrame:
+    """One row per (cell, configuration): the cell's keys, the configuration's axis values, and its
+    ranking row (mean, std, n, rank, tied_with_best)."""
+    rows = []
+    for cell in sc.cells:
+        runs = cell.runs.assign(_config=config_names(sc, cell.runs))
+        axis_cols = [c for c in runs.columns if c.startswith("axis.")]
+        axes = runs.drop_duplicates("_config").set_index("_config")[axis_cols]
+        for i, r in enumerate(cell.comparison.ranking.itertuples()):
+            values = axes.loc[r.config].dropna().to_dict() if r.config in axes.index else {}
+            rows.append({"cell": cell.name, **{f"axis.{k}": v for k, v in cell.keys.items()},
+                         **values, "config": r.config, "mean": r.mean, "std": r.std, "n": r.n,
+                         "rank": r.rank, "best": i == 0, "tied_with_best": bool(r.tied_with_best)})
+    return pd.DataFrame(rows)
+
+
+def varying_axes(means: pd.DataFrame) -> list[str]:
+    return [c[len("axis."):] for c in means.columns if c.startswith("axis.") and means[c].nunique() > 1]
+
+
+# --- renderers -----------------------------------------------------------------------------------
+
+
+def markdown(table: Table) -> str:
+    def cell(e: Entry) -> str:
+        t = escape.markdown(e.text)
+        return f"**{t}**" if e.strong and e.text != fmt.DASH else t
+
+    lines = ["| " + " | ".join(escape.markdown(h) for h in table.header) + " |", "|" + "---|" * len(table.header)]
+    lines += ["| " + " | ".join(cell(e) for e in row) + " |" for row in table.rows]
+    return "\n".join(lines)
+
+
+def _latex_text(s: str) -> str:
+    s = escape.latex(s)
+    return (s.replace(" ± ", r" $\pm$ ").replace("±", r"$\pm$").replace(TIED_MARK, r"$^\dagger$")
+            .replace("–", "--").replace("−", "-").replace("×", r"$\times$").replace("χ²", r"$\chi^2$")
+            .replace("≈", r"$\approx$").replace("α", r"$\alpha$"))
+
+
+def latex(table: Table, caption: str, label: str) -> str:
+    def cell(e: Entry) -> str:
+        t = _latex_text(e.text)
+        return rf"\textbf{{{t}}}" if e.strong and e.text != fmt.DASH else t
+
+    align = "".join("r" if _numeric_column(table, j) else "l" for j in range(len(table.header)))
+    lines = [r"\begin{table}[htbp]", r"\centering", rf"\caption{{{_latex_text(caption)}}}",
+             rf"\label{{{label}}}", rf"\begin{{tabular}}{{{align}}}", r"\toprule",
+             " & ".join(_latex_text(h) for h in table.header) + r" \\", r"\midrule"]
+    lines += [" & ".join(cell(e) for e in row) + r" \\" for row in table.rows]
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines)
+
+
+def _numeric_column(table: Table, j: int) -> bool:
+    return any(row[j].sort is not None for row in table.rows)
+
+
+def _slug(s: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", str(s)).strip("-").lower()[:60] or "x"
+
+
+_PREAMBLE = ("% cnnbench tables; needs \\usepackage{booktabs}. "
+             "Best in bold; $^\\dagger$: not significantly worse than the best.\n")
+
+
+# --- the paper tables ----------------------------------------------------------------------------
+
+
+def paper_ranking(c, metric: Metric) -> Table:
+    """The ranked table with the columns a paper prints; the tie mark next to the mean."""
+    full = ranking(c, metric)
+    keep = [0, 1, 2, 3, 4, 5, 6]  # #, configuration, n, mean ± std, CI, mean rank, p vs best
+    rows = []
+    for row, r in zip(full.rows, c.ranking.itertuples()):
+        row = [row[j] for j in keep]
+        if r.Index != 0 and bool(r.tied_with_best):
+            row[3] = row[3]._replace(text=row[3].text + f" {TIED_MARK}")
+        rows.append(row)
+    return Table([full.header[j] for j in keep], rows)
+
+
+def ranking_frame(sc) -> pd.DataFrame:
+    """Every cell's ranking in one frame, with the cell's keys as columns (raw metric units)."""
+    frames = []
+    for cell in sc.cells:
+        t = cell.comparison.ranking.copy()
+        for k, v in reversed(list(cell.keys.items())):
+            t.insert(0, k, v)
+        t.insert(0, "cell", cell.name)
+        frames.append(t)
+    out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    out["metric"] = sc.metric.name
+    return out
+
+
+def configurations_x_cells(means: pd.DataFrame, metric: Metric) -> tuple[Table, pd.DataFrame]:
+    cells = list(dict.fromkeys(means["cell"]))
+    configs = list(dict.fromkeys(means.sort_values("rank")["config"]))
+    by = {(r.config, r.cell): r for r in means.itertuples()}
+    rows = []
+    for config in configs:
+        row = [Entry(str(config))]
+        for cell in cells:
+            r = by.get((config, cell))
+            if r is None:
+                row.append(Entry(fmt.DASH))
+                continue
+            shown = fmt.mean_std(r.mean, r.std, metric) + (f" {TIED_MARK}" if r.tied_with_best and not r.best else "")
+            row.append(Entry(shown, fmt.number(r.mean), strong=bool(r.best)))
+        rows.append(row)
+    wide = means.pivot_table(index="config", columns="cell", values="mean", sort=False).reindex(index=configs, columns=cells)
+    return Table(["configuration", *cells], rows), wide.reset_index()
+
+
+def axis_pair_means(means: pd.DataFrame, a: str, b: str, value: str = "mean") -> list[tuple[str, pd.DataFrame]]:
+    """Axis `a` × axis `b` of the configurations' `value` (mean or std over seeds), one frame per
+    combination of the other varying axes: [(title, frame indexed by a's values, b's as columns)]."""
+    rest = [x for x in varying_axes(means) if x not in (a, b)]
+    groups = means.groupby([f"axis.{x}" for x in rest], sort=False, dropna=False) if rest else [((), means)]
+    out = []
+    for key, g in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        title = " · ".join(f"{x}={v}" for x, v in zip(rest, key))
+        wide = g.pivot_table(index=f"axis.{a}", columns=f"axis.{b}", values=value, sort=False, dropna=False)
+        out.append((title, wide.rename_axis(index=a, columns=b)))
+    return out
+
+
+def axis_pair_tables(means: pd.DataFrame, a: str, b: str, metric: Metric, higher_is_better: bool):
+    """The tables of `axis_pair_means` as mean ± std, the best of each in bold: [(title, Table)],
+    and the long CSV frame."""
+    out = []
+    for (title, mean), (_, std) in zip(axis_pair_means(means, a, b), axis_pair_means(means, a, b, "std")):
+        best = mean.max().max() if higher_is_better else mean.min().min()
+        rows = [[Entry(str(av))] + [Entry(fmt.mean_std(m, std.loc[av, bv] if bv in std else None, metric),
+                                          fmt.number(m), strong=m == best) for bv, m in row.items()]
+                for av, row in mean.iterrows()]
+        out.append((title, Table([f"{a} × {b}", *map(str, mean.columns)], rows)))
+    rest = [x for x in varying_axes(means) if x not in (a, b)]
+    long = means[[*[f"axis.{x}" for x in rest], f"axis.{a}", f"axis.{b}", "mean", "std", "n"]]
+    return out, long.rename(columns=lambda c: c.removeprefix("axis."))
+
+
+def write_all(sc, out: Path) -> list[Path]:
+    """Write every paper table into `out`; return the paths written."""
+    metric, written = sc.metric, []
+    caption = f"{metric.label}{fmt.unit(metric)}, mean ± std over seeds"
+
+    def put(name: str, text: str) -> None:
+        written.append(files.write_text(out / name, text))
+
+    put("ranking.csv", ranking_frame(sc).to_csv(index=False))
+    md, tex = [], [_PREAMBLE]
+    for cell in sc.cells:
+        t = paper_ranking(cell.comparison, metric)
+        md += [f"## {escape.markdown(cell.name)}", "", markdown(t), ""]
+        tex += [latex(t, f"{cell.name}: {caption}; {TIED_MARK}: not significantly worse than the best "
+                         f"(Holm, α = {cell.comparison.alpha:g})", f"tab:ranking-{_slug(cell.name)}"), ""]
+    md.append(f"Best in bold; {TIED_MARK}: not significantly worse than the best.")
+    put("ranking.md", "\n".join(md) + "\n")
+    put("ranking.tex", "\n".join(tex))
+
+    means = configuration_means(sc)
+    if means.empty:
+        return written
+    if len(sc.cells) > 1:
+        t, wide = configurations_x_cells(means, metric)
+        put("configurations_x_cells.csv", wide.to_csv(index=False))
+        put("configurations_x_cells.md", markdown(t) + f"\n\n{escape.markdown(caption)}; best per column in bold.\n")
+        put("configurations_x_cells.tex", _PREAMBLE + latex(t, caption + "; best per column in bold",
+                                                            "tab:configurations-x-cells") + "\n")
+    for a, b in itertools.combinations(varying_axes(means), 2):
+        parts, long = axis_pair_tables(means, a, b, metric, sc.metric.higher_is_better)
+        stem = f"{_slug(a)}_x_{_slug(b)}"
+        put(f"{stem}.csv", long.to_csv(index=False))
+        put(f"{stem}.md", "\n\n".join((f"## {escape.markdown(title)}\n\n" if title else "") + markdown(t)
+                                      for title, t in parts) + "\n")
+        put(f"{stem}.tex", _PREAMBLE + "\n\n".join(
+            latex(t, f"{a} × {b}{': ' + title if title else ''}: {caption}", f"tab:{stem}-{_slug(title)}")
+            for title, t in parts) + "\n")
+    return written

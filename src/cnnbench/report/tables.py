@@ -1,0 +1,168 @@
+"""The report's tables as data (header + rows of `Entry`), shared by the HTML and Markdown report,
+the paper tables and the terminal.
+
+The statistics come from `cnnbench.analysis` as they are; this module only chooses the columns and
+formats the numbers (format.py), so every output shows the same numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from ..metrics import Metric
+from . import format as fmt
+from .format import DASH, Entry
+
+TIED_MARK = "†"  # not significantly worse than the best (the comparison's tied_with_best)
+
+
+@dataclass
+class Table:
+    header: list[str]
+    rows: list[list[Entry]]
+    caption: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.rows)
+
+    def text_rows(self) -> list[list[str]]:
+        return [[e.text for e in row] for row in self.rows]
+
+
+def text(x) -> Entry:
+    return Entry(str(x))
+
+
+def num(x, shown: str) -> Entry:
+    return Entry(shown, fmt.number(x))
+
+
+# --- one comparison ------------------------------------------------------------------------------
+
+
+def ranking(c, metric: Metric) -> Table:
+    """A comparison's ranked configurations: mean ± std over the blocks (seeds), the 95% interval of
+    the mean, mean rank, and against the best: the Holm-adjusted p-value of the Wilcoxon test and the
+    mean paired difference (this − best); the mark says which are not significantly worse."""
+    header = ["#", "configuration", "n", f"{fmt.heading(metric)}: mean ± std", "95% CI", "mean rank",
+              "p vs best (Holm)", f"Δ vs best{' (points)' if metric.percent else ''}", "vs best", "notes"]
+    rows = []
+    for r in c.ranking.itertuples():
+        best = r.Index == 0
+        mark = "best" if best else (f"{TIED_MARK} not significantly worse" if _true(r.tied_with_best) else "")
+        rows.append([num(r.rank, fmt.count(r.rank)), text(r.config), num(r.n, fmt.count(r.n)),
+                     Entry(fmt.mean_std(r.mean, r.std, metric), fmt.number(r.mean), strong=best),
+                     num(r.ci_low, fmt.interval(r.ci_low, r.ci_high, metric)),
+                     num(r.mean_rank, fmt.fixed(r.mean_rank)), num(r.p_vs_best, fmt.p_value(r.p_vs_best)),
+                     num(r.effect_vs_best, fmt.difference(r.effect_vs_best, metric)), text(mark), text(_failures(r))])
+    return Table(header, rows)
+
+
+def _true(x) -> bool:
+    return bool(x) and not fmt.missing(x)
+
+
+def _failures(r) -> str:
+    parts = [f"{int(n)} {what}" for n, what in ((getattr(r, "diverged", 0), "diverged"),
+                                                (getattr(r, "failed", 0), "failed")) if not fmt.missing(n) and n]
+    return ", ".join(parts)
+
+
+def pairwise(c, metric: Metric) -> Table:
+    """Every pair of configurations the comparison tested, with the Bayesian probabilities when a
+    region of practical equivalence (rope) was given."""
+    pw = c.pairwise
+    if pw is None or pw.empty:
+        return Table([], [])
+    bayes = "p_equivalent" in pw.columns and pw["p_equivalent"].notna().any()
+    header = ["a", "b", "n", "test", "statistic", "p", "p (Holm)", "significant",
+              f"mean a − b{' (points)' if metric.percent else ''}", "95% CI of a − b", "rank-biserial r"]
+    if bayes:
+        header += ["P(a better)", "P(equivalent)", "P(b better)"]
+    rows = []
+    for r in pw.itertuples():
+        sig = DASH if fmt.missing(r.p_holm) else ("yes" if _true(r.significant) else "no")
+        row = [text(r.a), text(r.b), num(r.n, fmt.count(r.n)), text(r.test), num(r.statistic, fmt.statistic(r.statistic)),
+               num(r.p, fmt.p_value(r.p)), num(r.p_holm, fmt.p_value(r.p_holm)), text(sig),
+               num(r.mean_diff, fmt.difference(r.mean_diff, metric)),
+               num(getattr(r, "diff_ci_low", None), _diff_interval(r, metric)), num(r.effect_size, fmt.fixed(r.effect_size))]
+        if bayes:
+            row += [num(x, fmt.probability(x)) for x in (r.p_a_better, r.p_equivalent, r.p_b_better)]
+        rows.append(row)
+    return Table(header, rows)
+
+
+def _diff_interval(r, metric: Metric) -> str:
+    low, high = getattr(r, "diff_ci_low", None), getattr(r, "diff_ci_high", None)
+    if fmt.missing(low) or fmt.missing(high):
+        return DASH
+    return f"[{fmt.difference(low, metric)}, {fmt.difference(high, metric)}]"
+
+
+def _p_is(p) -> str:
+    """'= 0.0123' or '< 1e-4', to follow a 'p'."""
+    shown = fmt.p_value(p)
+    return f"< {shown[1:]}" if shown.startswith("<") else f"= {shown}"
+
+
+def friedman_line(c) -> str:
+    """The omnibus test and the critical difference, or why there is none."""
+    f = c.friedman
+    if not f:
+        return ("Friedman test: not applicable here (it needs at least 3 configurations and 2 blocks "
+                "that all of them share); see the notes.")
+    line = (f"Friedman test over {f['k']} configurations × {f['n']} blocks: χ² = {fmt.statistic(f['statistic'])}, "
+            f"p {_p_is(f['pvalue'])}; Iman–Davenport F = {fmt.statistic(f.get('iman_davenport_f'))}, "
+            f"p {_p_is(f.get('iman_davenport_p'))}.")
+    if not fmt.missing(c.critical_difference):
+        line += (f" Nemenyi critical difference at α = {c.alpha:g}: {fmt.fixed(c.critical_difference)} mean-rank "
+                 f"units (configurations whose mean ranks differ by less are not told apart).")
+    return line
+
+
+# --- study-wide ----------------------------------------------------------------------------------
+
+
+def marginal(t: pd.DataFrame, axis: str, metric: Metric) -> Table:
+    header = ["#", axis, "mean rank", f"{fmt.heading(metric)}: mean ± std", "runs"]
+    rows = [[num(_rank_number(r["rank"]), str(r["rank"])), text(r[axis]), num(r["mean_rank"], fmt.fixed(r["mean_rank"])),
+             Entry(fmt.mean_std(r["mean"], r["std"], metric), fmt.number(r["mean"])), num(r["n"], fmt.count(r["n"]))]
+            for _, r in t.iterrows()]
+    return Table(header, rows)
+
+
+def _rank_number(rank) -> float | None:
+    try:
+        return float(rank)
+    except (TypeError, ValueError):
+        return None
+
+
+def tuning(table: pd.DataFrame, budget: pd.DataFrame) -> Table:
+    chosen = {r.label: r.learning_rate for r in table[table["chosen"]].itertuples()}
+    header = ["configuration", "chosen learning rate", "rates tried", "search runs", "epochs", "seconds"]
+    rows = [[text(r.label), num(chosen.get(r.label), f"{chosen[r.label]:g}" if r.label in chosen else "– (no finite result)"),
+             num(r.rates, fmt.count(r.rates)), num(r.runs, fmt.count(r.runs)), num(r.epochs, fmt.count(r.epochs)),
+             num(r.seconds, fmt.fixed(r.seconds, 0))] for r in budget.itertuples()]
+    return Table(header, rows)
+
+
+def conflicts(frame: pd.DataFrame) -> Table:
+    if frame is None or frame.empty:
+        return Table([], [])
+    header = ["run key", "configuration", "field", "values", "study directories"]
+    rows = [[text(r.key), text(getattr(r, "label", "")), text(r.field), text(_join(r.values)), text(_join(r.dirs))]
+            for r in frame.itertuples()]
+    return Table(header, rows)
+
+
+def _join(x) -> str:
+    return " | ".join(str(v) for v in x) if isinstance(x, (list, tuple)) else str(x)
+
+
+def plain(header: list[str], rows: list[list[str]]) -> Table:
+    return Table(header, [[text(c) for c in row] for row in rows])
+
