@@ -120,6 +120,7 @@ def test_digits_cnn_is_small_and_works_channels_last():
         ("keras_mnist_mlp", (1, 28, 28), 10, 669_706),  # Keras examples/mnist_mlp.py
         ("krutov_cnn", (3, 150, 150), 1, 3_453_121),  # Deep Learning with Python 5.2
         ("cifar_simple_cnn", (3, 32, 32), 10, 122_570),  # TensorFlow CNN tutorial
+        ("cifar_simple_cnn", (3, 32, 32), 100, 128_420),  # the CIFAR-100 study's "3 conv + Dense 64 + Dense 100"
         ("lenet5", (1, 28, 28), 10, 61_706),
     ],
 )

@@ -183,7 +183,10 @@ def keras_mnist_mlp(input_shape, num_outputs, *, hidden_units=(512, 512), dropou
     paper="Chollet, Deep Learning with Python (2017) 5.2, cats vs dogs CNN at 150x150x3 (3,453,121 params, 1 output)",
 )
 def krutov_cnn(input_shape, num_outputs, *, filters=(32, 64, 128, 128), hidden_units=512, dropout=0.5):
-    """Cats-vs-dogs CNN: 4 x (Conv 3x3 relu + MaxPool2) - Flatten - Dropout.5 - Dense512 relu - Dense."""
+    """Cats-vs-dogs CNN: 4 x (Conv 3x3 relu + MaxPool2) - Flatten - Dropout.5 - Dense512 relu - Dense.
+
+    The head `Dropout(0.5) - Dense(512, relu) - Dense(1, sigmoid)` is the one Krutov et al. give for both
+    their networks (the VGG19 one: `vgg19` with `dropout_first = true`); the convolutions are Chollet's."""
     name = "krutov_cnn"
     filters = _values(filters, "filters", name)
     smallest = 1
@@ -204,7 +207,10 @@ def krutov_cnn(input_shape, num_outputs, *, filters=(32, 64, 128, 128), hidden_u
     paper="TensorFlow CNN tutorial (tensorflow.org/tutorials/images/cnn; 122,570 params at 32x32x3, 10 classes)",
 )
 def cifar_simple_cnn(input_shape, num_outputs, *, filters=(32, 64, 64), hidden_units=64):
-    """TensorFlow tutorial CNN: Conv32-Pool-Conv64-Pool-Conv64 (3x3 relu) - Flatten - Dense64 relu - Dense."""
+    """TensorFlow tutorial CNN: Conv32-Pool-Conv64-Pool-Conv64 (3x3 relu) - Flatten - Dense64 relu - Dense.
+
+    The CIFAR-100 study's "3 conv + Dense 64 + Dense 100" (128,420 params at 32x32x3 with 100 classes);
+    filter counts, 3x3 kernels and the two max-pools are the tutorial's (that paper gives only the layer list)."""
     name = "cifar_simple_cnn"
     check_input_shape(name, input_shape, min_hw=18)
     check_num_outputs(name, num_outputs)
