@@ -22,7 +22,8 @@ def test_fit_learns_and_returns_keras_like_history(tiny_images):
     assert h.history["val_accuracy"][-1] > 0.9  # the class is visible in the pixels
     assert h.history["loss"][-1] < h.history["loss"][0]
     res = cnnbench.evaluate(h.model, x, y)
-    assert set(res) == {"loss", "accuracy"} and res["accuracy"] > 0.9
+    assert set(res) == {"loss", "accuracy", "top5_accuracy", "nll", "ece", "macro_f1"} and res["accuracy"] > 0.9
+    assert res["top5_accuracy"] is None  # 4 classes: every class is in the top 5
 
 
 @pytest.mark.parametrize("layout", ["NHW", "NHWC", "NCHW"])

@@ -45,6 +45,8 @@ METRICS["epochs_to_target"] = Metric("epochs_to_target", "epochs to target accur
 METRICS["seconds_to_target"] = Metric("seconds_to_target", "seconds to target accuracy", False, False)
 
 DEFAULT = "test_acc"
+# Computed by the analysis from a run's history and the study's `[analysis] target_accuracy`.
+FROM_HISTORY = ("epochs_to_target", "seconds_to_target")
 
 
 def get(name: str) -> Metric:
@@ -65,3 +67,108 @@ def higher_is_better(name: str) -> bool:
         return METRICS[name].higher_is_better
     low = name.lower()
     return not any(w in low for w in ("loss", "error", "nll", "ece", "time", "seconds", "epochs"))
+
+
+# --- the metric functions: class probabilities + labels -> one number ------------------------------
+# All work in float64 on the whole set at once (per-sample values, then one mean), so a metric does not
+# depend on the batch size the probabilities were computed with.
+
+NLL_EPSILON = 1e-7  # Keras' backend epsilon: probabilities are clipped to [1e-7, 1] before the log
+ECE_BINS = 15  # Guo et al. 2017
+
+
+def _as_arrays(probabilities, labels):
+    """(N×K float64 probabilities, N int64 labels) as numpy arrays, from tensors or arrays."""
+    import numpy as np
+
+    def to_numpy(a):
+        return a.detach().cpu().numpy() if hasattr(a, "detach") else np.asarray(a)
+
+    p = to_numpy(probabilities).astype(np.float64, copy=False)
+    y = to_numpy(labels).astype(np.int64, copy=False).reshape(-1)
+    if p.ndim != 2 or p.shape[0] != y.shape[0]:
+        raise ValueError(f"probabilities must be N×K for N labels; got {p.shape} and {y.shape[0]} labels")
+    return p, y
+
+
+def top_k_accuracy(probabilities, labels, k: int = 5) -> float | None:
+    """Fraction of samples whose true class is among the `k` most probable; None when there are no
+    more than `k` classes (it would be 1 by construction).
+
+    As Keras' `top_k_categorical_accuracy` (`in_top_k`): sample i counts when fewer than k classes
+    have a probability strictly greater than p_i[y_i], so ties at the boundary count as in the top k.
+    """
+    import numpy as np
+
+    p, y = _as_arrays(probabilities, labels)
+    if p.shape[1] <= k:
+        return None
+    if p.shape[0] == 0:
+        return float("nan")
+    p_true = p[np.arange(len(y)), y]
+    return float(((p > p_true[:, None]).sum(1) < k).mean())
+
+
+def negative_log_likelihood(probabilities, labels, epsilon: float = NLL_EPSILON) -> float:
+    """NLL = (1/N) Σ_i −log clip(p_i[y_i], ε, 1), ε = 1e-7 as Keras clips probabilities (so a
+    confidently wrong sample costs at most −log 1e-7 ≈ 16.1). Independent of the training loss: it
+    scores the predicted class probabilities of any run on the same scale."""
+    import numpy as np
+
+    p, y = _as_arrays(probabilities, labels)
+    if p.shape[0] == 0:
+        return float("nan")
+    p_true = np.clip(p[np.arange(len(y)), y], epsilon, 1.0)
+    return float(-np.log(p_true).mean())
+
+
+def expected_calibration_error(probabilities, labels, n_bins: int = ECE_BINS) -> float:
+    """ECE (Guo et al. 2017): with confidence c_i = max_k p_i[k] and prediction ŷ_i = argmax_k p_i[k],
+    the samples are put in `n_bins` equal-width bins B_b = {i : c_i ∈ (b/n_bins, (b+1)/n_bins]} and
+
+        ECE = Σ_b |B_b|/N · |acc(B_b) − conf(B_b)|,
+
+    acc(B) the fraction of B with ŷ_i = y_i and conf(B) the mean c_i over B (empty bins add 0)."""
+    import numpy as np
+
+    p, y = _as_arrays(probabilities, labels)
+    n = p.shape[0]
+    if n == 0:
+        return float("nan")
+    confidence = p.max(1)
+    correct = (p.argmax(1) == y).astype(np.float64)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    # side="left": a confidence equal to an edge b/n_bins belongs to the bin that ends there.
+    bin_of = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, n_bins - 1)
+    count = np.bincount(bin_of, minlength=n_bins).astype(np.float64)
+    sum_correct = np.bincount(bin_of, weights=correct, minlength=n_bins)
+    sum_confidence = np.bincount(bin_of, weights=confidence, minlength=n_bins)
+    # |B| · |acc(B) − conf(B)| = |Σ_B correct − Σ_B confidence|
+    return float(np.abs(sum_correct - sum_confidence).sum() / n)
+
+
+def macro_f1(probabilities, labels) -> float:
+    """Macro-F1: the unweighted mean over classes of F1_k = 2 TP_k / (2 TP_k + FP_k + FN_k), the
+    prediction being argmax_k p[k]. As scikit-learn's `f1_score(average="macro")`, the classes are
+    those that occur in the labels or the predictions (a class absent from both is no evidence)."""
+    import numpy as np
+
+    p, y = _as_arrays(probabilities, labels)
+    if p.shape[0] == 0:
+        return float("nan")
+    predicted = p.argmax(1)
+    k = max(p.shape[1], int(y.max()) + 1)
+    tp = np.bincount(y[predicted == y], minlength=k).astype(np.float64)
+    n_true = np.bincount(y, minlength=k).astype(np.float64)
+    n_predicted = np.bincount(predicted, minlength=k).astype(np.float64)
+    present = (n_true + n_predicted) > 0
+    f1 = 2 * tp[present] / (n_true[present] + n_predicted[present])  # 2TP + FP + FN = n_true + n_predicted
+    return float(f1.mean())
+
+
+def classification_metrics(probabilities, labels) -> dict[str, float | None]:
+    """The loss-independent metrics of one evaluation: `top5_accuracy` (None with <= 5 classes),
+    `nll`, `ece` and `macro_f1`, each as its function above defines it."""
+    p, y = _as_arrays(probabilities, labels)
+    return {"top5_accuracy": top_k_accuracy(p, y, 5), "nll": negative_log_likelihood(p, y),
+            "ece": expected_calibration_error(p, y), "macro_f1": macro_f1(p, y)}

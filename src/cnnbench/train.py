@@ -33,7 +33,8 @@ from . import losses as losses_mod
 from . import optim as optim_mod
 from .errors import UserError, did_you_mean
 
-__all__ = ["fit", "evaluate", "History", "Callback", "EarlyStopping", "LambdaCallback", "to_images", "to_labels"]
+__all__ = ["fit", "evaluate", "parameter_count", "forward_flops", "History", "Callback", "EarlyStopping",
+           "LambdaCallback", "to_images", "to_labels"]
 
 
 # --- inputs -------------------------------------------------------------------------------------
@@ -374,23 +375,41 @@ def _autocast(device: torch.device, precision: str):
 
 @torch.no_grad()
 def _evaluate(model: nn.Module, training_loss, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024,
-              autocast=None):
+              autocast=None, all_metrics: bool = False) -> dict[str, float | None]:
+    """The run's own loss and accuracy on (x, y); with `all_metrics`, also the loss-independent metrics
+    of `metrics.classification_metrics` on the loss's `.probabilities(outputs)`.
+
+    Sums are kept in float64 (per-batch mean loss × batch size; exact counts), so the numbers do not
+    depend on the batch size beyond the model's own float32 arithmetic."""
     autocast = autocast or _autocast(x.device, "fp32")
     model.eval()
-    loss_sum = torch.zeros((), device=x.device)
+    # float64 where the device has it (MPS has not)
+    sum_dtype = torch.float32 if x.device.type == "mps" else torch.float64
+    loss_sum = torch.zeros((), device=x.device, dtype=sum_dtype)
     correct = torch.zeros((), device=x.device, dtype=torch.long)
+    probabilities = []
     for start in range(0, x.shape[0], batch_size):
         xb, yb = _as_float01(x[start:start + batch_size]), y[start:start + batch_size]
         with autocast:
             out = model(xb).float()
-        loss_sum += training_loss(out, yb) * yb.numel()
+        loss_sum += training_loss(out, yb).to(sum_dtype) * yb.numel()
         correct += (_predicted_labels(out) == yb).sum()
+        if all_metrics:
+            probabilities.append(training_loss.probabilities(out))
     n = max(x.shape[0], 1)
     loss = loss_sum / n
     regularization = getattr(model, "regularization_loss", None)
     if regularization is not None:  # as Keras' evaluate: the weight penalty is part of the loss
         loss = loss + regularization()
-    return {"loss": loss.item(), "accuracy": (correct.float() / n).item()}
+    result = {"loss": loss.item(), "accuracy": correct.item() / n}
+    if all_metrics:
+        from .metrics import classification_metrics
+
+        if probabilities:
+            result.update(classification_metrics(torch.cat(probabilities), y))
+        else:  # an empty set: no evidence
+            result.update(top5_accuracy=None, nll=math.nan, ece=math.nan, macro_f1=math.nan)
+    return result
 
 
 def _build_callbacks(early_stopping, callbacks: Iterable[Callback]) -> list[Callback]:
@@ -516,8 +535,21 @@ def fit(model: nn.Module | str | dict, x, y, *, loss="categorical_crossentropy",
 
 
 def evaluate(model: nn.Module, x, y, *, loss=None, batch_size: int = 1024, num_classes: int | None = None,
-             device: str | torch.device | None = None) -> dict[str, float]:
-    """Loss and accuracy of `model` on (`x`, `y`). The loss defaults to the one `fit` trained with."""
+             device: str | torch.device | None = None, precision: str = "fp32") -> dict[str, float | None]:
+    """Scores of `model` on (`x`, `y`): the run's own loss and what is comparable across losses.
+
+    - `loss`: the training loss (as Keras' evaluate; defaults to the one `fit` trained with), with the
+      model's weight penalty if it has one; `accuracy`: fraction with argmax output = label.
+    - `top5_accuracy`: true class among the 5 most probable (Keras' `in_top_k`); None with <= 5 classes.
+    - `nll` = (1/N) Σ −log clip(p[y], 1e-7, 1), p = the loss's `.probabilities(outputs)`, clipped as
+      Keras clips probabilities.
+    - `ece`: expected calibration error, 15 equal-width bins of max p (Guo et al. 2017):
+      Σ_b |B_b|/N · |acc(B_b) − conf(B_b)|.
+    - `macro_f1`: mean over classes of 2TP/(2TP + FP + FN) (scikit-learn's average="macro").
+
+    Formulas in `cnnbench.metrics`; all are computed in float64 over the whole set, so they do not
+    depend on `batch_size`. `precision="bf16"` evaluates under the same autocast as training.
+    """
     x, y = to_images(x), to_labels(y)
     if loss is None:
         training_loss = getattr(model, "cnnbench_loss", None)
@@ -527,4 +559,35 @@ def evaluate(model: nn.Module, x, y, *, loss=None, batch_size: int = 1024, num_c
     else:
         training_loss = losses_mod.adapt(losses_mod.get(loss), num_classes or int(y.max().item()) + 1)
     dev = next(model.parameters()).device if device is None else resolve_device(device)
-    return _evaluate(model.to(dev), training_loss, x.to(dev), y.to(dev), batch_size)
+    return _evaluate(model.to(dev), training_loss, x.to(dev), y.to(dev), batch_size,
+                     autocast=_autocast(dev, precision), all_metrics=True)
+
+
+def parameter_count(model: nn.Module) -> int:
+    """Every parameter of the model, trainable or frozen (Keras' "Total params")."""
+    return sum(p.numel() for p in model.parameters())
+
+
+@torch.no_grad()
+def forward_flops(model: nn.Module, image: torch.Tensor) -> int | None:
+    """Floating-point operations of one forward pass on one image (C×H×W or 1×C×H×W; uint8 is
+    scaled to [0, 1]) in eval mode, as `torch.utils.flop_counter.FlopCounterMode` counts them (2 per
+    multiply-add of matmuls and convolutions; elementwise operations are not counted). None when they
+    cannot be counted (an operation the counter does not know how to run, an old torch): a missing
+    count must never fail a run."""
+    try:
+        from torch.utils.flop_counter import FlopCounterMode
+
+        was_training = model.training
+        device = next(model.parameters()).device
+        xb = _as_float01((image if image.ndim == 4 else image.unsqueeze(0))[:1].to(device))
+        model.eval()
+        try:
+            counter = FlopCounterMode(display=False)
+            with counter:
+                model(xb)
+            return int(counter.get_total_flops())
+        finally:
+            model.train(was_training)
+    except Exception:
+        return None
