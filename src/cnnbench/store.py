@@ -17,10 +17,19 @@ from typing import Any, Iterable
 
 from .errors import UserError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the loss-independent metrics, params, flops, metrics_epoch
 
 STATUSES = ("pending", "running", "done", "diverged", "failed", "skipped")
-METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
+# The metric columns of `runs` (REAL), each a name of `cnnbench.metrics.METRICS`: the row's epoch
+# (train_*, val_loss, val_acc), the finished model evaluated on the test and validation sets, and the
+# best and last validation values of the history. A store written before a column existed has NULL there.
+_EVALUATED = ("top5_acc", "nll", "ece", "macro_f1")
+METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc",
+           *(f"test_{m}" for m in _EVALUATED), *(f"val_{m}" for m in _EVALUATED),
+           "best_val_acc", "last_val_acc", "best_val_loss", "last_val_loss")
+# Whole-number facts of a finished run: parameter count, forward FLOPs per image (None when they could
+# not be counted), and the epoch (0-based) whose history numbers make the row's train_*/val_acc/val_loss.
+COUNTS = ("params", "flops", "metrics_epoch")
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -38,6 +47,7 @@ CREATE TABLE IF NOT EXISTS runs (
     best_epoch INTEGER,
     stopped_epoch INTEGER,
     {", ".join(m + " REAL" for m in METRICS)},
+    {", ".join(c + " INTEGER" for c in COUNTS)},
     seconds REAL,
     started_at REAL,
     finished_at REAL,
@@ -71,16 +81,21 @@ class Store:
                             "permissions, or choose another study directory with --output") from None
 
     def _add_missing_columns(self) -> None:
-        """A store written by an older cnnbench gains the columns added since, with their defaults."""
+        """A store written by an older cnnbench gains the columns added since, with their defaults
+        (NULL for the metrics: an old run was not scored on them)."""
         wanted = sqlite3.connect(":memory:")
         wanted.executescript(_SCHEMA)
+        added = False
         for table in ("runs", "history"):
             have = {r[1] for r in self.conn.execute(f"PRAGMA table_info({table})")}
             for _, name, ctype, notnull, default, _pk in wanted.execute(f"PRAGMA table_info({table})"):
                 if name not in have:
                     spec = f"{ctype}{' NOT NULL' if notnull else ''}{f' DEFAULT {default}' if default is not None else ''}"
                     self.conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {spec}")
+                    added = True
         wanted.close()
+        if added and self.get_meta("schema_version") is not None:
+            self.set_meta("schema_version", str(SCHEMA_VERSION))
 
     @classmethod
     def open(cls, study_dir: str | Path, study_name: str | None = None) -> "Store":
@@ -184,6 +199,8 @@ class Store:
 
     def finish(self, key: str, status: str, metrics: dict[str, float | None] | None = None,
                error: str | None = None, **extra) -> None:
+        """Record a run's outcome: every column of `METRICS` from `metrics` (missing ones NULL; NaN is
+        stored as NULL by SQLite), and `extra` columns as given (timings, `COUNTS`, epochs)."""
         assert status in STATUSES, status
         metrics = metrics or {}
         cols = {m: metrics.get(m) for m in METRICS}

@@ -2,11 +2,14 @@
 
 `execute(task)` is the whole life of a run inside a worker: mark it running, load (once per process)
 and split its dataset, `fit` with a per-epoch checkpoint and a history row per epoch, evaluate on the
-test set, record the outcome. A run that fails or diverges is recorded as such; the study goes on.
+test and validation sets (`evaluate`: the run's own loss and accuracy, and the loss-independent
+top-5 accuracy, NLL, ECE and macro-F1), count its parameters and FLOPs, record the outcome. A run that
+fails or diverges is recorded as such; the study goes on.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import time
@@ -124,12 +127,69 @@ def prepare(config: dict[str, Any], data_dir: str | None):
     return x, y, val, ds.x_test, ds.y_test, ds.num_classes, sw
 
 
+# evaluate()'s keys -> the base of the store's `{split}_{base}` columns
+EVALUATION_COLUMNS = {"accuracy": "acc", "loss": "loss", "top5_accuracy": "top5_acc", "nll": "nll", "ece": "ece",
+                      "macro_f1": "macro_f1"}
+
+
+def _finite(value) -> bool:
+    return value is not None and math.isfinite(value)
+
+
+def _at(history, name: str, i: int):
+    """History value `name` at list position `i`, or None (a diverged epoch has no validation)."""
+    values = history.history.get(name, [])
+    return values[i] if 0 <= i < len(values) else None
+
+
+def summary_epoch(history, early_stopping: dict | None) -> tuple[int | None, int | None]:
+    """(metrics_epoch, best_epoch): the one epoch whose numbers make the run's row, and the best epoch.
+
+    metrics_epoch is the epoch of the weights that are tested: early stopping's best epoch when it
+    restored the best weights, else the last epoch; for a diverged run, the last epoch whose training
+    (and validation) loss is finite, None if there is none. best_epoch is early stopping's best epoch
+    (its monitor and mode), else the epoch of lowest validation loss; None for a diverged run."""
+    if history.status == "diverged":
+        finite = [i for i in range(len(history.epoch))
+                  if _finite(_at(history, "loss", i)) and (
+                      "val_loss" not in history.history or _finite(_at(history, "val_loss", i)))]
+        return (history.epoch[finite[-1]] if finite else None), None
+    best_epoch = history.best_epoch
+    val_loss = history.history.get("val_loss")
+    if best_epoch is None and val_loss:
+        best_epoch = history.epoch[min(range(len(val_loss)), key=val_loss.__getitem__)]
+    restored = bool(early_stopping) and early_stopping["restore_best_weights"] and history.best_epoch is not None
+    if not history.epoch:
+        return None, best_epoch
+    return (history.best_epoch if restored else history.epoch[-1]), best_epoch
+
+
+def epoch_metrics(history, epoch: int | None) -> dict[str, float | None]:
+    """train_loss, train_acc, val_loss, val_acc of one epoch of the history (all None for none)."""
+    i = history.epoch.index(epoch) if epoch is not None else -1
+    return {"train_loss": _at(history, "loss", i), "train_acc": _at(history, "accuracy", i),
+            "val_loss": _at(history, "val_loss", i), "val_acc": _at(history, "val_accuracy", i)}
+
+
+def validation_summary(history, last_epoch: int | None) -> dict[str, float | None]:
+    """best_val_acc (the highest of the history), best_val_loss (the lowest; both over the finite
+    values), last_val_acc and last_val_loss (at `last_epoch`: the last epoch trained, or for a diverged
+    run its last finite one); None without validation."""
+    out = {}
+    last = history.epoch.index(last_epoch) if last_epoch is not None else None
+    for name, column, best in (("val_accuracy", "val_acc", max), ("val_loss", "val_loss", min)):
+        values = [v for v in history.history.get(name, []) if _finite(v)]
+        out[f"best_{column}"] = best(values) if values else None
+        out[f"last_{column}"] = None if last is None else _at(history, name, last)
+    return out
+
+
 def execute(task: Task, progress: ProgressFn | None = None, store=None) -> str:
     """Train, evaluate and record one run; return its final status.
 
     `store` receives `mark_running`, `record_epoch` and `finish` (default: the study's SQLite store,
     opened once per process; the Ray executor passes a proxy to the driver's store)."""
-    from ..train import LambdaCallback, evaluate, fit, resolve_device
+    from ..train import LambdaCallback, evaluate, fit, forward_flops, parameter_count, resolve_device
 
     store = store if store is not None else _store(task.study_dir)
     device = resolve_device(task.device)
@@ -161,23 +221,26 @@ def execute(task: Task, progress: ProgressFn | None = None, store=None) -> str:
                       augmentation=cfg["augmentation"], early_stopping=cfg["early_stopping"],
                       micro_batch_size=cfg.get("micro_batch_size"), precision=cfg.get("precision", "fp32"),
                       callbacks=[LambdaCallback(on_epoch_end=on_epoch_end)], checkpoint=ckpt)
-        h = history.history
-        # The best epoch: early stopping's (its monitor and mode), else the lowest validation loss.
-        best_epoch = history.best_epoch
-        if best_epoch is None and "val_loss" in h:
-            best_epoch = min(range(len(h["val_loss"])), key=h["val_loss"].__getitem__)
-        restored = cfg["early_stopping"] and cfg["early_stopping"]["restore_best_weights"] \
-            and history.best_epoch is not None
-        at = history.epoch.index(best_epoch) if restored else -1  # metrics of the weights we test
-        metrics = {"train_loss": h["loss"][at], "train_acc": h["accuracy"][at],
-                   "val_loss": h.get("val_loss", [None])[at], "val_acc": h.get("val_accuracy", [None])[at]}
+        status, error = "done", None
         if history.status == "diverged":
             status, error = "diverged", f"loss became NaN/inf at epoch {history.epoch[-1] + 1}"
-            best_epoch = None
-        else:
-            status, error = "done", None
-            test = evaluate(history.model, x_test, y_test, num_classes=num_classes)
-            metrics.update(test_loss=test["loss"], test_acc=test["accuracy"])
+        metrics_epoch, best_epoch = summary_epoch(history, cfg["early_stopping"])
+        last_epoch = metrics_epoch if status == "diverged" else (history.epoch[-1] if history.epoch else None)
+        metrics = {**epoch_metrics(history, metrics_epoch), **validation_summary(history, last_epoch)}
+        # Architecture facts, counted for a diverged run too; a count that fails is None, never an error.
+        facts = {"params": parameter_count(history.model), "metrics_epoch": metrics_epoch,
+                 "flops": forward_flops(history.model, x_test[:1] if len(x_test) else x[:1])}
+        if status == "done":
+            # Evaluated as trained: under the run's precision (Keras' mixed-precision policy applies too).
+            precision = cfg.get("precision", "fp32")
+            splits = [("test", x_test, y_test)] + ([("val", *val)] if val is not None else [])
+            for split, xs, ys in splits:
+                scores = evaluate(history.model, xs, ys, num_classes=num_classes, precision=precision)
+                for name, base in EVALUATION_COLUMNS.items():
+                    column = f"{split}_{base}"
+                    # val_acc / val_loss stay the history's numbers at metrics_epoch (the same weights)
+                    if column not in metrics or metrics[column] is None:
+                        metrics[column] = scores[name]
             if task.save_model:
                 from .. import saving
 
@@ -187,7 +250,7 @@ def execute(task: Task, progress: ProgressFn | None = None, store=None) -> str:
                                     "loss": cfg["loss"], "run_key": task.key})
         store.finish(task.key, status, metrics, error=error, seconds=time.perf_counter() - t0,
                      best_epoch=best_epoch, stopped_epoch=history.stopped_epoch,
-                     epochs_done=len(history.epoch), num_classes=num_classes)
+                     epochs_done=len(history.epoch), num_classes=num_classes, **facts)
         ckpt.unlink(missing_ok=True)
     except (KeyboardInterrupt, SystemExit):
         raise  # leave the run 'running' with its checkpoint: the next `cnnbench run` resumes it
