@@ -76,6 +76,16 @@ def test_explicit_runs_cross_the_grid():
     ('name = "t"\n[tuning]\nseeds = [1.5]\n', "tuning.seeds[0]: Input should be a valid integer"),
     ('name = "t" x', "invalid TOML"),
     ('epochs = 2\n', "name: Field required"),
+    ('name = "t"\n[analysis]\nmetric = "tst_acc"\n', "analysis.metric: unknown metric 'tst_acc'; did you mean 'test_acc'?"),
+    ('name = "t"\n[analysis]\nmetric = "train_nll"\n', "analysis.metric: metric 'train_nll' is not recorded for a run"),
+    ('name = "t"\n[analysis]\nmetric = "epochs_to_target"\n', "analysis: metric 'epochs_to_target' needs a target"),
+    ('name = "t"\n[analysis]\nalpha = 1.5\n', "analysis.alpha: Input should be less than 1"),
+    ('name = "t"\n[analysis]\nrope = -0.1\n', "analysis.rope: Input should be greater than or equal to 0"),
+    ('name = "t"\n[analysis]\ntarget_accuracy = 98\n', "analysis.target_accuracy: Input should be less than or equal to 1"),
+    ('name = "t"\n[analysis]\ncells = ["datset"]\n', "analysis.cells: unknown cell key 'datset' for a run; did you mean 'dataset'?"),
+    ('name = "t"\n[analysis]\nmetrik = "test_acc"\n', "analysis.metrik: unknown key"),
+    ('name = "t"\nseeds = [0, 1]\n[tuning]\nreuse = false\nseeds = [1, 2]\n',
+     "tuning.seeds: seeds [1] are also study seeds; with reuse = false the search seeds must differ"),
 ])
 def test_bad_specs_give_one_line_errors_naming_the_place(text, expected):
     with pytest.raises(UserError) as e:
@@ -103,3 +113,35 @@ def test_every_builtin_study_parses():
 def test_unknown_study_name_suggests_builtin():
     with pytest.raises(UserError, match="did you mean 'default'"):
         study.load("defualt")
+
+
+def test_analysis_section_is_validated_and_changes_no_run_key():
+    plain = study.parse_text(BASE)
+    s = study.parse_text(BASE + '[analysis]\nmetric = "test_nll"\ntarget_accuracy = 0.98\nalpha = 0.01\n'
+                                'rope = 0.01\ncells = ["dataset", "model"]\n')
+    a = s.meta.analysis
+    assert (a.metric, a.target_accuracy, a.alpha, a.rope, a.cells) == ("test_nll", 0.98, 0.01, 0.01, ["dataset", "model"])
+    assert [r.key for r in s.runs] == [r.key for r in plain.runs]
+    assert all("analysis" not in r.config for r in s.runs)
+    default = plain.meta.analysis
+    assert (default.metric, default.target_accuracy, default.alpha, default.rope, default.cells) == \
+        ("test_acc", None, 0.05, None, ["dataset"])
+
+
+TUNED = 'name = "t"\nseeds = [0, 1]\nepochs = 2\n[tuning]\nlearning_rates = [0.1, 0.01]\n'
+
+
+def test_tuning_reuse_false_keeps_search_seeds_apart_from_study_seeds():
+    reused = study.parse_text(TUNED)
+    assert {r.seed for r in reused.runs} == {0}  # today's behaviour: the first study seed
+    fresh = study.parse_text(TUNED + "reuse = false\n")
+    assert {r.seed for r in fresh.runs} == {2}  # max(study seeds) + 1
+    chosen = {fresh.runs[0].label: 0.1}
+    finals = fresh.final_runs(chosen)
+    assert {r.seed for r in finals} == {0, 1}
+    assert not {r.key for r in finals} & {r.key for r in fresh.runs}  # no search run is a final run
+    given = study.parse_text(TUNED + "reuse = false\nseeds = [7, 8]\n")
+    assert {r.seed for r in given.runs} == {7, 8}
+    # reuse = true is the default: the same run keys as without it
+    assert [r.key for r in study.parse_text(TUNED + "reuse = true\n").runs] == [r.key for r in reused.runs]
+    assert study.parse_text(TUNED + "reuse = true\n").final_runs(chosen)[0].key in {r.key for r in reused.runs}

@@ -130,7 +130,8 @@ def study_lock(study_dir: Path):
 def execute(p: Plan, *, data_dir: str | None, device: str, workers="auto", progress=None,
             executor: str = "local", ray_options: dict | None = None, tensorboard: bool = False) -> None:
     """Run what is missing. With [tuning]: the learning-rate search first, then each configuration at
-    its chosen rate with all the seeds (a search run with the chosen rate and a study seed is reused)."""
+    its chosen rate with all the seeds (a search run with the chosen rate and a study seed is reused,
+    unless `reuse = false`, which keeps the search seeds apart from the study's)."""
     tuning = p.study.meta.tuning
     with study_lock(p.study_dir):
         store = Store.open(p.study_dir, p.study.name)
@@ -139,6 +140,8 @@ def execute(p: Plan, *, data_dir: str | None, device: str, workers="auto", progr
             # ranked. Only the runs that can run here are run.
             store.add_runs(p.study.runs)
             store.set_meta("tuning", None if tuning is None else tuning.model_dump_json())
+            # How the report ranks the study (`cnnbench report` reads it back; no run's key depends on it).
+            store.set_meta("analysis", p.study.meta.analysis.model_dump_json())
             (p.study_dir / "study.toml").write_text(p.study.text, encoding="utf-8")
             p.statuses = store.statuses()
             _run_phase(p, p.todo, data_dir, device, workers, progress, executor, ray_options, tensorboard)

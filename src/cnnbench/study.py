@@ -26,7 +26,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import UserError, did_you_mean
 from .registry import split_spec
@@ -95,6 +95,16 @@ class TuningSpec(BaseModel):
         default_factory=LogGrid)
     seeds: list[Seed] | None = Field(None, min_length=1)
     metric: Literal["val_acc", "val_loss"] = "val_acc"
+    # False: no search run is also a final run. A search run at its chosen rate is optimistically
+    # biased (the rate was picked on its own validation result), so the final seeds must be fresh.
+    reuse: bool = True
+
+    def search_seeds(self, study_seeds: list[int]) -> list[int]:
+        """The seeds of the search runs: as given; else the first study seed (reused as a final run),
+        or with `reuse = false` the seed after the largest study seed."""
+        if self.seeds is not None:
+            return self.seeds
+        return study_seeds[:1] if self.reuse else [max(study_seeds) + 1]
 
     def grid(self) -> list[float]:
         if isinstance(self.learning_rates, list):
@@ -109,6 +119,57 @@ class TuningSpec(BaseModel):
 RUN_DEFAULTS = RunSpec()
 
 
+class AnalysisSpec(BaseModel):
+    """How `cnnbench report` ranks the study (no part of any run's config or key):
+
+        [analysis]
+        metric = "test_acc"        # ranking metric, a name of cnnbench.metrics.METRICS
+        target_accuracy = 0.98     # epochs/seconds to first reach this validation accuracy
+        alpha = 0.05               # significance level
+        rope = 0.01                # region of practical equivalence, in metric units
+        cells = ["dataset"]        # run keys whose values split the study into separately ranked cells
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    metric: str = "test_acc"
+    target_accuracy: float | None = Field(None, gt=0.0, le=1.0)
+    alpha: float = Field(0.05, gt=0.0, lt=1.0)
+    rope: float | None = Field(None, ge=0.0)
+    # Comparing configurations across datasets mixes unlike scales, so each dataset is its own cell.
+    cells: list[str] = Field(default_factory=lambda: ["dataset"])
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, v: str) -> str:
+        from . import metrics
+        from .store import METRICS as STORED
+
+        try:
+            name = metrics.get(v).name
+        except UserError as e:  # pydantic reports a ValueError at its place in the file
+            raise ValueError(str(e)) from None
+        rankable = (*STORED, *metrics.FROM_HISTORY)
+        if name not in rankable:  # e.g. train_nll: a run is not evaluated on its training set
+            raise ValueError(f"metric {name!r} is not recorded for a run; choose one of: {', '.join(rankable)}")
+        return name
+
+    @field_validator("cells")
+    @classmethod
+    def _run_keys(cls, v: list[str]) -> list[str]:
+        for key in v:
+            if key not in RUN_KEYS:
+                raise ValueError(_unknown_key(key, RUN_KEYS, "a run").replace("unknown key", "unknown cell key", 1))
+        if len(set(v)) != len(v):
+            raise ValueError("a key is listed twice; list each run key once")
+        return v
+
+    @model_validator(mode="after")
+    def _target_for_time_metrics(self) -> "AnalysisSpec":
+        if self.metric in ("epochs_to_target", "seconds_to_target") and self.target_accuracy is None:
+            raise ValueError(f"metric {self.metric!r} needs a target: set target_accuracy (e.g. 0.98)")
+        return self
+
+
 class StudyMeta(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
@@ -118,6 +179,7 @@ class StudyMeta(BaseModel):
     skip_missing_datasets: bool = False
     save_models: bool = False
     tuning: TuningSpec | None = None
+    analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
 
 
 RUN_KEYS = tuple(RunSpec.model_fields)
@@ -214,6 +276,12 @@ def parse(data: dict[str, Any], source: str = "<study>") -> Study:
         meta = StudyMeta.model_validate({k: data[k] for k in META_KEYS if k in data})
     except ValidationError as e:
         _raise_pydantic(e, source, "")
+    if meta.tuning is not None and not meta.tuning.reuse:
+        shared = sorted(set(meta.tuning.search_seeds(meta.seeds)) & set(meta.seeds))
+        if shared:
+            fail("tuning.seeds", f"seeds {shared} are also study seeds; with reuse = false the search seeds must "
+                 f"differ from the study's seeds {meta.seeds} (e.g. seeds = [{max(meta.seeds) + 1}]), "
+                 "or set reuse = true")
     defaults = {}
     for key in RUN_KEYS:
         if key in data:
@@ -268,7 +336,7 @@ def parse(data: dict[str, Any], source: str = "<study>") -> Study:
             fail("early_stopping.monitor", f"monitors {es['monitor']!r} but validation_split is 0; "
                  "set validation_split > 0 or monitor 'loss'")
         variants = [(config, meta.seeds, "final")] if tuning is None else [
-            (_with_learning_rate(config, lr), tuning.seeds or meta.seeds[:1], "tuning") for lr in tuning.grid()]
+            (_with_learning_rate(config, lr), tuning.search_seeds(meta.seeds), "tuning") for lr in tuning.grid()]
         for cfg_base, seeds, role in variants:
             for seed in seeds:
                 cfg = {**cfg_base, "seed": seed}
@@ -317,9 +385,11 @@ def _raise_pydantic(e: ValidationError, source: str, path: str, skip: int = 0):
     err = max(e.errors(), key=lambda er: len(er["loc"]))
     # Keep list indices and field names; drop pydantic's union-branch tags such as 'literal[False]'.
     fields = (set(EarlyStoppingSpec.model_fields) | set(StudyMeta.model_fields) | set(TuningSpec.model_fields)
-              | set(LogGrid.model_fields))
+              | set(LogGrid.model_fields) | set(AnalysisSpec.model_fields))
     parts = [p for p in err["loc"][skip:] if isinstance(p, int) or p in fields]
     msg = err["msg"]
+    if err["type"] == "value_error" and "error" in err.get("ctx", {}):  # our own message, without "Value error, "
+        msg = str(err["ctx"]["error"])
     if err["type"] == "extra_forbidden":  # the last loc element is the unknown key itself
         parts.append(err["loc"][-1])
         msg = _unknown_key(err["loc"][-1], tuple(EarlyStoppingSpec.model_fields), "early_stopping").replace(
