@@ -11,15 +11,28 @@ tables with confidence intervals, learning curves, boxplots and a self-contained
 
 __version__ = "0.1.0"
 
-from .errors import UserError  # noqa: E402
-from .train import Callback, EarlyStopping, History, LambdaCallback, evaluate, fit  # noqa: E402
+import importlib
+
+from .errors import UserError
+
+# Everything else is imported on first use: `cnnbench --help` and `cnnbench list` need no torch.
+_LAZY = {"fit": "train", "evaluate": "train", "History": "train", "Callback": "train",
+         "EarlyStopping": "train", "LambdaCallback": "train", "save": "saving", "load": "saving",
+         "predict": "saving"}
+_SUBMODULES = ("analysis", "data", "losses", "metrics", "models", "optim", "report", "store", "study", "train",
+               "saving", "registry", "runner", "executors", "paths")
 
 __all__ = ["fit", "evaluate", "History", "Callback", "EarlyStopping", "LambdaCallback", "UserError",
            "save", "load", "predict", "__version__"]
 
 
-def __getattr__(name):  # save/load/predict live in saving.py; imported on first use
-    if name in ("save", "load", "predict"):
-        from . import saving
-        return getattr(saving, name)
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'cnnbench' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY) | set(_SUBMODULES))
