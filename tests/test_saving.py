@@ -113,7 +113,9 @@ def test_custom_model_reference_round_trip(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     m = models.get({"name": "my_models_save:Tiny", "width": 6}, input_shape=(1, 4, 4), num_outputs=3)
     saving.save(m, tmp_path / "ref.pt")
-    loaded = saving.load(tmp_path / "ref.pt")
+    with pytest.raises(UserError, match="names model 'my_models_save:Tiny'.*trust_code=True"):
+        saving.load(tmp_path / "ref.pt")  # a file may come from anyone: its code runs only when trusted
+    loaded = saving.load(tmp_path / "ref.pt", trust_code=True)
     x = torch.rand(2, 1, 4, 4)
     torch.testing.assert_close(loaded(x), m.eval()(x))
 
@@ -123,6 +125,7 @@ def test_custom_model_reference_round_trip(tmp_path, monkeypatch):
         r = models.get("tiny_registered_for_saving_test", input_shape=(1, 4, 4), num_outputs=2)
         saving.save(r, tmp_path / "reg.pt")
         assert saving.read(tmp_path / "reg.pt")[0]["model_module"] == "my_models_save"
+        # the module is imported already: loading imports nothing, so no opt-in is needed
         assert models.count_params(saving.load(tmp_path / "reg.pt")) == models.count_params(r)
     finally:  # keep the shared registry as it was for other tests
         models.REGISTRY._entries.pop("tiny_registered_for_saving_test", None)
@@ -254,3 +257,54 @@ def test_top5_accuracy_with_more_than_five_classes(tmp_path):
     y = torch.arange(40) % 10
     expected = (probs.topk(5, dim=1).indices == y[:, None]).any(dim=1).float().mean().item()
     assert result["top5_accuracy"] == pytest.approx(expected) and result["top5_accuracy"] >= result["accuracy"]
+
+
+# --- untrusted files run no code ------------------------------------------------------------------
+def _hostile_file(tmp_path, monkeypatch, **config):
+    """A model file whose config names code in a module that leaves a marker file when imported."""
+    marker = tmp_path / "code_ran"
+    (tmp_path / "hostile_mod_saving.py").write_text(
+        "import pathlib, torch\n"
+        f"pathlib.Path({str(marker)!r}).write_text('imported')\n"
+        "from cnnbench import losses\n"
+        "def build(input_shape, num_outputs):\n"
+        "    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, num_outputs))\n"
+        "def hinge(y_true, y_pred):\n"
+        "    return (1 - y_true * y_pred).clamp(min=0).mean(-1)\n"
+        "from cnnbench.models import REGISTRY\n"
+        "if 'hostile_registered_net' not in REGISTRY:\n"
+        "    REGISTRY.register('hostile_registered_net')(build)\n"
+    )
+    monkeypatch.setattr(models.REGISTRY, "_entries", dict(models.REGISTRY._entries))  # restored afterwards
+    monkeypatch.setattr(models.REGISTRY, "_keys", dict(models.REGISTRY._keys))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(__import__("sys").modules, "hostile_mod_saving", raising=False)
+    full = {"model": {"name": "digits_cnn"}, "input_shape": [1, 8, 8], "num_outputs": 10, **config}
+    state = models.get(full["model"], input_shape=(1, 8, 8), num_outputs=10).state_dict() \
+        if full["model"]["name"] == "digits_cnn" else {"1.weight": torch.zeros(10, 64), "1.bias": torch.zeros(10)}
+    path = tmp_path / "hostile.pt"
+    torch.save({"format": saving.FORMAT, "version": 1, "config": json.dumps(full), "state_dict": state}, path)
+    return path, marker
+
+
+@pytest.mark.parametrize("config, refused", [
+    ({"model": {"name": "hostile_mod_saving:build"}}, "names model 'hostile_mod_saving:build'"),
+    ({"loss": {"name": "hostile_mod_saving:hinge"}}, "names loss 'hostile_mod_saving:hinge'"),
+    ({"model": {"name": "torch.hub:load", "repo_or_dir": ".", "model": "x", "source": "local"}},
+     "names model 'torch.hub:load'"),
+    ({"model": {"name": "hostile_registered_net"}, "model_module": "hostile_mod_saving"},
+     "registered by module 'hostile_mod_saving'"),
+])
+def test_loading_a_file_that_names_code_needs_trust_code(tmp_path, monkeypatch, config, refused):
+    path, marker = _hostile_file(tmp_path, monkeypatch, **config)
+    with pytest.raises(UserError, match=f"{refused}.*--trust-code") as e:
+        saving.load(path)
+    assert "\n" not in str(e.value)
+    with pytest.raises(UserError, match=refused):
+        saving.evaluate(path, "digits")
+    assert not marker.exists()  # refused before importing anything
+    if "torch.hub" in str(config):
+        return  # trusting it would run torch.hub.load: nothing to gain in a test
+    model = saving.load(path, trust_code=True)
+    saving.predict(model, torch.zeros(2, 1, 8, 8, dtype=torch.uint8))  # the recorded loss builds too
+    assert marker.exists()

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import UserError
-from .registry import Registry, split_spec, with_defaults
+from .registry import Registry, check_reference, split_spec, with_defaults
 
 __all__ = [
     "REGISTRY",
@@ -1056,6 +1056,7 @@ def _import_reference(ref: str):
     module_name, _, attr = ref.partition(":")
     if not module_name or not attr:
         raise UserError(f"loss reference {ref!r} must look like 'package.module:attr'")
+    check_reference(ref, "loss")  # refused while loading a file the user did not trust (saving.load)
     try:
         obj = importlib.import_module(module_name)
     except ImportError as exc:

@@ -14,9 +14,11 @@ Names are matched case-insensitively and without underscores, dashes or spaces, 
 
 from __future__ import annotations
 
+import contextvars
 import difflib
 import inspect
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
@@ -152,3 +154,38 @@ def split_spec(spec: str | dict[str, Any]) -> tuple[str, dict[str, Any]]:
         options = {k: v for k, v in spec.items() if k != "name"}
         return spec["name"], options
     raise UserError(f"expected a name or a table with a 'name' key, got {spec!r}")
+
+
+# --- "package.module:attr" references: code, allowed unless a file from elsewhere is being loaded ----
+# A reference imports a module and calls one of its attributes: it runs code. Specs the user writes
+# (a study file, a call from their own Python) are trusted like a Python script. A file read back from
+# disk (a saved model) may come from someone else, so `saving.load` refuses references while it
+# builds from such a file unless the user opted in; this variable says who refuses, and the fix.
+_REFUSING: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVar("cnnbench_refusing_code",
+                                                                                 default=None)
+
+
+@contextmanager
+def refusing_code(source: str, how_to_allow: str):
+    """While active, `check_reference` refuses every `module:attr` reference: `source` names the file
+    being loaded, `how_to_allow` the opt-in (e.g. "pass trust_code=True")."""
+    token = _REFUSING.set((source, how_to_allow))
+    try:
+        yield
+    finally:
+        _REFUSING.reset(token)
+
+
+def code_refused() -> tuple[str, str] | None:
+    """(source, how to allow) while a file's references are refused, else None."""
+    return _REFUSING.get()
+
+
+def check_reference(ref: str, kind: str) -> None:
+    """Raise UserError if `ref` ("package.module:attr", a `kind` such as "model" or "loss") may not be
+    imported now; call it before importing anything a spec names."""
+    refused = _REFUSING.get()
+    if refused is not None:
+        source, how = refused
+        raise UserError(f"{source} names {kind} {ref!r}, which would import and run code from module "
+                        f"{ref.partition(':')[0]!r}; if you trust this file, {how}")

@@ -9,13 +9,19 @@ The file is a plain dict readable with `torch.load(path, weights_only=True)`:
 The JSON config holds `model` (the resolved model spec), `input_shape`, `num_outputs`, plus whatever
 the caller passed in `config` (e.g. `loss`, `class_names`, `num_classes`, `dataset`, and
 `input_normalization = {"mean": ..., "std": ...}` applied by `predict` to [0, 1] input).
+
+Loading runs no code from the file: the weights are read with `weights_only=True`, and a config that
+names code (a `"package.module:attr"` model or loss, or a module to import) is refused unless the
+caller passes `trust_code=True` (`cnnbench evaluate --trust-code`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
+import sys
 import tempfile
 from typing import Any
 
@@ -23,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import models
+from . import models, registry
 from .errors import UserError
 from .registry import split_spec
 
@@ -138,30 +144,79 @@ def _build_spec(spec):
     return spec
 
 
-def load(path, map_location="cpu") -> nn.Module:
-    """Rebuild the model from the registry (or its "package.module:attr" reference), restore its weights,
-    put it in eval mode and set `model.cnnbench_config` to the saved config."""
+TRUST_HINT = "pass trust_code=True (cnnbench evaluate --trust-code)"
+
+
+def _references(config: dict[str, Any]) -> list[tuple[str, str]]:
+    """The `(kind, "module:attr")` references a saved config names at its top level."""
+    out = []
+    for kind in ("model", "loss"):
+        spec = config.get(kind)
+        name = spec.get("name") if isinstance(spec, dict) else spec
+        if isinstance(name, str) and ":" in name:
+            out.append((kind, name))
+    return out
+
+
+def check_trusted(config: dict[str, Any], source: str) -> None:
+    """Refuse, in one line, a saved config that would import code: a `module:attr` model or loss, or a
+    `model_module` not imported yet (importing it runs its code). Built-in names pass."""
+    for kind, ref in _references(config):
+        registry.check_reference(ref, kind)
+    module = config.get("model_module")
+    if module and not isinstance(module, str):
+        raise UserError(f"{source}: model_module must be a module name, got {module!r}")
+    name = split_spec(config["model"])[0] if config.get("model") else ""
+    # load imports model_module only for a model the registry does not know (yet)
+    if module and module not in sys.modules and ":" not in name and name not in models.REGISTRY:
+        raise UserError(f"{source}: model {name!r} was registered by module {module!r}, which loading this file "
+                        f"would import (running its code); import it yourself first, or if you trust this file, "
+                        f"{TRUST_HINT}")
+
+
+def load(path, map_location="cpu", *, trust_code: bool = False) -> nn.Module:
+    """Rebuild the model from the registry, restore its weights, put it in eval mode and set
+    `model.cnnbench_config` to the saved config.
+
+    A model file may come from anyone, and its config may name code: a `"package.module:attr"` model
+    or loss, or the module that registered its model. Loading imports and calls such code only with
+    `trust_code=True`; by default only built-in names (and modules already imported) are used, and a
+    file naming code is refused with a UserError that names the reference."""
     config, state = read(path, map_location)
-    spec = config["model"]
-    name, _ = split_spec(spec)
-    if ":" not in name and name not in models.REGISTRY and config.get("model_module"):
-        try:
-            importlib.import_module(config["model_module"])
-        except ImportError as e:
-            raise UserError(f"model {name!r} was registered by module {config['model_module']!r}, which cannot be "
-                            f"imported ({e}); install it or put it on PYTHONPATH") from None
-    model = models.get(_build_spec(spec), input_shape=config["input_shape"], num_outputs=config["num_outputs"])
+    source = os.fspath(path)
+    with _trust(trust_code, source):
+        if not trust_code:
+            check_trusted(config, source)
+        for key in _MODEL_KEYS:
+            if key not in config:
+                raise UserError(f"{source}: the config has no {key!r}; is it a cnnbench model file?")
+        spec = config["model"]
+        name, _ = split_spec(spec)
+        if ":" not in name and name not in models.REGISTRY and config.get("model_module"):
+            try:
+                importlib.import_module(config["model_module"])
+            except ImportError as e:
+                raise UserError(f"model {name!r} was registered by module {config['model_module']!r}, which cannot "
+                                f"be imported ({e}); install it or put it on PYTHONPATH") from None
+        model = models.get(_build_spec(spec), input_shape=config["input_shape"], num_outputs=config["num_outputs"])
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
-        raise UserError(f"the weights in {os.fspath(path)!r} do not fit model {name!r} as this version builds it "
+        raise UserError(f"the weights in {source!r} do not fit model {name!r} as this version builds it "
                         f"({str(e).splitlines()[0]})") from None
     if map_location is not None:
         model.to(map_location)
     model.eval()
     model.cnnbench_model = {k: config[k] for k in _MODEL_KEYS}
     model.cnnbench_config = config
+    # predict/evaluate build the recorded loss later: the same trust applies to it
+    model.cnnbench_untrusted_source = None if trust_code else source
     return model
+
+
+def _trust(trust_code: bool, source: str):
+    """Refuse every code reference met while building from `source`, nested options included."""
+    return contextlib.nullcontext() if trust_code else registry.refusing_code(source, TRUST_HINT)
 
 
 # --- predict -------------------------------------------------------------------------------------
@@ -207,7 +262,9 @@ def _training_loss(model, config, num_outputs):
     if config.get("loss") is not None:
         from . import losses
 
-        return losses.adapt(config["loss"], _num_classes(config, num_outputs))
+        untrusted = getattr(model, "cnnbench_untrusted_source", None)  # set by load(trust_code=False)
+        with _trust(untrusted is None, untrusted or ""):
+            return losses.adapt(config["loss"], _num_classes(config, num_outputs))
     return getattr(model, "cnnbench_loss", None)
 
 
@@ -269,13 +326,14 @@ def predict(model: nn.Module, x, batch_size: int = 256) -> tuple[torch.Tensor, t
 
 
 # --- evaluate (the `cnnbench evaluate` command) -------------------------------------------------
-def evaluate(model, dataset=None, *, data_dir=None, batch_size: int = 256, device=None) -> dict[str, Any]:
+def evaluate(model, dataset=None, *, data_dir=None, batch_size: int = 256, device=None,
+             trust_code: bool = False) -> dict[str, Any]:
     """Accuracy (and the recorded loss) of a saved model (a path or a loaded model) on a dataset's test
-    set; `dataset` defaults to the one recorded in the model file's config."""
+    set; `dataset` defaults to the one recorded in the model file's config. `trust_code` as in `load`."""
     from . import data
 
     if not isinstance(model, nn.Module):
-        model = load(model)
+        model = load(model, trust_code=trust_code)
     config = _config_of(model)
     spec = dataset if dataset is not None else config.get("dataset")
     if spec is None:
@@ -316,6 +374,9 @@ def add_evaluate_arguments(parser) -> None:
     parser.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default 256)")
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--trust-code", action="store_true",
+                        help="let the file's config import and run the code it names ('package.module:attr' "
+                        "models or losses, the module that registered its model); only for files you trust")
 
 
 def evaluate_main(args) -> int:
@@ -331,7 +392,8 @@ def evaluate_main(args) -> int:
         from .train import resolve_device
 
         device = resolve_device(args.device)
-    result = evaluate(args.model_path, spec, data_dir=args.data_dir, batch_size=args.batch_size, device=device)
+    result = evaluate(args.model_path, spec, data_dir=args.data_dir, batch_size=args.batch_size, device=device,
+                      trust_code=getattr(args, "trust_code", False))
     if args.json:
         print(json.dumps(result))
     else:

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 from torch import nn
 
 from ..errors import UserError
-from ..registry import split_spec
+from ..registry import check_reference, split_spec
 from ._base import REGISTRY
 from . import resnet_cifar, seeds, transfer  # noqa: F401  (registering)
 from .summary import count_params, summary
@@ -40,6 +40,7 @@ def _is_reference(name: str) -> bool:
 
 
 def _import_reference(ref: str):
+    check_reference(ref, "model")  # refused while loading a file the user did not trust (saving.load)
     module_name, _, attr = ref.partition(":")
     try:
         obj = importlib.import_module(module_name)
