@@ -510,6 +510,238 @@ def test_clipping_closed_form(option, expected):
     np.testing.assert_allclose(-b.detach().numpy(), expected[1], rtol=1e-12)
 
 
+# --- TF 1.x flavour --------------------------------------------------------------------------------
+# Each rule written again in numpy from the tf.compat.v1.train kernels (training_ops.cc) and slot
+# initialisers, independently of cnnbench/optim/tf1_rules.py; fed the same gradients for 6 steps.
+def _np_grads(w, m):
+    return (np.array(C) * w + 0.3 * np.cos(3 * w), 0.8 * (m - np.array(A)) + 0.2 * np.sin(m))
+
+
+def _np_run(rule, steps, **slots_init):
+    params = [np.array(W0, dtype=np.float64), np.array(M0, dtype=np.float64)]
+    slots = [{k: f(p) for k, f in slots_init.items()} for p in params]
+    for t in range(1, steps + 1):
+        grads = _np_grads(*params)
+        for p, g, s in zip(params, grads, slots):
+            rule(p, g, s, t)
+    return np.concatenate([p.ravel() for p in params])
+
+
+def _np_gd(lr):
+    def rule(p, g, s, t):
+        p -= lr * g
+    return rule
+
+
+def _np_momentum(lr, mu, nesterov):
+    def rule(p, g, s, t):  # ApplyMomentum: accum = accum*momentum + grad; var -= accum*lr
+        s["a"][...] = s["a"] * mu + g
+        p -= (g * lr + s["a"] * mu * lr) if nesterov else s["a"] * lr
+    return rule
+
+
+def _np_rmsprop(lr, rho, mom, eps, centered):
+    def rule(p, g, s, t):  # ApplyRMSProp / ApplyCenteredRMSProp
+        s["ms"][...] = s["ms"] + (g * g - s["ms"]) * (1 - rho)
+        if centered:
+            s["mg"][...] = s["mg"] + (g - s["mg"]) * (1 - rho)
+            denom = s["ms"] - s["mg"] ** 2 + eps
+        else:
+            denom = s["ms"] + eps
+        s["mom"][...] = s["mom"] * mom + g * lr / np.sqrt(denom)
+        p -= s["mom"]
+    return rule
+
+
+def _np_adam(lr, b1, b2, eps):
+    def rule(p, g, s, t):  # AdamOptimizer: lr_t = lr*sqrt(1-b2^t)/(1-b1^t); var -= lr_t*m/(sqrt(v)+eps)
+        s["m"][...] = b1 * s["m"] + (1 - b1) * g
+        s["v"][...] = b2 * s["v"] + (1 - b2) * g * g
+        lr_t = lr * math.sqrt(1 - b2**t) / (1 - b1**t)
+        p -= lr_t * s["m"] / (np.sqrt(s["v"]) + eps)
+    return rule
+
+
+def _np_adagrad(lr):
+    def rule(p, g, s, t):  # ApplyAdagrad: accum += grad^2; var -= lr*grad*rsqrt(accum)
+        s["acc"] += g * g
+        p -= lr * g / np.sqrt(s["acc"])
+    return rule
+
+
+def _np_adadelta(lr, rho, eps):
+    def rule(p, g, s, t):  # ApplyAdadelta
+        s["acc"][...] = rho * s["acc"] + (1 - rho) * g * g
+        update = np.sqrt(s["upd"] + eps) / np.sqrt(s["acc"] + eps) * g
+        s["upd"][...] = rho * s["upd"] + (1 - rho) * update * update
+        p -= lr * update
+    return rule
+
+
+_zeros, _ones = np.zeros_like, np.ones_like
+TF1_CASES = {
+    "gradient_descent": ({"name": "sgd", "flavor": "tf1", "learning_rate": 0.1}, _np_gd(0.1), {}),
+    "momentum": ({"name": "momentum", "flavor": "tf1", "learning_rate": 0.05, "momentum": 0.8},
+                 _np_momentum(0.05, 0.8, False), {"a": _zeros}),
+    "nesterov": ({"name": "nesterov", "flavor": "tf1", "learning_rate": 0.05},
+                 _np_momentum(0.05, 0.9, True), {"a": _zeros}),
+    "rmsprop": ({"name": "rmsprop", "flavor": "tf1", "learning_rate": 0.01},
+                _np_rmsprop(0.01, 0.9, 0.0, 1e-10, False), {"ms": _ones, "mom": _zeros}),
+    "rmsprop_centered_momentum": (
+        {"name": "rmsprop", "flavor": "tf1", "learning_rate": 0.01, "momentum": 0.5, "centered": True, "rho": 0.8},
+        _np_rmsprop(0.01, 0.8, 0.5, 1e-10, True), {"ms": _ones, "mom": _zeros, "mg": _zeros}),
+    "adam": ({"name": "adam", "flavor": "tf1", "learning_rate": 0.05},
+             _np_adam(0.05, 0.9, 0.999, 1e-8), {"m": _zeros, "v": _zeros}),
+    "adagrad": ({"name": "adagrad", "flavor": "tf1", "learning_rate": 0.1},
+                _np_adagrad(0.1), {"acc": lambda p: np.full_like(p, 0.1)}),
+    "adadelta": ({"name": "adadelta", "flavor": "tf1", "learning_rate": 1.0},
+                 _np_adadelta(1.0, 0.95, 1e-8), {"acc": _zeros, "upd": _zeros}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TF1_CASES))
+def test_tf1_update_rules_match_the_tf_kernels_written_in_numpy(case):
+    spec, rule, slots = TF1_CASES[case]
+    w, m = _params()
+    opt = optim.get(spec, [w, m])
+    for steps in (1, 2, 6):
+        while opt._cnnbench.step < steps:
+            _smooth_grads(w, m)
+            opt.step()
+        np.testing.assert_allclose(_flat(w, m), _np_run(rule, steps, **slots), rtol=1e-12, atol=1e-15)
+
+
+def test_tf1_defaults_are_the_tf_compat_v1_train_signatures():
+    # tf.compat.v1.train.*Optimizer.__init__ defaults (TF 1.8 ... 2.x); None = required argument.
+    expected = {
+        "sgd": dict(learning_rate=None, momentum=0.0, nesterov=False),  # GradientDescentOptimizer(learning_rate)
+        "momentum": dict(learning_rate=None, momentum=0.9, nesterov=False),  # MomentumOptimizer(lr, momentum)
+        "nesterov": dict(learning_rate=None, momentum=0.9, nesterov=True),
+        "rmsprop": dict(learning_rate=None, rho=0.9, momentum=0.0, epsilon=1e-10, centered=False),
+        "adam": dict(learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-8),
+        "adagrad": dict(learning_rate=None, initial_accumulator_value=0.1),
+        "adadelta": dict(learning_rate=0.001, rho=0.95, epsilon=1e-8),
+    }
+    have_tf1 = {n for n in optim.REGISTRY.list() if "tf1" in optim.SPECS[n].flavors}
+    assert have_tf1 == set(expected)
+    for name, defaults in expected.items():
+        resolved = optim.resolve({"name": name, "flavor": "tf1"})
+        assert {k: resolved[k] for k in defaults} == defaults, name
+        assert set(resolved) - set(optim.COMMON_DEFAULTS) - {"name", "flavor", "schedule"} == set(defaults)
+    # the Keras flavour stays the default and unchanged
+    assert optim.resolve("rmsprop")["flavor"] == "keras" and optim.resolve("rmsprop")["epsilon"] == 1e-7
+
+
+def test_tf1_required_learning_rate_and_options_it_lacks():
+    w, _ = _params()
+    with pytest.raises(UserError, match=r"needs learning_rate .*GradientDescentOptimizer.*add learning_rate"):
+        optim.get({"name": "sgd", "flavor": "tf1"}, [w])
+    assert optim.missing_required(optim.resolve({"name": "rmsprop", "flavor": "tf1"})) == ["learning_rate"]
+    assert optim.missing_required(optim.resolve({"name": "rmsprop", "flavor": "tf1", "lr": 0.01})) == []
+    assert optim.missing_required(optim.resolve("adam")) == []
+    with pytest.raises(UserError, match="'weight_decay' exists only with flavor='keras'"):
+        optim.resolve({"name": "adam", "flavor": "tf1", "weight_decay": 0.1})
+    with pytest.raises(UserError, match="lars has no tf1 implementation"):
+        optim.resolve({"name": "lars", "flavor": "tf1"})
+    with pytest.raises(UserError, match="initial_accumulator_value must be positive"):
+        optim.get({"name": "adagrad", "flavor": "tf1", "lr": 0.1, "initial_accumulator_value": 0.0}, [w])
+
+
+def test_tf1_and_keras_momentum_differ_only_when_the_learning_rate_changes():
+    def run(flavor, schedule):
+        w, m = _params()
+        opt = optim.get({"name": "momentum", "flavor": flavor, "learning_rate": 0.05, "schedule": schedule},
+                        [w, m], steps_per_epoch=1)
+        for _ in range(5):
+            _smooth_grads(w, m)
+            opt.step()
+        return _flat(w, m)
+
+    np.testing.assert_allclose(run("tf1", "constant"), run("keras", "constant"), rtol=1e-12)
+    step = {"name": "step", "step_size": 2, "gamma": 0.1}
+    assert not np.allclose(run("tf1", step), run("keras", step), rtol=1e-6)
+
+
+# --- polynomial decay ------------------------------------------------------------------------------
+def _tf_polynomial_decay(lr, step, decay_steps, end=0.0001, power=1.0, cycle=False):
+    """The formula of tf.compat.v1.train.polynomial_decay's documentation."""
+    if cycle:
+        decay_steps = decay_steps * (1.0 if step == 0 else math.ceil(step / decay_steps))
+    else:
+        step = min(step, decay_steps)
+    return (lr - end) * (1 - step / decay_steps) ** power + end
+
+
+@pytest.mark.parametrize("power, cycle, end", [(1.0, False, 0.0001), (2.0, False, 0.001), (0.5, True, 0.0),
+                                               (3.0, True, 0.0001)])
+def test_polynomial_decay_is_tf_polynomial_decay(power, cycle, end):
+    lr, decay_steps, n = 0.1, 7, 30  # steps 0..30: before, at and after decay_steps (and its multiples)
+    sched = {"name": "PolynomialDecay", "decay_steps": decay_steps, "power": power, "cycle": cycle,
+             "end_learning_rate": end}
+    got, _ = _lrs({"name": "sgd", "flavor": "tf1", "learning_rate": lr, "schedule": sched}, n)
+    expected = [_tf_polynomial_decay(lr, t, decay_steps, end, power, cycle) for t in range(n + 1)]
+    assert got == pytest.approx(expected, rel=1e-12, abs=1e-15)
+    assert got[decay_steps] == pytest.approx(end, abs=1e-15)
+    if cycle:  # restarts after each multiple of decay_steps, and step 0 is not the end of a cycle
+        assert got[0] == pytest.approx(lr) and got[decay_steps + 1] > got[decay_steps]
+    else:
+        assert got[decay_steps:] == pytest.approx([end] * (n + 1 - decay_steps), abs=1e-15)
+
+
+def test_polynomial_decay_names_units_and_errors():
+    for name in ("polynomial", "polynomial_decay", "PolynomialDecay", "poly"):
+        assert optim.resolve({"name": "adam", "schedule": name})["schedule"]["name"] == "polynomial"
+    assert optim.resolve({"name": "adam", "schedule": "polynomial"})["schedule"] == {
+        "name": "polynomial", "decay_steps": None, "decay_epochs": None, "end_learning_rate": 0.0001,
+        "power": 1.0, "cycle": False, "per": "step", "warmup_epochs": 0.0, "warmup_steps": 0}
+    # no decay length: the whole run (4 epochs x 5 steps); decay_epochs = 2: 10 steps
+    got, _ = _lrs({"name": "sgd", "learning_rate": 0.1, "schedule": "polynomial"}, 20, steps_per_epoch=5, epochs=4)
+    assert got == pytest.approx([_tf_polynomial_decay(0.1, t, 20) for t in range(21)])
+    got, _ = _lrs({"name": "sgd", "learning_rate": 0.1, "schedule": {"name": "polynomial", "decay_epochs": 2}},
+                  12, steps_per_epoch=5, epochs=4)
+    assert got == pytest.approx([_tf_polynomial_decay(0.1, t, 10) for t in range(13)])
+    # per epoch: t counts epochs
+    p = torch.zeros(1, requires_grad=True)
+    opt = optim.get({"name": "sgd", "learning_rate": 0.1,
+                     "schedule": {"name": "polynomial", "decay_epochs": 4, "per": "epoch", "power": 2}}, [p])
+    lrs = [optim.current_lr(opt)]
+    for epoch in range(5):
+        optim.on_epoch_end(opt, epoch)
+        lrs.append(optim.current_lr(opt))
+    assert lrs == pytest.approx([_tf_polynomial_decay(0.1, e, 4, power=2.0) for e in range(6)])
+    # a whole number of steps hashes alike; bad values are one-line errors
+    assert optim.resolve({"name": "adam", "schedule": {"name": "poly", "decay_steps": 10.0}})["schedule"][
+        "decay_steps"] == 10
+    for bad, msg in [({"decay_steps": 10, "decay_epochs": 1}, "not both"), ({"decay_steps": 0}, "decay_steps must be > 0"),
+                     ({"power": 0}, "power must be > 0"), ({"end_learning_rate": -1.0}, "end_learning_rate must be >= 0"),
+                     ({"decay_steps": 5, "per": "epoch"}, "give decay_epochs"), ({"decay": 5}, "has no option 'decay'")]:
+        with pytest.raises(UserError, match=msg):
+            optim.resolve({"name": "adam", "schedule": {"name": "polynomial", **bad}})
+    with pytest.raises(UserError, match="needs the number of epochs"):
+        optim.get({"name": "adam", "schedule": "polynomial"}, [p], steps_per_epoch=5)
+
+
+def test_polynomial_decay_checkpoint_resumes_identically():
+    spec = {"name": "momentum", "flavor": "tf1", "learning_rate": 0.05,
+            "schedule": {"name": "polynomial", "decay_steps": 6, "power": 2.0, "cycle": True}}
+    w1, m1 = _params()
+    a = optim.get(spec, [w1, m1])
+    for _ in range(4):
+        _smooth_grads(w1, m1)
+        a.step()
+    buf = io.BytesIO()
+    torch.save(optim.state_dict(a), buf)
+    w2, m2 = w1.detach().clone().requires_grad_(), m1.detach().clone().requires_grad_()
+    b = optim.get(spec, [w2, m2])
+    optim.load_state_dict(b, torch.load(io.BytesIO(buf.getvalue()), weights_only=True))
+    for opt, (w, m) in ((a, (w1, m1)), (b, (w2, m2))):
+        for _ in range(5):
+            _smooth_grads(w, m)
+            opt.step()
+    assert optim.current_lr(a) == optim.current_lr(b)
+    np.testing.assert_array_equal(_flat(w1, m1), _flat(w2, m2))
+
+
 # --- schedules -------------------------------------------------------------------------------------
 def _lrs(spec, n, steps_per_epoch=None, epochs=None, **hyper):
     p = torch.zeros(1, requires_grad=True)
@@ -604,7 +836,7 @@ def test_scale_lr_with_batch():
     assert optim.current_lr(opt) == pytest.approx(0.016)
 
 
-@pytest.mark.parametrize("name, n_runs", [("ceausescu_mnist_optimizers", 4), ("krutov_optimizers", 6),
+@pytest.mark.parametrize("name, n_runs", [("ceausescu_mnist_optimizers", 5), ("krutov_optimizers", 6),
                                            ("large_batch_lars", 27)])
 def test_builtin_optimizer_studies_load(name, n_runs):
     from cnnbench import study
