@@ -50,8 +50,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=cmd_run)
 
-    rep = sub.add_parser("report", help="write STUDY_DIR/report/ (tables, curves, boxplot, report.html)")
-    rep.add_argument("study_dir")
+    rep = sub.add_parser("report", help="write the report: verdict, ranked tables with tests, paper tables "
+                         "(CSV, Markdown, LaTeX), figures (PNG, SVG), report.html and summary.md")
+    rep.add_argument("study_dirs", nargs="+", metavar="STUDY_DIR",
+                     help="study directory; several: the union of their runs (one study run on several machines)")
+    rep.add_argument("--metric", help="rank by this metric (default: the study's [analysis] metric, else test_acc); "
+                     "e.g. test_nll, test_macro_f1, best_val_acc")
+    rep.add_argument("-o", "--output", help="report directory (default STUDY_DIR/report; required with several "
+                     "study directories); the study directories themselves are only read")
     rep.set_defaults(func=cmd_report)
 
     ls = sub.add_parser("list", help="list losses, optimizers, models, datasets or studies")
@@ -131,8 +137,10 @@ def cmd_run(args) -> int:
     console.print(f"finished in {time.perf_counter() - t0:.1f} s")
     failed = _print_results(console, plan.study_dir)
     if not args.no_report:
+        from rich.text import Text
+
         from .report import write_report
-        console.print(f"report: {write_report(plan.study_dir)}")
+        console.print(Text(f"report: {write_report(plan.study_dir)}"))
     if failed:
         print(f"cnnbench: {failed} run(s) failed (errors above and in study.db); fix the cause and run "
               f"the same command again to retry them", file=sys.stderr)
@@ -221,43 +229,48 @@ def _print_dry_run(console, plan) -> None:
                       f"chosen rate × seeds {plan.study.meta.seeds}) follow from their results")
 
 
-def _print_results(console, study_dir: Path) -> None:
+def _print_results(console, study_dir: Path) -> int:
+    """The study's verdict, then each cell's ranked table, the marginal rankings and the chosen
+    learning rates; return the number of failed runs (listed last)."""
     from rich.table import Table
+    from rich.text import Text
 
-    from . import analysis, report
-    from .store import Store
+    from . import analysis
+    from .report import readonly, tables
 
-    store = Store.open_existing(study_dir)
-    try:
-        runs = analysis.runs_frame(store)
-    finally:
-        store.close()
-    table = analysis.rank_configurations(runs)
-    t = Table(title="Configurations ranked by test accuracy")
-    for col in report.RANKED_HEADER:
-        t.add_column(col, overflow="fold")
-    for row in report.ranked_rows(table):
-        t.add_row(*row)
-    console.print(t)
-    for axis, m in analysis.marginal_rankings(runs).items():
-        mt = Table(title=f"Marginal ranking: {axis}")
-        for col in report.MARGINAL_HEADER:
-            mt.add_column(col)
-        for row in report.marginal_rows(m):
-            mt.add_row(*row)
-        console.print(mt)
-    chosen = analysis.chosen_learning_rates(runs, complete=False)
+    with readonly.analysis_reads_only():
+        sc = analysis.compare_study(study_dir)
+    console.print(Text("Verdict: ", style="bold") + Text(sc.verdict))
+    for note in sc.notes:
+        console.print(Text(f"note: {note}", style="yellow"))
+
+    def show(title: str, t: tables.Table) -> None:
+        rich_table = Table(title=Text(title))
+        for col in t.header:
+            rich_table.add_column(Text(col), overflow="fold")
+        for row in t.text_rows():
+            rich_table.add_row(*(Text(c) for c in row))
+        console.print(rich_table)
+
+    for cell in sc.cells:
+        where = "" if len(sc.cells) == 1 else f" in {cell.name}"
+        show(f"Configurations ranked by {sc.metric.label}{where}", tables.ranking(cell.comparison, sc.metric))
+        for note in cell.comparison.notes:
+            console.print(Text(f"note: {note}", style="yellow"))
+    if sc.across is not None:
+        show(f"Across cells ({' × '.join(sc.cell_keys)} as blocks)", tables.ranking(sc.across, sc.metric))
+    from .report import marginal_tables
+
+    for axis, t in marginal_tables(sc):
+        show(f"Marginal ranking: {axis}", t)
+    chosen = analysis.chosen_learning_rates(sc.runs, complete=False) if not sc.runs.empty else {}
     if chosen:
-        tt = Table(title="Learning-rate search: chosen rates")
-        tt.add_column("configuration", overflow="fold")
-        tt.add_column("learning rate")
-        for label, lr in chosen.items():
-            tt.add_row(label, f"{lr:g}")
-        console.print(tt)
-    failed = analysis.current_runs(runs)
+        show("Learning-rate search: chosen rates", tables.plain(["configuration", "learning rate"],
+                                                                [[label, f"{lr:g}"] for label, lr in chosen.items()]))
+    failed = analysis.current_runs(sc.runs)
     failed = failed[failed["status"] == "failed"] if not failed.empty else failed
     for r in failed.itertuples():
-        console.print(f"[red]failed[/] {r.label} seed={r.seed}: {str(r.error).splitlines()[0]}")
+        console.print(Text(f"failed {r.label} seed={r.seed}: {str(r.error).splitlines()[0]}", style="red"))
     return len(failed)
 
 
@@ -267,7 +280,7 @@ def _print_results(console, study_dir: Path) -> None:
 def cmd_report(args) -> int:
     from .report import write_report
 
-    print(write_report(args.study_dir))
+    print(write_report(args.study_dirs, output=args.output, metric=args.metric))
     return 0
 
 
