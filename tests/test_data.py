@@ -289,10 +289,12 @@ def test_offline_switch_turns_downloads_off(tmp_path, monkeypatch):
 
 
 # --- the cache ---------------------------------------------------------------------------------------
+# (conftest sets CNNBENCH_OFFLINE=1: these loads find their files and would never download; with
+# download = false nothing at all is written, see test_download_off_writes_nothing)
 def test_cache_used_on_second_load_and_invalidated(tmp_path, monkeypatch):
     x, y = tiny_images(20)
     files = write_mnist_like(tmp_path, "MNIST", x, y, x[:5], y[:5], gz=True)
-    first = data.load({"name": "mnist", "download": False}, tmp_path)
+    first = data.load("mnist", tmp_path)
     assert not first.source.startswith("cache")
     assert list((tmp_path / "cnnbench-cache").glob("mnist-*.bin"))
 
@@ -300,7 +302,7 @@ def test_cache_used_on_second_load_and_invalidated(tmp_path, monkeypatch):
         raise AssertionError("decoded again instead of reading the cache")
 
     monkeypatch.setattr(datasets.formats, "read_idx", no_decode)
-    second = data.load({"name": "mnist", "download": False}, tmp_path)
+    second = data.load("mnist", tmp_path)
     assert second.source.startswith("cache")
     for k in ("x_train", "y_train", "x_test", "y_test"):
         assert torch.equal(getattr(first, k), getattr(second, k))
@@ -311,7 +313,7 @@ def test_cache_used_on_second_load_and_invalidated(tmp_path, monkeypatch):
     # replacing a source file invalidates the cache
     x2, _ = tiny_images(20, seed=9)
     write_idx(files[0].with_name("train-images-idx3-ubyte"), x2, gz=True)
-    third = data.load({"name": "mnist", "download": False}, tmp_path)
+    third = data.load("mnist", tmp_path)
     assert not third.source.startswith("cache") and torch.equal(third.x_train[:, 0], torch.from_numpy(x2))
 
 
@@ -324,18 +326,18 @@ def test_unwritable_cache_only_warns(tmp_path, monkeypatch):
 
     monkeypatch.setattr(cache.tempfile, "mkstemp", refuse)
     with pytest.warns(UserWarning, match="cannot write the dataset cache"):
-        ds = data.load({"name": "mnist", "download": False}, tmp_path)
+        ds = data.load("mnist", tmp_path)
     assert len(ds.y_train) == 6
 
 
 def test_damaged_cache_file_is_rebuilt(tmp_path):
     x, y = tiny_images(20)
     write_mnist_like(tmp_path, "MNIST", x, y, x[:5], y[:5], gz=True)
-    data.load({"name": "mnist", "download": False}, tmp_path)
+    data.load("mnist", tmp_path)
     (cfile,) = (tmp_path / "cnnbench-cache").glob("mnist-*.bin")
     cfile.write_bytes(cfile.read_bytes()[:-10])
     assert cache.load(cfile) is None
-    ds = data.load({"name": "mnist", "download": False}, tmp_path)
+    ds = data.load("mnist", tmp_path)
     assert not ds.source.startswith("cache") and torch.equal(ds.x_train[:, 0], torch.from_numpy(x))
     assert cache.load(cfile) is not None
 
@@ -343,14 +345,14 @@ def test_damaged_cache_file_is_rebuilt(tmp_path):
 def test_cache_with_damaged_labels_is_rebuilt(tmp_path):
     x, y = tiny_images(20)
     write_mnist_like(tmp_path, "MNIST", x, y, x[:5], y[:5], gz=True)
-    data.load({"name": "mnist", "download": False}, tmp_path)
+    data.load("mnist", tmp_path)
     (cfile,) = (tmp_path / "cnnbench-cache").glob("mnist-*.bin")
     raw = bytearray(cfile.read_bytes())
     raw[-3] ^= 0xFF  # inside y_test, the last array: a label far out of range
     cfile.write_bytes(bytes(raw))
-    ds = data.load({"name": "mnist", "download": False}, tmp_path)
+    ds = data.load("mnist", tmp_path)
     assert not ds.source.startswith("cache") and torch.equal(ds.y_test, torch.from_numpy(y[:5]).long())
-    assert data.load({"name": "mnist", "download": False}, tmp_path).source.startswith("cache")
+    assert data.load("mnist", tmp_path).source.startswith("cache")
 
 
 # --- CIFAR ---------------------------------------------------------------------------------------------
@@ -537,5 +539,117 @@ def test_real_mnist_through_the_idx_loader(tmp_path):
     assert torch.bincount(ds.y_train).tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
     assert ds.y_train[:5].tolist() == [5, 0, 4, 1, 9] and ds.y_test[:5].tolist() == [7, 2, 1, 0, 4]
     assert abs(ds.x_train.float().mean().item() / 255 - 0.130660) < 1e-4
-    cached = data.load({"name": "mnist", "download": False}, tmp_path)
+    assert not data.load("mnist", tmp_path).source.startswith("cache")  # download = false wrote none
+    cached = data.load("mnist", tmp_path)
     assert cached.source.startswith("cache") and torch.equal(cached.x_train, ds.x_train)
+
+
+# --- faults: bad inputs are one line, a dry run and a failed download leave nothing behind -------------
+class _MkdirThenFail:
+    """A torchvision dataset whose download creates MNIST/raw/ and then fails, like one offline."""
+
+    def __init__(self, root, **kw):
+        (Path(root) / "MNIST" / "raw").mkdir(parents=True, exist_ok=True)
+        from urllib.error import URLError
+
+        raise URLError("[Errno -2] Name or service not known")
+
+
+def test_failed_download_leaves_no_empty_folder(tmp_path, monkeypatch):
+    monkeypatch.delenv("CNNBENCH_OFFLINE", raising=False)
+    monkeypatch.setattr(datasets, "_tv", lambda name: _MkdirThenFail)
+    (tmp_path / "mine").mkdir()  # the user's own folders stay
+    with pytest.raises(UserError, match="could not be downloaded"):
+        data.load("mnist", tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]
+    fresh = tmp_path / "new_data_dir"  # a data directory the download created is removed too
+    with pytest.raises(UserError, match="could not be downloaded"):
+        data.load("mnist", fresh)
+    assert not fresh.exists()
+
+
+def test_download_off_writes_nothing(tmp_path):
+    x, y = tiny_images(20)
+    write_mnist_like(tmp_path, "MNIST", x, y, x[:5], y[:5], gz=True)
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    data.load({"name": "mnist", "download": False}, tmp_path)
+    data.load({"name": "digits", "download": False}, tmp_path)
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+def _npz(path, y_train, y_test, n_test=None, **extra):
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (len(y_train), 4, 4), dtype=np.uint8)
+    xt = rng.integers(0, 256, (len(y_test) if n_test is None else n_test, 4, 4), dtype=np.uint8)
+    np.savez(path, x_train=x, y_train=np.asarray(y_train), x_test=xt, y_test=np.asarray(y_test), **extra)
+    return str(path)
+
+
+def test_npz_labels_must_be_dense(tmp_path):
+    with pytest.raises(UserError, match=r"labels must be 0\.\.K-1.* include 1000000 \(outside 0\.\.2; absent: 2\)"
+                                        r".*num_classes") as e:
+        data.load(_npz(tmp_path / "stray.npz", [0, 1, 1000000, 0], [1, 0]))
+    assert "\n" not in str(e.value)
+    with pytest.raises(UserError, match=r"include 3 \(outside 0\.\.2; absent: 0\)"):  # 1-based labels
+        data.load(_npz(tmp_path / "one_based.npz", [1, 2, 3], [1, 3]))
+    with pytest.raises(UserError, match=r"include -1 "):
+        data.load(_npz(tmp_path / "negative.npz", [-1, 0, 1], [0]))
+    # classes without an image: say how many there are
+    sparse = _npz(tmp_path / "sparse.npz", [0, 1, 4], [4, 0])
+    ds = data.load({"name": sparse, "num_classes": 6})
+    assert ds.num_classes == 6 and ds.class_names == ["0", "1", "2", "3", "4", "5"]
+    assert data.resolve({"name": sparse, "num_classes": 6})["num_classes"] == 6
+    assert "num_classes" not in data.resolve(sparse)  # run keys of studies without it stay as they were
+    with pytest.raises(UserError, match=r"labels span 0\.\.4, expected 0\.\.2 \(outside: 4\)"):
+        data.load({"name": sparse, "num_classes": 3})
+    with pytest.raises(UserError, match="num_classes must be a whole number >= 2"):
+        data.load({"name": sparse, "num_classes": 1})
+    named = _npz(tmp_path / "named.npz", [0, 2], [2], class_names=np.array(["a", "b", "c"]))
+    assert data.load(named).num_classes == 3  # class_names say how many classes there are
+    with pytest.raises(UserError, match="3 class_names but num_classes = 4"):
+        data.load({"name": named, "num_classes": 4})
+
+
+def test_npz_without_images_or_with_a_lying_header(tmp_path):
+    with pytest.raises(UserError, match="x_train holds 0 images") as e:
+        data.load(_npz(tmp_path / "empty.npz", np.zeros(0, np.int64), [0, 1]))
+    assert "\n" not in str(e.value)
+    with pytest.raises(UserError, match="x_test holds 0 images"):
+        data.load(_npz(tmp_path / "no_test.npz", [0, 1], np.zeros(0, np.int64), n_test=0))
+    # a member whose header claims 10^13 images: refused before numpy allocates them
+    import io
+    import zipfile
+
+    good = tmp_path / "good.npz"
+    _npz(good, [0, 1], [1, 0])
+    huge = tmp_path / "huge.npz"
+    with zipfile.ZipFile(good) as src, zipfile.ZipFile(huge, "w") as dst:
+        for info in src.infolist():
+            if info.filename == "x_train.npy":
+                buf = io.BytesIO()
+                np.lib.format.write_array_header_1_0(buf, {"descr": "|u1", "fortran_order": False,
+                                                           "shape": (10**13, 4, 4)})
+                dst.writestr(info.filename, buf.getvalue() + bytes(32))
+            else:
+                dst.writestr(info, src.read(info))
+    with pytest.raises(UserError, match=r"x_train claims shape \(10000000000000, 4, 4\).*holds 32 bytes") as e:
+        data.load(str(huge))
+    assert "\n" not in str(e.value)
+
+
+def test_image_folder_with_one_class_names_the_folder(tmp_path):
+    from PIL import Image
+
+    root = tmp_path / "pets"
+    for part in ("train", "test"):
+        (root / part / "cats").mkdir(parents=True)
+        for i in range(2):
+            Image.new("RGB", (4, 4), (i, 0, 0)).save(root / part / "cats" / f"{i}.png")
+    with pytest.raises(UserError, match=rf"{root}: one class folder \('cats'\).*at least 2 classes"):
+        data.load(f"imagefolder:{root}", tmp_path)
+    named = tmp_path / "named"
+    named.mkdir()
+    for i in range(3):
+        Image.new("RGB", (4, 4)).save(named / f"cat.{i}.png")
+    with pytest.raises(UserError, match=rf"{named}: every image is named cat\.<n>, one class"):
+        data.load(f"imagefolder:{named}", tmp_path)

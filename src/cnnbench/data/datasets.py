@@ -444,11 +444,15 @@ def _find_user_path(path: str, data_dir: Path) -> Path | None:
 @REGISTRY.register(
     "npz",
     summary="your own .npz (name ending in .npz, or npz:PATH): keys x_train, y_train, x_test, y_test "
-    "(uint8 N×H×W grey or N×H×W×C; optional class_names); PATH as given, else under <data_dir>",
+    "(uint8 N×H×W grey or N×H×W×C; labels 0..K-1; optional class_names); PATH as given, else under "
+    "<data_dir>; option num_classes when some classes have no image",
 )
-def npz(path: str = "") -> Source:
+def npz(path: str = "", num_classes: int | None = None) -> Source:
     if not path:
         raise UserError("npz dataset needs a path: use a name ending in .npz, e.g. 'data/my_dataset.npz'")
+    if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer))
+                                    or num_classes < 2):
+        raise UserError(f"npz: num_classes must be a whole number >= 2, got {num_classes!r}")
 
     def locate(data_dir):
         p = _find_user_path(path, data_dir)
@@ -459,7 +463,11 @@ def npz(path: str = "") -> Source:
         where = str(files[0])
         x_train = formats.to_uint8_images(d["x_train"], f"{where} x_train")
         x_test = formats.to_uint8_images(d["x_test"], f"{where} x_test")
-        ys = []
+        for part, x in (("train", x_train), ("test", x_test)):
+            if len(x) == 0:  # nothing to train on or to test: say so here, not as a division by zero later
+                raise UserError(f"{where}: x_{part} holds 0 images; a dataset needs at least one training and "
+                                "one test image")
+        ys, width = [], None
         for part in ("train", "test"):
             y = np.asarray(d[f"y_{part}"])
             if y.ndim == 2 and y.shape[1] == 1:
@@ -468,15 +476,22 @@ def npz(path: str = "") -> Source:
                 if not (np.isin(y, (0, 1)).all() and (y.sum(1) == 1).all()):
                     raise UserError(f"{where}: y_{part} is {y.shape[0]}×{y.shape[1]} but not one-hot; store "
                                     "one class index per image (or one-hot rows of 0s and a single 1)")
+                width = y.shape[1]  # the number of classes, whether each occurs or not
                 y = y.argmax(1)
             if y.dtype.kind not in "iub":
                 raise UserError(f"{where}: y_{part} must hold integer class indices, got {y.dtype}")
             ys.append(y.astype(np.int64))
+        names = None
         if "class_names" in d:
             names = [c.decode() if isinstance(c, bytes) else str(c) for c in d["class_names"].tolist()]
-        else:
-            top = max([int(y.max()) for y in ys if len(y)] or [0])
-            names = [str(i) for i in range(top + 1)]
+            if num_classes is not None and len(names) != num_classes:
+                raise UserError(f"{where}: {len(names)} class_names but num_classes = {num_classes} in the "
+                                "dataset spec; make them agree (or drop num_classes)")
+        k = len(names) if names is not None else num_classes or width
+        if k is None:
+            k = _dense_classes(ys, where)
+        if names is None:
+            names = [str(i) for i in range(k)]
         for part, x, y in (("train", x_train, ys[0]), ("test", x_test, ys[1])):
             formats.check_labels(y, len(x), len(names), f"{where} y_{part}")
         return _arrays(x_train, ys[0], x_test, ys[1], names)
@@ -484,7 +499,29 @@ def npz(path: str = "") -> Source:
     def missing(data_dir):
         return f"no file {path!r} (looked in the working directory and {data_dir}); check the path"
 
-    return Source(f"npz:{path}", {"path": path}, locate, decode, missing, cacheable=False)
+    options = {"path": path} if num_classes is None else {"path": path, "num_classes": int(num_classes)}
+    return Source(f"npz:{path}", options, locate, decode, missing, cacheable=False)
+
+
+def _preview(values, n: int = 8) -> str:
+    values = [int(v) for v in values]
+    return ", ".join(map(str, values[:n])) + (f", ... ({len(values)} values)" if len(values) > n else "")
+
+
+def _dense_classes(ys: list[np.ndarray], where: str) -> int:
+    """K for labels with no class list: they must be exactly 0..K-1, each occurring. A stray label (1e6
+    for 1, a 1-based set) would otherwise make a model with a million outputs, or a class never seen."""
+    present = np.unique(np.concatenate(ys))
+    k = len(present)
+    if k and present[0] == 0 and present[-1] == k - 1:
+        return k
+    outside = present[(present < 0) | (present >= k)]
+    absent = np.setdiff1d(np.arange(k), present)
+    raise UserError(
+        f"{where}: class labels must be 0..K-1; the {k} distinct labels include {_preview(outside)} "
+        f"(outside 0..{k - 1}; absent: {_preview(absent)}); relabel them 0..{k - 1} (e.g. "
+        "numpy.unique(y, return_inverse=True)), or if some classes have no image, give class_names in the "
+        "file or num_classes in the dataset spec, e.g. { name = \"npz:PATH\", num_classes = 10 }")
 
 
 # --- spec handling --------------------------------------------------------------------------------
@@ -558,11 +595,13 @@ def load(spec, data_dir: str | os.PathLike | None = None) -> Dataset:
     download = c["download"] and os.environ.get("CNNBENCH_OFFLINE", "") in ("", "0")
     if files is None and source.download is not None:
         if download:
+            before = _folders(data_dir)
             try:
                 source.download(data_dir)
             except Exception as e:  # offline, checksum mismatch, read-only folder, ...
                 files = source.locate(data_dir)
                 if files is None:
+                    _remove_empty_new_folders(data_dir, before)
                     raise UserError(
                         f"dataset {resolved['name']!r} is not in {data_dir} and could not be downloaded "
                         f"({_first_line(e)}); {source.missing(data_dir)}, or pass --data-dir / set CNNBENCH_DATA"
@@ -578,6 +617,9 @@ def load(spec, data_dir: str | os.PathLike | None = None) -> Dataset:
         raise UserError(f"dataset {resolved['name']!r}: {source.missing(data_dir)}")
 
     arrays, origin = None, ", ".join(str(f) for f in files[:3]) + (" ..." if len(files) > 3 else "")
+    # download = false reads what is there and writes nothing into the data directory (no cache either):
+    # it is what `cnnbench run --dry-run` uses to look at the datasets.
+    write_cache = source.cacheable and c["download"]
     if source.cacheable:
         key = cache.cache_key(source.name, source.options, files)
         cpath = cache.cache_path(data_dir, source.name, key)
@@ -588,11 +630,13 @@ def load(spec, data_dir: str | os.PathLike | None = None) -> Dataset:
             origin = f"cache {cpath}"
     if arrays is None:
         decoded = source.decode(data_dir, files)
-        if source.cacheable:
+        _check_usable(resolved["name"], decoded["x_train"], decoded["x_test"], decoded["class_names"])
+        if write_cache:
             cache.save(cpath, {k: decoded[k] for k in ("x_train", "y_train", "x_test", "y_test")},
                        {"class_names": decoded["class_names"], "name": source.name, "options": source.options})
         arrays = {k: (torch.from_numpy(v) if isinstance(v, np.ndarray) else v) for k, v in decoded.items()}
 
+    _check_usable(resolved["name"], arrays["x_train"], arrays["x_test"], arrays["class_names"])
     x_train, y_train = limit(arrays["x_train"], arrays["y_train"], c["limit_train"], c["limit_mode"])
     x_test, y_test = limit(arrays["x_test"], arrays["y_test"], c["limit_test"], c["limit_mode"])
     names = list(arrays["class_names"])
@@ -600,6 +644,51 @@ def load(spec, data_dir: str | os.PathLike | None = None) -> Dataset:
         name=resolved["name"], x_train=x_train, x_test=x_test, y_train=y_train, y_test=y_test,
         num_classes=len(names), class_names=names, spec=resolved, source=origin,
     )
+
+
+def _check_usable(name: str, x_train, x_test, class_names) -> None:
+    """A dataset a classifier can be trained and tested on: images in both parts, at least 2 classes
+    (also for a cache written before these checks)."""
+    for part, x in (("training", x_train), ("test", x_test)):
+        if len(x) == 0:
+            raise UserError(f"dataset {name!r} has 0 {part} images; a dataset needs at least one training and "
+                            "one test image")
+    if len(class_names) < 2:
+        raise UserError(f"dataset {name!r} has {len(class_names)} class ({', '.join(map(repr, class_names))}); "
+                        "a classifier needs at least 2 classes")
+
+
+def _folders(root: Path, depth: int = 3) -> set[Path] | None:
+    """The folders under `root`, `depth` levels down (None if `root` does not exist yet)."""
+    if not root.is_dir():
+        return None
+    found, level = set(), [root]
+    for _ in range(depth):
+        nxt = []
+        for d in level:
+            try:
+                nxt += [Path(e.path) for e in os.scandir(d) if e.is_dir(follow_symlinks=False)]
+            except OSError:
+                pass
+        found.update(nxt)
+        level = nxt
+    return found
+
+
+def _remove_empty_new_folders(root: Path, before: set[Path] | None) -> None:
+    """After a failed download: remove the folders it created that are still empty (`MNIST/raw/`), so
+    that what is left does not look like a dataset that is there."""
+    after = _folders(root) or set()
+    for d in sorted(after - (before or set()), key=lambda p: len(p.parts), reverse=True):
+        try:
+            d.rmdir()  # only succeeds on an empty folder
+        except OSError:
+            pass
+    if before is None:
+        try:
+            root.rmdir()
+        except OSError:
+            pass
 
 
 def _labels_in_range(arrays: dict[str, torch.Tensor], num_classes: int) -> bool:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import math
 import pickle
 import struct
 import zipfile
@@ -120,9 +121,11 @@ def check_labels(y: np.ndarray, n_images: int, num_classes: int, where: str, off
     if len(y):
         lo, hi = int(y.min()), int(y.max())
         if lo < offset or hi >= num_classes + offset:
+            bad = np.unique(y[(y < offset) | (y >= num_classes + offset)])
+            shown = ", ".join(str(int(v)) for v in bad[:8]) + (f", ... ({len(bad)} values)" if len(bad) > 8 else "")
             raise UserError(
-                f"{where}: labels span {lo}..{hi}, expected {offset}..{num_classes + offset - 1}; "
-                "wrong or corrupted label file"
+                f"{where}: labels span {lo}..{hi}, expected {offset}..{num_classes + offset - 1} (outside: "
+                f"{shown}); wrong or corrupted label file"
             )
 
 
@@ -237,6 +240,26 @@ def to_uint8_images(x: np.ndarray, where: str) -> np.ndarray:
     return np.ascontiguousarray(x)
 
 
+def _check_npz_sizes(z, path) -> None:
+    """Refuse a member whose header promises more data than the archive holds: numpy would first try
+    to allocate what the header says (a header claiming 10^13 images ends in MemoryError)."""
+    for info in z.zip.infolist():
+        with z.zip.open(info) as f:
+            try:
+                version = np.lib.format.read_magic(f)
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                shape, _, dtype = read_header(f)
+            except ValueError:
+                continue  # not an .npy member, or a header numpy rejects: np.load says so below
+            declared = math.prod(shape) * dtype.itemsize
+            held = info.file_size - f.tell()
+            if declared > held:
+                name = info.filename.removesuffix(".npy")
+                raise _corrupt(path, f"{name} claims shape {tuple(shape)} ({declared:,} bytes of {dtype}) but the "
+                                     f"archive holds {held:,} bytes for it", "write it again")
+
+
 def read_npz(path: Path) -> dict[str, np.ndarray]:
     try:
         z = np.load(path, allow_pickle=False)
@@ -249,6 +272,7 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
                 raise UserError(
                     f"{path}: missing {', '.join(missing)}; a dataset .npz needs x_train, y_train, x_test, y_test"
                 )
+            _check_npz_sizes(z, path)
             return {k: z[k] for k in z.files}
     except UserError:
         raise

@@ -91,6 +91,9 @@ def discover(root: Path):
                 groups.setdefault(NAMED_FILE.match(f.name)["label"].lower(), []).append(f)
             if len(groups) >= 2:
                 return "named", groups
+            raise UserError(f"{folder}: every image is named {next(iter(groups))}.<n>, one class; a classifier "
+                            "needs at least 2 (e.g. cat.1.jpg and dog.1.jpg), or use train/<class>/ and "
+                            "test/<class>/ sub-folders")
     raise UserError(
         f"{root}: no images in a known layout; use train/<class>/*.jpg + test/<class>/*.jpg "
         "(or training_set/ + test_set/), or files named <class>.<number>.jpg such as cat.1.jpg, dog.2.jpg"
@@ -174,6 +177,10 @@ def imagefolder(path: str = "", image_size: int | list[int] | None = None, color
         mode = "L" if color_mode == "grayscale" else "RGB"
         if layout == "split":
             names = sorted(set(groups["train"]) | set(groups["test"]))
+            if len(names) < 2:
+                raise UserError(f"{state['root']}: one class folder ({names[0]!r}) under train/ and test/; a "
+                                "classifier needs at least 2 classes: one sub-folder per class, e.g. train/cats/ "
+                                "and train/dogs/ (the same under test/)")
             index = {c: i for i, c in enumerate(names)}
             parts = []
             for part in ("train", "test"):
