@@ -46,14 +46,15 @@ def test_run_end_to_end_writes_store_and_report(tmp_path, capsys):
     assert main(["run", str(spec), "-o", str(out), "--workers", "1", "-q"]) == 0
     printed = capsys.readouterr().out
     assert "Configurations ranked by test accuracy" in printed and "Marginal ranking: loss" in printed
+    assert printed.index("Verdict: Best by highest mean test accuracy") < printed.index("Configurations ranked")
     runs = _runs(out)
     assert len(runs) == 8 and {r[1] for r in runs} == {"done"}
     assert all(0.0 <= r[2] <= 1.0 and r[3] == 2 for r in runs)
     con = sqlite3.connect(out / "study.db")
     assert con.execute("SELECT COUNT(*) FROM history").fetchone()[0] == 16
     report = out / "report"
-    for f in ("report.html", "summary.md", "runs.csv", "history.csv", "learning_curves.png",
-              "test_accuracy_boxplot.png"):
+    for f in ("report.html", "summary.md", "runs.csv", "history.csv", "learning_curves.png", "learning_curves.svg",
+              "test_acc_per_run.png", "ranking.tex", "ranking.csv", "loss_x_optimizer.md"):
         assert (report / f).stat().st_size > 0, f
     rows = list(csv.DictReader(open(report / "runs.csv")))
     assert len(rows) == 8 and "config.optimizer.learning_rate" in rows[0]
@@ -80,12 +81,14 @@ def test_report_escapes_user_names(tmp_path):
     out = tmp_path / "o"
     assert main(["run", str(spec), "-o", str(out), "-q", "--workers", "1"]) == 0
     from cnnbench.store import Store
-    s = Store.open_existing(out)
-    s.conn.execute("UPDATE runs SET label = '<script>alert(1)</script>'")
+    s = Store.open_existing(out)  # the names in the report come from the runs' axes
+    s.conn.execute("""UPDATE runs SET label = '<script>alert(1)</script>', axes = json_set(axes, '$.optimizer',
+                      '<script>alert(1)</script>' || json_extract(axes, '$.optimizer'))""")
     s.close()
     assert main(["report", str(out)]) == 0
     html = (out / "report" / "report.html").read_text()
-    assert "<script>" not in html and "&lt;script&gt;" in html
+    assert "<script>alert" not in html and "&lt;script&gt;alert(1)" in html
+    assert html.count("<script>") == 1  # the report's own sorting script
 
 
 def test_dry_run_writes_nothing(tmp_path, capsys):
@@ -429,8 +432,8 @@ def test_runs_of_a_dataset_gone_missing_stay_ranked(tmp_path):
     r = _cnnbench("run", str(spec), "-o", str(out), "--workers", "1", "-q")  # a new process: nothing in memory
     assert r.returncode == 0 and "skipped" in r.stdout, r.stderr
     md = (out / "report" / "summary.md").read_text()
-    table = md.split("## Configurations ranked by test accuracy")[1].split("##")[0]
-    assert "tiny.npz" in table and "kept from earlier versions" not in md
+    cells = [section.splitlines()[0] for section in md.split("\n## Cell: ")[1:]]  # one ranked table per dataset
+    assert len(cells) == 2 and any("tiny.npz" in c for c in cells) and "kept from earlier versions" not in md
 
 
 def test_ray_executor_without_ray_writes_nothing(tmp_path, capsys, monkeypatch):
