@@ -100,6 +100,7 @@ def finished_study(tmp_path_factory):
     return root / "out"
 
 
+@pytest.mark.slow  # two subprocesses each, ~10 s
 @pytest.mark.parametrize("case", sorted(BAD_DATA))
 def test_bad_data_is_one_line_and_exit_2_with_the_store_untouched(fault, tmp_path, finished_study, case):
     make, dataset, message = BAD_DATA[case]

@@ -81,3 +81,25 @@ def test_a_killed_worker_s_run_is_retried_and_the_study_completes(fault, tmp_pat
     final = fault.statuses(out)
     assert len(final) == 4 and set(final.values()) == {"done"}  # every run, each once
     c.wait_no_processes()
+
+
+def test_a_killed_ray_worker_is_retried_and_the_study_completes(fault, tmp_path):
+    pytest.importorskip("ray")
+    spec = fault.write_study(tmp_path / "study.toml", seeds=3, epochs=6)
+    out = tmp_path / "out"
+    c = fault.start("run", spec, "-o", out, "--data-dir", tmp_path, "--executor", "ray", "-q", "--no-report",
+                    env={"RAY_USAGE_STATS_ENABLED": "0"})
+
+    def a_ray_worker_mid_run():
+        if c.proc.poll() is not None or "running" not in fault.statuses(out).values():
+            return None
+        return [p for p in c.processes() if "ray::_run_on_worker" in p["cmdline"]]
+
+    victim = fault.wait_for(a_ray_worker_mid_run, timeout=240, what="a Ray worker running a run")[0]
+    os.kill(victim["pid"], signal.SIGKILL)
+    code, _ = c.wait(timeout=300)
+    assert code == 0, c.stderr
+    assert "Traceback" not in c.stderr, c.stderr
+    final = fault.statuses(out)
+    assert len(final) == 3 and set(final.values()) == {"done"}  # retried, each run once
+    c.wait_no_processes(timeout=60)

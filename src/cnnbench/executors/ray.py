@@ -71,6 +71,13 @@ def _run_on_worker(task: Task, actor, threads: int) -> str:
     return execute(task, progress=actor.event.remote, store=_RemoteStore(actor))
 
 
+# A task whose worker process dies (killed, out of memory, node lost) is run again this many times; it
+# resumes from its checkpoint where the study directory is shared. Re-running is safe: every store write
+# is idempotent per run key (mark running, one history row per epoch, the final row), so a retried run
+# is still one run. An exception raised by the run itself is not retried (`execute` records it).
+TASK_RETRIES = 2
+
+
 def run_tasks(tasks: Sequence[Task], progress: ProgressFn | None = None, *, address: str | None = None,
               cpus_per_run: float = 1, gpus_per_run: float = 0) -> None:
     try:
@@ -86,17 +93,53 @@ def run_tasks(tasks: Sequence[Task], progress: ProgressFn | None = None, *, addr
     ray.init(address=address, ignore_reinit_error=True, log_to_driver=False, include_dashboard=False,
              logging_level=logging.ERROR)
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-    actor = ray.remote(num_cpus=0)(_StoreActor).options(scheduling_strategy=here).remote(tasks[0].study_dir)
-    remote = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=0)(_run_on_worker)
-    pending = [remote.remote(t, actor, max(1, int(cpus_per_run))) for t in tasks]
-    while pending:
-        done, pending = ray.wait(pending, num_returns=len(pending), timeout=0.5)
-        for ref in done:
-            ray.get(ref)  # a worker crash surfaces here
-        for event in ray.get(actor.drain.remote()):
+    # The actor's state is the SQLite file: a restarted actor reopens it and loses only progress events.
+    actor = ray.remote(num_cpus=0, max_restarts=TASK_RETRIES, max_task_retries=TASK_RETRIES)(_StoreActor) \
+        .options(scheduling_strategy=here).remote(tasks[0].study_dir)
+    remote = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=TASK_RETRIES,
+                        retry_exceptions=False)(_run_on_worker)
+    of_ref = {remote.remote(t, actor, max(1, int(cpus_per_run))): t for t in tasks}
+    pending = list(of_ref)
+
+    def forward_events():
+        try:
+            events = ray.get(actor.drain.remote())
+        except ray.exceptions.RayActorError:
+            return  # being restarted: the events are lost, the store is not
+        for event in events:
             if progress:
                 progress(event)
-    for event in ray.get(actor.drain.remote()):
-        if progress:
-            progress(event)
-    ray.kill(actor)
+
+    try:
+        while pending:
+            done, pending = ray.wait(pending, num_returns=len(pending), timeout=0.5)
+            for ref in done:
+                _collect(ray, ref, of_ref[ref], actor, progress)
+            forward_events()
+        forward_events()
+    finally:
+        ray.kill(actor)
+
+
+def _collect(ray, ref, task: Task, actor, progress: ProgressFn | None) -> None:
+    """The end of one task: its status, or, if Ray gave up on it, a failed run and a line, not a traceback."""
+    try:
+        ray.get(ref)
+        return
+    except ray.exceptions.RayTaskError as e:  # raised by our code in the worker, outside execute's handling
+        from ..errors import UserError
+
+        if isinstance(e.cause, UserError):
+            raise e.cause from None
+        raise
+    except ray.exceptions.RayError as e:  # the worker or its node died, TASK_RETRIES + 1 times
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        times = "once" if TASK_RETRIES == 0 else f"{TASK_RETRIES + 1} times"
+        error = (f"its Ray worker died {times} ({type(e).__name__}: {first[:200]}); if it ran "
+                 "out of memory, give each run more (--cpus-per-run) or use a smaller batch_size")
+    import sys
+
+    print(f"cnnbench: {task.label} (seed {task.config.get('seed')}) failed: {error}", file=sys.stderr)
+    ray.get(actor.finish.remote(task.key, "failed", error=error))
+    if progress:
+        progress({"event": "done", "key": task.key, "label": task.label, "status": "failed"})
