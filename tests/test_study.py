@@ -77,7 +77,7 @@ def test_explicit_runs_cross_the_grid():
     ('name = "t" x', "invalid TOML"),
     ('epochs = 2\n', "name: Field required"),
     ('name = "t"\n[analysis]\nmetric = "tst_acc"\n', "analysis.metric: unknown metric 'tst_acc'; did you mean 'test_acc'?"),
-    ('name = "t"\n[analysis]\nmetric = "train_nll"\n', "analysis.metric: metric 'train_nll' is not recorded for a run"),
+    ('name = "t"\n[analysis]\nmetric = "train_nll"\n', "analysis.metric: unknown metric 'train_nll'"),
     ('name = "t"\n[analysis]\nmetric = "epochs_to_target"\n', "analysis: metric 'epochs_to_target' needs a target"),
     ('name = "t"\n[analysis]\nalpha = 1.5\n', "analysis.alpha: Input should be less than 1"),
     ('name = "t"\n[analysis]\nrope = -0.1\n', "analysis.rope: Input should be greater than or equal to 0"),

@@ -36,6 +36,8 @@ _BASE = {
 METRICS: dict[str, Metric] = {}
 for _split, _split_label in (("test", "test"), ("val", "validation"), ("train", "training")):
     for _base, (_label, _hib, _pct) in _BASE.items():
+        if _split == "train" and _base not in ("acc", "loss"):
+            continue  # the training set is not re-evaluated: its accuracy and loss are the history's
         _name = f"{_split}_{_base}"
         METRICS[_name] = Metric(_name, f"{_split_label} {_label}", _hib, _pct)
 for _which in ("best", "last"):

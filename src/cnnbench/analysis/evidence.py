@@ -1,7 +1,8 @@
 """A study's answer: `compare_study(study_dirs)` runs the protocol of `compare` on stored runs.
 
 Cells and blocks (Demšar 2006): runs are split into *cells* by the study's `[analysis] cells` keys
-(default dataset and model, the units a result is only meaningful within). Within a cell the
+(default the dataset: a result is only meaningful within its dataset; a study that compares models
+on one dataset ranks them as configurations). Within a cell the
 configurations (the remaining axes: loss, optimizer, ...) are compared with the seeds as paired
 blocks. Across cells each configuration is scored by its mean over seeds in each cell and compared
 with the cells as blocks — the protocol for comparing methods over several data sets.
@@ -28,7 +29,7 @@ from .compare import Comparison, compare
 from .frames import final_runs, history_frame, runs_frame, scored
 
 FINISHED = ("done", "diverged")
-DEFAULT_SETTINGS = {"metric": metrics_mod.DEFAULT, "alpha": 0.05, "rope": None, "cells": ["dataset", "model"],
+DEFAULT_SETTINGS = {"metric": metrics_mod.DEFAULT, "alpha": 0.05, "rope": None, "cells": ["dataset"],
                     "target_accuracy": None}
 
 # Losses that are one loss on one-hot labels: comparing them measures round-off, not a difference.
@@ -42,7 +43,7 @@ EQUIVALENT_LOSSES = [
 
 @dataclass
 class Cell:
-    name: str  # "dataset=mnist · model=keras_mnist_cnn", or the study's name when there is one cell
+    name: str  # "dataset=mnist", or the study's name when there is one cell
     keys: dict  # the cell's values of the cell keys
     runs: pd.DataFrame
     comparison: Comparison
@@ -188,7 +189,7 @@ def compare_study(study_dirs, metric: str | None = None, cells: list[str] | None
     """The study's answer from its store(s): one `Comparison` per cell (seeds as blocks) and one
     across cells (cells as blocks) when there are several. Arguments left at None come from the
     study's `[analysis]` settings (stored when it ran), else the defaults (test accuracy, α = 0.05,
-    no ROPE, cells by dataset and model)."""
+    no ROPE, cells by dataset)."""
     runs, history, conflicts, metas = load_runs(study_dirs)
     s = _settings(metas, {"metric": metric, "cells": cells, "alpha": alpha, "rope": rope,
                           "target_accuracy": target_accuracy})
