@@ -59,7 +59,25 @@ def write_report(study_dirs, output: str | os.PathLike | None = None, metric: st
     context = build_context(sc, sources, raw, figs, data_files + paper_files, out)
     env = _environment(out)
     files.write_text(out / "summary.md", env.get_template("summary.md.j2").render(context))
-    return files.write_text(out / "report.html", env.get_template("report.html.j2").render(context))
+    html = files.write_text(out / "report.html", env.get_template("report.html.j2").render(context))
+    _forget_stale(out, {p.name for p in data_files + paper_files} | {n for f in figs.all() for n in (f.png, f.svg)}
+                  | {"summary.md", "report.html"})
+    return html
+
+
+MANIFEST = "report_files.txt"
+
+
+def _forget_stale(out: Path, written: set[str]) -> None:
+    """Remove what an earlier report wrote and this one did not (a table of an axis since dropped, a
+    figure of another metric), then record what this one wrote. Only files the manifest names are
+    touched: the output directory may hold the user's own files."""
+    manifest = out / MANIFEST
+    earlier = set(manifest.read_text(encoding="utf-8").split("\n")) if manifest.is_file() else set()
+    for name in earlier - written:
+        if name and "/" not in name and name != MANIFEST:
+            (out / name).unlink(missing_ok=True)
+    files.write_text(manifest, "\n".join(sorted(written)) + "\n")
 
 
 def _study_dirs(study_dirs) -> list[Path]:
@@ -141,7 +159,7 @@ def write_figures(sc, out: Path) -> Figures:
                                        "bar: mean; line: 95% interval of the mean (from 3 seeds on)."))
     means = paper.configuration_means(sc)
     if not means.empty:
-        for a, b in itertools.combinations(paper.varying_axes(means), 2):
+        for a, b in paper.axis_pairs(means, sc.cell_keys):
             parts = paper.axis_pair_means(means, a, b)
             stem = f"heatmap_{figures.slug(a)}_x_{figures.slug(b)}"
             figs.study.append(figures.save(figures.heatmap(parts, a, b, sc.metric), out, stem, f"{a} × {b}",

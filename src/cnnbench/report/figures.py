@@ -183,7 +183,10 @@ def metric_by_run(comparisons: list[tuple[str, object]], metric):
             if not fmt.missing(r.mean):
                 ax.plot([r.mean * scale] * 2, [y - 0.3, y + 0.3], color="black", lw=2, zorder=4)
             if not (fmt.missing(r.ci_low) or fmt.missing(r.ci_high)):
-                ax.plot([r.ci_low * scale, r.ci_high * scale], [y, y], color="black", lw=1, zorder=2)
+                low, high = r.ci_low * scale, r.ci_high * scale
+                if metric.percent:  # as in the tables: a fraction's interval stays within [0, 100] %
+                    low, high = max(low, 0.0), min(high, 100.0)
+                ax.plot([low, high], [y, y], color="black", lw=1, zorder=2)
         ax.set_yticks(range(len(configs)), [plain(c) for c in configs], fontsize=7)
         ax.set_ylim(len(configs) - 0.5, -0.5)  # best at the top
         ax.set_xlabel(fmt.heading(metric), fontsize=9)

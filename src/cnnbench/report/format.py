@@ -57,7 +57,8 @@ def difference(x, metric: Metric) -> str:
     """A difference of two metric values (percentage points for a percent metric), with its sign."""
     if missing(x):
         return DASH
-    return f"{100 * float(x):+.2f}" if metric.percent else f"{float(x):+.4g}"
+    shown = f"{100 * float(x):+.2f}" if metric.percent else f"{float(x):+.4g}"
+    return shown[1:] if float(shown) == 0 else shown  # no sign on a difference that rounds to zero
 
 
 def mean_std(mean, std, metric: Metric) -> str:

@@ -48,11 +48,12 @@ def configuration_means(sc) -> pd.DataFrame:
         runs = cell.runs.assign(_config=config_names(sc, cell.runs))
         axis_cols = [c for c in runs.columns if c.startswith("axis.")]
         axes = runs.drop_duplicates("_config").set_index("_config")[axis_cols]
-        for i, r in enumerate(cell.comparison.ranking.itertuples()):
+        top = cell.comparison.ranking["mean"].iloc[0] if len(cell.comparison.ranking) else None
+        for r in cell.comparison.ranking.itertuples():
             values = axes.loc[r.config].dropna().to_dict() if r.config in axes.index else {}
             rows.append({"cell": cell.name, **{f"axis.{k}": v for k, v in cell.keys.items()},
                          **values, "config": r.config, "mean": r.mean, "std": r.std, "n": r.n,
-                         "rank": r.rank, "best": i == 0, "tied_with_best": bool(r.tied_with_best)})
+                         "rank": r.rank, "best": r.mean == top, "tied_with_best": bool(r.tied_with_best)})
     return pd.DataFrame(rows)
 
 
@@ -169,14 +170,26 @@ def axis_pair_means(means: pd.DataFrame, a: str, b: str, value: str = "mean") ->
     return out
 
 
-def axis_pair_tables(means: pd.DataFrame, a: str, b: str, metric: Metric, higher_is_better: bool):
-    """The tables of `axis_pair_means` as mean ± std, the best of each in bold: [(title, Table)],
-    and the long CSV frame."""
+def axis_pairs(means: pd.DataFrame, cell_keys: list[str]) -> list[tuple[str, str]]:
+    """Every two varying axes, a cell key (dataset, model) as the columns: the papers' loss × dataset."""
+    pairs = []
+    for a, b in itertools.combinations(varying_axes(means), 2):
+        pairs.append((b, a) if a in cell_keys and b not in cell_keys else (a, b))
+    return pairs
+
+
+def axis_pair_tables(means: pd.DataFrame, a: str, b: str, metric: Metric, higher_is_better: bool,
+                     per_column: bool = False):
+    """The tables of `axis_pair_means` as mean ± std, the best of each table in bold (of each column
+    with `per_column`: when the columns are cells, whose values do not compare): [(title, Table)], and
+    the long CSV frame."""
     out = []
     for (title, mean), (_, std) in zip(axis_pair_means(means, a, b), axis_pair_means(means, a, b, "std")):
-        best = mean.max().max() if higher_is_better else mean.min().min()
+        best = mean.max() if higher_is_better else mean.min()  # per column
+        if not per_column:
+            best[:] = best.max() if higher_is_better else best.min()
         rows = [[Entry(str(av))] + [Entry(fmt.mean_std(m, std.loc[av, bv] if bv in std else None, metric),
-                                          fmt.number(m), strong=m == best) for bv, m in row.items()]
+                                          fmt.number(m), strong=m == best[bv]) for bv, m in row.items()]
                 for av, row in mean.iterrows()]
         out.append((title, Table([f"{a} × {b}", *map(str, mean.columns)], rows)))
     rest = [x for x in varying_axes(means) if x not in (a, b)]
@@ -212,13 +225,15 @@ def write_all(sc, out: Path) -> list[Path]:
         put("configurations_x_cells.md", markdown(t) + f"\n\n{escape.markdown(caption)}; best per column in bold.\n")
         put("configurations_x_cells.tex", _PREAMBLE + latex(t, caption + "; best per column in bold",
                                                             "tab:configurations-x-cells") + "\n")
-    for a, b in itertools.combinations(varying_axes(means), 2):
-        parts, long = axis_pair_tables(means, a, b, metric, sc.metric.higher_is_better)
+    for a, b in axis_pairs(means, sc.cell_keys):
+        per_column = b in sc.cell_keys
+        parts, long = axis_pair_tables(means, a, b, metric, sc.metric.higher_is_better, per_column)
         stem = f"{_slug(a)}_x_{_slug(b)}"
         put(f"{stem}.csv", long.to_csv(index=False))
         put(f"{stem}.md", "\n\n".join((f"## {escape.markdown(title)}\n\n" if title else "") + markdown(t)
                                       for title, t in parts) + "\n")
         put(f"{stem}.tex", _PREAMBLE + "\n\n".join(
-            latex(t, f"{a} × {b}{': ' + title if title else ''}: {caption}", f"tab:{stem}-{_slug(title)}")
+            latex(t, f"{a} × {b}{': ' + title if title else ''}: {caption}; best "
+                     f"{'per column ' if per_column else ''}in bold", f"tab:{stem}-{_slug(title)}")
             for title, t in parts) + "\n")
     return written
