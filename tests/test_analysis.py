@@ -16,16 +16,14 @@ def _frame(rows):
     return df
 
 
-def test_ranked_configurations_mean_std_ci_and_welch():
+def test_configurations_mean_std_and_ci_by_hand():
     a, b = [0.90, 0.92, 0.94], [0.80, 0.85, 0.83]
-    df = _frame([{"label": "A", "seed": i, "status": "done", "test_acc": v, "axis.loss": "A"} for i, v in enumerate(a)]
-                + [{"label": "B", "seed": i, "status": "done", "test_acc": v, "axis.loss": "B"} for i, v in enumerate(b)])
-    t = analysis.rank_configurations(df)
-    assert list(t["label"]) == ["A", "B"]
+    df = pd.DataFrame({"config": ["A"] * 3 + ["B"] * 3, "block": [0, 1, 2] * 2, "value": a + b})
+    t = analysis.compare(df).ranking
+    assert list(t["config"]) == ["A", "B"]
     assert t.loc[0, "mean"] == pytest.approx(0.92) and t.loc[0, "std"] == pytest.approx(0.02)
     half = stats.t.ppf(0.975, 2) * 0.02 / math.sqrt(3)
     assert t.loc[0, "ci_low"] == pytest.approx(0.92 - half) and t.loc[0, "ci_high"] == pytest.approx(0.92 + half)
-    assert t.loc[1, "p_vs_best"] == pytest.approx(stats.ttest_ind(a, b, equal_var=False).pvalue)
 
 
 def test_diverged_runs_count_at_chance_and_failed_runs_are_left_out():
@@ -35,12 +33,11 @@ def test_diverged_runs_count_at_chance_and_failed_runs_are_left_out():
             {"label": "B", "seed": 0, "status": "done", "test_acc": 0.90, "axis.loss": "B"},
             {"label": "B", "seed": 1, "status": "done", "test_acc": 0.91, "axis.loss": "B"},
             {"label": "B", "seed": 2, "status": "failed", "test_acc": None, "axis.loss": "B"}]
-    t = analysis.rank_configurations(_frame(rows))
-    assert list(t["label"]) == ["B", "A"]  # A's survivor alone would rank it first
-    a = t.set_index("label").loc["A"]
-    assert a["n"] == 3 and a["mean"] == pytest.approx((0.99 + 0.1 + 0.1) / 3) and a["diverged"] == 2
-    b = t.set_index("label").loc["B"]
-    assert b["n"] == 2 and b["failed"] == 1
+    df = _frame(rows)
+    score = analysis.scored(df).tolist()
+    assert score[:3] == [0.99, 0.1, 0.1] and score[3:5] == [0.90, 0.91] and math.isnan(score[5])
+    # A's survivor alone would rank it first; at chance its two diverged seeds rank it last
+    assert analysis.scored(df.assign(test_top5_acc=None), "test_top5_acc").tolist()[1] == 0.5  # 5 of 10 classes
     m = analysis.marginal_rankings(_frame(rows))["loss"]
     # seed 2 is an incomplete block (B failed): only seeds 0 and 1 are ranked
     assert list(m["loss"]) == ["B", "A"] and list(m["n"]) == [2, 2]
@@ -57,8 +54,8 @@ def test_marginal_mean_rank_within_blocks():
     m = analysis.marginal_rankings(_frame(rows))
     assert list(m["loss"]["loss"]) == ["ce", "mse"] and list(m["loss"]["mean_rank"]) == [1.0, 2.0]
     assert list(m["optimizer"]["optimizer"]) == ["adam", "sgd"]
-    f = analysis.friedman(_frame(rows))
-    assert f["configurations"] == 4 and f["seeds"] == 2 and 0 <= f["pvalue"] <= 1
+    lower = analysis.marginal_rankings(_frame(rows).assign(test_loss=lambda d: 1 - d["test_acc"]), "test_loss")
+    assert list(lower["loss"]["loss"]) == ["ce", "mse"] and list(lower["loss"]["mean_rank"]) == [1.0, 2.0]
 
 
 def test_a_value_without_any_result_is_listed_last_and_the_others_still_ranked():
@@ -76,11 +73,3 @@ def test_no_ranked_run_yet_gives_no_tables():
     rows = [{"label": "A", "seed": 0, "status": "failed", "test_acc": None, "axis.loss": "A", "final": False,
              "tuning": True}]
     assert analysis.marginal_rankings(_frame(rows)) == {}
-    assert analysis.rank_configurations(_frame(rows)).empty
-
-
-def test_welch_p_is_undefined_without_spread():
-    rows = [{"label": lab, "seed": i, "status": "done", "test_acc": v, "axis.loss": lab}
-            for lab, v in (("A", 0.96), ("B", 0.95)) for i in range(2)]
-    t = analysis.rank_configurations(_frame(rows))
-    assert math.isnan(t.loc[1, "p_vs_best"])  # shown as "–", not as a significant difference

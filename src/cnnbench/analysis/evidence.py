@@ -45,7 +45,7 @@ EQUIVALENT_LOSSES = [
 class Cell:
     name: str  # "dataset=mnist", or the study's name when there is one cell
     keys: dict  # the cell's values of the cell keys
-    runs: pd.DataFrame
+    runs: pd.DataFrame  # the cell's ranked runs, with a `config` column naming their configuration
     comparison: Comparison
 
 
@@ -250,7 +250,7 @@ def compare_study(study_dirs, metric: str | None = None, cells: list[str] | None
         cmp = compare(long, higher_is_better=m.higher_is_better, alpha=sc.alpha, rope=sc.rope, pairs=pairs,
                       what=m.label, fmt=fmt, fmt_diff=fmt_diff)
         cmp.notes += _equivalence_notes(g)
-        sc.cells.append(Cell(name, keys, g.drop(columns=["_value", "_config"]), cmp))
+        sc.cells.append(Cell(name, keys, g.drop(columns=["_value"]).rename(columns={"_config": "config"}), cmp))
     if len(sc.cells) > 1:
         per_cell = frame.groupby(cell_cols + ["_config"], sort=False)["_value"].mean().reset_index()
         per_cell["block"] = per_cell[cell_cols].astype(str).agg(" · ".join, axis=1)

@@ -1,25 +1,21 @@
-"""From stored runs to evidence: ranked configurations with confidence intervals and tests.
+"""The store as pandas frames: one row per run, one per run and epoch; what is ranked; how a run is scored.
 
 A *configuration* is a run without its seed (its `label`); the seeds are its repetitions. A run that
 diverged (NaN/inf loss) counts at chance accuracy (1 / classes): leaving it out would rank a
 configuration by its survivors. A failed run (an error, not a result) is left out and flagged.
-- `rank_configurations`: mean ± std of the metric over seeds, a 95% t-interval of the mean, and
-  Welch's t-test of each configuration against the best (two-sided p).
-- `marginal_rankings`: for each axis that varies (loss, optimizer, ...), each value's mean metric and
-  its mean rank among the axis' values, ranked within every combination of the other axes and seed.
-- `friedman`: Friedman's test that all configurations perform alike (seeds as blocks).
+`marginal_rankings`: for each axis that varies (loss, optimizer, ...), each value's mean metric and its
+mean rank among the axis' values, ranked within every combination of the other axes and seed. The
+statistics that compare configurations are in `compare.py` (the protocol) and `evidence.py`.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import warnings
 
-import numpy as np
 import pandas as pd
-from scipy import stats
 
+from .. import metrics
 from ..store import METRICS, Store
 
 
@@ -73,49 +69,18 @@ def scored(df: pd.DataFrame, metric: str = "test_acc") -> pd.Series:
     return value
 
 
-def rank_configurations(df: pd.DataFrame, metric: str = "test_acc") -> pd.DataFrame:
-    """Configurations ranked by mean `metric` over seeds (higher is better; diverged = chance)."""
-    cols = ["rank", "label", "n", "mean", "std", "ci_low", "ci_high", "min", "max", "p_vs_best", "diverged", "failed"]
-    df = final_runs(df)
-    if df.empty:
-        return pd.DataFrame(columns=cols)
-    df = df.assign(_score=scored(df, metric))
-    out = []
-    for label, g in df.groupby("label", sort=False):
-        vals = g["_score"].dropna().to_numpy(float)
-        n = len(vals)
-        mean = vals.mean() if n else math.nan
-        std = vals.std(ddof=1) if n > 1 else (0.0 if n == 1 else math.nan)
-        half = stats.t.ppf(0.975, n - 1) * std / math.sqrt(n) if n > 1 else math.nan
-        out.append({"label": label, "n": n, "mean": mean, "std": std, "ci_low": mean - half, "ci_high": mean + half,
-                    "min": vals.min() if n else math.nan, "max": vals.max() if n else math.nan,
-                    "diverged": int((g["status"] == "diverged").sum()), "failed": int((g["status"] == "failed").sum()),
-                    "_vals": vals})
-    table = pd.DataFrame(out).sort_values("mean", ascending=False, na_position="last").reset_index(drop=True)
-    best = table.loc[0, "_vals"]
-    table["p_vs_best"] = [_welch_p(best, v) if i else math.nan for i, v in enumerate(table["_vals"])]
-    table["rank"] = table["mean"].rank(ascending=False, method="min")
-    return table[cols]
-
-
-def _welch_p(a: np.ndarray, b: np.ndarray) -> float:
-    if len(a) < 2 or len(b) < 2:
-        return math.nan
-    if np.ptp(a) == 0 and np.ptp(b) == 0:  # no spread in either: the t statistic is undefined
-        return math.nan
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
-
-
-def marginal_rankings(df: pd.DataFrame, metric: str = "test_acc") -> dict[str, pd.DataFrame]:
-    """For each varying axis: its values ranked by mean rank within blocks of the other axes × seed.
+def marginal_rankings(df: pd.DataFrame, metric: str = "test_acc",
+                      higher_is_better: bool | None = None) -> dict[str, pd.DataFrame]:
+    """For each varying axis: its values ranked by mean rank within blocks of the other axes × seed
+    (rank 1 = best; the metric's direction from `cnnbench.metrics.higher_is_better` unless given).
 
     A value with no result at all (every run failed or still to run) cannot be ranked; it is listed
     last, with rank "–" and 0 runs, and the other values are ranked without it."""
     df = final_runs(df)
     if df.empty:
         return {}
+    if higher_is_better is None:
+        higher_is_better = metrics.higher_is_better(metric)
     axes = axes_of(df)
     done = df.assign(_score=scored(df, metric))
     out = {}
@@ -127,34 +92,17 @@ def marginal_rankings(df: pd.DataFrame, metric: str = "test_acc") -> dict[str, p
         levels = done_axis[col].nunique()
         block = done_axis.groupby(others)["_score"].transform(lambda v: v.notna().sum())
         complete = done_axis[block == levels]
-        ranks = complete.groupby(others)["_score"].rank(ascending=False, method="average")
+        ranks = complete.groupby(others)["_score"].rank(ascending=not higher_is_better, method="average")
         t = complete.assign(_rank=ranks).groupby(col).agg(mean=("_score", "mean"), std=("_score", "std"),
                                                           n=("_score", "size"), mean_rank=("_rank", "mean"))
-        t = t.sort_values(["mean_rank", "mean"], ascending=[True, False]).reset_index().rename(columns={col: axis})
+        t = t.sort_values(["mean_rank", "mean"], ascending=[True, not higher_is_better]).reset_index().rename(
+            columns={col: axis})
         t.insert(0, "rank", [str(i) for i in range(1, len(t) + 1)])
         if unscored:
             t = pd.concat([t, pd.DataFrame({"rank": "–", axis: unscored, "mean": math.nan, "std": math.nan,
                                             "n": 0, "mean_rank": math.nan})], ignore_index=True)
         out[axis] = t
     return out
-
-
-def friedman(df: pd.DataFrame, metric: str = "test_acc") -> dict | None:
-    """Friedman test over configurations with the seeds as blocks; None when it does not apply
-    (fewer than 3 configurations or 2 seeds common to all)."""
-    df = final_runs(df)
-    if df.empty:
-        return None
-    table = df.assign(_score=scored(df, metric)).pivot_table(index="seed", columns="label", values="_score").dropna()
-    if table.shape[1] < 3 or table.shape[0] < 2:
-        return None
-    if np.ptp(table.to_numpy()) == 0:
-        return {"statistic": 0.0, "pvalue": 1.0, "configurations": table.shape[1], "seeds": table.shape[0]}
-    with warnings.catch_warnings():  # near-identical accuracies warn about precision; the p-value stands
-        warnings.simplefilter("ignore", RuntimeWarning)
-        res = stats.friedmanchisquare(*[table[c].to_numpy() for c in table.columns])
-    return {"statistic": float(res.statistic), "pvalue": float(res.pvalue),
-            "configurations": table.shape[1], "seeds": table.shape[0]}
 
 
 def tuning_table(df: pd.DataFrame, metric: str = "val_acc") -> pd.DataFrame:

@@ -233,17 +233,8 @@ def marginal_tables(sc) -> list[tuple[str, Table]]:
     runs = sc.runs
     if runs.empty or sc.metric.name not in runs:
         return []
-    name = sc.metric.name
-    if not sc.metric.higher_is_better:
-        # marginal_rankings ranks the highest first: rank the negated metric, then undo the sign
-        runs = runs.assign(_lower_is_better=-runs[name])
-        name = "_lower_is_better"
-    out = []
-    for axis, t in analysis.marginal_rankings(runs, name).items():
-        if not sc.metric.higher_is_better:
-            t = t.assign(mean=-t["mean"])
-        out.append((axis, tables.marginal(t, axis, sc.metric)))
-    return out
+    return [(axis, tables.marginal(t, axis, sc.metric))
+            for axis, t in analysis.marginal_rankings(runs, sc.metric.name, sc.metric.higher_is_better).items()]
 
 
 def tuning_context(sc, figure: Figure | None) -> dict | None:
