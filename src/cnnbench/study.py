@@ -80,8 +80,8 @@ class RunSpec(BaseModel):
 
 class LogGrid(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    start: float = Field(1e-5, gt=0)
-    stop: float = Field(1e2, gt=0)
+    start: float = Field(1e-5, gt=0, allow_inf_nan=False)
+    stop: float = Field(1e2, gt=0, allow_inf_nan=False)
     num: int = Field(36, ge=1)
 
 
@@ -91,13 +91,18 @@ class TuningSpec(BaseModel):
     final validation metric is then run with all the study's seeds."""
 
     model_config = ConfigDict(extra="forbid")
-    learning_rates: Annotated[list[Annotated[float, Field(gt=0)]], Field(min_length=1)] | LogGrid = Field(
+    learning_rates: Annotated[list[Annotated[float, Field(gt=0, allow_inf_nan=False)]], Field(min_length=1)] | LogGrid = Field(
         default_factory=LogGrid)
     seeds: list[Seed] | None = Field(None, min_length=1)
     metric: Literal["val_acc", "val_loss"] = "val_acc"
     # False: no search run is also a final run. A search run at its chosen rate is optimistically
     # biased (the rate was picked on its own validation result), so the final seeds must be fresh.
     reuse: bool = True
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds_once(cls, v):
+        return _no_duplicate_seeds(v)
 
     def search_seeds(self, study_seeds: list[int]) -> list[int]:
         """The seeds of the search runs: as given; else the first study seed (reused as a final run),
@@ -117,6 +122,15 @@ class TuningSpec(BaseModel):
 
 
 RUN_DEFAULTS = RunSpec()
+
+
+def _no_duplicate_seeds(seeds):
+    if seeds is not None:
+        twice = sorted({s for s in seeds if seeds.count(s) > 1})
+        if twice:
+            raise ValueError(f"seed {twice[0]} is listed {seeds.count(twice[0])} times; a seed is one run (the "
+                             "same seed gives the same numbers): list each seed once")
+    return seeds
 
 
 class AnalysisSpec(BaseModel):
@@ -180,6 +194,11 @@ class StudyMeta(BaseModel):
     save_models: bool = False
     tuning: TuningSpec | None = None
     analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds_once(cls, v):
+        return _no_duplicate_seeds(v)
 
 
 RUN_KEYS = tuple(RunSpec.model_fields)
@@ -331,6 +350,8 @@ def parse(data: dict[str, Any], source: str = "<study>") -> Study:
         label = " · ".join(f"{k}={v}" for k, v in axes_display.items()) or meta.name
         if tuning is not None and config["validation_split"] <= 0:
             fail("tuning", "the learning-rate search picks by validation metric: set validation_split > 0")
+        _check_optimizer_complete(config["optimizer"], written.get("optimizer", (None, "(default optimizer)"))[1],
+                                  tuning is not None, fail)
         es = config["early_stopping"]
         if es and es["monitor"].startswith("val_") and config["validation_split"] <= 0:
             fail("early_stopping.monitor", f"monitors {es['monitor']!r} but validation_split is 0; "
@@ -345,6 +366,20 @@ def parse(data: dict[str, Any], source: str = "<study>") -> Study:
                     seen.add(key)
                     runs.append(Run(key, label, axes_display, cfg, role))
     return Study(meta, runs, source, text="")
+
+
+def _check_optimizer_complete(optimizer: dict[str, Any], path: str, tuned: bool, fail) -> None:
+    """A hyperparameter the optimizer's flavour requires (TF 1.x's learning_rate) must be given, or
+    found by the [tuning] search; refused when the study loads, not when the run starts."""
+    from . import optim
+
+    missing = [k for k in optim.missing_required(optimizer) if not (tuned and k == "learning_rate")]
+    if missing:
+        try:
+            optim._check_required(optimizer["name"], {**optimizer, **{k: None for k in missing}})
+        except UserError as e:
+            fix = " or add a [tuning] section to search it" if missing == ["learning_rate"] else ""
+            fail(path, f"{e}{fix}")
 
 
 def _with_learning_rate(config: dict[str, Any], lr: float) -> dict[str, Any]:
@@ -367,8 +402,27 @@ def canonical(value: Any) -> str:
 
 
 def _unknown_key(key: str, allowed, where: str) -> str:
+    if "optimizer" in allowed and _is_optimizer_option(key):
+        lr = key in ("learning_rate", "lr")
+        example = "1e-3" if lr else "..."
+        return (f"{key!r} is an option of the optimizer, not a key of its own; write optimizer = {{ name = \"adam\", "
+                f"{key} = {example} }}, or compare values with [grid] optimizer = [{{ name = \"adam\", {key} = "
+                f"{'1e-3' if lr else '...'} }}, {{ name = \"adam\", {key} = {'1e-4' if lr else '...'} }}]"
+                + (", or search learning rates with a [tuning] section (learning_rates = [...])" if lr else ""))
     hint = did_you_mean(key, allowed)
     return f"unknown key {key!r} for {where}; {hint}allowed: {', '.join(allowed)}"
+
+
+def _is_optimizer_option(key: str) -> bool:
+    """A hyperparameter some optimizer takes (a user who wrote `learning_rate` as a run key)."""
+    from . import optim
+    from .optim.catalog import SPECS
+
+    names = {"learning_rate", "lr", "schedule", "betas", *optim.COMMON_DEFAULTS}
+    for spec in SPECS.values():
+        for flavor in spec.flavors.values():
+            names.update(flavor.defaults)
+    return key in names
 
 
 def _check_value(key: str, value: Any, source: str, path: str) -> Any:

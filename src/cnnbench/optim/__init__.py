@@ -69,6 +69,8 @@ def _coerce(where: str, key: str, value, default):
     if isinstance(default, float):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise UserError(f"{where} option {key!r} must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise UserError(f"{where} option {key!r} must be a finite number, got {value!r}")
         return float(value)
     if isinstance(default, int):
         if isinstance(value, float) and value.is_integer():
@@ -130,8 +132,8 @@ def _resolve(spec: Spec, options: dict[str, Any]) -> dict[str, Any]:
         if value is not None:
             value = _coerce(where, key, value, allowed[key] if allowed[key] is not None else 0.0)
         out[key] = value
-    if out.get("learning_rate") is not None and not out["learning_rate"] > 0:
-        raise UserError(f"{where} learning_rate must be > 0, got {out['learning_rate']}")
+    if out.get("learning_rate") is not None and not (out["learning_rate"] > 0 and math.isfinite(out["learning_rate"])):
+        raise UserError(f"{where} learning_rate must be a finite number > 0, got {out['learning_rate']}")
     clips = [k for k in CLIP_OPTIONS if out.get(k) is not None]
     if len(clips) > 1:
         raise UserError(f"{where}: set only one of clipvalue, clipnorm, global_clipnorm (got {', '.join(clips)})")
