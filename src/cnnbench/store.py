@@ -9,13 +9,14 @@ the new state, never a torn one; several worker processes may write at once.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable
 
-from .errors import UserError
+from .errors import EnvironmentFault, UserError, fault
 
 SCHEMA_VERSION = 2  # 2: the loss-independent metrics, params, flops, metrics_epoch
 
@@ -65,49 +66,152 @@ CREATE TABLE IF NOT EXISTS history (
 """
 
 
+# What identifies our tables (in every schema version): a table of that name without these columns is
+# someone else's, and the file is refused before anything is written to it.
+_OUR_COLUMNS = {"meta": {"key", "value"}, "runs": {"key", "label", "axes", "config", "status", "added_at"},
+                "history": {"run_key", "epoch", "train_loss"}}
+
+# SQLite's primary result codes for a machine problem, not a bug (sqlite3.h)
+_SQLITE_PERM, _SQLITE_READONLY, _SQLITE_IOERR, _SQLITE_CORRUPT, _SQLITE_FULL, _SQLITE_CANTOPEN, _SQLITE_NOTADB = \
+    3, 8, 10, 11, 13, 14, 26
+
+
+def sqlite_fault(error: sqlite3.Error, path: Path) -> UserError | None:
+    """The one-line error for an SQLite error caused by the machine or the file (disk full, read-only,
+    cannot open, not a database), or None for anything else (a bug: let it surface)."""
+    code = getattr(error, "sqlite_errorcode", None)
+    code = code & 0xFF if isinstance(code, int) else None
+    text = str(error).lower()
+    where = path.parent
+    if code == _SQLITE_FULL or "database or disk is full" in text:
+        return fault(path, "the disk is full", f"free space on the file system of {where}")
+    if code in (_SQLITE_READONLY, _SQLITE_PERM) or "readonly database" in text:
+        return fault(path, "it is read-only", f"make {path} and {where} writable")
+    if code == _SQLITE_CANTOPEN or "unable to open database file" in text:
+        return fault(path, "cannot open it", f"make {where} writable (SQLite also writes {path.name}-wal and "
+                     f"{path.name}-shm there)", doing="open")
+    if code == _SQLITE_IOERR or "disk i/o error" in text:
+        return fault(path, "disk I/O error", f"check free space and the device of {where}")
+    if code in (_SQLITE_NOTADB, _SQLITE_CORRUPT) or "not a database" in text or "malformed" in text:
+        return UserError(f"{path} is not a cnnbench study database ({error}); move it away or choose another "
+                         "study directory with --output")
+    return None
+
+
+@contextmanager
+def _faults(path: Path):
+    """SQLite errors from the machine -> one line (`EnvironmentFault` / `UserError`)."""
+    try:
+        yield
+    except sqlite3.Error as e:
+        err = sqlite_fault(e, path)
+        if err is None:
+            raise
+        raise err from None
+
+
+def check_ours(path: Path) -> None:
+    """Refuse, without writing anything, a `study.db` that is a directory or someone else's database
+    (tables named like ours without our columns, or only tables of its own). Read-only check."""
+    if path.is_dir():
+        raise UserError(f"{path} is a directory, not a study database; move it away or choose another study "
+                        "directory with --output")
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=60.0)
+    except sqlite3.Error as e:
+        raise (sqlite_fault(e, path) or UserError(f"{path}: cannot open it ({e})")) from None
+    try:
+        with _faults(path):
+            tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+            columns = {t: {r[1] for r in con.execute(f'PRAGMA table_info("{t}")')} for t in tables if t in _OUR_COLUMNS}
+    finally:
+        con.close()
+    for table, have in columns.items():
+        missing = _OUR_COLUMNS[table] - have
+        if missing:
+            raise UserError(f"{path} is not a cnnbench study database: its table {table!r} lacks the columns "
+                            f"{', '.join(sorted(missing))}; it was left unchanged; move it away or choose another "
+                            "study directory with --output")
+    others = [t for t in tables if not t.startswith("sqlite_") and t not in _OUR_COLUMNS]
+    if others and not columns:
+        raise UserError(f"{path} is not a cnnbench study database (its tables: {', '.join(sorted(others)[:5])}); "
+                        "it was left unchanged; move it away or choose another study directory with --output")
+
+
 class Store:
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
+        check_ours(self.path)  # before anything writes: a foreign file stays byte-identical
+        directory = self.path.parent
+        if directory.is_dir() and not os.access(directory, os.W_OK | os.X_OK):
+            raise fault(self.path, "its directory is not writable (SQLite writes its journal there)",
+                        f"make {directory} writable")
+        if self.path.exists() and not os.access(self.path, os.W_OK):
+            raise fault(self.path, "it is read-only", f"make {self.path} writable")
+        try:
+            self.conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
+        except sqlite3.Error as e:
+            raise (sqlite_fault(e, self.path) or UserError(f"{self.path}: cannot open it ({e})")) from None
         self.conn.row_factory = sqlite3.Row
         try:
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process kills
-            self.conn.executescript(_SCHEMA)
-            self._add_missing_columns()
+            with _faults(self.path):
+                self.conn.execute("PRAGMA journal_mode=WAL")
+                self.conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process kills
+                self.conn.executescript(_SCHEMA)
+                self._add_missing_columns()
+        except UserError:
+            self.conn.close()
+            raise
         except sqlite3.DatabaseError as e:
             self.conn.close()
             raise UserError(f"{self.path}: cannot use it as the study database ({e}); move it away, fix its "
                             "permissions, or choose another study directory with --output") from None
+
+    def _write(self, sql: str, params=()) -> sqlite3.Cursor:
+        with _faults(self.path):
+            return self.conn.execute(sql, params)
 
     def _add_missing_columns(self) -> None:
         """A store written by an older cnnbench gains the columns added since, with their defaults
         (NULL for the metrics: an old run was not scored on them)."""
         wanted = sqlite3.connect(":memory:")
         wanted.executescript(_SCHEMA)
-        added = False
+        missing = []
         for table in ("runs", "history"):
             have = {r[1] for r in self.conn.execute(f"PRAGMA table_info({table})")}
             for _, name, ctype, notnull, default, _pk in wanted.execute(f"PRAGMA table_info({table})"):
                 if name not in have:
                     spec = f"{ctype}{' NOT NULL' if notnull else ''}{f' DEFAULT {default}' if default is not None else ''}"
-                    self.conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {spec}")
-                    added = True
+                    missing.append(f"ALTER TABLE {table} ADD COLUMN {name} {spec}")
         wanted.close()
-        if added and self.get_meta("schema_version") is not None:
-            self.set_meta("schema_version", str(SCHEMA_VERSION))
+        if not missing:
+            return
+        with self.transaction() as c:  # all the columns or none (a full disk mid-way leaves the old schema)
+            for statement in missing:
+                c.execute(statement)
+            if c.execute("SELECT 1 FROM meta WHERE key = 'schema_version'").fetchone():
+                c.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
 
     @classmethod
     def open(cls, study_dir: str | Path, study_name: str | None = None) -> "Store":
         """Open (creating if needed) the store of `study_dir`; refuse one that holds another study."""
         study_dir = Path(study_dir)
-        study_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            study_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            from .errors import environment_fault
+
+            raise (environment_fault(e, study_dir / "study.db", "create") or UserError(
+                f"cannot create the study directory {study_dir} ({e.strerror}); choose another with --output")) from None
         store = cls(study_dir / "study.db")
         owner = store.get_meta("study")
         if study_name is not None:
             if owner is None:
-                store.set_meta("study", study_name)
-                store.set_meta("schema_version", str(SCHEMA_VERSION))
+                with store.transaction() as c:
+                    c.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('study', ?), ('schema_version', ?)",
+                              (study_name, str(SCHEMA_VERSION)))
             elif owner != study_name:
                 store.close()
                 raise UserError(f"{study_dir} holds study {owner!r}, not {study_name!r}; "
@@ -126,13 +230,20 @@ class Store:
 
     @contextmanager
     def transaction(self):
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        self.conn.execute("COMMIT")
+        """One transaction; a disk-full or read-only error becomes one line, with nothing half-written
+        (SQLite rolls the transaction back: the store holds the state before it)."""
+        with _faults(self.path):
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+                self.conn.execute("COMMIT")
+            except BaseException:
+                if self.conn.in_transaction:  # SQLite may already have rolled back (e.g. SQLITE_FULL)
+                    try:
+                        self.conn.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass
+                raise
 
     # --- meta ---------------------------------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:
@@ -142,9 +253,9 @@ class Store:
     def set_meta(self, key: str, value: str | None) -> None:
         """Set `key`, or remove it when `value` is None."""
         if value is None:
-            self.conn.execute("DELETE FROM meta WHERE key = ?", (key,))
+            self._write("DELETE FROM meta WHERE key = ?", (key,))
         else:
-            self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+            self._write("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
     # --- runs ---------------------------------------------------------------------------------------
     def add_runs(self, runs: Iterable, *, replace_current: bool = True) -> int:
@@ -184,7 +295,7 @@ class Store:
         return [_run_dict(r) for r in self.conn.execute("SELECT * FROM runs ORDER BY added_at, key")]
 
     def mark_running(self, key: str, environment: dict) -> None:
-        self.conn.execute("UPDATE runs SET status='running', error=NULL, started_at=?, environment=? "
+        self._write("UPDATE runs SET status='running', error=NULL, started_at=?, environment=? "
                           "WHERE key=?", (time.time(), json.dumps(environment), key))
 
     def record_epoch(self, key: str, epoch: int, logs: dict[str, float]) -> None:
@@ -206,7 +317,7 @@ class Store:
         cols = {m: metrics.get(m) for m in METRICS}
         cols.update(extra)
         sets = ", ".join(f"{c} = ?" for c in cols)
-        self.conn.execute(f"UPDATE runs SET status = ?, error = ?, finished_at = ?, {sets} WHERE key = ?",
+        self._write(f"UPDATE runs SET status = ?, error = ?, finished_at = ?, {sets} WHERE key = ?",
                           (status, error, time.time(), *cols.values(), key))
 
     # --- history ------------------------------------------------------------------------------------
