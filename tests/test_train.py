@@ -202,3 +202,81 @@ def test_bf16_precision_trains_and_keeps_float32_weights(tiny_images):
     assert all(p.dtype == torch.float32 for p in h.model.parameters())
     with pytest.raises(UserError, match="precision must be one of fp32, bf16"):
         cnnbench.fit("digits_cnn", x, y, epochs=1, precision="fp16")
+
+
+# --- verbose (Keras' values), checkpoint faults, damaged checkpoints --------------------------------
+def test_verbose_follows_keras(tiny_images, capsys):
+    x, y = tiny_images
+    kw = dict(epochs=2, batch_size=32, validation_split=0.1, seed=0)
+    silent = cnnbench.fit("digits_cnn", x, y, verbose=0, **kw)
+    assert capsys.readouterr().out == ""
+    lines = cnnbench.fit("digits_cnn", x, y, verbose=2, **kw)
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 2 and out[0].startswith("Epoch 1/2 - ") and "val_accuracy: " in out[1]
+    bar = cnnbench.fit("digits_cnn", x, y, verbose=1, **kw)
+    out = capsys.readouterr().out
+    assert out.count("Epoch ") == 2 and "[" + "=" * 30 + "]" in out and "\r" in out
+    cnnbench.fit("digits_cnn", x, y, **kw)  # "auto": not a terminal here, so one line per epoch
+    assert len(capsys.readouterr().out.splitlines()) == 2
+    # what is shown changes nothing that is computed
+    assert _drop_seconds(silent) == _drop_seconds(lines) == _drop_seconds(bar)
+    for bad in (3, "yes", True, None):
+        with pytest.raises(UserError, match="verbose must be"):
+            cnnbench.fit("digits_cnn", x, y, verbose=bad, **kw)
+
+
+@pytest.mark.parametrize("fails", ["torch.save", "os.replace"])
+def test_a_full_disk_while_checkpointing_is_one_line_and_leaves_no_temporary_file(tiny_images, tmp_path,
+                                                                               monkeypatch, fails):
+    import errno
+    import os
+
+    from cnnbench import train
+    from cnnbench.errors import EnvironmentFault
+
+    x, y = tiny_images
+    ck = tmp_path / "checkpoints" / "k.pt"
+    kw = dict(batch_size=32, seed=1, verbose=0, checkpoint=ck)
+    cnnbench.fit("digits_cnn", x, y, epochs=1, **kw)
+    before = ck.read_bytes()
+    if fails == "torch.save":
+        def broken(obj, f, *a, **k):
+            with open(f, "wb") as fh:
+                fh.write(b"half")  # a partial file, then the stream error torch reports on ENOSPC
+            raise RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 3 vs 2: basic_ios::clear")
+        monkeypatch.setattr(train.torch, "save", broken)
+    else:
+        def broken(src, dst):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dst))
+        monkeypatch.setattr(train.os, "replace", broken)
+    with pytest.raises(EnvironmentFault) as err:
+        cnnbench.fit("digits_cnn", x, y, epochs=3, **kw)
+    message = str(err.value)
+    assert "\n" not in message and str(ck) in message and "free space" in message
+    assert sorted(p.name for p in ck.parent.iterdir()) == ["k.pt"]  # no k.pt.tmp
+    assert ck.read_bytes() == before  # the last good checkpoint is intact
+    monkeypatch.undo()
+    resumed = cnnbench.fit("digits_cnn", x, y, epochs=3, **kw)  # space is back: the run resumes
+    full = cnnbench.fit("digits_cnn", x, y, epochs=3, batch_size=32, seed=1, verbose=0)
+    assert _drop_seconds(resumed) == _drop_seconds(full)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "pickle", "empty"])
+def test_a_damaged_checkpoint_is_set_aside_and_the_run_starts_again(tiny_images, tmp_path, damage, caplog):
+    import pickle
+
+    x, y = tiny_images
+    ck = tmp_path / "k.pt"
+    kw = dict(batch_size=32, validation_split=0.1, seed=1, verbose=0)
+    cnnbench.fit("digits_cnn", x, y, epochs=2, checkpoint=ck, **kw)
+    data = ck.read_bytes()
+    ck.write_bytes({"truncated": data[:len(data) // 2], "garbage": b"\x00garbage" * 100, "empty": b"",
+                    "pickle": pickle.dumps(np.float64(1.0))}[damage])
+    caplog.set_level("WARNING", logger="cnnbench")
+    resumed = cnnbench.fit("digits_cnn", x, y, epochs=3, checkpoint=ck, **kw)
+    full = cnnbench.fit("digits_cnn", x, y, epochs=3, **kw)
+    assert _drop_seconds(resumed) == _drop_seconds(full)  # from scratch, the same numbers
+    aside = [p.name for p in tmp_path.iterdir() if ".corrupt-" in p.name]
+    assert len(aside) == 1 and aside[0].startswith("k.pt.corrupt-")
+    assert len(resumed.notes) == 1 and aside[0] in resumed.notes[0] and "weights_only" not in resumed.notes[0]
+    assert [r.getMessage() for r in caplog.records] == [f"cnnbench: {resumed.notes[0]}"]

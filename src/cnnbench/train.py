@@ -17,9 +17,12 @@ needs no RNG state.
 
 from __future__ import annotations
 
+import copy
 import inspect
+import logging
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +34,9 @@ from torch import nn
 
 from . import losses as losses_mod
 from . import optim as optim_mod
-from .errors import UserError, did_you_mean
+from .errors import UserError, did_you_mean, environment_fault
+
+log = logging.getLogger("cnnbench")
 
 __all__ = ["fit", "evaluate", "parameter_count", "forward_flops", "History", "Callback", "EarlyStopping",
            "LambdaCallback", "to_images", "to_labels"]
@@ -109,6 +114,7 @@ class History:
     status: str = "done"
     stopped_epoch: int | None = None
     best_epoch: int | None = None  # set by EarlyStopping: the epoch of the best monitored value
+    notes: list[str] = field(default_factory=list)  # e.g. a damaged checkpoint set aside
 
     def append(self, epoch: int, logs: dict[str, float]) -> None:
         self.epoch.append(epoch)
@@ -160,6 +166,63 @@ class LambdaCallback(Callback):
     def on_train_end(self, logs=None):
         if self._end:
             self._end(logs)
+
+
+class ProgressDisplay(Callback):
+    """Keras' `verbose`: 1 = a progress bar per epoch (redrawn in place, at most every 0.1 s), 2 = one
+    line per epoch. Written to `stream` (default: standard output, as Keras)."""
+
+    def __init__(self, mode: int, stream=None):
+        self.mode, self.stream = mode, stream
+        self._last = 0.0
+
+    def _out(self):
+        return self.stream or sys.stdout
+
+    @staticmethod
+    def _format(logs: dict) -> str:
+        return " - ".join(f"{k}: {v:.4f}" for k, v in logs.items() if k not in ("seconds", "learning_rate")
+                          and isinstance(v, (int, float)))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._t0 = time.perf_counter()
+        if self.mode == 1:
+            print(f"Epoch {epoch + 1}/{self.trainer.epochs}", file=self._out(), flush=True)
+
+    def on_batch_end(self, batch: int, steps: int, running: Callable[[], dict]) -> None:
+        now = time.perf_counter()
+        if self.mode != 1 or (now - self._last < 0.1 and batch + 1 < steps):
+            return
+        self._last = now
+        width, done = 30, (batch + 1) / steps
+        bar = "=" * int(width * done)
+        bar = (bar[:-1] + ">" if done < 1 and bar else bar).ljust(width, ".")
+        digits = len(str(steps))
+        print(f"\r{batch + 1:>{digits}}/{steps} [{bar}] - {now - self._t0:.0f}s - {self._format(running())}",
+              end="", file=self._out(), flush=True)
+
+    def on_epoch_end(self, epoch, logs):
+        seconds = time.perf_counter() - self._t0
+        line = f"{seconds:.1f}s - {self._format(logs)}"
+        if self.mode == 1:
+            steps = math.ceil(self.trainer.n_train / self.trainer.batch_size)
+            print(f"\r{steps}/{steps} [{'=' * 30}] - {line}", file=self._out(), flush=True)
+        else:
+            print(f"Epoch {epoch + 1}/{self.trainer.epochs} - {line}", file=self._out(), flush=True)
+
+
+VERBOSE = (0, 1, 2, "auto")
+
+
+def _verbose_mode(verbose, stream=None) -> int:
+    """Keras' rule: "auto" is 1 on a terminal, else 2 (one line per epoch in a log)."""
+    if isinstance(verbose, bool) or verbose not in VERBOSE:
+        raise UserError(f"verbose must be 0 (silent), 1 (progress bar), 2 (one line per epoch) or 'auto', "
+                        f"got {verbose!r}")
+    if verbose == "auto":
+        isatty = getattr(stream or sys.stdout, "isatty", None)
+        return 1 if isatty is not None and isatty() else 2
+    return verbose
 
 
 MONITORS = ("val_loss", "val_accuracy", "loss", "accuracy")
@@ -269,17 +332,60 @@ class Trainer:
             cb.load_state_dict(s)
 
     def _save_checkpoint(self) -> None:
+        """Write the checkpoint atomically (a temporary file, then os.replace): a kill or a full disk
+        leaves the previous checkpoint, never a torn one; the temporary file is removed on any failure,
+        and a full disk or a read-only directory becomes one line (`EnvironmentFault`)."""
         tmp = self.checkpoint.with_name(self.checkpoint.name + ".tmp")
-        tmp.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(self.state_dict(), tmp)
-        os.replace(tmp, self.checkpoint)  # atomic: a kill leaves the old or the new checkpoint
+        try:
+            tmp.parent.mkdir(parents=True, exist_ok=True)
+            torch.save(self.state_dict(), tmp)
+            os.replace(tmp, self.checkpoint)
+        except BaseException as e:
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass
+            if isinstance(e, (OSError, RuntimeError)):
+                fault = environment_fault(e, self.checkpoint)
+                if fault is not None:
+                    raise fault from None
+            raise
 
     def _load_checkpoint(self) -> int:
-        """Restore from the checkpoint if there is one; return the first epoch still to train."""
-        if not (self.checkpoint and self.checkpoint.exists()):
+        """Restore from the checkpoint if there is one; return the first epoch still to train.
+
+        A checkpoint that cannot be loaded (truncated, garbage, from an incompatible model) is set
+        aside as `KEY.pt.corrupt-TIMESTAMP`, said in one line (logger "cnnbench", `history.notes`),
+        and the run starts again from scratch, from the state it had before the attempt."""
+        if not self.checkpoint:
             return 0
-        state = torch.load(self.checkpoint, map_location=self.device, weights_only=True)
-        self.load_state_dict(state)
+        stray = self.checkpoint.with_name(self.checkpoint.name + ".tmp")
+        if stray.exists():  # a write killed half-way: the checkpoint itself is the old, whole one
+            stray.unlink(missing_ok=True)
+        if not self.checkpoint.exists():
+            return 0
+        fresh = copy.deepcopy(self.state_dict())
+        try:
+            state = torch.load(self.checkpoint, map_location=self.device, weights_only=True)
+            self.load_state_dict(state)
+        except (KeyboardInterrupt, SystemExit, MemoryError):
+            raise
+        except Exception as e:
+            if isinstance(e, OSError) and environment_fault(e, self.checkpoint, "read") is not None:
+                raise environment_fault(e, self.checkpoint, "read") from None
+            self.load_state_dict(fresh)  # whatever the failed load changed
+            self.stop_training = False
+            aside = self.checkpoint.with_name(f"{self.checkpoint.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
+            os.replace(self.checkpoint, aside)
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            reason = reason.split(" (1) ")[0].split(". ")[0][:160]  # torch's advice (weights_only=False) dropped
+            if "weights_only" in reason:
+                reason = "not a checkpoint that loads safely"
+            note = (f"checkpoint {self.checkpoint} could not be loaded ({type(e).__name__}: {reason}); set aside as "
+                    f"{aside.name}; the run starts again from epoch 1")
+            self.history.notes.append(note)
+            log.warning("cnnbench: %s", note)
+            return 0
         if self.history.status == "diverged" or self.history.stopped_epoch is not None:
             self.stop_training = True
         return self.history.epoch[-1] + 1 if self.history.epoch else 0
@@ -295,7 +401,9 @@ class Trainer:
         optim_mod.train_mode(opt)
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.long)
-        for start in range(0, n, self.batch_size):
+        bars = [cb for cb in self.callbacks if isinstance(cb, ProgressDisplay) and cb.mode == 1]
+        steps = math.ceil(n / self.batch_size)
+        for step, start in enumerate(range(0, n, self.batch_size)):
             idx = order[start:start + self.batch_size]
             opt.zero_grad(set_to_none=True)
             # Gradient accumulation: a batch too large for memory is processed in micro-batches whose
@@ -318,9 +426,14 @@ class Trainer:
                 penalty.backward()
                 loss_sum += penalty.detach() * idx.numel()
             opt.step()
+            for bar in bars:  # reads the running sums only when it redraws (a device sync)
+                seen = min(start + self.batch_size, n)
+                bar.on_batch_end(step, steps, lambda: {"loss": loss_sum.item() / seen,
+                                                       "accuracy": correct.item() / seen})
         return (loss_sum / n).item(), (correct.float() / n).item()
 
     def run(self, x, y, sw, val: tuple[torch.Tensor, torch.Tensor] | None) -> History:
+        self.n_train = x.shape[0]
         for cb in self.callbacks:
             cb.on_train_begin()
         first_epoch = self._load_checkpoint()  # after on_train_begin: a resumed callback keeps its state
@@ -448,7 +561,7 @@ def fit(model: nn.Module | str | dict, x, y, *, loss="categorical_crossentropy",
         device: str | torch.device = "auto", num_classes: int | None = None,
         class_weight: dict | str | None = None, sample_weight=None, augmentation: dict | None = None,
         early_stopping: dict | bool | None = None, checkpoint: str | os.PathLike | None = None,
-        micro_batch_size: int | None = None, precision: str = "fp32") -> History:
+        micro_batch_size: int | None = None, precision: str = "fp32", verbose: int | str = "auto") -> History:
     """Train `model` on images `x` and labels `y`, Keras style; return the `History`.
 
     `model`: an `nn.Module` or a registry name/spec (built for the data's shape and the loss's output
@@ -457,9 +570,11 @@ def fit(model: nn.Module | str | dict, x, y, *, loss="categorical_crossentropy",
     last fraction of the data, before shuffling, as Keras does. `checkpoint`: a file written after
     every epoch; if it exists, training resumes from it. `micro_batch_size`: accumulate the gradient of
     each batch over slices of this size (for batches that do not fit in memory). `precision="bf16"`:
-    bfloat16 autocast for the model (faster; float32 is Keras' default). The trained model is
-    `history.model`.
+    bfloat16 autocast for the model (faster; float32 is Keras' default). `verbose`: Keras' 0 (silent),
+    1 (a progress bar per epoch), 2 (one line per epoch) or "auto" (the default: 1 on a terminal, else
+    2). The trained model is `history.model`.
     """
+    verbose = _verbose_mode(verbose)
     _whole_number(epochs, "epochs", minimum=0)
     _whole_number(batch_size, "batch_size")
     if micro_batch_size is not None:
@@ -525,8 +640,11 @@ def fit(model: nn.Module | str | dict, x, y, *, loss="categorical_crossentropy",
     x, y = x.to(dev), y.to(dev)
     sw = None if sw is None else sw.to(dev)
     val = None if val is None else (val[0].to(dev), val[1].to(dev))
+    callbacks = _build_callbacks(early_stopping, callbacks)
+    if verbose:  # last: it shows the logs after the other callbacks' epoch ends
+        callbacks.append(ProgressDisplay(verbose))
     trainer = Trainer(model, training_loss, opt, device=dev, seed=seed, batch_size=batch_size, epochs=epochs,
-                      callbacks=_build_callbacks(early_stopping, callbacks), augment=augment, checkpoint=checkpoint,
+                      callbacks=callbacks, augment=augment, checkpoint=checkpoint,
                       micro_batch_size=micro_batch_size, precision=precision)
     history = trainer.run(x, y, sw, val)
     history.params = {"epochs": epochs, "steps": steps, "batch_size": batch_size, "num_classes": num_classes}
