@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import UserError
+from .errors import UserError, environment_fault
 from .executors import Task, load_dataset
 from .store import Store
 from .study import Study, canonical
@@ -118,8 +118,13 @@ def plan(study: Study, output=None, data_dir: str | None = None, download: bool 
 @contextmanager
 def study_lock(study_dir: Path):
     """One `cnnbench run` per study directory at a time (a crashed holder releases it)."""
-    study_dir.mkdir(parents=True, exist_ok=True)
-    with open(study_dir / ".lock", "w") as fh:
+    try:
+        study_dir.mkdir(parents=True, exist_ok=True)
+        fh = open(study_dir / ".lock", "w")
+    except OSError as e:
+        raise (environment_fault(e, study_dir / ".lock", "create") or UserError(
+            f"cannot create {study_dir / '.lock'} ({e.strerror}); choose another study directory with --output")) from None
+    with fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -127,8 +132,22 @@ def study_lock(study_dir: Path):
         yield
 
 
+def _write_atomic(path: Path, text: str) -> None:
+    """Write `path` through a temporary file and os.replace; on failure remove it and say so in one line."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError) and environment_fault(e, path) is not None:
+            raise environment_fault(e, path) from None
+        raise
+
+
 def execute(p: Plan, *, data_dir: str | None, device: str, workers="auto", progress=None,
-            executor: str = "local", ray_options: dict | None = None, tensorboard: bool = False) -> None:
+            executor: str = "local", ray_options: dict | None = None, tensorboard: bool = False,
+            mlflow: str | None = None) -> None:
     """Run what is missing. With [tuning]: the learning-rate search first, then each configuration at
     its chosen rate with all the seeds (a search run with the chosen rate and a study seed is reused,
     unless `reuse = false`, which keeps the search seeds apart from the study's)."""
@@ -142,9 +161,9 @@ def execute(p: Plan, *, data_dir: str | None, device: str, workers="auto", progr
             store.set_meta("tuning", None if tuning is None else tuning.model_dump_json())
             # How the report ranks the study (`cnnbench report` reads it back; no run's key depends on it).
             store.set_meta("analysis", p.study.meta.analysis.model_dump_json())
-            (p.study_dir / "study.toml").write_text(p.study.text, encoding="utf-8")
+            _write_atomic(p.study_dir / "study.toml", p.study.text)
             p.statuses = store.statuses()
-            _run_phase(p, p.todo, data_dir, device, workers, progress, executor, ray_options, tensorboard)
+            _run_phase(p, p.todo, data_dir, device, workers, progress, executor, ray_options, tensorboard, mlflow)
             if tuning is not None:
                 from . import analysis
 
@@ -154,12 +173,13 @@ def execute(p: Plan, *, data_dir: str | None, device: str, workers="auto", progr
                 p.statuses = store.statuses()
                 p.runs = p.runs + [r for r in finals if r.key not in {x.key for x in p.runs}]
                 todo = [r for r in finals if p.statuses.get(r.key) not in FINISHED]
-                _run_phase(p, todo, data_dir, device, workers, progress, executor, ray_options, tensorboard)
+                _run_phase(p, todo, data_dir, device, workers, progress, executor, ray_options, tensorboard, mlflow)
         finally:
             store.close()
 
 
-def _run_phase(p: Plan, todo, data_dir, device, workers, progress, executor, ray_options, tensorboard) -> None:
+def _run_phase(p: Plan, todo, data_dir, device, workers, progress, executor, ray_options, tensorboard,
+               mlflow=None) -> None:
     from .executors.local import plan_workers, run_tasks
 
     if progress:
@@ -168,7 +188,7 @@ def _run_phase(p: Plan, todo, data_dir, device, workers, progress, executor, ray
     if not todo:
         return
     tasks = [Task(r.key, r.label, r.config, str(p.study_dir), data_dir, device, p.study.meta.save_models,
-                  tensorboard) for r in todo]
+                  tensorboard, mlflow=mlflow, study=p.study.name) for r in todo]
     if executor == "ray":
         from .executors import ray as ray_executor
 

@@ -14,13 +14,14 @@ import os
 import platform
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
-from ..errors import UserError
+from ..errors import EnvironmentFault, UserError, environment_fault
 from ..store import Store
 
 ProgressFn = Callable[[dict[str, Any]], None]
@@ -36,6 +37,31 @@ class Task:
     device: str
     save_model: bool = False
     tensorboard: bool = False  # also log each epoch to STUDY_DIR/tensorboard/LABEL/seed=N
+    mlflow: str | None = None  # an MLflow tracking URI: log each run there (params, epochs, final metrics)
+    study: str = ""  # the study's name (MLflow's experiment)
+
+
+# Intra-op threads of a run trained on the CPU, whichever executor runs it (in-process, a worker, Ray):
+# torch's CPU kernels reduce in an order that depends on the thread count, so the same run trained with
+# 2 threads and with 1 differs in the last bits (e.g. train_loss 0.45898744 vs 0.45898739). A fixed count
+# makes a run's numbers independent of how many runs or workers share the machine, and a resumed run
+# continue exactly where it stopped. One thread: small CNNs gain little from more (BENCHMARKS.md), and
+# the local executor runs one worker per core. Not part of any run's key.
+RUN_THREADS = 1
+
+
+@contextmanager
+def run_threads(device: torch.device):
+    """torch.set_num_threads(RUN_THREADS) for a run on the CPU, restored afterwards."""
+    if device.type != "cpu":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(RUN_THREADS)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def environment(device: torch.device) -> dict[str, Any]:
@@ -81,6 +107,101 @@ def _tensorboard_writer(task: Task):
         raise UserError('--tensorboard needs the tensorboard package: pip install "cnnbench[loggers]"') from None
     safe = "".join(c if c.isalnum() or c in "=._-" else "_" for c in task.label)[:120]
     return SummaryWriter(str(Path(task.study_dir) / "tensorboard" / safe / f"seed={task.config['seed']}_{task.key[:8]}"))
+
+
+def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """A resolved config as MLflow params: nested keys joined by dots, values as JSON-ish text."""
+    out: dict[str, str] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = "None" if value is None else str(value)
+    return out
+
+
+class MlflowRun:
+    """One cnnbench run as one MLflow run (`--mlflow URI`): experiment = the study's name, run name =
+    the label and seed; tags study, label, seed, run_key, status; params = the resolved config
+    flattened; metrics = each epoch's logs (step = the epoch, 0-based as Keras' callbacks count) and
+    the final metrics. A resumed run continues its MLflow run (found by its run_key tag). MLflow
+    failing never fails the run: the first error is logged in one line and tracking stops."""
+
+    def __init__(self, task: Task):
+        try:
+            from mlflow.tracking import MlflowClient
+        except ImportError:
+            raise UserError('--mlflow needs MLflow: pip install mlflow-skinny (or pip install -e ".[loggers]")') from None
+        uri = task.mlflow
+        if uri.startswith("file:") or "://" not in uri:
+            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 asks file stores to opt in
+        self.run_id = None
+        try:
+            self.client = MlflowClient(tracking_uri=uri)
+            name = task.study or Path(task.study_dir).name
+            exp = self.client.get_experiment_by_name(name)
+            exp_id = exp.experiment_id if exp is not None else self.client.create_experiment(name)
+            found = self.client.search_runs([exp_id], filter_string=f"tags.run_key = '{task.key}'", max_results=1)
+            seed = task.config.get("seed")
+            if found:
+                self.run_id = found[0].info.run_id
+                self.client.update_run(self.run_id, status="RUNNING")
+                if found[0].data.params:
+                    return
+            else:
+                tags = {"study": name, "label": task.label, "seed": str(seed), "run_key": task.key}
+                self.run_id = self.client.create_run(exp_id, tags=tags, run_name=f"{task.label} seed={seed}").info.run_id
+            from mlflow.entities import Param
+
+            params = [Param(k, v[:6000]) for k, v in flatten(task.config).items()]
+            for i in range(0, len(params), 100):  # MLflow takes at most 100 params per batch
+                self.client.log_batch(self.run_id, params=params[i:i + 100])
+        except Exception as e:
+            self._disable(e)
+
+    def _disable(self, e: Exception) -> None:
+        import logging
+
+        logging.getLogger("cnnbench").warning("cnnbench: MLflow logging stopped for this run: %s: %s",
+                                              type(e).__name__, str(e).splitlines()[0] if str(e) else "")
+        self.run_id = None
+
+    def _metrics(self, values: dict[str, Any], step: int):
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        return [Metric(k, float(v), now, step) for k, v in values.items()
+                if isinstance(v, (int, float)) and not isinstance(v, bool)]
+
+    def log_epoch(self, epoch: int, logs: dict[str, float]) -> None:
+        if self.run_id is None:
+            return
+        try:
+            self.client.log_batch(self.run_id, metrics=self._metrics(logs, epoch))
+        except Exception as e:
+            self._disable(e)
+
+    def finish(self, status: str, metrics: dict[str, Any], facts: dict[str, Any]) -> None:
+        if self.run_id is None:
+            return
+        try:
+            final = {k: v for k, v in {**metrics, **facts}.items() if v is not None}
+            self.client.log_batch(self.run_id, metrics=self._metrics(final, 0))
+            self.client.set_tag(self.run_id, "status", status)
+            self.client.set_terminated(self.run_id, "FINISHED")
+        except Exception as e:
+            self._disable(e)
+        self.run_id = None
+
+    def abort(self, status: str = "KILLED") -> None:
+        if self.run_id is None:
+            return
+        try:
+            self.client.set_terminated(self.run_id, status)
+        except Exception:
+            pass
+        self.run_id = None
 
 
 def model_path(study_dir: str | Path, key: str) -> Path:
@@ -189,20 +310,31 @@ def execute(task: Task, progress: ProgressFn | None = None, store=None) -> str:
 
     `store` receives `mark_running`, `record_epoch` and `finish` (default: the study's SQLite store,
     opened once per process; the Ray executor passes a proxy to the driver's store)."""
-    from ..train import LambdaCallback, evaluate, fit, forward_flops, parameter_count, resolve_device
+    from ..train import resolve_device
 
     store = store if store is not None else _store(task.study_dir)
     device = resolve_device(task.device)
+    with run_threads(device):
+        return _execute(task, progress, store, device)
+
+
+def _execute(task: Task, progress: ProgressFn | None, store, device: torch.device) -> str:
+    from ..train import LambdaCallback, evaluate, fit, forward_flops, parameter_count
+
     store.mark_running(task.key, environment(device))
+    status = None
     cfg = task.config
     ckpt = checkpoint_path(task.study_dir, task.key)
     parent = os.getppid()
     t0 = time.perf_counter()
 
     writer = _tensorboard_writer(task) if task.tensorboard else None
+    tracker = MlflowRun(task) if task.mlflow else None
 
     def on_epoch_end(epoch: int, logs: dict) -> None:
         store.record_epoch(task.key, epoch, logs)
+        if tracker is not None:
+            tracker.log_epoch(epoch, logs)
         if writer is not None:
             for name, value in logs.items():
                 writer.add_scalar(name, value, epoch + 1)
@@ -220,7 +352,7 @@ def execute(task: Task, progress: ProgressFn | None = None, store=None) -> str:
                       num_classes=num_classes, class_weight=cfg["class_weight"], sample_weight=sample_weight,
                       augmentation=cfg["augmentation"], early_stopping=cfg["early_stopping"],
                       micro_batch_size=cfg.get("micro_batch_size"), precision=cfg.get("precision", "fp32"),
-                      callbacks=[LambdaCallback(on_epoch_end=on_epoch_end)], checkpoint=ckpt)
+                      callbacks=[LambdaCallback(on_epoch_end=on_epoch_end)], checkpoint=ckpt, verbose=0)
         status, error = "done", None
         if history.status == "diverged":
             status, error = "diverged", f"loss became NaN/inf at epoch {history.epoch[-1] + 1}"
@@ -251,9 +383,21 @@ def execute(task: Task, progress: ProgressFn | None = None, store=None) -> str:
         store.finish(task.key, status, metrics, error=error, seconds=time.perf_counter() - t0,
                      best_epoch=best_epoch, stopped_epoch=history.stopped_epoch,
                      epochs_done=len(history.epoch), num_classes=num_classes, **facts)
+        if tracker is not None:
+            tracker.finish(status, metrics, facts)
+            tracker = None
         ckpt.unlink(missing_ok=True)
-    except (KeyboardInterrupt, SystemExit):
-        raise  # leave the run 'running' with its checkpoint: the next `cnnbench run` resumes it
+    except (KeyboardInterrupt, SystemExit, EnvironmentFault):
+        # Leave the run 'running' with its checkpoint: the next `cnnbench run` resumes it. A full disk or
+        # a read-only directory stops the study (every other run would fail the same way).
+        raise
+    except OSError as e:
+        fault = environment_fault(e, e.filename or Path(task.study_dir) / "study.db")
+        if fault is not None:
+            raise fault from None
+        status = "failed"
+        store.finish(task.key, status, error=f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=-3)}",
+                     seconds=time.perf_counter() - t0)
     except UserError as e:
         status = "failed"
         store.finish(task.key, status, error=str(e), seconds=time.perf_counter() - t0)
@@ -262,6 +406,9 @@ def execute(task: Task, progress: ProgressFn | None = None, store=None) -> str:
         detail = "".join(traceback.format_exception_only(type(e), e)).strip()
         store.finish(task.key, status, error=f"{detail}\n{traceback.format_exc(limit=-3)}",
                      seconds=time.perf_counter() - t0)
+    finally:
+        if tracker is not None:  # an interrupted or failed run: end the MLflow run as such
+            tracker.abort("FAILED" if status == "failed" else "KILLED")
     if progress:
         progress({"event": "done", "key": task.key, "label": task.label, "status": status})
     return status
