@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
+import signal
 import sys
 import time
 from pathlib import Path
@@ -12,7 +14,8 @@ from .errors import UserError
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     try:
         return args.func(args) or 0
@@ -20,6 +23,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cnnbench: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        # A second Ctrl-C while the interpreter shuts down would end the process with -2 instead of 130.
+        signal.signal(signal.SIGINT, lambda *_: None)
         print("cnnbench: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
     except OSError as e:  # a path we cannot write, a full disk: one line, not a traceback
@@ -27,7 +32,21 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
-def build_parser() -> argparse.ArgumentParser:
+# Subcommands whose modules import torch: their arguments are declared only when that subcommand is
+# the one asked for, so that `cnnbench --help` and the other commands start without loading torch.
+LAZY_SUBCOMMANDS = {
+    "paths": ("paths", "add_arguments", "main", "draw optimizer trajectories on 2-D test surfaces (PNG and GIF)"),
+    "evaluate": ("saving", "add_evaluate_arguments", "evaluate_main", "evaluate a saved model on a dataset's test set"),
+}
+
+
+def _subcommand(argv: list[str]) -> str | None:
+    """The subcommand `argv` asks for: its first word that is not an option."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The command line; with `argv`, only the subcommand it names gets its torch-importing arguments."""
     p = argparse.ArgumentParser(prog="cnnbench", description="Benchmark losses, optimizers and CNNs on image "
                                 "classification: declare a study, run it, get ranked evidence.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -39,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     r.add_argument("--workers", default="auto", help="worker processes (default auto: one per core on CPU)")
     r.add_argument("--executor", choices=["local", "ray"], default="local",
-                   help='local processes (default) or a Ray cluster (pip install "cnnbench[ray]")')
+                   help='local processes (default) or a Ray cluster (needs Ray: pip install -e ".[ray]" in the checkout, '
+                        'or pip install "ray[default]")')
     r.add_argument("--ray-address", default=None, help="Ray cluster address (default: start a local Ray)")
     r.add_argument("--cpus-per-run", type=float, default=1, help="Ray: CPUs reserved per run (default 1)")
     r.add_argument("--gpus-per-run", type=float, default=0, help="Ray: GPUs reserved per run (default 0)")
@@ -47,7 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also log every epoch for TensorBoard under STUDY_DIR/tensorboard (pip install tensorboard)")
     r.add_argument("--dry-run", action="store_true", help="print the resolved runs and which are done; run nothing")
     r.add_argument("--no-report", action="store_true", help="do not write the report at the end")
-    r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    r.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    r.add_argument("-v", "--verbose", action="store_true",
+                   help="when the output is not a terminal (a log file), also print a line per epoch")
     r.set_defaults(func=cmd_run)
 
     rep = sub.add_parser("report", help="write the report: verdict, ranked tables with tests, paper tables "
@@ -70,23 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--classes", type=int, default=10, help="output units (default 10)")
     sm.set_defaults(func=cmd_summary)
 
-    try:
-        from . import paths
-    except ImportError:  # pragma: no cover - paths arrives with the optimizer work
-        paths = None
-    if paths is not None and hasattr(paths, "add_arguments"):
-        pa = sub.add_parser("paths", help="draw optimizer trajectories on 2-D test surfaces (PNG and GIF)")
-        paths.add_arguments(pa)
-        pa.set_defaults(func=paths.main)
-
-    try:
-        from . import saving
-    except ImportError:  # pragma: no cover
-        saving = None
-    if saving is not None and hasattr(saving, "add_evaluate_arguments"):
-        ev = sub.add_parser("evaluate", help="evaluate a saved model on a dataset's test set")
-        saving.add_evaluate_arguments(ev)
-        ev.set_defaults(func=saving.evaluate_main)
+    wanted = None if argv is None else _subcommand(argv)
+    for name, (module, add_arguments, func, help_text) in LAZY_SUBCOMMANDS.items():
+        sp = sub.add_parser(name, help=help_text)
+        if argv is None or wanted == name:
+            mod = importlib.import_module(f".{module}", __package__)
+            getattr(mod, add_arguments)(sp)
+            sp.set_defaults(func=getattr(mod, func))
     return p
 
 
@@ -106,12 +118,14 @@ def cmd_run(args) -> int:
         try:
             import tensorboard  # noqa: F401
         except ImportError:
-            raise UserError('--tensorboard needs the tensorboard package: pip install "cnnbench[loggers]"') from None
+            raise UserError('--tensorboard needs the tensorboard package: pip install tensorboard (or pip install -e '
+                            '".[loggers]" in the cnnbench checkout)') from None
     if args.executor == "ray":
         try:
             import ray  # noqa: F401
         except ImportError:
-            raise UserError('--executor ray needs Ray: pip install "cnnbench[ray]"') from None
+            raise UserError('--executor ray needs Ray: pip install "ray[default]" (or pip install -e ".[ray]" in the '
+                            'cnnbench checkout)') from None
         if not args.cpus_per_run > 0 or not args.gpus_per_run >= 0:
             raise UserError(f"--cpus-per-run must be > 0 and --gpus-per-run >= 0, got {args.cpus_per_run:g} "
                             f"and {args.gpus_per_run:g}")
@@ -128,7 +142,7 @@ def cmd_run(args) -> int:
     console.print(f"study [bold]{spec.name}[/]: {len(plan.runs)} {what}, {len(plan.runs) - len(todo)} already "
                   f"finished, {len(todo)} to run → {plan.study_dir}")
     t0 = time.perf_counter()
-    with _Progress(console, enabled=not args.quiet) as progress:
+    with _Progress(console, enabled=not args.quiet, verbose=args.verbose) as progress:
         runner.execute(plan, data_dir=data_dir, device=args.device, workers=workers, progress=progress.update,
                        executor=args.executor, ray_options={"address": args.ray_address,
                                                             "cpus_per_run": args.cpus_per_run,
@@ -168,23 +182,34 @@ def _positive_int(value: str, name: str) -> int:
 
 
 class _Progress:
-    """Runs done / total, the current run and epoch, and an ETA (counted in epochs).
+    """What `cnnbench run` shows while it trains.
+
+    On a terminal: one bar for the study (runs done / total, elapsed, ETA counted in epochs) and one
+    line per run in progress (each worker's run and epoch). Piped or logged (`> log`): one line per
+    finished run, and with `-v` one per epoch, so a log shows progress as it happens.
 
     Runs arrive as "queued" events (a study with a learning-rate search queues its final runs once
     the search is done), then "epoch" and "done" events from whichever process trains them."""
 
-    def __init__(self, console, enabled: bool):
-        from rich.progress import (BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn)
+    def __init__(self, console, enabled: bool, verbose: bool = False):
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.table import Column
 
+        self.console, self.verbose = console, verbose
+        self.live = enabled and console.is_terminal
+        self.lines = enabled and not console.is_terminal
         self.runs_total = self.runs_done = 0
         self.epochs: dict[str, int] = {}
         self.seeds: dict[str, int] = {}
         self.seen: dict[str, int] = {}
-        self.progress = Progress(TextColumn("[bold]{task.fields[runs]}[/] runs"), BarColumn(),
+        self.run_tasks: dict[str, int] = {}
+        # the description (long labels) takes what is left, so elapsed and ETA are never squeezed
+        self.progress = Progress(TextColumn("{task.fields[runs]}"), BarColumn(bar_width=24),
                                  TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(), TextColumn("ETA"),
-                                 TimeRemainingColumn(), TextColumn("{task.description}"), console=console,
-                                 transient=False, disable=not enabled)
-        self.task = self.progress.add_task("", total=0, runs="0/0")
+                                 TimeRemainingColumn(),
+                                 TextColumn("{task.description}", table_column=Column(no_wrap=True, overflow="ellipsis")),
+                                 console=console, transient=False, disable=not self.live)
+        self.task = self.progress.add_task("study", total=0, runs="[bold]0/0[/] runs")
 
     def __enter__(self):
         self.progress.__enter__()
@@ -193,25 +218,45 @@ class _Progress:
     def __exit__(self, *exc):
         return self.progress.__exit__(*exc)
 
+    def _runs(self) -> str:
+        return f"[bold]{self.runs_done}/{self.runs_total}[/] runs"
+
     def update(self, event: dict) -> None:
         if event["event"] == "queued":
             for r in event["runs"]:
                 self.epochs[r["key"]], self.seeds[r["key"]] = r["epochs"], r["seed"]
             self.runs_total += len(event["runs"])
-            self.progress.update(self.task, total=sum(self.epochs.values()),
-                                 runs=f"{self.runs_done}/{self.runs_total}")
+            self.progress.update(self.task, total=sum(self.epochs.values()), runs=self._runs())
             return
         key = event["key"]
+        name = f"{event['label']} seed={self.seeds.get(key)}"
         if event["event"] == "epoch":
             # a resumed run reports its first new epoch > 1: count the epochs it had already done
             advance = event["epoch"] - self.seen.get(key, 0)
             self.seen[key] = event["epoch"]
-            self.progress.update(self.task, advance=advance,
-                                 description=f"{event['label']} seed={self.seeds.get(key)} epoch {event['epoch']}/{event['epochs']}")
-        else:
-            self.runs_done += 1
-            rest = self.epochs.get(key, 0) - self.seen.get(key, 0)  # early stopping / divergence
-            self.progress.update(self.task, advance=max(rest, 0), runs=f"{self.runs_done}/{self.runs_total}")
+            self.progress.update(self.task, advance=advance)
+            if key not in self.run_tasks:
+                self.run_tasks[key] = self.progress.add_task(name, total=event["epochs"], runs="  ↳")
+            self.progress.update(self.run_tasks[key], completed=event["epoch"],
+                                 description=f"epoch {event['epoch']}/{event['epochs']} {name}")
+            if self.lines and self.verbose:
+                logs = ", ".join(f"{k} {v:.4g}" for k, v in (event.get("logs") or {}).items()
+                                 if k in ("loss", "accuracy", "val_loss", "val_accuracy") and v is not None)
+                self._print(f"epoch {event['epoch']}/{event['epochs']} {name}: {logs}")
+            return
+        self.runs_done += 1
+        rest = self.epochs.get(key, 0) - self.seen.get(key, 0)  # early stopping / divergence
+        self.progress.update(self.task, advance=max(rest, 0), runs=self._runs())
+        if key in self.run_tasks:
+            self.progress.remove_task(self.run_tasks.pop(key))
+        if self.lines:
+            self._print(f"[{self.runs_done}/{self.runs_total}] {event.get('status', 'done')}: {name}")
+
+    def _print(self, line: str) -> None:
+        from rich.text import Text
+
+        self.console.print(Text(line))  # a label is the user's text, not rich markup
+        self.console.file.flush()
 
 
 def _print_dry_run(console, plan) -> None:
@@ -323,20 +368,20 @@ def _format_options(options: dict) -> str:
 
 
 def _list_optimizers(console) -> None:
-    """Optimizers with their Keras-flavour and torch-flavour defaults (the flavor option picks)."""
+    """Optimizers with each flavour's defaults (the flavor option picks; "–": no such flavour)."""
     from rich.table import Table
 
     from . import optim
 
     common = set(optim.COMMON_DEFAULTS) | {"schedule", "flavor"}
     t = Table(title=f"optimizers ({len(optim.REGISTRY.list())}); flavor = \"keras\" (default where Keras has "
-                    f"the optimizer) or \"torch\"")
+                    f"the optimizer), \"torch\" or \"tf1\" (tf.compat.v1.train; learning_rate=null: TF requires it)")
     t.add_column("name", no_wrap=True)
-    for col in ("aliases", "keras flavour defaults", "torch flavour defaults", "about (paper)"):
+    for col in ("aliases", *(f"{f} flavour defaults" for f in optim.FLAVORS), "about (paper)"):
         t.add_column(col, overflow="fold")
     for entry in optim.REGISTRY:
         cells = []
-        for flavor in ("keras", "torch"):
+        for flavor in optim.FLAVORS:
             try:
                 resolved = optim.resolve({"name": entry.name, "flavor": flavor})
                 cells.append(_format_options({k: v for k, v in resolved.items() if k not in common | {"name"}}))

@@ -1,4 +1,4 @@
-"""Run tasks on a Ray cluster: `pip install "cnnbench[ray]"`, then
+"""Run tasks on a Ray cluster: `pip install -e ".[ray]"` in the checkout (or `pip install "ray[default]"`), then
 `cnnbench run STUDY --executor ray [--ray-address auto]`.
 
 Each run is a Ray task (`--cpus-per-run`, `--gpus-per-run`). The study's SQLite store stays on the
@@ -85,7 +85,7 @@ def run_tasks(tasks: Sequence[Task], progress: ProgressFn | None = None, *, addr
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
     except ImportError:
         from ..errors import UserError
-        raise UserError('the Ray executor needs Ray: pip install "cnnbench[ray]"') from None
+        raise UserError('the Ray executor needs Ray: pip install "ray[default]" (or pip install -e ".[ray]" in the cnnbench checkout)') from None
     if not tasks:
         return
     import logging

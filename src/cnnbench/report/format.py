@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
+import pandas as pd
+
 from ..metrics import Metric
 
 DASH = "–"
@@ -25,7 +27,7 @@ class Entry(NamedTuple):
 
 
 def missing(x) -> bool:
-    if x is None:
+    if x is None or x is pd.NA:  # pd.NA: a nullable integer column's gap (e.g. the rank of an unscored row)
         return True
     try:
         return math.isnan(float(x))
