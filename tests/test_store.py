@@ -124,3 +124,50 @@ def test_run_stores_the_analysis_section_in_meta(tmp_path, monkeypatch):
     assert stored == {"metric": "test_ece", "target_accuracy": None, "alpha": 0.05, "rope": 0.02,
                       "cells": ["dataset", "model"]}
     store.close()
+
+
+# --- faults: a full disk, a study.db that is not ours -------------------------------------------------
+def test_a_full_database_is_one_line_and_the_transaction_is_rolled_back(tmp_path):
+    import pytest
+
+    from cnnbench.errors import EnvironmentFault
+
+    store = Store.open(tmp_path, "s")
+
+    class R:
+        key, label, axes, config, role = "k", "l", {}, {"seed": 0}, "final"
+
+    store.add_runs([R])
+    store.record_epoch("k", 0, {"loss": 1.0})
+    pages = store.conn.execute("PRAGMA page_count").fetchone()[0]
+    store.conn.execute(f"PRAGMA max_page_count = {pages}")  # SQLite's own SQLITE_FULL, as on a full disk
+    with pytest.raises(EnvironmentFault) as err:
+        for epoch in range(1, 2000):
+            store.record_epoch("k", epoch, {"loss": float(epoch), "accuracy": 0.5, "val_loss": 1.0})
+    message = str(err.value)
+    assert "\n" not in message and str(tmp_path / "study.db") in message and "free space" in message
+    epochs = [h["epoch"] for h in store.history("k")]
+    assert store.run("k")["epochs_done"] == len(epochs) == epochs[-1] + 1  # whole transactions only
+    assert not store.conn.in_transaction
+    store.conn.execute("PRAGMA max_page_count = 1073741823")  # space is back: writes go on
+    store.record_epoch("k", len(epochs), {"loss": 0.0})
+    store.close()
+
+
+def test_a_foreign_database_is_refused_before_anything_is_written(tmp_path):
+    import hashlib
+
+    import pytest
+
+    from cnnbench.errors import UserError
+
+    db = tmp_path / "study.db"
+    con = sqlite3.connect(db)
+    con.executescript("CREATE TABLE runs (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO runs VALUES (1, 'x');")
+    con.commit()
+    con.close()
+    before = hashlib.sha256(db.read_bytes()).hexdigest()
+    with pytest.raises(UserError, match="not a cnnbench study database: its table 'runs' lacks the columns"):
+        Store.open(tmp_path, "s")
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["study.db"]  # no -wal, no -shm
