@@ -162,7 +162,7 @@ def test_two_blocks_give_no_interval_and_no_p_value():
     cmp = compare(_long(DEMSAR_AUC[:2], DEMSAR_NAMES))
     assert cmp.ranking["ci_low"].isna().all() and cmp.ranking["p_vs_best"].isna().all()
     assert cmp.pairwise["p"].isna().all() and not cmp.testable
-    assert cmp.ranking["tied_with_best"].all()  # nothing can be told apart
+    assert cmp.ranking["tied_with_best"].all() and not cmp.decisive  # nothing can be told apart
     assert "only 2 paired blocks" in " ".join(cmp.notes)
     assert "No pairwise test is possible" in cmp.verdict and "p =" not in cmp.verdict
 
@@ -172,7 +172,7 @@ def test_a_sample_too_small_to_reach_significance_says_how_many_seeds_are_needed
     table = np.array([[0.9, 0.5, 0.4, 0.3]] * 5) + np.linspace(0, 0.01, 5)[:, None] * [1, 2, 3, 4]
     cmp = compare(_long(table, list("ABCD")))
     assert min_wilcoxon_p(5) == pytest.approx(0.0625)
-    assert not cmp.pairwise["significant"].any()
+    assert not cmp.pairwise["significant"].any() and not cmp.decisive  # a tie says nothing here
     note = " ".join(cmp.notes)
     assert "cannot give p < 0.188" in note and "at least 7 blocks" in note  # 2/2^7 * 3 = 0.047 < 0.05
     assert "cannot separate anything from the best" in cmp.verdict
@@ -185,6 +185,7 @@ def test_the_verdict_names_the_best_the_tied_and_the_worse():
     cmp = compare(_long(table, ["best", "twin", "worse"]), rope=0.005)
     t = cmp.ranking.set_index("config")
     assert cmp.best == "best" and t.loc["twin", "tied_with_best"] and not t.loc["worse", "tied_with_best"]
+    assert cmp.decisive
     assert "Best by highest mean value: best" in cmp.verdict
     assert "Not distinguishable from it (Wilcoxon signed-rank, Holm-corrected, α = 0.05): twin." in cmp.verdict
     assert "Significantly worse: worse." in cmp.verdict

@@ -56,6 +56,9 @@ class Comparison:
     what: str = "value"  # the metric's name, for the verdict
     fmt: object = None  # value -> str for the verdict (default: 4 significant digits)
     fmt_diff: object = None  # difference -> str for the verdict (e.g. "0.52 points")
+    # False when the pairwise test could not have found any difference (too few blocks for any test, or
+    # for one to reach α after Holm): then "tied with best" says nothing, and tables should not mark it
+    decisive: bool = True
 
     @property
     def best(self) -> str | None:
@@ -123,9 +126,11 @@ def compare(frame: pd.DataFrame, config: str = "config", block: str = "block", v
         nemenyi = _nemenyi(complete * sign)
     pairwise = _pairwise(values, ranking, sign, alpha, rope, pairs, seed)
     _mark_best_group(ranking, pairwise, alpha)
-    notes += _sample_notes(values, pairwise, alpha)
+    sample_notes = _sample_notes(values, pairwise, alpha)
+    notes += sample_notes
     cmp = Comparison(ranking, fried, cd, nemenyi, pairwise, values, higher_is_better, alpha, rope, n_blocks,
                      notes, what=what or value, fmt=fmt, fmt_diff=fmt_diff)
+    cmp.decisive = cmp.testable and not sample_notes
     cmp.verdict = verdict(cmp)
     return cmp
 

@@ -53,7 +53,8 @@ def configuration_means(sc) -> pd.DataFrame:
             values = axes.loc[r.config].dropna().to_dict() if r.config in axes.index else {}
             rows.append({"cell": cell.name, **{f"axis.{k}": v for k, v in cell.keys.items()},
                          **values, "config": r.config, "mean": r.mean, "std": r.std, "n": r.n,
-                         "rank": r.rank, "best": r.mean == top, "tied_with_best": bool(r.tied_with_best)})
+                         "rank": r.rank, "best": r.mean == top,
+                         "tied_with_best": bool(r.tied_with_best) and cell.comparison.decisive})
     return pd.DataFrame(rows)
 
 
@@ -117,7 +118,7 @@ def paper_ranking(c, metric: Metric) -> Table:
     rows = []
     for row, r in zip(full.rows, c.ranking.itertuples()):
         row = [row[j] for j in keep]
-        if r.Index != 0 and bool(r.tied_with_best):
+        if r.Index != 0 and bool(r.tied_with_best) and c.decisive:
             row[3] = row[3]._replace(text=row[3].text + f" {TIED_MARK}")
         rows.append(row)
     return Table([full.header[j] for j in keep], rows)
@@ -208,11 +209,13 @@ def write_all(sc, out: Path) -> list[Path]:
     put("ranking.csv", ranking_frame(sc).to_csv(index=False))
     md, tex = [], [_PREAMBLE]
     for cell in sc.cells:
-        t = paper_ranking(cell.comparison, metric)
-        md += [f"## {escape.markdown(cell.name)}", "", markdown(t), ""]
-        tex += [latex(t, f"{cell.name}: {caption}; {TIED_MARK}: not significantly worse than the best "
-                         f"(Holm, α = {cell.comparison.alpha:g})", f"tab:ranking-{_slug(cell.name)}"), ""]
-    md.append(f"Best in bold; {TIED_MARK}: not significantly worse than the best.")
+        c = cell.comparison
+        t = paper_ranking(c, metric)
+        marks = (f"{TIED_MARK}: not significantly worse than the best (Wilcoxon, Holm, α = {c.alpha:g})" if c.decisive
+                 else f"no pairwise test could separate configurations with {int(c.ranking['n'].min())} seeds")
+        md += [f"## {escape.markdown(cell.name)}", "", markdown(t), "", escape.markdown(marks + "."), ""]
+        tex += [latex(t, f"{cell.name}: {caption}; {marks}", f"tab:ranking-{_slug(cell.name)}"), ""]
+    md.append("Best in bold.")
     put("ranking.md", "\n".join(md) + "\n")
     put("ranking.tex", "\n".join(tex))
 

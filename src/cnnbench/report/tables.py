@@ -52,7 +52,12 @@ def ranking(c, metric: Metric) -> Table:
     rows = []
     for r in c.ranking.itertuples():
         best = r.Index == 0
-        mark = "best" if best else (f"{TIED_MARK} not significantly worse" if _true(r.tied_with_best) else "")
+        if best:
+            mark = "best"
+        elif not getattr(c, "decisive", True):  # no test could have told them apart: no mark either way
+            mark = "not testable (too few seeds)"
+        else:
+            mark = f"{TIED_MARK} not significantly worse" if _true(r.tied_with_best) else "significantly worse"
         rows.append([num(r.rank, fmt.count(r.rank)), text(r.config), num(r.n, fmt.count(r.n)),
                      Entry(fmt.mean_std(r.mean, r.std, metric), fmt.number(r.mean), strong=best),
                      num(r.ci_low, fmt.interval(r.ci_low, r.ci_high, metric)),
