@@ -301,7 +301,12 @@ def _study_verdict(sc: StudyComparison) -> str:
             if c.best is None:
                 continue
             tied = list(c.ranking.loc[c.ranking["tied_with_best"].astype(bool), "config"])[1:]
-            with_ = f" (not distinguishable: {', '.join(tied[:4])}{' …' if len(tied) > 4 else ''})" if tied else ""
+            if not c.decisive:
+                with_ = " (by mean only: too few seeds for a test)"
+            elif tied:
+                with_ = f" (not distinguishable: {', '.join(tied[:4])}{' …' if len(tied) > 4 else ''})"
+            else:
+                with_ = " (significantly better than the rest)"
             lines.append(f"In {cell.name}: best {c.best}{with_}.")
         text = " ".join(lines)
     return text
