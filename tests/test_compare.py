@@ -321,3 +321,21 @@ def test_time_to_target_from_the_history(tmp_path):
     assert set(runs.loc["optimizer=adam", "seconds_to_target"]) == {6.0}
     assert runs.loc["optimizer=sgd", "epochs_to_target"].isna().all()  # 0.5 ... 0.8 never reaches it
     assert sc.cells[0].comparison.best == "optimizer=adam"
+
+
+def test_analysis_only_reads_the_store_even_an_old_one(tmp_path):
+    import hashlib
+    import sqlite3
+
+    d, _ = _store(tmp_path, "old", LOSSES, _acc)
+    con = sqlite3.connect(d / "study.db")  # a store from before the calibration metrics existed
+    con.execute("PRAGMA journal_mode=DELETE")
+    for column in ("test_nll", "test_ece", "val_nll"):
+        con.execute(f"ALTER TABLE runs DROP COLUMN {column}")
+    con.commit()
+    con.close()
+    before = hashlib.sha256((d / "study.db").read_bytes()).hexdigest()
+    sc = analysis.compare_study(d)
+    assert sc.cells[0].comparison.best == "loss=kl_divergence · optimizer=adam"
+    assert sc.runs["test_nll"].isna().all()  # read as missing, not added to the file
+    assert hashlib.sha256((d / "study.db").read_bytes()).hexdigest() == before

@@ -281,10 +281,9 @@ def _print_results(console, study_dir: Path) -> int:
     from rich.text import Text
 
     from . import analysis
-    from .report import readonly, tables
+    from .report import tables
 
-    with readonly.analysis_reads_only():
-        sc = analysis.compare_study(study_dir)
+    sc = analysis.compare_study(study_dir)
     console.print(Text("Verdict: ", style="bold") + Text(sc.verdict))
     for note in sc.notes:
         console.print(Text(f"note: {note}", style="yellow"))

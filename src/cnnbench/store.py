@@ -225,6 +225,12 @@ class Store:
             raise UserError(f"{study_dir} is not a study directory (no study.db); run `cnnbench run` first")
         return cls(path)
 
+    @classmethod
+    def open_readonly(cls, study_dir: str | Path) -> "Store":
+        """The store of `study_dir` for reading only (`runs`, `history`, `get_meta`): nothing is
+        written, so a read-only study directory opens; columns newer than the store read as NULL."""
+        return ReadOnlyStore(Path(study_dir) / "study.db")
+
     def close(self) -> None:
         self.conn.close()
 
@@ -335,3 +341,75 @@ def _run_dict(row: sqlite3.Row) -> dict[str, Any]:
     d["axes"] = json.loads(d["axes"])
     d["environment"] = json.loads(d["environment"]) if d["environment"] else None
     return d
+
+
+# --- reading only ---------------------------------------------------------------------------------
+# `Store` creates its tables, migrates old columns and switches on WAL when it opens a database: all
+# writes. Analysis and reports need none of that, and must work on a study directory they cannot write
+# (a read-only mount, another user's results): they open the store with `Store.open_readonly`, SQLite's
+# `mode=ro` (falling back to `immutable=1` for a WAL database whose directory cannot be written, where
+# SQLite cannot create the `-shm` file; nobody can be writing to such a database either), and read the
+# columns an older store lacks as NULL instead of adding them.
+
+
+def connect_readonly(study_dir: str | Path) -> sqlite3.Connection:
+    """`study_dir/study.db`, opened read-only; a `UserError` when there is none or it is no database."""
+    path = Path(study_dir) / "study.db"
+    if not path.is_file():
+        raise UserError(f"{study_dir} is not a study directory (no study.db); run `cnnbench run` first")
+    uri = path.resolve().as_uri()
+    for query in ("?mode=ro", "?immutable=1"):
+        conn = sqlite3.connect(uri + query, uri=True)
+        conn.row_factory = sqlite3.Row
+        try:
+            conn.execute("SELECT key FROM runs LIMIT 1").fetchall()
+            conn.execute("SELECT key FROM meta LIMIT 1").fetchall()
+            return conn
+        except sqlite3.OperationalError as e:
+            conn.close()
+            if "readonly" in str(e) or "unable to open" in str(e):
+                continue  # WAL in a directory we cannot write: immutable is the only way in
+            raise UserError(f"{path}: not a cnnbench study database ({e}); choose a study directory") from None
+        except sqlite3.DatabaseError as e:
+            conn.close()
+            raise UserError(f"{path}: cannot use it as the study database ({e}); move it away, fix its "
+                            "permissions, or choose another study directory") from None
+    raise UserError(f"{path}: cannot open it for reading; check its permissions")
+
+
+def _schema_columns() -> dict[str, list[str]]:
+    """The columns each table has in the current schema (what an old store is read as)."""
+    mem = sqlite3.connect(":memory:")
+    try:
+        mem.executescript(_SCHEMA)
+        return {t: [r[1] for r in mem.execute(f"PRAGMA table_info({t})")] for t in ("runs", "history")}
+    finally:
+        mem.close()
+
+
+class ReadOnlyStore(Store):
+    """A `Store` for reading only: `runs()`, `history()`, `get_meta()` (writes fail)."""
+
+    def __init__(self, path: str | Path):  # noqa: D107 - no schema, no migration, no WAL switch
+        self.path = Path(path)
+        self.conn = connect_readonly(self.path.parent)
+        self._columns = _schema_columns()
+
+    @classmethod
+    def open_existing(cls, study_dir: str | Path) -> "ReadOnlyStore":
+        return cls(Path(study_dir) / "study.db")
+
+    def runs(self):
+        return [self._complete(r, "runs") for r in super().runs()]
+
+    def run(self, key: str):
+        r = super().run(key)
+        return None if r is None else self._complete(r, "runs")
+
+    def history(self, key: str | None = None):
+        return [self._complete(r, "history") for r in super().history(key)]
+
+    def _complete(self, row: dict, table: str) -> dict:
+        for column in self._columns[table]:
+            row.setdefault(column, None)
+        return row

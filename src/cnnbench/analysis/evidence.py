@@ -97,7 +97,7 @@ def load_runs(study_dirs) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, lis
         raise UserError("give at least one study directory")
     runs, hists, metas = [], [], []
     for d in dirs:
-        store = Store.open_existing(d)
+        store = Store.open_readonly(d)
         try:
             r, h = runs_frame(store), history_frame(store)
             metas.append({row[0]: row[1] for row in store.conn.execute("SELECT key, value FROM meta")})

@@ -12,7 +12,7 @@ Writes into the output directory (default `STUDY_DIR/report/`):
 - the data: `runs.csv` (one row per run, config flattened), `history.csv` (per run and epoch),
   `conflicts.csv` (when several stores disagree).
 
-The study directories are only read (readonly.py): a read-only study directory reports with
+The study directories are only read (`Store.open_readonly`): a read-only study directory reports with
 `--output` elsewhere. Every file is replaced atomically (files.py).
 """
 
@@ -29,7 +29,7 @@ import pandas as pd
 
 from .. import analysis, metrics
 from ..errors import UserError
-from . import escape, figures, files, paper, provenance, readonly, tables
+from . import escape, figures, files, paper, provenance, tables
 from . import format as fmt
 from .figures import Figure
 from .tables import Table
@@ -45,8 +45,7 @@ def write_report(study_dirs, output: str | os.PathLike | None = None, metric: st
     if metric is not None:
         metrics.get(metric)  # an unknown name is a one-line error before any work
     sources = [provenance.read_source(d) for d in dirs]
-    with readonly.analysis_reads_only():
-        sc = analysis.compare_study(dirs, metric=metric)
+    sc = analysis.compare_study(dirs, metric=metric)
     raw = provenance.raw_runs(dirs)
     try:
         out.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""What was run, where and when, read from the study directories (read-only, see readonly.py):
+"""What was run, where and when, read from the study directories (read-only: `store.connect_readonly`):
 the spec and its description, run counts, environments, dates, time spent, model sizes."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..store import connect_readonly
 from . import format as fmt
-from . import readonly
 
 
 @dataclass
@@ -28,7 +28,7 @@ class Source:
 
 def read_source(study_dir: str | Path) -> Source:
     study_dir = Path(study_dir)
-    conn = readonly.connect(study_dir)
+    conn = connect_readonly(study_dir)
     try:
         meta = {r[0]: r[1] for r in conn.execute("SELECT key, value FROM meta")}
     finally:
@@ -53,7 +53,7 @@ def raw_runs(study_dirs: list[Path]) -> pd.DataFrame:
     columns the report's provenance needs; columns an older store lacks (params, flops) are NaN."""
     frames = []
     for d in study_dirs:
-        conn = readonly.connect(d)
+        conn = connect_readonly(d)
         try:
             have = {r[1] for r in conn.execute("PRAGMA table_info(runs)")}
             cols = [c for c in _RUN_COLUMNS if c in have]
