@@ -28,8 +28,11 @@ def main(argv: list[str] | None = None) -> int:
         print("cnnbench: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
     except OSError as e:  # a path we cannot write, a full disk: one line, not a traceback
-        print(f"cnnbench: error: {e}", file=sys.stderr)
-        return 1
+        from .errors import environment_fault
+
+        fault = environment_fault(e, e.filename or "")
+        print(f"cnnbench: error: {fault or e}", file=sys.stderr)
+        return 2 if fault else 1
 
 
 # Subcommands whose modules import torch: their arguments are declared only when that subcommand is
@@ -65,6 +68,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     r.add_argument("--gpus-per-run", type=float, default=0, help="Ray: GPUs reserved per run (default 0)")
     r.add_argument("--tensorboard", action="store_true",
                    help="also log every epoch for TensorBoard under STUDY_DIR/tensorboard (pip install tensorboard)")
+    r.add_argument("--mlflow", metavar="URI", default=None,
+                   help="also log every run to this MLflow tracking URI (e.g. file:./mlruns, http://host:5000; "
+                        "needs pip install mlflow-skinny)")
     r.add_argument("--dry-run", action="store_true", help="print the resolved runs and which are done; run nothing")
     r.add_argument("--no-report", action="store_true", help="do not write the report at the end")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress output")
@@ -120,6 +126,12 @@ def cmd_run(args) -> int:
         except ImportError:
             raise UserError('--tensorboard needs the tensorboard package: pip install tensorboard (or pip install -e '
                             '".[loggers]" in the cnnbench checkout)') from None
+    if args.mlflow:
+        try:
+            import mlflow  # noqa: F401
+        except ImportError:
+            raise UserError('--mlflow needs MLflow: pip install mlflow-skinny (or pip install -e ".[loggers]" in '
+                            'the cnnbench checkout)') from None
     if args.executor == "ray":
         try:
             import ray  # noqa: F401
@@ -147,7 +159,7 @@ def cmd_run(args) -> int:
                        executor=args.executor, ray_options={"address": args.ray_address,
                                                             "cpus_per_run": args.cpus_per_run,
                                                             "gpus_per_run": args.gpus_per_run},
-                       tensorboard=args.tensorboard)
+                       tensorboard=args.tensorboard, mlflow=args.mlflow)
     console.print(f"finished in {time.perf_counter() - t0:.1f} s")
     failed = _print_results(console, plan.study_dir)
     if not args.no_report:
