@@ -67,10 +67,31 @@ def run_threads(device: torch.device):
 def environment(device: torch.device) -> dict[str, Any]:
     from .. import __version__
 
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or platform.machine())
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model()
     return {"cnnbench": __version__, "torch": torch.__version__, "python": platform.python_version(),
             "device": str(device), "device_name": name, "cpu_threads": torch.get_num_threads(),
             "platform": platform.platform(), "host": platform.node()}
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo; macOS: sysctl), else the architecture: a report says
+    what the runs ran on, and "x86_64" does not."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    if platform.system() == "Darwin":
+        import subprocess
+
+        try:
+            return subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True,
+                                  timeout=5).stdout.strip() or platform.machine()
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return platform.processor() or platform.machine()
 
 
 # One process trains many runs: datasets are loaded once and shared by them, stores opened once.
