@@ -20,6 +20,7 @@ import textwrap
 import pytest
 import torch
 
+import cnnbench
 from cnnbench import losses
 from cnnbench.errors import UnknownNameError, UserError
 
@@ -704,7 +705,7 @@ def test_label_noise():
 def test_package_never_imports_keras():
     import subprocess  # noqa: PLC0415
 
-    src = os.path.dirname(os.path.dirname(losses.__file__))
+    src = os.path.dirname(os.path.dirname(cnnbench.__file__))
     code = ("import sys, cnnbench.losses as L; L.adapt('bi_tempered', 3); "
             "assert 'keras' not in sys.modules, 'keras imported'")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
@@ -725,7 +726,7 @@ def test_docs_table_lists_every_loss():
 def test_builtin_study_uses_only_registered_keras_losses():
     import tomllib  # noqa: PLC0415
 
-    path = os.path.join(os.path.dirname(losses.__file__), "studies", "aparnev2020_losses.toml")
+    path = os.path.join(os.path.dirname(cnnbench.__file__), "studies", "aparnev2020_losses.toml")
     with open(path, "rb") as f:
         study = tomllib.load(f)
     names = [losses.resolve(spec)["name"] for spec in study["grid"]["loss"]]
