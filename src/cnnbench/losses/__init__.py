@@ -26,6 +26,7 @@ The package, one job per module:
   training_labels  class weights as sample weights, label noise
 
 The formulas of every entry are in `docs/losses.md`.
+test suite runs (tests/test_doctests.py).
 """
 
 from __future__ import annotations
