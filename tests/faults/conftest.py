@@ -167,3 +167,26 @@ def fault():
             c.proc.kill()
         c.kill_all()
         c.proc.communicate()
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """mount(size) -> a fresh tmpfs of that size; remount(path, options); unmounted at the end."""
+    mounted = []
+
+    def mount(size: str) -> Path:
+        where = tmp_path / f"tmpfs-{uuid.uuid4().hex[:6]}"
+        where.mkdir()
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip()})")
+        mounted.append(where)
+        return where
+
+    def remount(where: Path, options: str) -> None:
+        subprocess.run(["mount", "-o", f"remount,{options}", str(where)], check=True)
+
+    yield mount, remount
+    for where in mounted:
+        subprocess.run(["umount", "-l", str(where)], capture_output=True)

@@ -8,11 +8,16 @@ are skipped, and tests/test_train.py and tests/test_store.py simulate ENOSPC in-
 from __future__ import annotations
 
 import sqlite3
-import subprocess
-import uuid
 from pathlib import Path
 
 import pytest
+
+
+
+def _one_line(stderr: str) -> str:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr
+    return lines[0]
 
 RESULT_COLUMNS = ("status", "epochs_done", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss",
                   "test_acc", "test_nll", "test_ece", "val_nll", "best_val_acc", "params", "flops")
@@ -24,35 +29,6 @@ def _runs(study_dir: Path) -> dict[str, tuple]:
         return {r[0]: r[1:] for r in con.execute(f"SELECT key, {', '.join(RESULT_COLUMNS)} FROM runs")}
     finally:
         con.close()
-
-
-def _one_line(stderr: str) -> str:
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in stderr, stderr
-    return lines[0]
-
-
-@pytest.fixture
-def tmpfs(tmp_path):
-    """mount(size) -> a fresh tmpfs of that size; remount(path, options); unmounted at the end."""
-    mounted = []
-
-    def mount(size: str) -> Path:
-        where = tmp_path / f"tmpfs-{uuid.uuid4().hex[:6]}"
-        where.mkdir()
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
-                              capture_output=True, text=True)
-        if done.returncode != 0:
-            pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip()})")
-        mounted.append(where)
-        return where
-
-    def remount(where: Path, options: str) -> None:
-        subprocess.run(["mount", "-o", f"remount,{options}", str(where)], check=True)
-
-    yield mount, remount
-    for where in mounted:
-        subprocess.run(["umount", "-l", str(where)], capture_output=True)
 
 
 @pytest.mark.slow

@@ -28,7 +28,7 @@ import jinja2
 import pandas as pd
 
 from .. import analysis, metrics
-from ..errors import UserError
+from ..errors import EnvironmentFault, UserError, environment_fault
 from . import escape, figures, files, paper, provenance, tables
 from . import format as fmt
 from .figures import Figure
@@ -52,15 +52,23 @@ def write_report(study_dirs, output: str | os.PathLike | None = None, metric: st
     except OSError as e:
         raise UserError(f"cannot write the report into {out} ({e.strerror}); choose a directory you can write "
                         "with --output") from None
-    data_files = write_data(sc, out)
-    paper_files = paper.write_all(sc, out)
-    figs = write_figures(sc, out)
-    context = build_context(sc, sources, raw, figs, data_files + paper_files, out)
-    env = _environment(out)
-    files.write_text(out / "summary.md", env.get_template("summary.md.j2").render(context))
-    html = files.write_text(out / "report.html", env.get_template("report.html.j2").render(context))
-    _forget_stale(out, {p.name for p in data_files + paper_files} | {n for f in figs.all() for n in (f.png, f.svg)}
-                  | {"summary.md", "report.html"})
+    try:
+        data_files = write_data(sc, out)
+        paper_files = paper.write_all(sc, out)
+        figs = write_figures(sc, out)
+        context = build_context(sc, sources, raw, figs, data_files + paper_files, out)
+        env = _environment(out)
+        files.write_text(out / "summary.md", env.get_template("summary.md.j2").render(context))
+        html = files.write_text(out / "report.html", env.get_template("report.html.j2").render(context))
+        _forget_stale(out, {p.name for p in data_files + paper_files}
+                      | {n for f in figs.all() for n in (f.png, f.svg)} | {"summary.md", "report.html"})
+    except OSError as e:  # a full disk or a read-only output: every file written so far is whole
+        fault = environment_fault(e, e.filename or out / "report.html")
+        if fault is None:
+            raise
+        raise EnvironmentFault(f"cannot write the report into {out}: {e.strerror or e}; free space there or "
+                               "choose another directory with --output (every file already written is whole; "
+                               "run the same command again)") from None
     return html
 
 
