@@ -32,3 +32,10 @@ def test_every_builtin_loss_has_an_example():
         if not any(test.examples for test in examples):
             missing.append(name)
     assert not missing, f"built-in losses without a '>>>' example in their docstring: {missing}"
+
+
+def test_the_comparison_protocol_example_runs():
+    from cnnbench.analysis import compare
+
+    result = doctest.testmod(compare, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0
