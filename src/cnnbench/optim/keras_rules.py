@@ -14,8 +14,28 @@ State values are tensors and Python numbers only, so `state_dict()` loads with
 from __future__ import annotations
 
 import math
+import sys
 
 import torch
+
+
+def _without_dynamo_import(name: str):
+    """torch.optim.Optimizer's `name`, minus the import of torch._dynamo while nothing has imported it.
+
+    torch wraps add_param_group, zero_grad, state_dict and load_state_dict in `torch._disable_dynamo`,
+    which imports torch._dynamo on the first call (1-2.5 s of a worker's start-up, and memory in every
+    process) only to wrap the method in `torch._dynamo.disable`. While torch._dynamo is not imported
+    nothing can be compiling, and the wrapper is a no-op: call the method itself. Once anything has
+    imported torch._dynamo (torch.compile), call torch's wrapped method as before. Same code either way.
+    """
+    wrapped = getattr(torch.optim.Optimizer, name)
+    raw = getattr(wrapped, "__wrapped__", wrapped)
+
+    def method(self, *args, **kwargs):
+        return (wrapped if "torch._dynamo" in sys.modules else raw)(self, *args, **kwargs)
+
+    method.__name__, method.__qualname__, method.__doc__ = name, f"KerasOptimizer.{name}", raw.__doc__
+    return method
 
 
 class KerasOptimizer(torch.optim.Optimizer):
@@ -23,6 +43,11 @@ class KerasOptimizer(torch.optim.Optimizer):
 
     def __init__(self, params, defaults):
         super().__init__(params, defaults)
+
+    add_param_group = _without_dynamo_import("add_param_group")
+    zero_grad = _without_dynamo_import("zero_grad")
+    state_dict = _without_dynamo_import("state_dict")
+    load_state_dict = _without_dynamo_import("load_state_dict")
 
     def _init_state(self, p: torch.Tensor, state: dict, group: dict) -> None:
         """Create the slots of a parameter (Keras' `build`)."""
