@@ -51,13 +51,31 @@ DEFAULT = "test_acc"
 FROM_HISTORY = ("epochs_to_target", "seconds_to_target")
 
 
+# Custom metrics (a run's `metrics = [...]`): `test_<name>` / `val_<name>` become known metrics once a
+# study, a store or a fit declares `<name>` (`declare`), so they can be ranked by.
+CUSTOM: dict[str, Metric] = {}
+
+
+def declare(names) -> None:
+    """Make `test_<name>` and `val_<name>` known to `get` for each custom metric name."""
+    for name in names:
+        for split, split_label in (("test", "test"), ("val", "validation")):
+            full = f"{split}_{name}"
+            if full not in METRICS and full not in CUSTOM:
+                CUSTOM[full] = Metric(full, f"{split_label} {name}", higher_is_better(name), False)
+
+
 def get(name: str) -> Metric:
     """The metric called `name`; a `UserError` naming the choices for an unknown one."""
     from .errors import UserError, did_you_mean
 
+    if name in CUSTOM and name not in METRICS:
+        return CUSTOM[name]
     if name not in METRICS:
-        raise UserError(f"unknown metric {name!r}; {did_you_mean(name, list(METRICS))}"
-                        f"choose one of: {', '.join(METRICS)}")
+        known = [*METRICS, *CUSTOM]
+        raise UserError(f"unknown metric {name!r}; {did_you_mean(name, known)}"
+                        f"choose one of: {', '.join(known)} (a custom metric is test_NAME / val_NAME of a "
+                        "name in the study's metrics = [...])")
     return METRICS[name]
 
 
@@ -67,6 +85,8 @@ def higher_is_better(name: str) -> bool:
     minimised when it names a loss, an error or a time."""
     if name in METRICS:
         return METRICS[name].higher_is_better
+    if name in CUSTOM:
+        return CUSTOM[name].higher_is_better
     low = name.lower()
     return not any(w in low for w in ("loss", "error", "nll", "ece", "time", "seconds", "epochs"))
 
@@ -174,3 +194,96 @@ def classification_metrics(probabilities, labels) -> dict[str, float | None]:
     p, y = _as_arrays(probabilities, labels)
     return {"top5_accuracy": top_k_accuracy(p, y, 5), "nll": negative_log_likelihood(p, y),
             "ece": expected_calibration_error(p, y), "macro_f1": macro_f1(p, y)}
+
+
+# --- metrics a run records per epoch (Keras' `metrics=[...]`) ---------------------------------------
+# A metric function takes (y_true, probabilities) -> float (or None), as a Keras metric takes (y_true,
+# y_pred): numpy arrays, int64 labels [N] and float64 class probabilities [N, K] (the loss's
+# `.probabilities`); it is computed once over the whole set of an epoch.
+
+def _swap(fn):
+    def metric(y_true, probabilities):
+        return fn(probabilities, y_true)
+    metric.__name__ = fn.__name__
+    return metric
+
+
+BUILTIN_FUNCTIONS = {
+    "top5_accuracy": _swap(top_k_accuracy),
+    "nll": _swap(negative_log_likelihood),
+    "ece": _swap(expected_calibration_error),
+    "macro_f1": _swap(macro_f1),
+}
+# Names a custom metric may not take: the engine's own log keys
+RESERVED = ("loss", "accuracy", "learning_rate", "seconds")
+_NAME = __import__("re").compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def resolve_metric(spec: str):
+    """`(name, fn)` for a metric spec: a built-in name (`top5_accuracy`, `nll`, `ece`, `macro_f1`) or
+    `"package.module:attr"`, a callable `(y_true, probabilities) -> float` named by its attr."""
+    import importlib
+
+    from .errors import UserError, did_you_mean
+    from .registry import check_reference
+
+    if not isinstance(spec, str):
+        raise UserError(f"a metric is a name or 'package.module:attr', got {spec!r}")
+    if ":" not in spec:
+        if spec not in BUILTIN_FUNCTIONS:
+            choices = list(BUILTIN_FUNCTIONS)
+            raise UserError(f"unknown metric {spec!r}; {did_you_mean(spec, choices)}use one of "
+                            f"{', '.join(choices)} or 'package.module:function' (accuracy is always recorded)")
+        return spec, BUILTIN_FUNCTIONS[spec]
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise UserError(f"metric reference {spec!r} must look like 'package.module:function'")
+    check_reference(spec, "metric")
+    try:
+        obj = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise UserError(f"cannot import module {module_name!r} for metric {spec!r} ({exc}); check the "
+                        "spelling and that the package is on PYTHONPATH") from None
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise UserError(f"module {module_name!r} has no attribute {attr!r} (metric {spec!r}); "
+                            "check the name after ':'") from None
+    if not callable(obj):
+        raise UserError(f"metric {spec!r} is not callable; give a function (y_true, probabilities) -> float")
+    name = attr.split(".")[-1]
+    if not _NAME.match(name):
+        raise UserError(f"metric {spec!r}: its name {name!r} must be a Python identifier")
+    return name, obj
+
+
+def resolve_metrics(specs) -> list[tuple[str, object]]:
+    """`[(name, fn)]` for a list of metric specs; a UserError for a duplicate or reserved name."""
+    from .errors import UserError
+
+    if specs is None:
+        return []
+    if isinstance(specs, str) or not isinstance(specs, (list, tuple)):
+        raise UserError(f"metrics must be a list of names, got {specs!r}; e.g. metrics=['macro_f1']")
+    out, seen = [], {}
+    for spec in specs:
+        name, fn = resolve_metric(spec)
+        if name in RESERVED:
+            raise UserError(f"metric {spec!r} is named {name!r}, which the engine logs itself; rename the function")
+        if name in seen:
+            raise UserError(f"metrics {seen[name]!r} and {spec!r} are both named {name!r}; list each metric once")
+        seen[name] = spec
+        out.append((name, fn))
+    return out
+
+
+def compute(fn, y_true, probabilities) -> float | None:
+    """One metric's value over a whole set (None stays None: no evidence)."""
+    p, y = _as_arrays(probabilities, y_true)
+    value = fn(y, p)
+    if value is None:
+        return None
+    if hasattr(value, "item"):
+        value = value.item()
+    return float(value)

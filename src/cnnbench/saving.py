@@ -8,7 +8,9 @@ The file is a plain dict readable with `torch.load(path, weights_only=True)`:
 `{"format": "cnnbench-model", "version": 1, "config": "<JSON string>", "state_dict": {...}}`.
 The JSON config holds `model` (the resolved model spec), `input_shape`, `num_outputs`, plus whatever
 the caller passed in `config` (e.g. `loss`, `class_names`, `num_classes`, `dataset`, and
-`input_normalization = {"mean": ..., "std": ...}` applied by `predict` to [0, 1] input).
+`input_normalization = {"mean": ..., "std": ...}` applied by `predict` to [0, 1] input). A model with
+several outputs (trained by `fit` with `y` a dict) records `outputs` (their names), `loss` (one spec per
+output), `loss_weights` and `num_classes` (per output); `predict` then returns dicts per output.
 
 Loading runs no code from the file: the weights are read with `weights_only=True`, and a config that
 names code (a `"package.module:attr"` model or loss, or a module to import) is refused unless the
@@ -74,9 +76,16 @@ def model_config(model: nn.Module, config: dict | None = None) -> dict[str, Any]
     trained = getattr(model, "cnnbench_loss", None)  # set by train.fit
     if trained is not None and "loss" not in full:
         from . import losses
+        from .train import MultiOutputLoss
 
-        full["loss"] = losses.resolve(trained.user_loss)
-        full.setdefault("num_classes", trained.num_classes)
+        if isinstance(trained, MultiOutputLoss):  # several outputs: a loss per output, the weights given
+            full["outputs"] = list(trained.names)
+            full["loss"] = {n: losses.resolve(trained.losses[n].user_loss) for n in trained.names}
+            full.setdefault("loss_weights", dict(trained.given_weights))
+            full.setdefault("num_classes", dict(trained.num_classes))
+        else:
+            full["loss"] = losses.resolve(trained.user_loss)
+            full.setdefault("num_classes", trained.num_classes)
     return _jsonable(full)
 
 
@@ -150,8 +159,13 @@ TRUST_HINT = "pass trust_code=True (cnnbench evaluate --trust-code)"
 def _references(config: dict[str, Any]) -> list[tuple[str, str]]:
     """The `(kind, "module:attr")` references a saved config names at its top level."""
     out = []
-    for kind in ("model", "loss"):
-        spec = config.get(kind)
+    specs = [("model", config.get("model"))]
+    loss = config.get("loss")
+    if config.get("outputs") and isinstance(loss, dict):  # several outputs: one loss spec per output
+        specs += [("loss", loss.get(n)) for n in config["outputs"]]
+    else:
+        specs.append(("loss", loss))
+    for kind, spec in specs:
         name = spec.get("name") if isinstance(spec, dict) else spec
         if isinstance(name, str) and ":" in name:
             out.append((kind, name))
@@ -264,6 +278,12 @@ def _training_loss(model, config, num_outputs):
 
         untrusted = getattr(model, "cnnbench_untrusted_source", None)  # set by load(trust_code=False)
         with _trust(untrusted is None, untrusted or ""):
+            if config.get("outputs"):
+                from .train import _multi_losses
+
+                names = list(config["outputs"])
+                return _multi_losses(config["loss"], config.get("loss_weights") or {}, names,
+                                     {n: int(config["num_classes"][n]) for n in names})
             return losses.adapt(config["loss"], _num_classes(config, num_outputs))
     return getattr(model, "cnnbench_loss", None)
 
@@ -307,9 +327,13 @@ def outputs(model: nn.Module, x, batch_size: int = 256, device=None) -> torch.Te
                 xb = x[i:i + batch_size].to(device)
                 if norm is not None:
                     xb = (xb - norm[0].to(device)) / norm[1].to(device)
-                chunks.append(model(xb).float().cpu())
+                out = model(xb)
+                chunks.append({k: v.float().cpu() for k, v in out.items()} if isinstance(out, dict)
+                              else out.float().cpu())
     finally:
         model.train(was_training)
+    if chunks and isinstance(chunks[0], dict):  # several outputs: a dict of [N, units] tensors
+        return {k: torch.cat([c[k] for c in chunks]) for k in chunks[0]}
     if chunks:
         return torch.cat(chunks)
     return torch.zeros(0, int(config.get("num_outputs") or 1))
@@ -321,6 +345,11 @@ def predict(model: nn.Module, x, batch_size: int = 256) -> tuple[torch.Tensor, t
     config (or the one `fit` trained with); without one, softmax of the logits, or for a single output
     unit the sigmoid p as `[1 - p, p]`."""
     out = outputs(model, x, batch_size)
+    if isinstance(out, dict):  # several outputs: {name: probabilities}, {name: labels}
+        training_loss = _training_loss(model, _config_of(model), None)
+        probs = {k: (training_loss.losses[k].probabilities(v) if training_loss is not None
+                     else _probabilities(None, v)) for k, v in out.items()}
+        return probs, {k: p.argmax(dim=1) for k, p in probs.items()}
     probs = _probabilities(_training_loss(model, _config_of(model), out.shape[1]), out)
     return probs, probs.argmax(dim=1)
 
@@ -338,6 +367,9 @@ def evaluate(model, dataset=None, *, data_dir=None, batch_size: int = 256, devic
     spec = dataset if dataset is not None else config.get("dataset")
     if spec is None:
         raise UserError("this model file records no dataset; give one with --dataset (e.g. --dataset mnist)")
+    if config.get("outputs"):
+        raise UserError(f"this model has several outputs ({', '.join(config['outputs'])}) and a dataset has one "
+                        "label per image; evaluate it in Python with cnnbench.evaluate(model, x, {output: labels})")
     ds = data.load(spec, data_dir=data_dir)
     out = outputs(model, ds.x_test, batch_size, device)
     num_outputs = out.shape[1]

@@ -38,7 +38,7 @@ from .errors import UserError, did_you_mean, environment_fault
 
 log = logging.getLogger("cnnbench")
 
-__all__ = ["fit", "evaluate", "parameter_count", "forward_flops", "History", "Callback", "EarlyStopping",
+__all__ = ["fit", "evaluate", "parameter_count", "forward_flops", "History", "Callback", "EarlyStopping", "MultiOutputLoss",
            "LambdaCallback", "to_images", "to_labels"]
 
 
@@ -295,6 +295,141 @@ def _copy_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
+# --- several outputs (Keras' compile(loss={...}, loss_weights={...})) ------------------------------
+
+
+class MultiOutputLoss:
+    """The losses of a model whose `forward` returns a dict of outputs, one `TrainingLoss` per output.
+
+    Labels are an int64 tensor N×M, column i the labels of output `names[i]` (so that batches, the
+    validation split and checkpoints slice them as one tensor). As Keras' `CompileLoss`: the loss
+    trained on is `sum_i w_i * loss_i` (a missing weight is 1.0), and each output's *unweighted* loss
+    is reported as `<name>_loss`."""
+
+    def __init__(self, losses: dict[str, Any], weights: dict[str, float] | None = None):
+        self.names = list(losses)
+        self.losses = dict(losses)
+        weights = weights or {}
+        self.weights = {n: float(weights.get(n, 1.0)) for n in self.names}
+        self.given_weights = {n: float(w) for n, w in weights.items()}
+        self.out_features = {n: self.losses[n].out_features for n in self.names}
+        self.num_classes = {n: self.losses[n].num_classes for n in self.names}
+        self.name = " + ".join(f"{self.weights[n]:g}·{n}:{self.losses[n].name}" for n in self.names)
+
+    def _check(self, outputs) -> None:
+        if not isinstance(outputs, dict) or set(outputs) != set(self.names):
+            got = sorted(outputs) if isinstance(outputs, dict) else f"a {type(outputs).__name__}"
+            raise UserError(f"the model's forward returns {got}, but the labels and losses name the outputs "
+                            f"{self.names}; return a dict with exactly these keys")
+
+    def parts(self, outputs: dict, labels: torch.Tensor, sample_weight=None):
+        """(total = Σ w_i · loss_i, {name: unweighted loss_i})."""
+        self._check(outputs)
+        total, parts = 0, {}
+        for i, n in enumerate(self.names):
+            value = self.losses[n](outputs[n], labels[:, i], sample_weight)
+            parts[n] = value
+            total = total + value * self.weights[n]
+        return total, parts
+
+    def __call__(self, outputs: dict, labels: torch.Tensor, sample_weight=None) -> torch.Tensor:
+        return self.parts(outputs, labels, sample_weight)[0]
+
+    def probabilities(self, outputs: dict) -> dict[str, torch.Tensor]:
+        self._check(outputs)
+        return {n: self.losses[n].probabilities(outputs[n]) for n in self.names}
+
+    def __repr__(self) -> str:
+        return f"MultiOutputLoss({self.losses!r}, weights={self.weights!r})"
+
+
+def _float_outputs(out):
+    return {k: v.float() for k, v in out.items()} if isinstance(out, dict) else out.float()
+
+
+def _label_columns(y: dict, names: list[str] | None, what: str) -> tuple[list[str], torch.Tensor]:
+    """A dict of per-output labels -> (names, N×M int64 tensor)."""
+    if not y:
+        raise UserError(f"{what} is an empty dict; give {{output_name: labels}} for each output of the model")
+    if names is not None and set(y) != set(names):
+        raise UserError(f"{what} names the outputs {sorted(y)}, but the model's losses name {sorted(names)}; "
+                        "give labels for exactly these outputs")
+    names = list(names or y)
+    columns = [to_labels(y[n]) for n in names]
+    sizes = {n: c.shape[0] for n, c in zip(names, columns)}
+    if len(set(sizes.values())) > 1:
+        raise UserError(f"{what}: the outputs have different numbers of labels {sizes}; give one label per image "
+                        "for every output")
+    return names, torch.stack(columns, dim=1)
+
+
+def _multi_losses(loss, loss_weights, names: list[str], num_classes: dict[str, int]) -> MultiOutputLoss:
+    if isinstance(loss, dict) and set(loss) != set(names) and "name" in loss:
+        per_output = {n: loss for n in names}  # one loss spec {"name": ..., options} for every output
+    elif isinstance(loss, dict):
+        if set(loss) != set(names):
+            raise UserError(f"loss names the outputs {sorted(loss)}, but the labels name {sorted(names)}; give "
+                            "one loss per output (or one loss for all of them)")
+        per_output = {n: loss[n] for n in names}
+    else:  # Keras: one loss for every output
+        per_output = {n: loss for n in names}
+    weights = loss_weights or {}
+    if not isinstance(weights, dict):
+        raise UserError(f"loss_weights must be a dict {{output_name: weight}}, got {loss_weights!r}")
+    for n, w in weights.items():
+        if n not in names:
+            hint = did_you_mean(n, names)
+            raise UserError(f"loss_weights names output {n!r}, which the model does not have; {hint}outputs: "
+                            f"{', '.join(names)}")
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w):
+            raise UserError(f"loss_weights[{n!r}] must be a number, got {w!r}")
+    return MultiOutputLoss({n: losses_mod.adapt(losses_mod.get(per_output[n]), num_classes[n]) for n in names},
+                           weights)
+
+
+def _metric_plan(metrics, training_loss) -> list[tuple[str, str | None, Any]]:
+    """[(log name, output name or None, fn)] for `fit(metrics=...)`."""
+    from . import metrics as metrics_mod
+
+    if metrics is None or (isinstance(metrics, (list, tuple, dict)) and not metrics):
+        return []
+    if not isinstance(training_loss, MultiOutputLoss):
+        if isinstance(metrics, dict):
+            raise UserError("metrics as a dict {output: [...]} is for a model with several outputs; give a list")
+        return [(name, None, fn) for name, fn in metrics_mod.resolve_metrics(metrics)]
+    if not isinstance(metrics, dict):
+        raise UserError(f"a model with several outputs takes metrics per output, as Keras: metrics={{"
+                        f"{', '.join(repr(n) + ': [...]' for n in training_loss.names)}}}")
+    plan = []
+    for output, specs in metrics.items():
+        if output not in training_loss.names:
+            raise UserError(f"metrics names output {output!r}, which the model does not have; outputs: "
+                            f"{', '.join(training_loss.names)}")
+        plan += [(f"{output}_{name}", output, fn) for name, fn in metrics_mod.resolve_metrics(specs)]
+    return plan
+
+
+def _metric_values(plan, probabilities, labels) -> dict[str, float | None]:
+    """The plan's metrics over a whole set: `probabilities` a tensor (or a dict per output), `labels` N
+    (or N×M)."""
+    from . import metrics as metrics_mod
+
+    out = {}
+    for name, output, fn in plan:
+        if output is None:
+            out[name] = metrics_mod.compute(fn, labels, probabilities)
+        else:
+            i = list(probabilities).index(output)
+            out[name] = metrics_mod.compute(fn, labels[:, i], probabilities[output])
+    return out
+
+
+def _cat_probabilities(chunks: list):
+    if chunks and isinstance(chunks[0], dict):
+        return {k: torch.cat([c[k] for c in chunks]) for k in chunks[0]}
+    return torch.cat(chunks)
+
+
 # --- the training loop --------------------------------------------------------------------------
 
 
@@ -305,8 +440,10 @@ class Trainer:
                  device: torch.device, seed: int, batch_size: int, epochs: int,
                  callbacks: Sequence[Callback] = (), augment: Callable | None = None,
                  checkpoint: str | os.PathLike | None = None, micro_batch_size: int | None = None,
-                 precision: str = "fp32"):
+                 precision: str = "fp32", metrics: Sequence = ()):
         self.model, self.loss, self.optimizer = model, training_loss, optimizer
+        self.multi = isinstance(training_loss, MultiOutputLoss)
+        self.metrics = list(metrics)  # [(log name, output or None, fn)]: computed over each epoch
         self.device, self.seed, self.batch_size, self.epochs = device, seed, batch_size, epochs
         self.micro_batch_size = micro_batch_size if micro_batch_size and micro_batch_size < batch_size else None
         self.autocast = _autocast(device, precision)
@@ -401,6 +538,10 @@ class Trainer:
         optim_mod.train_mode(opt)
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.long)
+        if self.multi:
+            part_sums = {k: torch.zeros((), device=self.device) for k in loss_fn.names}
+            corrects = {k: torch.zeros((), device=self.device, dtype=torch.long) for k in loss_fn.names}
+        seen_probabilities, seen_labels = [], []
         bars = [cb for cb in self.callbacks if isinstance(cb, ProgressDisplay) and cb.mode == 1]
         steps = math.ceil(n / self.batch_size)
         for step, start in enumerate(range(0, n, self.batch_size)):
@@ -414,13 +555,27 @@ class Trainer:
                 if self.augment is not None:
                     xb = self.augment(xb, gen)
                 with self.autocast:
-                    out = model(xb).float()  # losses always compute in float32 (Keras' semantics)
-                loss = loss_fn(out, yb, None if sw is None else sw[chunk])
+                    out = _float_outputs(model(xb))  # losses always compute in float32 (Keras' semantics)
+                if self.multi:
+                    loss, parts = loss_fn.parts(out, yb, None if sw is None else sw[chunk])
+                else:
+                    loss = loss_fn(out, yb, None if sw is None else sw[chunk])
+                share = chunk.numel() / idx.numel()
                 if len(chunks) > 1:
-                    loss = loss * (chunk.numel() / idx.numel())
+                    loss = loss * share
                 loss.backward()
                 loss_sum += loss.detach() * idx.numel()
-                correct += (_predicted_labels(out.detach()) == yb).sum()
+                if self.multi:
+                    for i, k in enumerate(loss_fn.names):
+                        part = parts[k].detach() * (share if len(chunks) > 1 else 1)
+                        part_sums[k] += part * idx.numel()
+                        corrects[k] += (_predicted_labels(out[k].detach()) == yb[:, i]).sum()
+                else:
+                    correct += (_predicted_labels(out.detach()) == yb).sum()
+                if self.metrics:  # as Keras' metrics: on the training batches as trained, before the step
+                    with torch.no_grad():
+                        seen_probabilities.append(_detached(loss_fn.probabilities(out)))
+                    seen_labels.append(yb.detach().cpu())
             if self.regularization is not None:
                 penalty = self.regularization()
                 penalty.backward()
@@ -428,9 +583,19 @@ class Trainer:
             opt.step()
             for bar in bars:  # reads the running sums only when it redraws (a device sync)
                 seen = min(start + self.batch_size, n)
-                bar.on_batch_end(step, steps, lambda: {"loss": loss_sum.item() / seen,
-                                                       "accuracy": correct.item() / seen})
-        return (loss_sum / n).item(), (correct.float() / n).item()
+                bar.on_batch_end(step, steps, lambda: {"loss": loss_sum.item() / seen} if self.multi else
+                                 {"loss": loss_sum.item() / seen, "accuracy": correct.item() / seen})
+        if not self.multi and not self.metrics:
+            return (loss_sum / n).item(), (correct.float() / n).item()
+        logs = {"loss": (loss_sum / n).item()}
+        if self.multi:
+            logs.update({f"{k}_loss": (v / n).item() for k, v in part_sums.items()})
+            logs.update({f"{k}_accuracy": (v.float() / n).item() for k, v in corrects.items()})
+        else:
+            logs["accuracy"] = (correct.float() / n).item()
+        if self.metrics and math.isfinite(logs["loss"]):
+            logs.update(_metric_values(self.metrics, _cat_probabilities(seen_probabilities), torch.cat(seen_labels)))
+        return logs
 
     def run(self, x, y, sw, val: tuple[torch.Tensor, torch.Tensor] | None) -> History:
         self.n_train = x.shape[0]
@@ -444,13 +609,18 @@ class Trainer:
                 cb.on_epoch_begin(epoch)
             t0 = time.perf_counter()
             lr = optim_mod.current_lr(self.optimizer)
-            train_loss, train_acc = self.train_epoch(epoch, x, y, sw)
-            logs = {"loss": train_loss, "accuracy": train_acc}
+            result = self.train_epoch(epoch, x, y, sw)
+            if isinstance(result, dict):  # several outputs, or custom metrics
+                logs = result
+                train_loss = logs["loss"]
+            else:
+                train_loss, train_acc = result
+                logs = {"loss": train_loss, "accuracy": train_acc}
             optim_mod.eval_mode(self.optimizer)  # Schedule-Free: evaluate (and checkpoint) the averaged weights
             if val is not None and math.isfinite(train_loss):
                 logs.update({f"val_{k}": v for k, v in
                              _evaluate(self.model, self.loss, *val, batch_size=max(self.batch_size, 1024),
-                                       autocast=self.autocast).items()})
+                                       autocast=self.autocast, metrics=self.metrics).items()})
             logs["learning_rate"] = lr
             logs["seconds"] = time.perf_counter() - t0
             self.history.append(epoch, logs)
@@ -488,13 +658,15 @@ def _autocast(device: torch.device, precision: str):
 
 @torch.no_grad()
 def _evaluate(model: nn.Module, training_loss, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024,
-              autocast=None, all_metrics: bool = False) -> dict[str, float | None]:
+              autocast=None, all_metrics: bool = False, metrics: Sequence = ()) -> dict[str, float | None]:
     """The run's own loss and accuracy on (x, y); with `all_metrics`, also the loss-independent metrics
     of `metrics.classification_metrics` on the loss's `.probabilities(outputs)`.
 
     Sums are kept in float64 (per-batch mean loss × batch size; exact counts), so the numbers do not
     depend on the batch size beyond the model's own float32 arithmetic."""
     autocast = autocast or _autocast(x.device, "fp32")
+    if isinstance(training_loss, MultiOutputLoss):
+        return _evaluate_multi(model, training_loss, x, y, batch_size, autocast, all_metrics, metrics)
     model.eval()
     # float64 where the device has it (MPS has not)
     sum_dtype = torch.float32 if x.device.type == "mps" else torch.float64
@@ -507,7 +679,7 @@ def _evaluate(model: nn.Module, training_loss, x: torch.Tensor, y: torch.Tensor,
             out = model(xb).float()
         loss_sum += training_loss(out, yb).to(sum_dtype) * yb.numel()
         correct += (_predicted_labels(out) == yb).sum()
-        if all_metrics:
+        if all_metrics or metrics:
             probabilities.append(training_loss.probabilities(out))
     n = max(x.shape[0], 1)
     loss = loss_sum / n
@@ -522,7 +694,59 @@ def _evaluate(model: nn.Module, training_loss, x: torch.Tensor, y: torch.Tensor,
             result.update(classification_metrics(torch.cat(probabilities), y))
         else:  # an empty set: no evidence
             result.update(top5_accuracy=None, nll=math.nan, ece=math.nan, macro_f1=math.nan)
+    if metrics:
+        result.update(_metric_values(metrics, torch.cat(probabilities), y) if probabilities
+                      else {name: None for name, _, _ in metrics})
     return result
+
+
+@torch.no_grad()
+def _evaluate_multi(model, training_loss: MultiOutputLoss, x, y, batch_size, autocast, all_metrics, metrics):
+    """`_evaluate` for several outputs: `loss` (Σ w_i · loss_i, with the weight penalty), `<name>_loss`
+    (unweighted), `<name>_accuracy`, and per output the metrics asked for (`<name>_<metric>`)."""
+    model.eval()
+    names = training_loss.names
+    sum_dtype = torch.float32 if x.device.type == "mps" else torch.float64
+    loss_sum = torch.zeros((), device=x.device, dtype=sum_dtype)
+    part_sums = {k: torch.zeros((), device=x.device, dtype=sum_dtype) for k in names}
+    corrects = {k: torch.zeros((), device=x.device, dtype=torch.long) for k in names}
+    probabilities = []
+    for start in range(0, x.shape[0], batch_size):
+        xb, yb = _as_float01(x[start:start + batch_size]), y[start:start + batch_size]
+        with autocast:
+            out = _float_outputs(model(xb))
+        total, parts = training_loss.parts(out, yb)
+        loss_sum += total.to(sum_dtype) * yb.shape[0]
+        for i, k in enumerate(names):
+            part_sums[k] += parts[k].to(sum_dtype) * yb.shape[0]
+            corrects[k] += (_predicted_labels(out[k]) == yb[:, i]).sum()
+        if all_metrics or metrics:
+            probabilities.append(training_loss.probabilities(out))
+    n = max(x.shape[0], 1)
+    loss = loss_sum / n
+    regularization = getattr(model, "regularization_loss", None)
+    if regularization is not None:
+        loss = loss + regularization()
+    result = {"loss": loss.item()}
+    result.update({f"{k}_loss": (v / n).item() for k, v in part_sums.items()})
+    result.update({f"{k}_accuracy": v.item() / n for k, v in corrects.items()})
+    if all_metrics:
+        from .metrics import classification_metrics
+
+        for i, k in enumerate(names):
+            if probabilities:
+                scores = classification_metrics(torch.cat([p[k] for p in probabilities]), y[:, i])
+            else:
+                scores = dict(top5_accuracy=None, nll=math.nan, ece=math.nan, macro_f1=math.nan)
+            result.update({f"{k}_{m}": v for m, v in scores.items()})
+    if metrics:
+        result.update(_metric_values(metrics, _cat_probabilities(probabilities), y) if probabilities
+                      else {name: None for name, _, _ in metrics})
+    return result
+
+
+def _detached(p):
+    return {k: v.detach().cpu() for k, v in p.items()} if isinstance(p, dict) else p.detach().cpu()
 
 
 def _build_callbacks(early_stopping, callbacks: Iterable[Callback]) -> list[Callback]:
@@ -561,7 +785,8 @@ def fit(model: nn.Module | str | dict, x, y, *, loss="categorical_crossentropy",
         device: str | torch.device = "auto", num_classes: int | None = None,
         class_weight: dict | str | None = None, sample_weight=None, augmentation: dict | None = None,
         early_stopping: dict | bool | None = None, checkpoint: str | os.PathLike | None = None,
-        micro_batch_size: int | None = None, precision: str = "fp32", verbose: int | str = "auto") -> History:
+        micro_batch_size: int | None = None, precision: str = "fp32", verbose: int | str = "auto",
+        loss_weights: dict[str, float] | None = None, metrics: Sequence[str] | dict | None = None) -> History:
     """Train `model` on images `x` and labels `y`, Keras style; return the `History`.
 
     `model`: an `nn.Module` or a registry name/spec (built for the data's shape and the loss's output
@@ -573,6 +798,18 @@ def fit(model: nn.Module | str | dict, x, y, *, loss="categorical_crossentropy",
     bfloat16 autocast for the model (faster; float32 is Keras' default). `verbose`: Keras' 0 (silent),
     1 (a progress bar per epoch), 2 (one line per epoch) or "auto" (the default: 1 on a terminal, else
     2). The trained model is `history.model`.
+
+    Several outputs (Keras' `compile(loss={...}, loss_weights={...})`): a model whose `forward` returns
+    a dict of outputs, `y = {"digit": y1, "big": y2}` (and `validation_data=(x_val, {...})`), `loss` a
+    dict per output (or one loss for all), `loss_weights` a dict (missing = 1.0). The loss trained on
+    and logged as `loss` is Σ w_i · loss_i; the history also has each output's unweighted
+    `<name>_loss` and `<name>_accuracy` (and `val_...`), as Keras names them.
+
+    `metrics` (Keras' `metrics=[...]`): names of `cnnbench.metrics.BUILTIN_FUNCTIONS` (`top5_accuracy`,
+    `nll`, `ece`, `macro_f1`) or `"package.module:function"` taking `(y_true, probabilities)`; each is
+    computed over every epoch's training batches (as trained, before each step, as Keras) and over the
+    validation set, logged as `<name>` / `val_<name>` (per output `<output>_<name>`, from a dict
+    `{output: [...]}`).
     """
     verbose = _verbose_mode(verbose)
     _whole_number(epochs, "epochs", minimum=0)
@@ -581,7 +818,15 @@ def fit(model: nn.Module | str | dict, x, y, *, loss="categorical_crossentropy",
         _whole_number(micro_batch_size, "micro_batch_size")
     dev = resolve_device(device)
     _autocast(dev, precision)  # validate before any work
-    x, y = to_images(x), to_labels(y)
+    x = to_images(x)
+    names = None  # the outputs' names, for a model with several outputs
+    if isinstance(y, dict):
+        names, y = _label_columns(y, None, "y")
+    else:
+        y = to_labels(y)
+        if loss_weights is not None:
+            raise UserError("loss_weights weighs the losses of several outputs; give y as a dict "
+                            "{output_name: labels} (and a model whose forward returns a dict), or drop loss_weights")
     if x.shape[0] != y.shape[0]:
         raise UserError(f"x has {x.shape[0]} images but y has {y.shape[0]} labels")
     sw = None if sample_weight is None else torch.as_tensor(np.asarray(sample_weight), dtype=torch.float32)
@@ -591,7 +836,13 @@ def fit(model: nn.Module | str | dict, x, y, *, loss="categorical_crossentropy",
     if validation_data is not None:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
             raise UserError("validation_data must be a pair (x_val, y_val)")
-        val = (to_images(validation_data[0]), to_labels(validation_data[1]))
+        if names is not None:
+            val = (to_images(validation_data[0]), _label_columns(validation_data[1], names, "validation_data's y")[1]
+                   if isinstance(validation_data[1], dict) else None)
+            if val[1] is None:
+                raise UserError("validation_data's y must be a dict {output_name: labels}, as y is")
+        else:
+            val = (to_images(validation_data[0]), to_labels(validation_data[1]))
         if val[0].shape[0] != val[1].shape[0]:
             raise UserError(f"validation_data has {val[0].shape[0]} images but {val[1].shape[0]} labels")
     elif validation_split:
@@ -606,15 +857,37 @@ def fit(model: nn.Module | str | dict, x, y, *, loss="categorical_crossentropy",
     if batch_size < 1 or batch_size > x.shape[0]:
         raise UserError(f"batch_size {batch_size} must be between 1 and the {x.shape[0]} training images")
     labels = torch.cat([y, val[1]]) if val else y  # y has >= batch_size >= 1 labels here
-    lowest, highest = int(labels.min()), int(labels.max())
-    if num_classes is None:
-        num_classes = highest + 1
-    if lowest < 0 or highest >= num_classes:
-        raise UserError(f"labels span {lowest}..{highest}, outside 0..{num_classes - 1}; "
-                        "labels must be class indices 0..num_classes-1")
-    training_loss = losses_mod.adapt(losses_mod.get(loss), num_classes)
-    if micro_batch_size is not None and micro_batch_size < batch_size:
-        check_micro_batching(training_loss.loss)
+    if names is None:
+        lowest, highest = int(labels.min()), int(labels.max())
+        if num_classes is None:
+            num_classes = highest + 1
+        if lowest < 0 or highest >= num_classes:
+            raise UserError(f"labels span {lowest}..{highest}, outside 0..{num_classes - 1}; "
+                            "labels must be class indices 0..num_classes-1")
+        training_loss = losses_mod.adapt(losses_mod.get(loss), num_classes)
+        if micro_batch_size is not None and micro_batch_size < batch_size:
+            check_micro_batching(training_loss.loss)
+    else:
+        if class_weight is not None:
+            raise UserError("class_weight applies to a model with one output; with several outputs use "
+                            "sample_weight (one weight per image, for every output)")
+        if not isinstance(model, nn.Module):
+            raise UserError("a model with several outputs must be an nn.Module whose forward returns a dict "
+                            f"{{{', '.join(repr(n) + ': logits' for n in names)}}}; the registry builds one-output models")
+        classes = {}
+        for i, n in enumerate(names):
+            lowest, highest = int(labels[:, i].min()), int(labels[:, i].max())
+            k = (num_classes.get(n) if isinstance(num_classes, dict) else num_classes) or highest + 1
+            if lowest < 0 or highest >= k:
+                raise UserError(f"labels of output {n!r} span {lowest}..{highest}, outside 0..{k - 1}; "
+                                "labels must be class indices 0..num_classes-1")
+            classes[n] = int(k)
+        num_classes = classes
+        training_loss = _multi_losses(loss, loss_weights, names, classes)
+        if micro_batch_size is not None and micro_batch_size < batch_size:
+            for part in training_loss.losses.values():
+                check_micro_batching(part.loss)
+    metric_plan = _metric_plan(metrics, training_loss)
     if class_weight is not None:
         cw = losses_mod.class_weights_to_sample_weights(y, class_weight, num_classes)
         sw = cw if sw is None else sw * cw
@@ -645,15 +918,17 @@ def fit(model: nn.Module | str | dict, x, y, *, loss="categorical_crossentropy",
         callbacks.append(ProgressDisplay(verbose))
     trainer = Trainer(model, training_loss, opt, device=dev, seed=seed, batch_size=batch_size, epochs=epochs,
                       callbacks=callbacks, augment=augment, checkpoint=checkpoint,
-                      micro_batch_size=micro_batch_size, precision=precision)
+                      micro_batch_size=micro_batch_size, precision=precision, metrics=metric_plan)
     history = trainer.run(x, y, sw, val)
     history.params = {"epochs": epochs, "steps": steps, "batch_size": batch_size, "num_classes": num_classes}
     model.cnnbench_loss = training_loss  # so evaluate()/predict() need not be told the loss again
+    model.cnnbench_metrics = metrics  # evaluate() computes them too
     return history
 
 
-def evaluate(model: nn.Module, x, y, *, loss=None, batch_size: int = 1024, num_classes: int | None = None,
-             device: str | torch.device | None = None, precision: str = "fp32") -> dict[str, float | None]:
+def evaluate(model: nn.Module, x, y, *, loss=None, batch_size: int = 1024, num_classes: int | dict | None = None,
+             device: str | torch.device | None = None, precision: str = "fp32",
+             loss_weights: dict[str, float] | None = None, metrics=None) -> dict[str, float | None]:
     """Scores of `model` on (`x`, `y`): the run's own loss and what is comparable across losses.
 
     - `loss`: the training loss (as Keras' evaluate; defaults to the one `fit` trained with), with the
@@ -667,18 +942,46 @@ def evaluate(model: nn.Module, x, y, *, loss=None, batch_size: int = 1024, num_c
 
     Formulas in `cnnbench.metrics`; all are computed in float64 over the whole set, so they do not
     depend on `batch_size`. `precision="bf16"` evaluates under the same autocast as training.
+
+    A model with several outputs takes `y` as a dict and returns `loss` (Σ w_i · loss_i) and per output
+    `<name>_loss`, `<name>_accuracy`, `<name>_top5_accuracy`, `<name>_nll`, `<name>_ece`,
+    `<name>_macro_f1`. `metrics` (default: those `fit` was given) adds `<metric>` (per output
+    `<name>_<metric>`), as in `fit`.
     """
-    x, y = to_images(x), to_labels(y)
-    if loss is None:
-        training_loss = getattr(model, "cnnbench_loss", None)
-        if training_loss is None:
-            training_loss = losses_mod.adapt(losses_mod.get("categorical_crossentropy"),
-                                             num_classes or int(y.max().item()) + 1)
+    x = to_images(x)
+    trained = getattr(model, "cnnbench_loss", None)
+    saved = getattr(model, "cnnbench_config", None) or {}
+    if trained is None and saved.get("outputs") and saved.get("loss") is not None:
+        from .saving import _training_loss as saved_loss  # a loaded model with several outputs: its losses
+
+        trained = saved_loss(model, saved, None)
+    if isinstance(y, dict):
+        if loss is None and isinstance(trained, MultiOutputLoss):
+            training_loss = trained
+            names, y = _label_columns(y, trained.names, "y")
+        else:
+            names, y = _label_columns(y, list(loss) if isinstance(loss, dict) and "name" not in loss else None, "y")
+            classes = {n: int((num_classes.get(n) if isinstance(num_classes, dict) else num_classes)
+                              or int(y[:, i].max().item()) + 1) for i, n in enumerate(names)}
+            training_loss = _multi_losses(loss or "categorical_crossentropy", loss_weights, names, classes)
     else:
-        training_loss = losses_mod.adapt(losses_mod.get(loss), num_classes or int(y.max().item()) + 1)
+        y = to_labels(y)
+        if isinstance(trained, MultiOutputLoss) and loss is None:
+            raise UserError(f"this model has several outputs ({', '.join(trained.names)}); give y as a dict "
+                            "{output_name: labels}")
+        if loss is None:
+            training_loss = trained
+            if training_loss is None:
+                training_loss = losses_mod.adapt(losses_mod.get("categorical_crossentropy"),
+                                                 num_classes or int(y.max().item()) + 1)
+        else:
+            training_loss = losses_mod.adapt(losses_mod.get(loss), num_classes or int(y.max().item()) + 1)
+    if metrics is None:
+        metrics = getattr(model, "cnnbench_metrics", None)
+    plan = _metric_plan(metrics, training_loss)
     dev = next(model.parameters()).device if device is None else resolve_device(device)
     return _evaluate(model.to(dev), training_loss, x.to(dev), y.to(dev), batch_size,
-                     autocast=_autocast(dev, precision), all_metrics=True)
+                     autocast=_autocast(dev, precision), all_metrics=True, metrics=plan)
 
 
 def parameter_count(model: nn.Module) -> int:
