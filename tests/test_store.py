@@ -171,3 +171,28 @@ def test_a_foreign_database_is_refused_before_anything_is_written(tmp_path):
         Store.open(tmp_path, "s")
     assert hashlib.sha256(db.read_bytes()).hexdigest() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["study.db"]  # no -wal, no -shm
+
+
+def test_an_old_study_db_gains_the_custom_metrics_table_and_column(tmp_path):
+    con = sqlite3.connect(tmp_path / "study.db")
+    con.executescript(_SCHEMA_V1 + """
+        INSERT INTO meta VALUES ('study', 'old'), ('schema_version', '1');
+        INSERT INTO runs (key, label, axes, config, status, added_at) VALUES ('k', 'l', '{}', '{"seed": 0}', 'done', 0);
+    """)
+    con.commit()
+    con.close()
+    readonly = Store.open_readonly(tmp_path)  # before the migration: read as empty
+    assert readonly.history_metrics() == [] and readonly.run("k")["custom_metrics"] == {}
+    readonly.close()
+    store = Store.open(tmp_path, "old")
+    assert store.run("k")["custom_metrics"] == {}
+    store.record_epoch("k", 0, {"loss": 1.0, "accuracy": 0.5, "my_metric": 0.25, "val_my_metric": 0.5,
+                                "digit_loss": 0.75, "top5_accuracy": None})
+    store.record_epoch("k", 1, {"loss": 0.9, "my_metric": 0.3})
+    store.record_epoch("k", 1, {"loss": 0.8, "my_metric": 0.35})  # a resumed epoch replaces its values
+    rows = {(r["epoch"], r["name"]): r["value"] for r in store.history_metrics("k")}
+    assert rows == {(0, "my_metric"): 0.25, (0, "val_my_metric"): 0.5, (0, "digit_loss"): 0.75,
+                    (0, "top5_accuracy"): None, (1, "my_metric"): 0.35}
+    store.finish("k", "done", {"test_acc": 0.9}, custom_metrics={"test_my_metric": 0.4, "val_my_metric": float("nan")})
+    assert store.run("k")["custom_metrics"] == {"test_my_metric": 0.4, "val_my_metric": None}
+    store.close()

@@ -9,6 +9,7 @@ the new state, never a torn one; several worker processes may write at once.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sqlite3
 import time
@@ -18,7 +19,7 @@ from typing import Any, Iterable
 
 from .errors import EnvironmentFault, UserError, fault
 
-SCHEMA_VERSION = 2  # 2: the loss-independent metrics, params, flops, metrics_epoch
+SCHEMA_VERSION = 3  # 2: the loss-independent metrics, params, flops, metrics_epoch; 3: custom metrics
 
 STATUSES = ("pending", "running", "done", "diverged", "failed", "skipped")
 # The metric columns of `runs` (REAL), each a name of `cnnbench.metrics.METRICS`: the row's epoch
@@ -54,6 +55,7 @@ CREATE TABLE IF NOT EXISTS runs (
     finished_at REAL,
     environment TEXT,
     num_classes INTEGER,
+    custom_metrics TEXT,                -- JSON: test_NAME and val_NAME of the run's metrics = [...]
     added_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS history (
@@ -63,7 +65,16 @@ CREATE TABLE IF NOT EXISTS history (
     learning_rate REAL, seconds REAL,
     PRIMARY KEY (run_key, epoch)
 );
+CREATE TABLE IF NOT EXISTS history_metrics (
+    run_key TEXT NOT NULL REFERENCES runs(key),
+    epoch INTEGER NOT NULL,
+    name TEXT NOT NULL,                 -- a log key beyond history's columns: my_metric, val_my_metric, digit_loss, ...
+    value REAL,
+    PRIMARY KEY (run_key, epoch, name)
+);
 """
+# The log keys `history` has columns for; every other numeric log key of an epoch goes to `history_metrics`.
+HISTORY_LOGS = ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds")
 
 
 # What identifies our tables (in every schema version): a table of that name without these columns is
@@ -312,6 +323,11 @@ class Store:
                       (key, epoch, logs.get("loss"), logs.get("accuracy"), logs.get("val_loss"),
                        logs.get("val_accuracy"), logs.get("learning_rate"), logs.get("seconds")))
             c.execute("DELETE FROM history WHERE run_key = ? AND epoch > ?", (key, epoch))
+            extra = [(key, epoch, name, None if value is None else float(value)) for name, value in logs.items()
+                     if name not in HISTORY_LOGS and (value is None or isinstance(value, (int, float)))]
+            c.execute("DELETE FROM history_metrics WHERE run_key = ? AND epoch >= ?", (key, epoch))
+            if extra:
+                c.executemany("INSERT INTO history_metrics (run_key, epoch, name, value) VALUES (?, ?, ?, ?)", extra)
             c.execute("UPDATE runs SET epochs_done = ? WHERE key = ?", (epoch + 1, key))
 
     def finish(self, key: str, status: str, metrics: dict[str, float | None] | None = None,
@@ -321,6 +337,11 @@ class Store:
         assert status in STATUSES, status
         metrics = metrics or {}
         cols = {m: metrics.get(m) for m in METRICS}
+        if "custom_metrics" in extra:  # {"test_<name>": value, ...}: JSON (NaN as null)
+            custom = extra.pop("custom_metrics")
+            cols["custom_metrics"] = None if not custom else json.dumps(
+                {k: (None if v is None or not math.isfinite(v) else float(v)) for k, v in custom.items()},
+                sort_keys=True)
         cols.update(extra)
         sets = ", ".join(f"{c} = ?" for c in cols)
         self._write(f"UPDATE runs SET status = ?, error = ?, finished_at = ?, {sets} WHERE key = ?",
@@ -334,10 +355,23 @@ class Store:
             rows = self.conn.execute("SELECT * FROM history WHERE run_key = ? ORDER BY epoch", (key,))
         return [dict(r) for r in rows]
 
+    def history_metrics(self, key: str | None = None) -> list[dict[str, Any]]:
+        """The epochs' other log values (custom metrics, per-output losses): rows run_key, epoch, name,
+        value; none for a store written before the table existed."""
+        has = self.conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'history_metrics'")
+        if not has.fetchone():
+            return []
+        if key is None:
+            rows = self.conn.execute("SELECT * FROM history_metrics ORDER BY run_key, epoch, name")
+        else:
+            rows = self.conn.execute("SELECT * FROM history_metrics WHERE run_key = ? ORDER BY epoch, name", (key,))
+        return [dict(r) for r in rows]
+
 
 def _run_dict(row: sqlite3.Row) -> dict[str, Any]:
     d = dict(row)
     d["config"] = json.loads(d["config"])
+    d["custom_metrics"] = json.loads(d["custom_metrics"]) if d.get("custom_metrics") else {}
     d["axes"] = json.loads(d["axes"])
     d["environment"] = json.loads(d["environment"]) if d["environment"] else None
     return d

@@ -76,6 +76,9 @@ class RunSpec(BaseModel):
     sample_weight: str | None = None  # a .npy of one weight per training image, in the dataset's order
     micro_batch_size: int | None = Field(None, ge=1, strict=True)
     precision: Literal["fp32", "bf16"] = "fp32"
+    # Keys added later: in a run's config (and key) only when given, so older runs keep their keys.
+    metrics: list[str] | None = None  # Keras' metrics=[...]: built-in names or "package.module:function"
+    callbacks: list[dict[str, Any]] | None = None  # [{ name = "package.module:Class", option = ... }]
 
 
 class LogGrid(BaseModel):
@@ -161,6 +164,10 @@ class AnalysisSpec(BaseModel):
         try:
             name = metrics.get(v).name
         except UserError as e:  # pydantic reports a ValueError at its place in the file
+            import re
+
+            if re.fullmatch(r"(test|val)_[A-Za-z_][A-Za-z0-9_]*", v):
+                return v  # perhaps a custom metric: `parse` checks that the runs declare it
             raise ValueError(str(e)) from None
         rankable = (*STORED, *metrics.FROM_HISTORY)
         if name not in rankable:  # e.g. train_nll: a run is not evaluated on its training set
@@ -202,6 +209,8 @@ class StudyMeta(BaseModel):
 
 
 RUN_KEYS = tuple(RunSpec.model_fields)
+# Run keys left out of a run's config when not given (empty): configs that do not use them keep their keys.
+OPTIONAL_KEYS = ("metrics", "callbacks")
 META_KEYS = tuple(StudyMeta.model_fields)
 TOP_KEYS = (*META_KEYS, *RUN_KEYS, "grid", "runs")
 NAMED_KEYS = ("dataset", "model", "loss", "optimizer")
@@ -365,8 +374,25 @@ def parse(data: dict[str, Any], source: str = "<study>") -> Study:
                 if key not in seen:
                     seen.add(key)
                     runs.append(Run(key, label, axes_display, cfg, role))
+    _check_custom_metric(meta, runs, fail)
     return Study(meta, runs, source, text="")
 
+
+def _check_custom_metric(meta: StudyMeta, runs: list[Run], fail) -> None:
+    """`[analysis] metric = "val_NAME"` for a custom metric: NAME must be in some run's metrics = [...]."""
+    from . import metrics
+
+    declared = sorted({metrics.resolve_metric(m)[0] for r in runs for m in r.config.get("metrics", ())})
+    metrics.declare(declared)
+    name = meta.analysis.metric
+    if name in metrics.METRICS:
+        return
+    base = name.split("_", 1)[1]
+    if base not in declared:
+        known = [*metrics.METRICS, *(f"{s}_{d}" for d in declared for s in ("test", "val"))]
+        hint = did_you_mean(name, known)
+        fail("analysis.metric", f"unknown metric {name!r}; {hint}a custom metric is test_NAME or val_NAME of a "
+             f"NAME in the runs' metrics = [...] ({', '.join(declared) or 'none declared'})")
 
 def _check_optimizer_complete(optimizer: dict[str, Any], path: str, tuned: bool, fail) -> None:
     """A hyperparameter the optimizer's flavour requires (TF 1.x's learning_rate) must be given, or
@@ -503,6 +529,13 @@ class _Resolver:
             return augment.resolve(value)
         if key == "early_stopping":
             return EarlyStoppingSpec.model_validate(value).model_dump() if value else None
+        if key == "metrics":
+            from . import metrics
+
+            metrics.resolve_metrics(value)  # every name known, every reference importable and callable
+            return list(value)
+        if key == "callbacks":
+            return [resolve_callback(spec) for spec in value]
         return value
 
     def config(self, written: dict[str, tuple[Any, str]]) -> dict[str, Any]:
@@ -511,5 +544,61 @@ class _Resolver:
             value, path = written.get(key, (getattr(RUN_DEFAULTS, key), f"(default {key})"))
             if isinstance(value, BaseModel):
                 value = value.model_dump()
+            if key in OPTIONAL_KEYS and not value:
+                continue
             cfg[key] = self.resolve(key, value, path)
         return cfg
+
+
+def resolve_callback(spec: dict[str, Any]) -> dict[str, Any]:
+    """`{"name": "package.module:Class", **options}` checked: the class imports, is a
+    `cnnbench.Callback`, and takes the options (it is built once here and discarded)."""
+    from .train import Callback
+
+    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+        raise UserError(f"a callback is {{ name = \"package.module:Class\", options }}, got {spec!r}")
+    name = spec["name"]
+    options = {k: v for k, v in spec.items() if k != "name"}
+    cls = import_callback(name)
+    try:
+        cls(**options)
+    except TypeError as e:
+        raise UserError(f"callback {name!r} does not take these options ({e}); check its __init__") from None
+    return {"name": name, **options}
+
+
+def import_callback(ref: str):
+    """The `cnnbench.Callback` subclass `ref` ("package.module:Class") names."""
+    import importlib
+
+    from .registry import check_reference
+    from .train import Callback
+
+    module_name, _, attr = ref.partition(":")
+    if not module_name or not attr:
+        raise UserError(f"callback {ref!r} must look like 'package.module:Class'")
+    check_reference(ref, "callback")
+    try:
+        obj = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise UserError(f"cannot import module {module_name!r} for callback {ref!r} ({exc}); check the spelling "
+                        "and that the package is on PYTHONPATH") from None
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise UserError(f"module {module_name!r} has no attribute {attr!r} (callback {ref!r}); check the "
+                            "name after ':'") from None
+    if not (isinstance(obj, type) and issubclass(obj, Callback)):
+        raise UserError(f"callback {ref!r} is not a subclass of cnnbench.Callback; derive it from "
+                        "cnnbench.train.Callback (on_epoch_end, state_dict, load_state_dict)")
+    return obj
+
+
+def build_callbacks(specs) -> list:
+    """The callbacks of a run's config, instantiated with their options."""
+    out = []
+    for spec in specs or ():
+        options = {k: v for k, v in spec.items() if k != "name"}
+        out.append(import_callback(spec["name"])(**options))
+    return out

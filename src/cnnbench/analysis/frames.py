@@ -20,8 +20,9 @@ from ..store import METRICS, Store
 
 
 def runs_frame(store: Store) -> pd.DataFrame:
-    """One row per run: key, label, status, seed, one column per varying axis, metrics, timings."""
-    rows = []
+    """One row per run: key, label, status, seed, one column per varying axis, metrics, timings, and the
+    runs' custom metrics (`metrics = [...]`) as `test_<name>` / `val_<name>` columns."""
+    rows, declared = [], set()
     for r in store.runs():
         row = {"key": r["key"], "label": r["label"], "status": r["status"], "seed": r["config"]["seed"],
                "current": bool(r["current"]), "final": bool(r["final"]), "tuning": bool(r["tuning"]),
@@ -31,8 +32,21 @@ def runs_frame(store: Store) -> pd.DataFrame:
                **{m: r[m] for m in METRICS}, "epochs_done": r["epochs_done"], "best_epoch": r["best_epoch"],
                "stopped_epoch": r["stopped_epoch"], "seconds": r["seconds"], "error": r["error"]}
         row.update({f"config.{k}": v for k, v in _flatten(r["config"]).items()})
+        # a run's custom metrics (metrics = [...]) as test_<name> / val_<name> columns; a built-in column of
+        # the same name (test_macro_f1) keeps its value
+        custom = r.get("custom_metrics") or {}
+        for name, value in custom.items():
+            row.setdefault(name, math.nan if value is None else value)
+        for spec in r["config"].get("metrics", ()):
+            declared.add(spec.rpartition(":")[2].split(".")[-1])
         rows.append(row)
-    return pd.DataFrame(rows)
+    metrics.declare(sorted(declared))  # so `metrics.get("val_<name>")` knows them (ranking by them)
+    df = pd.DataFrame(rows)
+    for name in sorted(declared):  # a column for every declared metric, NaN until a run records it
+        for column in (f"test_{name}", f"val_{name}"):
+            if column not in df:
+                df[column] = math.nan
+    return df
 
 
 def history_frame(store: Store) -> pd.DataFrame:

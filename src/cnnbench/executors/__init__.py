@@ -269,6 +269,12 @@ def prepare(config: dict[str, Any], data_dir: str | None):
     return x, y, val, ds.x_test, ds.y_test, ds.num_classes, sw
 
 
+def _metric_names(specs):
+    from ..metrics import resolve_metrics
+
+    return resolve_metrics(specs) if specs else []
+
+
 # evaluate()'s keys -> the base of the store's `{split}_{base}` columns
 EVALUATION_COLUMNS = {"accuracy": "acc", "loss": "loss", "top5_accuracy": "top5_acc", "nll": "nll", "ece": "ece",
                       "macro_f1": "macro_f1"}
@@ -358,7 +364,8 @@ def _execute(task: Task, progress: ProgressFn | None, store, device: torch.devic
             tracker.log_epoch(epoch, logs)
         if writer is not None:
             for name, value in logs.items():
-                writer.add_scalar(name, value, epoch + 1)
+                if value is not None:  # a metric with no value (top-5 on <= 5 classes)
+                    writer.add_scalar(name, value, epoch + 1)
             writer.flush()
         if progress:
             progress({"event": "epoch", "key": task.key, "label": task.label, "epoch": epoch + 1,
@@ -367,13 +374,19 @@ def _execute(task: Task, progress: ProgressFn | None, store, device: torch.devic
             raise SystemExit(1)
 
     try:
+        from ..study import build_callbacks
+
+        # The run's own callbacks (a study's callbacks = [...]) come first, so their checkpointed states
+        # keep their places; the recorder sees the logs last.
+        user_callbacks = build_callbacks(cfg.get("callbacks"))
         x, y, val, x_test, y_test, num_classes, sample_weight = prepare(cfg, task.data_dir)
         history = fit(cfg["model"], x, y, loss=cfg["loss"], optimizer=cfg["optimizer"], epochs=cfg["epochs"],
                       batch_size=cfg["batch_size"], validation_data=val, seed=cfg["seed"], device=device,
                       num_classes=num_classes, class_weight=cfg["class_weight"], sample_weight=sample_weight,
                       augmentation=cfg["augmentation"], early_stopping=cfg["early_stopping"],
                       micro_batch_size=cfg.get("micro_batch_size"), precision=cfg.get("precision", "fp32"),
-                      callbacks=[LambdaCallback(on_epoch_end=on_epoch_end)], checkpoint=ckpt, verbose=0)
+                      metrics=cfg.get("metrics"), callbacks=[*user_callbacks, LambdaCallback(on_epoch_end=on_epoch_end)],
+                      checkpoint=ckpt, verbose=0)
         status, error = "done", None
         if history.status == "diverged":
             status, error = "diverged", f"loss became NaN/inf at epoch {history.epoch[-1] + 1}"
@@ -383,12 +396,16 @@ def _execute(task: Task, progress: ProgressFn | None, store, device: torch.devic
         # Architecture facts, counted for a diverged run too; a count that fails is None, never an error.
         facts = {"params": parameter_count(history.model), "metrics_epoch": metrics_epoch,
                  "flops": forward_flops(history.model, x_test[:1] if len(x_test) else x[:1])}
+        custom = {}
         if status == "done":
             # Evaluated as trained: under the run's precision (Keras' mixed-precision policy applies too).
             precision = cfg.get("precision", "fp32")
             splits = [("test", x_test, y_test)] + ([("val", *val)] if val is not None else [])
+            names = [m[0] for m in _metric_names(cfg.get("metrics"))]
             for split, xs, ys in splits:
-                scores = evaluate(history.model, xs, ys, num_classes=num_classes, precision=precision)
+                scores = evaluate(history.model, xs, ys, num_classes=num_classes, precision=precision,
+                                  metrics=cfg.get("metrics"))
+                custom.update({f"{split}_{name}": scores[name] for name in names})
                 for name, base in EVALUATION_COLUMNS.items():
                     column = f"{split}_{base}"
                     # val_acc / val_loss stay the history's numbers at metrics_epoch (the same weights)
@@ -403,9 +420,9 @@ def _execute(task: Task, progress: ProgressFn | None, store, device: torch.devic
                                     "loss": cfg["loss"], "run_key": task.key})
         store.finish(task.key, status, metrics, error=error, seconds=time.perf_counter() - t0,
                      best_epoch=best_epoch, stopped_epoch=history.stopped_epoch,
-                     epochs_done=len(history.epoch), num_classes=num_classes, **facts)
+                     epochs_done=len(history.epoch), num_classes=num_classes, custom_metrics=custom, **facts)
         if tracker is not None:
-            tracker.finish(status, metrics, facts)
+            tracker.finish(status, {**metrics, **{k: v for k, v in custom.items() if v is not None}}, facts)
             tracker = None
         ckpt.unlink(missing_ok=True)
     except (KeyboardInterrupt, SystemExit, EnvironmentFault):
