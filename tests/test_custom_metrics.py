@@ -232,3 +232,12 @@ def test_a_saved_model_of_such_a_run_names_no_callback(tmp_path, user_module):
     config = saving.read(path)[0]
     assert "callbacks" not in json.dumps(config) and "cm_user_mod" not in json.dumps(config)
     saving.load(path)  # untrusted: nothing to import
+
+
+def test_the_same_custom_metric_study_parses_twice_in_one_process(user_module):
+    text = STUDY.format(mod=user_module)
+    assert study.parse_text(text).meta.analysis.metric == "val_mean_confidence"
+    assert study.parse_text(text).meta.analysis.metric == "val_mean_confidence"  # now declared: still accepted
+    other = text.replace(f'"{user_module}:mean_confidence", ', "")
+    with pytest.raises(UserError, match="analysis.metric: unknown metric 'val_mean_confidence'"):
+        study.parse_text(other)  # declared by another study, not by this one

@@ -170,6 +170,8 @@ class AnalysisSpec(BaseModel):
                 return v  # perhaps a custom metric: `parse` checks that the runs declare it
             raise ValueError(str(e)) from None
         rankable = (*STORED, *metrics.FROM_HISTORY)
+        if name in metrics.CUSTOM:
+            return name  # a custom metric declared earlier in this process: `parse` checks this study declares it
         if name not in rankable:  # e.g. train_nll: a run is not evaluated on its training set
             raise ValueError(f"metric {name!r} is not recorded for a run; choose one of: {', '.join(rankable)}")
         return name
