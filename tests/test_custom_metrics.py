@@ -131,6 +131,7 @@ def test_a_callbacks_state_survives_a_resume_in_fit(tiny, tmp_path, user_module)
     h = cnnbench.fit("digits_cnn", x, y, callbacks=[counter], **{**kw, "epochs": 4})
     assert counter.count == 12 and counter.seen == [0, 1, 2, 3]  # epochs 3 and 4 went on from the checkpoint
     assert h.epoch == [0, 1, 2, 3]
+    assert h.history["counter"] == [3.0, 6.0, 9.0, 12.0]  # what a callback logs is in the history (Keras)
 
 
 STUDY = '''

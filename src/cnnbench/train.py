@@ -630,8 +630,11 @@ class Trainer:
                 self.stop_training = True
             else:
                 optim_mod.on_epoch_end(self.optimizer, epoch, logs)
+            logged = set(logs)
             for cb in self.callbacks:
                 cb.on_epoch_end(epoch, logs)
+            for key in [k for k in logs if k not in logged]:  # as Keras' History, the last callback: the keys
+                self.history.history.setdefault(key, []).append(logs[key])  # callbacks added are kept too
             if self.checkpoint is not None:
                 self._save_checkpoint()
         optim_mod.eval_mode(self.optimizer)
