@@ -242,3 +242,13 @@ def test_the_same_custom_metric_study_parses_twice_in_one_process(user_module):
     other = text.replace(f'"{user_module}:mean_confidence", ', "")
     with pytest.raises(UserError, match="analysis.metric: unknown metric 'val_mean_confidence'"):
         study.parse_text(other)  # declared by another study, not by this one
+
+
+def test_a_diverged_epoch_has_no_metric_values(tiny):
+    x, y = tiny
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 4))
+    with torch.no_grad():
+        model[1].weight.fill_(float("nan"))
+    h = cnnbench.fit(model, x, y, epochs=3, batch_size=80, metrics=["macro_f1"], verbose=0, device="cpu")
+    assert h.status == "diverged" and h.history["macro_f1"] == [None]

@@ -595,6 +595,8 @@ class Trainer:
             logs["accuracy"] = (correct.float() / n).item()
         if self.metrics and math.isfinite(logs["loss"]):
             logs.update(_metric_values(self.metrics, _cat_probabilities(seen_probabilities), torch.cat(seen_labels)))
+        elif self.metrics:  # a NaN/inf loss: the epoch has no metric values (the run is diverged)
+            logs.update({name: None for name, _, _ in self.metrics})
         return logs
 
     def run(self, x, y, sw, val: tuple[torch.Tensor, torch.Tensor] | None) -> History:
