@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import io
 import logging
 import math
 import os
@@ -475,7 +476,12 @@ class Trainer:
         tmp = self.checkpoint.with_name(self.checkpoint.name + ".tmp")
         try:
             tmp.parent.mkdir(parents=True, exist_ok=True)
-            torch.save(self.state_dict(), tmp)
+            # Serialise in memory, then write with Python's I/O: torch's file writer reports a full disk
+            # from a C++ destructor, which can abort the whole process instead of raising.
+            buffer = io.BytesIO()
+            torch.save(self.state_dict(), buffer)
+            with open(tmp, "wb") as fh:
+                fh.write(buffer.getbuffer())
             os.replace(tmp, self.checkpoint)
         except BaseException as e:
             try:
