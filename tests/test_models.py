@@ -235,7 +235,7 @@ def test_custom_model_by_reference(tmp_path, monkeypatch):
     assert models.resolve(spec) == spec
     m = models.get(spec, input_shape=(1, 4, 4), num_outputs=3)
     assert m(torch.rand(2, 1, 4, 4)).shape == (2, 3)
-    with pytest.raises(UserError, match="cannot import"):
+    with pytest.raises(UserError, match="has no attribute .Nope."):
         models.resolve("my_models_ref:Nope")
 
 

@@ -222,10 +222,8 @@ _NAME = __import__("re").compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 def resolve_metric(spec: str):
     """`(name, fn)` for a metric spec: a built-in name (`top5_accuracy`, `nll`, `ece`, `macro_f1`) or
     `"package.module:attr"`, a callable `(y_true, probabilities) -> float` named by its attr."""
-    import importlib
-
     from .errors import UserError, did_you_mean
-    from .registry import check_reference
+    from .registry import import_reference
 
     if not isinstance(spec, str):
         raise UserError(f"a metric is a name or 'package.module:attr', got {spec!r}")
@@ -235,21 +233,8 @@ def resolve_metric(spec: str):
             raise UserError(f"unknown metric {spec!r}; {did_you_mean(spec, choices)}use one of "
                             f"{', '.join(choices)} or 'package.module:function' (accuracy is always recorded)")
         return spec, BUILTIN_FUNCTIONS[spec]
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        raise UserError(f"metric reference {spec!r} must look like 'package.module:function'")
-    check_reference(spec, "metric")
-    try:
-        obj = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise UserError(f"cannot import module {module_name!r} for metric {spec!r} ({exc}); check the "
-                        "spelling and that the package is on PYTHONPATH") from None
-    for part in attr.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise UserError(f"module {module_name!r} has no attribute {attr!r} (metric {spec!r}); "
-                            "check the name after ':'") from None
+    obj = import_reference(spec, "metric", "package.module:function")
+    attr = spec.partition(":")[2]
     if not callable(obj):
         raise UserError(f"metric {spec!r} is not callable; give a function (y_true, probabilities) -> float")
     name = attr.split(".")[-1]

@@ -189,3 +189,27 @@ def check_reference(ref: str, kind: str) -> None:
         source, how = refused
         raise UserError(f"{source} names {kind} {ref!r}, which would import and run code from module "
                         f"{ref.partition(':')[0]!r}; if you trust this file, {how}")
+
+
+def import_reference(ref: str, kind: str, shape: str = "package.module:attr"):
+    """The object `ref` ("package.module:attr", attr may be dotted) names, for a `kind` such as "loss",
+    "model", "metric" or "callback": one line naming the problem and the fix when it is malformed,
+    cannot be imported, or is refused (`check_reference`: loading a file the user did not trust)."""
+    import importlib
+
+    module_name, _, attr = ref.partition(":")
+    if not module_name or not attr:
+        raise UserError(f"{kind} reference {ref!r} must look like '{shape}'")
+    check_reference(ref, kind)
+    try:
+        obj = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise UserError(f"cannot import module {module_name!r} for {kind} {ref!r} ({exc}); check the spelling "
+                        "and that the package is on PYTHONPATH") from None
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise UserError(f"module {module_name!r} has no attribute {attr!r} ({kind} {ref!r}); check the name "
+                            "after ':'") from None
+    return obj

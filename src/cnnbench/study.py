@@ -571,26 +571,10 @@ def resolve_callback(spec: dict[str, Any]) -> dict[str, Any]:
 
 def import_callback(ref: str):
     """The `cnnbench.Callback` subclass `ref` ("package.module:Class") names."""
-    import importlib
-
-    from .registry import check_reference
+    from .registry import import_reference
     from .train import Callback
 
-    module_name, _, attr = ref.partition(":")
-    if not module_name or not attr:
-        raise UserError(f"callback {ref!r} must look like 'package.module:Class'")
-    check_reference(ref, "callback")
-    try:
-        obj = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise UserError(f"cannot import module {module_name!r} for callback {ref!r} ({exc}); check the spelling "
-                        "and that the package is on PYTHONPATH") from None
-    for part in attr.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise UserError(f"module {module_name!r} has no attribute {attr!r} (callback {ref!r}); check the "
-                            "name after ':'") from None
+    obj = import_reference(ref, "callback", "package.module:Class")
     if not (isinstance(obj, type) and issubclass(obj, Callback)):
         raise UserError(f"callback {ref!r} is not a subclass of cnnbench.Callback; derive it from "
                         "cnnbench.train.Callback (on_epoch_end, state_dict, load_state_dict)")

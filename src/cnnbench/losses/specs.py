@@ -4,12 +4,12 @@ a run records and hashes (`resolve`)."""
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from typing import Any
 
 from ..errors import UserError
-from ..registry import check_reference, split_spec
+from .. import registry
+from ..registry import split_spec
 from .base import FunctionLoss, Loss
 from .registration import REGISTRY, class_factory, explicit, function_factory, registered_name
 
@@ -77,23 +77,9 @@ def reference_of(obj, strict: bool) -> str:
 
 
 def import_reference(ref: str):
-    """The object `ref` ("package.module:attr") names, imported unless a file being loaded refuses code."""
-    module_name, _, attr = ref.partition(":")
-    if not module_name or not attr:
-        raise UserError(f"loss reference {ref!r} must look like 'package.module:attr'")
-    check_reference(ref, "loss")  # refused while loading a file the user did not trust (saving.load)
-    try:
-        obj = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise UserError(f"cannot import module {module_name!r} for loss {ref!r} ({exc}); "
-                        "check the spelling and that the package is on PYTHONPATH") from None
-    for part in attr.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise UserError(f"module {module_name!r} has no attribute {attr!r} (loss {ref!r}); "
-                            "check the name after ':'") from None
-    return obj
+    """The object `ref` ("package.module:attr") names, imported unless a file being loaded refuses code
+    (`registry.check_reference`, e.g. while `saving.load` reads a file the user did not trust)."""
+    return registry.import_reference(ref, "loss")
 
 
 # --------------------------------------------------------------------------------------------------

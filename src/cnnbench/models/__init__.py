@@ -9,13 +9,12 @@ returns raw outputs (logits) shaped `[N, num_outputs]`.
 
 from __future__ import annotations
 
-import importlib
 from typing import Any, Sequence
 
 from torch import nn
 
 from ..errors import UserError
-from ..registry import check_reference, split_spec
+from ..registry import import_reference, split_spec
 from ._base import REGISTRY
 from . import resnet_cifar, seeds, transfer  # noqa: F401  (registering)
 from .summary import count_params, summary
@@ -40,14 +39,7 @@ def _is_reference(name: str) -> bool:
 
 
 def _import_reference(ref: str):
-    check_reference(ref, "model")  # refused while loading a file the user did not trust (saving.load)
-    module_name, _, attr = ref.partition(":")
-    try:
-        obj = importlib.import_module(module_name)
-        for part in attr.split("."):
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError) as e:
-        raise UserError(f"cannot import model {ref!r} ({e}); give it as 'package.module:attr'") from None
+    obj = import_reference(ref, "model")  # refused while loading a file the user did not trust (saving.load)
     if not callable(obj):
         raise UserError(f"model {ref!r} is not a class or function")
     return obj
