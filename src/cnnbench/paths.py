@@ -38,22 +38,23 @@ class Surface:
     ylim: tuple[float, float]
     minima: tuple[tuple[float, float], ...]
     log_levels: bool
-    about: str
 
 
 SURFACES: dict[str, Surface] = {
+    # x^2 - y^2, saddle point at the origin; start just off the ridge
     "saddle": Surface("saddle", lambda x, y: x**2 - y**2, (-1.0, 0.001), (-1.5, 1.5), (-1.5, 1.5), (),
-                      False, "x^2 - y^2, saddle point at the origin; start just off the ridge"),
+                      False),
+    # Rosenbrock 1960, (1-x)^2 + 100 (y-x^2)^2, minimum (1, 1) in a curved valley
     "rosenbrock": Surface("rosenbrock", lambda x, y: (1 - x) ** 2 + 100 * (y - x**2) ** 2, (-1.2, 1.0),
-                          (-2.0, 2.0), (-1.0, 3.0), ((1.0, 1.0),), True,
-                          "Rosenbrock 1960, (1-x)^2 + 100 (y-x^2)^2, minimum (1, 1) in a curved valley"),
+                          (-2.0, 2.0), (-1.0, 3.0), ((1.0, 1.0),), True),
+    # Beale 1958, minimum (3, 0.5), flat plateaus and steep walls
     "beale": Surface("beale", lambda x, y: (1.5 - x + x * y) ** 2 + (2.25 - x + x * y**2) ** 2
-                     + (2.625 - x + x * y**3) ** 2, (1.0, 1.5), (-4.5, 4.5), (-4.5, 4.5), ((3.0, 0.5),), True,
-                     "Beale 1958, minimum (3, 0.5), flat plateaus and steep walls"),
+                     + (2.625 - x + x * y**3) ** 2, (1.0, 1.5), (-4.5, 4.5), (-4.5, 4.5), ((3.0, 0.5),), True),
+    # Himmelblau 1972, four minima
     "himmelblau": Surface("himmelblau", lambda x, y: (x**2 + y - 11) ** 2 + (x + y**2 - 7) ** 2, (0.0, 0.0),
                           (-5.0, 5.0), (-5.0, 5.0),
                           ((3.0, 2.0), (-2.805118, 3.131312), (-3.779310, -3.283186), (3.584428, -1.848126)),
-                          True, "Himmelblau 1972, four minima"),
+                          True),
 }
 
 DEFAULT_STEPS = 300

@@ -107,10 +107,6 @@ class Loss:
             config[option] = getattr(self, option)
         return config
 
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
     def __repr__(self) -> str:
         options = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "name")
         return f"{type(self).__name__}({options})"

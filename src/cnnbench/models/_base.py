@@ -165,20 +165,6 @@ class Flatten(nn.Module):
         return torch.flatten(x, 1)
 
 
-class Rescale(nn.Module):
-    """Multiply by a constant (e.g. Keras' Rescaling(1/255) when a seed fed 0-255 pixels)."""
-
-    def __init__(self, scale: float):
-        super().__init__()
-        self.scale = float(scale)
-
-    def forward(self, x):
-        return x * self.scale
-
-    def extra_repr(self):
-        return f"scale={self.scale}"
-
-
 def output_features(module: nn.Module, input_shape: Sequence[int]) -> tuple[int, ...]:
     """Shape (without batch) of `module`'s output for one input of `input_shape` (a dry run)."""
     was_training = module.training

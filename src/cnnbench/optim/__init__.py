@@ -223,7 +223,6 @@ def get(spec, params, *, steps_per_epoch: int | None = None, epochs: int | None 
     base_lrs = [float(g["lr"]) * factor for g in optimizer.param_groups]
     clip = {k: config[k] for k in CLIP_OPTIONS}
     optimizer._cnnbench = Controller(optimizer, schedule=schedule, clip=clip, base_lrs=base_lrs)
-    optimizer._cnnbench_config = {"name": s.name, **config}
     return optimizer
 
 

@@ -285,8 +285,8 @@ class Controller:
         self.step = 0  # completed optimizer steps
         self.epoch = 0  # completed epochs
         self.plateau = {"scale": 1.0, "best": None, "wait": 0, "cooldown_counter": 0}
-        self._handles = [optimizer.register_step_pre_hook(self._pre_step),
-                         optimizer.register_step_post_hook(self._post_step)]
+        optimizer.register_step_pre_hook(self._pre_step)  # for the optimizer's life: never removed
+        optimizer.register_step_post_hook(self._post_step)
         self.apply_lr()
 
     # --- learning rate ---------------------------------------------------------------------------
