@@ -1008,17 +1008,14 @@ def forward_flops(model: nn.Module, image: torch.Tensor) -> int | None:
     cannot be counted (an operation the counter does not know how to run, an old torch): a missing
     count must never fail a run."""
     try:
-        from torch.utils.flop_counter import FlopCounterMode
+        from .flops import count_flops  # FlopCounterMode's count, without importing torch._dynamo
 
         was_training = model.training
         device = next(model.parameters()).device
         xb = _as_float01((image if image.ndim == 4 else image.unsqueeze(0))[:1].to(device))
         model.eval()
         try:
-            counter = FlopCounterMode(display=False)
-            with counter:
-                model(xb)
-            return int(counter.get_total_flops())
+            return count_flops(lambda: model(xb))
         finally:
             model.train(was_training)
     except Exception:
