@@ -216,12 +216,23 @@ def test_bad_input_is_one_line_and_exit_2(study, tmp_path, capsys, args, message
 
 
 def test_a_failed_write_leaves_no_temporary_file(tmp_path, monkeypatch):
+    import cnnbench.files
     from cnnbench.report import files
 
-    def broken(self, *a, **k):
-        raise OSError("disk full")
+    class Broken:  # the temporary file is created, then the disk is full
+        def __init__(self, path, mode):
+            self.fh = open(path, mode)
 
-    monkeypatch.setattr(Path, "write_text", broken)
+        def write(self, data):
+            raise OSError("disk full")
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.fh.close()
+
+    monkeypatch.setattr(cnnbench.files, "open", Broken, raising=False)
     with pytest.raises(OSError):
         files.write_text(tmp_path / "x.csv", "a,b\n")
     assert list(tmp_path.iterdir()) == []

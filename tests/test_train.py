@@ -231,7 +231,7 @@ def test_a_full_disk_while_checkpointing_is_one_line_and_leaves_no_temporary_fil
     import errno
     import os
 
-    from cnnbench import train
+    from cnnbench import files, train
     from cnnbench.errors import EnvironmentFault
 
     x, y = tiny_images
@@ -254,7 +254,7 @@ def test_a_full_disk_while_checkpointing_is_one_line_and_leaves_no_temporary_fil
             def __exit__(self, *exc):
                 self.fh.close()
 
-        monkeypatch.setattr(train, "open", FullDisk, raising=False)
+        monkeypatch.setattr(files, "open", FullDisk, raising=False)  # the checkpoint is written by files.atomic_write
     else:
         def broken(src, dst):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dst))
@@ -263,7 +263,7 @@ def test_a_full_disk_while_checkpointing_is_one_line_and_leaves_no_temporary_fil
         cnnbench.fit("digits_cnn", x, y, epochs=3, **kw)
     message = str(err.value)
     assert "\n" not in message and str(ck) in message and "free space" in message
-    assert sorted(p.name for p in ck.parent.iterdir()) == ["k.pt"]  # no k.pt.tmp
+    assert sorted(p.name for p in ck.parent.iterdir()) == ["k.pt"]  # no temporary file
     assert ck.read_bytes() == before  # the last good checkpoint is intact
     monkeypatch.undo()
     resumed = cnnbench.fit("digits_cnn", x, y, epochs=3, **kw)  # space is back: the run resumes

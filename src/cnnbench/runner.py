@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .errors import UserError, environment_fault
 from .executors import Task, load_dataset
+from .files import atomic_write, remove_stale_temps
 from .store import Store
 from .study import Study, canonical
 
@@ -132,19 +133,6 @@ def study_lock(study_dir: Path):
         yield
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """Write `path` through a temporary file and os.replace; on failure remove it and say so in one line."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except BaseException as e:
-        tmp.unlink(missing_ok=True)
-        if isinstance(e, OSError) and environment_fault(e, path) is not None:
-            raise environment_fault(e, path) from None
-        raise
-
-
 def execute(p: Plan, *, data_dir: str | None, device: str, workers="auto", progress=None,
             executor: str = "local", ray_options: dict | None = None, tensorboard: bool = False,
             mlflow: str | None = None) -> None:
@@ -161,7 +149,8 @@ def execute(p: Plan, *, data_dir: str | None, device: str, workers="auto", progr
             store.set_meta("tuning", None if tuning is None else tuning.model_dump_json())
             # How the report ranks the study (`cnnbench report` reads it back; no run's key depends on it).
             store.set_meta("analysis", p.study.meta.analysis.model_dump_json())
-            _write_atomic(p.study_dir / "study.toml", p.study.text)
+            remove_stale_temps(p.study_dir / "study.toml")  # of a `cnnbench run` killed while writing it
+            atomic_write(p.study_dir / "study.toml", p.study.text, fault=True)
             p.statuses = store.statuses()
             _run_phase(p, p.todo, data_dir, device, workers, progress, executor, ray_options, tensorboard, mlflow)
             if tuning is not None:

@@ -24,7 +24,6 @@ import importlib
 import json
 import os
 import sys
-import tempfile
 from typing import Any
 
 import numpy as np
@@ -33,6 +32,7 @@ from torch import nn
 
 from . import models, registry
 from .errors import UserError
+from .files import atomic_write
 from .registry import split_spec
 
 FORMAT = "cnnbench-model"
@@ -102,26 +102,12 @@ def _factory_module(spec) -> str | None:
 
 
 def save(model: nn.Module, path, config: dict | None = None) -> str:
-    """Write the weights and the config to `path` atomically (temp file + os.replace)."""
+    """Write the weights and the config to `path` atomically (`files.atomic_write`, fsync'ed)."""
     path = os.fspath(path)
     full = model_config(model, config)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     payload = {"format": FORMAT, "version": VERSION, "config": json.dumps(full, sort_keys=True), "state_dict": state}
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write(path, lambda f: torch.save(payload, f), fsync=True)
     return path
 
 

@@ -36,6 +36,7 @@ from torch import nn
 from . import losses as losses_mod
 from . import optim as optim_mod
 from .errors import UserError, did_you_mean, environment_fault
+from .files import atomic_write, remove_stale_temps
 
 log = logging.getLogger("cnnbench")
 
@@ -470,29 +471,14 @@ class Trainer:
             cb.load_state_dict(s)
 
     def _save_checkpoint(self) -> None:
-        """Write the checkpoint atomically (a temporary file, then os.replace): a kill or a full disk
-        leaves the previous checkpoint, never a torn one; the temporary file is removed on any failure,
-        and a full disk or a read-only directory becomes one line (`EnvironmentFault`)."""
-        tmp = self.checkpoint.with_name(self.checkpoint.name + ".tmp")
-        try:
-            tmp.parent.mkdir(parents=True, exist_ok=True)
-            # Serialise in memory, then write with Python's I/O: torch's file writer reports a full disk
-            # from a C++ destructor, which can abort the whole process instead of raising.
-            buffer = io.BytesIO()
-            torch.save(self.state_dict(), buffer)
-            with open(tmp, "wb") as fh:
-                fh.write(buffer.getbuffer())
-            os.replace(tmp, self.checkpoint)
-        except BaseException as e:
-            try:
-                tmp.unlink(missing_ok=True)
-            except OSError:
-                pass
-            if isinstance(e, (OSError, RuntimeError)):
-                fault = environment_fault(e, self.checkpoint)
-                if fault is not None:
-                    raise fault from None
-            raise
+        """Write the checkpoint atomically (`files.atomic_write`): a kill or a full disk leaves the
+        previous checkpoint, never a torn one; the temporary file is removed on any failure, and a full
+        disk or a read-only directory becomes one line (`EnvironmentFault`)."""
+        # Serialise in memory, then write with Python's I/O: torch's file writer reports a full disk
+        # from a C++ destructor, which can abort the whole process instead of raising.
+        buffer = io.BytesIO()
+        torch.save(self.state_dict(), buffer)
+        atomic_write(self.checkpoint, buffer.getbuffer(), fault=True)
 
     def _load_checkpoint(self) -> int:
         """Restore from the checkpoint if there is one; return the first epoch still to train.
@@ -502,9 +488,7 @@ class Trainer:
         and the run starts again from scratch, from the state it had before the attempt."""
         if not self.checkpoint:
             return 0
-        stray = self.checkpoint.with_name(self.checkpoint.name + ".tmp")
-        if stray.exists():  # a write killed half-way: the checkpoint itself is the old, whole one
-            stray.unlink(missing_ok=True)
+        remove_stale_temps(self.checkpoint)  # a write killed half-way: the checkpoint is the old, whole one
         if not self.checkpoint.exists():
             return 0
         fresh = copy.deepcopy(self.state_dict())

@@ -2,7 +2,7 @@
 
 A cache file is a small JSON header followed by the raw bytes of each array, so that loading it is one
 `readinto` into one buffer plus zero-copy views (no pickling, no per-array allocation). Files are
-written atomically (temporary file + `os.replace`), so a crash never leaves a half-written cache; a
+written atomically (`cnnbench.files.atomic_write`), so a crash never leaves a half-written cache; a
 cache file of the wrong size or with a damaged header is ignored and rebuilt. The payload itself is not
 checksummed: a CRC32 of MNIST's 55 MB costs 2-3× the whole cached load. The loader checks that the
 cached labels are in range and rebuilds the cache when they are not.
@@ -17,7 +17,6 @@ import hashlib
 import json
 import os
 import struct
-import tempfile
 import warnings
 import zlib
 from pathlib import Path
@@ -25,6 +24,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from ..files import atomic_write
 
 MAGIC = b"CNNBDATA"
 VERSION = 1
@@ -69,31 +70,21 @@ def save(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> boo
         offset += v.nbytes
     header = json.dumps({"version": VERSION, "arrays": entries, "meta": meta, "payload": offset}).encode()
     prefix = MAGIC + struct.pack("<QI", len(header), zlib.crc32(header))
+
+    def write(f) -> None:
+        f.write(prefix)
+        f.write(header)
+        written = 0
+        for e, v in zip(entries, arrays.values()):
+            f.write(b"\0" * (e["offset"] - written))
+            f.write(memoryview(v.reshape(-1).view(np.uint8)))
+            written = e["offset"] + e["nbytes"]
+
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    except OSError as e:
-        warnings.warn(f"cannot write the dataset cache in {path.parent} ({e}); the next load decodes again")
-        return False
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(prefix)
-            f.write(header)
-            written = 0
-            for e, v in zip(entries, arrays.values()):
-                f.write(b"\0" * (e["offset"] - written))
-                f.write(memoryview(v.reshape(-1).view(np.uint8)))
-                written = e["offset"] + e["nbytes"]
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        atomic_write(path, write, fsync=True)
         return True
     except OSError as e:
         warnings.warn(f"cannot write the dataset cache {path} ({e}); the next load decodes again")
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
         return False
 
 
