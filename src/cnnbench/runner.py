@@ -17,14 +17,14 @@ from .errors import UserError, environment_fault
 from .executors import Task, load_dataset
 from .files import atomic_write, remove_stale_temps
 from .store import Store
-from .study import Study, canonical
+from .study import StudySpec, canonical
 
 FINISHED = ("done", "diverged")
 
 
 @dataclass
 class Plan:
-    study: Study
+    study: StudySpec
     study_dir: Path
     runs: list  # the study's runs that can run here (datasets present)
     skipped: list[str] = field(default_factory=list)  # one line per missing dataset
@@ -34,8 +34,23 @@ class Plan:
     def todo(self):
         return [r for r in self.runs if self.statuses.get(r.key) not in FINISHED]
 
+    @property
+    def done(self):
+        """The runs already finished (done or diverged) in the study directory."""
+        return [r for r in self.runs if self.statuses.get(r.key) in FINISHED]
 
-def study_dir_for(study: Study, output: str | os.PathLike | None) -> Path:
+    def frame(self):
+        """One row per run that can run here: key, label, seed, role, status ("new" if not stored), the
+        axes (`axis.NAME`)."""
+        import pandas as pd
+
+        rows = [{"key": r.key, "label": r.label, "seed": r.seed, "role": r.role,
+                 "status": self.statuses.get(r.key, "new"), **{f"axis.{k}": v for k, v in r.axes.items()}}
+                for r in self.runs]
+        return pd.DataFrame(rows, columns=None if rows else ["key", "label", "seed", "role", "status"])
+
+
+def study_dir_for(study: StudySpec, output: str | os.PathLike | None) -> Path:
     path = Path(output or study.meta.output_dir or Path("runs") / study.name).absolute()
     for p in (path, *path.parents):  # a file where a directory must go
         if p.exists() and not p.is_dir():
@@ -58,9 +73,13 @@ def check_data_dir(data_dir: str | None) -> str | None:
     return str(p)
 
 
-def plan(study: Study, output=None, data_dir: str | None = None, download: bool = True) -> Plan:
+def plan(study: StudySpec, output=None, data_dir: str | None = None, download: bool = True,
+         read_only: bool = False) -> Plan:
     """Check the study against its data and the store; write nothing (with `download=False`, not
-    even a dataset download: what is missing is reported as missing)."""
+    even a dataset download: what is missing is reported as missing). With `read_only`, an existing
+    study.db is read without opening it for writing (no schema upgrade, no WAL switch), so a study
+    directory one cannot write can be planned; without it, it is opened as a run opens it (a directory
+    that cannot be written is refused here, before anything is written)."""
     from . import data, losses
 
     study_dir = study_dir_for(study, output)
@@ -109,11 +128,33 @@ def plan(study: Study, output=None, data_dir: str | None = None, download: bool 
                 raise UserError(f"{study.source}: class_weight: {e}") from None
         runs.append(run)
     statuses = {}
-    if (study_dir / "study.db").exists():
+    if read_only:
+        statuses = stored_statuses(study_dir, study.name)
+    elif (study_dir / "study.db").exists():
         store = Store.open(study_dir, study.name)  # refuses a directory of another study
         statuses = store.statuses()
         store.close()
     return Plan(study, study_dir, runs, skipped, statuses)
+
+
+def stored_statuses(study_dir: Path, name: str) -> dict[str, str]:
+    """The stored status of each run key in `study_dir` (empty without a study.db), read without
+    writing anything; refuses a database that is not ours or holds another study, as `Store.open` does."""
+    from .store import check_ours
+
+    path = study_dir / "study.db"
+    check_ours(path)
+    if not path.exists() or path.stat().st_size == 0:
+        return {}
+    store = Store.open_readonly(study_dir)
+    try:
+        owner = store.get_meta("study")
+        if owner is not None and owner != name:
+            raise UserError(f"{study_dir} holds study {owner!r}, not {name!r}; "
+                            f"choose another output directory with --output")
+        return store.statuses()
+    finally:
+        store.close()
 
 
 @contextmanager

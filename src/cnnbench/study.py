@@ -232,7 +232,10 @@ class Run:
 
 
 @dataclass
-class Study:
+class StudySpec:
+    """A parsed, validated study file: its settings and its resolved runs. (`cnnbench.Study`, in
+    api.py, is the Python API that wraps one.)"""
+
     meta: StudyMeta
     runs: list[Run]  # with [tuning]: the search runs; the final runs follow from its results
     source: str
@@ -262,7 +265,7 @@ def builtin_studies() -> list[str]:
     return sorted(p.name[:-5] for p in resources.files("cnnbench.studies").iterdir() if p.name.endswith(".toml"))
 
 
-def load(path_or_name: str | Path | None = None) -> Study:
+def load(path_or_name: str | Path | None = None) -> StudySpec:
     """Load a study file, or a built-in study by name (`None`: the default study)."""
     if path_or_name is None:
         path_or_name = "default"
@@ -285,7 +288,7 @@ def load(path_or_name: str | Path | None = None) -> Study:
     return parse_text(text, source=f"<built-in study {name}>")
 
 
-def parse_text(text: str, source: str = "<study>") -> Study:
+def parse_text(text: str, source: str = "<study>") -> StudySpec:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -295,7 +298,7 @@ def parse_text(text: str, source: str = "<study>") -> Study:
     return study
 
 
-def parse(data: dict[str, Any], source: str = "<study>") -> Study:
+def parse(data: dict[str, Any], source: str = "<study>") -> StudySpec:
     def fail(path: str, msg: str):
         raise UserError(f"{source}: {path}: {msg}")
 
@@ -377,7 +380,7 @@ def parse(data: dict[str, Any], source: str = "<study>") -> Study:
                     seen.add(key)
                     runs.append(Run(key, label, axes_display, cfg, role))
     _check_custom_metric(meta, runs, fail)
-    return Study(meta, runs, source, text="")
+    return StudySpec(meta, runs, source, text="")
 
 
 def _check_custom_metric(meta: StudyMeta, runs: list[Run], fail) -> None:
