@@ -7,6 +7,9 @@ tables with confidence intervals, learning curves, boxplots and a self-contained
     history = cnnbench.fit("keras_mnist_cnn", x, y, loss="categorical_crossentropy", optimizer="adam",
                            epochs=5, batch_size=128, validation_split=0.1)
     cnnbench.evaluate(history.model, x_test, y_test)
+
+    study = cnnbench.Study.from_toml("study.toml")   # or a built-in study's name, or Study.from_dict({...})
+    study.run()                                      # resumable; then study.results(), study.report()
 """
 
 __version__ = "0.1.0"
@@ -18,12 +21,12 @@ from .errors import UserError
 # Everything else is imported on first use: `cnnbench --help` and `cnnbench list` need no torch.
 _LAZY = {"fit": "train", "evaluate": "train", "History": "train", "Callback": "train",
          "EarlyStopping": "train", "LambdaCallback": "train", "save": "saving", "load": "saving",
-         "predict": "saving"}
+         "predict": "saving", "Study": "api"}
 _SUBMODULES = ("analysis", "data", "losses", "metrics", "models", "optim", "report", "store", "study", "train",
-               "saving", "registry", "runner", "executors", "paths")
+               "saving", "registry", "runner", "executors", "paths", "api")
 
 __all__ = ["fit", "evaluate", "History", "Callback", "EarlyStopping", "LambdaCallback", "UserError",
-           "save", "load", "predict", "__version__"]
+           "save", "load", "predict", "Study", "__version__"]
 
 
 def __getattr__(name):

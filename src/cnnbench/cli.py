@@ -7,8 +7,6 @@ import importlib
 import json
 import signal
 import sys
-import time
-from pathlib import Path
 
 from .errors import UserError
 
@@ -112,66 +110,51 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 
 def cmd_run(args) -> int:
-    from . import runner, study
+    from contextlib import ExitStack
+
+    from .api import Study
 
     console = _console()
-    spec = study.load(args.study)
-    data_dir = runner.check_data_dir(args.data_dir)
-    from .train import resolve_device
-    resolve_device(args.device)  # refuse an unavailable device before writing anything
-    workers = args.workers if args.workers == "auto" else _positive_int(args.workers, "--workers")
-    if args.tensorboard:
-        try:
-            import tensorboard  # noqa: F401
-        except ImportError:
-            raise UserError('--tensorboard needs the tensorboard package: pip install tensorboard (or pip install -e '
-                            '".[loggers]" in the cnnbench checkout)') from None
-    if args.mlflow:
-        try:
-            import mlflow  # noqa: F401
-        except ImportError:
-            raise UserError('--mlflow needs MLflow: pip install mlflow-skinny (or pip install -e ".[loggers]" in '
-                            'the cnnbench checkout)') from None
-    if args.executor == "ray":
-        try:
-            import ray  # noqa: F401
-        except ImportError:
-            raise UserError('--executor ray needs Ray: pip install "ray[default]" (or pip install -e ".[ray]" in the '
-                            'cnnbench checkout)') from None
-        if not args.cpus_per_run > 0 or not args.gpus_per_run >= 0:
-            raise UserError(f"--cpus-per-run must be > 0 and --gpus-per-run >= 0, got {args.cpus_per_run:g} "
-                            f"and {args.gpus_per_run:g}")
-    plan = runner.plan(spec, args.output, data_dir, download=not args.dry_run)
-    for line in plan.skipped:
-        console.print(f"[yellow]skipped[/] {line}")
+    study = Study.from_toml(args.study)
+    options = dict(data_dir=args.data_dir, device=args.device, workers=args.workers, executor=args.executor,
+                   cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run, tensorboard=args.tensorboard,
+                   mlflow=args.mlflow)
     if args.dry_run:
+        plan = study.plan(args.output, **options)
+        _print_skipped(console, plan)
         _print_dry_run(console, plan)
         return 0
-    if not plan.runs:
-        raise UserError(f"{spec.source}: no run can start: every dataset is missing (see above)")
-    todo = plan.todo
-    what = "learning-rate search runs" if spec.meta.tuning else "runs"
-    console.print(f"study [bold]{spec.name}[/]: {len(plan.runs)} {what}, {len(plan.runs) - len(todo)} already "
-                  f"finished, {len(todo)} to run → {plan.study_dir}")
-    t0 = time.perf_counter()
-    with _Progress(console, enabled=not args.quiet, verbose=args.verbose) as progress:
-        runner.execute(plan, data_dir=data_dir, device=args.device, workers=workers, progress=progress.update,
-                       executor=args.executor, ray_options={"address": args.ray_address,
-                                                            "cpus_per_run": args.cpus_per_run,
-                                                            "gpus_per_run": args.gpus_per_run},
-                       tensorboard=args.tensorboard, mlflow=args.mlflow)
-    console.print(f"finished in {time.perf_counter() - t0:.1f} s")
-    failed = _print_results(console, plan.study_dir)
+    with ExitStack() as stack:
+        shown = []  # the progress display, started once the plan is printed
+
+        def on_plan(plan) -> None:
+            _print_skipped(console, plan)
+            if not plan.runs:
+                return  # the study refuses to start: nothing more to show
+            todo = plan.todo
+            what = "learning-rate search runs" if plan.study.meta.tuning else "runs"
+            console.print(f"study [bold]{plan.study.name}[/]: {len(plan.runs)} {what}, {len(plan.runs) - len(todo)} "
+                          f"already finished, {len(todo)} to run → {plan.study_dir}")
+            shown.append(stack.enter_context(_Progress(console, enabled=not args.quiet, verbose=args.verbose)))
+
+        result = study.run(args.output, **options, ray_address=args.ray_address, report=False,
+                           progress=lambda event: shown[0].update(event), on_plan=on_plan)
+    console.print(f"finished in {result.seconds:.1f} s")
+    _print_results(console, study.compare(result.study_dir))
     if not args.no_report:
         from rich.text import Text
 
-        from .report import write_report
-        console.print(Text(f"report: {write_report(plan.study_dir)}"))
-    if failed:
-        print(f"cnnbench: {failed} run(s) failed (errors above and in study.db); fix the cause and run "
+        console.print(Text(f"report: {study.report(result.study_dir)}"))
+    if result.failed:
+        print(f"cnnbench: {len(result.failed)} run(s) failed (errors above and in study.db); fix the cause and run "
               f"the same command again to retry them", file=sys.stderr)
         return 1
     return 0
+
+
+def _print_skipped(console, plan) -> None:
+    for line in plan.skipped:
+        console.print(f"[yellow]skipped[/] {line}")
 
 
 def _console():
@@ -181,16 +164,6 @@ def _console():
     if not console.is_terminal:  # piped, logged or captured: don't fold names at 80 columns
         console = Console(highlight=False, width=200)
     return console
-
-
-def _positive_int(value: str, name: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise UserError(f"{name} must be a positive integer or 'auto', got {value!r}")
-    return n
 
 
 class _Progress:
@@ -286,16 +259,15 @@ def _print_dry_run(console, plan) -> None:
                       f"chosen rate × seeds {plan.study.meta.seeds}) follow from their results")
 
 
-def _print_results(console, study_dir: Path) -> int:
-    """The study's verdict, then each cell's ranked table, the marginal rankings and the chosen
-    learning rates; return the number of failed runs (listed last)."""
+def _print_results(console, sc) -> int:
+    """The study's verdict (`sc`: its `StudyComparison`), then each cell's ranked table, the marginal
+    rankings and the chosen learning rates; return the number of failed runs (listed last)."""
     from rich.table import Table
     from rich.text import Text
 
     from . import analysis
     from .report import tables
 
-    sc = analysis.compare_study(study_dir)
     console.print(Text("Verdict: ", style="bold") + Text(sc.verdict))
     for note in sc.notes:
         console.print(Text(f"note: {note}", style="yellow"))
@@ -334,9 +306,9 @@ def _print_results(console, study_dir: Path) -> int:
 
 
 def cmd_report(args) -> int:
-    from .report import write_report
+    from . import api
 
-    print(write_report(args.study_dirs, output=args.output, metric=args.metric))
+    print(api.report(args.study_dirs, output=args.output, metric=args.metric))
     return 0
 
 
@@ -345,14 +317,14 @@ def cmd_list(args) -> int:
 
     console = _console()
     if args.kind == "studies":
-        from . import study
+        from . import api
         t = Table(title="built-in studies (cnnbench run NAME)")
         t.add_column("name", no_wrap=True)
         t.add_column("runs")
         t.add_column("description")
-        for name in study.builtin_studies():
-            s = study.load(name)
-            t.add_row(name, str(len(s.runs)), s.meta.description)
+        for name in api.builtin_studies():
+            s = api.Study.from_toml(name)
+            t.add_row(name, str(len(s.runs)), s.description)
         console.print(t)
         return 0
     if args.kind == "optimizers":

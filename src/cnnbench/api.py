@@ -1,0 +1,409 @@
+"""The Python API for studies: what `cnnbench run`, `cnnbench report` and `cnnbench list studies` do,
+as calls (the command line is a thin shell over this module).
+
+    import cnnbench
+    study = cnnbench.Study.from_toml("default")              # a .toml file, or a built-in study's name
+    study = cnnbench.Study.from_dict({"name": "mine", "epochs": 2, "seeds": [0, 1],
+                                      "grid": {"loss": ["categorical_crossentropy", "mse"]}})
+    plan = study.plan()                 # the runs and which are already done; writes nothing
+    result = study.run(workers=1)       # trains what is missing, writes the report; resumable
+    study.results()                     # pandas DataFrame, one row per run
+    study.report()                      # rewrites the report from the store
+
+`Study` wraps a parsed spec (`cnnbench.study.StudySpec`: the validated settings and the resolved runs,
+each keyed by the hash of its config). Bad input raises `cnnbench.UserError` (one line: the problem
+and the fix; messages name an option by its command-line flag, e.g. `--workers` for `workers=`);
+a full disk or an unwritable directory raises `cnnbench.errors.EnvironmentFault` (a `UserError`), and
+the same call resumes once it is fixed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import time
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import UserError
+from .study import StudySpec
+
+__all__ = ["RunResult", "Study", "builtin_studies", "report"]
+
+FINISHED = ("done", "diverged")
+
+
+@dataclass
+class RunResult:
+    """What `Study.run` did."""
+
+    study_dir: Path
+    runs: int  # the study's runs that could run here (with [tuning]: the search runs and the final runs)
+    already_finished: int  # of these, finished (done or diverged) before this call
+    ran: int  # runs this call trained (or tried to)
+    failed: list[str] = field(default_factory=list)  # keys of the study's runs that failed (errors: results())
+    seconds: float = 0.0  # wall time of the training
+    report: Path | None = None  # report.html, when the report was written
+
+    @property
+    def ok(self) -> bool:
+        """True when every run finished (done or diverged); a failed run is retried by the next run()."""
+        return not self.failed
+
+
+class Study:
+    """A study: its spec, where its runs are stored, and what can be done with it.
+
+    `output` is the study directory (default: the spec's `output_dir`, else `runs/NAME`, relative to
+    the working directory). Every method takes `output=` to use another directory for that call; a
+    `run(output=...)` also makes it the directory later calls read."""
+
+    def __init__(self, spec: StudySpec, output: str | os.PathLike | None = None):
+        if not isinstance(spec, StudySpec):
+            raise TypeError(f"Study wraps a cnnbench.study.StudySpec; got {type(spec).__name__} (use "
+                            "Study.from_toml or Study.from_dict)")
+        self.spec = spec
+        self.output = output
+
+    # --- construction ---------------------------------------------------------------------------
+
+    @classmethod
+    def from_toml(cls, path_or_name: str | os.PathLike | None = None, *,
+                  output: str | os.PathLike | None = None) -> Study:
+        """A study file, or a built-in study by name (`None`: the default study)."""
+        from .study import load
+
+        return cls(load(path_or_name), output)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, output: str | os.PathLike | None = None,
+                  source: str = "<dict>") -> Study:
+        """A study from the dict a study file parses to (`tomllib.load`): the same keys, the same
+        checks, the same run keys. Tuples count as lists. `source` names the study in error messages."""
+        from .study import parse
+
+        if not isinstance(data, Mapping):
+            raise UserError(f"{source}: a study is a dict of its keys (name, seeds, grid, ...), got "
+                            f"{type(data).__name__}; pass a dict such as {{'name': 'mine', 'epochs': 2}}")
+        data = _plain(data)
+        spec = parse(data, source)
+        spec.text = _to_toml(data)
+        return cls(spec, output)
+
+    @classmethod
+    def open(cls, study_dir: str | os.PathLike) -> Study:
+        """The study that ran in `study_dir`, from the study.toml it keeps there; its output is that
+        directory."""
+        from .study import load
+
+        path = Path(study_dir) / "study.toml"
+        if not path.is_file():
+            raise UserError(f"{study_dir} is not a study directory (no study.toml); give the directory a "
+                            "study ran into (its --output), or use Study.from_toml")
+        return cls(load(path), study_dir)
+
+    # --- what it is -----------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def description(self) -> str:
+        return self.spec.meta.description
+
+    @property
+    def source(self) -> str:
+        return self.spec.source
+
+    @property
+    def text(self) -> str:
+        """The spec as TOML (kept as study.toml in the study directory)."""
+        return self.spec.text
+
+    @property
+    def runs(self) -> list:
+        """The resolved runs (`cnnbench.study.Run`: key, label, axes, config, role); with [tuning], the
+        learning-rate search runs (the final runs follow from their results)."""
+        return self.spec.runs
+
+    @property
+    def study_dir(self) -> Path:
+        """The study directory (absolute)."""
+        return self._dir(None)
+
+    def __repr__(self) -> str:
+        return f"Study({self.name!r}, {len(self.runs)} runs, source={self.source!r})"
+
+    def _dir(self, output) -> Path:
+        from .runner import study_dir_for
+
+        return study_dir_for(self.spec, output if output is not None else self.output)
+
+    # --- planning and running -------------------------------------------------------------------
+
+    def plan(self, output: str | os.PathLike | None = None, *, data_dir: str | os.PathLike | None = None,
+             device: str = "auto", workers: int | str = "auto", executor: str = "local",
+             cpus_per_run: float = 1, gpus_per_run: float = 0, tensorboard: bool = False,
+             mlflow: str | None = None):
+        """What `run` would do, without doing it: a `cnnbench.runner.Plan` (`.runs` that can run here,
+        `.statuses` of the stored runs, `.todo`, `.done`, `.skipped` datasets, `.study_dir`, `.frame()`).
+
+        Checks everything `run` checks with the same arguments (the spec against its data, the device,
+        workers, the executor, the loggers) and raises the same `UserError`; writes nothing: no
+        download (a missing dataset is reported as missing), the study directory only read."""
+        data_dir = self._check(data_dir, device, workers, executor, cpus_per_run, gpus_per_run, tensorboard,
+                               mlflow)[0]
+        from . import runner
+
+        return runner.plan(self.spec, output if output is not None else self.output, data_dir, download=False,
+                           read_only=True)
+
+    def run(self, output: str | os.PathLike | None = None, *, data_dir: str | os.PathLike | None = None,
+            device: str = "auto", workers: int | str = "auto", executor: str = "local",
+            ray_address: str | None = None, cpus_per_run: float = 1, gpus_per_run: float = 0,
+            tensorboard: bool = False, mlflow: str | None = None, report: bool = True,
+            progress: Callable[[dict], None] | None = None,
+            on_plan: Callable[[Any], None] | None = None) -> RunResult:
+        """Train the runs that are not finished, as `cnnbench run` does, and write the report.
+
+        Everything is checked before anything is written (see `plan`); datasets missing from the data
+        directory are downloaded where possible. Finished runs (done or diverged) are kept, failed and
+        interrupted ones run again (an interrupted one from its last epoch). `workers`: processes
+        ("auto": one per core on a CPU); `executor`: "local" or "ray" (`ray_address`, `cpus_per_run`,
+        `gpus_per_run`); `tensorboard`, `mlflow` (a tracking URI): also log there. `progress` receives
+        the events `{"event": "queued", "runs": [...]}`, `{"event": "epoch", ...}` and
+        `{"event": "done", "key", "label", "status"}`; `on_plan(plan)` is called once the plan is made,
+        before anything is written. A run that fails does not raise: it is in `RunResult.failed`."""
+        from . import runner
+
+        data_dir, workers = self._check(data_dir, device, workers, executor, cpus_per_run, gpus_per_run,
+                                        tensorboard, mlflow)
+        out = output if output is not None else self.output
+        p = runner.plan(self.spec, out, data_dir, download=True)
+        if on_plan is not None:
+            on_plan(p)
+        if not p.runs:
+            # a caller with on_plan has shown the plan's skipped datasets (the command line prints them)
+            detail = "see above" if on_plan is not None else "; ".join(p.skipped)
+            raise UserError(f"{self.source}: no run can start: every dataset is missing ({detail})")
+        if output is not None:
+            self.output = output
+        finished_before = {k for k, status in p.statuses.items() if status in FINISHED}
+        t0 = time.perf_counter()
+        runner.execute(p, data_dir=data_dir, device=device, workers=workers, progress=progress, executor=executor,
+                       ray_options={"address": ray_address, "cpus_per_run": cpus_per_run,
+                                    "gpus_per_run": gpus_per_run},
+                       tensorboard=tensorboard, mlflow=mlflow)
+        seconds = time.perf_counter() - t0
+        before = sum(r.key in finished_before for r in p.runs)  # p.runs now holds the final runs of a [tuning]
+        result = RunResult(p.study_dir, len(p.runs), before, len(p.runs) - before, _failed(p.study_dir), seconds)
+        if report:
+            result.report = self.report(p.study_dir)
+        return result
+
+    def _check(self, data_dir, device, workers, executor, cpus_per_run, gpus_per_run, tensorboard, mlflow):
+        """The run's options, checked before anything is written: (data_dir, workers)."""
+        from . import runner
+        from .train import resolve_device
+
+        data_dir = runner.check_data_dir(None if data_dir is None else str(data_dir))
+        resolve_device(device)  # refuse an unavailable device before writing anything
+        workers = _workers(workers)
+        if tensorboard:
+            try:
+                import tensorboard as _
+            except ImportError:
+                raise UserError('--tensorboard needs the tensorboard package: pip install tensorboard (or pip '
+                                'install -e ".[loggers]" in the cnnbench checkout)') from None
+        if mlflow:
+            try:
+                import mlflow as _  # noqa: F401
+            except ImportError:
+                raise UserError('--mlflow needs MLflow: pip install mlflow-skinny (or pip install -e ".[loggers]" '
+                                'in the cnnbench checkout)') from None
+        if executor not in ("local", "ray"):
+            raise UserError(f"--executor must be 'local' or 'ray', got {executor!r}")
+        if executor == "ray":
+            try:
+                import ray  # noqa: F401
+            except ImportError:
+                raise UserError('--executor ray needs Ray: pip install "ray[default]" (or pip install -e ".[ray]" '
+                                'in the cnnbench checkout)') from None
+            if not cpus_per_run > 0 or not gpus_per_run >= 0:
+                raise UserError(f"--cpus-per-run must be > 0 and --gpus-per-run >= 0, got {cpus_per_run:g} "
+                                f"and {gpus_per_run:g}")
+        return data_dir, workers
+
+    # --- results --------------------------------------------------------------------------------
+
+    def results(self, output: str | os.PathLike | None = None, *, all_runs: bool = False):
+        """The stored runs as a pandas DataFrame, one row per run: key, label, status, seed, current,
+        final, tuning, `axis.NAME` (the study's varying keys), the metrics (test_acc, test_nll, ...,
+        best_val_acc, custom test_/val_ metrics), epochs_done, seconds, error, `config.*` (the resolved
+        config, flattened). By default the runs of the spec that last ran in the directory (`current`);
+        `all_runs=True`: also those kept from earlier versions of the spec. Only reads the directory."""
+        from . import analysis
+        from .store import Store
+
+        study_dir = self._dir(output)
+        _check_owner(study_dir, self.name)
+        store = Store.open_readonly(study_dir)
+        try:
+            df = analysis.runs_frame(store)
+        finally:
+            store.close()
+        if not all_runs and not df.empty:
+            df = df[df["current"]].reset_index(drop=True)
+        return df
+
+    def compare(self, output: str | os.PathLike | None = None, *, metric: str | None = None, **settings):
+        """The study's answer (`cnnbench.analysis.compare_study` of its directory): verdict, per-cell
+        rankings and tests. `metric` and `settings` (cells, alpha, rope, target_accuracy) default to the
+        study's [analysis]."""
+        from . import analysis
+
+        study_dir = self._dir(output)
+        _check_owner(study_dir, self.name)
+        return analysis.compare_study(study_dir, metric=metric, **settings)
+
+    def report(self, output: str | os.PathLike | None = None, *, report_dir: str | os.PathLike | None = None,
+               metric: str | None = None) -> Path:
+        """Write the report of the study directory, as `cnnbench report` does, into `report_dir`
+        (default STUDY_DIR/report); return the path of report.html. Only reads the study directory."""
+        study_dir = self._dir(output)
+        _check_owner(study_dir, self.name)
+        return report(study_dir, output=report_dir, metric=metric)
+
+
+def report(study_dirs, output: str | os.PathLike | None = None, metric: str | None = None) -> Path:
+    """`cnnbench report DIR [DIR ...]`: the report of one study directory, or of several holding one
+    study's runs (then `output` is required), into `output` (default DIR/report); returns report.html."""
+    from .report import write_report
+
+    return write_report(study_dirs, output=output, metric=metric)
+
+
+def builtin_studies() -> list[str]:
+    """The names of the built-in studies (`Study.from_toml(name)`)."""
+    from .study import builtin_studies as names
+
+    return names()
+
+
+# --- helpers --------------------------------------------------------------------------------------
+
+
+def _workers(value) -> int | str:
+    if value == "auto":
+        return value
+    try:
+        n = value if isinstance(value, int) and not isinstance(value, bool) else int(str(value))
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise UserError(f"--workers must be a positive integer or 'auto', got {value!r}")
+    return n
+
+
+def _check_owner(study_dir: Path, name: str) -> None:
+    """A study directory holding this study's runs (read-only check)."""
+    from .store import Store
+
+    if not (study_dir / "study.db").is_file():
+        raise UserError(f"{study_dir} holds no runs of study {name!r} yet (no study.db); run the study first "
+                        "(study.run() or cnnbench run), or give the directory it ran into with output=")
+    store = Store.open_readonly(study_dir)
+    try:
+        owner = store.get_meta("study")
+    finally:
+        store.close()
+    if owner is not None and owner != name:
+        raise UserError(f"{study_dir} holds study {owner!r}, not {name!r}; give this study's directory with output=")
+
+
+def _failed(study_dir: Path) -> list[str]:
+    """Keys of the current runs (the spec's) whose status is failed."""
+    from .store import Store
+
+    store = Store.open_readonly(study_dir)
+    try:
+        return [r["key"] for r in store.runs() if r["current"] and r["status"] == "failed"]
+    finally:
+        store.close()
+
+
+def _plain(value):
+    """Mappings as dicts, tuples as lists, all the way down (what tomllib would have produced)."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+class _NotToml(Exception):
+    pass
+
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+_SECTIONS = ("grid", "tuning", "analysis")
+
+
+def _to_toml(data: dict) -> str:
+    """The study as TOML text (kept as study.toml), checked to parse back to `data`; a study TOML
+    cannot hold (a None value) is kept as commented JSON instead."""
+    try:
+        lines = [f"{_key(k)} = {_value(v)}" for k, v in data.items()
+                 if not (k in _SECTIONS and isinstance(v, dict)) and not (k == "runs" and _tables(v))]
+        for k, v in data.items():
+            if k in _SECTIONS and isinstance(v, dict):
+                lines += ["", f"[{k}]", *(f"{_key(kk)} = {_value(vv)}" for kk, vv in v.items())]
+            elif k == "runs" and _tables(v):
+                for entry in v:
+                    lines += ["", "[[runs]]", *(f"{_key(kk)} = {_value(vv)}" for kk, vv in entry.items())]
+        text = "# written by cnnbench.Study.from_dict\n" + "\n".join(lines) + "\n"
+        if tomllib.loads(text) == data:
+            return text
+    except (_NotToml, tomllib.TOMLDecodeError, ValueError):
+        pass
+    dumped = json.dumps(data, indent=2, sort_keys=False, default=str, allow_nan=True)
+    return ("# given to cnnbench.Study.from_dict with values TOML cannot hold (e.g. None); as JSON:\n"
+            + "".join(f"# {line}\n" for line in dumped.splitlines()))
+
+
+def _tables(value) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
+
+
+def _key(key) -> str:
+    if not isinstance(key, str):
+        raise _NotToml
+    return key if _BARE_KEY.fullmatch(key) else json.dumps(key, ensure_ascii=False)
+
+
+def _value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "nan"
+        if math.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        return repr(v)
+    if isinstance(v, str):
+        if any(ord(c) < 32 and c != "\t" or ord(c) == 127 for c in v):
+            raise _NotToml  # control characters: not worth escaping by hand
+        return json.dumps(v, ensure_ascii=False)
+    if isinstance(v, list):
+        return "[" + ", ".join(_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{_key(k)} = {_value(x)}" for k, x in v.items()) + " }" if v else "{}"
+    raise _NotToml
