@@ -1,0 +1,202 @@
+"""The Python API for studies (cnnbench.Study): the same studies, checks, runs and report as the CLI."""
+
+import sqlite3
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+import cnnbench
+from cnnbench import UserError
+from cnnbench.api import RunResult, Study
+
+TINY = """
+name = "api-tiny"
+seeds = [0]
+epochs = 1
+batch_size = 64
+dataset = "digits"
+model = "digits_cnn"
+[grid]
+loss = ["categorical_crossentropy", "mse"]
+"""
+
+TINY_DICT = {"name": "api-tiny", "seeds": [0], "epochs": 1, "batch_size": 64, "dataset": "digits",
+             "model": "digits_cnn", "grid": {"loss": ["categorical_crossentropy", "mse"]}}
+
+
+def _files(path: Path) -> dict[str, tuple[int, int]]:
+    """Every file under `path` with its size and modification time."""
+    return {str(p.relative_to(path)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def _finished_at(study_dir: Path) -> dict[str, float]:
+    con = sqlite3.connect(study_dir / "study.db")
+    try:
+        return dict(con.execute("SELECT key, finished_at FROM runs"))
+    finally:
+        con.close()
+
+
+@pytest.fixture(scope="module")
+def ran(tmp_path_factory):
+    """The tiny study, run once through the API (2 runs, 1 epoch each on the embedded digits)."""
+    root = tmp_path_factory.mktemp("api")
+    spec = root / "tiny.toml"
+    spec.write_text(TINY)
+    study = Study.from_toml(spec)
+    result = study.run(root / "out", workers=1)
+    return study, result, root
+
+
+def test_study_is_exported_lazily_without_torch():
+    assert "Study" in cnnbench.__all__ and cnnbench.Study is Study
+    code = ("import sys, cnnbench; s = cnnbench.Study; assert s.__name__ == 'Study'; "
+            "assert 'torch' not in sys.modules, 'cnnbench.Study imported torch'")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
+def test_from_toml_and_from_dict_give_the_same_runs(tmp_path):
+    spec = tmp_path / "tiny.toml"
+    spec.write_text(TINY)
+    a, b = Study.from_toml(spec), Study.from_dict(TINY_DICT)
+    assert [r.key for r in a.runs] == [r.key for r in b.runs] and len(a.runs) == 2
+    assert a.name == b.name == "api-tiny" and a.source == str(spec) and b.source == "<dict>"
+    assert tomllib.loads(b.text) == TINY_DICT  # what the study directory keeps as study.toml
+    assert b.study_dir == (Path("runs") / "api-tiny").absolute()
+    assert Study.from_dict(TINY_DICT, output=tmp_path / "x").study_dir == tmp_path / "x"
+    # a built-in study by name, and the default study
+    assert Study.from_toml("default").name == "default" and len(Study.from_toml().runs) == 48
+    assert "default" in cnnbench.api.builtin_studies()
+
+
+def test_from_dict_takes_tuples_and_keeps_untomlable_values_as_json():
+    s = Study.from_dict({**TINY_DICT, "grid": {"loss": ("categorical_crossentropy", "mse"),
+                                               "early_stopping": [None, {"patience": 1}]}})
+    assert len(s.runs) == 4
+    assert s.text.startswith("#") and tomllib.loads(s.text) == {}  # None has no TOML: kept as commented JSON
+    nested = Study.from_dict({**TINY_DICT, "runs": [{"optimizer": {"name": "sgd", "learning_rate": 0.1}},
+                                                    {"optimizer": "adam"}],
+                              "tuning": {"learning_rates": [1e-3, 1e-2]}, "analysis": {"alpha": 0.1}})
+    assert tomllib.loads(nested.text)["runs"][0]["optimizer"] == {"name": "sgd", "learning_rate": 0.1}
+
+
+@pytest.mark.parametrize("data, message", [
+    ({**TINY_DICT, "grid": {"loss": ["mse", "categorical_crossentrpy"]}},
+     "<dict>: grid.loss[1]: unknown loss 'categorical_crossentrpy'; did you mean 'categorical_crossentropy'"),
+    ({**TINY_DICT, "epochs": -1}, "<dict>: epochs: Input should be greater than or equal to 1"),
+    ({**TINY_DICT, "grid": {"optimiser": ["adam"]}}, "grid.optimiser: unknown key 'optimiser'"),
+    ({"epochs": 2}, "name"),
+    (["not", "a", "dict"], "a study is a dict of its keys"),
+])
+def test_a_bad_dict_raises_one_line_user_error(data, message):
+    with pytest.raises(UserError) as e:
+        Study.from_dict(data)
+    assert message in str(e.value) and "\n" not in str(e.value), str(e.value)
+
+
+def test_bad_run_options_raise_user_error_and_write_nothing(tmp_path):
+    study = Study.from_dict(TINY_DICT)
+    out = tmp_path / "out"
+    for options, message in [({"workers": 0}, "--workers must be a positive integer"),
+                             ({"workers": "many"}, "--workers must be a positive integer"),
+                             ({"device": "tpu"}, "unknown device"),
+                             ({"executor": "slurm"}, "--executor must be 'local' or 'ray'"),
+                             ({"data_dir": tmp_path / "nope"}, "does not exist")]:
+        for call in (study.plan, study.run):
+            with pytest.raises(UserError, match=message):
+                call(out, **options)
+    with pytest.raises(UserError, match="batch_size 100000 is larger"):
+        Study.from_dict({**TINY_DICT, "batch_size": 100000}).run(out)
+    assert not out.exists()
+
+
+def test_plan_says_what_would_run_and_writes_nothing(tmp_path):
+    study = Study.from_dict(TINY_DICT)
+    out = tmp_path / "out"
+    plan = study.plan(out)
+    assert plan.study_dir == out and len(plan.runs) == len(plan.todo) == 2 and not plan.done
+    frame = plan.frame()
+    assert list(frame["status"]) == ["new", "new"] and set(frame["axis.loss"]) == {"categorical_crossentropy", "mse"}
+    assert not out.exists()
+
+
+def test_run_results_report(ran):
+    study, result, root = ran
+    out = root / "out"
+    assert isinstance(result, RunResult) and result.ok
+    assert (result.study_dir, result.runs, result.already_finished, result.ran) == (out, 2, 0, 2)
+    assert result.report == out / "report" / "report.html" and result.report.stat().st_size > 0
+    assert study.study_dir == out  # run(output=...) is where later calls look
+    assert tomllib.loads((out / "study.toml").read_text())["name"] == "api-tiny"
+
+    df = study.results()
+    assert len(df) == 2 and set(df["status"]) == {"done"}
+    for column in ("key", "label", "status", "seed", "axis.loss", "test_acc", "test_nll", "val_acc", "epochs_done",
+                   "seconds", "config.loss.name"):
+        assert column in df, column
+    assert set(df["key"]) == {r.key for r in study.runs}
+    assert df["test_acc"].between(0, 1).all()
+
+    sc = study.compare()
+    assert sc.verdict and len(sc.cells) == 1
+    html = study.report(report_dir=root / "elsewhere")
+    assert html == root / "elsewhere" / "report.html"
+    for name in ("report.html", "summary.md", "runs.csv", "history.csv", "ranking.csv", "ranking.tex"):
+        assert (root / "elsewhere" / name).stat().st_size > 0, name
+
+
+def test_plan_of_a_study_that_ran_reads_without_writing(ran):
+    study, _, root = ran
+    out = root / "out"
+    before = _files(out)
+    plan = study.plan()
+    assert len(plan.done) == 2 and not plan.todo
+    assert set(plan.frame()["status"]) == {"done"}
+    assert _files(out) == before
+
+
+def test_a_resume_through_the_api_reruns_nothing_done(ran):
+    study, _, root = ran
+    out = root / "out"
+    stamps = _finished_at(out)
+    events = []
+    again = Study.from_toml(root / "tiny.toml").run(out, workers=1, report=False, progress=events.append)
+    assert (again.runs, again.already_finished, again.ran, again.failed) == (2, 2, 0, [])
+    assert events == [{"event": "queued", "runs": []}]
+    assert again.report is None
+    assert _finished_at(out) == stamps
+
+
+def test_open_a_study_directory(ran):
+    _, _, root = ran
+    opened = Study.open(root / "out")
+    assert opened.name == "api-tiny" and opened.study_dir == root / "out"
+    assert len(opened.results()) == 2
+    with pytest.raises(UserError, match="no study.toml"):
+        Study.open(root)
+
+
+def test_results_of_a_directory_without_this_study(ran, tmp_path):
+    _, _, root = ran
+    with pytest.raises(UserError, match="no study.db"):
+        Study.from_dict(TINY_DICT).results(tmp_path)
+    other = Study.from_dict({**TINY_DICT, "name": "other"})
+    for call in (other.results, other.report, other.plan):
+        with pytest.raises(UserError, match="holds study 'api-tiny', not 'other'"):
+            call(root / "out")
+
+
+def test_cli_dry_run_is_the_api_plan_and_reads_only(ran, capsys):
+    from cnnbench.cli import main
+
+    _, _, root = ran
+    out = root / "out"
+    before = _files(out)
+    assert main(["run", str(root / "tiny.toml"), "-o", str(out), "--dry-run"]) == 0
+    assert "0 to run, 2 finished" in capsys.readouterr().out
+    assert _files(out) == before
