@@ -11,6 +11,7 @@ from torch import nn
 
 import cnnbench
 from cnnbench import metrics, study
+from cnnbench.errors import UserError
 from cnnbench.executors import Task, epoch_metrics, execute, summary_epoch, validation_summary
 from cnnbench.store import COUNTS, METRICS, Store
 from cnnbench.train import History, forward_flops, parameter_count
@@ -224,3 +225,43 @@ def test_a_run_without_validation_stores_test_metrics_and_null_validation(tmp_pa
     assert status == "done" and row["test_nll"] is not None and row["test_macro_f1"] is not None
     for column in ("val_acc", "val_loss", "val_nll", "val_ece", "best_val_acc", "last_val_loss"):
         assert row[column] is None, column
+
+
+# --- the one rule for "is this metric minimised" (ranking, EarlyStopping, reduce_on_plateau) ---------
+KERAS_AUTO = {  # Keras' mode="auto" for the monitors it knows (EarlyStopping: the metric's direction)
+    "loss": "min", "val_loss": "min", "accuracy": "max", "val_accuracy": "max", "acc": "max", "val_acc": "max",
+    "sparse_categorical_accuracy": "max", "val_top_k_categorical_accuracy": "max", "auc": "max",
+    "val_auc": "max", "precision": "max", "val_recall": "max", "f1_score": "max", "mean_iou": "max",
+    "mean_squared_error": "min", "val_mae": "min", "categorical_crossentropy": "min", "kl_divergence": "min",
+}
+
+
+@pytest.mark.parametrize("monitor, expected", sorted(KERAS_AUTO.items()))
+def test_monitor_mode_auto_is_keras_for_the_monitors_keras_knows(monitor, expected):
+    from cnnbench.metrics import monitor_mode
+
+    assert monitor_mode(monitor) == expected
+    assert monitor_mode(monitor, "min") == "min" and monitor_mode(monitor, "max") == "max"
+
+
+@pytest.mark.parametrize("monitor", ["val_loss", "val_accuracy", "val_top5_accuracy", "val_nll", "val_ece",
+                                     "val_macro_f1", "out_loss", "val_out_accuracy", "my_score"])
+def test_early_stopping_and_reduce_on_plateau_share_the_rule(monitor):
+    """Both callbacks read mode="auto" from metrics.monitor_mode; agreeing with the ranking's direction
+    wherever the name says which way is better."""
+    from cnnbench import optim
+    from cnnbench.metrics import higher_is_better, monitor_mode
+    from cnnbench.train import EarlyStopping
+
+    mode = monitor_mode(monitor)
+    assert EarlyStopping(monitor=monitor).sign == (1.0 if mode == "min" else -1.0)
+    p = torch.zeros(1, requires_grad=True)
+    opt = optim.get({"name": "sgd", "learning_rate": 1.0, "schedule": {
+        "name": "reduce_on_plateau", "monitor": monitor, "patience": 1, "factor": 0.5, "min_delta": 0.0}}, [p])
+    for epoch, value in enumerate([1.0, 2.0]):  # the value rises: an improvement only when maximised
+        optim.on_epoch_end(opt, epoch, {monitor: value})
+    assert optim.current_lr(opt) == (1.0 if mode == "max" else 0.5)
+    if monitor != "my_score":  # a name that names no direction: ranked maximised, monitored minimised (Keras)
+        assert higher_is_better(monitor) == (mode == "max")
+    with pytest.raises(UserError, match="mode must be"):
+        monitor_mode(monitor, "up")

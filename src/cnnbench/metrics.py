@@ -79,16 +79,57 @@ def get(name: str) -> Metric:
     return METRICS[name]
 
 
+# --- which way is better: the one rule ----------------------------------------------------------
+# A metric's direction comes from the tables above when it is in them, else from its name: a name that
+# contains a word of LOWER_WORDS is minimised (a loss, an error, NLL, calibration error, a time), else
+# one that contains a word of HIGHER_WORDS is maximised (the metrics Keras 3 marks `_direction = "up"`:
+# accuracies, top-k, AUC, precision, recall, F-scores, IoU). A name in neither list is the one case
+# that depends on the use: ranking a study (`higher_is_better`) maximises it (a user's score), while a
+# callback's `mode = "auto"` (`monitor_mode`) minimises it, as Keras does. Words are substrings and the
+# minimised ones are looked for first, so a name with both (`top5_error`, or `val_sentiment_accuracy`:
+# "time" is in "sentiment") is minimised; give the mode (`mode = "max"`) for such a name.
+LOWER_WORDS = ("loss", "error", "nll", "ece", "time", "seconds", "epochs")
+HIGHER_WORDS = ("acc", "auc", "precision", "recall", "f1", "iou", "top")
+
+
+def _direction_from_name(name: str) -> bool | None:
+    """True (maximised) / False (minimised) from the words of `name`; None when it names neither."""
+    low = name.lower()
+    if any(w in low for w in LOWER_WORDS):
+        return False
+    if any(w in low for w in HIGHER_WORDS):
+        return True
+    return None
+
+
 def higher_is_better(name: str) -> bool:
-    """The one rule for a metric's direction: accuracy-like metrics are maximised; losses, NLL,
-    calibration error and time are minimised. A name not in the table (e.g. a user's metric) is
-    minimised when it names a loss, an error or a time."""
+    """The direction of a metric a study is ranked by: the table's for a known metric (`METRICS`, a
+    declared custom metric), else from its name (see LOWER_WORDS / HIGHER_WORDS); a name that names
+    neither is maximised."""
     if name in METRICS:
         return METRICS[name].higher_is_better
     if name in CUSTOM:
         return CUSTOM[name].higher_is_better
-    low = name.lower()
-    return not any(w in low for w in ("loss", "error", "nll", "ece", "time", "seconds", "epochs"))
+    return _direction_from_name(name) is not False
+
+
+def monitor_mode(monitor: str, mode: str = "auto") -> str:
+    """`"min"` or `"max"`: how `EarlyStopping` and the `reduce_on_plateau` schedule compare the epoch-log
+    value `monitor` (`val_loss`, `val_accuracy`, `val_macro_f1`, `out_loss`, ...).
+
+    `mode = "min"` / `"max"` is kept. `"auto"` is Keras' rule from the name alone: losses are minimised,
+    accuracy-like metrics maximised, and so the same as Keras for every monitor Keras knows (its
+    `EarlyStopping` asks the metric object for its direction, its `ReduceLROnPlateau` looks only for
+    "acc"; where they disagree, for AUC, precision, recall, F1 and IoU, both follow EarlyStopping). A
+    name of neither kind is minimised, as Keras 2's callbacks and Keras 3's ReduceLROnPlateau do
+    (Keras 3's EarlyStopping refuses it)."""
+    if mode in ("min", "max"):
+        return mode
+    if mode != "auto":
+        from .errors import UserError
+
+        raise UserError(f"mode must be 'auto', 'min' or 'max', not {mode!r}")
+    return "max" if _direction_from_name(monitor) else "min"
 
 
 # --- the metric functions: class probabilities + labels -> one number ------------------------------

@@ -18,7 +18,7 @@ minibatch SGD"). `cosine` and `warmup_cosine` start their decay after the warmup
 | cosine | alpha=0.0, decay_epochs=None (= epochs - warmup) | alpha + (1 - alpha) * (1 + cos(pi * p)) / 2, p = clip((e - warmup) / decay_epochs, 0, 1) (Loshchilov & Hutter 2017) |
 | warmup_cosine | as cosine, warmup_epochs=1.0 | the same with a default warmup |
 | one_cycle | pct_start=0.3, div_factor=25.0, final_div_factor=1e4, anneal="cos" | torch.optim.lr_scheduler.OneCycleLR with max_lr = base lr (Smith & Topin 2019) |
-| reduce_on_plateau | monitor="val_loss", factor=0.1, patience=10, mode="auto", min_delta=1e-4, cooldown=0, min_lr=0.0 | keras.callbacks.ReduceLROnPlateau, evaluated in on_epoch_end |
+| reduce_on_plateau | monitor="val_loss", factor=0.1, patience=10, mode="auto", min_delta=1e-4, cooldown=0, min_lr=0.0 | keras.callbacks.ReduceLROnPlateau, evaluated in on_epoch_end (mode="auto": `cnnbench.metrics.monitor_mode`) |
 | polynomial | decay_steps=None, decay_epochs=None (neither: the whole run), end_learning_rate=1e-4, power=1.0, cycle=False | an absolute rate, not a factor: `(base_lr - end) * (1 - t/D)^power + end` with `t = min(t, D)`; cycle: `D = D * ceil(t/D)` (`* 1` at t = 0) — tf.compat.v1.train.polynomial_decay = keras.optimizers.schedules.PolynomialDecay |
 
 `polynomial` (aliases `polynomial_decay`, `PolynomialDecay`, `poly`) counts `t` in optimizer steps as
@@ -353,10 +353,9 @@ class Controller:
                           f"({', '.join(map(str, logs)) or 'none'}); learning rate unchanged", stacklevel=3)
             return
         current = float(current)
-        mode = c["mode"]
-        if mode == "auto":  # Keras: losses are minimised; accuracy-like metrics maximised
-            up = ("acc", "auc", "precision", "recall", "f1", "iou", "top")
-            mode = "max" if any(k in c["monitor"] for k in up) else "min"
+        from ..metrics import monitor_mode  # the one rule for mode="auto" (Keras'), shared with EarlyStopping
+
+        mode = monitor_mode(c["monitor"], c["mode"])
         delta = abs(c["min_delta"])
         improved = s["best"] is None or (current + delta < s["best"] if mode == "min" else current - delta > s["best"])
         if s["cooldown_counter"] > 0:
