@@ -236,3 +236,79 @@ def test_a_failed_write_leaves_no_temporary_file(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         files.write_text(tmp_path / "x.csv", "a,b\n")
     assert list(tmp_path.iterdir()) == []
+
+
+CUSTOM_METRICS = """
+name = "report-custom-metrics"
+seeds = [0, 1]
+epochs = 2
+batch_size = 128
+dataset = "digits"
+model = "digits_cnn"
+metrics = ["macro_f1"]
+[grid]
+optimizer = ["adam", { name = "sgd", learning_rate = 0.1 }]
+"""
+
+
+def test_custom_metrics_are_drawn_per_epoch_in_the_report(tmp_path):
+    """issue 13: metrics = [...] are recorded per epoch (history_metrics) and shown in the report, as
+    curves of the mean over seeds, training beside validation."""
+    from cnnbench import analysis
+    from cnnbench.report import paper
+    from cnnbench.store import Store
+
+    spec = tmp_path / "study.toml"
+    spec.write_text(CUSTOM_METRICS)
+    assert main(["run", str(spec), "-o", str(tmp_path / "study"), "--workers", "1", "-q", "--no-report"]) == 0
+    out = tmp_path / "report"
+    assert main(["report", str(tmp_path / "study"), "--output", str(out)]) == 0
+    assert (out / "metric_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert ET.parse(out / "metric_curves.svg").getroot().tag.endswith("svg")
+    assert {"metric_curves.png", "metric_curves.svg"} <= set((out / "report_files.txt").read_text().split())
+    assert "metric_curves.png" in (out / "summary.md").read_text()
+    assert "Other metrics per epoch" in (out / "report.html").read_text()
+
+    # the curves are the store's values: per configuration and epoch, the mean over the two seeds
+    sc = analysis.compare_study(tmp_path / "study")
+    extra = figures.history_metrics(sc)
+    assert {"macro_f1", "val_macro_f1"} <= set(extra.columns) and len(extra) == 4 * 2  # 4 runs × 2 epochs
+    store = Store.open_readonly(tmp_path / "study")
+    try:
+        stored = {(r["run_key"], r["epoch"], r["name"]): r["value"] for r in store.history_metrics()}
+    finally:
+        store.close()
+    assert all(extra.set_index(["run_key", "epoch"]).loc[(k, e), n] == v for (k, e, n), v in stored.items())
+    cell = sc.cells[0]
+    configs = paper.config_names(sc, cell.runs)
+    config_of = dict(zip(cell.runs["key"], configs))
+    ranked = list(cell.comparison.ranking["config"])
+    fig = figures.metric_curves(extra, ranked, config_of, pd.DataFrame(index=configs.unique()), "t")
+    panels = [ax for ax in fig.axes if ax.get_lines()]
+    assert [ax.get_title() for ax in panels] == ["macro f1, training", "macro f1, validation"]
+    for ax, column in zip(panels, ("macro_f1", "val_macro_f1")):
+        lines = ax.get_lines()
+        assert [line.get_label() for line in lines] == ranked
+        for line in lines:
+            keys = [k for k, c in config_of.items() if c == line.get_label()]
+            want = extra[extra["run_key"].isin(keys)].groupby("epoch")[column].mean()
+            np.testing.assert_allclose(line.get_ydata(), want.to_numpy())
+            np.testing.assert_array_equal(line.get_xdata(), want.index.to_numpy() + 1)
+
+
+def test_metric_curves_accuracies_in_percent_losses_on_a_log_scale_and_none_without_values():
+    rows = [{"run_key": f"{c}/{s}", "epoch": e, "digit_loss": 1.0 / (e + 1), "val_digit_accuracy": 0.5 + 0.1 * e,
+             "val_digit_loss": 2.0 / (e + 1)} for c in ("a", "b") for s in range(3) for e in range(3)]
+    extra = pd.DataFrame(rows)
+    config_of = {f"{c}/{s}": c for c in ("a", "b") for s in range(3)}
+    fig = figures.metric_curves(extra, ["a", "b"], config_of, pd.DataFrame(index=["a", "b"]), "t")
+    drawn = {ax.get_title(): ax for ax in fig.axes if ax.get_lines()}
+    assert set(drawn) == {"digit loss, training", "digit loss, validation", "digit accuracy, validation (%)"}
+    assert drawn["digit loss, training"].get_yscale() == "log"
+    np.testing.assert_allclose(drawn["digit accuracy, validation (%)"].get_lines()[0].get_ydata(), [50, 60, 70])
+    assert drawn["digit accuracy, validation (%)"].get_yscale() == "linear"
+    # a name logged for validation only leaves its training panel empty (turned off)
+    assert sum(not ax.axison for ax in fig.axes) == 1
+    assert figures.metric_curves(pd.DataFrame(), ["a"], {"a/0": "a"}, pd.DataFrame(index=["a"]), "t") is None
+    assert figures.metric_curves(extra[["run_key", "epoch"]], ["a", "b"], config_of,
+                                 pd.DataFrame(index=["a", "b"]), "t") is None

@@ -7,8 +7,9 @@ Writes into the output directory (default `STUDY_DIR/report/`):
   description, run counts, environment, dates, time, model sizes), each cell's ranked table with its
   tests, the comparison across cells, marginal rankings, the learning-rate search, notes, conflicts.
 - tables fit for a paper (paper.py): `ranking.{csv,md,tex}`, `configurations_x_cells.*`, `A_x_B.*`.
-- figures as PNG and SVG (figures.py): learning curves, every run's value, critical-difference
-  diagrams, heatmaps, the learning-rate search.
+- figures as PNG and SVG (figures.py): learning curves, the other per-epoch values (custom metrics,
+  per-output losses and accuracies), every run's value, critical-difference diagrams, heatmaps, the
+  learning-rate search.
 - the data: `runs.csv` (one row per run, config flattened), `history.csv` (per run and epoch),
   `conflicts.csv` (when several stores disagree).
 
@@ -136,6 +137,7 @@ class Figures:
 def write_figures(sc, out: Path) -> Figures:
     figs = Figures()
     one = len(sc.cells) == 1
+    extra = figures.history_metrics(sc)  # custom metrics, per-output values: their curves below the learning curves
     for cell in sc.cells:
         suffix = "" if one else "_" + figures.slug(cell.name)
         made = figs.per_cell.setdefault(cell.name, [])
@@ -148,6 +150,15 @@ def write_figures(sc, out: Path) -> Figures:
                                      "Mean over seeds per epoch; band: 95% t-interval of the mean (none from one "
                                      "seed). The loss is each run's own training loss: it compares runs trained "
                                      "with the same loss only."))
+        more = figures.metric_curves(extra, list(cell.comparison.ranking["config"]),
+                                     dict(zip(cell.runs["key"], configs)), _config_axes(cell.runs, configs),
+                                     f"Other metrics per epoch: {cell.name}")
+        if more is not None:
+            made.append(figures.save(more, out, "metric_curves" + suffix, "Other metrics per epoch",
+                                     "Every other value the epochs logged: custom metrics (metrics = [...]), a "
+                                     "multi-output model's per-output losses and accuracies, what callbacks log; "
+                                     "training (left) and validation (right). Mean over seeds per epoch; band: 95% "
+                                     "t-interval of the mean (none from one seed)."))
         cd = figures.critical_difference(cell.comparison, cell.name)
         if cd is not None:
             made.append(figures.save(cd, out, "critical_difference" + suffix, "Critical-difference diagram",

@@ -4,6 +4,9 @@
   95% t-interval band (no band from one seed); at most 10 configurations per axes, each with its own
   colour (small multiples by an axis value, or by rank, beyond that); markers when there are few
   epochs, so a one-epoch study draws points.
+- metric curves: the same for every other value an epoch logged (the store's `history_metrics`:
+  custom metrics `metrics = [...]`, a multi-output model's per-output losses and accuracies, what a
+  callback logs), one row per name, training beside validation.
 - `metric_by_run`: every run's value as a point, per configuration, in the tables' units, with the
   mean and its 95% interval.
 - critical-difference diagrams (scikit-posthocs), only where the Friedman test applies.
@@ -26,6 +29,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from scipy import stats  # noqa: E402
 
+from ..store import Store  # noqa: E402
 from . import files  # noqa: E402
 from . import format as fmt  # noqa: E402
 
@@ -140,8 +144,12 @@ def learning_curves(history: pd.DataFrame, configs: list[str], config_of: dict[s
     return fig
 
 
-def _draw_curves(ax, hist: pd.DataFrame, group: list[str], column: str, marker) -> None:
-    accuracy = column.endswith("acc")
+def _draw_curves(ax, hist: pd.DataFrame, group: list[str], column: str, marker, accuracy: bool | None = None,
+                 log: bool | None = None) -> None:
+    """`accuracy`: drawn in % and clipped to [0, 100] (default: the column ends in `acc`); `log`: a log
+    scale when every value is positive (default: every column but an accuracy)."""
+    accuracy = column.endswith("acc") if accuracy is None else accuracy
+    log = not accuracy if log is None else log
     scale = 100.0 if accuracy else 1.0
     for i, config in enumerate(group):  # i < MAX_PER_AXES: every configuration its own colour
         band = mean_band(hist[hist["config"] == config], column) * [scale, 1, 1, scale, scale]
@@ -153,11 +161,90 @@ def _draw_curves(ax, hist: pd.DataFrame, group: list[str], column: str, marker) 
             low, high = (band["low"].clip(0, 100), band["high"].clip(0, 100)) if accuracy else (band["low"], band["high"])
             ax.fill_between(x, low, high, color=COLORS[i], alpha=0.15, lw=0)
     values = hist[column].replace([np.inf, -np.inf], np.nan).dropna()
-    if not accuracy and len(values) and (values > 0).all():
+    if log and len(values) and (values > 0).all():
         ax.set_yscale("log")  # own losses differ by orders of magnitude (MSE vs cross-entropy)
     ax.grid(alpha=0.3)
     ax.tick_params(labelsize=8)
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+
+
+# --- other per-epoch values: custom metrics, per-output losses and accuracies --------------------
+
+HISTORY_KEYS = ("run_key", "epoch", "config")
+
+
+def history_metrics(sc) -> pd.DataFrame:
+    """The other values each epoch logged (the stores' `history_metrics` table) for the runs in
+    `sc.history` (the ranked runs), wide: run_key, epoch, one column per name (`mean_confidence`,
+    `val_mean_confidence`, `digit_loss`, ...). With several study directories, each run's values come
+    from the store whose copy the analysis kept (`sc.history`'s `study_dir`). Empty when there are none."""
+    hist = sc.history
+    if hist is None or hist.empty:
+        return pd.DataFrame()
+    kept = set(zip(hist["run_key"], hist["study_dir"])) if "study_dir" in hist else None
+    rows = []
+    for d in sc.study_dirs:
+        store = Store.open_readonly(d)
+        try:
+            rows += [r for r in store.history_metrics()
+                     if (r["run_key"], str(d)) in kept] if kept is not None else store.history_metrics()
+        finally:
+            store.close()
+    if not rows:
+        return pd.DataFrame()
+    long = pd.DataFrame(rows)
+    long = long[long["run_key"].isin(set(hist["run_key"]))]
+    if long.empty:
+        return pd.DataFrame()
+    wide = long.pivot_table(index=["run_key", "epoch"], columns="name", values="value", aggfunc="first",
+                            dropna=False)
+    wide.columns = [str(c) for c in wide.columns]
+    return wide.reset_index()
+
+
+def _is_accuracy(name: str) -> bool:
+    return name.endswith(("acc", "accuracy"))
+
+
+def metric_curves(extra: pd.DataFrame, configs: list[str], config_of: dict[str, str], axes: pd.DataFrame,
+                  title: str):
+    """Per-epoch curves of the values in `extra` (`history_metrics`), for the ranked `configs` (best
+    first): one row of panels per name, training (`name`) beside validation (`val_name`); the mean over
+    seeds with a 95% t-interval band, as the learning curves (and grouped as they are when there are more
+    than MAX_PER_AXES configurations). Accuracies in %, losses on a log scale. None when nothing was
+    logged beyond the learning curves' columns."""
+    if extra is None or extra.empty or "run_key" not in extra:
+        return None
+    hist = extra[extra["run_key"].isin(config_of)].assign(config=lambda h: h["run_key"].map(config_of))
+    names = [c for c in hist.columns if c not in HISTORY_KEYS and pd.to_numeric(hist[c], errors="coerce").notna().any()]
+    if hist.empty or not names:
+        return None
+    hist = hist.assign(**{c: pd.to_numeric(hist[c], errors="coerce") for c in names})
+    bases = list(dict.fromkeys(n[len("val_"):] if n.startswith("val_") else n for n in names))
+    groups = curve_groups([c for c in configs if c in set(hist["config"])], axes)
+    marker = "o" if int(hist["epoch"].max()) + 1 <= MARKERS_UP_TO_EPOCHS else None
+    rows = [(group_title, group, base) for group_title, group in groups for base in bases]
+    fig, grid = plt.subplots(len(rows), 2, squeeze=False, sharex=True, figsize=(10.5, 2.5 * len(rows) + 0.8))
+    for r, (group_title, group, base) in enumerate(rows):
+        for ax, column, part in ((grid[r, 0], base, "training"), (grid[r, 1], f"val_{base}", "validation")):
+            if column not in names:
+                ax.axis("off")
+                continue
+            accuracy = _is_accuracy(base)
+            _draw_curves(ax, hist, group, column, marker, accuracy=accuracy, log=base.endswith("loss"))
+            label = f"{base.replace('_', ' ')}, {part}" + (" (%)" if accuracy else "")
+            ax.set_title(plain(label if not group_title else f"{label}\n{group_title}"), fontsize=9)
+        if r == 0 or rows[r - 1][0] != group_title:  # one legend per group of configurations
+            drawn = [ax for ax in grid[r] if ax.get_lines()]
+            if drawn:
+                handles, labels = drawn[0].get_legend_handles_labels()
+                grid[r, 1].legend(handles, labels, fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5),
+                                  frameon=False)
+    for ax in grid[-1]:
+        ax.set_xlabel("epoch", fontsize=9)
+    fig.suptitle(plain(title), fontsize=11)
+    fig.tight_layout()
+    return fig
 
 
 # --- every run's value ---------------------------------------------------------------------------
