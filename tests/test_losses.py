@@ -683,6 +683,28 @@ def test_class_weights():
         losses.class_weights_to_sample_weights(labels, "balance", 3)
 
 
+def test_balanced_class_weights_are_not_sklearns_to_the_last_bit():
+    """"balanced" stays hand-written: scikit-learn's compute_class_weight divides in float64 (then float32
+    here) while cnnbench has always computed n * (1 / (K * count)) in float32 (torch's scalar / tensor),
+    which differs in the last bit for most label counts (2534 of 2571 random draws); a class absent from
+    the training labels weighs 0 here, where scikit-learn refuses. Using it would change the numbers of
+    every existing run trained with class_weight = "balanced"."""
+    labels = torch.tensor([0] * 9 + [1] * 4 + [2] * 1)
+    ours = losses.class_weights_to_sample_weights(labels, "balanced", 3)
+    assert [float(ours[i]).hex() for i in (0, 9, 13)] == ["0x1.097b420000000p-1", "0x1.2aaaac0000000p+0",
+                                                           "0x1.2aaaac0000000p+2"]  # what runs trained with
+    sklearn_utils = pytest.importorskip("sklearn.utils")
+    import numpy as np  # noqa: PLC0415
+
+    ref = torch.tensor(sklearn_utils.compute_class_weight("balanced", classes=np.arange(3), y=labels.numpy()),
+                       dtype=torch.float32)[labels]
+    assert not torch.equal(ours, ref) and torch.allclose(ours, ref, rtol=2.0**-22, atol=0.0)  # 1 ulp apart
+    absent = losses.class_weights_to_sample_weights(torch.tensor([0, 0, 2]), "balanced", 3)
+    torch.testing.assert_close(absent, torch.tensor([0.5, 0.5, 1.0]))  # n / (K * count) with K = 3
+    with pytest.raises(ValueError):
+        sklearn_utils.compute_class_weight("balanced", classes=np.arange(3), y=np.array([0, 0, 2]))
+
+
 def test_label_noise():
     labels = torch.arange(10_000) % 10
     noisy = losses.add_label_noise(labels, 0.3, 10, seed=0)

@@ -15,7 +15,12 @@ def class_weights_to_sample_weights(labels: torch.Tensor, class_weight, num_clas
     keys like `"3"` are accepted), a list of `num_classes` weights, `"balanced"`
     (n_samples / (n_classes * bincount(labels)), as scikit-learn; compute it on the whole training
     set), or None (all ones). The weights multiply the per-sample losses; with the default
-    reduction the sum is divided by N, not by the weight sum."""
+    reduction the sum is divided by N, not by the weight sum.
+
+    "balanced" is computed here, not by `sklearn.utils.class_weight.compute_class_weight`: scikit-learn
+    divides in float64 and these float32 weights differ from its in the last bit for most label counts
+    (so existing runs would change), it refuses a class absent from the labels (weight 0 here), and
+    importing it costs each worker about 1.7 s (measured with torch already imported)."""
     labels = torch.as_tensor(labels).reshape(-1).long()
     if class_weight is None:
         return torch.ones(labels.shape[0], dtype=torch.float32, device=labels.device)
