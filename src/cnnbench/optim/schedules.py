@@ -28,6 +28,32 @@ scales the start of the decay, not its end; a warmup multiplies the decayed rate
 
 Clipping (Keras' `clipnorm`, `global_clipnorm`, `clipvalue`; at most one) is applied to the
 gradients in a step pre-hook, before the optimizer's update (and before Keras' weight decay).
+
+Why not torch.optim.lr_scheduler: every schedule here is a closed form of the time `t`, kept by the
+`Controller` (step, epoch, plateau state: what a checkpoint stores and a resume needs), so the rate
+of any step is known without replaying the run. torch's schedulers update the rate from the previous
+one (chainable: `lr * gamma` each time), which rounds differently from `base_lr * gamma ** k` (checked
+with torch 2.x: StepLR(step_size=1, gamma=0.3) at lr 0.07 differs from `step` in the last bit in 20 of
+30 epochs; ExponentialLR, CosineAnnealingLR, OneCycleLR and PolynomialLR differ likewise), and their state is
+`last_epoch` plus the current rates, which existing checkpoints do not hold. Schedule by schedule:
+- `step` per epoch with whole-epoch `step_size` / `milestones` has StepLR's / MultiStepLR's meaning;
+  kept for the numbers above, for fractional epochs and for `per = "step"` (a decay at an epoch
+  boundary, counted in steps).
+- `exponential` is Keras' ExponentialDecay (`decay_rate ** (e / decay_epochs)`, `staircase`), of which
+  ExponentialLR is the per-epoch, `decay_epochs = 1` case.
+- `cosine` / `warmup_cosine` are Keras' CosineDecay (with warmup): the rate stays at `alpha` after the
+  decay; CosineAnnealingLR (`eta_min = alpha * lr`) is the same curve up to `T_max` but rises again
+  after it, and has no warmup.
+- `one_cycle` follows OneCycleLR's two-phase rate (`three_phase = False`) but leaves momentum alone,
+  where OneCycleLR by default also cycles momentum (or Adam's beta1) between 0.85 and 0.95; past the
+  last step it stays at the final rate, where OneCycleLR raises.
+- `reduce_on_plateau` is Keras' ReduceLROnPlateau: an absolute `min_delta`, a reduction once `wait >=
+  patience`, no reduction once the rate is at `min_lr`; torch's compares with a relative threshold
+  (`threshold_mode = "rel"`) and reduces only after more than `patience` bad epochs.
+- `polynomial` is TF's polynomial_decay, to an absolute `end_learning_rate`, with `cycle`; PolynomialLR
+  decays to 0 and has neither.
+- The warmup `(t + 1) / W` multiplies any schedule; LinearLR ramps from `start_factor` on another line
+  (`start + (1 - start) * t / W`).
 """
 
 from __future__ import annotations
