@@ -160,6 +160,23 @@ def test_plan_of_a_study_that_ran_reads_without_writing(ran):
     assert _files(out) == before
 
 
+def test_plan_of_a_closed_store_creates_no_sqlite_files(ran, tmp_path):
+    # SQLite's read-only mode would create (and leave) study.db-wal and -shm beside a WAL database
+    study, _, root = ran
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    src, dst = sqlite3.connect(root / "out" / "study.db"), sqlite3.connect(copy / "study.db")
+    src.backup(dst)
+    src.close(), dst.close()
+    con = sqlite3.connect(copy / "study.db")
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    con.close()
+    before = _files(copy)
+    assert before == {"study.db": before["study.db"]}
+    plan = study.plan(copy)
+    assert len(plan.done) == 2 and _files(copy) == before
+
+
 def test_a_resume_through_the_api_reruns_nothing_done(ran):
     study, _, root = ran
     out = root / "out"
