@@ -44,10 +44,9 @@ def test_any_error_leaves_the_old_file_and_no_temporary_file(tmp_path, error):
     with pytest.raises(type(error)):
         files.atomic_write(path, writer, fault=True)  # not a machine fault: the error as it was
     assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["a.txt"]
-    with pytest.raises(type(error)):
-        with files.atomic_path(path) as tmp:
-            tmp.write_text("half")
-            raise error
+    with pytest.raises(type(error)), files.atomic_path(path) as tmp:
+        tmp.write_text("half")
+        raise error
     assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["a.txt"]
 
 
@@ -65,9 +64,8 @@ def test_a_full_disk_is_an_oserror_or_with_fault_one_line(tmp_path, monkeypatch)
         files.atomic_write(path, "x", fault=True)
     message = str(one_line.value)
     assert "\n" not in message and str(path) in message and "free space" in message
-    with pytest.raises(EnvironmentFault):
-        with files.atomic_path(path, fault=True) as tmp:
-            tmp.write_text("x")
+    with pytest.raises(EnvironmentFault), files.atomic_path(path, fault=True) as tmp:
+        tmp.write_text("x")
     assert list(tmp_path.iterdir()) == []
 
 

@@ -243,8 +243,8 @@ def test_ignore_class_masks_the_reduction():
 
 def keras_values(case):
     """(per-sample values, weighted default-reduction value) computed by Keras itself."""
-    import keras  # noqa: PLC0415  (only where keras is installed)
-    import numpy as np  # noqa: PLC0415
+    import keras
+    import numpy as np
 
     cls, options, yt, yp = case
     y_true = np.array(INPUTS[yt], dtype="int64" if yt == "S" else "float32")
@@ -256,8 +256,8 @@ def keras_values(case):
 
 
 def keras_reductions():
-    import keras  # noqa: PLC0415
-    import numpy as np  # noqa: PLC0415
+    import keras
+    import numpy as np
 
     out = {}
     for reduction, weighted in REDUCTION_CASES:
@@ -273,7 +273,7 @@ def keras_reductions():
 def test_against_keras_live(keras_torch):
     """Differential test: every Keras loss, random inputs, every reduction, with/without weights."""
     keras = keras_torch
-    import numpy as np  # noqa: PLC0415
+    import numpy as np
 
     rng = np.random.default_rng(0)
     n, c = 6, 5
@@ -672,7 +672,7 @@ def test_class_weights():
     per_class = {0: 6 / (3 * 3), 1: 6 / (3 * 1), 2: 6 / (3 * 2)}  # n / (n_classes * bincount)
     torch.testing.assert_close(balanced, torch.tensor([per_class[int(c)] for c in labels]))
     sklearn_utils = pytest.importorskip("sklearn.utils")
-    import numpy as np  # noqa: PLC0415
+    import numpy as np
 
     ref = sklearn_utils.compute_class_weight("balanced", classes=np.arange(3), y=labels.numpy())
     torch.testing.assert_close(balanced, torch.tensor(ref, dtype=torch.float32)[labels])
@@ -694,7 +694,7 @@ def test_balanced_class_weights_are_not_sklearns_to_the_last_bit():
     assert [float(ours[i]).hex() for i in (0, 9, 13)] == ["0x1.097b420000000p-1", "0x1.2aaaac0000000p+0",
                                                            "0x1.2aaaac0000000p+2"]  # what runs trained with
     sklearn_utils = pytest.importorskip("sklearn.utils")
-    import numpy as np  # noqa: PLC0415
+    import numpy as np
 
     ref = torch.tensor(sklearn_utils.compute_class_weight("balanced", classes=np.arange(3), y=labels.numpy()),
                        dtype=torch.float32)[labels]
@@ -725,7 +725,7 @@ def test_label_noise():
 
 
 def test_package_never_imports_keras():
-    import subprocess  # noqa: PLC0415
+    import subprocess
 
     src = os.path.dirname(os.path.dirname(cnnbench.__file__))
     code = ("import sys, cnnbench.losses as L; L.adapt('bi_tempered', 3); "
@@ -746,7 +746,7 @@ def test_docs_table_lists_every_loss():
 
 
 def test_builtin_study_uses_only_registered_keras_losses():
-    import tomllib  # noqa: PLC0415
+    import tomllib
 
     path = os.path.join(os.path.dirname(cnnbench.__file__), "studies", "aparnev2020_losses.toml")
     with open(path, "rb") as f:

@@ -6,7 +6,7 @@ message on one line and exits with status 2, without a traceback; library caller
 """
 
 import difflib
-from typing import Iterable
+from collections.abc import Iterable
 
 
 class UserError(ValueError):

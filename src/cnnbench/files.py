@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator, Union
+from typing import BinaryIO, Union
 
 Data = Union[bytes, bytearray, memoryview, str, Callable[[BinaryIO], object]]
 

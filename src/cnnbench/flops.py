@@ -14,7 +14,7 @@ torch._dynamo (torch.compile), FlopCounterMode itself is used.
 from __future__ import annotations
 
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

@@ -18,9 +18,10 @@ import contextvars
 import difflib
 import inspect
 import re
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from .errors import UnknownNameError, UserError, did_you_mean
 

@@ -100,7 +100,7 @@ def plan(study: StudySpec, output=None, data_dir: str | None = None, download: b
         if ds is None:
             continue
         n_train = data.train_size(ds.x_train.shape[0], cfg["validation_split"])
-        if n_train < 1 or n_train == ds.x_train.shape[0] and cfg["validation_split"] > 0:
+        if n_train < 1 or (n_train == ds.x_train.shape[0] and cfg["validation_split"] > 0):
             raise UserError(f"{study.source}: validation_split {cfg['validation_split']} of the "
                             f"{ds.x_train.shape[0]} training images of {cfg['dataset']['name']} leaves an empty "
                             f"part; choose a validation_split between {1 / ds.x_train.shape[0]:.2g} and "

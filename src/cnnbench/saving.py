@@ -366,7 +366,7 @@ def evaluate(model, dataset=None, *, data_dir=None, batch_size: int = 256, devic
     training_loss = _training_loss(model, config, num_outputs)
     probs = _probabilities(training_loss, out)
     labels = probs.argmax(dim=1)
-    result = {"dataset": ds.name, "images": int(len(ds.y_test)),
+    result = {"dataset": ds.name, "images": len(ds.y_test),
               "accuracy": float((labels == ds.y_test).float().mean()) if len(ds.y_test) else float("nan")}
     if ds.num_classes > 5 and len(ds.y_test):
         top5 = probs.topk(5, dim=1).indices

@@ -13,11 +13,12 @@ import math
 import os
 import sqlite3
 import time
+from collections.abc import Iterable
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
-from .errors import EnvironmentFault, UserError, fault
+from .errors import UserError, fault
 
 SCHEMA_VERSION = 3  # 2: the loss-independent metrics, params, flops, metrics_epoch; 3: custom metrics
 
@@ -206,7 +207,7 @@ class Store:
                 c.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
 
     @classmethod
-    def open(cls, study_dir: str | Path, study_name: str | None = None) -> "Store":
+    def open(cls, study_dir: str | Path, study_name: str | None = None) -> Store:
         """Open (creating if needed) the store of `study_dir`; refuse one that holds another study."""
         study_dir = Path(study_dir)
         try:
@@ -230,14 +231,14 @@ class Store:
         return store
 
     @classmethod
-    def open_existing(cls, study_dir: str | Path) -> "Store":
+    def open_existing(cls, study_dir: str | Path) -> Store:
         path = Path(study_dir) / "study.db"
         if not path.is_file():
             raise UserError(f"{study_dir} is not a study directory (no study.db); run `cnnbench run` first")
         return cls(path)
 
     @classmethod
-    def open_readonly(cls, study_dir: str | Path) -> "Store":
+    def open_readonly(cls, study_dir: str | Path) -> Store:
         """The store of `study_dir` for reading only (`runs`, `history`, `get_meta`): nothing is
         written, so a read-only study directory opens; columns newer than the store read as NULL."""
         return ReadOnlyStore(Path(study_dir) / "study.db")
@@ -424,13 +425,13 @@ def _schema_columns() -> dict[str, list[str]]:
 class ReadOnlyStore(Store):
     """A `Store` for reading only: `runs()`, `history()`, `get_meta()` (writes fail)."""
 
-    def __init__(self, path: str | Path):  # noqa: D107 - no schema, no migration, no WAL switch
+    def __init__(self, path: str | Path):  # no schema, no migration, no WAL switch
         self.path = Path(path)
         self.conn = connect_readonly(self.path.parent)
         self._columns = _schema_columns()
 
     @classmethod
-    def open_existing(cls, study_dir: str | Path) -> "ReadOnlyStore":
+    def open_existing(cls, study_dir: str | Path) -> ReadOnlyStore:
         return cls(Path(study_dir) / "study.db")
 
     def runs(self):

@@ -187,7 +187,7 @@ class AnalysisSpec(BaseModel):
         return v
 
     @model_validator(mode="after")
-    def _target_for_time_metrics(self) -> "AnalysisSpec":
+    def _target_for_time_metrics(self) -> AnalysisSpec:
         if self.metric in ("epochs_to_target", "seconds_to_target") and self.target_accuracy is None:
             raise ValueError(f"metric {self.metric!r} needs a target: set target_accuracy (e.g. 0.98)")
         return self
@@ -407,7 +407,7 @@ def _check_optimizer_complete(optimizer: dict[str, Any], path: str, tuned: bool,
     missing = [k for k in optim.missing_required(optimizer) if not (tuned and k == "learning_rate")]
     if missing:
         try:
-            optim._check_required(optimizer["name"], {**optimizer, **{k: None for k in missing}})
+            optim._check_required(optimizer["name"], {**optimizer, **dict.fromkeys(missing)})
         except UserError as e:
             fix = " or add a [tuning] section to search it" if missing == ["learning_rate"] else ""
             fail(path, f"{e}{fix}")
@@ -558,7 +558,6 @@ class _Resolver:
 def resolve_callback(spec: dict[str, Any]) -> dict[str, Any]:
     """`{"name": "package.module:Class", **options}` checked: the class imports, is a
     `cnnbench.Callback`, and takes the options (it is built once here and discarded)."""
-    from .train import Callback
 
     if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
         raise UserError(f"a callback is {{ name = \"package.module:Class\", options }}, got {spec!r}")

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 
-
 def _one_line(stderr: str) -> str:
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in stderr, stderr

@@ -13,8 +13,19 @@ See docs/statistics.md for the protocol, its assumptions and its citations.
 
 from .compare import Comparison, compare, holm
 from .evidence import Cell, StudyComparison, cell_table, compare_study, load_runs
-from .frames import (axes_of, chosen_learning_rates, current_runs, final_runs, history_frame, marginal_rankings,
-                     runs_frame, scored, tuning_budget, tuning_table)
+from .frames import (
+    axes_of,
+    chosen_learning_rates,
+    current_runs,
+    final_runs,
+    history_frame,
+    marginal_rankings,
+    runs_frame,
+    scored,
+    tuning_budget,
+    tuning_table,
+)
 
-__all__ = ["Comparison", "compare", "holm", "Cell", "StudyComparison", "compare_study", "cell_table", "load_runs", "axes_of",
-           "chosen_learning_rates", "current_runs", "final_runs", "history_frame", "marginal_rankings", "runs_frame", "scored", "tuning_budget", "tuning_table"]
+__all__ = ["Comparison", "compare", "holm", "Cell", "StudyComparison", "compare_study", "cell_table", "load_runs",
+           "axes_of", "chosen_learning_rates", "current_runs", "final_runs", "history_frame", "marginal_rankings",
+           "runs_frame", "scored", "tuning_budget", "tuning_table"]

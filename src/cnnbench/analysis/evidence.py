@@ -214,7 +214,7 @@ def compare_study(study_dirs, metric: str | None = None, cells: list[str] | None
     if ranked.empty:
         sc.verdict = "No finished runs to compare yet."
         return sc
-    if m.name not in ranked or ranked[m.name].isna().all() and (ranked["status"] == "done").any():
+    if m.name not in ranked or (ranked[m.name].isna().all() and (ranked["status"] == "done").any()):
         raise UserError(f"no run of this study has {m.name!r} (recorded only by newer versions of cnnbench, or "
                         f"it needs [analysis] target_accuracy); rank by another metric, e.g. --metric test_acc")
     frame = ranked.assign(_value=scored(ranked, m.name))

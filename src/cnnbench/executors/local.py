@@ -37,8 +37,8 @@ import threading
 import time
 import traceback
 from collections import deque
+from collections.abc import Sequence
 from multiprocessing.connection import wait as wait_ready
-from typing import Sequence
 
 import torch
 

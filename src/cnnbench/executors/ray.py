@@ -11,7 +11,7 @@ node, otherwise it restarts.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from . import ProgressFn, Task, execute
 

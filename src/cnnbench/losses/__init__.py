@@ -36,14 +36,39 @@ from __future__ import annotations
 from .adapters import TrainingLoss, adapt
 from .base import REDUCTIONS, FunctionLoss, Loss, reduce_weighted  # noqa: F401
 from .keras import (  # noqa: F401
-    BinaryCrossentropy, BinaryFocalCrossentropy, CategoricalCrossentropy, CategoricalFocalCrossentropy,
-    CategoricalGeneralizedCrossEntropy, CategoricalHinge, CosineSimilarity, Dice, Hinge, Huber, KLDivergence,
-    LogCosh, MeanAbsoluteError, MeanAbsolutePercentageError, MeanSquaredError, MeanSquaredLogarithmicError,
-    Poisson, SparseCategoricalCrossentropy, SquaredHinge, Tversky,
+    BinaryCrossentropy,
+    BinaryFocalCrossentropy,
+    CategoricalCrossentropy,
+    CategoricalFocalCrossentropy,
+    CategoricalGeneralizedCrossEntropy,
+    CategoricalHinge,
+    CosineSimilarity,
+    Dice,
+    Hinge,
+    Huber,
+    KLDivergence,
+    LogCosh,
+    MeanAbsoluteError,
+    MeanAbsolutePercentageError,
+    MeanSquaredError,
+    MeanSquaredLogarithmicError,
+    Poisson,
+    SparseCategoricalCrossentropy,
+    SquaredHinge,
+    Tversky,
 )
 from .literature import (  # noqa: F401
-    BiTemperedLogistic, CauchySchwarzDivergence, ChebyshevExpectation, CubedHinge, ExpectationL1, ExpectationL2,
-    LabelSmoothedCrossentropy, PolyLoss, SquaredLog, SymmetricCrossentropy, Tanimoto,
+    BiTemperedLogistic,
+    CauchySchwarzDivergence,
+    ChebyshevExpectation,
+    CubedHinge,
+    ExpectationL1,
+    ExpectationL2,
+    LabelSmoothedCrossentropy,
+    PolyLoss,
+    SquaredLog,
+    SymmetricCrossentropy,
+    Tanimoto,
 )
 from .ops import EPSILON
 from .registration import REGISTRY, register
@@ -69,6 +94,6 @@ __all__ = [
 _list = list  # `list` is redefined below as the package's API function
 
 
-def list() -> _list[str]:  # noqa: A001  (the registry API name)
+def list() -> _list[str]:  # shadows the builtin: the registry API name
     """Canonical names of every registered loss, sorted."""
     return REGISTRY.list()

@@ -7,8 +7,8 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from ..errors import UserError
 from .. import registry
+from ..errors import UserError
 from ..registry import split_spec
 from .base import FunctionLoss, Loss
 from .registration import REGISTRY, class_factory, explicit, function_factory, registered_name

@@ -9,14 +9,15 @@ returns raw outputs (logits) shaped `[N, num_outputs]`.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from torch import nn
 
 from ..errors import UserError
 from ..registry import import_reference, split_spec
-from ._base import REGISTRY
 from . import resnet_cifar, seeds, transfer  # noqa: F401  (registering)
+from ._base import REGISTRY
 from .summary import count_params, summary
 
 __all__ = ["REGISTRY", "get", "resolve", "summary", "count_params", "list_models"]

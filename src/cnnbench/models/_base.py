@@ -10,7 +10,7 @@ biases at zero, and `BatchNorm2d` uses Keras' momentum 0.99 / epsilon 1e-3.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

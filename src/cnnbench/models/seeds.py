@@ -9,7 +9,7 @@ like the seeds' `model.summary()`.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Sequence
+from collections.abc import Sequence
 
 from torch import nn
 
@@ -41,7 +41,7 @@ class _Namer:
 class KerasSequential(nn.Sequential):
     """An `nn.Sequential` with Keras layer names and the model's name (for `summary`)."""
 
-    def __init__(self, model_name: str, layers: "OrderedDict[str, nn.Module]"):
+    def __init__(self, model_name: str, layers: OrderedDict[str, nn.Module]):
         super().__init__(layers)
         self.model_name = model_name
 

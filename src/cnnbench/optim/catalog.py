@@ -14,8 +14,9 @@ requires (`learning_rate` of GradientDescent, Momentum, RMSProp and Adagrad) has
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 

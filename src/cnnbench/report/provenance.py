@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import tomllib
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -102,7 +102,7 @@ class Timing:
 
 def timing(runs: pd.DataFrame) -> Timing:
     def date(t) -> str:
-        return fmt.DASH if fmt.missing(t) else datetime.fromtimestamp(float(t), timezone.utc).strftime(
+        return fmt.DASH if fmt.missing(t) else datetime.fromtimestamp(float(t), UTC).strftime(
             "%Y-%m-%d %H:%M UTC")
 
     start = runs["started_at"].min() if not runs.empty else None
