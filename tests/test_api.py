@@ -178,7 +178,7 @@ def test_plan_of_a_closed_store_creates_no_sqlite_files(ran, tmp_path):
 
 
 def test_a_resume_through_the_api_reruns_nothing_done(ran):
-    study, _, root = ran
+    _study, _, root = ran
     out = root / "out"
     stamps = _finished_at(out)
     events = []
@@ -194,13 +194,13 @@ def test_open_a_study_directory(ran):
     opened = Study.open(root / "out")
     assert opened.name == "api-tiny" and opened.study_dir == root / "out"
     assert len(opened.results()) == 2
-    with pytest.raises(UserError, match="no study.toml"):
+    with pytest.raises(UserError, match=r"no study\.toml"):
         Study.open(root)
 
 
 def test_results_of_a_directory_without_this_study(ran, tmp_path):
     _, _, root = ran
-    with pytest.raises(UserError, match="no study.db"):
+    with pytest.raises(UserError, match=r"no study\.db"):
         Study.from_dict(TINY_DICT).results(tmp_path)
     other = Study.from_dict({**TINY_DICT, "name": "other"})
     for call in (other.results, other.report, other.plan):

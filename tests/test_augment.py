@@ -178,7 +178,8 @@ def test_crop_is_an_integer_shift_with_zero_padding():
     padded = torch.nn.functional.pad(x, (p, p, p, p))
     for i in range(20):
         assert any(
-            torch.equal(out[i], padded[i, :, dy:dy + 7, dx:dx + 7]) for dy in range(2 * p + 1) for dx in range(2 * p + 1)
+            torch.equal(out[i], padded[i, :, dy:dy + 7, dx:dx + 7])
+            for dy in range(2 * p + 1) for dx in range(2 * p + 1)
         )
 
 

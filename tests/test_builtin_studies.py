@@ -35,7 +35,7 @@ def test_every_loss_with_adam_on_digits_runs_to_the_end(tmp_path):
 
 @pytest.mark.slow
 def test_every_optimizer_trains_the_keras_mnist_cnn_on_digits(tmp_path):
-    names = [n for n in optim.REGISTRY.list()]
+    names = list(optim.REGISTRY.list())
     rows = _run(tmp_path, f'name = "all-optimizers"\nepochs = 1\nbatch_size = 64\nseeds = [0]\n'
                           f'model = "keras_mnist_cnn"\n[grid]\noptimizer = {_quoted(names)}\n')
     assert len(rows) == len(names)
@@ -47,7 +47,8 @@ def test_large_batch_lars_runs_with_small_batch_counts(tmp_path):
     text = study.load("large_batch_lars").text
     text = text.replace('dataset = "mnist"', 'dataset = "digits"').replace("epochs = 20", "epochs = 1")
     text = text.replace("seeds = [0, 1, 2]", "seeds = [0]").replace("micro_batch_size = 2048", "micro_batch_size = 256")
-    text = text.replace("batch_size = [128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768]", "batch_size = [128, 1024]")
+    text = text.replace("batch_size = [128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768]",
+                        "batch_size = [128, 1024]")
     rows = _run(tmp_path, text)
     assert len(rows) == 6 and all(r[1] == "done" for r in rows), rows
 

@@ -56,7 +56,8 @@ def test_run_end_to_end_writes_store_and_report(tmp_path, capsys):
     for f in ("report.html", "summary.md", "runs.csv", "history.csv", "learning_curves.png", "learning_curves.svg",
               "test_acc_per_run.png", "ranking.tex", "ranking.csv", "loss_x_optimizer.md"):
         assert (report / f).stat().st_size > 0, f
-    rows = list(csv.DictReader(open(report / "runs.csv")))
+    with open(report / "runs.csv") as fh:
+        rows = list(csv.DictReader(fh))
     assert len(rows) == 8 and "config.optimizer.learning_rate" in rows[0]
     html = (report / "report.html").read_text()
     assert "data:image/png;base64," in html and "http" not in html.replace("http-equiv", "")
@@ -162,7 +163,8 @@ BAD = [
     ("batch_too_large", 'name = "x"\nbatch_size = 100000\n', [], "batch_size 100000 is larger than the"),
     ("missing_file", None, [], "does not exist"),
     ("bad_device", 'name = "x"\n', ["--device", "tpu"], "unknown device"),
-    ("missing_data_dir", 'name = "x"\n', ["--data-dir", "/nonexistent/dir"], "data directory /nonexistent/dir does not exist"),
+    ("missing_data_dir", 'name = "x"\n', ["--data-dir", "/nonexistent/dir"],
+     "data directory /nonexistent/dir does not exist"),
     ("bad_workers", 'name = "x"\n', ["--workers", "zero"], "--workers must be a positive integer"),
 ]
 
@@ -289,7 +291,8 @@ def test_a_changed_spec_ranks_only_its_own_runs(tmp_path):
     rows = [line for line in table.splitlines() if line.startswith("| ") and "configuration" not in line]
     assert len(rows) == 4 and all(line.split(" | ")[2] == "2" for line in rows)  # 2 seeds each, not 4
     assert "8 kept from earlier versions of the spec" in md
-    assert len(list(csv.DictReader(open(out / "report" / "runs.csv")))) == 16
+    with open(out / "report" / "runs.csv") as fh:
+        assert len(list(csv.DictReader(fh))) == 16
 
 
 def test_output_path_through_a_file_is_refused(tmp_path, capsys):
@@ -302,12 +305,14 @@ def test_output_path_through_a_file_is_refused(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("text, message", [
-    ('name = "x"\nvalidation_split = 0\nearly_stopping = { patience = 1 }\n', "monitors 'val_loss' but validation_split is 0"),
+    ('name = "x"\nvalidation_split = 0\nearly_stopping = { patience = 1 }\n',
+     "monitors 'val_loss' but validation_split is 0"),
     ('name = "x"\nearly_stopping = { monitor = "val_acuracy" }\n', "did you mean 'val_accuracy'"),
     ('name = "x"\nclass_weight = { "x" = 1.0 }\n', "class_weight: class_weight key 'x' is not a class index"),
     ('name = "x"\nclass_weight = { "0" = -1.0 }\n', "class_weight: Input should be greater than or equal to 0"),
     ('name = "x"\nvalidation_split = 0.9999\n', "leaves an empty part"),
-    ('name = "x"\nvalidation_split = 0.1234\nbatch_size = 1261\n', "batch_size 1261 is larger than the 1260 training images"),
+    ('name = "x"\nvalidation_split = 0.1234\nbatch_size = 1261\n',
+     "batch_size 1261 is larger than the 1260 training images"),
 ])
 def test_settings_that_cannot_work_are_refused_before_training(tmp_path, capsys, text, message):
     out = tmp_path / "out"
@@ -373,7 +378,7 @@ def test_sample_weights_follow_their_images_through_the_stratified_split(tmp_pat
     idx = tmp_path / "idx.npy"
     np.save(idx, np.arange(ds.x_train.shape[0], dtype=np.float32))  # weight = the image's position
     cfg = study.parse_text(f'name = "x"\nvalidation_mode = "stratified"\nsample_weight = "{idx}"\n').runs[0].config
-    x, y, val, *_, sw = prepare(cfg, None)
+    x, y, _val, *_, sw = prepare(cfg, None)
     assert len(sw) == len(x) < ds.x_train.shape[0]
     assert torch_equal(x, ds.x_train[sw.long()]) and torch_equal(y, ds.y_train[sw.long()])
 

@@ -240,7 +240,7 @@ def _acc(r):
 
 
 def test_compare_study_one_cell_seeds_as_blocks(tmp_path):
-    d, s = _store(tmp_path, "a", LOSSES, _acc)
+    d, _s = _store(tmp_path, "a", LOSSES, _acc)
     sc = analysis.compare_study(d)
     assert sc.metric.name == "test_acc" and len(sc.cells) == 1 and sc.across is None
     cmp = sc.cells[0].comparison

@@ -175,8 +175,8 @@ def test_a_study_ranked_by_a_custom_metric(tmp_path, user_module):
 
 def test_unknown_custom_ranking_metric_is_one_line(user_module):
     text = STUDY.format(mod=user_module).replace('metric = "val_mean_confidence"', 'metric = "val_mean_confidense"')
-    with pytest.raises(UserError, match="analysis.metric: unknown metric 'val_mean_confidense'; did you mean "
-                                        "'val_mean_confidence'"):
+    with pytest.raises(UserError, match=r"analysis\.metric: unknown metric 'val_mean_confidense'; did you mean "
+                                        r"'val_mean_confidence'"):
         study.parse_text(text)
 
 
@@ -240,7 +240,7 @@ def test_the_same_custom_metric_study_parses_twice_in_one_process(user_module):
     assert study.parse_text(text).meta.analysis.metric == "val_mean_confidence"
     assert study.parse_text(text).meta.analysis.metric == "val_mean_confidence"  # now declared: still accepted
     other = text.replace(f'"{user_module}:mean_confidence", ', "")
-    with pytest.raises(UserError, match="analysis.metric: unknown metric 'val_mean_confidence'"):
+    with pytest.raises(UserError, match=r"analysis\.metric: unknown metric 'val_mean_confidence'"):
         study.parse_text(other)  # declared by another study, not by this one
 
 

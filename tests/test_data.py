@@ -134,7 +134,7 @@ def test_npz_mistakes_are_one_line_errors(tmp_path):
     single = tmp_path / "single.npz"
     np.save(tmp_path / "single.npy", x)
     (tmp_path / "single.npy").rename(single)
-    with pytest.raises(UserError, match="single .npy array, not an .npz archive"):
+    with pytest.raises(UserError, match=r"single \.npy array, not an \.npz archive"):
         data.load(str(single))
     byte_names = tmp_path / "bytes.npz"
     np.savez(byte_names, x_train=x, y_train=np.arange(6) % 2, x_test=x[:2], y_test=[0, 1],
@@ -171,7 +171,8 @@ def test_mnist_idx_gz_and_raw(tmp_path, gz):
     write_mnist_like(tmp_path, "MNIST", x_tr, y_tr, x_te, y_te, gz=gz)
     ds = data.load({"name": "mnist", "download": False}, data_dir=tmp_path)
     assert ds.x_train.shape == (30, 1, 28, 28) and ds.x_test.shape == (12, 1, 28, 28)
-    assert torch.equal(ds.x_train[:, 0], torch.from_numpy(x_tr)) and torch.equal(ds.y_test, torch.from_numpy(y_te).long())
+    assert torch.equal(ds.x_train[:, 0], torch.from_numpy(x_tr))
+    assert torch.equal(ds.y_test, torch.from_numpy(y_te).long())
     assert ds.num_classes == 10 and ds.name == "mnist"
 
 
@@ -273,7 +274,7 @@ def test_download_failure_and_success_paths(tmp_path, monkeypatch):
     monkeypatch.delenv("CNNBENCH_OFFLINE", raising=False)
     monkeypatch.setattr(datasets, "_tv", lambda name: _FakeTV)
     _FakeTV.fail = True
-    with pytest.raises(UserError, match="could not be downloaded .*URLError.*put train-images-idx3-ubyte.gz"):
+    with pytest.raises(UserError, match=r"could not be downloaded .*URLError.*put train-images-idx3-ubyte\.gz"):
         data.load("mnist", tmp_path)
     _FakeTV.fail = False
     ds = data.load("mnist", tmp_path)
@@ -482,7 +483,7 @@ def test_imagefolder_dogs_vs_cats_naming(tmp_path):
     assert torch.equal(ds.x_test, ds3.x_test)  # the seed fixes the split
     assert set(ds.x_test[:, 0, 4, 4].tolist()) != set(ds2.x_test[:, 0, 4, 4].tolist())
     (root / "cat.3.png").write_bytes((root / "cat.3.png").read_bytes()[:40])  # truncated image
-    with pytest.raises(UserError, match="cat.3.png"):
+    with pytest.raises(UserError, match=r"cat\.3\.png"):
         data.load({**spec, "seed": 5}, tmp_path)
 
 
@@ -498,7 +499,7 @@ def test_imagefolder_missing_or_unrecognised(tmp_path):
 def test_keras_split_is_the_last_fraction():
     x = torch.arange(100).reshape(100, 1, 1, 1).to(torch.uint8)
     y = torch.arange(100) % 10
-    xt, yt, xv, yv = data.split_validation(x, y, 0.1, mode="keras")
+    xt, yt, xv, _yv = data.split_validation(x, y, 0.1, mode="keras")
     assert len(yt) == 90 and torch.equal(xv.flatten(), torch.arange(90, 100).to(torch.uint8))
     assert torch.equal(xt.flatten(), torch.arange(90).to(torch.uint8))
 

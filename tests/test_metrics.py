@@ -1,6 +1,7 @@
 """Loss-independent metrics: each function against an independent computation; `evaluate`'s keys and
 batch-size independence; the row a finished (or diverged) run leaves in the store."""
 
+import itertools
 import math
 
 import numpy as np
@@ -79,7 +80,7 @@ def test_ece_matches_guo_et_al_reference_loop():
     conf, pred = p.max(1), p.argmax(1)
     edges = np.linspace(0, 1, 16)
     ece = 0.0
-    for lo, hi in zip(edges[:-1], edges[1:]):  # Guo et al.'s code: conf > lower and conf <= upper
+    for lo, hi in itertools.pairwise(edges):  # Guo et al.'s code: conf > lower and conf <= upper
         in_bin = (conf > lo) & (conf <= hi)
         if in_bin.any():
             ece += in_bin.mean() * abs((pred[in_bin] == y[in_bin]).mean() - conf[in_bin].mean())
@@ -202,7 +203,8 @@ def test_a_finished_run_stores_every_metric_on_test_and_validation(tmp_path):
     assert row["metrics_epoch"] == 1 and row["params"] > 0 and row["flops"] > 0
     last = hist[-1]
     # one epoch's numbers: the row's val_acc/val_loss and train_* are those of metrics_epoch
-    assert (row["train_loss"], row["val_loss"], row["val_acc"]) == (last["train_loss"], last["val_loss"], last["val_acc"])
+    assert (row["train_loss"], row["val_loss"], row["val_acc"]) == (
+        last["train_loss"], last["val_loss"], last["val_acc"])
     assert row["last_val_acc"] == last["val_acc"] and row["best_val_acc"] == max(h["val_acc"] for h in hist)
     assert 0 <= row["test_ece"] <= 1 and row["test_top5_acc"] >= row["test_acc"]
     assert 0 <= row["val_macro_f1"] <= 1 and row["val_nll"] > 0
@@ -221,7 +223,7 @@ def test_a_diverged_run_stores_its_last_finite_epoch_and_no_test_metrics(tmp_pat
 
 
 def test_a_run_without_validation_stores_test_metrics_and_null_validation(tmp_path):
-    status, row, hist = _one_run(tmp_path, "validation_split = 0.0")
+    status, row, _hist = _one_run(tmp_path, "validation_split = 0.0")
     assert status == "done" and row["test_nll"] is not None and row["test_macro_f1"] is not None
     for column in ("val_acc", "val_loss", "val_nll", "val_ece", "best_val_acc", "last_val_loss"):
         assert row[column] is None, column

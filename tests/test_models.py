@@ -235,7 +235,7 @@ def test_custom_model_by_reference(tmp_path, monkeypatch):
     assert models.resolve(spec) == spec
     m = models.get(spec, input_shape=(1, 4, 4), num_outputs=3)
     assert m(torch.rand(2, 1, 4, 4)).shape == (2, 3)
-    with pytest.raises(UserError, match="has no attribute .Nope."):
+    with pytest.raises(UserError, match=r"has no attribute .Nope."):
         models.resolve("my_models_ref:Nope")
 
 
@@ -343,7 +343,7 @@ def test_transfer_dropout_first_head_and_gap_dropout_head():
     r = models.resolve(spec)
     assert r["dropout_first"] is True
     m = models.get(spec, input_shape=(3, 32, 32), num_outputs=1)
-    assert [(n, type(l).__name__) for n, l in m.head.named_children()] == [
+    assert [(n, type(layer).__name__) for n, layer in m.head.named_children()] == [
         ("flatten", "Flatten"), ("dropout", "Dropout"), ("dense", "Dense"), ("dense_1", "Dense")]
     assert m.head.dense.out_features == 512 and m.head.dense_1.out_features == 1
     # default order unchanged: Dense - Dropout; and dropout_first = false is not written into the config,
@@ -358,7 +358,7 @@ def test_transfer_dropout_first_head_and_gap_dropout_head():
                     input_shape=(3, 32, 32), num_outputs=100)
     assert [n for n, _ in m3.head.named_children()] == ["global_average_pooling2d", "flatten", "dropout", "dense"]
     assert not any(p.requires_grad for p in m3.backbone.parameters())
-    with pytest.raises(UserError, match="dropout_first .* needs hidden_units > 0 and dropout > 0"):
+    with pytest.raises(UserError, match=r"dropout_first .* needs hidden_units > 0 and dropout > 0"):
         models.resolve({"name": "vgg16", "dropout": 0.5, "dropout_first": True})
     with pytest.raises(UserError, match="dropout_first must be true or false"):
         models.resolve({"name": "vgg16", "hidden_units": 8, "dropout": 0.5, "dropout_first": "yes"})

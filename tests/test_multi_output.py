@@ -69,7 +69,8 @@ def test_keras_names_and_the_weighted_sum_by_hand(data):
     xv, yv = x[:32], {k: v[:32] for k, v in y.items()}
     # learning rate 0 and one batch: the epoch's training numbers are those of the initial weights
     model = _model(dropout=0.0)
-    h = cnnbench.fit(model, x, y, loss=LOSS, loss_weights=WEIGHTS, optimizer=torch.optim.SGD(model.parameters(), lr=0.0),
+    h = cnnbench.fit(model, x, y, loss=LOSS, loss_weights=WEIGHTS,
+                     optimizer=torch.optim.SGD(model.parameters(), lr=0.0),
                      epochs=1, batch_size=96, validation_data=(xv, yv), verbose=0, device="cpu")
     assert list(h.history) == ["loss", "digit_loss", "big_loss", "digit_accuracy", "big_accuracy",
                                "val_loss", "val_digit_loss", "val_big_loss", "val_digit_accuracy",
@@ -191,7 +192,7 @@ def test_outputs_must_match_the_labels(data):
         cnnbench.fit(_model(), x, {"digit": y["digit"], "small": y["big"]},
                      loss={"digit": "sparse_categorical_crossentropy", "small": "binary_crossentropy"},
                      epochs=1, batch_size=32, verbose=0, device="cpu")
-    with pytest.raises(UserError, match="several outputs must be an nn.Module"):
+    with pytest.raises(UserError, match=r"several outputs must be an nn\.Module"):
         cnnbench.fit("digits_cnn", x, y, loss=LOSS, epochs=1, batch_size=32, verbose=0, device="cpu")
     with pytest.raises(UserError, match="loss_weights weighs the losses of several outputs"):
         cnnbench.fit("digits_cnn", x, y["digit"], loss_weights={"a": 1.0}, epochs=1, verbose=0, device="cpu")

@@ -900,7 +900,7 @@ def test_crowded_valley_and_modern_optimizers_are_registered():
     # Schmidt, Schneider & Hennig 2021, table 2: the 15 optimizers of the benchmark
     crowded_valley = ["amsbound", "amsgrad", "adabelief", "adabound", "adadelta", "adam", "adagrad",
                       "lookahead_momentum", "lookahead_radam", "momentum", "nag", "nadam", "radam", "rmsprop", "sgd"]
-    for name in crowded_valley + ["lion", "lamb", "lars", "ftrl", "adamw", "adamax", "schedule_free_adamw", "muon"]:
+    for name in [*crowded_valley, "lion", "lamb", "lars", "ftrl", "adamw", "adamax", "schedule_free_adamw", "muon"]:
         assert name in optim.REGISTRY, name
 
 

@@ -221,7 +221,7 @@ def test_a_failed_write_leaves_no_temporary_file(tmp_path, monkeypatch):
 
     class Broken:  # the temporary file is created, then the disk is full
         def __init__(self, path, mode):
-            self.fh = open(path, mode)
+            self.fh = open(path, mode)  # noqa: SIM115  (a stand-in file object; closed in __exit__)
 
         def write(self, data):
             raise OSError("disk full")

@@ -46,7 +46,8 @@ def test_key_independent_of_how_a_number_is_written():
         key('loss = { name = "categorical_focal_crossentropy", gamma = 3.0 }')
     assert key("") != key("label_noise = 0.1")
     # an empty early_stopping table is early stopping with its defaults, not none
-    assert study.parse_text('name = "a"\nearly_stopping = {}\n').runs[0].config["early_stopping"]["monitor"] == "val_loss"
+    config = study.parse_text('name = "a"\nearly_stopping = {}\n').runs[0].config
+    assert config["early_stopping"]["monitor"] == "val_loss"
 
 
 def test_explicit_runs_cross_the_grid():
@@ -64,9 +65,11 @@ def test_explicit_runs_cross_the_grid():
     ('name = "t"\noptimizer = "adamm"\n', "optimizer: unknown optimizer 'adamm'; did you mean 'adam'?"),
     ('name = "t"\nmodel = "no_such_net"\n', "model: unknown model 'no_such_net'"),
     ('name = "t"\ndataset = "mnistt"\n', "dataset: unknown dataset 'mnistt'; did you mean 'mnist'?"),
-    ('name = "t"\n[grid]\nbatchsize = [1]\n', "grid.batchsize: unknown key 'batchsize' for a run; did you mean 'batch_size'?"),
+    ('name = "t"\n[grid]\nbatchsize = [1]\n',
+     "grid.batchsize: unknown key 'batchsize' for a run; did you mean 'batch_size'?"),
     ('name = "t"\n[grid]\nloss = []\n', "grid.loss: must be a non-empty list"),
-    ('name = "t"\nearly_stopping = { patience = -2 }\n', "early_stopping.patience: Input should be greater than or equal to 0"),
+    ('name = "t"\nearly_stopping = { patience = -2 }\n',
+     "early_stopping.patience: Input should be greater than or equal to 0"),
     ('name = "t"\nearly_stopping = { patiense = 2 }\n', "early_stopping.patiense: unknown key"),
     ('name = "t"\n[[runs]]\nlos = "mse"\n', "runs[0].los: unknown key 'los' for a run; did you mean 'loss'?"),
     ('name = "t"\nvalidation_split = 1.5\n', "validation_split: Input should be less than 1"),
@@ -76,13 +79,16 @@ def test_explicit_runs_cross_the_grid():
     ('name = "t"\n[tuning]\nseeds = [1.5]\n', "tuning.seeds[0]: Input should be a valid integer"),
     ('name = "t" x', "invalid TOML"),
     ('epochs = 2\n', "name: Field required"),
-    ('name = "t"\n[analysis]\nmetric = "tst_acc"\n', "analysis.metric: unknown metric 'tst_acc'; did you mean 'test_acc'?"),
+    ('name = "t"\n[analysis]\nmetric = "tst_acc"\n',
+     "analysis.metric: unknown metric 'tst_acc'; did you mean 'test_acc'?"),
     ('name = "t"\n[analysis]\nmetric = "train_nll"\n', "analysis.metric: unknown metric 'train_nll'"),
     ('name = "t"\n[analysis]\nmetric = "epochs_to_target"\n', "analysis: metric 'epochs_to_target' needs a target"),
     ('name = "t"\n[analysis]\nalpha = 1.5\n', "analysis.alpha: Input should be less than 1"),
     ('name = "t"\n[analysis]\nrope = -0.1\n', "analysis.rope: Input should be greater than or equal to 0"),
-    ('name = "t"\n[analysis]\ntarget_accuracy = 98\n', "analysis.target_accuracy: Input should be less than or equal to 1"),
-    ('name = "t"\n[analysis]\ncells = ["datset"]\n', "analysis.cells: unknown cell key 'datset' for a run; did you mean 'dataset'?"),
+    ('name = "t"\n[analysis]\ntarget_accuracy = 98\n',
+     "analysis.target_accuracy: Input should be less than or equal to 1"),
+    ('name = "t"\n[analysis]\ncells = ["datset"]\n',
+     "analysis.cells: unknown cell key 'datset' for a run; did you mean 'dataset'?"),
     ('name = "t"\n[analysis]\nmetrik = "test_acc"\n', "analysis.metrik: unknown key"),
     ('name = "t"\nseeds = [0, 1]\n[tuning]\nreuse = false\nseeds = [1, 2]\n',
      "tuning.seeds: seeds [1] are also study seeds; with reuse = false the search seeds must differ"),
@@ -120,7 +126,8 @@ def test_analysis_section_is_validated_and_changes_no_run_key():
     s = study.parse_text(BASE + '[analysis]\nmetric = "test_nll"\ntarget_accuracy = 0.98\nalpha = 0.01\n'
                                 'rope = 0.01\ncells = ["dataset", "model"]\n')
     a = s.meta.analysis
-    assert (a.metric, a.target_accuracy, a.alpha, a.rope, a.cells) == ("test_nll", 0.98, 0.01, 0.01, ["dataset", "model"])
+    assert (a.metric, a.target_accuracy, a.alpha, a.rope, a.cells) == (
+        "test_nll", 0.98, 0.01, 0.01, ["dataset", "model"])
     assert [r.key for r in s.runs] == [r.key for r in plain.runs]
     assert all("analysis" not in r.config for r in s.runs)
     default = plain.meta.analysis

@@ -19,9 +19,9 @@ import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, Union
+from typing import BinaryIO
 
-Data = Union[bytes, bytearray, memoryview, str, Callable[[BinaryIO], object]]
+Data = bytes | bytearray | memoryview | str | Callable[[BinaryIO], object]
 
 
 def temp_path(path: str | os.PathLike) -> Path:

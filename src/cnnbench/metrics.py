@@ -203,7 +203,6 @@ def expected_calibration_error(probabilities, labels, n_bins: int = ECE_BINS) ->
     edges = np.linspace(0.0, 1.0, n_bins + 1)
     # side="left": a confidence equal to an edge b/n_bins belongs to the bin that ends there.
     bin_of = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, n_bins - 1)
-    count = np.bincount(bin_of, minlength=n_bins).astype(np.float64)
     sum_correct = np.bincount(bin_of, weights=correct, minlength=n_bins)
     sum_confidence = np.bincount(bin_of, weights=confidence, minlength=n_bins)
     # |B| · |acc(B) − conf(B)| = |Σ_B correct − Σ_B confidence|

@@ -60,7 +60,7 @@ SURFACES: dict[str, Surface] = {
 
 DEFAULT_STEPS = 300
 DEFAULT_OPTIMIZERS = ("sgd", "momentum", "nesterov", "rmsprop", "adam")
-LR_GRID = tuple(float(f"{m}e{e}") for e in range(-4, 1) for m in (1, 2, 5)) + (10.0,)
+LR_GRID = (*(float(f"{m}e{e}") for e in range(-4, 1) for m in (1, 2, 5)), 10.0)
 
 # Default learning rate per surface and optimizer (Keras flavour, DEFAULT_STEPS steps), from
 # `tune_lr` over LR_GRID; optimizers not listed are tuned on the fly.

@@ -198,10 +198,11 @@ def study_lock(study_dir: Path):
     """One `cnnbench run` per study directory at a time (a crashed holder releases it)."""
     try:
         study_dir.mkdir(parents=True, exist_ok=True)
-        fh = open(study_dir / ".lock", "w")
+        fh = open(study_dir / ".lock", "w")  # noqa: SIM115  (entered below: `with fh:`, after the error handling)
     except OSError as e:
         raise (environment_fault(e, study_dir / ".lock", "create") or UserError(
-            f"cannot create {study_dir / '.lock'} ({e.strerror}); choose another study directory with --output")) from None
+            f"cannot create {study_dir / '.lock'} ({e.strerror}); "
+            "choose another study directory with --output")) from None
     with fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -195,7 +195,8 @@ class Store:
             have = {r[1] for r in self.conn.execute(f"PRAGMA table_info({table})")}
             for _, name, ctype, notnull, default, _pk in wanted.execute(f"PRAGMA table_info({table})"):
                 if name not in have:
-                    spec = f"{ctype}{' NOT NULL' if notnull else ''}{f' DEFAULT {default}' if default is not None else ''}"
+                    spec = (f"{ctype}{' NOT NULL' if notnull else ''}"
+                            f"{f' DEFAULT {default}' if default is not None else ''}")
                     missing.append(f"ALTER TABLE {table} ADD COLUMN {name} {spec}")
         wanted.close()
         if not missing:
@@ -216,7 +217,8 @@ class Store:
             from .errors import environment_fault
 
             raise (environment_fault(e, study_dir / "study.db", "create") or UserError(
-                f"cannot create the study directory {study_dir} ({e.strerror}); choose another with --output")) from None
+                f"cannot create the study directory {study_dir} ({e.strerror}); "
+                "choose another with --output")) from None
         store = cls(study_dir / "study.db")
         owner = store.get_meta("study")
         if study_name is not None:

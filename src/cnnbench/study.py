@@ -88,14 +88,16 @@ class LogGrid(BaseModel):
     num: int = Field(36, ge=1)
 
 
+LearningRate = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+
 class TuningSpec(BaseModel):
     """Learning-rate search per configuration (DeepOBS' protocol, Schmidt et al. 2021): every
     configuration is trained at each learning rate with the search seeds; the rate with the best
     final validation metric is then run with all the study's seeds."""
 
     model_config = ConfigDict(extra="forbid")
-    learning_rates: Annotated[list[Annotated[float, Field(gt=0, allow_inf_nan=False)]], Field(min_length=1)] | LogGrid = Field(
-        default_factory=LogGrid)
+    learning_rates: Annotated[list[LearningRate], Field(min_length=1)] | LogGrid = Field(default_factory=LogGrid)
     seeds: list[Seed] | None = Field(None, min_length=1)
     metric: Literal["val_acc", "val_loss"] = "val_acc"
     # False: no search run is also a final run. A search run at its chosen rate is optimistically

@@ -252,7 +252,7 @@ def compare_study(study_dirs, metric: str | None = None, cells: list[str] | None
         cmp.notes += _equivalence_notes(g)
         sc.cells.append(Cell(name, keys, g.drop(columns=["_value"]).rename(columns={"_config": "config"}), cmp))
     if len(sc.cells) > 1:
-        per_cell = frame.groupby(cell_cols + ["_config"], sort=False)["_value"].mean().reset_index()
+        per_cell = frame.groupby([*cell_cols, "_config"], sort=False)["_value"].mean().reset_index()
         per_cell["block"] = per_cell[cell_cols].astype(str).agg(" · ".join, axis=1)
         long = per_cell.rename(columns={"_config": "config", "_value": "value"})[["config", "block", "value"]]
         sc.across = compare(long, higher_is_better=m.higher_is_better, alpha=sc.alpha, rope=sc.rope, pairs=pairs,

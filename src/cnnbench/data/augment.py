@@ -124,7 +124,8 @@ def resolve(spec: dict[str, Any] | str | None) -> dict[str, Any]:
         key = spec.lower().replace("-", "_")
         if key not in PRESETS:
             hint = did_you_mean(key, list(PRESETS))
-            raise UserError(f"unknown augmentation preset {spec!r}; {hint}use one of {', '.join(PRESETS)} or a table of options")
+            raise UserError(f"unknown augmentation preset {spec!r}; {hint}use one of {', '.join(PRESETS)} "
+                            "or a table of options")
         spec = PRESETS[key]
     if not isinstance(spec, dict):
         raise UserError(f"augment must be a table of options (e.g. {{horizontal_flip = true}}), got {spec!r}")
@@ -148,14 +149,16 @@ def resolve(spec: dict[str, Any] | str | None) -> dict[str, Any]:
             else:
                 z = _number(key, value)
                 if z >= 1:
-                    raise UserError(f"augment option zoom_range {z} would zoom by 0 or less; use a value below 1 or [lower, upper]")
+                    raise UserError(f"augment option zoom_range {z} would zoom by 0 or less; "
+                                    "use a value below 1 or [lower, upper]")
                 out[key] = [1.0 - z, 1.0 + z]
         elif key == "brightness_range":
             out[key] = None if value is None else _pair(key, value)
         elif key == "fill_mode":
             if value not in FILL_MODES:
                 hint = did_you_mean(str(value), list(FILL_MODES))
-                raise UserError(f"augment fill_mode {value!r} is not supported; {hint}use one of {', '.join(FILL_MODES)}")
+                raise UserError(f"augment fill_mode {value!r} is not supported; "
+                                f"{hint}use one of {', '.join(FILL_MODES)}")
             out[key] = value
         elif key == "cval":
             out[key] = _number(key, value, minimum=-math.inf)
@@ -202,7 +205,7 @@ class Augment:
         if not self.enabled or x.shape[0] == 0:
             return x
         o = self.options
-        n, c, h, w = x.shape
+        n, _c, _h, _w = x.shape
         gdev = generator.device if generator is not None else x.device
         rnd = lambda lo, hi: self._uniform(n, lo, hi, generator, gdev).to(x.device, torch.float32)  # noqa: E731
         flip_x = (rnd(0, 1) < 0.5) if o["horizontal_flip"] else None
@@ -233,7 +236,7 @@ class Augment:
     def _affine(self, x, rnd, flip_x, flip_y):
         """Draw each sample's rotation, shear, zoom and shift; apply them with the flips in one pass."""
         o = self.options
-        n, c, h, w = x.shape
+        n, _c, h, w = x.shape
         zero, one = torch.zeros(n, device=x.device), torch.ones(n, device=x.device)
         theta = rnd(-o["rotation_range"], o["rotation_range"]) if o["rotation_range"] else zero
         shear = rnd(-o["shear_range"], o["shear_range"]) if o["shear_range"] else zero
@@ -259,7 +262,7 @@ class Augment:
 
     @staticmethod
     def _cutout(x, size, rnd):
-        n, c, h, w = x.shape
+        _n, _c, h, w = x.shape
         cy = torch.floor(rnd(0, 1) * h).long()
         cx = torch.floor(rnd(0, 1) * w).long()
         y0, x0 = cy - size // 2, cx - size // 2
@@ -294,7 +297,7 @@ def affine(x: torch.Tensor, *, theta=0.0, tx=0.0, ty=0.0, shear=0.0, zx=1.0, zy=
     (centred coordinates) to the input is rotation · shift · shear · zoom, so a shift turns with the
     rotation; a flip mirrors the output. Bilinear interpolation (Keras' default order 1).
     """
-    n, c, h, w = x.shape
+    n, _c, h, w = x.shape
     per_sample = lambda v: torch.as_tensor(v, dtype=torch.float32, device=x.device).expand(n)  # noqa: E731
     theta, shear = torch.deg2rad(per_sample(theta)), torch.deg2rad(per_sample(shear))
     tx, ty, zx, zy = per_sample(tx), per_sample(ty), per_sample(zx), per_sample(zy)

@@ -84,7 +84,7 @@ def save(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> boo
         atomic_write(path, write, fsync=True)
         return True
     except OSError as e:
-        warnings.warn(f"cannot write the dataset cache {path} ({e}); the next load decodes again")
+        warnings.warn(f"cannot write the dataset cache {path} ({e}); the next load decodes again", stacklevel=2)
         return False
 
 

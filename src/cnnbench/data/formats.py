@@ -211,9 +211,9 @@ def read_svhn_mat(path: Path, *, md5=None, official_count: int | None = None):
     if X.dtype != np.uint8 or X.ndim != 4 or X.shape[2] != 3 or X.shape[3] != len(y):
         raise _corrupt(path, f"'X' is {X.dtype} {X.shape}, expected uint8 32×32×3×{len(y)}")
     check_labels(y, X.shape[3], 10, str(path), offset=1)  # SVHN labels are 1..10, 10 is digit 0
-    if official_count is not None and len(y) == official_count and _value(md5) is not None:
-        if md5_bytes(path.read_bytes()) != _value(md5):
-            raise _corrupt(path, "MD5 differs from the published checksum")
+    if (official_count is not None and len(y) == official_count and _value(md5) is not None
+            and md5_bytes(path.read_bytes()) != _value(md5)):
+        raise _corrupt(path, "MD5 differs from the published checksum")
     y[y == 10] = 0
     return np.ascontiguousarray(np.transpose(X, (3, 2, 0, 1))), y
 

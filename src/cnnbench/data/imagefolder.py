@@ -113,7 +113,8 @@ def _decode_all(files: list[Path], size: tuple[int, int] | None, mode: str, inte
                     im = im.resize((size[1], size[0]), resample=resample)
                 return np.asarray(im, dtype=np.uint8)
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-            raise UserError(f"{f}: cannot decode the image ({e}); the file is truncated or corrupted, remove or replace it") from None
+            raise UserError(f"{f}: cannot decode the image ({e}); "
+                            "the file is truncated or corrupted, remove or replace it") from None
 
     workers = min(8, (os.cpu_count() or 1))
     with ThreadPoolExecutor(max_workers=workers) as pool:  # PIL releases the GIL while decoding

@@ -63,7 +63,7 @@ def stratified_indices(y, n_select: int, seed: int = 0, shuffle: bool = True) ->
 
 def train_size(n: int, fraction: float) -> int:
     """How many of `n` samples stay for training when `fraction` is held out (as Keras splits)."""
-    return int(math.floor(n * (1.0 - fraction)))
+    return math.floor(n * (1.0 - fraction))
 
 
 def split_validation(x, y, fraction: float, mode: str = "keras", seed: int = 0):

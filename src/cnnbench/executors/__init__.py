@@ -128,7 +128,8 @@ def _tensorboard_writer(task: Task):
     except ImportError:
         raise UserError('--tensorboard needs the tensorboard package: pip install "cnnbench[loggers]"') from None
     safe = "".join(c if c.isalnum() or c in "=._-" else "_" for c in task.label)[:120]
-    return SummaryWriter(str(Path(task.study_dir) / "tensorboard" / safe / f"seed={task.config['seed']}_{task.key[:8]}"))
+    run_dir = f"seed={task.config['seed']}_{task.key[:8]}"
+    return SummaryWriter(str(Path(task.study_dir) / "tensorboard" / safe / run_dir))
 
 
 def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
@@ -154,7 +155,8 @@ class MlflowRun:
         try:
             from mlflow.tracking import MlflowClient
         except ImportError:
-            raise UserError('--mlflow needs MLflow: pip install mlflow-skinny (or pip install -e ".[loggers]")') from None
+            raise UserError('--mlflow needs MLflow: pip install mlflow-skinny '
+                            '(or pip install -e ".[loggers]")') from None
         uri = task.mlflow
         if uri.startswith("file:") or "://" not in uri:
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 asks file stores to opt in
@@ -173,7 +175,8 @@ class MlflowRun:
                     return
             else:
                 tags = {"study": name, "label": task.label, "seed": str(seed), "run_key": task.key}
-                self.run_id = self.client.create_run(exp_id, tags=tags, run_name=f"{task.label} seed={seed}").info.run_id
+                run = self.client.create_run(exp_id, tags=tags, run_name=f"{task.label} seed={seed}")
+                self.run_id = run.info.run_id
             from mlflow.entities import Param
 
             params = [Param(k, v[:6000]) for k, v in flatten(task.config).items()]
@@ -386,7 +389,8 @@ def _execute(task: Task, progress: ProgressFn | None, store, device: torch.devic
                       num_classes=num_classes, class_weight=cfg["class_weight"], sample_weight=sample_weight,
                       augmentation=cfg["augmentation"], early_stopping=cfg["early_stopping"],
                       micro_batch_size=cfg.get("micro_batch_size"), precision=cfg.get("precision", "fp32"),
-                      metrics=cfg.get("metrics"), callbacks=[*user_callbacks, LambdaCallback(on_epoch_end=on_epoch_end)],
+                      metrics=cfg.get("metrics"),
+                      callbacks=[*user_callbacks, LambdaCallback(on_epoch_end=on_epoch_end)],
                       checkpoint=ckpt, verbose=0)
         status, error = "done", None
         if history.status == "diverged":

@@ -85,7 +85,8 @@ def run_tasks(tasks: Sequence[Task], progress: ProgressFn | None = None, *, addr
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
     except ImportError:
         from ..errors import UserError
-        raise UserError('the Ray executor needs Ray: pip install "ray[default]" (or pip install -e ".[ray]" in the cnnbench checkout)') from None
+        raise UserError('the Ray executor needs Ray: pip install "ray[default]" '
+                        '(or pip install -e ".[ray]" in the cnnbench checkout)') from None
     if not tasks:
         return
     import logging

@@ -77,8 +77,7 @@ def function_factory(fn, name, labels="one_hot", inputs="probabilities", binary=
                             binary=binary, binary_only=binary_only, **options)
 
     factory.__signature__ = inspect.Signature(
-        [inspect.Parameter("reduction", inspect.Parameter.KEYWORD_ONLY, default="sum_over_batch_size")]
-        + params
+        [inspect.Parameter("reduction", inspect.Parameter.KEYWORD_ONLY, default="sum_over_batch_size"), *params]
     )
     factory.__name__ = name
     factory.__doc__ = fn.__doc__

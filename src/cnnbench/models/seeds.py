@@ -224,7 +224,8 @@ def cifar_simple_cnn(input_shape, num_outputs, *, filters=(32, 64, 64), hidden_u
 # --- lenet5 --------------------------------------------------------------------------------------
 @REGISTRY.register(
     "lenet5", aliases=["lenet", "lenet_5"], min_input=(1, 12, 12),
-    paper="LeCun et al. 1998, Gradient-based learning applied to document recognition (61,706 params at 28x28x1 with padding='same')",
+    paper="LeCun et al. 1998, Gradient-based learning applied to document recognition "
+          "(61,706 params at 28x28x1 with padding='same')",
 )
 def lenet5(input_shape, num_outputs, *, activation="tanh", pooling="avg", padding="same", filters=(6, 16),
            hidden_units=(120, 84)):

@@ -71,7 +71,8 @@ FAMILIES = {
 }
 
 # DenseNet checkpoints use the old 'norm.1' key names (torchvision remaps them the same way)
-_DENSENET_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$")
+_DENSENET_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\."
+                           r"((?:[12])\.(?:weight|bias|running_mean|running_var))$")
 
 
 # --- weights ------------------------------------------------------------------------------------
@@ -115,8 +116,9 @@ def _load_imagenet(family: str, member_name: str) -> nn.Module:
         return builder(weights=member, progress=False)
     except Exception as e:  # offline (URLError, OSError), corrupt or partial file (RuntimeError), ...
         where = os.path.dirname(cached)
+        first_line = str(e).splitlines()[0] if str(e) else ""
         raise UserError(
-            f"cannot load ImageNet weights for {family!r} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+            f"cannot load ImageNet weights for {family!r} ({type(e).__name__}: {first_line}); "
             f"put {os.path.basename(cached)} (from {member.url}) into {where}/ (or set $TORCH_HOME), "
             f"or give weights = \"/path/to/file.pth\", or weights = \"none\" to train from scratch"
         ) from None
@@ -307,10 +309,7 @@ class TransferNet(nn.Module):
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
         h, w = x.shape[-2:]
-        if self.resize:
-            size = (int(self.resize), int(self.resize))
-        else:
-            size = (max(h, self.min_size), max(w, self.min_size))
+        size = (int(self.resize), int(self.resize)) if self.resize else (max(h, self.min_size), max(w, self.min_size))
         if size != (h, w):
             x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
         if self.normalize:

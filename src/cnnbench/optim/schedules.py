@@ -54,7 +54,7 @@ with torch 2.x: StepLR(step_size=1, gamma=0.3) at lr 0.07 differs from `step` in
   decays to 0 and has neither.
 - The warmup `(t + 1) / W` multiplies any schedule; LinearLR ramps from `start_factor` on another line
   (`start + (1 - start) * t / W`).
-"""
+"""  # noqa: E501  (a Markdown table: one row a line)
 
 from __future__ import annotations
 
@@ -199,11 +199,13 @@ class Schedule:
         needs_epochs = needs_epochs or (self.name == "polynomial" and not in_steps and config["decay_epochs"] is None)
         if needs_epochs and not epochs:
             raise UserError(f"schedule {self.name!r} needs the number of epochs (optim.get(..., epochs=N))")
-        if self.per == "step" and self.name != "constant" and not steps_per_epoch:
-            if self.name != "reduce_on_plateau" and not in_steps:
-                raise UserError(f"per-step schedule {self.name!r} needs steps_per_epoch (optim.get(..., steps_per_epoch=N))")
+        if (self.per == "step" and self.name not in ("constant", "reduce_on_plateau") and not in_steps
+                and not steps_per_epoch):
+            raise UserError(f"per-step schedule {self.name!r} needs steps_per_epoch "
+                            "(optim.get(..., steps_per_epoch=N))")
         if self.per == "step" and config["warmup_epochs"] and not steps_per_epoch:
-            raise UserError("warmup_epochs with per-step updates needs steps_per_epoch (optim.get(..., steps_per_epoch=N))")
+            raise UserError("warmup_epochs with per-step updates needs steps_per_epoch "
+                            "(optim.get(..., steps_per_epoch=N))")
         if self.per == "epoch" and config["warmup_steps"]:
             raise UserError("warmup_steps needs per = 'step'; use warmup_epochs for a per-epoch schedule")
 

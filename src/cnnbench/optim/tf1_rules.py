@@ -17,7 +17,7 @@ added L2 penalties to the loss), so the tf1 flavour has no `weight_decay` option
 
 Adam and Adadelta differ from Keras 3 only in their defaults, so catalog.py builds them from the
 Keras rules; the classes here are the rules whose arithmetic differs.
-"""
+"""  # noqa: E501  (a Markdown table: one row a line)
 
 from __future__ import annotations
 

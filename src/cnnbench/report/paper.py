@@ -153,7 +153,8 @@ def configurations_x_cells(means: pd.DataFrame, metric: Metric) -> tuple[Table, 
             shown = fmt.mean_std(r.mean, r.std, metric) + (f" {TIED_MARK}" if r.tied_with_best and not r.best else "")
             row.append(Entry(shown, fmt.number(r.mean), strong=bool(r.best)))
         rows.append(row)
-    wide = means.pivot_table(index="config", columns="cell", values="mean", sort=False).reindex(index=configs, columns=cells)
+    wide = means.pivot_table(index="config", columns="cell", values="mean", sort=False)
+    wide = wide.reindex(index=configs, columns=cells)
     return Table(["configuration", *cells], rows), wide.reset_index()
 
 

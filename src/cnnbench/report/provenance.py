@@ -119,12 +119,14 @@ def model_costs(runs: pd.DataFrame) -> list[list[str]]:
     rows: dict[tuple[str, str], list] = {}
     for r in runs.itertuples():
         config, axes = json.loads(r.config), json.loads(r.axes) if isinstance(r.axes, str) else {}
-        key = (axes.get("model") or _spec_name(config.get("model")), axes.get("dataset") or _spec_name(config.get("dataset")))
+        key = (axes.get("model") or _spec_name(config.get("model")),
+               axes.get("dataset") or _spec_name(config.get("dataset")))
         counts = rows.setdefault(key, [None, None])
         for i, x in enumerate((r.params, r.flops)):
             if fmt.missing(counts[i]) and not fmt.missing(x):
                 counts[i] = x
-    return [[model, dataset, fmt.si(params), fmt.si(flops)] for (model, dataset), (params, flops) in sorted(rows.items())]
+    return [[model, dataset, fmt.si(params), fmt.si(flops)]
+            for (model, dataset), (params, flops) in sorted(rows.items())]
 
 
 def _spec_name(spec) -> str:

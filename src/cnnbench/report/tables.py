@@ -90,10 +90,12 @@ def pairwise(c, metric: Metric) -> Table:
     rows = []
     for r in pw.itertuples():
         sig = DASH if fmt.missing(r.p_holm) else ("yes" if _true(r.significant) else "no")
-        row = [text(r.a), text(r.b), num(r.n, fmt.count(r.n)), text(r.test), num(r.statistic, fmt.statistic(r.statistic)),
+        row = [text(r.a), text(r.b), num(r.n, fmt.count(r.n)), text(r.test),
+               num(r.statistic, fmt.statistic(r.statistic)),
                num(r.p, fmt.p_value(r.p)), num(r.p_holm, fmt.p_value(r.p_holm)), text(sig),
                num(r.mean_diff, fmt.difference(r.mean_diff, metric)),
-               num(getattr(r, "diff_ci_low", None), _diff_interval(r, metric)), num(r.effect_size, fmt.fixed(r.effect_size))]
+               num(getattr(r, "diff_ci_low", None), _diff_interval(r, metric)),
+               num(r.effect_size, fmt.fixed(r.effect_size))]
         if bayes:
             row += [num(x, fmt.probability(x)) for x in (r.p_a_better, r.p_equivalent, r.p_b_better)]
         rows.append(row)
@@ -133,7 +135,8 @@ def friedman_line(c) -> str:
 
 def marginal(t: pd.DataFrame, axis: str, metric: Metric) -> Table:
     header = ["#", axis, "mean rank", f"{fmt.heading(metric)}: mean ± std", "runs"]
-    rows = [[num(_rank_number(r["rank"]), str(r["rank"])), text(r[axis]), num(r["mean_rank"], fmt.fixed(r["mean_rank"])),
+    rows = [[num(_rank_number(r["rank"]), str(r["rank"])), text(r[axis]),
+             num(r["mean_rank"], fmt.fixed(r["mean_rank"])),
              Entry(fmt.mean_std(r["mean"], r["std"], metric), fmt.number(r["mean"])), num(r["n"], fmt.count(r["n"]))]
             for _, r in t.iterrows()]
     return Table(header, rows)
@@ -149,7 +152,8 @@ def _rank_number(rank) -> float | None:
 def tuning(table: pd.DataFrame, budget: pd.DataFrame) -> Table:
     chosen = {r.label: r.learning_rate for r in table[table["chosen"]].itertuples()}
     header = ["configuration", "chosen learning rate", "rates tried", "search runs", "epochs", "seconds"]
-    rows = [[text(r.label), num(chosen.get(r.label), f"{chosen[r.label]:g}" if r.label in chosen else "– (no finite result)"),
+    rows = [[text(r.label),
+             num(chosen.get(r.label), f"{chosen[r.label]:g}" if r.label in chosen else "– (no finite result)"),
              num(r.rates, fmt.count(r.rates)), num(r.runs, fmt.count(r.runs)), num(r.epochs, fmt.count(r.epochs)),
              num(r.seconds, fmt.fixed(r.seconds, 0))] for r in budget.itertuples()]
     return Table(header, rows)
