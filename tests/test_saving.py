@@ -113,7 +113,7 @@ def test_custom_model_reference_round_trip(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     m = models.get({"name": "my_models_save:Tiny", "width": 6}, input_shape=(1, 4, 4), num_outputs=3)
     saving.save(m, tmp_path / "ref.pt")
-    with pytest.raises(UserError, match="names model 'my_models_save:Tiny'.*trust_code=True"):
+    with pytest.raises(UserError, match=r"names model 'my_models_save:Tiny'.*trust_code=True"):
         saving.load(tmp_path / "ref.pt")  # a file may come from anyone: its code runs only when trusted
     loaded = saving.load(tmp_path / "ref.pt", trust_code=True)
     x = torch.rand(2, 1, 4, 4)
@@ -134,7 +134,7 @@ def test_custom_model_reference_round_trip(tmp_path, monkeypatch):
 
 def test_saving_a_model_not_built_by_get_needs_its_spec(tmp_path):
     bare = torch.nn.Linear(4, 2)
-    with pytest.raises(UserError, match="not built with cnnbench.models.get"):
+    with pytest.raises(UserError, match=r"not built with cnnbench\.models\.get"):
         saving.save(bare, tmp_path / "x.pt")
     with pytest.raises(UserError, match="not JSON-serialisable"):
         saving.save(models.get("digits_cnn", input_shape=(1, 8, 8), num_outputs=10), tmp_path / "y.pt",

@@ -242,7 +242,7 @@ def test_a_full_disk_while_checkpointing_is_one_line_and_leaves_no_temporary_fil
     if fails == "write":
         class FullDisk:  # writes a part of the file, then the disk is full
             def __init__(self, path, mode):
-                self.fh = open(path, mode)
+                self.fh = open(path, mode)  # noqa: SIM115  (a stand-in file object; closed in __exit__)
 
             def write(self, data):
                 self.fh.write(bytes(data)[:4])
