@@ -128,7 +128,8 @@ def read(path, map_location="cpu") -> tuple[dict[str, Any], dict[str, torch.Tens
         raise UserError(f"{path!r} is not a cnnbench model file (no {FORMAT!r} marker); "
                         "save models with cnnbench.saving.save")
     if payload.get("version", 0) > VERSION:
-        raise UserError(f"{path!r} was written by a newer cnnbench (format version {payload['version']}); upgrade cnnbench")
+        raise UserError(f"{path!r} was written by a newer cnnbench (format version {payload['version']}); "
+                        "upgrade cnnbench")
     return json.loads(payload["config"]), payload["state_dict"]
 
 
@@ -207,10 +208,11 @@ def load(path, map_location="cpu", *, trust_code: bool = False) -> nn.Module:
     if map_location is not None:
         model.to(map_location)
     model.eval()
-    model.cnnbench_model = {k: config[k] for k in _MODEL_KEYS}
-    model.cnnbench_config = config
+    # torch types Module.__setattr__ for tensors and modules; these are plain attributes
+    model.cnnbench_model = {k: config[k] for k in _MODEL_KEYS}  # type: ignore[assignment]
+    model.cnnbench_config = config  # type: ignore[assignment]
     # predict/evaluate build the recorded loss later: the same trust applies to it
-    model.cnnbench_untrusted_source = None if trust_code else source
+    model.cnnbench_untrusted_source = None if trust_code else source  # type: ignore[assignment]
     return model
 
 
@@ -287,9 +289,10 @@ def _config_of(model) -> dict[str, Any]:
     return getattr(model, "cnnbench_config", None) or getattr(model, "cnnbench_model", None) or {}
 
 
-def outputs(model: nn.Module, x, batch_size: int = 256, device=None) -> torch.Tensor:
+def outputs(model: nn.Module, x, batch_size: int = 256, device=None) -> torch.Tensor | dict[str, torch.Tensor]:
     """Raw model outputs `[N, num_outputs]` (float32, CPU) for images `x` (uint8 or float in [0, 1]),
-    in eval mode, batch by batch, after the config's `input_normalization`."""
+    in eval mode, batch by batch, after the config's `input_normalization`; a dict of them by output
+    name for a model with several outputs."""
     config = _config_of(model)
     x = _as_float01(x)
     expected = config.get("input_shape")
@@ -306,7 +309,7 @@ def outputs(model: nn.Module, x, batch_size: int = 256, device=None) -> torch.Te
     model.to(device)
     was_training = model.training
     model.eval()
-    chunks = []
+    chunks: list[Any] = []  # tensors, or dicts of tensors for a model with several outputs
     try:
         with torch.no_grad():
             for i in range(0, len(x), batch_size):
@@ -325,7 +328,8 @@ def outputs(model: nn.Module, x, batch_size: int = 256, device=None) -> torch.Te
     return torch.zeros(0, int(config.get("num_outputs") or 1))
 
 
-def predict(model: nn.Module, x, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+def predict(model: nn.Module, x, batch_size: int = 256
+            ) -> tuple[torch.Tensor, torch.Tensor] | tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """Class probabilities `[N, num_classes]` (float32, CPU) and labels `[N]` (int64) for images `x`
     (uint8 N x C x H x W, or float in [0, 1]). Probabilities follow the loss recorded in the model's
     config (or the one `fit` trained with); without one, softmax of the logits, or for a single output
@@ -336,8 +340,8 @@ def predict(model: nn.Module, x, batch_size: int = 256) -> tuple[torch.Tensor, t
         probs = {k: (training_loss.losses[k].probabilities(v) if training_loss is not None
                      else _probabilities(None, v)) for k, v in out.items()}
         return probs, {k: p.argmax(dim=1) for k, p in probs.items()}
-    probs = _probabilities(_training_loss(model, _config_of(model), out.shape[1]), out)
-    return probs, probs.argmax(dim=1)
+    p = _probabilities(_training_loss(model, _config_of(model), out.shape[1]), out)
+    return p, p.argmax(dim=1)
 
 
 # --- evaluate (the `cnnbench evaluate` command) -------------------------------------------------
@@ -358,6 +362,7 @@ def evaluate(model, dataset=None, *, data_dir=None, batch_size: int = 256, devic
                         "label per image; evaluate it in Python with cnnbench.evaluate(model, x, {output: labels})")
     ds = data.load(spec, data_dir=data_dir)
     out = outputs(model, ds.x_test, batch_size, device)
+    assert isinstance(out, torch.Tensor)  # several outputs were refused above
     num_outputs = out.shape[1]
     expected = _num_classes(config, num_outputs)
     if ds.num_classes != expected:
@@ -387,8 +392,10 @@ def add_evaluate_arguments(parser) -> None:
     """Arguments of `cnnbench evaluate MODEL_PATH [--dataset SPEC] ...`."""
     parser.add_argument("model_path", help="a model file written by cnnbench (cnnbench.saving.save)")
     parser.add_argument("--dataset", help="dataset name or JSON spec, e.g. mnist or "
-                        "'{\"name\": \"imagefolder:data/x\", \"image_size\": 150}' (default: the one the model was trained on)")
-    parser.add_argument("--data-dir", help="where datasets are read and cached (default: $CNNBENCH_DATA or ~/.cache/cnnbench)")
+                        "'{\"name\": \"imagefolder:data/x\", \"image_size\": 150}' "
+                        "(default: the one the model was trained on)")
+    parser.add_argument("--data-dir",
+                        help="where datasets are read and cached (default: $CNNBENCH_DATA or ~/.cache/cnnbench)")
     parser.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default 256)")
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -41,7 +42,8 @@ MIN_BLOCKS = 3  # fewer paired blocks support no interval and no test
 class Comparison:
     """The outcome of `compare`. Values are in the metric's own units."""
 
-    ranking: pd.DataFrame  # rank, config, n, mean, std, ci_low, ci_high, mean_rank, tied_with_best, p_vs_best, effect_vs_best
+    # ranking: rank, config, n, mean, std, ci_low, ci_high, mean_rank, tied_with_best, p_vs_best, effect_vs_best
+    ranking: pd.DataFrame
     friedman: dict | None  # statistic, pvalue, iman_davenport_f, iman_davenport_p, k, n
     critical_difference: float | None
     nemenyi: pd.DataFrame | None  # k x k Nemenyi p-values (scikit-posthocs), for the CD diagram
@@ -54,8 +56,8 @@ class Comparison:
     notes: list[str] = field(default_factory=list)
     verdict: str = ""
     what: str = "value"  # the metric's name, for the verdict
-    fmt: object = None  # value -> str for the verdict (default: 4 significant digits)
-    fmt_diff: object = None  # difference -> str for the verdict (e.g. "0.52 points")
+    fmt: Callable[[float], str] | None = None  # value -> str for the verdict (default: 4 significant digits)
+    fmt_diff: Callable[[float], str] | None = None  # difference -> str for the verdict (e.g. "0.52 points")
     # False when the pairwise test could not have found any difference (too few blocks for any test, or
     # for one to reach α after Holm): then "tied with best" says nothing, and tables should not mark it
     decisive: bool = True
@@ -289,7 +291,7 @@ def min_wilcoxon_p(n: int) -> float:
 
 
 def _sample_notes(values: pd.DataFrame, pairwise: pd.DataFrame, alpha: float) -> list[str]:
-    notes = []
+    notes: list[str] = []
     k = values.shape[1]
     if k < 2:
         return notes
