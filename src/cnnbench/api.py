@@ -90,9 +90,9 @@ class Study:
         if not isinstance(data, Mapping):
             raise UserError(f"{source}: a study is a dict of its keys (name, seeds, grid, ...), got "
                             f"{type(data).__name__}; pass a dict such as {{'name': 'mine', 'epochs': 2}}")
-        data = _plain(data)
-        spec = parse(data, source)
-        spec.text = _to_toml(data)
+        plain: dict[str, Any] = _plain(data)
+        spec = parse(plain, source)
+        spec.text = _to_toml(plain)
         return cls(spec, output)
 
     @classmethod
@@ -207,7 +207,8 @@ class Study:
             result.report = self.report(p.study_dir)
         return result
 
-    def _check(self, data_dir, device, workers, executor, cpus_per_run, gpus_per_run, tensorboard, mlflow):
+    def _check(self, data_dir, device, workers, executor, cpus_per_run, gpus_per_run, tensorboard,
+               mlflow) -> tuple[str | None, int | str]:
         """The run's options, checked before anything is written: (data_dir, workers)."""
         from . import runner
         from .train import resolve_device
@@ -399,7 +400,7 @@ def _value(v) -> str:
             return "inf" if v > 0 else "-inf"
         return repr(v)
     if isinstance(v, str):
-        if any(ord(c) < 32 and c != "\t" or ord(c) == 127 for c in v):
+        if any((ord(c) < 32 and c != "\t") or ord(c) == 127 for c in v):
             raise _NotToml  # control characters: not worth escaping by hand
         return json.dumps(v, ensure_ascii=False)
     if isinstance(v, list):

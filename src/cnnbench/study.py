@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import os
 import tomllib
 from dataclasses import dataclass
 from importlib import resources
@@ -267,7 +268,7 @@ def builtin_studies() -> list[str]:
     return sorted(p.name[:-5] for p in resources.files("cnnbench.studies").iterdir() if p.name.endswith(".toml"))
 
 
-def load(path_or_name: str | Path | None = None) -> StudySpec:
+def load(path_or_name: str | os.PathLike | None = None) -> StudySpec:
     """Load a study file, or a built-in study by name (`None`: the default study)."""
     if path_or_name is None:
         path_or_name = "default"
