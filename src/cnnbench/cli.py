@@ -55,12 +55,13 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run a study (default: the built-in study on the embedded digits)")
     r.add_argument("study", nargs="?", help="study .toml file or built-in study name (see `cnnbench list studies`)")
     r.add_argument("-o", "--output", help="study directory (default: output_dir of the spec, or runs/NAME)")
-    r.add_argument("--data-dir", help="where datasets are read and cached (default: $CNNBENCH_DATA or ~/.cache/cnnbench)")
+    r.add_argument("--data-dir",
+                   help="where datasets are read and cached (default: $CNNBENCH_DATA or ~/.cache/cnnbench)")
     r.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     r.add_argument("--workers", default="auto", help="worker processes (default auto: one per core on CPU)")
     r.add_argument("--executor", choices=["local", "ray"], default="local",
-                   help='local processes (default) or a Ray cluster (needs Ray: pip install -e ".[ray]" in the checkout, '
-                        'or pip install "ray[default]")')
+                   help='local processes (default) or a Ray cluster (needs Ray: pip install -e ".[ray]" '
+                        'in the checkout, or pip install "ray[default]")')
     r.add_argument("--ray-address", default=None, help="Ray cluster address (default: start a local Ray)")
     r.add_argument("--cpus-per-run", type=float, default=1, help="Ray: CPUs reserved per run (default 1)")
     r.add_argument("--gpus-per-run", type=float, default=0, help="Ray: GPUs reserved per run (default 0)")
@@ -192,7 +193,8 @@ class _Progress:
         self.progress = Progress(TextColumn("{task.fields[runs]}"), BarColumn(bar_width=24),
                                  TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(), TextColumn("ETA"),
                                  TimeRemainingColumn(),
-                                 TextColumn("{task.description}", table_column=Column(no_wrap=True, overflow="ellipsis")),
+                                 TextColumn("{task.description}",
+                                            table_column=Column(no_wrap=True, overflow="ellipsis")),
                                  console=console, transient=False, disable=not self.live)
         self.task = self.progress.add_task("study", total=0, runs="[bold]0/0[/] runs")
 

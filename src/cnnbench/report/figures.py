@@ -24,14 +24,14 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from scipy import stats  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from scipy import stats
 
-from ..store import Store  # noqa: E402
-from . import files  # noqa: E402
-from . import format as fmt  # noqa: E402
+from ..store import Store
+from . import files
+from . import format as fmt
 
 MAX_PER_AXES = 10  # tab10: ten distinct colours; more lines in one axes are unreadable anyway
 COLORS = plt.get_cmap("tab10").colors
@@ -158,7 +158,9 @@ def _draw_curves(ax, hist: pd.DataFrame, group: list[str], column: str, marker, 
         x = band.index + 1
         ax.plot(x, band["mean"], color=COLORS[i], marker=marker, ms=3.5, lw=1.5, label=plain(config))
         if band["low"].notna().any():
-            low, high = (band["low"].clip(0, 100), band["high"].clip(0, 100)) if accuracy else (band["low"], band["high"])
+            low, high = band["low"], band["high"]
+            if accuracy:
+                low, high = low.clip(0, 100), high.clip(0, 100)
             ax.fill_between(x, low, high, color=COLORS[i], alpha=0.15, lw=0)
     values = hist[column].replace([np.inf, -np.inf], np.nan).dropna()
     if log and len(values) and (values > 0).all():
