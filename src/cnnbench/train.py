@@ -25,9 +25,10 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,8 +41,8 @@ from .files import atomic_write, remove_stale_temps
 
 log = logging.getLogger("cnnbench")
 
-__all__ = ["fit", "evaluate", "parameter_count", "forward_flops", "History", "Callback", "EarlyStopping", "MultiOutputLoss",
-           "LambdaCallback", "to_images", "to_labels"]
+__all__ = ["fit", "evaluate", "parameter_count", "forward_flops", "History", "Callback", "EarlyStopping",
+           "MultiOutputLoss", "LambdaCallback", "to_images", "to_labels"]
 
 
 # --- inputs -------------------------------------------------------------------------------------
@@ -70,9 +71,8 @@ def to_labels(y: Any) -> torch.Tensor:
     if t.ndim == 2 and t.shape[1] > 1:
         t = t.argmax(1)
     t = t.reshape(-1)
-    if t.is_floating_point():
-        if not torch.equal(t, t.round()):
-            raise UserError("labels must be integer class indices (or one-hot rows)")
+    if t.is_floating_point() and not torch.equal(t, t.round()):
+        raise UserError("labels must be integer class indices (or one-hot rows)")
     return t.long()
 
 
@@ -138,7 +138,7 @@ class Callback:
     """Hooks called by `fit`. `self.trainer` is set before `on_train_begin`; set
     `self.trainer.stop_training = True` to stop after the current epoch."""
 
-    trainer: "Trainer"
+    trainer: Trainer
 
     def on_train_begin(self, logs: dict | None = None) -> None: ...
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None: ...
@@ -367,14 +367,14 @@ def _label_columns(y: dict, names: list[str] | None, what: str) -> tuple[list[st
 
 def _multi_losses(loss, loss_weights, names: list[str], num_classes: dict[str, int]) -> MultiOutputLoss:
     if isinstance(loss, dict) and set(loss) != set(names) and "name" in loss:
-        per_output = {n: loss for n in names}  # one loss spec {"name": ..., options} for every output
+        per_output = dict.fromkeys(names, loss)  # one loss spec {"name": ..., options} for every output
     elif isinstance(loss, dict):
         if set(loss) != set(names):
             raise UserError(f"loss names the outputs {sorted(loss)}, but the labels name {sorted(names)}; give "
                             "one loss per output (or one loss for all of them)")
         per_output = {n: loss[n] for n in names}
     else:  # Keras: one loss for every output
-        per_output = {n: loss for n in names}
+        per_output = dict.fromkeys(names, loss)
     weights = loss_weights or {}
     if not isinstance(weights, dict):
         raise UserError(f"loss_weights must be a dict {{output_name: weight}}, got {loss_weights!r}")
@@ -573,8 +573,9 @@ class Trainer:
             opt.step()
             for bar in bars:  # reads the running sums only when it redraws (a device sync)
                 seen = min(start + self.batch_size, n)
-                bar.on_batch_end(step, steps, lambda: {"loss": loss_sum.item() / seen} if self.multi else
-                                 {"loss": loss_sum.item() / seen, "accuracy": correct.item() / seen})
+                # the lambda is called (or not) inside on_batch_end, never kept: it sees this batch's values
+                bar.on_batch_end(step, steps, lambda: {"loss": loss_sum.item() / seen} if self.multi else  # noqa: B023
+                                 {"loss": loss_sum.item() / seen, "accuracy": correct.item() / seen})  # noqa: B023
         if not self.multi and not self.metrics:
             return (loss_sum / n).item(), (correct.float() / n).item()
         logs = {"loss": (loss_sum / n).item()}
@@ -868,7 +869,8 @@ def fit(model: nn.Module | str | dict, x, y, *, loss="categorical_crossentropy",
                             "sample_weight (one weight per image, for every output)")
         if not isinstance(model, nn.Module):
             raise UserError("a model with several outputs must be an nn.Module whose forward returns a dict "
-                            f"{{{', '.join(repr(n) + ': logits' for n in names)}}}; the registry builds one-output models")
+                            f"{{{', '.join(repr(n) + ': logits' for n in names)}}}; "
+                            "the registry builds one-output models")
         classes = {}
         for i, n in enumerate(names):
             lowest, highest = int(labels[:, i].min()), int(labels[:, i].max())
