@@ -38,6 +38,7 @@ from . import losses as losses_mod
 from . import optim as optim_mod
 from .errors import UserError, did_you_mean, environment_fault
 from .files import atomic_write, remove_stale_temps
+from .inference import heap_allocations
 
 log = logging.getLogger("cnnbench")
 
@@ -652,6 +653,7 @@ def _autocast(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
+@heap_allocations()  # the batches' activations reuse heap pages (inference.py; same numbers)
 @torch.no_grad()
 def _evaluate(model: nn.Module, training_loss, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024,
               autocast=None, all_metrics: bool = False, metrics: Sequence = ()) -> dict[str, float | None]:
@@ -664,6 +666,9 @@ def _evaluate(model: nn.Module, training_loss, x: torch.Tensor, y: torch.Tensor,
     if isinstance(training_loss, MultiOutputLoss):
         return _evaluate_multi(model, training_loss, x, y, batch_size, autocast, all_metrics, metrics)
     model.eval()
+    from .inference import evaluator  # model(xb), same numbers, Conv+ReLU fused (inference.py)
+
+    forward = evaluator(model)
     # float64 where the device has it (MPS has not)
     sum_dtype = torch.float32 if x.device.type == "mps" else torch.float64
     loss_sum = torch.zeros((), device=x.device, dtype=sum_dtype)
@@ -672,7 +677,7 @@ def _evaluate(model: nn.Module, training_loss, x: torch.Tensor, y: torch.Tensor,
     for start in range(0, x.shape[0], batch_size):
         xb, yb = _as_float01(x[start:start + batch_size]), y[start:start + batch_size]
         with autocast:
-            out = model(xb).float()
+            out = forward(xb).float()
         loss_sum += training_loss(out, yb).to(sum_dtype) * yb.numel()
         correct += (_predicted_labels(out) == yb).sum()
         if all_metrics or metrics:
@@ -701,6 +706,9 @@ def _evaluate_multi(model, training_loss: MultiOutputLoss, x, y, batch_size, aut
     """`_evaluate` for several outputs: `loss` (Σ w_i · loss_i, with the weight penalty), `<name>_loss`
     (unweighted), `<name>_accuracy`, and per output the metrics asked for (`<name>_<metric>`)."""
     model.eval()
+    from .inference import evaluator
+
+    forward = evaluator(model)
     names = training_loss.names
     sum_dtype = torch.float32 if x.device.type == "mps" else torch.float64
     loss_sum = torch.zeros((), device=x.device, dtype=sum_dtype)
@@ -710,7 +718,7 @@ def _evaluate_multi(model, training_loss: MultiOutputLoss, x, y, batch_size, aut
     for start in range(0, x.shape[0], batch_size):
         xb, yb = _as_float01(x[start:start + batch_size]), y[start:start + batch_size]
         with autocast:
-            out = _float_outputs(model(xb))
+            out = _float_outputs(forward(xb))
         total, parts = training_loss.parts(out, yb)
         loss_sum += total.to(sum_dtype) * yb.shape[0]
         for i, k in enumerate(names):

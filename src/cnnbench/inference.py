@@ -1,0 +1,151 @@
+"""The forward pass of `evaluate` (and of fit's validation): the eager model's float32 numbers, faster on a CPU.
+
+Two changes to how the eager model is run, neither to its arithmetic (BENCHMARKS.md, "Evaluation"):
+
+- **Activations from the heap, not fresh mappings.** A batch of 1000 MNIST images makes activations of
+  86 and 147 MB. glibc's malloc serves blocks above its mmap threshold (at most 32 MiB) with a fresh
+  `mmap` and unmaps them on free, so every batch page-faults those megabytes in again: on a loaded
+  2-core machine that cost ~40% of the evaluation. During an evaluation (`heap_allocations`), mmap
+  is off and the heap is not trimmed, so the second batch reuses the first one's pages; afterwards
+  the settings go back to glibc's defaults' steady state (mmap threshold 32 MiB, trim threshold 64 MiB)
+  and `malloc_trim` returns the free pages to the system. No effect off glibc (macOS, musl).
+- **Convolution + ReLU in one oneDNN primitive** (`torch.ops.mkldnn._convolution_pointwise`, a ReLU
+  post-op): for cnnbench's `Conv2D(activation="relu")` in float32 on a CPU, where eager torch would run
+  the same oneDNN convolution (`torch._C._select_conv_backend`) followed by a separate ReLU pass.
+  The post-op clamps the convolution's float32 result at zero as `F.relu` does, so the output is
+  the same bit for bit (tests/test_inference.py); it saves a pass over, and an allocation of, the
+  largest activations. Anything else — autocast (bf16), gradients enabled, another device or backend,
+  a module that is not exactly `Conv2D` with ReLU, an operator this torch lacks — runs the module's own
+  forward.
+
+Measured and not taken (they change the logits): running a batch in smaller chunks (up to 1.9e-6 on
+cifar_simple_cnn: oneDNN/MKL pick kernels by batch size), `torch.jit.freeze` + `optimize_for_inference`
+(3.8e-6 on the Keras MNIST CNN: Linear becomes matmul + add). `torch.jit.freeze` alone is exact but no
+faster; `torch.inference_mode` instead of `no_grad`: no difference.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# mallopt parameters (malloc.h) and glibc's values after its dynamic threshold has reached its maximum
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_MMAP_MAX = -1, -3, -4
+STEADY = {M_MMAP_THRESHOLD: 32 << 20, M_TRIM_THRESHOLD: 64 << 20, M_MMAP_MAX: 65536}
+HEAP = True  # False: leave malloc as it is (benchmarks/bench_eval.py compares)
+_FUSED_OK: bool | None = None
+
+
+def _fusion_available() -> bool:
+    global _FUSED_OK
+    if _FUSED_OK is None:
+        try:
+            _FUSED_OK = bool(torch.backends.mkldnn.is_available()
+                             and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
+                             and hasattr(torch._C, "_select_conv_backend"))
+        except Exception:
+            _FUSED_OK = False
+    return _FUSED_OK
+
+
+def _fusable_conv(module: nn.Module) -> bool:
+    from .models._base import Conv2D
+
+    return (type(module).forward is Conv2D.forward and getattr(module, "act", None) is F.relu
+            and not module._asym_same and module.padding_mode == "zeros"
+            and isinstance(module.padding, tuple) and "forward" not in module.__dict__)
+
+
+def _conv_relu(module: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    original = module.forward  # the bound class method
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        w, b = module.weight, module.bias
+        if (torch.is_grad_enabled() or x.device.type != "cpu" or x.dim() != 4 or x.dtype != torch.float32
+                or w.dtype != torch.float32 or (b is not None and b.dtype != torch.float32)
+                or torch.is_autocast_enabled("cpu")
+                or torch._C._select_conv_backend(x, w, b, module.stride, module.padding, module.dilation, False,
+                                                 [0, 0], module.groups, None) != torch._C._ConvBackend.Mkldnn):
+            return original(x)
+        try:
+            return torch.ops.mkldnn._convolution_pointwise(x, w, b, list(module.padding), list(module.stride),
+                                                           list(module.dilation), module.groups, "relu", [None], "")
+        except Exception:  # an operator this build refuses: the module's own forward (an error recurs there)
+            return original(x)
+
+    return forward
+
+
+@contextlib.contextmanager
+def _fused(model: nn.Module):
+    """Conv2D+ReLU modules run as one oneDNN convolution with a ReLU post-op, inside the block only."""
+    patched = []
+    if _fusion_available():
+        try:
+            for module in model.modules():
+                if _fusable_conv(module):
+                    module.forward = _conv_relu(module)  # an instance attribute: shadows Conv2D.forward
+                    patched.append(module)
+        except Exception:  # a module that refuses attributes (TorchScript): eager
+            pass
+    try:
+        yield
+    finally:
+        for module in patched:
+            module.__dict__.pop("forward", None)
+
+
+def _libc():
+    global _LIBC
+    if _LIBC is None:
+        _LIBC = False
+        try:
+            import ctypes
+            import platform
+
+            if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+                libc = ctypes.CDLL(None)
+                _LIBC = libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else False
+        except Exception:
+            _LIBC = False
+    return _LIBC
+
+
+_LIBC = None
+_DEPTH = 0
+
+
+@contextlib.contextmanager
+def heap_allocations():
+    """Inside the block, glibc serves large blocks from the heap and keeps freed ones (see the module's doc)."""
+    global _DEPTH
+    libc = _libc() if HEAP else False
+    if not libc:
+        yield
+        return
+    if _DEPTH == 0:
+        libc.mallopt(M_MMAP_MAX, 0)
+        libc.mallopt(M_TRIM_THRESHOLD, 1 << 30)
+    _DEPTH += 1
+    try:
+        yield
+    finally:
+        _DEPTH -= 1
+        if _DEPTH == 0:
+            for param, value in STEADY.items():
+                libc.mallopt(param, value)
+            libc.malloc_trim(0)
+
+
+def evaluator(model: nn.Module) -> Callable[[Any], Any]:
+    """`forward(xb)` = `model(xb)`, with Conv2D+ReLU fused where that gives the same numbers (module doc)."""
+
+    def forward(xb):
+        with _fused(model):
+            return model(xb)
+
+    return forward

@@ -1,0 +1,145 @@
+"""`cnnbench.inference`: evaluate's forward pass gives the eager model's numbers bit for bit."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import cnnbench
+from cnnbench import inference, models
+from cnnbench.models._base import Conv2D
+from cnnbench.train import _as_float01
+
+
+def _eager(monkeypatch):
+    """evaluate() as before cnnbench.inference: the model itself, malloc untouched."""
+    monkeypatch.setattr(inference, "evaluator", lambda model: model)
+    monkeypatch.setattr(inference, "HEAP", False)
+
+
+def _counting_fused_calls(monkeypatch):
+    calls = []
+    real = torch.ops.mkldnn._convolution_pointwise
+
+    class Ops:
+        def _convolution_pointwise(self, *args):
+            calls.append(1)
+            return real(*args)
+
+    monkeypatch.setattr(inference.torch.ops, "mkldnn", Ops(), raising=False)
+    return calls
+
+
+@pytest.mark.parametrize("name", ["keras_mnist_cnn", "cifar_simple_cnn", "lenet5", "digits_cnn"])
+@pytest.mark.parametrize("layout", [torch.channels_last, torch.contiguous_format])
+def test_fused_forward_equals_eager_bit_for_bit(name, layout):
+    torch.manual_seed(0)
+    model = models.get(name, input_shape=(1, 28, 28), num_outputs=10).eval().to(memory_format=layout)
+    x = torch.rand(64, 1, 28, 28).contiguous(memory_format=layout)
+    with torch.no_grad():
+        eager = model(x)
+        fused = inference.evaluator(model)(x)
+    assert torch.equal(fused, eager)
+    assert "forward" not in model.conv2d.__dict__  # the fusion lasts for the call only
+
+
+def test_fused_forward_on_same_padding_and_strides_equals_eager():
+    torch.manual_seed(0)
+    model = nn.Sequential(Conv2D(3, 8, 3, padding="same", activation="relu"),
+                          Conv2D(8, 16, 3, strides=2, padding="same", activation="relu"),  # asymmetric: eager
+                          Conv2D(16, 16, 5, strides=2, activation="relu"), Conv2D(16, 4, 1, activation="tanh"))
+    x = torch.rand(20, 3, 21, 21).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        assert torch.equal(inference.evaluator(model.eval())(x), model(x))
+
+
+def test_fusion_is_used_for_conv_relu_and_not_under_grad_or_autocast(monkeypatch):
+    if not inference._fusion_available():
+        pytest.skip("this torch has no oneDNN pointwise convolution")
+    torch.manual_seed(0)
+    model = models.get("keras_mnist_cnn", input_shape=(1, 28, 28), num_outputs=10).eval()
+    x = torch.rand(32, 1, 28, 28).contiguous(memory_format=torch.channels_last)
+    forward = inference.evaluator(model)
+    calls = _counting_fused_calls(monkeypatch)
+    with torch.no_grad():
+        forward(x)
+    assert len(calls) == 2  # both Conv2D+ReLU
+    calls.clear()
+    with torch.no_grad(), torch.autocast("cpu", torch.bfloat16):
+        bf16 = forward(x)
+        assert torch.equal(bf16, model(x))
+    out = forward(x)  # gradients enabled: eager, differentiable
+    out.sum().backward()
+    assert calls == [] and model.conv2d.weight.grad is not None
+
+
+def test_falls_back_to_eager_when_fusion_is_unavailable_or_fails(monkeypatch):
+    torch.manual_seed(0)
+    model = models.get("keras_mnist_cnn", input_shape=(1, 28, 28), num_outputs=10).eval()
+    x = torch.rand(16, 1, 28, 28)
+    with torch.no_grad():
+        eager = model(x)
+        monkeypatch.setattr(inference, "_FUSED_OK", False)
+        assert torch.equal(inference.evaluator(model)(x), eager)
+        monkeypatch.setattr(inference, "_FUSED_OK", True)
+
+        class Broken:
+            def _convolution_pointwise(self, *args):
+                raise RuntimeError("no such kernel")
+
+        monkeypatch.setattr(inference.torch.ops, "mkldnn", Broken(), raising=False)
+        assert torch.equal(inference.evaluator(model)(x), eager)
+
+
+def test_scripted_model_runs_eagerly():
+    model = torch.jit.script(nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3)))
+    x = torch.rand(8, 1, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(inference.evaluator(model.eval())(x), model(x))
+
+
+def test_heap_allocations_restores_and_nests():
+    with inference.heap_allocations():
+        with inference.heap_allocations():
+            a = torch.empty(40 << 20, dtype=torch.uint8).fill_(1)
+        assert inference._DEPTH == 1
+        del a
+    assert inference._DEPTH == 0
+
+
+def test_evaluate_and_validation_equal_the_eager_path(monkeypatch, tiny_images):
+    x, y = tiny_images
+    torch.manual_seed(0)
+    model = models.get("keras_mnist_cnn", input_shape=(1, 8, 8), num_outputs=4)
+    history = cnnbench.fit(model, x[:400], y[:400], epochs=2, batch_size=64, verbose=0,
+                           validation_data=(x[400:], y[400:]))
+    fast = cnnbench.evaluate(model, x[400:], y[400:], batch_size=50)
+    fast_bf16 = cnnbench.evaluate(model, x[400:], y[400:], batch_size=50, precision="bf16")
+    with monkeypatch.context() as m:
+        _eager(m)
+        torch.manual_seed(0)
+        model2 = models.get("keras_mnist_cnn", input_shape=(1, 8, 8), num_outputs=4)
+        history2 = cnnbench.fit(model2, x[:400], y[:400], epochs=2, batch_size=64, verbose=0,
+                                validation_data=(x[400:], y[400:]))
+        eager = cnnbench.evaluate(model2, x[400:], y[400:], batch_size=50)
+        eager_bf16 = cnnbench.evaluate(model2, x[400:], y[400:], batch_size=50, precision="bf16")
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        assert history.history[key] == history2.history[key]
+    assert fast == eager and fast_bf16 == eager_bf16
+
+
+def test_evaluate_on_real_mnist_equals_the_eager_path(monkeypatch, mnist_path):
+    d = np.load(mnist_path)
+    x, y = d["x_test"][:2000], d["y_test"][:2000]
+    torch.manual_seed(0)
+    model = models.get("keras_mnist_cnn", input_shape=(1, 28, 28), num_outputs=10)
+    cnnbench.fit(model, d["x_train"][:1024], d["y_train"][:1024], epochs=1, batch_size=128, verbose=0)
+    fast = cnnbench.evaluate(model, x, y, batch_size=1000)
+    with monkeypatch.context() as m:
+        _eager(m)
+        eager = cnnbench.evaluate(model, x, y, batch_size=1000)
+    assert fast == eager
+    xb = _as_float01(torch.from_numpy(x[:500]).unsqueeze(1))
+    with torch.no_grad():
+        assert torch.equal(inference.evaluator(model.eval())(xb), model(xb))
