@@ -9,8 +9,9 @@ Per round, each in its own fresh interpreter (the rounds interleave the variants
 - the first optimizer of a process (`cnnbench.optim.get("adam", ...)`, Keras rule) as it is now, and
   with torch._dynamo imported just before it (what torch.optim.Optimizer's `_disable_dynamo` wrappers
   cost it before cnnbench avoided them);
-- `cnnbench.train.forward_flops` of a fresh model (which still imports torch._dynamo: FlopCounterMode's
-  __torch_dispatch__ is wrapped by `torch._disable_dynamo`);
+- `cnnbench.train.forward_flops` of a fresh model as it is now (`cnnbench.flops`: FlopCounterMode's
+  count without importing torch._dynamo), and torch's FlopCounterMode on the same model, as
+  forward_flops used it before (its __torch_dispatch__ is wrapped by `torch._disable_dynamo`);
 - `cnnbench run` on a small study (default: digits, digits_cnn, 1 epoch, 2 losses × 2 optimizers ×
   1 seed, `--workers auto`) from a cold start, split with the store's timestamps into: start-up
   (process start to the first run's start), training (the runs' own epoch seconds, per worker), the
@@ -58,7 +59,13 @@ PROBES = {
     "forward_flops of a fresh model":
         "import time, torch; from cnnbench import models; from cnnbench.train import forward_flops;"
         " m=models.get('digits_cnn', input_shape=(1, 8, 8), num_outputs=10); t=time.perf_counter();"
-        " forward_flops(m, torch.zeros(1, 8, 8)); print(time.perf_counter()-t)",
+        " forward_flops(m, torch.zeros(1, 8, 8)); print(time.perf_counter()-t); assert 'torch._dynamo' not in sys.modules"
+        .replace("import time,", "import time, sys,"),
+    "FlopCounterMode of a fresh model (forward_flops before)":
+        "import time, torch; from cnnbench import models; m=models.get('digits_cnn', input_shape=(1, 8, 8),"
+        " num_outputs=10).eval(); t=time.perf_counter(); from torch.utils.flop_counter import FlopCounterMode;"
+        " c=FlopCounterMode(display=False)\nwith torch.no_grad(), c: m(torch.zeros(1, 1, 8, 8))\n"
+        "print(time.perf_counter()-t)",
 }
 
 
