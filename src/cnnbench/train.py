@@ -477,6 +477,7 @@ class Trainer:
         disk or a read-only directory becomes one line (`EnvironmentFault`)."""
         # Serialise in memory, then write with Python's I/O: torch's file writer reports a full disk
         # from a C++ destructor, which can abort the whole process instead of raising.
+        assert self.checkpoint is not None  # called only for a run with a checkpoint
         buffer = io.BytesIO()
         torch.save(self.state_dict(), buffer)
         atomic_write(self.checkpoint, buffer.getbuffer(), fault=True)
@@ -499,8 +500,9 @@ class Trainer:
         except (KeyboardInterrupt, SystemExit, MemoryError):
             raise
         except Exception as e:
-            if isinstance(e, OSError) and environment_fault(e, self.checkpoint, "read") is not None:
-                raise environment_fault(e, self.checkpoint, "read") from None
+            fault = environment_fault(e, self.checkpoint, "read") if isinstance(e, OSError) else None
+            if fault is not None:
+                raise fault from None
             self.load_state_dict(fresh)  # whatever the failed load changed
             self.stop_training = False
             aside = self.checkpoint.with_name(f"{self.checkpoint.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
@@ -579,13 +581,13 @@ class Trainer:
                                  {"loss": loss_sum.item() / seen, "accuracy": correct.item() / seen})  # noqa: B023
         if not self.multi and not self.metrics:
             return (loss_sum / n).item(), (correct.float() / n).item()
-        logs = {"loss": (loss_sum / n).item()}
+        logs: dict[str, float | None] = {"loss": (loss_sum / n).item()}
         if self.multi:
             logs.update({f"{k}_loss": (v / n).item() for k, v in part_sums.items()})
             logs.update({f"{k}_accuracy": (v.float() / n).item() for k, v in corrects.items()})
         else:
             logs["accuracy"] = (correct.float() / n).item()
-        if self.metrics and math.isfinite(logs["loss"]):
+        if self.metrics and math.isfinite((loss_sum / n).item()):
             logs.update(_metric_values(self.metrics, _cat_probabilities(seen_probabilities), torch.cat(seen_labels)))
         elif self.metrics:  # a NaN/inf loss: the epoch has no metric values (the run is diverged)
             logs.update({name: None for name, _, _ in self.metrics})
@@ -687,7 +689,7 @@ def _evaluate(model: nn.Module, training_loss, x: torch.Tensor, y: torch.Tensor,
     regularization = getattr(model, "regularization_loss", None)
     if regularization is not None:  # as Keras' evaluate: the weight penalty is part of the loss
         loss = loss + regularization()
-    result = {"loss": loss.item(), "accuracy": correct.item() / n}
+    result: dict[str, float | None] = {"loss": loss.item(), "accuracy": correct.item() / n}
     if all_metrics:
         from .metrics import classification_metrics
 
@@ -786,7 +788,7 @@ def check_micro_batching(loss) -> None:
 def fit(model: nn.Module | str | dict, x, y, *, loss="categorical_crossentropy", optimizer="adam",
         epochs: int = 1, batch_size: int = 32, validation_split: float | None = None,
         validation_data: tuple | None = None, callbacks: Iterable[Callback] = (), seed: int = 0,
-        device: str | torch.device = "auto", num_classes: int | None = None,
+        device: str | torch.device = "auto", num_classes: int | dict[str, int] | None = None,
         class_weight: dict | str | None = None, sample_weight=None, augmentation: dict | None = None,
         early_stopping: dict | bool | None = None, checkpoint: str | os.PathLike | None = None,
         micro_batch_size: int | None = None, precision: str = "fp32", verbose: int | str = "auto",
@@ -836,15 +838,15 @@ def fit(model: nn.Module | str | dict, x, y, *, loss="categorical_crossentropy",
     sw = None if sample_weight is None else torch.as_tensor(np.asarray(sample_weight), dtype=torch.float32)
     if sw is not None and tuple(sw.shape) != (x.shape[0],):
         raise UserError(f"sample_weight has shape {tuple(sw.shape)}; give one weight per image ({x.shape[0]})")
-    val = None
+    val: tuple[torch.Tensor, torch.Tensor] | None = None
     if validation_data is not None:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
             raise UserError("validation_data must be a pair (x_val, y_val)")
         if names is not None:
-            val = (to_images(validation_data[0]), _label_columns(validation_data[1], names, "validation_data's y")[1]
-                   if isinstance(validation_data[1], dict) else None)
-            if val[1] is None:
+            x_val = to_images(validation_data[0])
+            if not isinstance(validation_data[1], dict):
                 raise UserError("validation_data's y must be a dict {output_name: labels}, as y is")
+            val = (x_val, _label_columns(validation_data[1], names, "validation_data's y")[1])
         else:
             val = (to_images(validation_data[0]), to_labels(validation_data[1]))
         if val[0].shape[0] != val[1].shape[0]:
@@ -861,7 +863,10 @@ def fit(model: nn.Module | str | dict, x, y, *, loss="categorical_crossentropy",
     if batch_size < 1 or batch_size > x.shape[0]:
         raise UserError(f"batch_size {batch_size} must be between 1 and the {x.shape[0]} training images")
     labels = torch.cat([y, val[1]]) if val else y  # y has >= batch_size >= 1 labels here
+    training_loss: losses_mod.TrainingLoss | MultiOutputLoss
     if names is None:
+        if isinstance(num_classes, dict):
+            raise UserError("num_classes is a dict per output, but y is one output's labels; give a number")
         lowest, highest = int(labels.min()), int(labels.max())
         if num_classes is None:
             num_classes = highest + 1
@@ -894,6 +899,7 @@ def fit(model: nn.Module | str | dict, x, y, *, loss="categorical_crossentropy",
                 check_micro_batching(part.loss)
     metric_plan = _metric_plan(metrics, training_loss)
     if class_weight is not None:
+        assert num_classes is not None and not isinstance(num_classes, dict)  # refused above for several outputs
         cw = losses_mod.class_weights_to_sample_weights(y, class_weight, num_classes)
         sw = cw if sw is None else sw * cw
 
@@ -901,8 +907,10 @@ def fit(model: nn.Module | str | dict, x, y, *, loss="categorical_crossentropy",
         from . import models as models_mod
 
         torch.manual_seed(seed)
+        assert isinstance(training_loss, losses_mod.TrainingLoss)  # several outputs need an nn.Module (above)
         model = models_mod.get(model, input_shape=tuple(x.shape[1:]), num_outputs=training_loss.out_features)
-    model = model.to(dev, memory_format=torch.channels_last)
+    model = model.to(dev, memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's overloads omit it
+    assert isinstance(model, nn.Module)
     params = [p for p in model.parameters() if p.requires_grad]
     steps = math.ceil(x.shape[0] / batch_size)
     if isinstance(optimizer, torch.optim.Optimizer):
@@ -926,8 +934,9 @@ def fit(model: nn.Module | str | dict, x, y, *, loss="categorical_crossentropy",
                       micro_batch_size=micro_batch_size, precision=precision, metrics=metric_plan)
     history = trainer.run(x, y, sw, val)
     history.params = {"epochs": epochs, "steps": steps, "batch_size": batch_size, "num_classes": num_classes}
-    model.cnnbench_loss = training_loss  # so evaluate()/predict() need not be told the loss again
-    model.cnnbench_metrics = metrics  # evaluate() computes them too
+    # plain attributes (torch types Module.__setattr__ for tensors and modules only)
+    model.cnnbench_loss = training_loss  # type: ignore[assignment]  # so evaluate()/predict() need not be told the loss
+    model.cnnbench_metrics = metrics  # type: ignore[assignment]  # evaluate() computes them too
     return history
 
 
@@ -960,6 +969,7 @@ def evaluate(model: nn.Module, x, y, *, loss=None, batch_size: int = 1024, num_c
         from .saving import _training_loss as saved_loss  # a loaded model with several outputs: its losses
 
         trained = saved_loss(model, saved, None)
+    training_loss: losses_mod.TrainingLoss | MultiOutputLoss | None
     if isinstance(y, dict):
         if loss is None and isinstance(trained, MultiOutputLoss):
             training_loss = trained
@@ -971,6 +981,8 @@ def evaluate(model: nn.Module, x, y, *, loss=None, batch_size: int = 1024, num_c
             training_loss = _multi_losses(loss or "categorical_crossentropy", loss_weights, names, classes)
     else:
         y = to_labels(y)
+        if isinstance(num_classes, dict):
+            raise UserError("num_classes is a dict per output, but y is one output's labels; give a number")
         if isinstance(trained, MultiOutputLoss) and loss is None:
             raise UserError(f"this model has several outputs ({', '.join(trained.names)}); give y as a dict "
                             "{output_name: labels}")
