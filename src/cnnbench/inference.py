@@ -27,7 +27,8 @@ faster; `torch.inference_mode` instead of `no_grad`: no difference.
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
