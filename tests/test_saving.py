@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import cnnbench
-from cnnbench import models, saving
+from cnnbench import cli, models, saving
 from cnnbench.errors import UserError
 
 
@@ -203,8 +203,6 @@ def test_predict_applies_recorded_input_normalization(tmp_path):
 
 # --- evaluate (cnnbench evaluate MODEL_PATH) --------------------------------------------------------
 def test_evaluate_command_on_the_recorded_dataset(tmp_path, capsys):
-    import argparse
-
     import numpy as np
 
     rng = np.random.default_rng(0)
@@ -219,7 +217,7 @@ def test_evaluate_command_on_the_recorded_dataset(tmp_path, capsys):
 
     ds = data.load(str(npz), data_dir=tmp_path)
     probs, labels = saving.predict(saving.load(path), ds.x_test)
-    result = saving.evaluate(path, data_dir=tmp_path)
+    result = saving.evaluate_on_dataset(path, data_dir=tmp_path)
     assert result["images"] == 12
     assert result["accuracy"] == pytest.approx(float((labels == ds.y_test).float().mean()))
     expected_loss = torch.nn.functional.nll_loss(probs.log(), ds.y_test).item()
@@ -232,15 +230,12 @@ def test_evaluate_command_on_the_recorded_dataset(tmp_path, capsys):
                                                   for p in range(3)]
     assert "top5_accuracy" not in result  # only with more than 5 classes
 
-    parser = argparse.ArgumentParser()
-    saving.add_evaluate_arguments(parser)
-    args = parser.parse_args([str(path), "--data-dir", str(tmp_path), "--json", "--device", "cpu"])
-    assert saving.evaluate_main(args) == 0
+    assert cli.main(["evaluate", str(path), "--data-dir", str(tmp_path), "--json", "--device", "cpu"]) == 0
     assert json.loads(capsys.readouterr().out)["accuracy"] == pytest.approx(result["accuracy"])
     with pytest.raises(UserError, match="predicts 3 classes"):
         np.savez(tmp_path / "five.npz", x_train=np.zeros((5, 8, 8), np.uint8), y_train=np.arange(5),
                  x_test=np.zeros((5, 8, 8), np.uint8), y_test=np.arange(5))
-        saving.evaluate(path, str(tmp_path / "five.npz"), data_dir=tmp_path)
+        saving.evaluate_on_dataset(path, str(tmp_path / "five.npz"), data_dir=tmp_path)
 
 
 def test_top5_accuracy_with_more_than_five_classes(tmp_path):
@@ -252,7 +247,7 @@ def test_top5_accuracy_with_more_than_five_classes(tmp_path):
              x_test=rng.integers(0, 256, (40, 8, 8), dtype=np.uint8), y_test=np.arange(40) % 10)
     path = tmp_path / "m.pt"
     saving.save(_trained("digits_cnn", (1, 8, 8), 10), path, config={"dataset": str(npz)})
-    result = saving.evaluate(path, data_dir=tmp_path)
+    result = saving.evaluate_on_dataset(path, data_dir=tmp_path)
     probs, _ = saving.predict(saving.load(path), torch.from_numpy(np.load(npz)["x_test"]).unsqueeze(1))
     y = torch.arange(40) % 10
     expected = (probs.topk(5, dim=1).indices == y[:, None]).any(dim=1).float().mean().item()
@@ -301,7 +296,7 @@ def test_loading_a_file_that_names_code_needs_trust_code(tmp_path, monkeypatch, 
         saving.load(path)
     assert "\n" not in str(e.value)
     with pytest.raises(UserError, match=refused):
-        saving.evaluate(path, "digits")
+        saving.evaluate_on_dataset(path, "digits")
     assert not marker.exists()  # refused before importing anything
     if "torch.hub" in str(config):
         return  # trusting it would run torch.hub.load: nothing to gain in a test

@@ -344,8 +344,8 @@ def predict(model: nn.Module, x, batch_size: int = 256
     return p, p.argmax(dim=1)
 
 
-# --- evaluate (the `cnnbench evaluate` command) -------------------------------------------------
-def evaluate(model, dataset=None, *, data_dir=None, batch_size: int = 256, device=None,
+# --- evaluate on a dataset (what `cnnbench evaluate` prints) -------------------------------------------------
+def evaluate_on_dataset(model, dataset=None, *, data_dir=None, batch_size: int = 256, device=None,
              trust_code: bool = False) -> dict[str, Any]:
     """Accuracy (and the recorded loss) of a saved model (a path or a loaded model) on a dataset's test
     set; `dataset` defaults to the one recorded in the model file's config. `trust_code` as in `load`."""
@@ -386,56 +386,3 @@ def evaluate(model, dataset=None, *, data_dir=None, batch_size: int = 256, devic
             result["loss"] = float(training_loss(out, ds.y_test))
         result["loss_name"] = training_loss.name
     return result
-
-
-def add_evaluate_arguments(parser) -> None:
-    """Arguments of `cnnbench evaluate MODEL_PATH [--dataset SPEC] ...`."""
-    parser.add_argument("model_path", help="a model file written by cnnbench (cnnbench.saving.save)")
-    parser.add_argument("--dataset", help="dataset name or JSON spec, e.g. mnist or "
-                        "'{\"name\": \"imagefolder:data/x\", \"image_size\": 150}' "
-                        "(default: the one the model was trained on)")
-    parser.add_argument("--data-dir",
-                        help="where datasets are read and cached (default: $CNNBENCH_DATA or ~/.cache/cnnbench)")
-    parser.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default 256)")
-    parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
-    parser.add_argument("--json", action="store_true", help="print the result as JSON")
-    parser.add_argument("--trust-code", action="store_true",
-                        help="let the file's config import and run the code it names ('package.module:attr' "
-                        "models or losses, the module that registered its model); only for files you trust")
-
-
-def evaluate_main(args) -> int:
-    """`cnnbench evaluate`: print the test accuracy (and loss) of a saved model."""
-    spec = args.dataset
-    if spec is not None and spec.lstrip().startswith("{"):
-        try:
-            spec = json.loads(spec)
-        except json.JSONDecodeError as e:
-            raise UserError(f"--dataset is not valid JSON: {e}") from None
-    device = None
-    if getattr(args, "device", None):
-        from .train import resolve_device
-
-        device = resolve_device(args.device)
-    result = evaluate(args.model_path, spec, data_dir=args.data_dir, batch_size=args.batch_size, device=device,
-                      trust_code=getattr(args, "trust_code", False))
-    if args.json:
-        print(json.dumps(result))
-    else:
-        loss = f", {result['loss_name']} {result['loss']:.4f}" if "loss" in result else ""
-        top5 = f", top-5 accuracy {result['top5_accuracy']:.4f}" if "top5_accuracy" in result else ""
-        print(f"{result['dataset']}: test accuracy {result['accuracy']:.4f}{top5}{loss} ({result['images']:,} images)")
-        print(format_confusion(result["confusion_matrix"], result["class_names"]))
-    return 0
-
-
-def format_confusion(matrix: list[list[int]], names: list[str]) -> str:
-    """The confusion matrix as text: one row per true class, one column per predicted class."""
-    names = [str(n)[:10] for n in names]
-    width = max(max((len(str(v)) for row in matrix for v in row), default=1), max(map(len, names), default=1)) + 1
-    head = "true \\ predicted".ljust(max(map(len, names)) + 2)
-    lines = ["confusion matrix (rows: true class, columns: predicted class)",
-             head + "".join(n.rjust(width) for n in names)]
-    for name, row in zip(names, matrix):
-        lines.append(name.ljust(len(head)) + "".join(str(v).rjust(width) for v in row))
-    return "\n".join(lines)
