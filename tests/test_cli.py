@@ -335,7 +335,7 @@ def test_diverging_runs_with_early_stopping_are_recorded_as_diverged(tmp_path):
 
 
 def test_exit_status_is_1_when_a_run_fails(tmp_path, capsys, monkeypatch):
-    import cnnbench.executors as ex
+    import cnnbench.execution as ex
 
     def broken_prepare(*a, **k):
         raise RuntimeError("disk on fire")
@@ -372,7 +372,7 @@ def test_sample_weights_follow_their_images_through_the_stratified_split(tmp_pat
     import numpy as np
 
     from cnnbench import data, study
-    from cnnbench.executors import prepare
+    from cnnbench.execution import prepare
 
     ds = data.load("digits")
     idx = tmp_path / "idx.npy"

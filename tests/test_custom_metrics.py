@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import cnnbench
-from cnnbench import analysis, executors, metrics, runner, study
+from cnnbench import analysis, execution, metrics, runner, study
 from cnnbench.errors import UserError
 from cnnbench.store import Store
 
@@ -151,7 +151,7 @@ def test_a_study_ranked_by_a_custom_metric(tmp_path, user_module):
     s = study.parse_text(STUDY.format(mod=user_module))
     assert all(r.config["metrics"][0] == "macro_f1" for r in s.runs)
     p = runner.plan(s, output=tmp_path / "out", download=False)
-    runner.execute(p, data_dir=None, device="cpu", workers=1)
+    runner.run_plan(p, data_dir=None, device="cpu", workers=1)
     store = Store.open_readonly(tmp_path / "out")
     rows = store.runs()
     assert all(r["status"] == "done" for r in rows)
@@ -194,10 +194,10 @@ def test_a_study_callbacks_state_survives_an_interrupted_run(tmp_path, user_modu
     assert run.config["callbacks"][0] == {"name": f"{user_module}:Counter", "step": 2}
     store = Store.open(tmp_path / "out", "cb")
     store.add_runs(s.runs)
-    task = executors.Task(run.key, run.label, run.config, str(tmp_path / "out"), None, "cpu")
+    task = execution.Task(run.key, run.label, run.config, str(tmp_path / "out"), None, "cpu")
     with pytest.raises(KeyboardInterrupt):
-        executors.execute(task, store=store)  # interrupted at the end of epoch 2: resumes from epoch 1's checkpoint
-    assert executors.execute(task, store=store) == "done"
+        execution.run_task(task, store=store)  # interrupted at the end of epoch 2: resumes from epoch 1's checkpoint
+    assert execution.run_task(task, store=store) == "done"
     counters = [h["value"] for h in store.history_metrics(run.key) if h["name"] == "counter"]
     assert counters == [2.0, 4.0, 6.0, 8.0]  # the count went on from the checkpoint, not from 0
     store.close()
@@ -226,10 +226,10 @@ def test_a_saved_model_of_such_a_run_names_no_callback(tmp_path, user_module):
                          f'metrics = ["{user_module}:mean_confidence"]\n'
                          f'callbacks = [{{ name = "{user_module}:Counter" }}]\n')
     p = runner.plan(s, output=tmp_path / "out", download=False)
-    runner.execute(p, data_dir=None, device="cpu", workers=1)
+    runner.run_plan(p, data_dir=None, device="cpu", workers=1)
     from cnnbench import saving
 
-    path = executors.model_path(tmp_path / "out", s.runs[0].key)
+    path = execution.model_path(tmp_path / "out", s.runs[0].key)
     config = saving.read(path)[0]
     assert "callbacks" not in json.dumps(config) and "cm_user_mod" not in json.dumps(config)
     saving.load(path)  # untrusted: nothing to import

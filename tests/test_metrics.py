@@ -13,7 +13,7 @@ from torch import nn
 import cnnbench
 from cnnbench import metrics, study
 from cnnbench.errors import UserError
-from cnnbench.executors import Task, epoch_metrics, execute, summary_epoch, validation_summary
+from cnnbench.execution import Task, epoch_metrics, run_task, summary_epoch, validation_summary
 from cnnbench.store import COUNTS, METRICS, Store
 from cnnbench.train import History, forward_flops, parameter_count
 
@@ -191,7 +191,7 @@ def _one_run(tmp_path, extra=""):
     store = Store.open(tmp_path, s.name)
     store.add_runs(s.runs)
     run = s.runs[0]
-    status = execute(Task(run.key, run.label, run.config, str(tmp_path), None, "cpu"), store=store)
+    status = run_task(Task(run.key, run.label, run.config, str(tmp_path), None, "cpu"), store=store)
     return status, store.run(run.key), store.history(run.key)
 
 

@@ -118,7 +118,7 @@ def test_run_stores_the_analysis_section_in_meta(tmp_path, monkeypatch):
                          'cells = ["dataset", "model"]\n')
     p = runner.plan(s, output=tmp_path, download=False)
     monkeypatch.setattr(runner, "_run_phase", lambda *args, **kwargs: None)  # no training: only what is stored
-    runner.execute(p, data_dir=None, device="cpu")
+    runner.run_plan(p, data_dir=None, device="cpu")
     store = Store.open_existing(tmp_path)
     stored = json.loads(store.get_meta("analysis"))
     assert stored == {"metric": "test_ece", "target_accuracy": None, "alpha": 0.05, "rope": 0.02,

@@ -23,7 +23,7 @@ _LAZY = {"fit": "train", "evaluate": "train", "History": "train", "Callback": "t
          "EarlyStopping": "train", "LambdaCallback": "train", "save": "saving", "load": "saving",
          "predict": "saving", "Study": "api"}
 _SUBMODULES = ("analysis", "data", "losses", "metrics", "models", "optim", "report", "store", "study", "train",
-               "saving", "registry", "runner", "executors", "paths", "api")
+               "saving", "registry", "runner", "execution", "executors", "paths", "api")
 
 __all__ = ["fit", "evaluate", "History", "Callback", "EarlyStopping", "LambdaCallback", "UserError",
            "save", "load", "predict", "Study", "__version__"]

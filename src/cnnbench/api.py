@@ -196,7 +196,7 @@ class Study:
             self.output = output
         finished_before = {k for k, status in p.statuses.items() if status in FINISHED}
         t0 = time.perf_counter()
-        runner.execute(p, data_dir=data_dir, device=device, workers=workers, progress=progress, executor=executor,
+        runner.run_plan(p, data_dir=data_dir, device=device, workers=workers, progress=progress, executor=executor,
                        ray_options={"address": ray_address, "cpus_per_run": cpus_per_run,
                                     "gpus_per_run": gpus_per_run},
                        tensorboard=tensorboard, mlflow=mlflow)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import UserError, environment_fault
-from .executors import Task, load_dataset
+from .execution import Task, load_dataset
 from .files import atomic_write, remove_stale_temps
 from .store import Store
 from .study import StudySpec, canonical
@@ -116,7 +116,7 @@ def plan(study: StudySpec, output=None, data_dir: str | None = None, download: b
             except UserError as e:
                 raise UserError(f"{study.source}: {e}") from None
         if cfg.get("sample_weight"):
-            from .executors import load_sample_weight
+            from .execution import load_sample_weight
             try:
                 load_sample_weight(cfg["sample_weight"], ds.x_train.shape[0])
             except UserError as e:
@@ -211,7 +211,7 @@ def study_lock(study_dir: Path):
         yield
 
 
-def execute(p: Plan, *, data_dir: str | None, device: str, workers="auto", progress=None,
+def run_plan(p: Plan, *, data_dir: str | None, device: str, workers="auto", progress=None,
             executor: str = "local", ray_options: dict | None = None, tensorboard: bool = False,
             mlflow: str | None = None) -> None:
     """Run what is missing. With [tuning]: the learning-rate search first, then each configuration at
@@ -263,6 +263,6 @@ def _run_phase(p: Plan, todo, data_dir, device, workers, progress, executor, ray
         return
     n_workers, threads = plan_workers(workers, len(tasks), device)
     if n_workers > 1:
-        from .executors import _DATASETS
+        from .execution import _DATASETS
         _DATASETS.clear()  # workers load their own copy; free the parent's
     run_tasks(tasks, n_workers, threads, progress)

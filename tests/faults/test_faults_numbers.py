@@ -1,5 +1,5 @@
 """A run's numbers do not depend on how it was executed: in-process with several threads, in a 1-thread
-worker, interrupted and resumed. Each run trains with `executors.RUN_THREADS` intra-op threads on the
+worker, interrupted and resumed. Each run trains with `execution.RUN_THREADS` intra-op threads on the
 CPU whatever the executor, so these are bit-identical (== on floats, not approximately)."""
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def _numbers(study_dir: Path) -> dict:
 @pytest.mark.slow
 def test_in_process_worker_and_resumed_runs_are_bit_identical(fault, tmp_path, monkeypatch):
     from cnnbench import runner, study
-    from cnnbench.executors import RUN_THREADS, Task, execute
+    from cnnbench.execution import RUN_THREADS, Task, run_task
 
     path = fault.write_study(tmp_path / "s.toml", seeds=2, epochs=3, extra='optimizer = "sgd"\n')
     # 1. the default: one 1-thread worker process per run
@@ -42,11 +42,11 @@ def test_in_process_worker_and_resumed_runs_are_bit_identical(fault, tmp_path, m
     plan = runner.plan(spec, tmp_path / "inline")
     torch.set_num_threads(2)
     try:
-        runner.execute(plan, data_dir=None, device="cpu", workers=1)
+        runner.run_plan(plan, data_dir=None, device="cpu", workers=1)
         assert torch.get_num_threads() == 2  # restored after each run
         # 3. interrupted after its 2nd epoch (as a Ctrl-C), then resumed in this process
         plan = runner.plan(spec, tmp_path / "resumed")
-        runner.execute(plan, data_dir=None, device="cpu", workers=1)  # stores the runs, trains them
+        runner.run_plan(plan, data_dir=None, device="cpu", workers=1)  # stores the runs, trains them
         run = plan.runs[0]
         con = sqlite3.connect(tmp_path / "resumed" / "study.db")
         con.execute("UPDATE runs SET status = 'pending' WHERE key = ?", (run.key,))
@@ -60,9 +60,9 @@ def test_in_process_worker_and_resumed_runs_are_bit_identical(fault, tmp_path, m
                 raise KeyboardInterrupt
 
         with pytest.raises(KeyboardInterrupt):
-            execute(task, progress=stop_after_two)
+            run_task(task, progress=stop_after_two)
         assert (tmp_path / "resumed" / "checkpoints" / f"{run.key}.pt").exists()
-        assert execute(task) == "done"
+        assert run_task(task) == "done"
     finally:
         torch.set_num_threads(2)
     expected = _numbers(tmp_path / "workers")

@@ -17,7 +17,7 @@ def test_each_run_is_an_mlflow_run_with_params_epochs_final_metrics_and_tags(tmp
     uri = (tmp_path / "mlruns").as_uri()  # file:///...
     spec = study.parse_text('name = "tracked"\nseeds = [0, 1]\nepochs = 2\nbatch_size = 64\n', "s.toml")
     plan = runner.plan(spec, tmp_path / "st")
-    runner.execute(plan, data_dir=None, device="cpu", workers=1, mlflow=uri)
+    runner.run_plan(plan, data_dir=None, device="cpu", workers=1, mlflow=uri)
 
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name("tracked")

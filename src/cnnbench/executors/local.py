@@ -42,12 +42,12 @@ from multiprocessing.connection import wait as wait_ready
 
 import torch
 
-from . import ProgressFn, Task, execute
+from ..execution import ProgressFn, Task, run_task
 
 # How long stopped workers get to leave on their own (a SIGTERM interrupts training at once; this only
 # covers a worker inside a long C call, e.g. waiting for the SQLite lock) before they are killed.
 STOP_GRACE_S = 5.0
-# Attempts per run when its worker process dies (not when the run fails: that is recorded by `execute`).
+# Attempts per run when its worker process dies (not when the run fails: that is recorded by `run_task`).
 ATTEMPTS = 2
 
 
@@ -66,7 +66,7 @@ def run_tasks(tasks: Sequence[Task], workers: int, threads: int, progress: Progr
         if threads:
             torch.set_num_threads(threads)
         for task in tasks:
-            execute(task, progress)
+            run_task(task, progress)
         return
     _Pool(workers, threads, progress).run(list(tasks))
 
@@ -115,7 +115,7 @@ def _ignore(signum, frame):
 
 
 def _stop_handler(signum, frame):
-    # The first SIGINT/SIGTERM stops the worker (execute re-raises, leaving the run 'running' with its
+    # The first SIGINT/SIGTERM stops the worker (run_task re-raises, leaving the run 'running' with its
     # checkpoint); later ones are ignored so that unwinding is not interrupted into a traceback.
     signal.signal(signal.SIGINT, _ignore)
     signal.signal(signal.SIGTERM, _ignore)
@@ -129,7 +129,7 @@ def _worker_main(conn, lifeline, threads: int) -> None:
     fd = lifeline.fileno()
     _watch_lifeline(fd)
     torch.set_num_threads(threads)
-    from . import _store
+    from ..execution import _store
 
     code = 0
     try:
@@ -139,10 +139,10 @@ def _worker_main(conn, lifeline, threads: int) -> None:
                 break
             store = _GuardedStore(_store(task.study_dir), fd)
             try:
-                status = execute(task, progress=lambda event: conn.send(("event", event)), store=store)
+                status = run_task(task, progress=lambda event: conn.send(("event", event)), store=store)
             except (KeyboardInterrupt, SystemExit, EOFError, OSError):
                 raise
-            except BaseException as e:  # outside execute's own handling (e.g. the store cannot be written)
+            except BaseException as e:  # outside run_task's own handling (e.g. the store cannot be written)
                 conn.send(("error", task.key, _picklable(e)))
                 break
             conn.send(("done", task.key, status))
@@ -186,7 +186,7 @@ def _start_forkserver(ctx) -> None:
     the few milliseconds of the spawn itself is lost; the next one stops the study."""
     from multiprocessing import forkserver
 
-    ctx.set_forkserver_preload(["cnnbench.executors", "cnnbench.executors.local", "cnnbench.train",
+    ctx.set_forkserver_preload(["cnnbench.execution", "cnnbench.executors.local", "cnnbench.train",
                                 "cnnbench.models", "cnnbench.data"])
     if threading.current_thread() is not threading.main_thread():
         forkserver.ensure_running()
@@ -307,7 +307,7 @@ class _Pool:
                   "running it again from its last checkpoint", file=sys.stderr)
             queue.appendleft(task)
             return
-        from . import _store
+        from ..execution import _store
 
         error = (f"its worker process was {reason}, {ATTEMPTS} times; if it ran out of memory, use fewer "
                  "--workers or a smaller batch_size, then run the same command again")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from . import ProgressFn, Task, execute
+from ..execution import ProgressFn, Task, run_task
 
 
 class _StoreActor:
@@ -45,7 +45,7 @@ class _StoreActor:
 
 
 class _RemoteStore:
-    """The `Store` methods `execute` uses, forwarded to the store actor (waiting for each write, so an
+    """The `Store` methods `run_task` uses, forwarded to the store actor (waiting for each write, so an
     epoch is recorded before the next one starts)."""
 
     def __init__(self, actor):
@@ -68,13 +68,13 @@ def _run_on_worker(task: Task, actor, threads: int) -> str:
     import torch
 
     torch.set_num_threads(threads)
-    return execute(task, progress=actor.event.remote, store=_RemoteStore(actor))
+    return run_task(task, progress=actor.event.remote, store=_RemoteStore(actor))
 
 
 # A task whose worker process dies (killed, out of memory, node lost) is run again this many times; it
 # resumes from its checkpoint where the study directory is shared. Re-running is safe: every store write
 # is idempotent per run key (mark running, one history row per epoch, the final row), so a retried run
-# is still one run. An exception raised by the run itself is not retried (`execute` records it).
+# is still one run. An exception raised by the run itself is not retried (`run_task` records it).
 TASK_RETRIES = 2
 
 
@@ -127,7 +127,7 @@ def _collect(ray, ref, task: Task, actor, progress: ProgressFn | None) -> None:
     try:
         ray.get(ref)
         return
-    except ray.exceptions.RayTaskError as e:  # raised by our code in the worker, outside execute's handling
+    except ray.exceptions.RayTaskError as e:  # raised by our code in the worker, outside run_task's handling
         from ..errors import UserError
 
         if isinstance(e.cause, UserError):

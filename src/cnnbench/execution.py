@@ -1,0 +1,457 @@
+"""One run's life: data -> engine -> store. The executors (local, Ray) only decide where it runs.
+
+`run_task(task)` is the whole life of a run inside a worker: mark it running, load (once per process)
+and split its dataset, `fit` with a per-epoch checkpoint and a history row per epoch, evaluate on the
+test and validation sets (`evaluate`: the run's own loss and accuracy, and the loss-independent
+top-5 accuracy, NLL, ECE and macro-F1), count its parameters and FLOPs, record the outcome. A run that
+fails or diverges is recorded as such; the study goes on.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import time
+import traceback
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import EnvironmentFault, UserError, environment_fault
+from .store import Store
+
+ProgressFn = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class Task:
+    key: str
+    label: str
+    config: dict[str, Any]
+    study_dir: str
+    data_dir: str | None
+    device: str
+    save_model: bool = False
+    tensorboard: bool = False  # also log each epoch to STUDY_DIR/tensorboard/LABEL/seed=N
+    mlflow: str | None = None  # an MLflow tracking URI: log each run there (params, epochs, final metrics)
+    study: str = ""  # the study's name (MLflow's experiment)
+
+
+# Intra-op threads of a run trained on the CPU, whichever executor runs it (in-process, a worker, Ray):
+# torch's CPU kernels reduce in an order that depends on the thread count, so the same run trained with
+# 2 threads and with 1 differs in the last bits (e.g. train_loss 0.45898744 vs 0.45898739). A fixed count
+# makes a run's numbers independent of how many runs or workers share the machine, and a resumed run
+# continue exactly where it stopped. One thread: small CNNs gain little from more (BENCHMARKS.md), and
+# the local executor runs one worker per core. Not part of any run's key.
+RUN_THREADS = 1
+
+
+@contextmanager
+def run_threads(device: torch.device):
+    """torch.set_num_threads(RUN_THREADS) for a run on the CPU, restored afterwards."""
+    if device.type != "cpu":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(RUN_THREADS)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    from . import __version__
+
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model()
+    return {"cnnbench": __version__, "torch": torch.__version__, "python": platform.python_version(),
+            "device": str(device), "device_name": name, "cpu_threads": torch.get_num_threads(),
+            "platform": platform.platform(), "host": platform.node()}
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo; macOS: sysctl), else the architecture: a report says
+    what the runs ran on, and "x86_64" does not."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    if platform.system() == "Darwin":
+        import subprocess
+
+        try:
+            return subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True,
+                                  timeout=5).stdout.strip() or platform.machine()
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return platform.processor() or platform.machine()
+
+
+# One process trains many runs: datasets are loaded once and shared by them, stores opened once.
+_DATASETS: dict[tuple[str, str | None], Any] = {}
+_STORES: dict[str, Store] = {}
+
+
+def load_dataset(spec: dict[str, Any], data_dir: str | None):
+    from . import data
+    from .study import canonical
+
+    key = (canonical(spec), data_dir)
+    if key not in _DATASETS:
+        _DATASETS[key] = data.load(spec, data_dir=data_dir)
+    return _DATASETS[key]
+
+
+def _store(study_dir: str) -> Store:
+    if study_dir not in _STORES:
+        _STORES[study_dir] = Store(Path(study_dir) / "study.db")
+    return _STORES[study_dir]
+
+
+def checkpoint_path(study_dir: str | Path, key: str) -> Path:
+    return Path(study_dir) / "checkpoints" / f"{key}.pt"
+
+
+def _tensorboard_writer(task: Task):
+    """A TensorBoard writer for one run (`pip install tensorboard`); runs of a configuration sit
+    side by side, so `tensorboard --logdir STUDY_DIR/tensorboard` compares configurations."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise UserError('--tensorboard needs the tensorboard package: pip install "cnnbench[loggers]"') from None
+    safe = "".join(c if c.isalnum() or c in "=._-" else "_" for c in task.label)[:120]
+    run_dir = f"seed={task.config['seed']}_{task.key[:8]}"
+    return SummaryWriter(str(Path(task.study_dir) / "tensorboard" / safe / run_dir))
+
+
+def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """A resolved config as MLflow params: nested keys joined by dots, values as JSON-ish text."""
+    out: dict[str, str] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = "None" if value is None else str(value)
+    return out
+
+
+class MlflowRun:
+    """One cnnbench run as one MLflow run (`--mlflow URI`): experiment = the study's name, run name =
+    the label and seed; tags study, label, seed, run_key, status; params = the resolved config
+    flattened; metrics = each epoch's logs (step = the epoch, 0-based as Keras' callbacks count) and
+    the final metrics. A resumed run continues its MLflow run (found by its run_key tag). MLflow
+    failing never fails the run: the first error is logged in one line and tracking stops."""
+
+    def __init__(self, task: Task):
+        try:
+            from mlflow.tracking import MlflowClient
+        except ImportError:
+            raise UserError('--mlflow needs MLflow: pip install mlflow-skinny '
+                            '(or pip install -e ".[loggers]")') from None
+        uri = task.mlflow
+        if uri.startswith("file:") or "://" not in uri:
+            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 asks file stores to opt in
+        self.run_id = None
+        try:
+            self.client = MlflowClient(tracking_uri=uri)
+            name = task.study or Path(task.study_dir).name
+            exp = self.client.get_experiment_by_name(name)
+            exp_id = exp.experiment_id if exp is not None else self.client.create_experiment(name)
+            found = self.client.search_runs([exp_id], filter_string=f"tags.run_key = '{task.key}'", max_results=1)
+            seed = task.config.get("seed")
+            if found:
+                self.run_id = found[0].info.run_id
+                self.client.update_run(self.run_id, status="RUNNING")
+                if found[0].data.params:
+                    return
+            else:
+                tags = {"study": name, "label": task.label, "seed": str(seed), "run_key": task.key}
+                run = self.client.create_run(exp_id, tags=tags, run_name=f"{task.label} seed={seed}")
+                self.run_id = run.info.run_id
+            from mlflow.entities import Param
+
+            params = [Param(k, v[:6000]) for k, v in flatten(task.config).items()]
+            for i in range(0, len(params), 100):  # MLflow takes at most 100 params per batch
+                self.client.log_batch(self.run_id, params=params[i:i + 100])
+        except Exception as e:
+            self._disable(e)
+
+    def _disable(self, e: Exception) -> None:
+        import logging
+
+        logging.getLogger("cnnbench").warning("cnnbench: MLflow logging stopped for this run: %s: %s",
+                                              type(e).__name__, str(e).splitlines()[0] if str(e) else "")
+        self.run_id = None
+
+    def _metrics(self, values: dict[str, Any], step: int):
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        return [Metric(k, float(v), now, step) for k, v in values.items()
+                if isinstance(v, (int, float)) and not isinstance(v, bool)]
+
+    def log_epoch(self, epoch: int, logs: dict[str, float]) -> None:
+        if self.run_id is None:
+            return
+        try:
+            self.client.log_batch(self.run_id, metrics=self._metrics(logs, epoch))
+        except Exception as e:
+            self._disable(e)
+
+    def finish(self, status: str, metrics: dict[str, Any], facts: dict[str, Any]) -> None:
+        if self.run_id is None:
+            return
+        try:
+            final = {k: v for k, v in {**metrics, **facts}.items() if v is not None}
+            self.client.log_batch(self.run_id, metrics=self._metrics(final, 0))
+            self.client.set_tag(self.run_id, "status", status)
+            self.client.set_terminated(self.run_id, "FINISHED")
+        except Exception as e:
+            self._disable(e)
+        self.run_id = None
+
+    def abort(self, status: str = "KILLED") -> None:
+        if self.run_id is None:
+            return
+        try:
+            self.client.set_terminated(self.run_id, status)
+        except Exception:
+            pass
+        self.run_id = None
+
+
+def model_path(study_dir: str | Path, key: str) -> Path:
+    return Path(study_dir) / "models" / f"{key}.pt"
+
+
+def load_sample_weight(path: str | None, n_train: int):
+    """A study's `sample_weight` file: one non-negative weight per training image (dataset order)."""
+    if path is None:
+        return None
+    import numpy as np
+
+    from .errors import UserError
+
+    try:
+        w = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise UserError(f"sample_weight: cannot read {path} ({e}); give a .npy file of {n_train} weights") from None
+    w = np.asarray(w, dtype=np.float32).reshape(-1)
+    if w.shape[0] != n_train:
+        raise UserError(f"sample_weight: {path} holds {w.shape[0]} weights but the training set has {n_train} "
+                        "images; give one weight per training image, in the dataset's order")
+    if not np.all(np.isfinite(w)) or (w < 0).any():
+        raise UserError(f"sample_weight: {path} has negative or non-finite weights; weights must be >= 0")
+    return torch.from_numpy(w)
+
+
+def prepare(config: dict[str, Any], data_dir: str | None):
+    """The run's data: (x_train, y_train, validation or None, x_test, y_test, num_classes, sample_weight)."""
+    from . import data, losses
+
+    ds = load_dataset(config["dataset"], data_dir)
+    x, y = ds.x_train, ds.y_train
+    sw = load_sample_weight(config.get("sample_weight"), len(y))
+    val = None
+    if config["validation_split"] > 0:
+        split = dict(fraction=config["validation_split"], mode=config["validation_mode"], seed=config["seed"])
+        if sw is not None:  # the same partition: it depends only on the labels, the mode and the seed
+            sw = data.split_validation(sw, y, **split)[0]
+        x, y, xv, yv = data.split_validation(x, y, **split)
+        val = (xv, yv)
+    if config["label_noise"] > 0:
+        y = losses.add_label_noise(y, config["label_noise"], ds.num_classes, seed=config["seed"])
+    return x, y, val, ds.x_test, ds.y_test, ds.num_classes, sw
+
+
+def _metric_names(specs):
+    from .metrics import resolve_metrics
+
+    return resolve_metrics(specs) if specs else []
+
+
+# evaluate()'s keys -> the base of the store's `{split}_{base}` columns
+EVALUATION_COLUMNS = {"accuracy": "acc", "loss": "loss", "top5_accuracy": "top5_acc", "nll": "nll", "ece": "ece",
+                      "macro_f1": "macro_f1"}
+
+
+def _finite(value) -> bool:
+    return value is not None and math.isfinite(value)
+
+
+def _at(history, name: str, i: int):
+    """History value `name` at list position `i`, or None (a diverged epoch has no validation)."""
+    values = history.history.get(name, [])
+    return values[i] if 0 <= i < len(values) else None
+
+
+def summary_epoch(history, early_stopping: dict | None) -> tuple[int | None, int | None]:
+    """(metrics_epoch, best_epoch): the one epoch whose numbers make the run's row, and the best epoch.
+
+    metrics_epoch is the epoch of the weights that are tested: early stopping's best epoch when it
+    restored the best weights, else the last epoch; for a diverged run, the last epoch whose training
+    (and validation) loss is finite, None if there is none. best_epoch is early stopping's best epoch
+    (its monitor and mode), else the epoch of lowest validation loss; None for a diverged run."""
+    if history.status == "diverged":
+        finite = [i for i in range(len(history.epoch))
+                  if _finite(_at(history, "loss", i)) and (
+                      "val_loss" not in history.history or _finite(_at(history, "val_loss", i)))]
+        return (history.epoch[finite[-1]] if finite else None), None
+    best_epoch = history.best_epoch
+    val_loss = history.history.get("val_loss")
+    if best_epoch is None and val_loss:
+        best_epoch = history.epoch[min(range(len(val_loss)), key=val_loss.__getitem__)]
+    restored = bool(early_stopping) and early_stopping["restore_best_weights"] and history.best_epoch is not None
+    if not history.epoch:
+        return None, best_epoch
+    return (history.best_epoch if restored else history.epoch[-1]), best_epoch
+
+
+def epoch_metrics(history, epoch: int | None) -> dict[str, float | None]:
+    """train_loss, train_acc, val_loss, val_acc of one epoch of the history (all None for none)."""
+    i = history.epoch.index(epoch) if epoch is not None else -1
+    return {"train_loss": _at(history, "loss", i), "train_acc": _at(history, "accuracy", i),
+            "val_loss": _at(history, "val_loss", i), "val_acc": _at(history, "val_accuracy", i)}
+
+
+def validation_summary(history, last_epoch: int | None) -> dict[str, float | None]:
+    """best_val_acc (the highest of the history), best_val_loss (the lowest; both over the finite
+    values), last_val_acc and last_val_loss (at `last_epoch`: the last epoch trained, or for a diverged
+    run its last finite one); None without validation."""
+    out = {}
+    last = history.epoch.index(last_epoch) if last_epoch is not None else None
+    for name, column, best in (("val_accuracy", "val_acc", max), ("val_loss", "val_loss", min)):
+        values = [v for v in history.history.get(name, []) if _finite(v)]
+        out[f"best_{column}"] = best(values) if values else None
+        out[f"last_{column}"] = None if last is None else _at(history, name, last)
+    return out
+
+
+def run_task(task: Task, progress: ProgressFn | None = None, store=None) -> str:
+    """Train, evaluate and record one run; return its final status.
+
+    `store` receives `mark_running`, `record_epoch` and `finish` (default: the study's SQLite store,
+    opened once per process; the Ray executor passes a proxy to the driver's store)."""
+    from .train import resolve_device
+
+    store = store if store is not None else _store(task.study_dir)
+    device = resolve_device(task.device)
+    with run_threads(device):
+        return _run_task(task, progress, store, device)
+
+
+def _run_task(task: Task, progress: ProgressFn | None, store, device: torch.device) -> str:
+    from .train import LambdaCallback, evaluate, fit, forward_flops, parameter_count
+
+    store.mark_running(task.key, environment(device))
+    status = None
+    cfg = task.config
+    ckpt = checkpoint_path(task.study_dir, task.key)
+    parent = os.getppid()
+    t0 = time.perf_counter()
+
+    writer = _tensorboard_writer(task) if task.tensorboard else None
+    tracker = MlflowRun(task) if task.mlflow else None
+
+    def on_epoch_end(epoch: int, logs: dict) -> None:
+        store.record_epoch(task.key, epoch, logs)
+        if tracker is not None:
+            tracker.log_epoch(epoch, logs)
+        if writer is not None:
+            for name, value in logs.items():
+                if value is not None:  # a metric with no value (top-5 on <= 5 classes)
+                    writer.add_scalar(name, value, epoch + 1)
+            writer.flush()
+        if progress:
+            progress({"event": "epoch", "key": task.key, "label": task.label, "epoch": epoch + 1,
+                      "epochs": cfg["epochs"], "logs": logs})
+        if os.getppid() != parent:  # our parent was killed: stop rather than train an orphan run
+            raise SystemExit(1)
+
+    try:
+        from .study import build_callbacks
+
+        # The run's own callbacks (a study's callbacks = [...]) come first, so their checkpointed states
+        # keep their places; the recorder sees the logs last.
+        user_callbacks = build_callbacks(cfg.get("callbacks"))
+        x, y, val, x_test, y_test, num_classes, sample_weight = prepare(cfg, task.data_dir)
+        history = fit(cfg["model"], x, y, loss=cfg["loss"], optimizer=cfg["optimizer"], epochs=cfg["epochs"],
+                      batch_size=cfg["batch_size"], validation_data=val, seed=cfg["seed"], device=device,
+                      num_classes=num_classes, class_weight=cfg["class_weight"], sample_weight=sample_weight,
+                      augmentation=cfg["augmentation"], early_stopping=cfg["early_stopping"],
+                      micro_batch_size=cfg.get("micro_batch_size"), precision=cfg.get("precision", "fp32"),
+                      metrics=cfg.get("metrics"),
+                      callbacks=[*user_callbacks, LambdaCallback(on_epoch_end=on_epoch_end)],
+                      checkpoint=ckpt, verbose=0)
+        status, error = "done", None
+        if history.status == "diverged":
+            status, error = "diverged", f"loss became NaN/inf at epoch {history.epoch[-1] + 1}"
+        metrics_epoch, best_epoch = summary_epoch(history, cfg["early_stopping"])
+        last_epoch = metrics_epoch if status == "diverged" else (history.epoch[-1] if history.epoch else None)
+        metrics = {**epoch_metrics(history, metrics_epoch), **validation_summary(history, last_epoch)}
+        # Architecture facts, counted for a diverged run too; a count that fails is None, never an error.
+        facts = {"params": parameter_count(history.model), "metrics_epoch": metrics_epoch,
+                 "flops": forward_flops(history.model, x_test[:1] if len(x_test) else x[:1])}
+        custom = {}
+        if status == "done":
+            # Evaluated as trained: under the run's precision (Keras' mixed-precision policy applies too).
+            precision = cfg.get("precision", "fp32")
+            splits = [("test", x_test, y_test)] + ([("val", *val)] if val is not None else [])
+            names = [m[0] for m in _metric_names(cfg.get("metrics"))]
+            for split, xs, ys in splits:
+                scores = evaluate(history.model, xs, ys, num_classes=num_classes, precision=precision,
+                                  metrics=cfg.get("metrics"))
+                custom.update({f"{split}_{name}": scores[name] for name in names})
+                for name, base in EVALUATION_COLUMNS.items():
+                    column = f"{split}_{base}"
+                    # val_acc / val_loss stay the history's numbers at metrics_epoch (the same weights)
+                    if column not in metrics or metrics[column] is None:
+                        metrics[column] = scores[name]
+            if task.save_model:
+                from . import saving
+
+                ds = load_dataset(cfg["dataset"], task.data_dir)
+                saving.save(history.model, model_path(task.study_dir, task.key),
+                            config={"dataset": cfg["dataset"], "class_names": list(ds.class_names),
+                                    "loss": cfg["loss"], "run_key": task.key})
+        store.finish(task.key, status, metrics, error=error, seconds=time.perf_counter() - t0,
+                     best_epoch=best_epoch, stopped_epoch=history.stopped_epoch,
+                     epochs_done=len(history.epoch), num_classes=num_classes, custom_metrics=custom, **facts)
+        if tracker is not None:
+            tracker.finish(status, {**metrics, **{k: v for k, v in custom.items() if v is not None}}, facts)
+            tracker = None
+        ckpt.unlink(missing_ok=True)
+    except (KeyboardInterrupt, SystemExit, EnvironmentFault):
+        # Leave the run 'running' with its checkpoint: the next `cnnbench run` resumes it. A full disk or
+        # a read-only directory stops the study (every other run would fail the same way).
+        raise
+    except OSError as e:
+        fault = environment_fault(e, e.filename or Path(task.study_dir) / "study.db")
+        if fault is not None:
+            raise fault from None
+        status = "failed"
+        store.finish(task.key, status, error=f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=-3)}",
+                     seconds=time.perf_counter() - t0)
+    except UserError as e:
+        status = "failed"
+        store.finish(task.key, status, error=str(e), seconds=time.perf_counter() - t0)
+    except Exception as e:  # a bug or an environment problem in one run must not end the study
+        status = "failed"
+        detail = "".join(traceback.format_exception_only(type(e), e)).strip()
+        store.finish(task.key, status, error=f"{detail}\n{traceback.format_exc(limit=-3)}",
+                     seconds=time.perf_counter() - t0)
+    finally:
+        if tracker is not None:  # an interrupted or failed run: end the MLflow run as such
+            tracker.abort("FAILED" if status == "failed" else "KILLED")
+    if progress:
+        progress({"event": "done", "key": task.key, "label": task.label, "status": status})
+    return status
