@@ -48,10 +48,11 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(1)
+    from _machine import describe
+
     import cnnbench
     from cnnbench import inference
     from cnnbench.train import _as_float01
-    from _machine import describe
 
     print(describe())
     d = np.load(args.data)

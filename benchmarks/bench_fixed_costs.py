@@ -57,10 +57,10 @@ PROBES = {
         " import torch._dynamo; o=optim.get('adam', m.parameters(), batch_size=32, steps_per_epoch=1, epochs=1);"
         " o.zero_grad(); print(time.perf_counter()-t)",
     "forward_flops of a fresh model":
-        "import time, torch; from cnnbench import models; from cnnbench.train import forward_flops;"
+        "import time, sys, torch; from cnnbench import models; from cnnbench.train import forward_flops;"
         " m=models.get('digits_cnn', input_shape=(1, 8, 8), num_outputs=10); t=time.perf_counter();"
-        " forward_flops(m, torch.zeros(1, 8, 8)); print(time.perf_counter()-t); assert 'torch._dynamo' not in sys.modules"
-        .replace("import time,", "import time, sys,"),
+        " forward_flops(m, torch.zeros(1, 8, 8)); print(time.perf_counter()-t);"
+        " assert 'torch._dynamo' not in sys.modules",
     "FlopCounterMode of a fresh model (forward_flops before)":
         "import time, torch; from cnnbench import models; m=models.get('digits_cnn', input_shape=(1, 8, 8),"
         " num_outputs=10).eval(); t=time.perf_counter(); from torch.utils.flop_counter import FlopCounterMode;"

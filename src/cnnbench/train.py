@@ -649,7 +649,7 @@ PRECISIONS = ("fp32", "bf16")
 
 def _autocast(device: torch.device, precision: str):
     """bf16: the model's matmuls and convolutions in bfloat16 (autocast), weights and loss in float32.
-    1.6x faster on a CPU with AVX-512 BF16 (BENCHMARKS.md); not yet measured on a GPU."""
+    Training 2.0x float32 on one thread of a CPU with AVX-512 BF16 (BENCHMARKS.md); not yet measured on a GPU."""
     if precision not in PRECISIONS:
         raise UserError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
