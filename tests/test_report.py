@@ -312,3 +312,18 @@ def test_metric_curves_accuracies_in_percent_losses_on_a_log_scale_and_none_with
     assert figures.metric_curves(pd.DataFrame(), ["a"], {"a/0": "a"}, pd.DataFrame(index=["a"]), "t") is None
     assert figures.metric_curves(extra[["run_key", "epoch"]], ["a", "b"], config_of,
                                  pd.DataFrame(index=["a", "b"]), "t") is None
+
+
+def test_long_configuration_labels_wrap_in_legends_and_tick_labels_only():
+    long = ("optimizer=lars(learning_rate=1.0, momentum=0.9, weight_decay=0.0005, trust_coefficient=0.001, "
+            "schedule={'name': 'polynomial', 'power': 2.0, 'end_learning_rate': 0.0001})")
+    configs = [long, "optimizer=adam"]
+    history = pd.DataFrame([{"run_key": f"{c}/{s}", "epoch": e, "train_loss": 1.0, "train_acc": 0.5, "val_loss": 1.0,
+                             "val_acc": 0.5} for c in configs for s in range(2) for e in range(2)])
+    fig = figures.learning_curves(history, configs, {f"{c}/{s}": c for c in configs for s in range(2)},
+                                  pd.DataFrame(index=configs), "t")
+    texts = [t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()]
+    assert texts[0].replace("\n", " ") == long and texts[0].count("\n") >= 2
+    assert all(len(line) <= figures.LABEL_WIDTH for t in texts for line in t.split("\n"))
+    assert {line.get_label() for ax in fig.axes for line in ax.get_lines()} == set(configs)  # the data keep theirs
+    assert figures.wrapped("optimizer=adam") == "optimizer=adam"

@@ -73,6 +73,18 @@ def plain(label) -> str:
     return str(label).replace("$", r"\$")
 
 
+LABEL_WIDTH = 60  # characters a line in a legend or a tick label; a longer configuration wraps
+
+
+def wrapped(label: str) -> str:
+    """A long configuration label (`lars(learning_rate=1.0, ..., schedule={...})`) on several lines, so
+    that a legend or the tick labels do not make the figure wider than its panels can share."""
+    import textwrap
+
+    lines = textwrap.wrap(str(label), LABEL_WIDTH, break_long_words=False, break_on_hyphens=False)
+    return "\n".join(lines) or str(label)
+
+
 def slug(s: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", str(s)).strip("-").lower()[:60] or "cell"
 
@@ -135,8 +147,8 @@ def learning_curves(history: pd.DataFrame, configs: list[str], config_of: dict[s
             ax.set_title(label if not group_title else f"{label}\n{plain(group_title)}", fontsize=9)
         handles, labels = axs[0].get_legend_handles_labels()
         axs[len(axs) // 2 - 1 if len(rows) == 1 and len(axs) == 4 else -1].legend(
-            handles, labels, fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5 if len(rows) > 1 else 0.0),
-            frameon=False)
+            handles, [wrapped(label) for label in labels], fontsize=7, loc="center left",
+            bbox_to_anchor=(1.02, 0.5 if len(rows) > 1 else 0.0), frameon=False)
     for ax in (rows[-1] if len(rows) > 1 else rows[0][-2:]):
         ax.set_xlabel("epoch", fontsize=9)
     fig.suptitle(plain(title), fontsize=11)
@@ -240,8 +252,8 @@ def metric_curves(extra: pd.DataFrame, configs: list[str], config_of: dict[str, 
             drawn = [ax for ax in grid[r] if ax.get_lines()]
             if drawn:
                 handles, labels = drawn[0].get_legend_handles_labels()
-                grid[r, 1].legend(handles, labels, fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5),
-                                  frameon=False)
+                grid[r, 1].legend(handles, [wrapped(label) for label in labels], fontsize=7, loc="center left",
+                                  bbox_to_anchor=(1.02, 0.5), frameon=False)
     for ax in grid[-1]:
         ax.set_xlabel("epoch", fontsize=9)
     fig.suptitle(plain(title), fontsize=11)
@@ -259,7 +271,11 @@ def metric_by_run(comparisons: list[tuple[str, object]], metric):
     if not comparisons:
         return None
     scale = 100.0 if metric.percent else 1.0
-    heights = [max(1.6, 0.32 * len(c.ranking) + 1.0) for _, c in comparisons]
+    def row_height(c) -> float:  # a wrapped configuration label takes more lines: every row gets their room
+        lines = max((wrapped(plain(config)).count("\n") + 1 for config in c.ranking["config"]), default=1)
+        return 0.12 * lines + 0.2  # 0.32 for one line
+
+    heights = [max(1.6, row_height(c) * len(c.ranking) + 1.0) for _, c in comparisons]
     fig, axs = plt.subplots(len(comparisons), 1, figsize=(9, sum(heights)), squeeze=False,
                             gridspec_kw={"height_ratios": heights})
     rng = np.random.default_rng(0)  # jitter only; fixed so the figure is reproducible
@@ -276,7 +292,7 @@ def metric_by_run(comparisons: list[tuple[str, object]], metric):
                 if metric.percent:  # as in the tables: a fraction's interval stays within [0, 100] %
                     low, high = max(low, 0.0), min(high, 100.0)
                 ax.plot([low, high], [y, y], color="black", lw=1, zorder=2)
-        ax.set_yticks(range(len(configs)), [plain(c) for c in configs], fontsize=7)
+        ax.set_yticks(range(len(configs)), [wrapped(plain(c)) for c in configs], fontsize=7)
         ax.set_ylim(len(configs) - 0.5, -0.5)  # best at the top
         ax.set_xlabel(fmt.heading(metric), fontsize=9)
         ax.set_title(plain(title), fontsize=9)
