@@ -339,3 +339,31 @@ def test_analysis_only_reads_the_store_even_an_old_one(tmp_path):
     assert sc.cells[0].comparison.best == "loss=kl_divergence · optimizer=adam"
     assert sc.runs["test_nll"].isna().all()  # read as missing, not added to the file
     assert hashlib.sha256((d / "study.db").read_bytes()).hexdigest() == before
+
+
+def test_hinge_and_mean_absolute_error_are_one_loss_on_probabilities():
+    """Why they are flagged as one loss: on softmax outputs with one-hot labels, hinge − MAE = (K−1)/K for
+    every sample, so the gradients with respect to the logits are the same (as the reproduction log saw:
+    identical runs, seed by seed)."""
+    import pandas as pd
+    import torch
+
+    from cnnbench import losses
+    from cnnbench.analysis.evidence import _equivalence_notes
+
+    k = 10
+    logits = torch.randn(64, k, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    labels = torch.randint(0, k, (64,), generator=torch.Generator().manual_seed(1))
+    grads, values = [], []
+    for name in ("hinge", "mean_absolute_error"):
+        z = logits.clone().requires_grad_(True)
+        value = losses.adapt(losses.get(name), k)(z, labels)
+        value.backward()
+        grads.append(z.grad)
+        values.append(float(value.detach()))
+    assert values[0] - values[1] == pytest.approx((k - 1) / k, abs=1e-12)
+    torch.testing.assert_close(grads[0], grads[1], rtol=0, atol=1e-15)
+
+    notes = _equivalence_notes(pd.DataFrame({"config.loss.name": ["hinge", "mean_absolute_error", "hinge"]}))
+    assert len(notes) == 1 and notes[0].startswith("hinge and mean_absolute_error differ by a constant")
+    assert _equivalence_notes(pd.DataFrame({"config.loss.name": ["hinge", "squared_hinge"]})) == []

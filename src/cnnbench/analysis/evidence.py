@@ -38,6 +38,10 @@ EQUIVALENT_LOSSES = [
      "are the same loss on one-hot labels (KL divergence differs from cross-entropy by the labels' entropy, 0 "
      "for one-hot labels), so their runs differ only by round-off; a difference between them is not a "
      "difference between losses"),
+    ({"hinge", "mean_absolute_error"},
+     "differ by a constant on probabilities with one-hot labels (hinge = mean absolute error + (K-1)/K for K "
+     "softmax outputs; + 1 on the negatives of a single sigmoid output), so they have the same gradients and "
+     "their runs differ only by round-off; a difference between them is not a difference between losses"),
 ]
 
 
