@@ -91,6 +91,54 @@ def test_falls_back_to_eager_when_fusion_is_unavailable_or_fails(monkeypatch):
         assert torch.equal(inference.evaluator(model)(x), eager)
 
 
+def test_nan_in_weights_or_input_stays_nan_as_in_eager(monkeypatch):
+    """The ReLU post-op maps NaN to 0 where F.relu keeps it: a model or a batch holding a NaN runs
+    eagerly, so a diverged model's evaluation still says nan."""
+    if not inference._fusion_available():
+        pytest.skip("this torch has no oneDNN pointwise convolution")
+    torch.manual_seed(0)
+    model = models.get("keras_mnist_cnn", input_shape=(1, 28, 28), num_outputs=10).eval()
+    x = torch.rand(16, 1, 28, 28)
+    calls = _counting_fused_calls(monkeypatch)
+    with torch.no_grad():
+        bad_x = x.clone()
+        bad_x[0, 0, 5, 5] = float("nan")
+        assert torch.equal(inference.evaluator(model)(bad_x).isnan(), model(bad_x).isnan())
+        assert inference.evaluator(model)(bad_x).isnan().any() and calls == []
+        model.conv2d_1.weight[0, 0, 0, 0] = float("nan")
+        assert inference.evaluator(model)(x).isnan().all() and calls == []
+
+
+def test_a_conv2d_subclass_and_a_compiled_model_run_their_own_forward(monkeypatch):
+    if not inference._fusion_available():
+        pytest.skip("this torch has no oneDNN pointwise convolution")
+
+    class Standardised(Conv2D):  # weight standardisation: the fused op would use the raw weight
+        def _conv_forward(self, x, weight, bias):
+            w = (weight - weight.mean(dim=(1, 2, 3), keepdim=True)) / (weight.std(dim=(1, 2, 3), keepdim=True) + 1e-5)
+            return super()._conv_forward(x, w, bias)
+
+    torch.manual_seed(0)
+    model = nn.Sequential(Standardised(1, 4, 3, activation="relu"), nn.Flatten()).eval()
+    x = torch.rand(8, 1, 8, 8)
+    calls = _counting_fused_calls(monkeypatch)
+    with torch.no_grad():
+        assert torch.equal(inference.evaluator(model)(x), model(x)) and calls == []
+
+        class Compiled(nn.Module):  # stands for torch.compile's OptimizedModule (without importing dynamo)
+            def __init__(self, inner):
+                super().__init__()
+                self._orig_mod = inner
+
+            def forward(self, x):
+                return self._orig_mod(x)
+
+        plain = nn.Sequential(Conv2D(1, 4, 3, activation="relu"), nn.Flatten()).eval()
+        assert torch.equal(inference.evaluator(Compiled(plain))(x), plain(x)) and calls == []
+        inference.evaluator(plain)(x)
+        assert calls == [1]  # the same module uncompiled is fused
+
+
 def test_scripted_model_runs_eagerly():
     model = torch.jit.script(nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3)))
     x = torch.rand(8, 1, 8, 8)
@@ -105,6 +153,16 @@ def test_heap_allocations_restores_and_nests():
         assert inference._DEPTH == 1
         del a
     assert inference._DEPTH == 0
+
+
+@pytest.mark.parametrize("env", [{"MALLOC_MMAP_THRESHOLD_": "131072"},
+                                 {"GLIBC_TUNABLES": "glibc.malloc.trim_threshold=0"}])
+def test_malloc_is_left_alone_where_the_user_tunes_it(monkeypatch, env):
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setattr(inference, "_LIBC", None)  # decided again, under this environment
+    assert inference._libc() is False
+    monkeypatch.setattr(inference, "_LIBC", None)
 
 
 def test_evaluate_and_validation_equal_the_eager_path(monkeypatch, tiny_images):

@@ -7,8 +7,11 @@ Two changes to how the eager model is run, neither to its arithmetic (BENCHMARKS
   `mmap` and unmaps them on free, so every batch page-faults those megabytes in again: on a loaded
   2-core machine that cost ~40% of the evaluation. During an evaluation (`heap_allocations`), mmap
   is off and the heap is not trimmed, so the second batch reuses the first one's pages; afterwards
-  the settings go back to glibc's defaults' steady state (mmap threshold 32 MiB, trim threshold 64 MiB)
-  and `malloc_trim` returns the free pages to the system. No effect off glibc (macOS, musl).
+  the thresholds are set to where glibc's dynamic threshold ends up in a long-running process (mmap
+  threshold 32 MiB, trim threshold 64 MiB; glibc cannot report the values it had, and setting them
+  ends its dynamic adjustment for the rest of the process) and `malloc_trim` returns the free pages
+  to the system. Memory behaviour changes, numbers do not. Left alone where the user tunes malloc
+  (a `MALLOC_*_` variable or a `glibc.malloc` tunable in the environment) and off glibc (macOS, musl).
 - **Convolution + ReLU in one oneDNN primitive** (`torch.ops.mkldnn._convolution_pointwise`, a ReLU
   post-op): for cnnbench's `Conv2D(activation="relu")` in float32 on a CPU, where eager torch would run
   the same oneDNN convolution (`torch._C._select_conv_backend`) followed by a separate ReLU pass.
@@ -27,6 +30,8 @@ faster; `torch.inference_mode` instead of `no_grad`: no difference.
 from __future__ import annotations
 
 import contextlib
+import os
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -56,7 +61,8 @@ def _fusion_available() -> bool:
 def _fusable_conv(module: nn.Module) -> bool:
     from .models._base import Conv2D
 
-    return (type(module).forward is Conv2D.forward and getattr(module, "act", None) is F.relu
+    # exactly Conv2D: a subclass may change the convolution (_conv_forward: weight standardisation, masks)
+    return (type(module) is Conv2D and getattr(module, "act", None) is F.relu
             and not module._asym_same and module.padding_mode == "zeros"
             and isinstance(module.padding, tuple) and "forward" not in module.__dict__)
 
@@ -108,7 +114,9 @@ def _libc():
             import ctypes
             import platform
 
-            if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+            tuned = any(k.startswith("MALLOC_") and k.endswith("_") for k in os.environ) or (
+                "glibc.malloc" in os.environ.get("GLIBC_TUNABLES", ""))
+            if not tuned and platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
                 libc = ctypes.CDLL(None)
                 _LIBC = libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else False
         except Exception:
@@ -117,7 +125,8 @@ def _libc():
 
 
 _LIBC = None
-_DEPTH = 0
+_DEPTH = 0  # evaluations in progress (nested, or in several threads): malloc is set by the first, reset by the last
+_DEPTH_LOCK = threading.Lock()
 
 
 @contextlib.contextmanager
@@ -128,24 +137,43 @@ def heap_allocations():
     if not libc:
         yield
         return
-    if _DEPTH == 0:
-        libc.mallopt(M_MMAP_MAX, 0)
-        libc.mallopt(M_TRIM_THRESHOLD, 1 << 30)
-    _DEPTH += 1
+    with _DEPTH_LOCK:
+        if _DEPTH == 0:
+            libc.mallopt(M_MMAP_MAX, 0)
+            libc.mallopt(M_TRIM_THRESHOLD, 1 << 30)
+        _DEPTH += 1
     try:
         yield
     finally:
-        _DEPTH -= 1
-        if _DEPTH == 0:
-            for param, value in STEADY.items():
-                libc.mallopt(param, value)
-            libc.malloc_trim(0)
+        with _DEPTH_LOCK:
+            _DEPTH -= 1
+            if _DEPTH == 0:
+                for param, value in STEADY.items():
+                    libc.mallopt(param, value)
+                libc.malloc_trim(0)
+
+
+def _finite(model: nn.Module) -> bool:
+    """Every floating parameter and buffer finite: the ReLU post-op maps NaN to 0 where F.relu keeps
+    NaN, so a model holding a NaN (a diverged or damaged one) must run eagerly to show it."""
+    return all(bool(torch.isfinite(t).all()) for t in (*model.parameters(), *model.buffers())
+               if t.is_floating_point())
 
 
 def evaluator(model: nn.Module) -> Callable[[Any], Any]:
-    """`forward(xb)` = `model(xb)`, with Conv2D+ReLU fused where that gives the same numbers (module doc)."""
+    """`forward(xb)` = `model(xb)`, with Conv2D+ReLU fused where that gives the same numbers (module doc).
+
+    Eager, unfused, for a compiled model (patching forward per batch would recompile it every batch),
+    for a model holding a NaN or an infinity, and for a batch holding one: the post-op turns NaN into 0
+    where eager ReLU keeps it. With finite weights and inputs a NaN could still arise inside the network
+    only from an overflow to inf (inf - inf); an evaluation that overflows float32 is not made exact."""
+    compiled = hasattr(model, "_orig_mod")  # torch.compile's OptimizedModule
+    fusable = not compiled and _finite(model)
 
     def forward(xb):
+        if not fusable or (isinstance(xb, torch.Tensor) and xb.is_floating_point()
+                           and not bool(torch.isfinite(xb).all())):
+            return model(xb)
         with _fused(model):
             return model(xb)
 
