@@ -74,11 +74,14 @@ def test_from_toml_and_from_dict_give_the_same_runs(tmp_path):
     assert "default" in cnnbench.api.builtin_studies()
 
 
-def test_from_dict_takes_tuples_and_keeps_untomlable_values_as_json():
+def test_from_dict_takes_tuples_and_refuses_what_a_study_file_cannot_hold():
     s = Study.from_dict({**TINY_DICT, "grid": {"loss": ("categorical_crossentropy", "mse"),
-                                               "early_stopping": [None, {"patience": 1}]}})
-    assert len(s.runs) == 4
-    assert s.text.startswith("#") and tomllib.loads(s.text) == {}  # None has no TOML: kept as commented JSON
+                                               "early_stopping": [False, {"patience": 1}]}})
+    assert len(s.runs) == 4 and tomllib.loads(s.text)["grid"]["early_stopping"] == [False, {"patience": 1}]
+    # None has no TOML form: the study.toml kept in the study directory could not be read back
+    with pytest.raises(UserError, match=r"^<dict>: grid.early_stopping\[0\] is None, which a study file cannot "
+                       r"hold .*leave the key out for its default"):
+        Study.from_dict({**TINY_DICT, "grid": {"early_stopping": [None, {"patience": 1}]}})
     nested = Study.from_dict({**TINY_DICT, "runs": [{"optimizer": {"name": "sgd", "learning_rate": 0.1}},
                                                     {"optimizer": "adam"}],
                               "tuning": {"learning_rates": [1e-3, 1e-2]}, "analysis": {"alpha": 0.1}})

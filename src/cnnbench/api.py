@@ -19,12 +19,8 @@ the same call resumes once it is fixed.
 
 from __future__ import annotations
 
-import json
-import math
 import os
-import re
 import time
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,8 +87,12 @@ class Study:
             raise UserError(f"{source}: a study is a dict of its keys (name, seeds, grid, ...), got "
                             f"{type(data).__name__}; pass a dict such as {{'name': 'mine', 'epochs': 2}}")
         plain: dict[str, Any] = _plain(data)
+        if (where := _none_at(plain)) is not None:
+            raise UserError(f"{source}: {where} is None, which a study file cannot hold (TOML has no null); "
+                            "leave the key out for its default, or use false where the option takes it "
+                            "(e.g. early_stopping = false)")
         spec = parse(plain, source)
-        spec.text = _to_toml(plain)
+        spec.text = _to_toml(plain, source)
         return cls(spec, output)
 
     @classmethod
@@ -348,63 +348,24 @@ def _plain(value):
     return value
 
 
-class _NotToml(Exception):
-    pass
+def _none_at(value, path: str = "") -> str | None:
+    """The first key path holding None (e.g. "grid.early_stopping[0]"), or None."""
+    if value is None:
+        return path or "the study"
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for k, v in items:
+        where = _none_at(v, f"{path}[{k}]" if isinstance(k, int) else f"{path}.{k}" if path else str(k))
+        if where is not None:
+            return where
+    return None
 
 
-_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
-_SECTIONS = ("grid", "tuning", "analysis")
+def _to_toml(data: dict, source: str) -> str:
+    """The study as TOML text (kept as study.toml, read back by `Study.open`)."""
+    import tomli_w
 
-
-def _to_toml(data: dict) -> str:
-    """The study as TOML text (kept as study.toml), checked to parse back to `data`; a study TOML
-    cannot hold (a None value) is kept as commented JSON instead."""
     try:
-        lines = [f"{_key(k)} = {_value(v)}" for k, v in data.items()
-                 if not (k in _SECTIONS and isinstance(v, dict)) and not (k == "runs" and _tables(v))]
-        for k, v in data.items():
-            if k in _SECTIONS and isinstance(v, dict):
-                lines += ["", f"[{k}]", *(f"{_key(kk)} = {_value(vv)}" for kk, vv in v.items())]
-            elif k == "runs" and _tables(v):
-                for entry in v:
-                    lines += ["", "[[runs]]", *(f"{_key(kk)} = {_value(vv)}" for kk, vv in entry.items())]
-        text = "# written by cnnbench.Study.from_dict\n" + "\n".join(lines) + "\n"
-        if tomllib.loads(text) == data:
-            return text
-    except (_NotToml, tomllib.TOMLDecodeError, ValueError):
-        pass
-    dumped = json.dumps(data, indent=2, sort_keys=False, default=str, allow_nan=True)
-    return ("# given to cnnbench.Study.from_dict with values TOML cannot hold (e.g. None); as JSON:\n"
-            + "".join(f"# {line}\n" for line in dumped.splitlines()))
-
-
-def _tables(value) -> bool:
-    return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
-
-
-def _key(key) -> str:
-    if not isinstance(key, str):
-        raise _NotToml
-    return key if _BARE_KEY.fullmatch(key) else json.dumps(key, ensure_ascii=False)
-
-
-def _value(v) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        if math.isnan(v):
-            return "nan"
-        if math.isinf(v):
-            return "inf" if v > 0 else "-inf"
-        return repr(v)
-    if isinstance(v, str):
-        if any((ord(c) < 32 and c != "\t") or ord(c) == 127 for c in v):
-            raise _NotToml  # control characters: not worth escaping by hand
-        return json.dumps(v, ensure_ascii=False)
-    if isinstance(v, list):
-        return "[" + ", ".join(_value(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{ " + ", ".join(f"{_key(k)} = {_value(x)}" for k, x in v.items()) + " }" if v else "{}"
-    raise _NotToml
+        return "# written by cnnbench.Study.from_dict\n" + tomli_w.dumps(data)
+    except TypeError as e:  # a value TOML has no type for (a numpy number, a Path, an object)
+        raise UserError(f"{source}: {e}; give plain str, int, float, bool, list and dict values, as a "
+                        "study file would") from None
