@@ -178,8 +178,9 @@ class Study:
         ("auto": one per core on a CPU); `executor`: "local" or "ray" (`ray_address`, `cpus_per_run`,
         `gpus_per_run`); `tensorboard`, `mlflow` (a tracking URI): also log there. `progress` receives
         the events `{"event": "queued", "runs": [...]}`, `{"event": "epoch", ...}` and
-        `{"event": "done", "key", "label", "status"}`; `on_plan(plan)` is called once the plan is made,
-        before anything is written. A run that fails does not raise: it is in `RunResult.failed`."""
+        `{"event": "done", "key", "label", "status"}`; `on_plan(plan)` is called once the plan is made
+        (missing datasets downloaded and cached, the study's store opened) and before any run starts.
+        A run that fails does not raise: it is in `RunResult.failed`."""
         from . import runner
 
         data_dir, workers = self._check(data_dir, device, workers, executor, cpus_per_run, gpus_per_run,
