@@ -142,17 +142,16 @@ def write_figures(sc, out: Path) -> Figures:
         suffix = "" if one else "_" + figures.slug(cell.name)
         made = figs.per_cell.setdefault(cell.name, [])
         configs = paper.config_names(sc, cell.runs)
-        curves = figures.learning_curves(sc.history, list(cell.comparison.ranking["config"]),
-                                         dict(zip(cell.runs["key"], configs)), _config_axes(cell.runs, configs),
-                                         f"Learning curves: {cell.name}")
+        # the runs' curves, drawn by configuration in ranking order, styled by their axis values
+        drawn = (list(cell.comparison.ranking["config"]), dict(zip(cell.runs["key"], configs)),
+                 _config_axes(cell.runs, configs))
+        curves = figures.learning_curves(sc.history, *drawn, f"Learning curves: {cell.name}")
         if curves is not None:
             made.append(figures.save(curves, out, "learning_curves" + suffix, "Learning curves",
                                      "Mean over seeds per epoch; band: 95% t-interval of the mean (none from one "
                                      "seed). The loss is each run's own training loss: it compares runs trained "
                                      "with the same loss only."))
-        more = figures.metric_curves(extra, list(cell.comparison.ranking["config"]),
-                                     dict(zip(cell.runs["key"], configs)), _config_axes(cell.runs, configs),
-                                     f"Other metrics per epoch: {cell.name}")
+        more = figures.metric_curves(extra, *drawn, f"Other metrics per epoch: {cell.name}")
         if more is not None:
             made.append(figures.save(more, out, "metric_curves" + suffix, "Other metrics per epoch",
                                      "Every other value the epochs logged: custom metrics (metrics = [...]), a "
