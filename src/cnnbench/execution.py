@@ -270,7 +270,15 @@ def prepare(config: dict[str, Any], data_dir: str | None):
         val = (xv, yv)
     if config["label_noise"] > 0:
         y = losses.add_label_noise(y, config["label_noise"], ds.num_classes, seed=config["seed"])
-    return x, y, val, ds.x_test, ds.y_test, ds.num_classes, sw
+    y_test, num_classes = ds.y_test, ds.num_classes
+    if config.get("targets"):  # several outputs: each output's labels from the (noisy) class labels
+        from .study import target_labels
+
+        y, num_classes = target_labels(config["targets"], y, ds.num_classes)
+        y_test = target_labels(config["targets"], y_test, ds.num_classes)[0]
+        if val is not None:
+            val = (val[0], target_labels(config["targets"], val[1], ds.num_classes)[0])
+    return x, y, val, ds.x_test, y_test, num_classes, sw
 
 
 def _metric_names(specs):
@@ -389,7 +397,7 @@ def _run_task(task: Task, progress: ProgressFn | None, store, device: torch.devi
                       num_classes=num_classes, class_weight=cfg["class_weight"], sample_weight=sample_weight,
                       augmentation=cfg["augmentation"], early_stopping=cfg["early_stopping"],
                       micro_batch_size=cfg.get("micro_batch_size"), precision=cfg.get("precision", "fp32"),
-                      metrics=cfg.get("metrics"),
+                      metrics=cfg.get("metrics"), loss_weights=cfg.get("loss_weights"),
                       callbacks=[*user_callbacks, LambdaCallback(on_epoch_end=on_epoch_end)],
                       checkpoint=ckpt, verbose=0)
         status, error = "done", None
@@ -411,11 +419,13 @@ def _run_task(task: Task, progress: ProgressFn | None, store, device: torch.devi
                 scores = evaluate(history.model, xs, ys, num_classes=num_classes, precision=precision,
                                   metrics=cfg.get("metrics"))
                 custom.update({f"{split}_{name}": scores[name] for name in names})
+                if isinstance(ys, dict):  # several outputs: test_<output>_<score>; the loss is the weighted sum
+                    custom.update({f"{split}_{name}": v for name, v in scores.items() if name != "loss"})
                 for name, base in EVALUATION_COLUMNS.items():
                     column = f"{split}_{base}"
                     # val_acc / val_loss stay the history's numbers at metrics_epoch (the same weights)
                     if column not in metrics or metrics[column] is None:
-                        metrics[column] = scores[name]
+                        metrics[column] = scores.get(name)
             if task.save_model:
                 from . import saving
 
@@ -425,7 +435,8 @@ def _run_task(task: Task, progress: ProgressFn | None, store, device: torch.devi
                                     "loss": cfg["loss"], "run_key": task.key})
         store.finish(task.key, status, metrics, error=error, seconds=time.perf_counter() - t0,
                      best_epoch=best_epoch, stopped_epoch=history.stopped_epoch,
-                     epochs_done=len(history.epoch), num_classes=num_classes, custom_metrics=custom, **facts)
+                     epochs_done=len(history.epoch), custom_metrics=custom, **facts,
+                     num_classes=None if isinstance(num_classes, dict) else num_classes)
         if tracker is not None:
             tracker.finish(status, {**metrics, **{k: v for k, v in custom.items() if v is not None}}, facts)
             tracker = None

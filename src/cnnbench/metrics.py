@@ -65,6 +65,17 @@ def declare(names) -> None:
                 CUSTOM[full] = Metric(full, f"{split_label} {name}", higher_is_better(name), False)
 
 
+def declare_outputs(outputs, scores) -> None:
+    """Make `test_<output>_<score>` and `val_<output>_<score>` known (a run with several outputs), each
+    with its score's direction (a loss is minimised whatever the output is called)."""
+    for output in outputs:
+        for score in scores:
+            for split, split_label in (("test", "test"), ("val", "validation")):
+                full = f"{split}_{output}_{score}"
+                if full not in METRICS:
+                    CUSTOM[full] = Metric(full, f"{split_label} {output} {score}", higher_is_better(score), False)
+
+
 def get(name: str) -> Metric:
     """The metric called `name`; a `UserError` naming the choices for an unknown one."""
     from .errors import UserError, did_you_mean

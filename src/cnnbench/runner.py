@@ -108,11 +108,23 @@ def plan(study: StudySpec, output=None, data_dir: str | None = None, download: b
         if cfg["batch_size"] > n_train:
             raise UserError(f"{study.source}: batch_size {cfg['batch_size']} is larger than the {n_train} "
                             f"training images of {cfg['dataset']['name']}; use a batch_size <= {n_train}")
-        training_loss = losses.adapt(losses.get(cfg["loss"]), ds.num_classes)  # refuses a loss that cannot apply
+        if cfg.get("targets"):  # several outputs: a map per class of the dataset, a loss that fits each output
+            from .study import target_labels
+            from .train import _multi_losses
+
+            try:
+                classes = target_labels(cfg["targets"], ds.y_train[:1], ds.num_classes)[1]
+                multi = _multi_losses(cfg["loss"], cfg.get("loss_weights"), list(classes), classes)
+                parts = list(multi.losses.values())
+            except UserError as e:
+                raise UserError(f"{study.source}: {e}") from None
+        else:
+            parts = [losses.adapt(losses.get(cfg["loss"]), ds.num_classes)]  # refuses a loss that cannot apply
         if cfg["micro_batch_size"] and cfg["micro_batch_size"] < cfg["batch_size"]:
             from .train import check_micro_batching
             try:
-                check_micro_batching(training_loss.loss)
+                for training_loss in parts:
+                    check_micro_batching(training_loss.loss)
             except UserError as e:
                 raise UserError(f"{study.source}: {e}") from None
         if cfg.get("sample_weight"):

@@ -80,6 +80,10 @@ class RunSpec(BaseModel):
     # Keys added later: in a run's config (and key) only when given, so older runs keep their keys.
     metrics: list[str] | None = None  # Keras' metrics=[...]: built-in names or "package.module:function"
     callbacks: list[dict[str, Any]] | None = None  # [{ name = "package.module:Class", option = ... }]
+    # Several outputs (Keras' compile(loss={...}, loss_weights={...})): one labelled target per output,
+    # derived from the dataset's class label, e.g. { digit = "label", big = { from = "label", map = [...] } }
+    targets: dict[str, str | dict[str, Any]] | None = None
+    loss_weights: dict[str, Annotated[float, Field(ge=0, allow_inf_nan=False)]] | None = None
 
 
 class LogGrid(BaseModel):
@@ -215,7 +219,7 @@ class StudyMeta(BaseModel):
 
 RUN_KEYS = tuple(RunSpec.model_fields)
 # Run keys left out of a run's config when not given (empty): configs that do not use them keep their keys.
-OPTIONAL_KEYS = ("metrics", "callbacks")
+OPTIONAL_KEYS = ("metrics", "callbacks", "targets", "loss_weights")
 META_KEYS = tuple(StudyMeta.model_fields)
 TOP_KEYS = (*META_KEYS, *RUN_KEYS, "grid", "runs")
 NAMED_KEYS = ("dataset", "model", "loss", "optimizer")
@@ -369,6 +373,7 @@ def parse(data: dict[str, Any], source: str = "<study>") -> StudySpec:
             fail("tuning", "the learning-rate search picks by validation metric: set validation_split > 0")
         _check_optimizer_complete(config["optimizer"], written.get("optimizer", (None, "(default optimizer)"))[1],
                                   tuning is not None, fail)
+        _check_outputs(config, fail)
         es = config["early_stopping"]
         if es and es["monitor"].startswith("val_") and config["validation_split"] <= 0:
             fail("early_stopping.monitor", f"monitors {es['monitor']!r} but validation_split is 0; "
@@ -386,13 +391,102 @@ def parse(data: dict[str, Any], source: str = "<study>") -> StudySpec:
     return StudySpec(meta, runs, source, text="")
 
 
+# --- several outputs ----------------------------------------------------------------------------
+
+# evaluate()'s per-output scores: a run with targets records test_<output>_<score> and val_<output>_<score>
+OUTPUT_SCORES = ("accuracy", "loss", "top5_accuracy", "nll", "ece", "macro_f1")
+
+
+def resolve_targets(value: Any) -> dict[str, dict[str, Any]]:
+    """`targets = { digit = "label", big = { from = "label", map = [0, 0, 1, ...] } }` in canonical form
+    (`{"digit": {"from": "label"}, "big": {"from": "label", "map": [...]}}`): each output's labels are the
+    dataset's class label, or the class label looked up in `map` (one entry per class; no code runs)."""
+    import re
+
+    if not isinstance(value, dict) or not value:
+        raise UserError('targets must be a table { output = "label" | { from = "label", map = [...] } }, '
+                        f"got {value!r}")
+    out = {}
+    for name, spec in value.items():
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name) or name == "name":
+            raise UserError(f"output name {name!r} must be an identifier (letters, digits, _) other than 'name'; "
+                            "rename it")
+        if spec == "label":
+            spec = {"from": "label"}
+        if not isinstance(spec, dict) or spec.get("from") != "label" or set(spec) - {"from", "map"}:
+            raise UserError(f"output {name!r}: give \"label\" or {{ from = \"label\", map = [class -> label, ...] }}"
+                            f", got {spec!r}")
+        mapping = spec.get("map")
+        if mapping is not None and (not isinstance(mapping, list) or not mapping or not all(
+                isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in mapping)):
+            raise UserError(f"output {name!r}: map must be a non-empty list of labels >= 0, one per class of the "
+                            f"dataset (e.g. [0, 0, 1, 1]), got {mapping!r}")
+        out[name] = {"from": "label", **({"map": list(mapping)} if mapping is not None else {})}
+    return out
+
+
+def target_labels(targets: dict[str, dict[str, Any]], y, num_classes: int) -> tuple[dict[str, Any], dict[str, int]]:
+    """The per-output labels of class labels `y` (a tensor) and each output's number of classes."""
+    import torch
+
+    labels, classes = {}, {}
+    for name, spec in targets.items():
+        mapping = spec.get("map")
+        if mapping is None:
+            labels[name], classes[name] = y, num_classes
+            continue
+        if len(mapping) != num_classes:
+            raise UserError(f"targets.{name}.map has {len(mapping)} entries but the dataset has {num_classes} "
+                            f"classes; give one label per class (map[i] = the label of class i)")
+        table = torch.tensor(mapping, dtype=torch.long)
+        labels[name] = table[y.long()]
+        classes[name] = max(max(mapping) + 1, 2)
+    return labels, classes
+
+
+def _check_outputs(config: dict[str, Any], fail) -> None:
+    """The keys of several outputs agree: loss and loss_weights name the outputs of targets."""
+    targets, loss = config.get("targets"), config["loss"]
+    per_output = isinstance(loss, dict) and "name" not in loss
+    if targets is None:
+        if per_output:
+            example = ", ".join(f'{n} = "label"' for n in loss)
+            fail("loss", f"names the outputs {sorted(loss)}, but the run has no targets; add targets = "
+                 f"{{ {example} }} (each output's labels) or give one loss")
+        if config.get("loss_weights"):
+            fail("loss_weights", "weighs the losses of several outputs, but the run has no targets; add targets "
+                 "= { ... } or drop loss_weights")
+        return
+    names = sorted(targets)
+    if per_output and sorted(loss) != names:
+        fail("loss", f"names the outputs {sorted(loss)}, but targets has {names}; give one loss per output of "
+             "targets (or one loss for all)")
+    for n in config.get("loss_weights") or {}:
+        if n not in targets:
+            fail("loss_weights", f"names output {n!r}, which targets does not have; {did_you_mean(n, names)}"
+                 f"outputs: {', '.join(names)}")
+    if config.get("class_weight") is not None:
+        fail("class_weight", "applies to one output; with targets use sample_weight (one weight per image)")
+    if config.get("metrics"):
+        fail("metrics", "metrics = [...] is not supported with targets yet; each output already records its "
+             "accuracy, loss, top5_accuracy, nll, ece and macro_f1 (rank on e.g. test_<output>_accuracy)")
+
+
 def _check_custom_metric(meta: StudyMeta, runs: list[Run], fail) -> None:
     """`[analysis] metric = "val_NAME"` for a custom metric: NAME must be in some run's metrics = [...]."""
     from . import metrics
 
     declared = sorted({metrics.resolve_metric(m)[0] for r in runs for m in r.config.get("metrics", ())})
     metrics.declare(declared)
+    outputs = list(dict.fromkeys(o for r in runs for o in r.config.get("targets") or ()))  # as written
+    metrics.declare_outputs(outputs, OUTPUT_SCORES)
+    declared += [f"{o}_{s}" for o in outputs for s in OUTPUT_SCORES]
     name = meta.analysis.metric
+    if outputs and name in metrics.METRICS and "loss" not in name:
+        fail("analysis.metric", f"{name!r} is not recorded for a run with several outputs; rank on one output, "
+             f"e.g. metric = \"test_{outputs[0]}_accuracy\", or on test_loss (the weighted sum)")
+    if outputs and meta.tuning is not None and meta.tuning.metric == "val_acc":
+        fail("tuning.metric", "val_acc is not recorded for a run with several outputs; set metric = \"val_loss\"")
     if name in metrics.METRICS:
         return
     base = name.split("_", 1)[1]
@@ -516,6 +610,15 @@ class _Resolver:
 
     @staticmethod
     def _resolve(key: str, value: Any) -> Any:
+        if key == "loss" and isinstance(value, dict) and "name" not in value:
+            from . import losses  # several outputs: one loss spec per output name
+
+            if not value:
+                raise UserError("loss is an empty table; give a loss name, or one loss per output of targets")
+            return {out: losses.resolve({"name": n, **o}) for out, (n, o) in
+                    ((out, split_spec(v)) for out, v in value.items())}
+        if key == "targets":
+            return resolve_targets(value)
         if key in NAMED_KEYS:
             name, options = split_spec(value)
             spec = {"name": name, **options}

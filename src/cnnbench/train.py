@@ -807,7 +807,8 @@ def fit(model: nn.Module | str | dict, x, y, *, loss="categorical_crossentropy",
 
     Several outputs (Keras' `compile(loss={...}, loss_weights={...})`): a model whose `forward` returns
     a dict of outputs, `y = {"digit": y1, "big": y2}` (and `validation_data=(x_val, {...})`), `loss` a
-    dict per output (or one loss for all), `loss_weights` a dict (missing = 1.0). The loss trained on
+    dict per output (or one loss for all), `loss_weights` a dict (missing = 1.0); a registry name as
+    `model` is built with one head per output (`models.MultiHead`). The loss trained on
     and logged as `loss` is Σ w_i · loss_i; the history also has each output's unweighted
     `<name>_loss` and `<name>_accuracy` (and `val_...`), as Keras names them.
 
@@ -880,10 +881,6 @@ def fit(model: nn.Module | str | dict, x, y, *, loss="categorical_crossentropy",
         if class_weight is not None:
             raise UserError("class_weight applies to a model with one output; with several outputs use "
                             "sample_weight (one weight per image, for every output)")
-        if not isinstance(model, nn.Module):
-            raise UserError("a model with several outputs must be an nn.Module whose forward returns a dict "
-                            f"{{{', '.join(repr(n) + ': logits' for n in names)}}}; "
-                            "the registry builds one-output models")
         classes = {}
         for i, n in enumerate(names):
             lowest, highest = int(labels[:, i].min()), int(labels[:, i].max())
@@ -907,7 +904,7 @@ def fit(model: nn.Module | str | dict, x, y, *, loss="categorical_crossentropy",
         from . import models as models_mod
 
         torch.manual_seed(seed)
-        assert isinstance(training_loss, losses_mod.TrainingLoss)  # several outputs need an nn.Module (above)
+        # several outputs: a registry model gets one head per output, a user's model num_outputs={name: units}
         model = models_mod.get(model, input_shape=tuple(x.shape[1:]), num_outputs=training_loss.out_features)
     model = model.to(dev, memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's overloads omit it
     assert isinstance(model, nn.Module)

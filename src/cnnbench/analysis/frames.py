@@ -22,7 +22,9 @@ from ..store import METRICS, Store
 def runs_frame(store: Store) -> pd.DataFrame:
     """One row per run: key, label, status, seed, one column per varying axis, metrics, timings, and the
     runs' custom metrics (`metrics = [...]`) as `test_<name>` / `val_<name>` columns."""
-    rows, declared = [], set()
+    from ..study import OUTPUT_SCORES
+
+    rows, declared, outputs = [], set(), set()
     for r in store.runs():
         row = {"key": r["key"], "label": r["label"], "status": r["status"], "seed": r["config"]["seed"],
                "current": bool(r["current"]), "final": bool(r["final"]), "tuning": bool(r["tuning"]),
@@ -39,8 +41,11 @@ def runs_frame(store: Store) -> pd.DataFrame:
             row.setdefault(name, math.nan if value is None else value)
         for spec in r["config"].get("metrics", ()):
             declared.add(spec.rpartition(":")[2].split(".")[-1])
+        outputs.update(r["config"].get("targets") or ())
         rows.append(row)
     metrics.declare(sorted(declared))  # so `metrics.get("val_<name>")` knows them (ranking by them)
+    metrics.declare_outputs(sorted(outputs), OUTPUT_SCORES)  # test_<output>_accuracy, ... (several outputs)
+    declared.update(f"{o}_{s}" for o in outputs for s in OUTPUT_SCORES)
     df = pd.DataFrame(rows)
     for name in sorted(declared):  # a column for every declared metric, NaN until a run records it
         for column in (f"test_{name}", f"val_{name}"):

@@ -65,13 +65,42 @@ def resolve(spec) -> dict[str, Any]:
     return _json_safe(REGISTRY.resolve(name, **options))
 
 
-def get(spec, *, input_shape: Sequence[int], num_outputs: int) -> nn.Module:
+class MultiHead(nn.Module):
+    """A registry model with several outputs (Keras' functional model with one Dense head per output on
+    the shared features): the model is built with the heads' units side by side in its last layer, and
+    `forward` returns `{name: logits[:, its units]}`. The slices are exactly separate Dense heads on the
+    same features; only their initial scale differs from separate layers (Glorot's fan-out is the sum)."""
+
+    def __init__(self, base: nn.Module, units: dict[str, int]):
+        super().__init__()
+        self.base = base
+        self.units = dict(units)
+        if hasattr(base, "regularization_loss"):  # the base's weight penalty, as evaluate() looks for it
+            self.regularization_loss = base.regularization_loss
+
+    def forward(self, x):
+        return dict(zip(self.units, self.base(x).split(list(self.units.values()), dim=1)))
+
+
+def _check_heads(num_outputs) -> dict[str, int]:
+    if not num_outputs or not all(isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v >= 1
+                                  for k, v in num_outputs.items()):
+        raise UserError(f"num_outputs per output must be {{name: units >= 1}}, got {num_outputs!r}")
+    return {k: int(v) for k, v in num_outputs.items()}
+
+
+def get(spec, *, input_shape: Sequence[int], num_outputs: int | dict[str, int]) -> nn.Module:
     """Build the model for `input_shape = (C, H, W)` with `num_outputs` raw output units.
+
+    `num_outputs` a dict `{name: units}` builds a model with several outputs whose `forward` returns a
+    dict: a registry model gets one head per output (`MultiHead`); a `"package.module:attr"` factory is
+    called with the dict and must return such a model.
 
     The model remembers how it was built in `model.cnnbench_model` (`{"model": resolve(spec),
     "input_shape": [C, H, W], "num_outputs": n}`), which `cnnbench.saving.save` stores."""
     if isinstance(spec, nn.Module):
         return spec
+    heads = _check_heads(num_outputs) if isinstance(num_outputs, dict) else None
     name, options = _split(spec)
     try:
         shape = tuple(int(v) for v in input_shape)
@@ -81,12 +110,15 @@ def get(spec, *, input_shape: Sequence[int], num_outputs: int) -> nn.Module:
         raise UserError(f"input_shape must be (C, H, W), got {input_shape!r}")
     if _is_reference(name):
         factory = _import_reference(name)
-        model = factory(input_shape=shape, num_outputs=int(num_outputs), **options)
+        model = factory(input_shape=shape, num_outputs=heads or int(num_outputs), **options)  # type: ignore[arg-type]
         if not isinstance(model, nn.Module):
             raise UserError(f"model {name!r} returned {type(model).__name__}, not a torch.nn.Module")
+    elif heads is not None:
+        model = MultiHead(REGISTRY.get(name, input_shape=shape, num_outputs=sum(heads.values()), **options), heads)
     else:
         model = REGISTRY.get(name, input_shape=shape, num_outputs=num_outputs, **options)
-    model.cnnbench_model = {"model": resolve(spec), "input_shape": list(shape), "num_outputs": int(num_outputs)}
+    model.cnnbench_model = {"model": resolve(spec), "input_shape": list(shape),
+                            "num_outputs": heads or int(num_outputs)}  # type: ignore[arg-type]
     return model
 
 
