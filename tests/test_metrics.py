@@ -235,6 +235,8 @@ KERAS_AUTO = {  # Keras' mode="auto" for the monitors it knows (EarlyStopping: t
     "sparse_categorical_accuracy": "max", "val_top_k_categorical_accuracy": "max", "auc": "max",
     "val_auc": "max", "precision": "max", "val_recall": "max", "f1_score": "max", "mean_iou": "max",
     "mean_squared_error": "min", "val_mae": "min", "categorical_crossentropy": "min", "kl_divergence": "min",
+    "fbeta_score": "max", "val_r2_score": "max", "cosine_similarity": "max", "pearson_correlation": "max",
+    "val_concordance_correlation": "max", "sensitivity_at_specificity": "max", "specificity_at_sensitivity": "max",
 }
 
 

@@ -94,13 +94,15 @@ def get(name: str) -> Metric:
 # A metric's direction comes from the tables above when it is in them, else from its name: a name that
 # contains a word of LOWER_WORDS is minimised (a loss, an error, NLL, calibration error, a time), else
 # one that contains a word of HIGHER_WORDS is maximised (the metrics Keras 3 marks `_direction = "up"`:
-# accuracies, top-k, AUC, precision, recall, F-scores, IoU). A name in neither list is the one case
+# accuracies, top-k, AUC, precision, recall, F-scores, IoU, R², cosine similarity, correlations,
+# sensitivity/specificity). A name in neither list is the one case
 # that depends on the use: ranking a study (`higher_is_better`) maximises it (a user's score), while a
 # callback's `mode = "auto"` (`monitor_mode`) minimises it, as Keras does. Words are substrings and the
 # minimised ones are looked for first, so a name with both (`top5_error`, or `val_sentiment_accuracy`:
 # "time" is in "sentiment") is minimised; give the mode (`mode = "max"`) for such a name.
 LOWER_WORDS = ("loss", "error", "nll", "ece", "time", "seconds", "epochs")
-HIGHER_WORDS = ("acc", "auc", "precision", "recall", "f1", "iou", "top")
+HIGHER_WORDS = ("acc", "auc", "precision", "recall", "f1", "iou", "top", "score", "similarity", "correlation",
+                "sensitivity", "specificity")
 
 
 def _direction_from_name(name: str) -> bool | None:
