@@ -72,6 +72,14 @@ def test_results_and_report_rank_on_a_per_output_metric(ran):
     assert df["test_digit_accuracy"].iloc[0] > 0.1 and "test_big_loss" in df
     assert result.report is not None and result.report.exists()
     assert "test_digit_accuracy" in result.report.read_text(encoding="utf-8")
+    from cnnbench import metrics
+
+    # named and shown as the single-output metric it is: an accuracy in percent, a loss minimised, as is
+    accuracy, loss = metrics.get("test_digit_accuracy"), metrics.get("val_big_loss")
+    assert (accuracy.label, accuracy.percent, accuracy.higher_is_better) == ("test digit accuracy", True, True)
+    assert (loss.label, loss.percent, loss.higher_is_better) == ("validation big loss", False, False)
+    ranking = (result.report.parent / "ranking.md").read_text(encoding="utf-8")
+    assert "test digit accuracy (%): mean ± std" in ranking
 
 
 def test_a_resume_reruns_nothing_done(ran):

@@ -65,6 +65,11 @@ def declare(names) -> None:
                 CUSTOM[full] = Metric(full, f"{split_label} {name}", higher_is_better(name), False)
 
 
+# an output's score (Keras' names, as fit logs them) -> the single-output metric it is, for its label and units
+_OUTPUT_SCORE_BASE = {"accuracy": "acc", "top5_accuracy": "top5_acc", "macro_f1": "macro_f1", "nll": "nll",
+                      "ece": "ece"}  # an output's loss is its loss (not the "own loss" of a run)
+
+
 def declare_outputs(outputs, scores) -> None:
     """Make `test_<output>_<score>` and `val_<output>_<score>` known (a run with several outputs), each
     with its score's direction (a loss is minimised whatever the output is called)."""
@@ -73,7 +78,9 @@ def declare_outputs(outputs, scores) -> None:
             for split, split_label in (("test", "test"), ("val", "validation")):
                 full = f"{split}_{output}_{score}"
                 if full not in METRICS:
-                    CUSTOM[full] = Metric(full, f"{split_label} {output} {score}", higher_is_better(score), False)
+                    base = _OUTPUT_SCORE_BASE.get(score)
+                    label, pct = (_BASE[base][0], _BASE[base][2]) if base else (score, False)
+                    CUSTOM[full] = Metric(full, f"{split_label} {output} {label}", higher_is_better(score), pct)
 
 
 def get(name: str) -> Metric:
