@@ -33,9 +33,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 MIN_BLOCKS = 3  # fewer paired blocks support no interval and no test
+
+
+def _stats():
+    """scipy.stats, imported on first use (~0.7 s): a comparison with fewer than 3 blocks needs none."""
+    from scipy import stats
+
+    return stats
 
 
 @dataclass
@@ -123,7 +129,7 @@ def compare(frame: pd.DataFrame, config: str = "config", block: str = "block", v
     cd = nemenyi = None
     if fried is not None and n_blocks >= MIN_BLOCKS:
         k = values.shape[1]
-        cd = float(stats.studentized_range.ppf(1 - alpha, k, np.inf) / math.sqrt(2)
+        cd = float(_stats().studentized_range.ppf(1 - alpha, k, np.inf) / math.sqrt(2)
                    * math.sqrt(k * (k + 1) / (6 * n_blocks)))
         nemenyi = _nemenyi(complete * sign)
     pairwise = _pairwise(values, ranking, sign, alpha, rope, pairs, seed)
@@ -147,7 +153,7 @@ def _describe(values: pd.DataFrame, sign: float) -> pd.DataFrame:
         n = len(v)
         mean = float(v.mean()) if n else math.nan
         std = float(v.std(ddof=1)) if n > 1 else math.nan
-        half = stats.t.ppf(0.975, n - 1) * std / math.sqrt(n) if n >= MIN_BLOCKS else math.nan
+        half = _stats().t.ppf(0.975, n - 1) * std / math.sqrt(n) if n >= MIN_BLOCKS else math.nan
         rows.append({"config": name, "n": n, "mean": mean, "std": std, "ci_low": mean - half, "ci_high": mean + half})
     t = pd.DataFrame(rows, columns=["config", "n", "mean", "std", "ci_low", "ci_high"])
     t["_key"] = -sign * t["mean"]
@@ -167,8 +173,8 @@ def _friedman(complete: pd.DataFrame, ranking: pd.DataFrame) -> dict:
     chi2 = max(float(chi2), 0.0)
     denom = n * (k - 1) - chi2
     f = (n - 1) * chi2 / denom if denom > 0 else math.inf
-    return {"statistic": chi2, "pvalue": float(stats.chi2.sf(chi2, k - 1)),
-            "iman_davenport_f": float(f), "iman_davenport_p": float(stats.f.sf(f, k - 1, (k - 1) * (n - 1))),
+    return {"statistic": chi2, "pvalue": float(_stats().chi2.sf(chi2, k - 1)),
+            "iman_davenport_f": float(f), "iman_davenport_p": float(_stats().f.sf(f, k - 1, (k - 1) * (n - 1))),
             "k": k, "n": n}
 
 
@@ -211,14 +217,14 @@ def _pair(x: pd.Series, y: pd.Series, a: str, b: str, sign: float, rope, seed) -
         row["test"] = "none (fewer than 3 paired blocks)"
         return row
     sd = d.std(ddof=1)
-    half = stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n)
+    half = _stats().t.ppf(0.975, n - 1) * sd / math.sqrt(n)
     row["diff_ci_low"], row["diff_ci_high"] = row["mean_diff"] - half, row["mean_diff"] + half
     nonzero = d[d != 0]
     if len(nonzero) == 0:  # identical in every block: no evidence of a difference
         row.update(statistic=0.0, p=1.0, effect_size=0.0, test="wilcoxon (all differences zero)")
     else:
         statistic, p, row["test"] = wilcoxon_zsplit(d)
-        ranks = stats.rankdata(np.abs(nonzero))
+        ranks = _stats().rankdata(np.abs(nonzero))
         r_plus, r_minus = ranks[nonzero > 0].sum(), ranks[nonzero < 0].sum()
         # matched-pairs rank-biserial correlation (Kerby 2014), oriented so > 0 means a is better
         row.update(statistic=statistic, p=p, effect_size=float(sign * (r_plus - r_minus) / (r_plus + r_minus)))
@@ -246,7 +252,7 @@ def wilcoxon_zsplit(d: np.ndarray) -> tuple[float, float, str]:
     p-value is exact: the statistic under every sign flip of the non-zero differences (a zero's half
     ranks do not move), ties included — scipy's exact method assumes no zeros and no ties and falls
     back to the normal approximation otherwise. Beyond that, scipy's normal approximation."""
-    ranks = stats.rankdata(np.abs(d))
+    ranks = _stats().rankdata(np.abs(d))
     nz = d != 0
     r_plus = ranks[d > 0].sum() + ranks[~nz].sum() / 2
     total = ranks.sum()
@@ -255,7 +261,7 @@ def wilcoxon_zsplit(d: np.ndarray) -> tuple[float, float, str]:
     if m > EXACT_MAX:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            res = stats.wilcoxon(d, zero_method="zsplit", method="asymptotic")
+            res = _stats().wilcoxon(d, zero_method="zsplit", method="asymptotic")
         return float(res.statistic), float(res.pvalue), "wilcoxon (normal approximation)"
     flips = (np.arange(2**m)[:, None] >> np.arange(m)) & 1  # every subset of the non-zero differences
     t_plus = flips @ ranks[nz] + ranks[~nz].sum() / 2
