@@ -453,3 +453,26 @@ def test_a_study_db_that_is_not_a_database(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("cnnbench: error: ") and err.count("\n") == 1 and "cannot use it as the study database" in err
+
+
+@pytest.mark.parametrize("args, started", [
+    ([], True), (["--workers", "2"], True), (["--workers", "1"], False), (["--executor", "ray"], False),
+    (["--device", "cuda"], False), (["--dry-run"], False)])
+def test_run_starts_the_forkserver_early_only_where_a_pool_is_likely(tmp_path, monkeypatch, args, started):
+    """`cnnbench run` starts the local executor's forkserver before planning (its torch import overlaps
+    the main process'), but not for a dry run, one worker, Ray or a GPU."""
+    from cnnbench.api import Study
+    from cnnbench.executors import forkserver
+
+    calls = []
+    monkeypatch.setattr(forkserver, "start", lambda: calls.append("start"))
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+
+    def fake_run(self, *a, **kw):
+        raise KeyboardInterrupt  # stop before anything is trained; the CLI exits 130
+
+    monkeypatch.setattr(Study, "run", fake_run)
+    code = main(["run", str(_write(tmp_path, TINY)), "-o", str(tmp_path / "out"), *args])
+    assert code == (0 if "--dry-run" in args else 130)
+    assert calls == (["start"] if started else [])
+    assert forkserver.PRELOAD[:2] == ["cnnbench.execution", "cnnbench.executors.local"]

@@ -173,7 +173,13 @@ def cmd_run(args) -> int:
     from contextlib import ExitStack
 
     from .api import Study
+    from .executors import forkserver
 
+    if not args.dry_run and forkserver.likely_needed(args.workers, args.executor, args.device):
+        # first, without torch: the server imports torch and the engine while this process imports its own
+        # (reading the study imports torch) and plans, instead of after (the pool finds it running; same
+        # preload, same SIGINT handling)
+        forkserver.start()
     console = _console()
     study = Study.from_toml(args.study)
     options = dict(data_dir=args.data_dir, device=args.device, workers=args.workers, executor=args.executor,

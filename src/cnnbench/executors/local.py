@@ -43,6 +43,7 @@ from multiprocessing.connection import wait as wait_ready
 import torch
 
 from ..execution import ProgressFn, Task, run_task
+from .forkserver import start as start_forkserver
 
 # How long stopped workers get to leave on their own (a SIGTERM interrupts training at once; this only
 # covers a worker inside a long C call, e.g. waiting for the SQLite lock) before they are killed.
@@ -178,26 +179,6 @@ class _Worker:
         self.dead = False
 
 
-def _start_forkserver(ctx) -> None:
-    """Start the forkserver (once per process) with SIGINT ignored. An ignored signal stays ignored
-    across exec, and Python then installs no KeyboardInterrupt handler, so a Ctrl-C while the server
-    imports torch (seconds) cannot print its traceback; the server ignores SIGINT afterwards anyway.
-    (Blocking the signal instead does not work: the spawn resets the child's signal mask.) A Ctrl-C in
-    the few milliseconds of the spawn itself is lost; the next one stops the study."""
-    from multiprocessing import forkserver
-
-    ctx.set_forkserver_preload(["cnnbench.execution", "cnnbench.executors.local", "cnnbench.train",
-                                "cnnbench.models", "cnnbench.data"])
-    if threading.current_thread() is not threading.main_thread():
-        forkserver.ensure_running()
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        forkserver.ensure_running()
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
 def _exit_reason(code: int | None) -> str:
     if code is None:
         return "still running"
@@ -250,7 +231,7 @@ class _Pool:
             w.dead = True
 
     def run(self, tasks: list[Task]) -> None:
-        _start_forkserver(self.ctx)
+        start_forkserver()  # unless `cnnbench run` already has (see executors.forkserver)
         # The lifeline: workers get the read end; the write end stays here (see the module docstring).
         self.lifeline_r, self.lifeline_w = self.ctx.Pipe(duplex=False)
         queue, attempts = deque(tasks), {}
