@@ -77,15 +77,39 @@ def test_atomic_path_renames_what_the_block_wrote(tmp_path):
     assert path.read_text() == "<svg/>" and [p.name for p in tmp_path.iterdir()] == ["fig.svg"]
 
 
-def test_remove_stale_temps_removes_only_those_of_the_file(tmp_path):
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()  # reaped: its PID names no process (until reused, which takes a full PID cycle)
+    return child.pid
+
+
+def test_remove_stale_temps_removes_only_those_of_the_file_whose_writer_is_gone(tmp_path):
     ck = tmp_path / "k.pt"
     ck.write_bytes(b"whole")
-    stale = [tmp_path / ".k.pt.123-abcd1234.tmp", tmp_path / "k.pt.tmp"]  # this version's, and before it
-    others = [tmp_path / ".k2.pt.123-abcd1234.tmp", tmp_path / "k.pt.corrupt-20240101T000000"]
+    dead = _dead_pid()
+    stale = [tmp_path / f".k.pt.{dead}-abcd1234.tmp", tmp_path / "k.pt.tmp"]  # this version's, and before it
+    others = [tmp_path / f".k2.pt.{dead}-abcd1234.tmp", tmp_path / "k.pt.corrupt-20240101T000000",
+              tmp_path / f".k.pt.{os.getppid()}-abcd1234.tmp",  # a writer still running: its file
+              tmp_path / f".k.pt.{os.getpid()}-abcd1234.tmp"]  # this process' own (another thread's)
     for p in stale + others:
         p.write_bytes(b"half")
     files.remove_stale_temps(ck)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in [ck, *others])
+
+
+def test_the_dataset_cache_removes_a_killed_writer_s_temp_file(tmp_path):
+    import numpy as np
+
+    from cnnbench.data import cache
+
+    path = tmp_path / "digits-abc.bin"
+    leftover = tmp_path / f".{path.name}.{_dead_pid()}-0123abcd.tmp"
+    leftover.write_bytes(b"x" * 1000)
+    assert cache.save(path, {"x": np.arange(10, dtype=np.uint8)}, {"name": "digits"})
+    assert not leftover.exists() and cache.load(path) is not None
 
 
 def test_a_checkpoint_write_killed_half_way_is_cleaned_up_on_resume(tiny_images, tmp_path):

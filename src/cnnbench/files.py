@@ -81,15 +81,33 @@ def atomic_path(path: str | os.PathLike, *, fsync: bool = False, fault: bool = F
 
 
 def remove_stale_temps(path: str | os.PathLike) -> None:
-    """Remove the temporary files of `path` that a killed writer left behind (`.NAME.*.tmp`, and
-    `NAME.tmp` from cnnbench versions before this module). Only for a file one process writes at a
-    time (a run's checkpoint, under the study's lock)."""
+    """Remove the temporary files of `path` that a killed writer left behind (`.NAME.PID-RANDOM.tmp`
+    whose PID is no longer a process here, and `NAME.tmp` from cnnbench versions before this module).
+    A temp file of a writer still alive (another worker writing the same cache file, an earlier attempt
+    of a run still finishing) is left to it."""
     import glob
 
     path = Path(path)
     stale = glob.glob(glob.escape(str(path.parent / f".{path.name}.")) + "*.tmp")
-    for name in [*stale, str(path.with_name(path.name + ".tmp"))]:
+    for name in [*(n for n in stale if not _writer_alive(n)), str(path.with_name(path.name + ".tmp"))]:
         _discard(Path(name))
+
+
+def _writer_alive(name: str) -> bool:
+    """Whether the process named in a temp file's name (`.NAME.PID-RANDOM.tmp`) is running on this machine."""
+    pid_part = name.rsplit(".", 2)[-2].split("-", 1)[0]  # ".NAME.PID-RANDOM.tmp" -> "PID"
+    if not pid_part.isdigit():
+        return False
+    pid = int(pid_part)
+    if pid == os.getpid():
+        return True  # this process: another thread's write in progress (a failed one removes its own)
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, not ours to signal
+    return True
 
 
 def _discard(tmp: Path) -> None:

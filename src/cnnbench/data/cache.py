@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..files import atomic_write
+from ..files import atomic_write, remove_stale_temps
 
 MAGIC = b"CNNBDATA"
 VERSION = 1
@@ -81,6 +81,7 @@ def save(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> boo
             written = e["offset"] + e["nbytes"]
 
     try:
+        remove_stale_temps(path)  # of a load killed while writing this cache file (tens of MB each)
         atomic_write(path, write, fsync=True)
         return True
     except OSError as e:
