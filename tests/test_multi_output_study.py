@@ -172,3 +172,24 @@ def test_a_saved_multi_output_model_loads_and_predicts_each_output(tmp_path):
     x = load({"name": "digits"}).x_test[:5]
     out = saving.outputs(model, x)
     assert set(out) == {"digit", "big"} and out["digit"].shape == (5, 10) and out["big"].shape == (5, 1)
+
+
+def test_early_stopping_monitors_what_the_run_logs():
+    """Keras' EarlyStopping monitors any logged value: with outputs, `val_<output>_accuracy` (maximised)
+    or `_loss`; with custom metrics, theirs. A name this run does not log is refused before training,
+    with the names it does log."""
+    es = {"patience": 1, "restore_best_weights": True}
+    study = Study.from_dict({**SPEC, "validation_split": 0.2,
+                             "early_stopping": {**es, "monitor": "val_digit_accuracy"}})
+    assert study.runs[0].config["early_stopping"]["monitor"] == "val_digit_accuracy"
+    with pytest.raises(UserError, match=r"'val_accuracy' is not logged by this run; did you mean "
+                       r"'val_\w+_accuracy'\? use one of val_loss, loss, val_digit_loss"):
+        Study.from_dict({**SPEC, "validation_split": 0.2, "early_stopping": {**es, "monitor": "val_accuracy"}})
+    plain = {"name": "one", "seeds": [0], "epochs": 1, "dataset": "digits", "model": "digits_cnn",
+             "validation_split": 0.2, "metrics": ["macro_f1"]}
+    assert Study.from_dict({**plain, "early_stopping": {"monitor": "val_macro_f1"}}).runs
+    with pytest.raises(UserError, match="'val_digit_accuracy' is not logged by this run"):
+        Study.from_dict({**plain, "early_stopping": {"monitor": "val_digit_accuracy"}})
+    from cnnbench.metrics import monitor_mode
+
+    assert monitor_mode("val_digit_accuracy") == "max" and monitor_mode("val_big_loss") == "min"

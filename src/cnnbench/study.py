@@ -21,6 +21,7 @@ import hashlib
 import itertools
 import json
 import os
+import re
 import tomllib
 from dataclasses import dataclass
 from importlib import resources
@@ -46,10 +47,10 @@ class EarlyStoppingSpec(BaseModel):
         from .train import MONITOR_ALIASES, MONITORS
 
         v = MONITOR_ALIASES.get(v, v)
-        if v not in MONITORS:
+        if v not in MONITORS and not re.fullmatch(r"[A-Za-z0-9_]+", v):
             hint = did_you_mean(v, MONITORS)
             raise ValueError(f"unknown metric {v!r}; {hint}use one of {', '.join(MONITORS)}")
-        return v
+        return v  # another name (an output's or a custom metric's) is checked against the run's logs
 
     min_delta: float = Field(0.0, ge=0)
     patience: int = Field(0, ge=0)
@@ -375,6 +376,8 @@ def parse(data: dict[str, Any], source: str = "<study>") -> StudySpec:
                                   tuning is not None, fail)
         _check_outputs(config, fail)
         es = config["early_stopping"]
+        if es:
+            _check_monitor(es["monitor"], config, fail)
         if es and es["monitor"].startswith("val_") and config["validation_split"] <= 0:
             fail("early_stopping.monitor", f"monitors {es['monitor']!r} but validation_split is 0; "
                  "set validation_split > 0 or monitor 'loss'")
@@ -470,6 +473,21 @@ def _check_outputs(config: dict[str, Any], fail) -> None:
     if config.get("metrics"):
         fail("metrics", "metrics = [...] is not supported with targets yet; each output already records its "
              "accuracy, loss, top5_accuracy, nll, ece and macro_f1 (rank on e.g. test_<output>_accuracy)")
+
+
+def _check_monitor(monitor: str, config: dict[str, Any], fail) -> None:
+    """early_stopping's monitor is a value this run logs every epoch (as Keras names it): loss and
+    accuracy, each output's `<output>_loss` / `<output>_accuracy`, each custom metric; `val_` each."""
+    from . import metrics
+    from .train import MONITORS
+
+    logged = [m for m in MONITORS if not config.get("targets") or "accuracy" not in m]  # with outputs: per output
+    names = [f"{o}_{score}" for o in config.get("targets") or () for score in ("loss", "accuracy")]
+    names += [metrics.resolve_metric(m)[0] for m in config.get("metrics") or ()]
+    logged += [f"{prefix}{n}" for prefix in ("val_", "") for n in names]
+    if monitor not in logged:
+        fail("early_stopping.monitor", f"{monitor!r} is not logged by this run; {did_you_mean(monitor, logged)}"
+             f"use one of {', '.join(logged)}")
 
 
 def _check_custom_metric(meta: StudyMeta, runs: list[Run], fail) -> None:
