@@ -167,20 +167,19 @@ def test_malloc_is_left_alone_where_the_user_tunes_it(monkeypatch, env):
 
 def test_evaluate_and_validation_equal_the_eager_path(monkeypatch, tiny_images):
     x, y = tiny_images
-    torch.manual_seed(0)
-    model = models.get("keras_mnist_cnn", input_shape=(1, 8, 8), num_outputs=4)
-    history = cnnbench.fit(model, x[:400], y[:400], epochs=2, batch_size=64, verbose=0,
-                           validation_data=(x[400:], y[400:]))
-    fast = cnnbench.evaluate(model, x[400:], y[400:], batch_size=50)
-    fast_bf16 = cnnbench.evaluate(model, x[400:], y[400:], batch_size=50, precision="bf16")
+
+    def fit_and_evaluate():
+        torch.manual_seed(0)
+        model = models.get("keras_mnist_cnn", input_shape=(1, 8, 8), num_outputs=4)
+        history = cnnbench.fit(model, x[:400], y[:400], epochs=2, batch_size=64, verbose=0,
+                               validation_data=(x[400:], y[400:]))
+        return (history, cnnbench.evaluate(model, x[400:], y[400:], batch_size=50),
+                cnnbench.evaluate(model, x[400:], y[400:], batch_size=50, precision="bf16"))
+
+    history, fast, fast_bf16 = fit_and_evaluate()
     with monkeypatch.context() as m:
         _eager(m)
-        torch.manual_seed(0)
-        model2 = models.get("keras_mnist_cnn", input_shape=(1, 8, 8), num_outputs=4)
-        history2 = cnnbench.fit(model2, x[:400], y[:400], epochs=2, batch_size=64, verbose=0,
-                                validation_data=(x[400:], y[400:]))
-        eager = cnnbench.evaluate(model2, x[400:], y[400:], batch_size=50)
-        eager_bf16 = cnnbench.evaluate(model2, x[400:], y[400:], batch_size=50, precision="bf16")
+        history2, eager, eager_bf16 = fit_and_evaluate()
     for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
         assert history.history[key] == history2.history[key]
     assert fast == eager and fast_bf16 == eager_bf16
