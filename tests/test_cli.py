@@ -346,6 +346,22 @@ def test_exit_status_is_1_when_a_run_fails(tmp_path, capsys, monkeypatch):
     assert "1 run(s) failed" in capsys.readouterr().err
 
 
+def test_a_study_whose_every_run_failed_still_gets_its_report(tmp_path, capsys, monkeypatch):
+    import cnnbench.execution as ex
+
+    def broken_prepare(*a, **k):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(ex, "prepare", broken_prepare)
+    spec = _write(tmp_path, 'name = "f"\nepochs = 1\nseeds = [0]\n')
+    out = tmp_path / "o"
+    assert main(["run", str(spec), "-o", str(out), "--workers", "1", "-q"]) == 1  # no history: no curves
+    err = capsys.readouterr().err
+    assert "1 run(s) failed" in err and "Traceback" not in err
+    html = (out / "report" / "report.html").read_text()
+    assert "No results to compare yet" in html and "disk on fire" in (out / "report" / "runs.csv").read_text()
+
+
 def test_sample_weight_file_in_a_study(tmp_path, capsys):
     import numpy as np
 

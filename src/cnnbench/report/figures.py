@@ -132,6 +132,8 @@ def learning_curves(history: pd.DataFrame, configs: list[str], config_of: dict[s
     """Loss and accuracy, training and validation, for the ranked `configs` (best first).
     `config_of`: run key -> configuration; `axes`: configuration -> axis values. One group of at most
     MAX_PER_AXES configurations is drawn as a 2 × 2 grid; several groups as one row of panels each."""
+    if history.empty or "run_key" not in history:  # every run failed: no epoch was logged
+        return None
     hist = history[history["run_key"].isin(config_of)].assign(config=lambda h: h["run_key"].map(config_of))
     if hist.empty:
         return None
