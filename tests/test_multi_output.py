@@ -176,7 +176,9 @@ def test_a_saved_multi_output_loss_naming_code_is_refused_untrusted(tmp_path):
     (dict(loss_weights={"big": "x"}), r"loss_weights\['big'\] must be a number"),
     (dict(class_weight="balanced"), "class_weight applies to a model with one output"),
     (dict(validation_data=(np.zeros((4, 8, 8)), [0, 1, 2, 3])), "validation_data's y must be a dict"),
-    (dict(metrics=["macro_f1"]), "takes metrics per output, as Keras"),
+    (dict(metrics=[["macro_f1"], ["ece"]]), "a list of names applies to every output"),
+    (dict(metrics={"digits": ["ece"]}), "metrics names output 'digits'.*did you mean 'digit'"),
+    (dict(metrics={"big": [1]}), "metrics of output 'big' must be a metric name or a list"),
 ])
 def test_bad_multi_output_input_is_one_line(data, kwargs, match):
     x, y = data

@@ -414,7 +414,8 @@ def _run_task(task: Task, progress: ProgressFn | None, store, device: torch.devi
             # Evaluated as trained: under the run's precision (Keras' mixed-precision policy applies too).
             precision = cfg.get("precision", "fp32")
             splits = [("test", x_test, y_test)] + ([("val", *val)] if val is not None else [])
-            names = [m[0] for m in _metric_names(cfg.get("metrics"))]
+            # several outputs: every score of evaluate (each output's metrics too) is kept below
+            names = [] if cfg.get("targets") else [m[0] for m in _metric_names(cfg.get("metrics"))]
             for split, xs, ys in splits:
                 scores = evaluate(history.model, xs, ys, num_classes=num_classes, precision=precision,
                                   metrics=cfg.get("metrics"))

@@ -276,6 +276,9 @@ BUILTIN_FUNCTIONS = {
 }
 # Names a custom metric may not take: the engine's own log keys
 RESERVED = ("loss", "accuracy", "learning_rate", "seconds")
+# Keras' names of the accuracy every run records anyway (`accuracy`, per output `<output>_accuracy`):
+# accepted in metrics = [...] as Keras users write them, and left out (the same run either way)
+ALWAYS_RECORDED = ("accuracy", "acc")
 _NAME = __import__("re").compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -313,6 +316,8 @@ def resolve_metrics(specs) -> list[tuple[str, object]]:
         raise UserError(f"metrics must be a list of names, got {specs!r}; e.g. metrics=['macro_f1']")
     out, seen = [], {}
     for spec in specs:
+        if spec in ALWAYS_RECORDED:
+            continue
         name, fn = resolve_metric(spec)
         if name in RESERVED:
             raise UserError(f"metric {spec!r} is named {name!r}, which the engine logs itself; rename the function")
@@ -332,3 +337,65 @@ def compute(fn, y_true, probabilities) -> float | None:
     if hasattr(value, "item"):
         value = value.item()
     return float(value)
+
+
+# --- metrics of a model with several outputs (Keras' metrics={output: [...]}) -------------------------
+
+def per_output(specs, outputs) -> dict[str, list[str]]:
+    """`{output: [spec, ...]}` for a model with the outputs `outputs`, Keras' forms of `metrics`:
+
+    - a dict `{output: spec or [specs]}`: those metrics for those outputs (Keras 2 and 3); an output
+      it does not name gets none;
+    - a list of specs: every output gets them all (tf.keras 2's rule; Keras 3 instead reads a list
+      with one entry per output positionally, which cnnbench does not: name the outputs in a dict).
+
+    Logged as `<output>_<name>` and `val_<output>_<name>`. `accuracy` / `acc` are always recorded
+    (`<output>_accuracy`) and left out; outputs left with no metric are left out, in `outputs`' order."""
+    from .errors import UserError, did_you_mean
+
+    outputs = list(outputs)
+    if isinstance(specs, dict):
+        given = {}
+        for output, value in specs.items():
+            if output not in outputs:
+                raise UserError(f"metrics names output {output!r}, which the model does not have; "
+                                f"{did_you_mean(str(output), outputs)}outputs: {', '.join(outputs)}")
+            value = [value] if isinstance(value, str) else value
+            if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+                raise UserError(f"metrics of output {output!r} must be a metric name or a list of names, got "
+                                f"{value!r}; e.g. {{ {output} = [\"macro_f1\"] }}")
+            given[output] = list(value)
+    elif isinstance(specs, (list, tuple)):
+        if not all(isinstance(v, str) for v in specs):
+            example = ", ".join(f'{o} = ["..."]' for o in outputs)
+            raise UserError(f"metrics {list(specs)!r}: a list of names applies to every output; for metrics per "
+                            f"output name the outputs in a table, metrics = {{ {example} }} (a list per output "
+                            "by position, Keras 3's form, is not taken)")
+        given = {o: list(specs) for o in outputs}
+    else:
+        raise UserError(f"metrics must be a list of names or a dict {{output: [names]}}, got {specs!r}")
+    kept = {o: [v for v in given.get(o, ()) if v not in ALWAYS_RECORDED] for o in outputs}
+    return {o: v for o, v in kept.items() if v}
+
+
+def spec_name(spec: str) -> str:
+    """The name a metric spec is logged under (`macro_f1`, `pkg.mod:fn` -> `fn`), without importing it."""
+    return spec.rpartition(":")[2].split(".")[-1]
+
+
+def log_names(config_metrics) -> list[str]:
+    """The names a run's `metrics` (its config's: a list, or per output a dict) log per epoch, without
+    `val_`: `macro_f1`, or per output `digit_macro_f1`."""
+    if isinstance(config_metrics, dict):
+        return [f"{o}_{spec_name(s)}" for o, specs in config_metrics.items() for s in specs]
+    return [spec_name(s) for s in config_metrics or () if s not in ALWAYS_RECORDED]
+
+
+def declare_config(config_metrics) -> None:
+    """`declare` the metrics of a run's config: `test_<name>` / `val_<name>`, and per output
+    `test_<output>_<name>` labelled as the output's (`declare_outputs`)."""
+    if isinstance(config_metrics, dict):
+        for output, specs in config_metrics.items():
+            declare_outputs([output], [spec_name(s) for s in specs])
+    else:
+        declare(log_names(config_metrics))

@@ -74,11 +74,14 @@ def model_config(model: nn.Module, config: dict | None = None) -> dict[str, Any]
     if module:
         full.setdefault("model_module", module)
     trained = getattr(model, "cnnbench_loss", None)  # set by train.fit
-    if trained is not None and "loss" not in full:
-        from . import losses
-        from .train import MultiOutputLoss
+    from .train import MultiOutputLoss
 
-        if isinstance(trained, MultiOutputLoss):  # several outputs: a loss per output, the weights given
+    if isinstance(trained, MultiOutputLoss) or (trained is not None and "loss" not in full):
+        from . import losses
+
+        if isinstance(trained, MultiOutputLoss):
+            # several outputs: their names in the trained order, a loss per output, the weights given (also
+            # when the caller's config names the loss, as a study's does: load needs the outputs' order)
             full["outputs"] = list(trained.names)
             full["loss"] = {n: losses.resolve(trained.losses[n].user_loss) for n in trained.names}
             full.setdefault("loss_weights", dict(trained.given_weights))
@@ -86,7 +89,22 @@ def model_config(model: nn.Module, config: dict | None = None) -> dict[str, Any]
         else:
             full["loss"] = losses.resolve(trained.user_loss)
             full.setdefault("num_classes", trained.num_classes)
+    given = _builtin_metrics(getattr(model, "cnnbench_metrics", None))  # fit's metrics, as Keras keeps them
+    if given and "metrics" not in full:
+        full["metrics"] = given
     return _jsonable(full)
+
+
+def _builtin_metrics(given):
+    """fit's `metrics` less those naming code ("package.module:function"): a model file names no code
+    but its model's and loss's, so a loaded model evaluates its built-in metrics again without trust."""
+    if isinstance(given, dict):
+        kept = {o: [v for v in ([specs] if isinstance(specs, str) else specs) if ":" not in v]
+                for o, specs in given.items()}
+        return {o: v for o, v in kept.items() if v} or None
+    if isinstance(given, (list, tuple)):
+        return [v for v in given if isinstance(v, str) and ":" not in v] or None
+    return None
 
 
 def _factory_module(spec) -> str | None:
@@ -199,7 +217,12 @@ def load(path, map_location="cpu", *, trust_code: bool = False) -> nn.Module:
             except ImportError as e:
                 raise UserError(f"model {name!r} was registered by module {config['model_module']!r}, which cannot "
                                 f"be imported ({e}); install it or put it on PYTHONPATH") from None
-        model = models.get(_build_spec(spec), input_shape=config["input_shape"], num_outputs=config["num_outputs"])
+        num_outputs = config["num_outputs"]
+        if isinstance(num_outputs, dict) and set(config.get("outputs") or ()) == set(num_outputs):
+            # in the trained order: the JSON config sorts its keys, and a MultiHead's last layer holds the
+            # outputs' units side by side in the order it was built with (same shapes in either order)
+            num_outputs = {n: num_outputs[n] for n in config["outputs"]}
+        model = models.get(_build_spec(spec), input_shape=config["input_shape"], num_outputs=num_outputs)
     try:
         model.load_state_dict(state)
     except RuntimeError as e:

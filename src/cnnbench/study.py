@@ -79,7 +79,8 @@ class RunSpec(BaseModel):
     micro_batch_size: int | None = Field(None, ge=1, strict=True)
     precision: Literal["fp32", "bf16"] = "fp32"
     # Keys added later: in a run's config (and key) only when given, so older runs keep their keys.
-    metrics: list[str] | None = None  # Keras' metrics=[...]: built-in names or "package.module:function"
+    # Keras' metrics=[...]: built-in names or "package.module:function"; with targets also a table per output
+    metrics: list[Any] | dict[str, Any] | None = None
     callbacks: list[dict[str, Any]] | None = None  # [{ name = "package.module:Class", option = ... }]
     # Several outputs (Keras' compile(loss={...}, loss_weights={...})): one labelled target per output,
     # derived from the dataset's class label, e.g. { digit = "label", big = { from = "label", map = [...] } }
@@ -375,6 +376,7 @@ def parse(data: dict[str, Any], source: str = "<study>") -> StudySpec:
         _check_optimizer_complete(config["optimizer"], written.get("optimizer", (None, "(default optimizer)"))[1],
                                   tuning is not None, fail)
         _check_outputs(config, fail)
+        config = _metrics_per_output(config, fail)
         es = config["early_stopping"]
         if es:
             _check_monitor(es["monitor"], config, fail)
@@ -470,9 +472,28 @@ def _check_outputs(config: dict[str, Any], fail) -> None:
                  f"outputs: {', '.join(names)}")
     if config.get("class_weight") is not None:
         fail("class_weight", "applies to one output; with targets use sample_weight (one weight per image)")
-    if config.get("metrics"):
-        fail("metrics", "metrics = [...] is not supported with targets yet; each output already records its "
-             "accuracy, loss, top5_accuracy, nll, ece and macro_f1 (rank on e.g. test_<output>_accuracy)")
+
+
+def _metrics_per_output(config: dict[str, Any], fail) -> dict[str, Any]:
+    """A run's `metrics` in canonical form: with targets `{output: [specs]}` (a list given applies to every
+    output, Keras' `metrics.per_output`; outputs with none left out), so a list and the table it means are
+    one run; without targets the list as given, and a table refused."""
+    from . import metrics
+
+    given, targets = config.get("metrics"), config.get("targets")
+    if given is None:
+        return config
+    if targets is None:
+        if isinstance(given, dict):
+            fail("metrics", f"names the outputs {sorted(given)}, but the run has no targets; give a list "
+                 "(metrics = [\"macro_f1\"]) or add targets = { ... }")
+        return config
+    try:
+        per = metrics.per_output(given, list(targets))
+    except UserError as e:
+        fail("metrics", str(e))
+    rest = {k: v for k, v in config.items() if k != "metrics"}
+    return {**rest, "metrics": per} if per else rest
 
 
 def _check_monitor(monitor: str, config: dict[str, Any], fail) -> None:
@@ -483,7 +504,7 @@ def _check_monitor(monitor: str, config: dict[str, Any], fail) -> None:
 
     logged = [m for m in MONITORS if not config.get("targets") or "accuracy" not in m]  # with outputs: per output
     names = [f"{o}_{score}" for o in config.get("targets") or () for score in ("loss", "accuracy")]
-    names += [metrics.resolve_metric(m)[0] for m in config.get("metrics") or ()]
+    names += metrics.log_names(config.get("metrics"))
     logged += [f"{prefix}{n}" for prefix in ("val_", "") for n in names]
     if monitor not in logged:
         fail("early_stopping.monitor", f"{monitor!r} is not logged by this run; {did_you_mean(monitor, logged)}"
@@ -494,10 +515,11 @@ def _check_custom_metric(meta: StudyMeta, runs: list[Run], fail) -> None:
     """`[analysis] metric = "val_NAME"` for a custom metric: NAME must be in some run's metrics = [...]."""
     from . import metrics
 
-    declared = sorted({metrics.resolve_metric(m)[0] for r in runs for m in r.config.get("metrics", ())})
-    metrics.declare(declared)
+    declared = sorted({n for r in runs for n in metrics.log_names(r.config.get("metrics"))})
     outputs = list(dict.fromkeys(o for r in runs for o in r.config.get("targets") or ()))  # as written
     metrics.declare_outputs(outputs, OUTPUT_SCORES)
+    for r in runs:  # after the outputs' own scores: a metric of an output is labelled as the output's
+        metrics.declare_config(r.config.get("metrics"))
     declared += [f"{o}_{s}" for o in outputs for s in OUTPUT_SCORES]
     name = meta.analysis.metric
     if outputs and name in metrics.METRICS and "loss" not in name:
@@ -661,8 +683,19 @@ class _Resolver:
         if key == "metrics":
             from . import metrics
 
+            if isinstance(value, dict):  # per output; checked against targets by _metrics_per_output
+                per = {out: [v] if isinstance(v, str) else v for out, v in value.items()}
+                for out, specs in per.items():
+                    if not isinstance(specs, list) or not all(isinstance(v, str) for v in specs):
+                        raise UserError(f"metrics of output {out!r} must be a metric name or a list of names, "
+                                        f"got {specs!r}; e.g. {{ {out} = [\"macro_f1\"] }}")
+                    metrics.resolve_metrics(specs)
+                return {out: [v for v in specs if v not in metrics.ALWAYS_RECORDED] for out, specs in per.items()}
+            if isinstance(value, list) and not all(isinstance(v, str) for v in value):
+                raise UserError(f"metrics {value!r}: give a list of names (for every output), or with targets a "
+                                "table per output, metrics = { out = [\"macro_f1\"] }")
             metrics.resolve_metrics(value)  # every name known, every reference importable and callable
-            return list(value)
+            return [v for v in value if v not in metrics.ALWAYS_RECORDED]  # accuracy is always recorded
         if key == "callbacks":
             return [resolve_callback(spec) for spec in value]
         return value
@@ -676,6 +709,8 @@ class _Resolver:
             if key in OPTIONAL_KEYS and not value:
                 continue
             cfg[key] = self.resolve(key, value, path)
+            if key in OPTIONAL_KEYS and not cfg[key]:  # e.g. metrics = ["accuracy"]: recorded anyway
+                del cfg[key]
         return cfg
 
 

@@ -400,14 +400,8 @@ def _metric_plan(metrics, training_loss) -> list[tuple[str, str | None, Any]]:
         if isinstance(metrics, dict):
             raise UserError("metrics as a dict {output: [...]} is for a model with several outputs; give a list")
         return [(name, None, fn) for name, fn in metrics_mod.resolve_metrics(metrics)]
-    if not isinstance(metrics, dict):
-        raise UserError(f"a model with several outputs takes metrics per output, as Keras: metrics={{"
-                        f"{', '.join(repr(n) + ': [...]' for n in training_loss.names)}}}")
-    plan = []
-    for output, specs in metrics.items():
-        if output not in training_loss.names:
-            raise UserError(f"metrics names output {output!r}, which the model does not have; outputs: "
-                            f"{', '.join(training_loss.names)}")
+    plan: list[tuple[str, str | None, Any]] = []  # Keras': a dict per output, a list for every output
+    for output, specs in metrics_mod.per_output(metrics, training_loss.names).items():
         plan += [(f"{output}_{name}", output, fn) for name, fn in metrics_mod.resolve_metrics(specs)]
     return plan
 
@@ -990,8 +984,12 @@ def evaluate(model: nn.Module, x, y, *, loss=None, batch_size: int = 1024, num_c
                                                  num_classes or int(y.max().item()) + 1)
         else:
             training_loss = losses_mod.adapt(losses_mod.get(loss), num_classes or int(y.max().item()) + 1)
-    if metrics is None:
+    if metrics is None:  # those fit was given, or a loaded model's built-in ones (never code from a file)
         metrics = getattr(model, "cnnbench_metrics", None)
+        if metrics is None and saved.get("metrics"):
+            from .saving import _builtin_metrics
+
+            metrics = _builtin_metrics(saved["metrics"])
     plan = _metric_plan(metrics, training_loss)
     dev = next(model.parameters()).device if device is None else resolve_device(device)
     return _evaluate(model.to(dev), training_loss, x.to(dev), y.to(dev), batch_size,

@@ -24,7 +24,7 @@ def runs_frame(store: Store) -> pd.DataFrame:
     runs' custom metrics (`metrics = [...]`) as `test_<name>` / `val_<name>` columns."""
     from ..study import OUTPUT_SCORES
 
-    rows, declared, outputs = [], set(), set()
+    rows, declared, outputs, given = [], set(), set(), []
     for r in store.runs():
         row = {"key": r["key"], "label": r["label"], "status": r["status"], "seed": r["config"]["seed"],
                "current": bool(r["current"]), "final": bool(r["final"]), "tuning": bool(r["tuning"]),
@@ -39,12 +39,13 @@ def runs_frame(store: Store) -> pd.DataFrame:
         custom = r.get("custom_metrics") or {}
         for name, value in custom.items():
             row.setdefault(name, math.nan if value is None else value)
-        for spec in r["config"].get("metrics", ()):
-            declared.add(spec.rpartition(":")[2].split(".")[-1])
+        declared.update(metrics.log_names(r["config"].get("metrics")))  # per output: <output>_<name>
+        given.append(r["config"].get("metrics"))
         outputs.update(r["config"].get("targets") or ())
         rows.append(row)
-    metrics.declare(sorted(declared))  # so `metrics.get("val_<name>")` knows them (ranking by them)
     metrics.declare_outputs(sorted(outputs), OUTPUT_SCORES)  # test_<output>_accuracy, ... (several outputs)
+    for config_metrics in given:  # so `metrics.get("val_<name>")` knows them (ranking by them)
+        metrics.declare_config(config_metrics)
     declared.update(f"{o}_{s}" for o in outputs for s in OUTPUT_SCORES)
     df = pd.DataFrame(rows)
     for name in sorted(declared):  # a column for every declared metric, NaN until a run records it
