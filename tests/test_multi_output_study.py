@@ -124,7 +124,7 @@ def test_target_written_either_way_is_the_same_run():
     ({"loss": {"digit": "sparse_categorical_crossentropy", "small": "binary_crossentropy"}}, "targets has"),
     ({"loss_weights": {"digit": 1.0, "bog": 0.5}}, "'bog'"),
     ({"targets": None}, "no targets"),
-    ({"targets": {"digit": "labels"}}, "targets: output 'digit'"),
+    ({"targets": {"digit": "la bel"}}, "targets: output 'digit'"),
     ({"targets": {"digit": "label", "big": {"from": "label", "map": [0, 1, -1]}}}, "map"),
     ({"analysis": {"metric": "test_acc"}}, "test_digit_accuracy"),
     ({"class_weight": "balanced"}, "sample_weight"),

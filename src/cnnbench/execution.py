@@ -262,10 +262,14 @@ def prepare(config: dict[str, Any], data_dir: str | None):
     x, y = ds.x_train, ds.y_train
     sw = load_sample_weight(config.get("sample_weight"), len(y))
     val = None
+    # the dataset's other label columns (targets from them): {name: [train, validation]}, split with the images
+    columns = {n: [c[0], None] for n, c in ds.label_columns.items()} if config.get("targets") else {}
     if config["validation_split"] > 0:
         split = dict(fraction=config["validation_split"], mode=config["validation_mode"], seed=config["seed"])
         if sw is not None:  # the same partition: it depends only on the labels, the mode and the seed
             sw = data.split_validation(sw, y, **split)[0]
+        for column in columns.values():
+            column[0], _, column[1], _ = data.split_validation(column[0], y, **split)
         x, y, xv, yv = data.split_validation(x, y, **split)
         val = (xv, yv)
     if config["label_noise"] > 0:
@@ -274,10 +278,13 @@ def prepare(config: dict[str, Any], data_dir: str | None):
     if config.get("targets"):  # several outputs: each output's labels from the (noisy) class labels
         from .study import target_labels
 
-        y, num_classes = target_labels(config["targets"], y, ds.num_classes)
-        y_test = target_labels(config["targets"], y_test, ds.num_classes)[0]
+        def part(i):
+            return {n: (c[i] if i < 2 else ds.label_columns[n][1], ds.label_columns[n][2]) for n, c in columns.items()}
+
+        y, num_classes = target_labels(config["targets"], y, ds.num_classes, part(0))
+        y_test = target_labels(config["targets"], y_test, ds.num_classes, part(2))[0]
         if val is not None:
-            val = (val[0], target_labels(config["targets"], val[1], ds.num_classes)[0])
+            val = (val[0], target_labels(config["targets"], val[1], ds.num_classes, part(1))[0])
     return x, y, val, ds.x_test, y_test, num_classes, sw
 
 

@@ -113,7 +113,9 @@ def plan(study: StudySpec, output=None, data_dir: str | None = None, download: b
             from .train import _multi_losses
 
             try:
-                classes = target_labels(cfg["targets"], ds.y_train[:1], ds.num_classes)[1]
+                columns = {n: (c[0][:1], c[2]) for n, c in ds.label_columns.items()}  # CIFAR-100's coarse_label, ...
+                classes = target_labels(cfg["targets"], ds.y_train[:1], ds.num_classes, columns,
+                                        f"dataset {cfg['dataset']['name']!r}")[1]
                 multi = _multi_losses(cfg["loss"], cfg.get("loss_weights"), list(classes), classes)
                 parts = list(multi.losses.values())
             except UserError as e:

@@ -25,7 +25,7 @@ import torch
 
 from ..errors import UserError, did_you_mean
 from ..registry import Registry, split_spec
-from . import cache, formats
+from . import cache, columns, formats
 from .splits import LIMIT_MODES, limit, stratified_indices
 
 REGISTRY = Registry("dataset")
@@ -47,6 +47,8 @@ class Dataset:
     class_names: list[str]
     spec: dict[str, Any] = field(default_factory=dict)  # the resolved spec it was loaded from
     source: str = ""  # where it came from (files, or the cache file)
+    # label columns beside the class label (`columns.py`): name -> (train labels, test labels, classes)
+    label_columns: dict[str, tuple[torch.Tensor, torch.Tensor, int]] = field(default_factory=dict)
 
     def __post_init__(self):
         for part in ("train", "test"):
@@ -99,6 +101,7 @@ class Source:
     missing: Callable[[Path], str]  # "put ... in ..." (one line)
     download: Callable[[Path], None] | None = None
     cacheable: bool = True
+    columns: tuple[str, ...] = ()  # label columns decode returns (`label_columns`); a cache without them is stale
 
 
 Decoded = dict[str, Any]
@@ -322,7 +325,9 @@ def emnist(split: str = "balanced") -> Source:
 
 # --- CIFAR ----------------------------------------------------------------------------------------
 def _cifar_source(name: str, tv_name: str, folder: str, train_files: list[str], test_files: list[str],
-                  meta_file: str, label_key: str, names_key: str, options: dict) -> Source:
+                  meta_file: str, label_key: str, names_key: str, options: dict,
+                  other: tuple[str, str, str] | None = None) -> Source:
+    """`other`: (column, label key, names key) of a second label set in the same files (CIFAR-100's)."""
     def locate(data_dir):
         paths = [data_dir / folder / f for f in (*train_files, *test_files, meta_file)]
         return paths if all(p.is_file() for p in paths) else None
@@ -349,7 +354,16 @@ def _cifar_source(name: str, tv_name: str, folder: str, train_files: list[str], 
         class_names = formats.cifar_meta(data_dir / folder / meta_file, names_key)
         for part, (x, y) in parts.items():
             formats.check_labels(y, len(x), len(class_names), f"{name} {part} labels in {data_dir / folder}")
-        return _arrays(*parts["train"], *parts["test"], class_names)
+        decoded = _arrays(*parts["train"], *parts["test"], class_names)
+        if other is not None:  # the other label set, as a label column (read again: decoded once, then cached)
+            column, key, names = other
+            k = len(formats.cifar_meta(data_dir / folder / meta_file, names))
+            ys = [np.concatenate([formats.cifar_batch(data_dir / folder / f, key)[1] for f in fnames])
+                  for fnames in (train_files, test_files)]
+            for part, y in zip(("train", "test"), ys):
+                formats.check_labels(y, len(y), k, f"{name} {part} {key} in {data_dir / folder}")
+            decoded["label_columns"] = {column: (ys[0], ys[1], k)}
+        return decoded
 
     def missing(data_dir):
         absent = [f for f in (*train_files, *test_files, meta_file) if not (data_dir / folder / f).is_file()]
@@ -361,7 +375,7 @@ def _cifar_source(name: str, tv_name: str, folder: str, train_files: list[str], 
         data_dir.mkdir(parents=True, exist_ok=True)
         _tv(tv_name)(str(data_dir), train=True, download=True)
 
-    return Source(name, options, locate, decode, missing, download)
+    return Source(name, options, locate, decode, missing, download, columns=(other[0],) if other else ())
 
 
 @REGISTRY.register(
@@ -385,9 +399,11 @@ def cifar10() -> Source:
 )
 def cifar100(label_mode: str = "fine") -> Source:
     label_mode = _choice(label_mode, ["fine", "coarse"], "cifar100 label_mode")
+    other = "coarse" if label_mode == "fine" else "fine"  # the other label set: a label column for targets
     return _cifar_source(
         "cifar100", "CIFAR100", "cifar-100-python", ["train"], ["test"], "meta",
         f"{label_mode}_labels", f"{label_mode}_label_names", {"label_mode": label_mode},
+        other=(f"{other}_label", f"{other}_labels", f"{other}_label_names"),
     )
 
 
@@ -495,7 +511,9 @@ def npz(path: str = "", num_classes: int | None = None) -> Source:
             names = [str(i) for i in range(k)]
         for part, x, y in (("train", x_train, ys[0]), ("test", x_test, ys[1])):
             formats.check_labels(y, len(x), len(names), f"{where} y_{part}")
-        return _arrays(x_train, ys[0], x_test, ys[1], names)
+        decoded = _arrays(x_train, ys[0], x_test, ys[1], names)
+        decoded["label_columns"] = columns.npz_columns(d, len(x_train), len(x_test), where)  # y_train_NAME, ...
+        return decoded
 
     def missing(data_dir):
         return f"no file {path!r} (looked in the working directory and {data_dir}); check the path"
@@ -625,25 +643,33 @@ def load(spec, data_dir: str | os.PathLike | None = None) -> Dataset:
         key = cache.cache_key(source.name, source.options, files)
         cpath = cache.cache_path(data_dir, source.name, key)
         hit = cache.load(cpath)
-        if hit is not None and _labels_in_range(hit[0], len(hit[1]["class_names"])):
+        cached_columns = None if hit is None else columns.from_cache(*hit)
+        if (hit is not None and _labels_in_range(hit[0], len(hit[1]["class_names"])) and cached_columns is not None
+                and set(source.columns) <= set(cached_columns)):
             tensors, meta = hit
-            arrays = {**tensors, "class_names": meta["class_names"]}
+            arrays = {**tensors, "class_names": meta["class_names"], "label_columns": cached_columns}
             origin = f"cache {cpath}"
     if arrays is None:
         decoded = source.decode(data_dir, files)
         _check_usable(resolved["name"], decoded["x_train"], decoded["x_test"], decoded["class_names"])
         if write_cache:
-            cache.save(cpath, {k: decoded[k] for k in ("x_train", "y_train", "x_test", "y_test")},
-                       {"class_names": decoded["class_names"], "name": source.name, "options": source.options})
+            extra, kinds = columns.to_cache(decoded.get("label_columns") or {})
+            cache.save(cpath, {**{k: decoded[k] for k in ("x_train", "y_train", "x_test", "y_test")}, **extra},
+                       {"class_names": decoded["class_names"], "name": source.name, "options": source.options,
+                        **({"label_columns": kinds} if kinds else {})})
         arrays = {k: (torch.from_numpy(v) if isinstance(v, np.ndarray) else v) for k, v in decoded.items()}
 
     _check_usable(resolved["name"], arrays["x_train"], arrays["x_test"], arrays["class_names"])
+    cols = arrays.get("label_columns") or {}  # kept with their images through the limits
+    train_cols = columns.limited(cols, 0, arrays["y_train"], c["limit_train"], c["limit_mode"])
+    test_cols = columns.limited(cols, 1, arrays["y_test"], c["limit_test"], c["limit_mode"])
     x_train, y_train = limit(arrays["x_train"], arrays["y_train"], c["limit_train"], c["limit_mode"])
     x_test, y_test = limit(arrays["x_test"], arrays["y_test"], c["limit_test"], c["limit_mode"])
     names = list(arrays["class_names"])
     return Dataset(
         name=resolved["name"], x_train=x_train, x_test=x_test, y_train=y_train, y_test=y_test,
         num_classes=len(names), class_names=names, spec=resolved, source=origin,
+        label_columns={n: (train_cols[n], test_cols[n], cols[n][2]) for n in cols},
     )
 
 
