@@ -64,6 +64,7 @@ def test_every_file_exists_and_parses(report):
         assert (report / f"{stem}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", stem
         assert ET.parse(report / f"{stem}.svg").getroot().tag.endswith("svg"), stem
     assert not list(report.glob("*.tmp")) and not list(report.glob(".*"))
+    assert not list(report.glob("outputs.*"))  # one output: no per-output table
     listed = set((report / "report_files.txt").read_text().split())
     assert listed == {p.name for p in report.iterdir()} - {"report_files.txt"}
 

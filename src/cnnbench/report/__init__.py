@@ -6,7 +6,9 @@ Writes into the output directory (default `STUDY_DIR/report/`):
   `summary.md`, both from the templates in `templates/`: the verdict first, then what was run (spec,
   description, run counts, environment, dates, time, model sizes), each cell's ranked table with its
   tests, the comparison across cells, marginal rankings, the learning-rate search, notes, conflicts.
-- tables fit for a paper (paper.py): `ranking.{csv,md,tex}`, `configurations_x_cells.*`, `A_x_B.*`.
+- tables fit for a paper (paper.py): `ranking.{csv,md,tex}`, `configurations_x_cells.*`, `A_x_B.*`;
+  with several outputs `outputs.*` (each output's test accuracy and loss per configuration), also
+  beside each cell's ranking in report.html and summary.md.
 - figures as PNG and SVG (figures.py): learning curves, the other per-epoch values (custom metrics,
   per-output losses and accuracies), every run's value, critical-difference diagrams, heatmaps, the
   learning-rate search.
@@ -210,7 +212,9 @@ def tuning_settings(sc) -> str:
 
 def build_context(sc, sources, raw: pd.DataFrame, figs: Figures, written: list[Path], out: Path) -> dict:
     metric = sc.metric
+    per_output = dict(paper.outputs_tables(sc))  # several outputs: each output's test scores, per cell
     cells = [{"name": cell.name, "ranking": tables.ranking(cell.comparison, metric),
+              "outputs": per_output.get(str(cell.name)),
               "friedman": tables.friedman_line(cell.comparison), "pairwise": tables.pairwise(cell.comparison, metric),
               "verdict": cell.comparison.verdict, "notes": cell.comparison.notes,
               "figures": figs.per_cell.get(cell.name, [])} for cell in sc.cells]

@@ -199,6 +199,74 @@ def axis_pair_tables(means: pd.DataFrame, a: str, b: str, metric: Metric, higher
     return out, long.rename(columns=lambda c: c.removeprefix("axis."))
 
 
+# --- several outputs: each output's test scores -------------------------------------------------------
+
+OUTPUT_TABLE_SCORES = ("accuracy", "loss")  # per output: test_<output>_accuracy, test_<output>_loss
+_TARGET = re.compile(r"^config\.targets\.([A-Za-z][A-Za-z0-9_]*)\.from$")
+
+
+def output_names(sc) -> list[str]:
+    """The outputs of the study's runs (`targets = {...}`): the one the study is ranked on first (its metric
+    `test_<output>_...`), then the others by name (a stored config keeps no order); [] for one output."""
+    names = sorted(m.group(1) for c in sc.runs.columns if (m := _TARGET.match(c))) if not sc.runs.empty else []
+    # the longest name that prefixes the metric: with outputs "a" and "a_b", test_a_b_accuracy is a_b's
+    first = sorted((n for n in names if sc.metric.name.startswith((f"test_{n}_", f"val_{n}_"))), key=len)[-1:]
+    return first + [n for n in names if n not in first]
+
+
+def outputs_frame(sc) -> pd.DataFrame:
+    """Per cell and configuration (in its ranking's order): for every output, the mean, the standard
+    deviation over seeds and the number of runs of its test accuracy and test loss (finished runs
+    that recorded them; raw units). Empty for a study with one output."""
+    outputs = output_names(sc)
+    rows = []
+    for cell in sc.cells if outputs else ():
+        runs = cell.runs.assign(_config=config_names(sc, cell.runs))
+        runs = runs[runs["status"] == "done"]
+        for config in cell.comparison.ranking["config"]:
+            mine = runs[runs["_config"] == config]
+            row = {"cell": cell.name, **cell.keys, "config": config}
+            for output in outputs:
+                for score in OUTPUT_TABLE_SCORES:
+                    column = f"test_{output}_{score}"
+                    values = (mine[column] if column in mine else pd.Series(dtype=float)).dropna().astype(float)
+                    row[f"{column}_mean"] = values.mean() if len(values) else float("nan")
+                    row[f"{column}_std"] = values.std() if len(values) > 1 else float("nan")
+                    row[f"{column}_n"] = len(values)
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def outputs_tables(sc, frame: pd.DataFrame | None = None) -> list[tuple[str, Table]]:
+    """Per cell: a configuration per row (the ranking's order), per output its test accuracy and test
+    loss as mean ± std over seeds; the best of each column in bold (highest accuracy, lowest loss)."""
+    from .. import metrics as metrics_mod
+
+    frame = outputs_frame(sc) if frame is None else frame
+    if frame.empty:
+        return []
+    outputs = output_names(sc)
+    columns = [(f"test_{o}_{s}", metrics_mod.get(f"test_{o}_{s}")) for o in outputs for s in OUTPUT_TABLE_SCORES]
+    out = []
+    for cell, part in frame.groupby("cell", sort=False):
+        best = {}
+        for column, metric in columns:
+            means = part[f"{column}_mean"].dropna()
+            best[column] = (means.max() if metric.higher_is_better else means.min()) if len(means) else None
+        rows = []
+        for r in part.to_dict("records"):
+            n = max((int(r[f"{c}_n"]) for c, _ in columns), default=0)
+            row = [Entry(str(r["config"])), Entry(fmt.count(n), float(n))]
+            for column, metric in columns:
+                mean = r[f"{column}_mean"]
+                row.append(Entry(fmt.mean_std(mean, r[f"{column}_std"], metric), fmt.number(mean),
+                                 strong=best[column] is not None and mean == best[column]))
+            rows.append(row)
+        header = ["configuration", "n", *(fmt.heading(m).removeprefix("test ") + ": mean ± std" for _, m in columns)]
+        out.append((str(cell), Table(header, rows)))
+    return out
+
+
 def write_all(sc, out: Path) -> list[Path]:
     """Write every paper table into `out`; return the paths written."""
     metric, written = sc.metric, []
@@ -219,6 +287,18 @@ def write_all(sc, out: Path) -> list[Path]:
     md.append("Best in bold.")
     put("ranking.md", "\n".join(md) + "\n")
     put("ranking.tex", "\n".join(tex))
+
+    frame = outputs_frame(sc)
+    if not frame.empty:  # several outputs: each output's test accuracy and loss per configuration
+        parts = outputs_tables(sc, frame)
+        what = "test accuracy (%) and test loss of each output, mean ± std over seeds; best per column in bold"
+        one = len(parts) == 1
+        put("outputs.csv", frame.to_csv(index=False))
+        put("outputs.md", "\n\n".join(("" if one else f"## {escape.markdown(cell)}\n\n") + markdown(t)
+                                       for cell, t in parts) + f"\n\n{escape.markdown(what.capitalize())}.\n")
+        put("outputs.tex", _PREAMBLE + "\n\n".join(
+            latex(t, ("" if one else f"{cell}: ") + what, f"tab:outputs{'' if one else '-' + _slug(cell)}")
+            for cell, t in parts) + "\n")
 
     means = configuration_means(sc)
     if means.empty:
