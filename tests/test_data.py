@@ -150,12 +150,12 @@ def test_npz_mistakes_are_one_line_errors(tmp_path):
 
 
 @pytest.mark.parametrize("spec, match", [
-    ({"name": "svhn", "extra": "no"}, "svhn: extra must be true or false"),
-    ({"name": "digits", "seed": -1}, "digits: seed must be a whole number >= 0"),
-    ({"name": "digits", "seed": 1.5}, "digits: seed must be a whole number >= 0"),
-    ({"name": "digits", "test_fraction": "0.2"}, "digits: test_fraction must be a number between 0 and 1"),
-    ({"name": "imagefolder:pets", "seed": "a"}, "seed must be a whole number >= 0"),
-    ({"name": "imagefolder:pets", "test_fraction": 1}, "test_fraction must be a number between 0 and 1"),
+    ({"name": "svhn", "extra": "no"}, "dataset 'svhn' option 'extra' must be true or false"),
+    ({"name": "digits", "seed": -1}, "dataset 'digits' option 'seed' must be a whole number >= 0, got -1"),
+    ({"name": "digits", "seed": 1.5}, "dataset 'digits' option 'seed' must be a whole number >= 0"),
+    ({"name": "digits", "test_fraction": "0.2"}, "option 'test_fraction' must be a number in \\(0, 1\\)"),
+    ({"name": "imagefolder:pets", "seed": "a"}, "option 'seed' must be a whole number >= 0, got 'a'"),
+    ({"name": "imagefolder:pets", "test_fraction": 1}, "option 'test_fraction' must be a number in \\(0, 1\\)"),
     ({"name": "mnist", "download": "yes"}, "download must be true or false"),
 ])
 def test_option_values_are_checked(spec, match):
@@ -605,7 +605,7 @@ def test_npz_labels_must_be_dense(tmp_path):
     assert "num_classes" not in data.resolve(sparse)  # run keys of studies without it stay as they were
     with pytest.raises(UserError, match=r"labels span 0\.\.4, expected 0\.\.2 \(outside: 4\)"):
         data.load({"name": sparse, "num_classes": 3})
-    with pytest.raises(UserError, match="num_classes must be a whole number >= 2"):
+    with pytest.raises(UserError, match=r"option 'num_classes' must be a whole number >= 2 \(or absent\), got 1"):
         data.load({"name": sparse, "num_classes": 1})
     named = _npz(tmp_path / "named.npz", [0, 2], [2], class_names=np.array(["a", "b", "c"]))
     assert data.load(named).num_classes == 3  # class_names say how many classes there are

@@ -87,13 +87,15 @@ def test_bad_specs_raise_user_errors():
 
 @pytest.mark.parametrize("name, options, shape, message", [
     ("lenet5", {"filters": [6, 16, 32]}, (1, 28, 28), "filters must be one value or 2 values"),
-    ("keras_mnist_cnn", {"kernel_size": [3, 3]}, (1, 28, 28), "kernel_size must be a positive whole number"),
-    ("digits_cnn", {"hidden_units": "abc"}, (1, 8, 8), "hidden_units must be a positive whole number"),
-    ("digits_cnn", {"hidden_units": 0}, (1, 8, 8), "hidden_units must be a positive whole number"),
-    ("digits_cnn", {"filters": [16, 2.5]}, (1, 8, 8), "filters must be a positive whole number"),
-    ("digits_cnn", {"dropout": "a"}, (1, 8, 8), "dropout rate must be a number in [0, 1)"),
+    ("keras_mnist_cnn", {"kernel_size": [3, 3]}, (1, 28, 28),
+     "option 'kernel_size' must be a whole number >= 1, got [3, 3]"),
+    ("digits_cnn", {"hidden_units": "abc"}, (1, 8, 8), "option 'hidden_units' must be a whole number >= 1"),
+    ("digits_cnn", {"hidden_units": 0}, (1, 8, 8), "option 'hidden_units' must be a whole number >= 1, got 0"),
+    ("digits_cnn", {"filters": [16, 2.5]}, (1, 8, 8),
+     "option 'filters' must be a whole number or a list of whole numbers >= 1"),
+    ("digits_cnn", {"dropout": "a"}, (1, 8, 8), "option 'dropout' must be a number or a list of numbers in [0, 1)"),
     ("krutov_cnn", {"filters": []}, (3, 150, 150), "filters must be one value or a non-empty list"),
-    ("resnet20", {"l2": "x"}, (3, 32, 32), "l2 must be a number >= 0"),
+    ("resnet20", {"l2": "x"}, (3, 32, 32), "option 'l2' must be a number >= 0, got 'x'"),
 ])
 def test_bad_model_options_are_one_line_errors(name, options, shape, message):
     with pytest.raises(UserError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
@@ -329,7 +331,7 @@ def test_transfer_resolve_and_heads():
                  "hidden_units": 256, "dropout": 0.5, "resize": None, "normalize": True}
     assert models.resolve("resnet50")["weights"] == "IMAGENET1K_V2"
     assert models.resolve({"name": "resnet18", "weights": "none"})["hidden_units"] == 0
-    with pytest.raises(UserError, match="head must be"):
+    with pytest.raises(UserError, match="option 'head' must be 'gap' or 'flatten'"):
         models.resolve({"name": "vgg16", "head": "dense"})
     with pytest.raises(UserError, match="unknown weights"):
         models.resolve({"name": "vgg16", "weights": "imagenet21k"})
@@ -360,7 +362,7 @@ def test_transfer_dropout_first_head_and_gap_dropout_head():
     assert not any(p.requires_grad for p in m3.backbone.parameters())
     with pytest.raises(UserError, match=r"dropout_first .* needs hidden_units > 0 and dropout > 0"):
         models.resolve({"name": "vgg16", "dropout": 0.5, "dropout_first": True})
-    with pytest.raises(UserError, match="dropout_first must be true or false"):
+    with pytest.raises(UserError, match="option 'dropout_first' must be true or false"):
         models.resolve({"name": "vgg16", "hidden_units": 8, "dropout": 0.5, "dropout_first": "yes"})
 
 def test_imagenet_weights_offline_raise_a_user_error(tmp_path, monkeypatch):

@@ -88,6 +88,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
     ls = sub.add_parser("list", help="list losses, optimizers, models, datasets or studies")
     ls.add_argument("kind", choices=["losses", "optimizers", "models", "datasets", "studies"])
+    ls.add_argument("name", nargs="?", help="one entry: each option's type and limits, default and meaning")
+    ls.add_argument("--options", action="store_true", help="every entry's options, as NAME shows one entry's")
+    ls.add_argument("--markdown", action="store_true", help="with --options: Markdown (what docs/options.md holds)")
     ls.set_defaults(func=cmd_list)
 
     ev = sub.add_parser("evaluate", help="evaluate a saved model on a dataset's test set")
@@ -383,6 +386,8 @@ def cmd_list(args) -> int:
     from rich.table import Table
 
     console = _console()
+    if args.name or args.options or args.markdown:
+        return _list_options(console, args)
     if args.kind == "studies":
         from . import api
         t = Table(title="built-in studies (cnnbench run NAME)")
@@ -397,6 +402,7 @@ def cmd_list(args) -> int:
     if args.kind == "optimizers":
         _list_optimizers(console)
         return 0
+    from .reference import registry as _registry
     registry = _registry(args.kind)
     t = Table(title=f"{args.kind} ({len(registry.list())})")
     t.add_column("name", no_wrap=True)
@@ -443,16 +449,35 @@ def _list_optimizers(console) -> None:
                   " (gradient clipping as in Keras, learning-rate schedules, batch-size scaling); docs/optimizers.md")
 
 
-def _registry(kind: str):
-    if kind == "losses":
-        from .losses import REGISTRY
-    elif kind == "optimizers":
-        from .optim import REGISTRY
-    elif kind == "models":
-        from .models import REGISTRY
-    else:
-        from .data import REGISTRY
-    return REGISTRY
+def _list_options(console, args) -> int:
+    """`cnnbench list KIND NAME` (one entry) or `--options` (every entry): each declared option's type and
+    limits, default and meaning (`cnnbench.reference`)."""
+    from rich.table import Table
+
+    from . import reference
+
+    if args.kind == "studies":
+        raise UserError("studies have no options to list; `cnnbench list studies` names them, docs/studies.md "
+                        "describes each")
+    if args.markdown:
+        if args.name:
+            raise UserError("--markdown prints every entry (what docs/options.md holds); drop NAME, or drop "
+                            "--markdown to see one entry")
+        print(reference.markdown(args.kind))
+        return 0
+    registry = reference.registry(args.kind)
+    entries = [registry.entry(args.name)] if args.name else list(registry)
+    for entry in entries:
+        aliases = f" (aliases: {', '.join(entry.aliases)})" if entry.aliases else ""
+        t = Table(title=f"{registry.kind} {entry.name}{aliases}", caption=entry.summary, title_justify="left",
+                  caption_justify="left")
+        for col in ("option", "type", "default", "what it does"):
+            t.add_column(col, overflow="fold", no_wrap=col == "option")
+        for row in reference.rows(entry):
+            t.add_row(*row)
+        console.print(t)
+    console.print(reference.ALSO[args.kind].removesuffix(" Every optimizer also takes these options:"))
+    return 0
 
 
 def cmd_summary(args) -> int:

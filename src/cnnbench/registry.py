@@ -10,18 +10,30 @@
 
 Names are matched case-insensitively and without underscores, dashes or spaces, so Keras class names
 (`CategoricalCrossentropy`) and function names (`categorical_crossentropy`) find the same entry.
+
+**Options are declared once, in the factory's signature**: a keyword parameter is an option, its default
+the default, its annotation the type, and `Annotated[..., Option("doc", ge=0, le=1)]` adds a one-line doc
+and limits. `Entry.options` reads the declaration once; `check_options` (called by `get` and `resolve`,
+i.e. when a study or a `fit` call is read) refuses unknown names, wrong types and values out of range
+with one line; `cnnbench list KIND NAME` and the docs' option tables are printed from it. A parameter
+without an annotation is typed by its default (a float default takes numbers, a bool default true/false,
+a tuple default a list of the same kind).
 """
 
 from __future__ import annotations
 
 import contextvars
 import difflib
+import functools
 import inspect
+import math
 import re
-from collections.abc import Callable, Iterator
+import types
+import typing
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, Literal, NamedTuple, Union
 
 from .errors import UnknownNameError, UserError, did_you_mean
 
@@ -29,6 +41,175 @@ from .errors import UnknownNameError, UserError, did_you_mean
 def normalize(name: str) -> str:
     """The lookup key of a name: lower case, without `_`, `-`, spaces or dots."""
     return re.sub(r"[\s_\-.]", "", name.lower())
+
+
+@dataclass(frozen=True)
+class Option:
+    """What an option means beyond its type, for `Annotated[type, Option(...)]` in a factory's signature:
+    a one-line `doc`, and limits that every number in the value must keep (a scalar, or each element of a
+    list): `ge`/`gt`/`le`/`lt`."""
+
+    doc: str = ""
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+
+    def limits(self) -> str:
+        """The range in words: "in [0, 1]", ">= 0", "in (0, 1)", or ""."""
+        low = (f"{_num(self.ge)}", "[") if self.ge is not None else (f"{_num(self.gt)}", "(") \
+            if self.gt is not None else None
+        high = (f"{_num(self.le)}", "]") if self.le is not None else (f"{_num(self.lt)}", ")") \
+            if self.lt is not None else None
+        if low and high:
+            return f"in {low[1]}{low[0]}, {high[0]}{high[1]}"
+        if low:
+            return (">= " if low[1] == "[" else "> ") + low[0]
+        if high:
+            return ("<= " if high[1] == "]" else "< ") + high[0]
+        return ""
+
+    def within(self, value) -> bool:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return all(self.within(v) for v in value) if isinstance(value, (list, tuple)) else True
+        return ((self.ge is None or value >= self.ge) and (self.gt is None or value > self.gt)
+                and (self.le is None or value <= self.le) and (self.lt is None or value < self.lt))
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else repr(x)
+
+
+@dataclass(frozen=True)
+class Declared:
+    """One option of one entry, as its factory declares it."""
+
+    name: str
+    type: Any  # the annotation without Option (Any: not declared, anything goes)
+    default: Any = inspect.Parameter.empty
+    option: Option = Option()
+
+    @classmethod
+    def of(cls, name: str, annotation: Any, default: Any = inspect.Parameter.empty) -> Declared:
+        """From an annotation, `Annotated[T, Option(...)]` or a plain type."""
+        if typing.get_origin(annotation) is Annotated:
+            base, *meta = typing.get_args(annotation)
+            return cls(name, base, default, next((m for m in meta if isinstance(m, Option)), Option()))
+        return cls(name, annotation, default)
+
+    @property
+    def required(self) -> bool:
+        return self.default is inspect.Parameter.empty
+
+    def describe_type(self) -> str:
+        """"a number in [0, 1]", "a whole number >= 2 (or absent)"."""
+        tp, optional = self.type, False
+        if typing.get_origin(tp) in (Union, types.UnionType) and type(None) in typing.get_args(tp):
+            rest = tuple(a for a in typing.get_args(tp) if a is not type(None))
+            tp, optional = (Union[rest] if len(rest) > 1 else rest[0]), True  # noqa: UP007 (a runtime Union)
+        words = type_words(tp)
+        limits = self.option.limits()
+        return (f"{words} {limits}" if limits else words) + (" (or absent)" if optional else "")
+
+    def check(self, value, where: str) -> None:
+        """UserError (one line) unless `value` has the declared type and keeps the limits."""
+        if self.type is Any:
+            return
+        if not _matches(self.type, value) or not self.option.within(value):
+            raise UserError(f"{where} option {self.name!r} must be {self.describe_type()}, got {value!r}")
+
+
+def type_words(tp) -> str:
+    """An annotation in a user's words: "a number", "a list of whole numbers", "'max' or 'avg'"."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is Any:
+        return "anything"
+    if tp is type(None):
+        return "null"
+    if origin is Annotated:
+        return type_words(args[0])
+    if origin is Literal:
+        return " or ".join(repr(a) for a in args) if len(args) <= 2 else "one of " + ", ".join(map(repr, args))
+    if origin in (Union, types.UnionType):
+        parts = [type_words(a) for a in args if a is not type(None)]
+        return " or ".join(parts) + (" (or absent)" if type(None) in args else "")
+    if origin in (list, tuple, Sequence, typing.Sequence) or tp in (list, tuple):
+        inner = args[0] if args else Any
+        return "a list" if inner is Any else f"a list of {_plural(type_words(inner))}"
+    return {bool: "true or false", int: "a whole number", float: "a number", str: "a string",
+            dict: "a table"}.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+def _plural(words: str) -> str:
+    return {"a whole number": "whole numbers", "a number": "numbers", "a string": "strings",
+            "true or false": "true/false values"}.get(words, words)
+
+
+def _matches(tp, value) -> bool:
+    """Strict: no string for a number, no bool for a number, no 3.0 for a whole number; an int is a float."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is Any:
+        return True
+    if tp is type(None) or tp is None:
+        return value is None
+    if origin is Annotated:
+        return _matches(args[0], value)
+    if origin is Literal:
+        return any(value == a and type(value) is type(a) for a in args)
+    if origin in (Union, types.UnionType):
+        return any(_matches(a, value) for a in args)
+    if origin in (list, tuple, Sequence, typing.Sequence) or tp in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            return False
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            return len(args) == len(value) and all(_matches(a, v) for a, v in zip(args, value))
+        return all(_matches(args[0], v) for v in value) if args else True
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if tp is dict:
+        return isinstance(value, dict)
+    return isinstance(value, tp) if isinstance(tp, type) else True
+
+
+def _inferred(default) -> Any:
+    """The type a default implies when the parameter has no annotation (a user's own loss or model): a
+    number for a number (a `scale=1` default takes 0.5: Python code often writes floats' defaults as
+    ints; annotate `int` to refuse it), true/false for a bool, a string for a string."""
+    if default is inspect.Parameter.empty or default is None:
+        return Any
+    if isinstance(default, bool):
+        return bool
+    if isinstance(default, (int, float, str)):
+        return str if isinstance(default, str) else float
+    if isinstance(default, (list, tuple)) and default:
+        kinds = {_inferred(v) for v in default}
+        return Sequence[kinds.pop()] if len(kinds) == 1 else Sequence  # type: ignore[misc]
+    return Any
+
+
+def declared_options(factory: Callable[..., Any], skip: Sequence[str] = (),
+                     shared: dict[str, Any] | None = None) -> dict[str, Declared]:
+    """The options `factory` declares: keyword parameters with their annotation (`Annotated[T,
+    Option(...)]`, resolved from `factory.__wrapped__`'s module where the factory wraps another
+    callable); else the family's `shared` declaration of that name (every Keras loss's `reduction`);
+    else the type their default implies. `skip`: parameters the caller fills in (e.g. a model's
+    `input_shape`)."""
+    source = getattr(factory, "__wrapped__", factory)
+    try:
+        hints = typing.get_type_hints(source, include_extras=True)
+    except Exception:  # an annotation that does not evaluate: the defaults still type the options
+        hints = {}
+    out = {}
+    for p in inspect.signature(factory).parameters.values():
+        if p.kind not in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) or p.name in skip:
+            continue
+        out[p.name] = Declared.of(p.name, hints.get(p.name, (shared or {}).get(p.name, _inferred(p.default))),
+                                  p.default)
+    return out
 
 
 @dataclass
@@ -54,28 +235,56 @@ class Entry:
             return None
         return {p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
 
+    @functools.cached_property
+    def options(self) -> dict[str, Declared]:
+        """The declared options (read once): `declared_options(factory)` less what the caller fills in
+        (`info["context"]`, e.g. a model's input_shape), or `info["options"]` where an entry declares
+        them apart from its factory (an optimizer's hyperparameters per flavour)."""
+        if "options" in self.info:
+            return dict(self.info["options"])
+        return declared_options(self.factory, skip=self.info.get("context", ()), shared=self.info.get("shared"))
+
 
 class Registry:
-    def __init__(self, kind: str, plural: str | None = None):
+    def __init__(self, kind: str, plural: str | None = None, context: Sequence[str] = (),
+                 shared: dict[str, Any] | None = None, references: bool = False):
+        """`context`: the factory parameters the caller fills in, not options (a model's input_shape);
+        `shared`: option declarations (annotations) the entries of this family share by name, used where
+        an entry's own signature does not annotate the option; `references`: whether a
+        `"package.module:attr"` name may stand for an entry (losses, models)."""
         self.kind = kind
+        self.shared = dict(shared or {})
+        self.references = references
+        self._prefixes: dict[str, str] = {}  # normalized "imagefolder" -> canonical, for "imagefolder:PATH"
+        self._suffixes: dict[str, str] = {}  # ".npz" -> "npz", for "data/x.npz"
         self.plural = plural or (kind + "es" if kind.endswith("s") else kind + "s")
+        self.context = tuple(context)
         self._entries: dict[str, Entry] = {}
         self._keys: dict[str, str] = {}  # normalized name or alias -> canonical name
 
     # --- building -------------------------------------------------------------------------------
-    def register(self, name: str | None = None, *, aliases=(), summary: str = "", **info):
-        """Decorator: register a factory under `name` (default: the function's name)."""
+    def register(self, name: str | None = None, *, aliases=(), summary: str = "", path_option: str | None = None,
+                 suffixes: Sequence[str] = (), **info):
+        """Decorator: register a factory under `name` (default: the function's name). With `path_option`,
+        `"NAME:REST"` names this entry with that option set to REST (`"imagefolder:data/cats"`), and so
+        does a name ending in one of `suffixes` (`"data/x.npz"`, the whole name)."""
 
         def decorator(factory):
             canonical = name or factory.__name__
             doc = (inspect.getdoc(factory) or "").strip().splitlines()
-            entry = Entry(canonical, factory, tuple(aliases), summary or (doc[0] if doc else ""), info)
+            entry = Entry(canonical, factory, tuple(aliases), summary or (doc[0] if doc else ""),
+                          {"context": self.context, "shared": self.shared, **info})
             for key in (canonical, *aliases):
                 k = normalize(key)
                 if k in self._keys and self._keys[k] != canonical:
                     raise ValueError(f"{self.kind} name {key!r} is already registered for {self._keys[k]!r}")
                 self._keys[k] = canonical
             self._entries[canonical] = entry
+            if path_option:
+                entry.info["path_option"] = path_option
+                for key in (canonical, *aliases):
+                    self._prefixes[normalize(key)] = canonical
+                self._suffixes.update({s.lower(): canonical for s in suffixes})
             return factory
 
         return decorator
@@ -106,17 +315,48 @@ class Registry:
         hint = f"did you mean {close[0]!r}? " if close else ""
         return f"unknown {self.kind} {name!r}; {hint}see `cnnbench list {self.plural}`"
 
+    def parse(self, spec: str | dict[str, Any]) -> Parsed:
+        """The one name grammar: `spec` (a name, or a table with a `name` key and options) ->
+        `Parsed(name, options, reference)`. A name is, in this order: `"PREFIX:REST"` for an entry
+        registered with `path_option` (REST goes into that option); a name ending in such an entry's
+        suffix (the whole name goes there); a `"package.module:attr"` reference where the registry
+        takes them (`reference=True`, the name kept as written); else a registered name or alias
+        (returned canonical; UnknownNameError with a "did you mean" otherwise)."""
+        name, options = split_spec(spec)
+        prefix, sep, rest = name.partition(":")
+        canonical = self._prefixes.get(normalize(prefix)) if sep else None
+        if canonical is None:
+            canonical = next((c for s, c in self._suffixes.items() if name.lower().endswith(s)), None)
+            rest = name
+        if canonical is not None:
+            key = self._entries[canonical].info["path_option"]
+            if key in options:
+                raise UserError(f"{self.kind} {name!r} names its {key} already; drop the {key!r} option, or name "
+                                f"it {canonical!r} with {key} = ...")
+            return Parsed(canonical, {key: rest, **options}, False)
+        if self.references and is_reference(name):
+            return Parsed(name, dict(options), True)
+        return Parsed(self.entry(name).name, dict(options), False)
+
     def check_options(self, name: str, options: dict[str, Any]) -> Entry:
+        """The entry, once `options` are names it declares, of the declared types, within the limits."""
         entry = self.entry(name)
         accepted = entry.accepts()
         if accepted is not None:
             for key in options:
                 if key not in accepted:
                     hint = did_you_mean(key, sorted(accepted))
-                    allowed = ", ".join(sorted(accepted)) or "none"
+                    allowed = ", ".join(sorted(set(accepted) - set(entry.info.get("context", ())))) or "none"
                     raise UserError(
                         f"{self.kind} {entry.name!r} has no option {key!r}; {hint}allowed: {allowed}"
                     )
+        where = f"{self.kind} {entry.name!r}"
+        for key, declared in entry.options.items():
+            if key in options:
+                declared.check(options[key], where)
+            elif declared.required:
+                raise UserError(f"{where} needs option {key!r} ({declared.describe_type()}"
+                                f"{': ' + declared.option.doc if declared.option.doc else ''})")
         return entry
 
     def get(self, name: str, /, **options):
@@ -135,6 +375,23 @@ class Registry:
         else:
             resolved = with_defaults(entry.defaults(), options)
         return {"name": entry.name, **resolved}
+
+
+class Parsed(NamedTuple):
+    """A spec read by `Registry.parse`: the canonical entry name (or the reference as written), the
+    options, and whether the name is a `"package.module:attr"` reference."""
+
+    name: str
+    options: dict[str, Any]
+    reference: bool
+
+
+_REFERENCE = re.compile(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*")
+
+
+def is_reference(name: str) -> bool:
+    """Whether `name` has the shape of a `"package.module:attr"` reference (attr may be dotted)."""
+    return isinstance(name, str) and _REFERENCE.fullmatch(name) is not None
 
 
 def with_defaults(defaults: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:

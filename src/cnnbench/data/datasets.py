@@ -18,19 +18,23 @@ import string
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
 
 from ..errors import UserError, did_you_mean
-from ..registry import Registry, split_spec
+from ..registry import Option, Registry
 from . import cache, columns, formats
 from .splits import LIMIT_MODES, limit, stratified_indices
 
 REGISTRY = Registry("dataset")
 
 COMMON_OPTIONS = ("limit_train", "limit_test", "limit_mode", "download")
+
+# Options the datasets declare in their signatures (`registry.Option`).
+Seed = Annotated[int, Option("the seed of the stratified train/test split", ge=0)]
+TestFraction = Annotated[float, Option("the share of the images held out as the test set", gt=0, lt=1)]
 
 
 # --- the dataset object ---------------------------------------------------------------------------
@@ -157,7 +161,7 @@ def _fraction(value, key: str) -> float:
     summary="scikit-learn's 8×8 digits, 1,797 images (1,438 train / 359 test, seeded stratified 20%), "
     "1×8×8 grey, 10 classes; no files needed (embedded in scikit-learn)",
 )
-def digits(test_fraction: float = 0.2, seed: int = 0) -> Source:
+def digits(test_fraction: TestFraction = 0.2, seed: Seed = 0) -> Source:
     test_fraction, seed = _fraction(test_fraction, "digits: test_fraction"), _seed(seed, "digits: seed")
 
     def decode(data_dir, files):
@@ -313,7 +317,8 @@ EMNIST_SPLITS = {  # split: (train, test, class names)
     "18,800, 47 classes), 1×28×28 grey, upright; files: <data_dir>/EMNIST/raw/"
     "emnist-<split>-{train,test}-{images-idx3,labels-idx1}-ubyte[.gz] or gzip.zip (562 MB)",
 )
-def emnist(split: str = "balanced") -> Source:
+def emnist(split: Annotated[str, Option("byclass, bymerge, balanced, letters, digits or mnist")] = "balanced",
+           ) -> Source:
     split = _choice(split, list(EMNIST_SPLITS), "emnist split")
     n_train, n_test, names = EMNIST_SPLITS[split]
     return _idx_source(
@@ -397,7 +402,8 @@ def cifar10() -> Source:
     summary="CIFAR-100 (label_mode=fine: 100 classes | coarse: 20), 50,000 train / 10,000 test, 3×32×32 "
     "colour (161 MB tar.gz); files: <data_dir>/cifar-100-python/{train,test,meta}",
 )
-def cifar100(label_mode: str = "fine") -> Source:
+def cifar100(label_mode: Annotated[str, Option("fine (100 classes) or coarse (20 superclasses)")] = "fine",
+             ) -> Source:
     label_mode = _choice(label_mode, ["fine", "coarse"], "cifar100 label_mode")
     other = "coarse" if label_mode == "fine" else "fine"  # the other label set: a label column for targets
     return _cifar_source(
@@ -413,7 +419,7 @@ def cifar100(label_mode: str = "fine") -> Source:
     summary="SVHN cropped digits, 73,257 train (+531,131 with extra=true) / 26,032 test, 3×32×32 colour, "
     "10 classes; files: <data_dir>/{train,test}_32x32.mat (+ extra_32x32.mat)",
 )
-def svhn(extra: bool = False) -> Source:
+def svhn(extra: Annotated[bool, Option("add the 531,131 extra training images")] = False) -> Source:
     extra = _flag(extra, "svhn: extra")
     splits = ["train", "test"] + (["extra"] if extra else [])
     official = {"train": 73257, "test": 26032, "extra": 531131}
@@ -459,12 +465,14 @@ def _find_user_path(path: str, data_dir: Path) -> Path | None:
 
 
 @REGISTRY.register(
-    "npz",
+    "npz", path_option="path", suffixes=[".npz"],
     summary="your own .npz (name ending in .npz, or npz:PATH): keys x_train, y_train, x_test, y_test "
     "(uint8 N×H×W grey or N×H×W×C; labels 0..K-1; optional class_names); PATH as given, else under "
     "<data_dir>; option num_classes when some classes have no image",
 )
-def npz(path: str = "", num_classes: int | None = None) -> Source:
+def npz(path: Annotated[str, Option("the .npz file (in the name: npz:PATH or PATH.npz)")] = "",
+        num_classes: Annotated[int | None, Option("K when some of the classes 0..K-1 have no image", ge=2)] = None,
+        ) -> Source:
     if not path:
         raise UserError("npz dataset needs a path: use a name ending in .npz, e.g. 'data/my_dataset.npz'")
     if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer))
@@ -546,15 +554,7 @@ def _dense_classes(ys: list[np.ndarray], where: str) -> int:
 # --- spec handling --------------------------------------------------------------------------------
 def _parse(spec) -> tuple[str, dict[str, Any], dict[str, Any], str | None]:
     """(registry name, dataset options, common options, display prefix for path-based names)."""
-    name, options = split_spec(spec)
-    options = dict(options)
-    lowered = name.lower()
-    if lowered.startswith("imagefolder:"):
-        options["path"] = name.split(":", 1)[1]
-        name = "imagefolder"
-    elif lowered.startswith("npz:") or lowered.endswith(".npz"):
-        options["path"] = name.split(":", 1)[1] if lowered.startswith("npz:") else name
-        name = "npz"
+    name, options, _ = REGISTRY.parse(spec)  # "imagefolder:PATH", "npz:PATH", "x.npz": the one name grammar
     common = {k: options.pop(k) for k in COMMON_OPTIONS if k in options}
     REGISTRY.check_options(name, options)
     return REGISTRY.entry(name).name, options, common, None

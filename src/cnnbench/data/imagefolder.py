@@ -22,11 +22,13 @@ import os
 import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 
 from ..errors import UserError
-from .datasets import REGISTRY, Source, _arrays, _choice, _find_user_path, _fraction, _seed
+from ..registry import Option
+from .datasets import REGISTRY, Seed, Source, TestFraction, _arrays, _choice, _find_user_path, _fraction, _seed
 from .splits import stratified_indices
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
@@ -130,14 +132,20 @@ def _decode_all(files: list[Path], size: tuple[int, int] | None, mode: str, inte
 
 
 @REGISTRY.register(
-    "imagefolder",
+    "imagefolder", path_option="path",
     aliases=["image_folder"],
     summary="your own images (imagefolder:PATH, options image_size, color_mode, test_fraction, seed): "
     "PATH/train/<class>/* + PATH/test/<class>/* (or training_set/ + test_set/), or PATH/ of files "
     "<class>.<n>.jpg (Dogs-vs-Cats) split by test_fraction; decoded once into <data_dir>/cnnbench-cache/",
 )
-def imagefolder(path: str = "", image_size: int | list[int] | None = None, color_mode: str = "rgb",
-                interpolation: str = "bilinear", test_fraction: float = 0.2, seed: int = 0) -> Source:
+def imagefolder(path: Annotated[str, Option("the folder (in the name: imagefolder:PATH)")] = "",
+                image_size: Annotated[int | list[int] | None, Option("resize to this size, or [height, width] "
+                                                                     "(absent: keep; all images must agree)", ge=1)]
+                = None,
+                color_mode: Annotated[str, Option("rgb or grayscale")] = "rgb",
+                interpolation: Annotated[str, Option("the resize filter: nearest, bilinear, bicubic, lanczos, box "
+                                                     "or hamming")] = "bilinear",
+                test_fraction: TestFraction = 0.2, seed: Seed = 0) -> Source:
     if not path:
         raise UserError("imagefolder needs a path: name it 'imagefolder:PATH', e.g. 'imagefolder:data/dogs_vs_cats'")
     if image_size is not None:

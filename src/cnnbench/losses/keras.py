@@ -7,14 +7,27 @@ Keras' on the same input."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
 
 from ..errors import UserError
+from ..registry import Option
 from .base import Loss
 from .ops import EPSILON, clip, hinge_labels, log_probs, same_rank, smooth_one_hot
+from .options import Axes
 from .registration import register_class
+
+ClassBalancing = Annotated[bool, Option("weight the classes by alpha (class 1) and 1 - alpha (class 0)")]
+BinaryAlpha = Annotated[float, Option("the weight of class 1 when apply_class_balancing", ge=0, le=1)]
+CategoricalAlpha = Annotated[float | Sequence[float], Option("a weight for every class, or one per class", ge=0)]
+Gamma = Annotated[float, Option("the focusing exponent: (1 - p)^gamma down-weights easy samples", ge=0)]
+IgnoreClass = Annotated[int | None, Option("a label value whose samples do not count (masked out)")]
+Q = Annotated[float, Option("the exponent: q -> 0 is cross-entropy, q = 1 is MAE", gt=0, le=1)]
+Delta = Annotated[float, Option("where the loss turns from quadratic to linear", ge=0)]
+TverskyWeight = Annotated[float, Option("the weight of false positives (alpha) / false negatives (beta)", ge=0)]
 
 
 def _bce_elementwise(y_true, y_pred, from_logits):
@@ -84,7 +97,7 @@ class SparseCategoricalCrossentropy(Loss):
 
     labels = "sparse"
 
-    def __init__(self, from_logits=False, ignore_class=None, reduction="sum_over_batch_size",
+    def __init__(self, from_logits=False, ignore_class: IgnoreClass = None, reduction="sum_over_batch_size",
                  axis=-1, name="sparse_categorical_crossentropy"):
         super().__init__(reduction=reduction, name=name)
         self.from_logits, self.ignore_class, self.axis = from_logits, ignore_class, axis
@@ -231,9 +244,9 @@ class BinaryFocalCrossentropy(Loss):
 
     binary = True
 
-    def __init__(self, apply_class_balancing=False, alpha=0.25, gamma=2.0, from_logits=False,
-                 label_smoothing=0.0, axis=-1, reduction="sum_over_batch_size",
-                 name="binary_focal_crossentropy"):
+    def __init__(self, apply_class_balancing: ClassBalancing = False, alpha: BinaryAlpha = 0.25,
+                 gamma: Gamma = 2.0, from_logits=False, label_smoothing=0.0, axis=-1,
+                 reduction="sum_over_batch_size", name="binary_focal_crossentropy"):
         super().__init__(reduction=reduction, name=name)
         self.apply_class_balancing, self.alpha, self.gamma = apply_class_balancing, alpha, gamma
         self.from_logits, self.label_smoothing, self.axis = from_logits, label_smoothing, axis
@@ -263,8 +276,8 @@ class CategoricalFocalCrossentropy(Loss):
     0.2332
     """
 
-    def __init__(self, alpha=0.25, gamma=2.0, from_logits=False, label_smoothing=0.0, axis=-1,
-                 reduction="sum_over_batch_size", name="categorical_focal_crossentropy"):
+    def __init__(self, alpha: CategoricalAlpha = 0.25, gamma: Gamma = 2.0, from_logits=False, label_smoothing=0.0,
+                 axis=-1, reduction="sum_over_batch_size", name="categorical_focal_crossentropy"):
         super().__init__(reduction=reduction, name=name)
         self.alpha, self.gamma = alpha, gamma
         self.from_logits, self.label_smoothing, self.axis = from_logits, label_smoothing, axis
@@ -293,7 +306,7 @@ class CategoricalGeneralizedCrossEntropy(Loss):
 
     labels = "sparse"
 
-    def __init__(self, q=0.5, reduction="sum_over_batch_size", name="categorical_generalized_cross_entropy"):
+    def __init__(self, q: Q = 0.5, reduction="sum_over_batch_size", name="categorical_generalized_cross_entropy"):
         super().__init__(reduction=reduction, name=name)
         if not 0.0 < q <= 1.0:
             raise UserError(f"categorical_generalized_cross_entropy needs 0 < q <= 1, got q={q}")
@@ -371,7 +384,7 @@ class Huber(Loss):
     0.1221
     """
 
-    def __init__(self, delta=1.0, reduction="sum_over_batch_size", name="huber_loss"):
+    def __init__(self, delta: Delta = 1.0, reduction="sum_over_batch_size", name="huber_loss"):
         super().__init__(reduction=reduction, name=name)
         self.delta = delta
 
@@ -441,7 +454,7 @@ class Dice(Loss):
     0.475
     """
 
-    def __init__(self, reduction="sum_over_batch_size", name="dice", axis=None):
+    def __init__(self, reduction="sum_over_batch_size", name="dice", axis: Axes = None):
         super().__init__(reduction=reduction, name=name)
         self.axis = axis
 
@@ -461,7 +474,8 @@ class Tversky(Loss):
     0.475
     """
 
-    def __init__(self, alpha=0.5, beta=0.5, reduction="sum_over_batch_size", name="tversky", axis=None):
+    def __init__(self, alpha: TverskyWeight = 0.5, beta: TverskyWeight = 0.5, reduction="sum_over_batch_size",
+                 name="tversky", axis: Axes = None):
         super().__init__(reduction=reduction, name=name)
         self.alpha, self.beta, self.axis = alpha, beta, axis
 

@@ -5,14 +5,26 @@ its source and an example computed from that formula; the references are listed 
 from __future__ import annotations
 
 import math
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
 
+from ..registry import Option
 from .base import Loss
 from .keras import CategoricalCrossentropy
 from .ops import EPSILON, clip, divide_no_nan, hinge_labels, log_probs, probs, smooth_one_hot
 from .registration import register_class
+
+Margin = Annotated[float, Option("the margin of the hinge: max(0, margin - ...)")]
+Power = Annotated[int, Option("the exponent of the hinge", ge=1)]
+SceAlpha = Annotated[float, Option("the weight of the cross-entropy term", ge=0)]
+SceBeta = Annotated[float, Option("the weight of the reverse cross-entropy term", ge=0)]
+SceA = Annotated[float, Option("log(0) in the reverse cross-entropy (Wang et al. use -4)")]
+PolyEpsilon = Annotated[float, Option("the weight of the first polynomial term (1 - p_t)")]
+T1 = Annotated[float, Option("the loss's temperature: t1 < 1 bounds the loss")]
+T2 = Annotated[float, Option("the tempered softmax's temperature: t2 > 1 gives heavy tails")]
+NumIters = Annotated[int, Option("fixed-point iterations of the tempered softmax's normaliser", ge=1)]
 
 
 class _LogitsOption(Loss):
@@ -88,7 +100,7 @@ class CubedHinge(Loss):
 
     inputs = "logits"
 
-    def __init__(self, margin=0.5, power=3, reduction="sum_over_batch_size", name="cubed_hinge"):
+    def __init__(self, margin: Margin = 0.5, power: Power = 3, reduction="sum_over_batch_size", name="cubed_hinge"):
         super().__init__(reduction=reduction, name=name)
         self.margin, self.power = margin, power
 
@@ -172,8 +184,8 @@ class SymmetricCrossentropy(_LogitsOption):
     2.0177
     """
 
-    def __init__(self, alpha=0.1, beta=1.0, A=-4.0, from_logits=False, reduction="sum_over_batch_size",
-                 name="symmetric_crossentropy"):
+    def __init__(self, alpha: SceAlpha = 0.1, beta: SceBeta = 1.0, A: SceA = -4.0, from_logits=False,
+                 reduction="sum_over_batch_size", name="symmetric_crossentropy"):
         super().__init__(from_logits=from_logits, reduction=reduction, name=name)
         self.alpha, self.beta, self.A = alpha, beta, A
 
@@ -196,8 +208,8 @@ class PolyLoss(_LogitsOption):
     1.6519
     """
 
-    def __init__(self, epsilon=1.0, label_smoothing=0.0, from_logits=False, reduction="sum_over_batch_size",
-                 name="poly_loss"):
+    def __init__(self, epsilon: PolyEpsilon = 1.0, label_smoothing=0.0, from_logits=False,
+                 reduction="sum_over_batch_size", name="poly_loss"):
         super().__init__(from_logits=from_logits, reduction=reduction, name=name)
         self.epsilon, self.label_smoothing = epsilon, label_smoothing
 
@@ -225,8 +237,8 @@ class BiTemperedLogistic(Loss):
 
     inputs = "logits"
 
-    def __init__(self, t1=0.8, t2=1.2, label_smoothing=0.0, num_iters=5, reduction="sum_over_batch_size",
-                 name="bi_tempered_logistic"):
+    def __init__(self, t1: T1 = 0.8, t2: T2 = 1.2, label_smoothing=0.0, num_iters: NumIters = 5,
+                 reduction="sum_over_batch_size", name="bi_tempered_logistic"):
         super().__init__(reduction=reduction, name=name)
         self.t1, self.t2, self.label_smoothing, self.num_iters = t1, t2, label_smoothing, num_iters
 

@@ -9,8 +9,9 @@ from typing import Any
 from ..errors import UserError
 from ..registry import Registry, with_defaults
 from .base import FunctionLoss, Loss, snake
+from .options import SHARED
 
-REGISTRY = Registry("loss", plural="losses")
+REGISTRY = Registry("loss", plural="losses", shared=SHARED, references=True)
 
 
 def register(name: str | None = None, *, aliases=(), summary: str = "", labels: str = "one_hot",
@@ -63,6 +64,7 @@ def class_factory(cls):
         return cls(**options)
 
     factory.__signature__ = inspect.signature(cls)
+    factory.__wrapped__ = cls.__init__  # where the option annotations are (registry.declared_options)
     factory.__name__ = cls.__name__
     factory.__doc__ = cls.__doc__
     return factory
@@ -79,6 +81,7 @@ def function_factory(fn, name, labels="one_hot", inputs="probabilities", binary=
     factory.__signature__ = inspect.Signature(
         [inspect.Parameter("reduction", inspect.Parameter.KEYWORD_ONLY, default="sum_over_batch_size"), *params]
     )
+    factory.__wrapped__ = fn  # where the option annotations are (registry.declared_options)
     factory.__name__ = name
     factory.__doc__ = fn.__doc__
     return factory

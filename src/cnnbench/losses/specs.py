@@ -9,7 +9,6 @@ from typing import Any
 
 from .. import registry
 from ..errors import UserError
-from ..registry import split_spec
 from .base import FunctionLoss, Loss
 from .registration import REGISTRY, class_factory, explicit, function_factory, registered_name
 
@@ -23,13 +22,12 @@ def get(spec_or_obj, /, **options) -> Loss:
             raise UserError(f"options {sorted(options)} given with a ready loss object {spec!r}; "
                             "pass a name or a class instead")
         return spec
-    if isinstance(spec, dict):
-        name, opts = split_spec(spec)
-        return get(name, **{**opts, **options})
-    if isinstance(spec, str):
-        if ":" in spec:
-            return _build(import_reference(spec), options, spec)
-        return REGISTRY.get(spec, **options)
+    if isinstance(spec, (dict, str)):
+        name, opts, reference = REGISTRY.parse(spec)  # the one name grammar (registry.Registry.parse)
+        opts = {**opts, **options}
+        if reference:
+            return _build(import_reference(name), opts, name)
+        return REGISTRY.get(name, **opts)
     if inspect.isclass(spec) or callable(spec):
         return _build(spec, options, reference_of(spec, strict=False))
     raise UserError(f"a loss is a name, a table with a 'name' key, a Loss or a function; got {spec!r}")
@@ -45,16 +43,14 @@ def resolve(spec) -> dict[str, Any]:
         target = spec.fn if isinstance(spec, FunctionLoss) else type(spec)
         name = registered_name(target) or reference_of(target, strict=True)
         return _jsonable({"name": name, **config})
-    if isinstance(spec, dict):
-        name, options = split_spec(spec)
-    elif isinstance(spec, str):
-        name, options = spec, {}
+    if isinstance(spec, (dict, str)):
+        name, options, reference = REGISTRY.parse(spec)
     elif inspect.isclass(spec) or callable(spec):
         name = registered_name(spec) or reference_of(spec, strict=True)
-        options = {}
+        options, reference = {}, ":" in name
     else:
         raise UserError(f"a loss is a name, a table with a 'name' key, a Loss or a function; got {spec!r}")
-    if ":" in name:
+    if reference:
         factory = _factory_of(import_reference(name), name)
         _check_options(factory, options, name)
         return _jsonable({"name": name, **explicit(factory, options)})

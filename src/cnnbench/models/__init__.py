@@ -15,7 +15,7 @@ from typing import Any
 from torch import nn
 
 from ..errors import UserError
-from ..registry import import_reference, split_spec
+from ..registry import Parsed, import_reference
 from . import resnet_cifar, seeds, transfer  # noqa: F401  (registering)
 from ._base import REGISTRY
 from .summary import count_params, summary
@@ -35,10 +35,6 @@ def _json_safe(value):
     raise UserError(f"model option value {value!r} is not JSON-safe; use numbers, strings, lists or tables")
 
 
-def _is_reference(name: str) -> bool:
-    return ":" in name and not name.startswith(("/", ".")) and "/" not in name.split(":", 1)[0]
-
-
 def _import_reference(ref: str):
     obj = import_reference(ref, "model")  # refused while loading a file the user did not trust (saving.load)
     if not callable(obj):
@@ -46,20 +42,20 @@ def _import_reference(ref: str):
     return obj
 
 
-def _split(spec) -> tuple[str, dict[str, Any]]:
-    name, options = split_spec(spec)
+def _parse(spec) -> Parsed:
+    parsed = REGISTRY.parse(spec)  # the one name grammar (registry.Registry.parse)
     for key in _RESERVED:
-        if key in options:
+        if key in parsed.options:
             raise UserError(
                 f"model option {key!r} is set by the run (from the dataset and the loss); remove it from the model spec"
             )
-    return name, options
+    return parsed
 
 
 def resolve(spec) -> dict[str, Any]:
     """`{"name": canonical, **every option explicit}` (JSON-safe; what goes into a run's config)."""
-    name, options = _split(spec)
-    if _is_reference(name):
+    name, options, reference = _parse(spec)
+    if reference:
         _import_reference(name)
         return {"name": name, **_json_safe(options)}
     return _json_safe(REGISTRY.resolve(name, **options))
@@ -101,14 +97,14 @@ def get(spec, *, input_shape: Sequence[int], num_outputs: int | dict[str, int]) 
     if isinstance(spec, nn.Module):
         return spec
     heads = _check_heads(num_outputs) if isinstance(num_outputs, dict) else None
-    name, options = _split(spec)
+    name, options, reference = _parse(spec)
     try:
         shape = tuple(int(v) for v in input_shape)
     except (TypeError, ValueError):
         raise UserError(f"input_shape must be (C, H, W), got {input_shape!r}") from None
     if len(shape) != 3:
         raise UserError(f"input_shape must be (C, H, W), got {input_shape!r}")
-    if _is_reference(name):
+    if reference:
         factory = _import_reference(name)
         model = factory(input_shape=shape, num_outputs=heads or int(num_outputs), **options)  # type: ignore[arg-type]
         if not isinstance(model, nn.Module):

@@ -11,15 +11,28 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UserError
-from ..registry import Registry
+from ..registry import Option, Registry
 
-REGISTRY = Registry("model")
+REGISTRY = Registry("model", context=("input_shape", "num_outputs"), references=True)
+
+# The options the models declare in their signatures (`registry.Option`): type, limits, a line of doc.
+Filters = Annotated[int | Sequence[int], Option("filters of each convolution (one value: every one)", ge=1)]
+HiddenUnits = Annotated[int, Option("units of the hidden Dense layer", ge=1)]
+HiddenUnitsList = Annotated[int | Sequence[int], Option("units of each hidden Dense layer", ge=1)]
+KernelSize = Annotated[int, Option("the convolutions' kernel size (square)", ge=1)]
+DropoutRates = Annotated[float | Sequence[float], Option("dropout rate of each Dropout layer (one value: every one)",
+                                                         ge=0, lt=1)]
+DropoutRate = Annotated[float, Option("the dropout rate", ge=0, lt=1)]
+Activation = Annotated[str, Option("the hidden layers' activation: relu, tanh, sigmoid, elu, selu, gelu, swish, "
+                                   "softplus or linear")]
+L2 = Annotated[float, Option("Keras' kernel_regularizer=l2(l2) on every Conv2D kernel", ge=0)]
 
 ACTIVATIONS = {
     None: None,

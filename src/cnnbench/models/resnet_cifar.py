@@ -16,12 +16,20 @@ same for 32x32 input).
 
 from __future__ import annotations
 
+from typing import Annotated, Literal
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UserError
-from ._base import REGISTRY, BatchNormalization, Conv2D, Dense, Flatten, check_input_shape, check_num_outputs
+from ..registry import Option
+from ._base import L2, REGISTRY, BatchNormalization, Conv2D, Dense, Flatten, check_input_shape, check_num_outputs
+
+Depth = Annotated[int, Option("layers: 6n+2 for version 1 (20, 32, 44, 56, 110), 9n+2 for version 2 (20, 29, 56, "
+                              "110, 164)", ge=8)]
+Version = Annotated[Literal[1, 2], Option("1: He et al. 2016a (post-activation); 2: 2016b (pre-activation, "
+                                          "bottleneck)")]
 
 
 class ResnetLayer(nn.Module):
@@ -170,7 +178,7 @@ _PAPER_V2 = "He et al. 2016 (arXiv:1603.05027) via Keras examples/cifar10_resnet
 
 
 @REGISTRY.register("resnet_cifar", aliases=["keras_cifar10_resnet"], min_input=(3, 8, 8), paper=_PAPER_V1)
-def resnet_cifar(input_shape, num_outputs, *, depth=20, version=1, l2=1e-4):
+def resnet_cifar(input_shape, num_outputs, *, depth: Depth = 20, version: Version = 1, l2: L2 = 1e-4):
     """Keras cifar10_resnet example, any depth: v1 depth 6n+2, v2 depth 9n+2."""
     return _build(input_shape, num_outputs, depth, version, l2)
 
@@ -179,7 +187,7 @@ def _register(depth, version):
     name = f"resnet{depth}" + ("_v2" if version == 2 else "")
     aliases = [f"resnet{depth}v{version}", f"resnet{depth}_v{version}"] if version == 1 else [f"resnet{depth}v2"]
 
-    def factory(input_shape, num_outputs, *, l2=1e-4):
+    def factory(input_shape, num_outputs, *, l2: L2 = 1e-4):
         return _build(input_shape, num_outputs, depth, version, l2)
 
     factory.__name__ = name

@@ -10,20 +10,33 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
+from typing import Annotated, Literal
 
 from torch import nn
 
 from ..errors import UserError
+from ..registry import Option
 from ._base import (
     REGISTRY,
+    Activation,
     Conv2D,
     Dense,
     Dropout,
+    DropoutRate,
+    DropoutRates,
+    Filters,
     Flatten,
+    HiddenUnits,
+    HiddenUnitsList,
+    KernelSize,
     check_input_shape,
     check_num_outputs,
     output_features,
 )
+
+Pooling = Annotated[Literal["avg", "max"], Option("the subsampling layers: average (the paper's) or max pooling")]
+FirstPadding = Annotated[Literal["same", "valid"], Option("the first convolution's padding: 'same' for 28x28 "
+                                                          "input, 'valid' for the paper's 32x32")]
 
 
 class _Namer:
@@ -126,7 +139,8 @@ def _pair(value, name, model):
 
 # --- digits_cnn ----------------------------------------------------------------------------------
 @REGISTRY.register("digits_cnn", aliases=["digits"], min_input=(1, 6, 6), paper="small CNN for sklearn's 8x8 digits")
-def digits_cnn(input_shape, num_outputs, *, filters=(16, 32), hidden_units=64, dropout=(0.25, 0.5)):
+def digits_cnn(input_shape, num_outputs, *, filters: Filters = (16, 32), hidden_units: HiddenUnits = 64,
+               dropout: DropoutRates = (0.25, 0.5)):
     """Small fast CNN for 8x8 grey digits: Conv16-Conv32 (3x3 relu) - MaxPool - Dense64 - Dense."""
     name = "digits_cnn"
     check_input_shape(name, input_shape, min_hw=6)
@@ -144,8 +158,8 @@ def digits_cnn(input_shape, num_outputs, *, filters=(16, 32), hidden_units=64, d
     "keras_mnist_cnn", aliases=["mnist_cnn"], min_input=(1, 6, 6),
     paper="Keras examples/mnist_cnn.py (1,199,882 params at 28x28x1, 10 classes)",
 )
-def keras_mnist_cnn(input_shape, num_outputs, *, filters=(32, 64), kernel_size=3,
-                    hidden_units=128, dropout=(0.25, 0.5)):
+def keras_mnist_cnn(input_shape, num_outputs, *, filters: Filters = (32, 64), kernel_size: KernelSize = 3,
+                    hidden_units: HiddenUnits = 128, dropout: DropoutRates = (0.25, 0.5)):
     """Keras mnist_cnn.py: Conv32-Conv64 (3x3 relu) - MaxPool2 - Dropout.25 - Dense128 - Dropout.5 - Dense."""
     name = "keras_mnist_cnn"
     k = _positive_whole(kernel_size, "kernel_size", name)
@@ -164,7 +178,8 @@ def keras_mnist_cnn(input_shape, num_outputs, *, filters=(32, 64), kernel_size=3
     "keras_mnist_mlp", aliases=["mnist_mlp"], min_input=(1, 1, 1),
     paper="Keras examples/mnist_mlp.py (669,706 params at 28x28x1, 10 classes)",
 )
-def keras_mnist_mlp(input_shape, num_outputs, *, hidden_units=(512, 512), dropout=0.2, activation="relu"):
+def keras_mnist_mlp(input_shape, num_outputs, *, hidden_units: HiddenUnitsList = (512, 512),
+                    dropout: DropoutRate = 0.2, activation: Activation = "relu"):
     """Keras mnist_mlp.py: Flatten - Dense512 relu - Dropout.2 - Dense512 relu - Dropout.2 - Dense."""
     name = "keras_mnist_mlp"
     check_input_shape(name, input_shape)
@@ -182,7 +197,8 @@ def keras_mnist_mlp(input_shape, num_outputs, *, hidden_units=(512, 512), dropou
     "krutov_cnn", aliases=["dlwp_cats_dogs_cnn"], min_input=(3, 46, 46),
     paper="Chollet, Deep Learning with Python (2017) 5.2, cats vs dogs CNN at 150x150x3 (3,453,121 params, 1 output)",
 )
-def krutov_cnn(input_shape, num_outputs, *, filters=(32, 64, 128, 128), hidden_units=512, dropout=0.5):
+def krutov_cnn(input_shape, num_outputs, *, filters: Filters = (32, 64, 128, 128), hidden_units: HiddenUnits = 512,
+               dropout: DropoutRate = 0.5):
     """Cats-vs-dogs CNN: 4 x (Conv 3x3 relu + MaxPool2) - Flatten - Dropout.5 - Dense512 relu - Dense.
 
     The head `Dropout(0.5) - Dense(512, relu) - Dense(1, sigmoid)` is the one Krutov et al. give for both
@@ -206,7 +222,7 @@ def krutov_cnn(input_shape, num_outputs, *, filters=(32, 64, 128, 128), hidden_u
     "cifar_simple_cnn", aliases=["tf_cifar_cnn"], min_input=(3, 18, 18),
     paper="TensorFlow CNN tutorial (tensorflow.org/tutorials/images/cnn; 122,570 params at 32x32x3, 10 classes)",
 )
-def cifar_simple_cnn(input_shape, num_outputs, *, filters=(32, 64, 64), hidden_units=64):
+def cifar_simple_cnn(input_shape, num_outputs, *, filters: Filters = (32, 64, 64), hidden_units: HiddenUnits = 64):
     """TensorFlow tutorial CNN: Conv32-Pool-Conv64-Pool-Conv64 (3x3 relu) - Flatten - Dense64 relu - Dense.
 
     The CIFAR-100 study's "3 conv + Dense 64 + Dense 100" (128,420 params at 32x32x3 with 100 classes);
@@ -227,8 +243,8 @@ def cifar_simple_cnn(input_shape, num_outputs, *, filters=(32, 64, 64), hidden_u
     paper="LeCun et al. 1998, Gradient-based learning applied to document recognition "
           "(61,706 params at 28x28x1 with padding='same')",
 )
-def lenet5(input_shape, num_outputs, *, activation="tanh", pooling="avg", padding="same", filters=(6, 16),
-           hidden_units=(120, 84)):
+def lenet5(input_shape, num_outputs, *, activation: Activation = "tanh", pooling: Pooling = "avg",
+           padding: FirstPadding = "same", filters: Filters = (6, 16), hidden_units: HiddenUnitsList = (120, 84)):
     """LeNet-5: Conv6 5x5 - Pool2 - Conv16 5x5 - Pool2 - Flatten - Dense120 - Dense84 - Dense.
 
     The first convolution pads 'same' by default (the usual 28x28 MNIST form, equal to the paper's

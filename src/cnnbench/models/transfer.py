@@ -31,13 +31,29 @@ import os
 import re
 import socket
 from collections import OrderedDict
+from typing import Annotated, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UserError
+from ..registry import Option
 from ._base import REGISTRY, Dense, Dropout, Flatten, check_input_shape, check_num_outputs, keras_init_
+
+Weights = Annotated[str, Option("'imagenet' (torchvision's ImageNet weights), 'none' (random), or a .pth file")]
+FreezeUntil = Annotated[str | None, Option("freeze every backbone layer before this one (a Keras or torchvision "
+                                           "layer name; 'head': the whole backbone; absent: train everything)")]
+Head = Annotated[Literal["gap", "flatten"], Option("GlobalAveragePooling2D, or Flatten (Keras' include_top=False "
+                                                   "+ Flatten) on the backbone's features")]
+TransferUnits = Annotated[int | None, Option("units of a hidden Dense layer in the head (0: none; absent: 256 with "
+                                             "head='flatten', else 0)", ge=0)]
+TransferDropout = Annotated[float | None, Option("dropout rate in the head (absent: 0.5 with head='flatten', else 0)",
+                                                 ge=0, lt=1)]
+Resize = Annotated[int | None, Option("resize the images to this size first (absent: only up to the backbone's "
+                                      "minimum)", ge=1)]
+Normalize = Annotated[bool, Option("normalise with the ImageNet mean and std, as the weights expect")]
+DropoutFirst = Annotated[bool, Option("Dropout before the hidden Dense (Krutov et al.'s head) instead of after")]
 
 
 class _LazyTorchvisionModels:
@@ -365,8 +381,9 @@ def _resolve_options(family):
 def _register(family):
     resolve = _resolve_options(family)
 
-    def factory(input_shape, num_outputs, *, weights="imagenet", freeze_until=None, head="gap",
-                hidden_units=None, dropout=None, resize=None, normalize=True, dropout_first=False):
+    def factory(input_shape, num_outputs, *, weights: Weights = "imagenet", freeze_until: FreezeUntil = None,
+                head: Head = "gap", hidden_units: TransferUnits = None, dropout: TransferDropout = None,
+                resize: Resize = None, normalize: Normalize = True, dropout_first: DropoutFirst = False):
         opts = resolve(weights, freeze_until, head, hidden_units, dropout, resize, normalize, dropout_first)
         check_input_shape(family, input_shape, channels=(1, 3))
         check_num_outputs(family, num_outputs)

@@ -38,8 +38,9 @@ from typing import Any
 import torch
 
 from ..errors import UserError, did_you_mean
-from ..registry import Registry, normalize, split_spec
+from ..registry import Declared, Registry, normalize, split_spec
 from .catalog import SPECS, Spec
+from .options import COMMON, HYPERPARAMETERS
 from .schedules import CLIP_OPTIONS, Controller, Schedule, resolve_schedule
 
 __all__ = ["REGISTRY", "get", "resolve", "on_epoch_end", "current_lr", "state_dict", "load_state_dict",
@@ -48,7 +49,7 @@ __all__ = ["REGISTRY", "get", "resolve", "on_epoch_end", "current_lr", "state_di
 #: Every flavour some optimizer has, in the order `cnnbench list optimizers` shows them.
 FLAVORS = ("keras", "torch", "tf1")
 
-REGISTRY = Registry("optimizer")
+REGISTRY = Registry("optimizer", context=("params",))
 
 #: What `get` needs from the engine besides params: `batch_size` (for `scale_lr_with_batch`),
 #: `steps_per_epoch` and `epochs` (for schedules).
@@ -131,6 +132,8 @@ def _resolve(spec: Spec, options: dict[str, Any]) -> dict[str, Any]:
             value = 0.0  # Keras' None
         if value is not None:
             value = _coerce(where, key, value, allowed[key] if allowed[key] is not None else 0.0)
+            if key in HYPERPARAMETERS:
+                Declared.of(key, HYPERPARAMETERS[key]).check(value, where)
         out[key] = value
     if out.get("learning_rate") is not None and not (out["learning_rate"] > 0 and math.isfinite(out["learning_rate"])):
         raise UserError(f"{where} learning_rate must be a finite number > 0, got {out['learning_rate']}")
@@ -281,8 +284,22 @@ def _register(s: Spec) -> None:
         [inspect.Parameter("params", inspect.Parameter.POSITIONAL_OR_KEYWORD),
          inspect.Parameter("options", inspect.Parameter.VAR_KEYWORD)])
     flavors = {f: {"defaults": dict(fl.defaults), "implementation": fl.implementation} for f, fl in s.flavors.items()}
-    REGISTRY.register(s.name, aliases=s.aliases, summary=s.summary, flavors=flavors,
+    REGISTRY.register(s.name, aliases=s.aliases, summary=s.summary, flavors=flavors, options=declared(s),
                       resolve=lambda **o: _resolve(s, o))(factory)
+
+
+def declared(s: Spec) -> dict[str, Declared]:
+    """The options of optimizer `s` as `cnnbench list optimizers NAME` shows them: its hyperparameters
+    (the default flavour's defaults first, then those only other flavours have) and the common options."""
+    flavors = [s.default_flavor, *(f for f in s.flavors if f != s.default_flavor)]
+    out: dict[str, Declared] = {}
+    for f in flavors:
+        for key, default in s.flavors[f].defaults.items():
+            if key not in out:
+                out[key] = Declared.of(key, HYPERPARAMETERS.get(key, Any), default)
+    defaults = {**COMMON_DEFAULTS, "flavor": s.default_flavor, "schedule": "constant"}
+    out.update({key: Declared.of(key, tp, defaults[key]) for key, tp in COMMON.items()})
+    return out
 
 
 for _spec in SPECS.values():

@@ -1,0 +1,110 @@
+"""The option reference: every registry entry's declared options (type and limits, default, one line of
+doc), as `cnnbench list KIND NAME` / `--options` print them and as docs/options.md holds them.
+
+    python -m cnnbench.reference > docs/options.md     # regenerate the docs page (a test compares)
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .registry import Declared, Entry, Registry
+
+KINDS = ("datasets", "models", "losses", "optimizers")
+
+#: What every entry of a kind takes besides its own options (handled outside the entry's factory).
+ALSO = {
+    "datasets": "Every dataset also takes `limit_train`, `limit_test` (a whole number >= 1: use the first N, or a "
+                "stratified N with `limit_mode = \"stratified\"`) and `download` (true or false); see "
+                "docs/datasets.md.",
+    "models": "A model's `input_shape` and `num_outputs` come from the dataset and the loss, not from options; "
+              "`\"package.module:attr\"` names your own model (docs/models.md).",
+    "losses": "`\"package.module:attr\"` names your own loss; `name` is display-only (not part of a run's key).",
+    "optimizers": "An optimizer's hyperparameters have Keras' names (torch's `lr`, `betas`, `eps` are accepted); "
+                  "the defaults shown are the default flavour's: `cnnbench list optimizers` shows every "
+                  "flavour's. Every optimizer also takes these options:",
+}
+
+
+def common(kind: str) -> list[str]:
+    """Options every entry of `kind` takes that the docs list once, not per entry."""
+    if kind == "optimizers":
+        from .optim.options import COMMON
+        return list(COMMON)
+    return []
+
+
+def registry(kind: str) -> Registry:
+    """The registry of `kind` ("losses", "optimizers", "models", "datasets")."""
+    if kind == "losses":
+        from .losses import REGISTRY
+    elif kind == "optimizers":
+        from .optim import REGISTRY
+    elif kind == "models":
+        from .models import REGISTRY
+    elif kind == "datasets":
+        from .data import REGISTRY
+    else:
+        raise ValueError(f"no registry of {kind!r}")
+    return REGISTRY
+
+
+def default_text(d: Declared) -> str:
+    """The default as a study file writes it; "required" where there is none, "–" for None (absent)."""
+    if d.required:
+        return "required"
+    value = d.default
+    if value is None:
+        return "–"
+    if isinstance(value, tuple):
+        value = list(value)
+    return json.dumps(value)
+
+
+def rows(entry: Entry, leave_out=()) -> list[tuple[str, str, str, str]]:
+    """(option, type and limits, default, doc) per declared option of `entry`."""
+    return [(d.name, d.describe_type(), default_text(d), d.option.doc) for d in entry.options.values()
+            if d.name not in leave_out]
+
+
+HEADER = ["| option | type | default | what it does |", "|---|---|---|---|"]
+
+
+def _table(table) -> list[str]:
+    return HEADER + [f"| `{name}` | {_cell(tp)} | `{_cell(default)}` | {_cell(doc)} |"
+                     for name, tp, default, doc in table]
+
+
+def markdown(kind: str) -> str:
+    """Every entry of `kind` with its options, as Markdown tables."""
+    reg = registry(kind)
+    out = [f"## {kind.capitalize()}", "", ALSO[kind], ""]
+    shared = common(kind)
+    if shared:
+        first = next(iter(reg))
+        out += [*_table([r for r in rows(first) if r[0] in shared and r[0] != "flavor"]), ""]
+    for entry in reg:
+        aliases = f" (aliases: {', '.join(f'`{a}`' for a in entry.aliases)})" if entry.aliases else ""
+        out += [f"### `{entry.name}`{aliases}", "", entry.summary.replace("|", "\\|"), ""]
+        table = rows(entry, leave_out=[s for s in shared if s != "flavor"])
+        out += [*_table(table), ""] if table else ["No options.", ""]
+    return "\n".join(out)
+
+
+def _cell(text: Any) -> str:
+    return str(text).replace("|", "\\|")
+
+
+def document() -> str:
+    """docs/options.md."""
+    head = ["# Options of every dataset, model, loss and optimizer", "",
+            "Generated from the options each entry declares in its signature (`cnnbench.registry.Option`): "
+            "the same declaration validates a study when it is read, gives the one-line errors and prints "
+            "`cnnbench list KIND NAME`. Regenerate with `python -m cnnbench.reference > docs/options.md` "
+            "(tests/test_reference.py fails while this page and the code disagree).", ""]
+    return "\n".join(head + [markdown(kind) for kind in KINDS]).rstrip() + "\n"
+
+
+if __name__ == "__main__":
+    print(document(), end="")
