@@ -712,8 +712,10 @@ def test_polynomial_decay_names_units_and_errors():
     # a whole number of steps hashes alike; bad values are one-line errors
     assert optim.resolve({"name": "adam", "schedule": {"name": "poly", "decay_steps": 10.0}})["schedule"][
         "decay_steps"] == 10
-    for bad, msg in [({"decay_steps": 10, "decay_epochs": 1}, "not both"), ({"decay_steps": 0}, "decay_steps must be > 0"),
-                     ({"power": 0}, "power must be > 0"), ({"end_learning_rate": -1.0}, "end_learning_rate must be >= 0"),
+    for bad, msg in [({"decay_steps": 10, "decay_epochs": 1}, "not both"),
+                     ({"decay_steps": 0}, r"'decay_steps' must be a whole number > 0 \(or absent\), got 0"),
+                     ({"power": 0}, "'power' must be a number > 0"),
+                     ({"end_learning_rate": -1.0}, "'end_learning_rate' must be a number >= 0"),
                      ({"decay_steps": 5, "per": "epoch"}, "give decay_epochs"), ({"decay": 5}, "has no option 'decay'")]:
         with pytest.raises(UserError, match=msg):
             optim.resolve({"name": "adam", "schedule": {"name": "polynomial", **bad}})

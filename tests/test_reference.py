@@ -29,6 +29,12 @@ def test_every_built_in_option_declares_a_type_and_a_line_of_doc(kind):
             assert declared.type is not Any and declared.option.doc, (kind, entry.name, declared.name)
 
 
+def test_every_augmentation_option_declares_a_type_and_a_line_of_doc():
+    from cnnbench.data.augment import DEFAULTS, OPTIONS
+
+    assert set(OPTIONS) == set(DEFAULTS) and all(OPTIONS[k].__metadata__[0].doc for k in OPTIONS)
+
+
 def _registry_with(factory) -> Registry:
     reg = Registry("thing")
     reg.register("thing")(factory)

@@ -11,7 +11,7 @@ from typing import Any
 
 from .registry import Declared, Entry, Registry
 
-KINDS = ("datasets", "models", "losses", "optimizers")
+KINDS = ("datasets", "models", "losses", "optimizers", "schedules")
 
 #: What every entry of a kind takes besides its own options (handled outside the entry's factory).
 ALSO = {
@@ -24,6 +24,9 @@ ALSO = {
     "optimizers": "An optimizer's hyperparameters have Keras' names (torch's `lr`, `betas`, `eps` are accepted); "
                   "the defaults shown are the default flavour's: `cnnbench list optimizers` shows every "
                   "flavour's. Every optimizer also takes these options:",
+    "schedules": "A learning-rate schedule is an optimizer's `schedule` option: a name or a table, e.g. `schedule = "
+                 "{ name = \"cosine\", warmup_epochs = 2 }`; every schedule takes `per`, `warmup_epochs` and "
+                 "`warmup_steps`. The formulas: docs/optimizers.md.",
 }
 
 
@@ -45,6 +48,8 @@ def registry(kind: str) -> Registry:
         from .models import REGISTRY
     elif kind == "datasets":
         from .data import REGISTRY
+    elif kind == "schedules":
+        from .optim.schedules import REGISTRY
     else:
         raise ValueError(f"no registry of {kind!r}")
     return REGISTRY
@@ -96,14 +101,26 @@ def _cell(text: Any) -> str:
     return str(text).replace("|", "\\|")
 
 
+def augmentation_markdown() -> str:
+    """The augmentation options (one table: augmentation is a set of options, not a registry)."""
+    from .data.augment import DEFAULTS, OPTIONS, PRESETS
+
+    table = [(d.name, d.describe_type(), default_text(d), d.option.doc)
+             for d in (Declared.of(k, OPTIONS[k], DEFAULTS[k]) for k in DEFAULTS)]
+    return "\n".join(["## Augmentation", "", "A study's `augmentation` (Keras' ImageDataGenerator names, on whole "
+                      "batches; docs/datasets.md): a table of these options, or a preset: "
+                      + ", ".join(f"`{p}`" for p in PRESETS) + ".", "", *_table(table), ""])
+
+
 def document() -> str:
     """docs/options.md."""
     head = ["# Options of every dataset, model, loss and optimizer", "",
-            "Generated from the options each entry declares in its signature (`cnnbench.registry.Option`): "
+            "Generated from the options each entry declares (in its signature, or once by name for a family: "
+            "`cnnbench.registry.Option`): "
             "the same declaration validates a study when it is read, gives the one-line errors and prints "
             "`cnnbench list KIND NAME`. Regenerate with `python -m cnnbench.reference > docs/options.md` "
             "(tests/test_reference.py fails while this page and the code disagree).", ""]
-    return "\n".join(head + [markdown(kind) for kind in KINDS]).rstrip() + "\n"
+    return "\n".join(head + [markdown(kind) for kind in KINDS] + [augmentation_markdown()]).rstrip() + "\n"
 
 
 if __name__ == "__main__":

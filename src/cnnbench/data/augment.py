@@ -35,13 +35,14 @@ shift, flips, brightness).
 
 from __future__ import annotations
 
-import math
-from typing import Any
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal
 
 import torch
 import torch.nn.functional as F
 
 from ..errors import UserError, did_you_mean
+from ..registry import Declared, Option
 
 DEFAULTS: dict[str, Any] = {
     "horizontal_flip": False,
@@ -84,36 +85,72 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def _number(key: str, value, *, minimum: float = 0.0, integer: bool = False):
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise UserError(f"augment option {key} must be a number, got {value!r}")
-    if value < minimum or (isinstance(value, float) and math.isnan(value)):
-        raise UserError(f"augment option {key} must be >= {minimum}, got {value!r}")
-    if integer:
-        if int(value) != value:
-            raise UserError(f"augment option {key} must be a whole number of pixels, got {value!r}")
-        return int(value)
+def _opt(tp, doc: str, **limits) -> Any:
+    return Annotated[tp, Option(doc, **limits)]
+
+
+_SHIFT = ("a float s shifts by U(-s, s) x the size (s < 1) or U(-s, s) pixels (s >= 1); an integer s by whole "
+          "pixels, ±{0, ..., s - 1}; a list by ± one of its values")
+
+#: Every option, declared once: type, limits and a line of doc (`cnnbench.registry.Option`); `resolve`
+#: checks each value against it, and docs/options.md prints it.
+OPTIONS: dict[str, Any] = {
+    "horizontal_flip": _opt(bool, "flip left-right with probability 0.5"),
+    "vertical_flip": _opt(bool, "flip upside down with probability 0.5"),
+    "rotation_range": _opt(float, "rotate by U(-r, r) degrees", ge=0),
+    "width_shift_range": _opt(float | Sequence[float], "horizontal shift: " + _SHIFT, ge=0),
+    "height_shift_range": _opt(float | Sequence[float], "vertical shift: " + _SHIFT, ge=0),
+    "zoom_range": _opt(float | Sequence[float], "zoom z: U(1 - z, 1 + z) (z < 1), or [lower, upper] with lower > "
+                       "0; x and y drawn apart; > 1 zooms out", ge=0),
+    "shear_range": _opt(float, "shear angle U(-s, s) degrees", ge=0),
+    "fill_mode": _opt(Literal["nearest", "constant", "reflect"], "how points outside the image are filled"),
+    "cval": _opt(float, "the fill value with fill_mode = 'constant'"),
+    "brightness_range": _opt(Sequence[float] | None, "[lower, upper]: multiply the image by U(lower, upper)", ge=0),
+    "channel_shift_range": _opt(float, "add U(-r, r) / 255 (Keras' 0..255 units), clipped to the image's range",
+                                ge=0),
+    "crop_padding": _opt(float, "a whole number of pixels p: random crop after zero-padding by p", ge=0),
+    "cutout_size": _opt(float, "a whole number of pixels s: zero one s x s square per image (DeVries & Taylor "
+                        "2017)", ge=0),
+}
+
+
+def _pair(key: str, value) -> list[float]:
+    if len(value) != 2 or value[0] > value[1]:
+        raise UserError(f"augment option {key} must be [lower, upper] with lower <= upper, got {value!r}")
+    return [float(v) for v in value]
+
+
+def _whole(key: str, value) -> int:
+    if int(value) != value:
+        raise UserError(f"augment option {key} must be a whole number of pixels, got {value!r}")
+    return int(value)
+
+
+def _canonical(key: str, value):
+    """A checked value in its one form (a run's key): zoom as [lower, upper], pixels as ints, numbers as floats."""
+    if key in ("horizontal_flip", "vertical_flip", "fill_mode") or value is None:
+        return value
+    if key == "zoom_range":
+        if isinstance(value, (list, tuple)):
+            pair = _pair(key, value)
+            if pair[0] <= 0:
+                raise UserError(f"augment option zoom_range must stay above 0, got {value!r}")
+            return pair
+        if value >= 1:
+            raise UserError(f"augment option zoom_range {value} would zoom by 0 or less; use a value below 1 or "
+                            "[lower, upper]")
+        return [1.0 - value, 1.0 + value]
+    if key == "brightness_range":
+        return _pair(key, value)
+    if key in ("crop_padding", "cutout_size"):
+        return _whole(key, value)
+    if key in ("width_shift_range", "height_shift_range"):  # Keras' three kinds: float, int (whole pixels), list
+        if isinstance(value, (list, tuple)):
+            if not value:
+                raise UserError(f"augment option {key} must not be an empty list")
+            return [float(v) for v in value]
+        return value if isinstance(value, int) else float(value)
     return float(value)
-
-
-def _pair(key: str, value, *, minimum: float = 0.0) -> list[float]:
-    if not isinstance(value, (list, tuple)) or len(value) != 2:
-        raise UserError(f"augment option {key} must be [lower, upper], got {value!r}")
-    lo, hi = (_number(key, v, minimum=minimum) for v in value)
-    if lo > hi:
-        raise UserError(f"augment option {key}: lower {lo} is above upper {hi}")
-    return [lo, hi]
-
-
-def _shift_range(key: str, value) -> float | int | list[float]:
-    """Keras' three kinds: float (continuous), int (whole pixels), list (one of the values)."""
-    if isinstance(value, (list, tuple)):
-        if not value:
-            raise UserError(f"augment option {key} must not be an empty list")
-        return [_number(key, v) for v in value]
-    if isinstance(value, int) and not isinstance(value, bool):
-        return _number(key, value, integer=True)
-    return _number(key, value)
 
 
 def resolve(spec: dict[str, Any] | str | None) -> dict[str, Any]:
@@ -137,37 +174,8 @@ def resolve(spec: dict[str, Any] | str | None) -> dict[str, Any]:
                 raise UserError(f"augment option {key!r} is not available: {_NOT_HERE[key]}")
             hint = did_you_mean(key, list(DEFAULTS))
             raise UserError(f"unknown augment option {key!r}; {hint}allowed: {', '.join(DEFAULTS)}")
-        if key in ("horizontal_flip", "vertical_flip"):
-            if not isinstance(value, bool):
-                raise UserError(f"augment option {key} must be true or false, got {value!r}")
-            out[key] = value
-        elif key == "zoom_range":
-            if isinstance(value, (list, tuple)):
-                out[key] = _pair(key, value)
-                if out[key][0] <= 0:
-                    raise UserError(f"augment option zoom_range must stay above 0, got {value!r}")
-            else:
-                z = _number(key, value)
-                if z >= 1:
-                    raise UserError(f"augment option zoom_range {z} would zoom by 0 or less; "
-                                    "use a value below 1 or [lower, upper]")
-                out[key] = [1.0 - z, 1.0 + z]
-        elif key == "brightness_range":
-            out[key] = None if value is None else _pair(key, value)
-        elif key == "fill_mode":
-            if value not in FILL_MODES:
-                hint = did_you_mean(str(value), list(FILL_MODES))
-                raise UserError(f"augment fill_mode {value!r} is not supported; "
-                                f"{hint}use one of {', '.join(FILL_MODES)}")
-            out[key] = value
-        elif key == "cval":
-            out[key] = _number(key, value, minimum=-math.inf)
-        elif key in ("crop_padding", "cutout_size"):
-            out[key] = _number(key, value, integer=True)
-        elif key in ("width_shift_range", "height_shift_range"):
-            out[key] = _shift_range(key, value)
-        else:
-            out[key] = _number(key, value)
+        Declared.of(key, OPTIONS[key]).check(value, "augment")
+        out[key] = _canonical(key, value)
     return out
 
 

@@ -60,11 +60,13 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal
 
 import torch
 
 from ..errors import UserError, did_you_mean
+from ..registry import Declared, Option, Registry
 
 _WARMUP = {"warmup_epochs": 0.0, "warmup_steps": 0}
 
@@ -81,29 +83,88 @@ SCHEDULES: dict[str, dict[str, Any]] = {
     "polynomial": {"decay_steps": None, "decay_epochs": None, "end_learning_rate": 0.0001, "power": 1.0,
                    "cycle": False},
 }
-_SCHEDULE_ALIASES = {"none": "constant", "steplr": "step", "stepdecay": "step", "multistep": "step",
-                     "exponentialdecay": "exponential", "cosinedecay": "cosine", "cosineannealing": "cosine",
-                     "warmupcosine": "warmup_cosine", "linearwarmupcosine": "warmup_cosine",
-                     "onecycle": "one_cycle", "onecyclelr": "one_cycle", "reducelronplateau": "reduce_on_plateau",
-                     "reduceonplateau": "reduce_on_plateau", "plateau": "reduce_on_plateau",
-                     "polynomialdecay": "polynomial", "poly": "polynomial"}
+_SCHEDULE_ALIASES = {  # matched case-insensitively, without _ - . or spaces (registry.normalize)
+    "none": "constant", "StepLR": "step", "step_decay": "step", "multistep": "step",
+    "ExponentialDecay": "exponential", "CosineDecay": "cosine", "cosine_annealing": "cosine",
+    "linear_warmup_cosine": "warmup_cosine", "OneCycleLR": "one_cycle", "ReduceLROnPlateau": "reduce_on_plateau",
+    "plateau": "reduce_on_plateau", "PolynomialDecay": "polynomial", "poly": "polynomial"}
+
+_SUMMARIES = {
+    "constant": "the optimizer's learning rate throughout (with an optional warmup)",
+    "step": "x gamma every step_size epochs, or at each of the milestones (torch StepLR / MultiStepLR)",
+    "exponential": "decay_rate ** (epochs / decay_epochs), floored with staircase (Keras ExponentialDecay)",
+    "cosine": "cosine decay to alpha x lr after the warmup, then flat (Keras CosineDecay; Loshchilov & Hutter 2017)",
+    "warmup_cosine": "cosine with a one-epoch linear warmup by default (Goyal et al. 2017)",
+    "one_cycle": "up to the rate then down, two phases (torch OneCycleLR without momentum cycling; Smith & "
+                 "Topin 2019)",
+    "reduce_on_plateau": "x factor when the monitored value stops improving (Keras ReduceLROnPlateau)",
+    "polynomial": "(lr - end) x (1 - t/D) ** power + end, optionally cycling (tf.compat.v1.train.polynomial_decay)",
+}
+
+
+def _opt(tp, doc: str, **limits) -> Any:
+    return Annotated[tp, Option(doc, **limits)]
+
+
+#: Every schedule option, declared once by name (the defaults per schedule are in SCHEDULES).
+OPTIONS: dict[str, Any] = {
+    "per": _opt(Literal["step", "epoch"], "update the rate every optimizer step or once per epoch"),
+    "warmup_epochs": _opt(float, "a linear warmup (t + 1) / W over this many epochs", ge=0),
+    "warmup_steps": _opt(int, "the same warmup counted in optimizer steps", ge=0),
+    "step_size": _opt(float, "epochs between two decays", gt=0),
+    "gamma": _opt(float, "the factor at each decay", gt=0),
+    "milestones": _opt(Sequence[float] | None, "the epochs at which to decay (instead of step_size)", ge=0),
+    "decay_rate": _opt(float, "the factor per decay_epochs", gt=0),
+    "decay_epochs": _opt(float | None, "epochs over which to decay (cosine: absent = the run after the warmup)",
+                         gt=0),
+    "staircase": _opt(bool, "decay in whole steps of decay_epochs"),
+    "alpha": _opt(float, "the final rate as a fraction of the initial one", ge=0, le=1),
+    "pct_start": _opt(float, "the share of the run spent increasing the rate", gt=0, lt=1),
+    "div_factor": _opt(float, "the initial rate is lr / div_factor", gt=0),
+    "final_div_factor": _opt(float, "the final rate is the initial one / final_div_factor", gt=0),
+    "anneal": _opt(Literal["cos", "linear"], "the shape of both phases"),
+    "monitor": _opt(str, "the logged value to watch (val_loss, val_accuracy, ...)"),
+    "factor": _opt(float, "the factor at each reduction", gt=0, lt=1),
+    "patience": _opt(int, "epochs without improvement before a reduction", ge=0),
+    "mode": _opt(Literal["auto", "min", "max"], "whether the monitored value should fall or rise (auto: from its "
+                 "name)"),
+    "min_delta": _opt(float, "the least change that counts as an improvement", ge=0),
+    "cooldown": _opt(int, "epochs to wait after a reduction", ge=0),
+    "min_lr": _opt(float, "the rate is not reduced below this", ge=0),
+    "decay_steps": _opt(int | None, "optimizer steps over which to decay (TF's argument; absent: decay_epochs or "
+                        "the whole run)", gt=0),
+    "end_learning_rate": _opt(float, "the absolute rate at the end of the decay", ge=0),
+    "power": _opt(float, "the polynomial's power (1: linear)", gt=0),
+    "cycle": _opt(bool, "restart the decay with a longer period after it ends (TF's cycle)"),
+}
 
 CLIP_OPTIONS = ("clipvalue", "clipnorm", "global_clipnorm")
 
 
-def _key(name: str) -> str:
-    return name.lower().replace("_", "").replace("-", "").replace(" ", "")
+def _defaults(name: str) -> dict[str, Any]:
+    defaults = {**SCHEDULES[name], "per": "step", **_WARMUP}
+    if name == "warmup_cosine":
+        defaults["warmup_epochs"] = 1.0
+    if name == "reduce_on_plateau":
+        defaults["per"] = "epoch"
+    return defaults
+
+
+REGISTRY = Registry("schedule")
+
+
+def _register(name: str) -> None:
+    def factory(**options):
+        return resolve_schedule({"name": name, **options})
+
+    factory.__name__ = name
+    REGISTRY.register(name, aliases=[a for a, n in _SCHEDULE_ALIASES.items() if n == name], summary=_SUMMARIES[name],
+                      options={k: Declared.of(k, OPTIONS[k], v) for k, v in _defaults(name).items()},
+                      resolve=lambda **o: {k: v for k, v in factory(**o).items() if k != "name"})(factory)
 
 
 def _schedule_name(name: str) -> str:
-    by_key = {_key(n): n for n in SCHEDULES}
-    key = _key(name)
-    if key in by_key:
-        return by_key[key]
-    if key in _SCHEDULE_ALIASES:
-        return _SCHEDULE_ALIASES[key]
-    hint = did_you_mean(name, list(SCHEDULES))
-    raise UserError(f"unknown learning-rate schedule {name!r}; {hint}choose one of: {', '.join(SCHEDULES)}")
+    return REGISTRY.entry(name).name
 
 
 def _number(where: str, key: str, value, default):
@@ -128,12 +189,8 @@ def resolve_schedule(spec) -> dict[str, Any]:
         spec = {"name": spec}
     if not isinstance(spec, dict) or not isinstance(spec.get("name", "constant"), str):
         raise UserError(f"schedule must be a name or a table with a 'name' key, got {spec!r}")
-    name = _schedule_name(spec.get("name", "constant"))
-    defaults = {**SCHEDULES[name], "per": "step", **_WARMUP}
-    if name == "warmup_cosine":
-        defaults["warmup_epochs"] = 1.0
-    if name == "reduce_on_plateau":
-        defaults["per"] = "epoch"
+    entry = REGISTRY.entry(spec.get("name", "constant"))
+    name, defaults = entry.name, _defaults(entry.name)
     out = {"name": name, **defaults}
     for key, value in spec.items():
         if key == "name":
@@ -145,20 +202,12 @@ def resolve_schedule(spec) -> dict[str, Any]:
         if key == "decay_steps" and value is not None:
             default = 0  # a whole number of steps
         out[key] = _number(f"schedule {name!r}", key, value, default)
-    if out["per"] not in ("step", "epoch"):
-        raise UserError(f"schedule option 'per' must be 'step' or 'epoch', got {out['per']!r}")
-    if name == "reduce_on_plateau":
-        if out["per"] != "epoch":
-            raise UserError("reduce_on_plateau is evaluated once per epoch; drop per = 'step'")
-        if out["mode"] not in ("auto", "min", "max"):
-            raise UserError(f"reduce_on_plateau mode must be 'auto', 'min' or 'max', got {out['mode']!r}")
-        if not 0 < out["factor"] < 1:
-            raise UserError(f"reduce_on_plateau factor must be in (0, 1), got {out['factor']}")
-    if name == "one_cycle" and out["anneal"] not in ("cos", "linear"):
-        raise UserError(f"one_cycle anneal must be 'cos' or 'linear', got {out['anneal']!r}")
+        if out[key] is not None:
+            entry.options[key].check(out[key], f"schedule {name!r}")  # type and limits (OPTIONS)
+    # what one option's declaration cannot say: rules across options
+    if name == "reduce_on_plateau" and out["per"] != "epoch":
+        raise UserError("reduce_on_plateau is evaluated once per epoch; drop per = 'step'")
     if name == "step" and out["milestones"] is not None:
-        if not isinstance(out["milestones"], list) or not all(isinstance(m, (int, float)) for m in out["milestones"]):
-            raise UserError(f"step schedule milestones must be a list of epochs, got {out['milestones']!r}")
         out["milestones"] = [float(m) for m in out["milestones"]]
     if out["warmup_epochs"] and out["warmup_steps"]:
         raise UserError("give warmup_epochs or warmup_steps, not both")
@@ -171,17 +220,8 @@ def _check_polynomial(out: dict[str, Any]) -> None:
     where = "schedule 'polynomial'"
     if out["decay_steps"] is not None and out["decay_epochs"] is not None:
         raise UserError(f"{where}: give decay_steps or decay_epochs, not both")
-    if out["decay_steps"] is not None:
-        if not out["decay_steps"] > 0:
-            raise UserError(f"{where} decay_steps must be > 0, got {out['decay_steps']}")
-        if out["per"] != "step":
-            raise UserError(f"{where} decay_steps counts optimizer steps; with per = 'epoch' give decay_epochs")
-    if out["decay_epochs"] is not None and not out["decay_epochs"] > 0:
-        raise UserError(f"{where} decay_epochs must be > 0, got {out['decay_epochs']}")
-    if not out["end_learning_rate"] >= 0:
-        raise UserError(f"{where} end_learning_rate must be >= 0, got {out['end_learning_rate']}")
-    if not out["power"] > 0:
-        raise UserError(f"{where} power must be > 0, got {out['power']}")
+    if out["decay_steps"] is not None and out["per"] != "step":
+        raise UserError(f"{where} decay_steps counts optimizer steps; with per = 'epoch' give decay_epochs")
 
 
 class Schedule:
@@ -415,3 +455,7 @@ class Controller:
         self.base_lrs = [float(x) for x in state["base_lrs"]]
         self.plateau = dict(state["plateau"])
         self.apply_lr()
+
+
+for _name in SCHEDULES:
+    _register(_name)
