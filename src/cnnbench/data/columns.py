@@ -9,7 +9,8 @@ have more label columns, each an integer label per image with its own number of 
   one per image; K = the largest label + 1, or `len(class_names_NAME)` when the file has that array).
 
 A study's `targets = { fine = "label", coarse = "coarse_label" }` trains an output on each. A column is
-kept with its images through `limit_train` / `limit_test`, the validation split and the cache.
+kept with its images through `limit_train` / `limit_test`, the validation split and the cache. A run's
+`label_noise` changes the class label only (and the outputs mapped from it), not another column.
 """
 
 from __future__ import annotations
