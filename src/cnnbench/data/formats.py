@@ -8,6 +8,13 @@
 Every reader checks the structure (sizes declared in headers, label counts, value ranges) and raises
 `UserError` for a truncated or corrupted file. When a file has the published number of records, its MD5
 is compared with the published checksum too, so a bit-flipped official file is never trained on.
+
+Why not torchvision's readers (torchvision still downloads the files: `datasets._tv`): its CIFAR
+datasets read the batches with `pickle.load`, which runs whatever code a pickle names (a file from
+elsewhere must not run code; here a restricted unpickler accepts only arrays, lists and strings); its IDX
+reader (`read_sn3_pascalvincent_tensor`) reads the uncompressed files only (after its own extraction,
+which doubles the disk use) and reports a truncated file as a reshape error; its `check_integrity` knows
+the MD5s of the `.gz` downloads, not of the files people copy in uncompressed (checksums above).
 """
 
 from __future__ import annotations
