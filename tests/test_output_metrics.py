@@ -205,7 +205,7 @@ def test_study_metrics_with_targets_are_canonical_per_output(user_module):
     ({"metrics": {"digits": ["macro_f1"]}}, "metrics names output 'digits', which the model does not have; "
                                             "did you mean 'digit'?"),
     ({"metrics": {"digit": ["macro_f2"]}}, "unknown metric 'macro_f2'"),
-    ({"metrics": [["macro_f1"], ["ece"]]}, "give a list of names"),
+    ({"metrics": [["macro_f1"], ["ece"]]}, "metrics: [['macro_f1'], ['ece']] is not a list of names; give one"),
     ({"metrics": {"digit": [1]}}, "metrics of output 'digit' must be a metric name or a list of names"),
     ({"targets": None, "loss": "sparse_categorical_crossentropy", "loss_weights": None,
       "metrics": {"digit": ["ece"]}}, "but the run has no targets"),

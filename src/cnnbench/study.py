@@ -712,7 +712,7 @@ class _Resolver:
                     metrics.resolve_metrics(specs)
                 return {out: [v for v in specs if v not in metrics.ALWAYS_RECORDED] for out, specs in per.items()}
             if isinstance(value, list) and not all(isinstance(v, str) for v in value):
-                raise UserError(f"metrics {value!r}: give a list of names (for every output), or with targets a "
+                raise UserError(f"{value!r} is not a list of names; give one (for every output), or with targets a "
                                 "table per output, metrics = { out = [\"macro_f1\"] }")
             metrics.resolve_metrics(value)  # every name known, every reference importable and callable
             return [v for v in value if v not in metrics.ALWAYS_RECORDED]  # accuracy is always recorded
