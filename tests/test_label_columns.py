@@ -15,15 +15,7 @@ import torch
 from cnnbench import Study, data, saving
 from cnnbench.errors import UserError
 
-
-@pytest.fixture(autouse=True)
-def _forget_declared_metrics():
-    from cnnbench import metrics
-
-    before = dict(metrics.CUSTOM)
-    yield
-    metrics.CUSTOM.clear()
-    metrics.CUSTOM.update(before)
+pytestmark = pytest.mark.usefixtures("forget_declared_metrics")  # (conftest)
 
 
 @pytest.fixture

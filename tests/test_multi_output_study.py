@@ -13,6 +13,8 @@ from cnnbench import Study
 from cnnbench.errors import UserError
 from cnnbench.store import Store
 
+pytestmark = pytest.mark.usefixtures("forget_declared_metrics_after_module")  # (conftest)
+
 BIG = [0, 0, 0, 0, 0, 1, 1, 1, 1, 1]  # digits 5..9 are "big"
 SPEC = {"name": "mo-tiny", "seeds": [0], "epochs": 2, "batch_size": 64, "dataset": "digits", "model": "digits_cnn",
         "targets": {"digit": "label", "big": {"from": "label", "map": BIG}},
@@ -26,18 +28,6 @@ def _rows(study_dir, sql):
         return con.execute(sql).fetchall()
     finally:
         con.close()
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _forget_declared_metrics():
-    """The outputs' metric names are declared process-wide (as custom metrics are); forget them after
-    this module, so that other tests' "did you mean" hints do not see test_digit_accuracy."""
-    from cnnbench import metrics
-
-    before = dict(metrics.CUSTOM)
-    yield
-    metrics.CUSTOM.clear()
-    metrics.CUSTOM.update(before)
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,8 @@ from cnnbench import Study, saving
 from cnnbench.errors import UserError
 from cnnbench.store import Store
 
+pytestmark = pytest.mark.usefixtures("forget_declared_metrics")  # (conftest)
+
 USER_MODULE = textwrap.dedent('''
     import numpy as np
 
@@ -31,17 +33,6 @@ def user_module(tmp_path, monkeypatch):
     (tmp_path / "om_user_mod.py").write_text(USER_MODULE)
     monkeypatch.syspath_prepend(str(tmp_path))
     return "om_user_mod"
-
-
-@pytest.fixture(autouse=True)
-def _forget_declared_metrics():
-    """Output and custom metric names are declared process-wide; forget this module's afterwards."""
-    from cnnbench import metrics
-
-    before = dict(metrics.CUSTOM)
-    yield
-    metrics.CUSTOM.clear()
-    metrics.CUSTOM.update(before)
 
 
 class TwoHeads(nn.Module):

@@ -14,6 +14,8 @@ import pytest
 
 from cnnbench import Study
 
+pytestmark = pytest.mark.usefixtures("forget_declared_metrics_after_module")  # (conftest)
+
 BIG = [0, 0, 0, 0, 0, 1, 1, 1, 1, 1]
 SPEC = {"name": "report-outputs", "seeds": [0, 1], "epochs": 1, "batch_size": 64, "model": "digits_cnn",
         "targets": {"digit": "label", "big": {"from": "label", "map": BIG}},
@@ -21,16 +23,6 @@ SPEC = {"name": "report-outputs", "seeds": [0, 1], "epochs": 1, "batch_size": 64
         "analysis": {"metric": "test_digit_accuracy"},
         "grid": {"dataset": ["digits", {"name": "digits", "limit_train": 700}],
                  "loss_weights": [{"big": 0.5}, {"big": 2.0}]}}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _forget_declared_metrics():
-    from cnnbench import metrics
-
-    before = dict(metrics.CUSTOM)
-    yield
-    metrics.CUSTOM.clear()
-    metrics.CUSTOM.update(before)
 
 
 @pytest.fixture(scope="module")
