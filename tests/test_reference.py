@@ -53,8 +53,8 @@ def test_declared_types_are_strict_where_a_study_file_could_be_wrong():
     refused = {
         "rate": ("0.1", True, 1, float("nan")),   # a string, a bool, out of [0, 1), not finite
         "sizes": ([1, 0], [1.5], "12", [True]),  # every element within the limits and whole
-        "flag": (1, "yes"),
-        "count": (1, 2.0),
+        "flag": (2, "yes"),                     # 0 and 1 are taken, as they were before declarations
+        "count": (1, 2.5),                      # 2.0 is taken for 2, as before
     }
     for key, values in refused.items():
         for value in values:
@@ -68,10 +68,37 @@ def test_an_unannotated_option_is_typed_by_its_default_leniently():
 
     reg = _registry_with(thing)
     assert reg.get("thing", scale=0.5) == (0.5, "x", True)  # `scale=1` still takes 0.5
-    with pytest.raises(UserError, match="option 'scale' must be a number, got 'big'"):
+    assert reg.get("thing", scale=None, name=None, on=None) == (None, None, None)  # None: as the user's code takes it
+    with pytest.raises(UserError, match=r"option 'scale' must be a number \(or absent\), got 'big'"):
         reg.get("thing", scale="big")
-    with pytest.raises(UserError, match="option 'on' must be true or false, got 1"):
-        reg.get("thing", on=1)
+    with pytest.raises(UserError, match=r"option 'on' must be true or false \(or absent\), got 'yes'"):
+        reg.get("thing", on="yes")
+
+
+def test_a_user_loss_keeps_its_own_meaning_of_a_shared_option_name():
+    """The Keras losses' whole-number `axis` is not imposed on a user's `axis=None` (found in review)."""
+    def spread(y_true, y_pred, axis=None, widths=(8, 16)):
+        return (y_true - y_pred).abs().mean(-1)
+
+    reg = Registry("loss", shared=losses.REGISTRY.shared)
+    reg.register("spread")(losses.registration.function_factory(spread, "spread"))
+    assert reg.resolve("spread", axis=[1, 2], widths=8)["axis"] == [1, 2]
+    assert reg.resolve("spread")["axis"] is None
+
+
+def test_values_that_ran_before_declared_options_still_resolve_to_the_same_config():
+    """Study files that ran keep their run keys and resume (found in review): numpy numbers, whole floats
+    for whole numbers, 0/1 for flags, None where Keras takes it, a pathlib.Path."""
+    import numpy as np
+
+    from cnnbench import data
+
+    assert losses.resolve({"name": "cubed_hinge", "power": 3.0})["power"] == 3.0
+    assert losses.resolve({"name": "cce", "from_logits": 1})["from_logits"] == 1
+    assert models.resolve({"name": "resnet_cifar", "version": 1.0})["version"] == 1.0
+    assert models.resolve({"name": "vgg16", "weights": None})["weights"] == "none"
+    assert models.resolve({"name": "keras_mnist_mlp", "activation": None})["activation"] is None
+    assert data.resolve({"name": "digits", "seed": np.int64(1)})["seed"] == 1
 
 
 @pytest.mark.parametrize("resolve, spec, message", [

@@ -303,3 +303,13 @@ def test_loading_a_file_that_names_code_needs_trust_code(tmp_path, monkeypatch, 
     model = saving.load(path, trust_code=True)
     saving.predict(model, torch.zeros(2, 1, 8, 8, dtype=torch.uint8))  # the recorded loss builds too
     assert marker.exists()
+
+
+@pytest.mark.parametrize("saved_metrics", [{"out": [1]}, {"out": 7}, [3, None], "ece"])
+def test_a_malformed_metrics_entry_in_a_model_file_is_ignored_not_a_traceback(tmp_path, saved_metrics):
+    """A model file's `metrics` are only ever built-in names (found in review: {"out": [1]} raised TypeError)."""
+    m = models.get("digits_cnn", input_shape=(1, 8, 8), num_outputs=10)
+    path = tmp_path / "m.pt"
+    saving.save(m, path, config={"metrics": saved_metrics})
+    scores = cnnbench.evaluate(saving.load(path), torch.rand(4, 1, 8, 8), torch.tensor([0, 1, 2, 3]), num_classes=10)
+    assert {"loss", "accuracy", "macro_f1"} <= set(scores)

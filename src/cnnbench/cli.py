@@ -473,7 +473,7 @@ def _list_options(console, args) -> int:
                   caption_justify="left")
         for col in ("option", "type", "default", "what it does"):
             t.add_column(col, overflow="fold", no_wrap=col == "option")
-        for row in reference.rows(entry):
+        for row in reference.rows(entry, leave_out=reference.hidden(args.kind)):
             t.add_row(*row)
         console.print(t)
     console.print(reference.ALSO[args.kind].removesuffix(" Every optimizer also takes these options:"))

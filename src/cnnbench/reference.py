@@ -20,7 +20,8 @@ ALSO = {
                 "docs/datasets.md.",
     "models": "A model's `input_shape` and `num_outputs` come from the dataset and the loss, not from options; "
               "`\"package.module:attr\"` names your own model (docs/models.md).",
-    "losses": "`\"package.module:attr\"` names your own loss; `name` is display-only (not part of a run's key).",
+    "losses": "`\"package.module:attr\"` names your own loss. In Python, `losses.get(NAME, name=...)` also takes "
+              "Keras' display-only `name` (not part of a run's key; in a study file `name` is the loss's name).",
     "optimizers": "An optimizer's hyperparameters have Keras' names (torch's `lr`, `betas`, `eps` are accepted); "
                   "the defaults shown are the default flavour's: `cnnbench list optimizers` shows every "
                   "flavour's. Every optimizer also takes these options:",
@@ -36,6 +37,11 @@ def common(kind: str) -> list[str]:
         from .optim.options import COMMON
         return list(COMMON)
     return []
+
+
+def hidden(kind: str) -> list[str]:
+    """Declared options not listed: the losses' display-only `name`, which a study file cannot set (ALSO)."""
+    return ["name"] if kind == "losses" else []
 
 
 def registry(kind: str) -> Registry:
@@ -92,7 +98,7 @@ def markdown(kind: str) -> str:
     for entry in reg:
         aliases = f" (aliases: {', '.join(f'`{a}`' for a in entry.aliases)})" if entry.aliases else ""
         out += [f"### `{entry.name}`{aliases}", "", entry.summary.replace("|", "\\|"), ""]
-        table = rows(entry, leave_out=[s for s in shared if s != "flavor"])
+        table = rows(entry, leave_out=[*(s for s in shared if s != "flavor"), *hidden(kind)])
         out += [*_table(table), ""] if table else ["No options.", ""]
     return "\n".join(out)
 

@@ -27,6 +27,8 @@ import difflib
 import functools
 import inspect
 import math
+import numbers
+import os
 import re
 import types
 import typing
@@ -137,7 +139,7 @@ def type_words(tp) -> str:
         inner = args[0] if args else Any
         return "a list" if inner is Any else f"a list of {_plural(type_words(inner))}"
     return {bool: "true or false", int: "a whole number", float: "a number", str: "a string",
-            dict: "a table"}.get(tp, getattr(tp, "__name__", str(tp)))
+            dict: "a table", os.PathLike: "a path"}.get(tp, getattr(tp, "__name__", str(tp)))
 
 
 def _plural(words: str) -> str:
@@ -146,7 +148,10 @@ def _plural(words: str) -> str:
 
 
 def _matches(tp, value) -> bool:
-    """Strict: no string for a number, no bool for a number, no 3.0 for a whole number; an int is a float."""
+    """No string for a number, no bool for a number, no 2.5 for a whole number. Taken as before declared
+    options existed, so that study files that ran still resume: an int or a numpy number for a number, a
+    whole float (3.0) or a numpy integer for a whole number, 0 or 1 for true/false, a path for a string
+    declared `str | os.PathLike`."""
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if tp is Any:
         return True
@@ -155,7 +160,7 @@ def _matches(tp, value) -> bool:
     if origin is Annotated:
         return _matches(args[0], value)
     if origin is Literal:
-        return any(value == a and type(value) is type(a) for a in args)
+        return any(value == a and (type(value) is type(a) or (_number(value) and _number(a))) for a in args)
     if origin in (Union, types.UnionType):
         return any(_matches(a, value) for a in args)
     if origin in (list, tuple, Sequence, typing.Sequence) or tp in (list, tuple):
@@ -165,30 +170,47 @@ def _matches(tp, value) -> bool:
             return len(args) == len(value) and all(_matches(a, v) for a, v in zip(args, value))
         return all(_matches(args[0], v) for v in value) if args else True
     if tp is bool:
-        return isinstance(value, bool)
+        return isinstance(value, bool) or (isinstance(value, numbers.Integral) and value in (0, 1))
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return tp not in (int, float) and (not isinstance(tp, type) or isinstance(value, tp))
     if tp is int:
-        return isinstance(value, int) and not isinstance(value, bool)
+        return isinstance(value, numbers.Integral) or (math.isfinite(value) and float(value).is_integer())
     if tp is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        return math.isfinite(value)
     if tp is dict:
         return isinstance(value, dict)
     return isinstance(value, tp) if isinstance(tp, type) else True
 
 
+def _number(x) -> bool:
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)
+
+
+def _fits(annotation, default) -> bool:
+    """Whether a family's shared declaration fits a parameter with this default (a user's own loss whose
+    `axis=None` is not the Keras losses' whole-number axis)."""
+    tp = typing.get_args(annotation)[0] if typing.get_origin(annotation) is Annotated else annotation
+    return default is inspect.Parameter.empty or _matches(tp, default)
+
+
 def _inferred(default) -> Any:
-    """The type a default implies when the parameter has no annotation (a user's own loss or model): a
-    number for a number (a `scale=1` default takes 0.5: Python code often writes floats' defaults as
-    ints; annotate `int` to refuse it), true/false for a bool, a string for a string."""
+    """The type a default implies when the parameter has no annotation (a user's own loss or model),
+    leniently: a number for a number (a `scale=1` default takes 0.5: Python code often writes floats'
+    defaults as ints; annotate `int` to refuse it), true/false for a bool, a string for a string, one
+    value or a list for a tuple or list; None (absent) always."""
+    def scalar(value) -> Any:
+        if isinstance(value, bool):
+            return bool
+        return str if isinstance(value, str) else float if isinstance(value, (int, float)) else None
+
     if default is inspect.Parameter.empty or default is None:
         return Any
-    if isinstance(default, bool):
-        return bool
-    if isinstance(default, (int, float, str)):
-        return str if isinstance(default, str) else float
-    if isinstance(default, (list, tuple)) and default:
-        kinds = {_inferred(v) for v in default}
-        return Sequence[kinds.pop()] if len(kinds) == 1 else Sequence  # type: ignore[misc]
-    return Any
+    if isinstance(default, (list, tuple)):
+        kinds = {scalar(v) for v in default}
+        one = kinds.pop() if len(kinds) == 1 else None
+        return Any if one is None else one | Sequence[one] | None  # type: ignore[operator]
+    one = scalar(default)
+    return Any if one is None else one | None
 
 
 def declared_options(factory: Callable[..., Any], skip: Sequence[str] = (),
@@ -207,8 +229,11 @@ def declared_options(factory: Callable[..., Any], skip: Sequence[str] = (),
     for p in inspect.signature(factory).parameters.values():
         if p.kind not in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) or p.name in skip:
             continue
-        out[p.name] = Declared.of(p.name, hints.get(p.name, (shared or {}).get(p.name, _inferred(p.default))),
-                                  p.default)
+        annotation = hints.get(p.name)
+        if annotation is None:
+            family = (shared or {}).get(p.name)
+            annotation = family if family is not None and _fits(family, p.default) else _inferred(p.default)
+        out[p.name] = Declared.of(p.name, annotation, p.default)
     return out
 
 

@@ -99,7 +99,8 @@ def _builtin_metrics(given):
     """fit's `metrics` less those naming code ("package.module:function"): a model file names no code
     but its model's and loss's, so a loaded model evaluates its built-in metrics again without trust."""
     if isinstance(given, dict):
-        kept = {o: [v for v in ([specs] if isinstance(specs, str) else specs) if ":" not in v]
+        kept = {o: [v for v in ([specs] if isinstance(specs, str) else specs if isinstance(specs, (list, tuple))
+                                else []) if isinstance(v, str) and ":" not in v]
                 for o, specs in given.items()}
         return {o: v for o, v in kept.items() if v} or None
     if isinstance(given, (list, tuple)):

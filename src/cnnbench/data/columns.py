@@ -29,27 +29,26 @@ Columns = dict[str, tuple[Any, Any, int]]  # name -> (train labels, test labels,
 
 
 def npz_columns(arrays: dict[str, np.ndarray], n_train: int, n_test: int, where: str) -> Columns:
-    """The label columns of a `.npz`: every `y_train_NAME` with its `y_test_NAME`."""
+    """The label columns of a `.npz`: every `y_train_NAME` with its `y_test_NAME` that hold one integer
+    label >= 0 per image. Other `y_*` arrays (one-hot or soft labels, an unpaired array, a name that is not
+    an identifier) are left alone: a file may hold them for other uses, and a study that does not name a
+    column must read the file as it did before columns existed; one that names such a column is told the
+    columns the file has."""
     out: Columns = {}
     for key in sorted(arrays):
-        if not key.startswith("y_train_"):
-            continue
         name = key[len("y_train_"):]
-        if not _NAME.match(name) or name == LABEL:
-            raise UserError(f"{where}: {key} names label column {name!r}; a column name is an identifier other "
-                            "than 'label' (letters, digits, _), e.g. y_train_coarse_label")
-        if f"y_test_{name}" not in arrays:
-            raise UserError(f"{where}: {key} has no y_test_{name}; a label column needs both (one label per "
-                            "training and per test image)")
+        if not key.startswith("y_train_") or not _NAME.match(name) or name == LABEL or f"y_test_{name}" not in arrays:
+            continue
         parts = []
         for part, n in (("train", n_train), ("test", n_test)):
             y = np.asarray(arrays[f"y_{part}_{name}"])
             if y.ndim == 2 and y.shape[1] == 1:
                 y = y[:, 0]
             if y.ndim != 1 or len(y) != n or y.dtype.kind not in "iub" or (len(y) and y.min() < 0):
-                raise UserError(f"{where}: y_{part}_{name} must hold one integer label >= 0 per image ({n}), got "
-                                f"{y.dtype} {y.shape}")
+                break
             parts.append(np.ascontiguousarray(y, dtype=np.int64))
+        if len(parts) != 2:
+            continue
         highest = max((int(p.max()) for p in parts if len(p)), default=0)
         k = max(highest + 1, 2)
         if f"class_names_{name}" in arrays:
@@ -58,9 +57,6 @@ def npz_columns(arrays: dict[str, np.ndarray], n_train: int, n_test: int, where:
                 raise UserError(f"{where}: label column {name!r} has label {highest} but class_names_{name} names "
                                 f"{k} classes; make them agree")
         out[name] = (parts[0], parts[1], k)
-    for key in arrays:
-        if key.startswith("y_test_") and f"y_train_{key[len('y_test_'):]}" not in arrays:
-            raise UserError(f"{where}: {key} has no y_train_{key[len('y_test_'):]}; a label column needs both")
     return out
 
 

@@ -470,7 +470,7 @@ def _find_user_path(path: str, data_dir: Path) -> Path | None:
     "(uint8 N×H×W grey or N×H×W×C; labels 0..K-1; optional class_names); PATH as given, else under "
     "<data_dir>; option num_classes when some classes have no image",
 )
-def npz(path: Annotated[str, Option("the .npz file (in the name: npz:PATH or PATH.npz)")] = "",
+def npz(path: Annotated[str | os.PathLike, Option("the .npz file (in the name: npz:PATH or PATH.npz)")] = "",
         num_classes: Annotated[int | None, Option("K when some of the classes 0..K-1 have no image", ge=2)] = None,
         ) -> Source:
     if not path:

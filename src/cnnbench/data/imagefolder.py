@@ -138,7 +138,7 @@ def _decode_all(files: list[Path], size: tuple[int, int] | None, mode: str, inte
     "PATH/train/<class>/* + PATH/test/<class>/* (or training_set/ + test_set/), or PATH/ of files "
     "<class>.<n>.jpg (Dogs-vs-Cats) split by test_fraction; decoded once into <data_dir>/cnnbench-cache/",
 )
-def imagefolder(path: Annotated[str, Option("the folder (in the name: imagefolder:PATH)")] = "",
+def imagefolder(path: Annotated[str | os.PathLike, Option("the folder (in the name: imagefolder:PATH)")] = "",
                 image_size: Annotated[int | list[int] | None, Option("resize to this size, or [height, width] "
                                                                      "(absent: keep; all images must agree)", ge=1)]
                 = None,

@@ -30,8 +30,8 @@ KernelSize = Annotated[int, Option("the convolutions' kernel size (square)", ge=
 DropoutRates = Annotated[float | Sequence[float], Option("dropout rate of each Dropout layer (one value: every one)",
                                                          ge=0, lt=1)]
 DropoutRate = Annotated[float, Option("the dropout rate", ge=0, lt=1)]
-Activation = Annotated[str, Option("the hidden layers' activation: relu, tanh, sigmoid, elu, selu, gelu, swish, "
-                                   "softplus or linear")]
+Activation = Annotated[str | None, Option("the hidden layers' activation: relu, tanh, sigmoid, elu, selu, gelu, "
+                                          "swish, softplus or linear (None: linear, as in Keras)")]
 L2 = Annotated[float, Option("Keras' kernel_regularizer=l2(l2) on every Conv2D kernel", ge=0)]
 
 ACTIVATIONS = {

@@ -41,7 +41,8 @@ from ..errors import UserError
 from ..registry import Option
 from ._base import REGISTRY, Dense, Dropout, Flatten, check_input_shape, check_num_outputs, keras_init_
 
-Weights = Annotated[str, Option("'imagenet' (torchvision's ImageNet weights), 'none' (random), or a .pth file")]
+Weights = Annotated[str | os.PathLike | None, Option("'imagenet' (torchvision's ImageNet weights), 'none' or None "
+                                                    "(random), or a .pth file")]
 FreezeUntil = Annotated[str | None, Option("freeze every backbone layer before this one (a Keras or torchvision "
                                            "layer name; 'head': the whole backbone; absent: train everything)")]
 Head = Annotated[Literal["gap", "flatten"], Option("GlobalAveragePooling2D, or Flatten (Keras' include_top=False "

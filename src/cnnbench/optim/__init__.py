@@ -31,9 +31,10 @@ Options every optimizer takes besides its hyperparameters:
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import math
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -296,9 +297,15 @@ def declared(s: Spec) -> dict[str, Declared]:
     for f in flavors:
         for key, default in s.flavors[f].defaults.items():
             if key not in out:
-                out[key] = Declared.of(key, HYPERPARAMETERS.get(key, Any), default)
+                d = Declared.of(key, HYPERPARAMETERS.get(key, Any), default)
+                only = [g for g in flavors if key in s.flavors[g].defaults]
+                if f != s.default_flavor:  # e.g. torch SGD's dampening: say which flavour has it
+                    note = f" (flavor = {' or '.join(map(repr, only))} only)"
+                    d = dataclasses.replace(d, option=dataclasses.replace(d.option, doc=d.option.doc + note))
+                out[key] = d
     defaults = {**COMMON_DEFAULTS, "flavor": s.default_flavor, "schedule": "constant"}
     out.update({key: Declared.of(key, tp, defaults[key]) for key, tp in COMMON.items()})
+    out["flavor"] = dataclasses.replace(out["flavor"], type=Literal[tuple(s.flavors)])  # this optimizer's flavours
     return out
 
 

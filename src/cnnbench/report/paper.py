@@ -237,9 +237,22 @@ def outputs_frame(sc) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _one_loss(runs: pd.DataFrame | None, output: str) -> bool:
+    """Whether every run of a cell trained `output` with the same loss (name and options): its own
+    `config.loss.<output>.*` columns, or the one loss of every output (`config.loss.*`)."""
+    if runs is None or runs.empty:
+        return False
+    mine = [c for c in runs.columns if c.startswith(f"config.loss.{output}.")]
+    if not mine:
+        mine = [c for c in runs.columns if c.startswith("config.loss.") and c.count(".") == 2]
+    return len(runs[mine].astype(str).drop_duplicates()) <= 1
+
+
 def outputs_tables(sc, frame: pd.DataFrame | None = None) -> list[tuple[str, Table]]:
     """Per cell: a configuration per row (the ranking's order), per output its test accuracy and test
-    loss as mean ± std over seeds; the best of each column in bold (highest accuracy, lowest loss)."""
+    loss as mean ± std over seeds; the best of each column in bold (highest accuracy; lowest loss only
+    where every configuration trained that output with the same loss: losses of different functions are
+    not comparable)."""
     from .. import metrics as metrics_mod
 
     frame = outputs_frame(sc) if frame is None else frame
@@ -248,11 +261,14 @@ def outputs_tables(sc, frame: pd.DataFrame | None = None) -> list[tuple[str, Tab
     outputs = output_names(sc)
     columns = [(f"test_{o}_{s}", metrics_mod.get(f"test_{o}_{s}")) for o in outputs for s in OUTPUT_TABLE_SCORES]
     out = []
+    runs_of = {c.name: c.runs for c in sc.cells}
     for cell, part in frame.groupby("cell", sort=False):
         best = {}
-        for column, metric in columns:
+        for (column, metric), (output, score) in zip(columns, [(o, s) for o in outputs for s in OUTPUT_TABLE_SCORES]):
             means = part[f"{column}_mean"].dropna()
-            best[column] = (means.max() if metric.higher_is_better else means.min()) if len(means) else None
+            comparable = score != "loss" or _one_loss(runs_of.get(str(cell)), output)
+            best[column] = (means.max() if metric.higher_is_better else means.min()) \
+                if len(means) and comparable else None
         rows = []
         for r in part.to_dict("records"):
             n = max((int(r[f"{c}_n"]) for c, _ in columns), default=0)
@@ -291,7 +307,8 @@ def write_all(sc, out: Path) -> list[Path]:
     frame = outputs_frame(sc)
     if not frame.empty:  # several outputs: each output's test accuracy and loss per configuration
         parts = outputs_tables(sc, frame)
-        what = "test accuracy (%) and test loss of each output, mean ± std over seeds; best per column in bold"
+        what = ("test accuracy (%) and test loss of each output, mean ± std over seeds; best per column in bold "
+                "(a loss only where the configurations share that output's loss)")
         one = len(parts) == 1
         put("outputs.csv", frame.to_csv(index=False))
         put("outputs.md", "\n\n".join(("" if one else f"## {escape.markdown(cell)}\n\n") + markdown(t)
