@@ -92,6 +92,17 @@ def keras_init_(module: nn.Module, kernel_initializer: str = "glorot_uniform") -
 
 
 # --- Keras-like layers ---------------------------------------------------------------------------
+def _activate(act, y: torch.Tensor) -> torch.Tensor:
+    """`act(y)` for a layer's fresh output `y`; ReLU in place (the same values: `relu_` is `relu`).
+
+    In place saves a pass's worth of new memory on the largest activations; autograd allows it because
+    neither the convolution's nor the linear layer's backward reads its output, and ReLU's backward reads
+    ReLU's result either way (`threshold_backward`)."""
+    if act is None:
+        return y
+    return F.relu_(y) if act is F.relu else act(y)
+
+
 class Conv2D(nn.Conv2d):
     """`keras.layers.Conv2D`: convolution + optional activation, "valid" or TF-style "same" padding."""
 
@@ -119,8 +130,7 @@ class Conv2D(nn.Conv2d):
                 total = max((out - 1) * s + k - size, 0)
                 pads += [total // 2, total - total // 2]
             x = F.pad(x, pads)
-        y = super().forward(x)
-        return self.act(y) if self.act is not None else y
+        return _activate(self.act, super().forward(x))
 
     def extra_repr(self):
         return super().extra_repr() + f", keras_padding={self.keras_padding!r}, activation={self.activation_name!r}"
@@ -137,8 +147,7 @@ class Dense(nn.Linear):
         nn.init.zeros_(self.bias)
 
     def forward(self, x):
-        y = super().forward(x)
-        return self.act(y) if self.act is not None else y
+        return _activate(self.act, super().forward(x))
 
     def extra_repr(self):
         return super().extra_repr() + f", activation={self.activation_name!r}"
@@ -161,9 +170,15 @@ class Dropout(nn.Dropout):
             return F.dropout(x, self.p, self.training, self.inplace)
         n = x.numel()
         words = torch.empty((n + 2) // 3, dtype=torch.int64).random_()
-        uniform16 = words.view(torch.int16).view(-1, 4)[:, :3].reshape(-1)[:n]  # little-endian low words
-        keep = uniform16.view(x.shape) >= round(self.p * 65536) - 32768
-        return x * keep.to(x.dtype) * (1.0 / (1.0 - self.p))
+        uniform16 = words.view(torch.int16).view(-1, 4)[:, :3]  # little-endian low words
+        keep = (uniform16 >= round(self.p * 65536) - 32768).view(-1)[:n].view(x.shape)  # compared in place
+        scale = 1.0 / (1.0 - self.p)
+        if x.dtype != torch.float32:  # bf16 under autocast: x * keep, then scaled (in float32, rounded once)
+            return x * keep.to(x.dtype) * scale
+        # float32: x * (keep * scale) is (x * keep) * scale bit for bit (x * 1 = x and x * 0 = ±0 exactly,
+        # scale > 0), in one pass forward and one backward instead of two each
+        mask = torch.mul(keep, scale, out=torch.empty(keep.shape, dtype=x.dtype))
+        return x * mask
 
 
 def BatchNormalization(channels: int) -> nn.BatchNorm2d:
@@ -171,10 +186,40 @@ def BatchNormalization(channels: int) -> nn.BatchNorm2d:
     return nn.BatchNorm2d(channels, eps=1e-3, momentum=0.01)
 
 
+class _FlattenKeepLayout(torch.autograd.Function):
+    """`torch.flatten(x, 1)` of a channels_last `x` (a copy into C, H, W order) whose gradient comes back
+    channels_last, as `x` is, instead of `flatten`'s contiguous one."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.shape = x.shape
+        return torch.flatten(x, 1)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad.reshape(ctx.shape).contiguous(memory_format=torch.channels_last)
+
+
 class Flatten(nn.Module):
-    """Flatten all but the batch dimension; works for channels_last tensors (reshape, not view)."""
+    """Flatten all but the batch dimension in C, H, W order, for contiguous and channels_last tensors.
+
+    `keep_layout=True` (the seed models' Builder): the gradient of a channels_last input comes back
+    channels_last. `flatten`'s own backward returns it contiguous, and the layers before, trained in
+    channels_last, then convert: `max_pool2d`'s backward with a contiguous gradient converts its indices and
+    its whole [N, C, H, W] input gradient to contiguous and back (three activation-sized copies, ~10 ms of
+    a Keras MNIST CNN step on 2 cores) where this is one copy of the smaller gradient. Only for layers whose
+    backward gives the same numbers in either layout (elementwise ones, non-overlapping pooling, oneDNN
+    convolutions, which convert the gradient to the input's layout anyway): not for BatchNorm, whose
+    backward sums in another order per layout, hence not the default (transfer backbones keep `flatten`)."""
+
+    def __init__(self, keep_layout: bool = False):
+        super().__init__()
+        self.keep_layout = keep_layout
 
     def forward(self, x):
+        if (self.keep_layout and x.dim() == 4 and torch.is_grad_enabled() and x.requires_grad
+                and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)):
+            return _FlattenKeepLayout.apply(x)
         return torch.flatten(x, 1)
 
 

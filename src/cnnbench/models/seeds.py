@@ -108,7 +108,8 @@ class Builder:
         return self._add("dropout", Dropout(float(rate)))
 
     def flatten(self):
-        return self._add("flatten", Flatten())
+        # keep_layout: the layers before are convolutions, pooling, dropout and activations (_base.Flatten)
+        return self._add("flatten", Flatten(keep_layout=True))
 
     def dense(self, units, activation=None):
         units = _positive_whole(units, "hidden_units", self.model_name)
