@@ -146,3 +146,20 @@ def test_training_steps_are_bit_identical_to_the_plain_layers(name, channels, pl
     plain = train()
     assert len(fast) == len(plain)
     assert all(torch.equal(a, b) for a, b in zip(fast, plain))
+
+
+def test_fit_trains_with_heap_allocations_and_restores_malloc(tiny_images):
+    """fit's steps run inside inference.heap_allocations (the activations reuse heap pages), and malloc
+    is given back its steady settings when training ends."""
+    import cnnbench
+    from cnnbench import inference
+    from cnnbench.train import LambdaCallback
+
+    if not inference._libc():
+        pytest.skip("not glibc, or malloc tuned in the environment: heap_allocations leaves malloc alone")
+    depths = []
+    x, y = tiny_images
+    cnnbench.fit("digits_cnn", x[:64], y[:64], epochs=2, batch_size=32, verbose=0,
+                 callbacks=[LambdaCallback(on_epoch_end=lambda epoch, logs: depths.append(inference._DEPTH))])
+    assert depths == [1, 1]
+    assert inference._DEPTH == 0

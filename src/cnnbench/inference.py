@@ -5,12 +5,15 @@ Two changes to how the eager model is run, neither to its arithmetic (BENCHMARKS
 - **Activations from the heap, not fresh mappings.** A batch of 1000 MNIST images makes activations of
   86 and 147 MB. glibc's malloc serves blocks above its mmap threshold (at most 32 MiB) with a fresh
   `mmap` and unmaps them on free, so every batch page-faults those megabytes in again: on a loaded
-  2-core machine that cost ~40% of the evaluation. During an evaluation (`heap_allocations`), mmap
-  is off and the heap is not trimmed, so the second batch reuses the first one's pages; afterwards
-  the thresholds are set to where glibc's dynamic threshold ends up in a long-running process (mmap
-  threshold 32 MiB, trim threshold 64 MiB; glibc cannot report the values it had, and setting them
-  ends its dynamic adjustment for the rest of the process) and `malloc_trim` returns the free pages
-  to the system. Memory behaviour changes, numbers do not. Left alone where the user tunes malloc
+  2-core machine that cost ~40% of the evaluation. Training suffers alike: each step frees and
+  allocates again activations of 5-20 MB (batch 128), which glibc hands back to the system (mmap or heap
+  trimming) and faults in again at the next step (1.1x a Keras MNIST CNN's training throughput and 1.4x
+  `cifar_simple_cnn`'s when kept, on one thread). During an evaluation and during `fit`'s training
+  (`heap_allocations`), mmap is off and the heap is not trimmed, so the second batch reuses the first
+  one's pages; afterwards the thresholds are set to where glibc's dynamic threshold ends up in a
+  long-running process (mmap threshold 32 MiB, trim threshold 64 MiB; glibc cannot report the values
+  it had, and setting them ends its dynamic adjustment for the rest of the process) and `malloc_trim`
+  returns the free pages to the system. Memory behaviour changes, numbers do not. Left alone where the user tunes malloc
   (a `MALLOC_*_` variable or a `glibc.malloc` tunable in the environment) and off glibc (macOS, musl).
 - **Convolution + ReLU in one oneDNN primitive** (`torch.ops.mkldnn._convolution_pointwise`, a ReLU
   post-op): for cnnbench's `Conv2D(activation="relu")` in float32 on a CPU, where eager torch would run

@@ -923,7 +923,8 @@ def fit(model: nn.Module | str | dict, x, y, *, loss="categorical_crossentropy",
     trainer = Trainer(model, training_loss, opt, device=dev, seed=seed, batch_size=batch_size, epochs=epochs,
                       callbacks=callbacks, augment=augment, checkpoint=checkpoint,
                       micro_batch_size=micro_batch_size, precision=precision, metrics=metric_plan)
-    history = trainer.run(x, y, sw, val)
+    with heap_allocations():  # the steps' activations reuse heap pages (inference.py; same numbers)
+        history = trainer.run(x, y, sw, val)
     history.params = {"epochs": epochs, "steps": steps, "batch_size": batch_size, "num_classes": num_classes}
     # plain attributes (torch types Module.__setattr__ for tensors and modules only)
     model.cnnbench_loss = training_loss  # type: ignore[assignment]  # so evaluate()/predict() need not be told the loss
