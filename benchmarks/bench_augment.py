@@ -21,9 +21,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from cnnbench.data import augment  # noqa: E402
+from _machine import cpu_name  # benchmarks/ is on sys.path when run as a script
 
-from _machine import cpu_name  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+from cnnbench.data import augment
 
 CONFIGS = {
     "flips": {"horizontal_flip": True, "vertical_flip": True},
@@ -76,7 +76,8 @@ def main(argv=None) -> int:
     print(f"machine: {where}, {torch.get_num_threads()} threads, torch {torch.__version__}; device {dev}")
     print(f"batch {args.batch}, 1x28x28; augmentation and training step timed alternately "
           f"(as the engine runs them), median of {args.steps} each")
-    print(f"{'augmentation':42s} {'aug':>9s} {'step':>9s} {'aug/step':>9s}   {'min aug':>8s} {'min step':>9s} {'ratio':>7s}")
+    print(f"{'augmentation':42s} {'aug':>9s} {'step':>9s} {'aug/step':>9s}   "
+          f"{'min aug':>8s} {'min step':>9s} {'ratio':>7s}")
     worst = 0.0
     for label, spec in CONFIGS.items():
         aug = augment.get(spec)

@@ -27,10 +27,10 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from cnnbench import data  # noqa: E402
-from cnnbench.data import cache  # noqa: E402
+from _machine import cpu_name  # benchmarks/ is on sys.path when run as a script
 
-from _machine import cpu_name  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+from cnnbench import data
+from cnnbench.data import cache
 
 
 def write_idx(raw_dir: Path, d, gz: bool) -> None:

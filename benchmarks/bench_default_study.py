@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _machine import describe  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+from _machine import describe  # benchmarks/ is on sys.path when run as a script
 
 
 def _children(pid: int) -> list[int]:

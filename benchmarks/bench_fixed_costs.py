@@ -119,7 +119,8 @@ def main() -> None:
     study = a.study or tmp / "small.toml"
     if not a.study:
         study.write_text(SMALL_STUDY)
-    print(f"# {cpu_name()}, nproc {os.cpu_count()}; start: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
+    uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    print(f"# {cpu_name()}, nproc {os.cpu_count()}; start: {uptime}")
     results: dict[str, list[float]] = {}
     study_rounds: list[dict] = []
     for r in range(a.rounds):
