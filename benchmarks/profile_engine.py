@@ -4,8 +4,10 @@
     ONEDNN_VERBOSE=1 python benchmarks/profile_engine.py torch --onednn [--threads 2]
     ONEDNN_VERBOSE=1 PYTHONPATH=/tmp/tfenv python benchmarks/profile_engine.py tf [--threads 2]
 
-The Keras MNIST CNN on real MNIST. `torch`: cnnbench's model (`keras_mnist_cnn`, channels_last as the
-engine trains it), its Keras Adam rule and sparse categorical cross-entropy; one forward+backward+step
+The Keras MNIST CNN (or `--model cifar_simple_cnn`, on the 28x28 images in three channels) on real
+MNIST. `torch`: cnnbench's model (channels_last as the engine trains it, the steps inside
+`heap_allocations` as `fit` and `evaluate` run them), its Keras Adam rule and sparse categorical
+cross-entropy; one forward+backward+step
 on a batch of 128 (training mode: dropout on) and one forward on a batch of 1000 (eval mode, no grad, as
 `cnnbench.evaluate`), each repeated `--steps` times after 3 warm-ups; torch.profiler's CPU self time per
 op, in ms per batch. `--onednn` (with ONEDNN_VERBOSE=1 in the environment): the same steps, and the
@@ -54,7 +56,7 @@ def _capture_stdout_fd():
     import tempfile
 
     sys.stdout.flush()
-    tmp = tempfile.TemporaryFile(mode="w+b")
+    tmp = tempfile.TemporaryFile(mode="w+b")  # noqa: SIM115  (the caller reads and drops it)
     saved = os.dup(1)
     os.dup2(tmp.fileno(), 1)
     return tmp, saved
@@ -74,14 +76,17 @@ def torch_side(a) -> None:
 
     torch.set_num_threads(a.threads)
     from cnnbench import losses, models, optim
+    from cnnbench.inference import heap_allocations
     from cnnbench.train import _as_float01
 
     d = np.load(a.mnist)
     x = torch.from_numpy(d["x_train"][:128]).unsqueeze(1).contiguous()
     y = torch.from_numpy(d["y_train"][:128]).long()
     xt = torch.from_numpy(d["x_test"][:1000]).unsqueeze(1).contiguous()
+    if a.model == "cifar_simple_cnn":  # the 28x28 images, three channels
+        x, xt = x.expand(-1, 3, -1, -1).contiguous(), xt.expand(-1, 3, -1, -1).contiguous()
     torch.manual_seed(0)
-    model = models.get("keras_mnist_cnn", input_shape=(1, 28, 28), num_outputs=10).to(memory_format=torch.channels_last)
+    model = models.get(a.model, input_shape=tuple(x.shape[1:]), num_outputs=10).to(memory_format=torch.channels_last)
     loss_fn = losses.adapt(losses.get("sparse_categorical_crossentropy"), 10)
     opt = optim.get("adam", model.parameters(), batch_size=128, steps_per_epoch=100, epochs=1)
 
@@ -99,12 +104,18 @@ def torch_side(a) -> None:
             model(_as_float01(xt).contiguous(memory_format=torch.channels_last))
 
     phases = {"train step (batch 128)": train_step, "evaluate batch (1000)": eval_batch}
+    with heap_allocations():  # as fit and evaluate run their steps
+        _torch_phases(a, phases)
+
+
+def _torch_phases(a, phases) -> None:
+    import torch
+
     for fn in phases.values():
         for _ in range(3):
             fn()
     if a.onednn:
         marks, tmp, saved = {}, *_capture_stdout_fd()
-        log_pos = 0
         for name, fn in phases.items():
             sys.stdout.flush()
             os.write(1, f"MARK {name}\n".encode())
@@ -112,7 +123,7 @@ def torch_side(a) -> None:
                 fn()
         log = _restore_stdout_fd(tmp, saved)
         lines = log.splitlines()
-        idx = [i for i, l in enumerate(lines) if l.startswith("MARK ")] + [len(lines)]
+        idx = [i for i, ln in enumerate(lines) if ln.startswith("MARK ")] + [len(lines)]
         marks = {lines[idx[k]][5:]: (idx[k], idx[k + 1]) for k in range(len(idx) - 1)}
         _onednn_table(log, marks, a.steps)
         return
@@ -150,11 +161,16 @@ def tf_side(a) -> None:
     x = d["x_train"][:128, :, :, None].astype("float32") / 255.0
     y = d["y_train"][:128].astype("int64")
     xt = d["x_test"][:1000, :, :, None].astype("float32") / 255.0
-    m = keras.Sequential([
-        keras.Input((28, 28, 1)), keras.layers.Conv2D(32, 3, activation="relu"),
-        keras.layers.Conv2D(64, 3, activation="relu"), keras.layers.MaxPooling2D(2), keras.layers.Dropout(0.25),
-        keras.layers.Flatten(), keras.layers.Dense(128, activation="relu"), keras.layers.Dropout(0.5),
-        keras.layers.Dense(10), keras.layers.Activation("softmax", dtype="float32")])
+    L = keras.layers
+    if a.model == "cifar_simple_cnn":
+        x, xt = np.repeat(x, 3, axis=3), np.repeat(xt, 3, axis=3)
+        layers = [L.Conv2D(32, 3, activation="relu"), L.MaxPooling2D(2), L.Conv2D(64, 3, activation="relu"),
+                  L.MaxPooling2D(2), L.Conv2D(64, 3, activation="relu"), L.Flatten(), L.Dense(64, activation="relu"),
+                  L.Dense(10)]
+    else:
+        layers = [L.Conv2D(32, 3, activation="relu"), L.Conv2D(64, 3, activation="relu"), L.MaxPooling2D(2),
+                  L.Dropout(0.25), L.Flatten(), L.Dense(128, activation="relu"), L.Dropout(0.5), L.Dense(10)]
+    m = keras.Sequential([keras.Input(x.shape[1:]), *layers, L.Activation("softmax", dtype="float32")])
     m.compile(optimizer=keras.optimizers.Adam(), loss="sparse_categorical_crossentropy")
     phases = {"train step (batch 128)": lambda: m.train_on_batch(x, y),
               "evaluate batch (1000)": lambda: m.predict_on_batch(xt)}
@@ -177,7 +193,7 @@ def tf_side(a) -> None:
                 fn()
         log = _restore_stdout_fd(tmp, saved)
         lines = log.splitlines()
-        idx = [i for i, l in enumerate(lines) if l.startswith("MARK ")] + [len(lines)]
+        idx = [i for i, ln in enumerate(lines) if ln.startswith("MARK ")] + [len(lines)]
         _onednn_table(log, {lines[idx[k]][5:]: (idx[k], idx[k + 1]) for k in range(len(idx) - 1)}, a.steps)
 
 
@@ -185,6 +201,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("side", choices=["torch", "tf"])
     ap.add_argument("--mnist", type=Path, default=ROOT.parent / "shared" / "datasets" / "mnist.npz")
+    ap.add_argument("--model", default="keras_mnist_cnn", choices=["keras_mnist_cnn", "cifar_simple_cnn"])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--top", type=int, default=25)
