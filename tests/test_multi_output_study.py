@@ -5,9 +5,9 @@ per-output test metrics, ranking on one of them, resume, bad specs, unchanged ke
 from __future__ import annotations
 
 import json
-import sqlite3
 
 import pytest
+from conftest import BIG, TWO_OUTPUT_SPEC, study_rows
 
 from cnnbench import Study
 from cnnbench.errors import UserError
@@ -15,19 +15,8 @@ from cnnbench.store import Store
 
 pytestmark = pytest.mark.usefixtures("forget_declared_metrics_after_module")  # (conftest)
 
-BIG = [0, 0, 0, 0, 0, 1, 1, 1, 1, 1]  # digits 5..9 are "big"
-SPEC = {"name": "mo-tiny", "seeds": [0], "epochs": 2, "batch_size": 64, "dataset": "digits", "model": "digits_cnn",
-        "targets": {"digit": "label", "big": {"from": "label", "map": BIG}},
-        "loss": {"digit": "sparse_categorical_crossentropy", "big": "binary_crossentropy"},
-        "loss_weights": {"digit": 1.0, "big": 0.5}, "analysis": {"metric": "test_digit_accuracy"}}
-
-
-def _rows(study_dir, sql):
-    con = sqlite3.connect(study_dir / "study.db")
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
+SPEC = {**TWO_OUTPUT_SPEC, "name": "mo-tiny", "seeds": [0]}
+_rows = study_rows
 
 
 @pytest.fixture(scope="module")

@@ -5,12 +5,12 @@ against hand computation, stored and rankable, the same after a resume and after
 from __future__ import annotations
 
 import json
-import sqlite3
 import textwrap
 
 import numpy as np
 import pytest
 import torch
+from conftest import TWO_OUTPUT_SPEC, study_rows
 from torch import nn
 
 import cnnbench
@@ -158,19 +158,8 @@ def _probabilities_of(model, x):
 
 # --- study files ---------------------------------------------------------------------------------
 
-BIG = [0, 0, 0, 0, 0, 1, 1, 1, 1, 1]
-SPEC = {"name": "om", "seeds": [0, 1], "epochs": 2, "batch_size": 64, "dataset": "digits", "model": "digits_cnn",
-        "targets": {"digit": "label", "big": {"from": "label", "map": BIG}},
-        "loss": {"digit": "sparse_categorical_crossentropy", "big": "binary_crossentropy"},
-        "loss_weights": {"digit": 1.0, "big": 0.5}, "analysis": {"metric": "test_digit_accuracy"}}
-
-
-def _rows(study_dir, sql):
-    con = sqlite3.connect(study_dir / "study.db")
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
+SPEC = {**TWO_OUTPUT_SPEC, "name": "om", "seeds": [0, 1]}
+_rows = study_rows
 
 
 def test_study_metrics_with_targets_are_canonical_per_output(user_module):
