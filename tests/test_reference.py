@@ -101,6 +101,15 @@ def test_values_that_ran_before_declared_options_still_resolve_to_the_same_confi
     assert data.resolve({"name": "digits", "seed": np.int64(1)})["seed"] == 1
 
 
+@pytest.mark.parametrize("spec", [{"name": "digits_cnn", "hidden_units": 128.0},
+                                  {"name": "keras_mnist_cnn", "filters": [32.0, 64]},
+                                  {"name": "resnet_cifar", "depth": 20.0}])
+def test_a_layer_size_given_as_a_float_is_refused_when_read_as_the_model_would_when_built(spec):
+    """strict options: the old code refused these when each run built its model (every run failed)."""
+    with pytest.raises(UserError, match="must be a whole number"):
+        models.resolve(spec)
+
+
 @pytest.mark.parametrize("resolve, spec, message", [
     (losses.resolve, {"name": "cce", "label_smoothing": "high"},
      "loss 'categorical_crossentropy' option 'label_smoothing' must be a number in [0, 1], got 'high'"),

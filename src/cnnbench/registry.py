@@ -49,13 +49,16 @@ def normalize(name: str) -> str:
 class Option:
     """What an option means beyond its type, for `Annotated[type, Option(...)]` in a factory's signature:
     a one-line `doc`, and limits that every number in the value must keep (a scalar, or each element of a
-    list): `ge`/`gt`/`le`/`lt`."""
+    list): `ge`/`gt`/`le`/`lt`. `strict`: a whole number must be an integer (not 128.0) and true/false a
+    bool (not 1), where the entry's own code refuses the others when it builds (a model's layer sizes):
+    refused when the study is read instead of in every run."""
 
     doc: str = ""
     ge: float | None = None
     gt: float | None = None
     le: float | None = None
     lt: float | None = None
+    strict: bool = False
 
     def limits(self) -> str:
         """The range in words: "in [0, 1]", ">= 0", "in (0, 1)", or ""."""
@@ -117,7 +120,7 @@ class Declared:
         """UserError (one line) unless `value` has the declared type and keeps the limits."""
         if self.type is Any:
             return
-        if not _matches(self.type, value) or not self.option.within(value):
+        if not _matches(self.type, value, self.option.strict) or not self.option.within(value):
             raise UserError(f"{where} option {self.name!r} must be {self.describe_type()}, got {value!r}")
 
 
@@ -147,7 +150,7 @@ def _plural(words: str) -> str:
             "true or false": "true/false values"}.get(words, words)
 
 
-def _matches(tp, value) -> bool:
+def _matches(tp, value, strict: bool = False) -> bool:
     """No string for a number, no bool for a number, no 2.5 for a whole number. Taken as before declared
     options existed, so that study files that ran still resume: an int or a numpy number for a number, a
     whole float (3.0) or a numpy integer for a whole number, 0 or 1 for true/false, a path for a string
@@ -158,23 +161,24 @@ def _matches(tp, value) -> bool:
     if tp is type(None) or tp is None:
         return value is None
     if origin is Annotated:
-        return _matches(args[0], value)
+        return _matches(args[0], value, strict)
     if origin is Literal:
         return any(value == a and (type(value) is type(a) or (_number(value) and _number(a))) for a in args)
     if origin in (Union, types.UnionType):
-        return any(_matches(a, value) for a in args)
+        return any(_matches(a, value, strict) for a in args)
     if origin in (list, tuple, Sequence, typing.Sequence) or tp in (list, tuple):
         if not isinstance(value, (list, tuple)):
             return False
         if origin is tuple and args and args[-1] is not Ellipsis:
-            return len(args) == len(value) and all(_matches(a, v) for a, v in zip(args, value))
-        return all(_matches(args[0], v) for v in value) if args else True
+            return len(args) == len(value) and all(_matches(a, v, strict) for a, v in zip(args, value))
+        return all(_matches(args[0], v, strict) for v in value) if args else True
     if tp is bool:
-        return isinstance(value, bool) or (isinstance(value, numbers.Integral) and value in (0, 1))
+        return isinstance(value, bool) or (not strict and isinstance(value, numbers.Integral) and value in (0, 1))
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         return tp not in (int, float) and (not isinstance(tp, type) or isinstance(value, tp))
     if tp is int:
-        return isinstance(value, numbers.Integral) or (math.isfinite(value) and float(value).is_integer())
+        whole_float = not strict and math.isfinite(value) and float(value).is_integer()
+        return isinstance(value, numbers.Integral) or whole_float
     if tp is float:
         return math.isfinite(value)
     if tp is dict:

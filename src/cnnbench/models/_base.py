@@ -23,10 +23,12 @@ from ..registry import Option, Registry
 REGISTRY = Registry("model", context=("input_shape", "num_outputs"), references=True)
 
 # The options the models declare in their signatures (`registry.Option`): type, limits, a line of doc.
-Filters = Annotated[int | Sequence[int], Option("filters of each convolution (one value: every one)", ge=1)]
-HiddenUnits = Annotated[int, Option("units of the hidden Dense layer", ge=1)]
-HiddenUnitsList = Annotated[int | Sequence[int], Option("units of each hidden Dense layer", ge=1)]
-KernelSize = Annotated[int, Option("the convolutions' kernel size (square)", ge=1)]
+# (strict: the layers refuse 128.0 when they are built, so a study says so when it is read)
+Filters = Annotated[int | Sequence[int], Option("filters of each convolution (one value: every one)", ge=1,
+                                                strict=True)]
+HiddenUnits = Annotated[int, Option("units of the hidden Dense layer", ge=1, strict=True)]
+HiddenUnitsList = Annotated[int | Sequence[int], Option("units of each hidden Dense layer", ge=1, strict=True)]
+KernelSize = Annotated[int, Option("the convolutions' kernel size (square)", ge=1, strict=True)]
 DropoutRates = Annotated[float | Sequence[float], Option("dropout rate of each Dropout layer (one value: every one)",
                                                          ge=0, lt=1)]
 DropoutRate = Annotated[float, Option("the dropout rate", ge=0, lt=1)]

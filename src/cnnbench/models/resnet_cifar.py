@@ -27,7 +27,7 @@ from ..registry import Option
 from ._base import L2, REGISTRY, BatchNormalization, Conv2D, Dense, Flatten, check_input_shape, check_num_outputs
 
 Depth = Annotated[int, Option("layers: 6n+2 for version 1 (20, 32, 44, 56, 110), 9n+2 for version 2 (20, 29, 56, "
-                              "110, 164)", ge=8)]
+                              "110, 164)", ge=8, strict=True)]
 Version = Annotated[Literal[1, 2], Option("1: He et al. 2016a (post-activation); 2: 2016b (pre-activation, "
                                           "bottleneck)")]
 
