@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import BIG, TWO_OUTPUT_SPEC, study_rows
+from study_helpers import BIG, TWO_OUTPUT_SPEC, study_rows
 
 from cnnbench import Study
 from cnnbench.errors import UserError

@@ -10,7 +10,7 @@ import textwrap
 import numpy as np
 import pytest
 import torch
-from conftest import TWO_OUTPUT_SPEC, study_rows
+from study_helpers import TWO_OUTPUT_SPEC, study_rows
 from torch import nn
 
 import cnnbench
