@@ -476,7 +476,7 @@ def _list_options(console, args) -> int:
         for row in reference.rows(entry, leave_out=reference.hidden(args.kind)):
             t.add_row(*row)
         console.print(t)
-    console.print(reference.ALSO[args.kind].removesuffix(" Every optimizer also takes these options:"))
+    console.print(reference.ALSO[args.kind])
     return 0
 
 

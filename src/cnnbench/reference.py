@@ -24,7 +24,7 @@ ALSO = {
               "Keras' display-only `name` (not part of a run's key; in a study file `name` is the loss's name).",
     "optimizers": "An optimizer's hyperparameters have Keras' names (torch's `lr`, `betas`, `eps` are accepted); "
                   "the defaults shown are the default flavour's: `cnnbench list optimizers` shows every "
-                  "flavour's. Every optimizer also takes these options:",
+                  "flavour's.",
     "schedules": "A learning-rate schedule is an optimizer's `schedule` option: a name or a table, e.g. `schedule = "
                  "{ name = \"cosine\", warmup_epochs = 2 }`; every schedule takes `per`, `warmup_epochs` and "
                  "`warmup_steps`. The formulas: docs/optimizers.md.",
@@ -90,8 +90,9 @@ def _table(table) -> list[str]:
 def markdown(kind: str) -> str:
     """Every entry of `kind` with its options, as Markdown tables."""
     reg = registry(kind)
-    out = [f"## {kind.capitalize()}", "", ALSO[kind], ""]
     shared = common(kind)
+    also = ALSO[kind] + (f" Every {reg.kind} also takes these options:" if shared else "")
+    out = [f"## {kind.capitalize()}", "", also, ""]
     if shared:
         first = next(iter(reg))
         out += [*_table([r for r in rows(first) if r[0] in shared and r[0] != "flavor"]), ""]

@@ -62,17 +62,13 @@ class Option:
 
     def limits(self) -> str:
         """The range in words: "in [0, 1]", ">= 0", "in (0, 1)", or ""."""
-        low = (f"{_num(self.ge)}", "[") if self.ge is not None else (f"{_num(self.gt)}", "(") \
-            if self.gt is not None else None
-        high = (f"{_num(self.le)}", "]") if self.le is not None else (f"{_num(self.lt)}", ")") \
-            if self.lt is not None else None
+        # (bracket, comparison, bound) of each side that has one
+        low = ("[", ">=", self.ge) if self.ge is not None else ("(", ">", self.gt) if self.gt is not None else None
+        high = ("]", "<=", self.le) if self.le is not None else (")", "<", self.lt) if self.lt is not None else None
         if low and high:
-            return f"in {low[1]}{low[0]}, {high[0]}{high[1]}"
-        if low:
-            return (">= " if low[1] == "[" else "> ") + low[0]
-        if high:
-            return ("<= " if high[1] == "]" else "< ") + high[0]
-        return ""
+            return f"in {low[0]}{_num(low[2])}, {_num(high[2])}{high[0]}"
+        bound = low or high
+        return f"{bound[1]} {_num(bound[2])}" if bound else ""
 
     def within(self, value) -> bool:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
