@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from study_helpers import TWO_OUTPUT_LOSS, TwoHeads, two_output_data
 from torch import nn
 
 import cnnbench
@@ -13,30 +14,12 @@ from cnnbench import models, saving
 from cnnbench.errors import UserError
 
 
-class TwoHeads(nn.Module):
-    """A digit head (10 classes, softmax) and a "big" head (one sigmoid unit: digit >= 5)."""
-
-    def __init__(self, input_shape=(1, 8, 8), num_outputs=10, dropout=0.25):
-        super().__init__()
-        c, h, w = input_shape
-        self.body = nn.Sequential(nn.Flatten(), nn.Linear(c * h * w, 16), nn.ReLU(), nn.Dropout(dropout))
-        self.digit = nn.Linear(16, num_outputs)
-        self.big = nn.Linear(16, 1)
-
-    def forward(self, x):
-        h = self.body(x)
-        return {"digit": self.digit(h), "big": self.big(h)}
-
-
 @pytest.fixture
 def data():
-    rng = np.random.default_rng(0)
-    x = rng.integers(0, 256, (96, 8, 8), dtype=np.uint8)
-    digit = rng.integers(0, 10, 96)
-    return x, {"digit": digit, "big": (digit >= 5).astype(np.int64)}
+    return two_output_data(0)
 
 
-LOSS = {"digit": "sparse_categorical_crossentropy", "big": "binary_crossentropy"}
+LOSS = TWO_OUTPUT_LOSS
 WEIGHTS = {"digit": 1.0, "big": 0.5}
 
 

@@ -7,11 +7,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from study_helpers import BIG, TWO_OUTPUT_SPEC, study_rows
+from study_helpers import BIG, TWO_OUTPUT_SPEC, interrupt_while_recording, study_rows
 
 from cnnbench import Study
 from cnnbench.errors import UserError
-from cnnbench.store import Store
 
 pytestmark = pytest.mark.usefixtures("forget_declared_metrics_after_module")  # (conftest)
 
@@ -69,18 +68,8 @@ def test_a_resume_reruns_nothing_done(ran):
 
 def test_an_interrupted_run_resumes_from_its_checkpoint_with_the_same_numbers(ran, tmp_path, monkeypatch):
     study, _, full = ran
-    record = Store.record_epoch
-
-    def interrupt(self, key, epoch, logs):  # "killed" after epoch 0's checkpoint, while recording epoch 1
-        if epoch == 1:
-            raise KeyboardInterrupt
-        record(self, key, epoch, logs)
-
-    monkeypatch.setattr(Store, "record_epoch", interrupt)
-    with pytest.raises(KeyboardInterrupt):
-        study.run(tmp_path / "out", workers=1)
+    interrupt_while_recording(study, tmp_path / "out", monkeypatch)  # after epoch 0's checkpoint
     assert list((tmp_path / "out" / "checkpoints").glob("*.pt"))
-    monkeypatch.setattr(Store, "record_epoch", record)
     resumed = study.run(tmp_path / "out", workers=1)
     assert resumed.ran == 1 and not resumed.failed
     sql = "SELECT test_loss, custom_metrics FROM runs"

@@ -10,13 +10,12 @@ import textwrap
 import numpy as np
 import pytest
 import torch
-from study_helpers import TWO_OUTPUT_SPEC, study_rows
-from torch import nn
+from study_helpers import TWO_OUTPUT_LOSS, TWO_OUTPUT_SPEC, interrupt_while_recording, study_rows, two_output_data
+from study_helpers import TwoHeads as _TwoHeads
 
 import cnnbench
 from cnnbench import Study, saving
 from cnnbench.errors import UserError
-from cnnbench.store import Store
 
 pytestmark = pytest.mark.usefixtures("forget_declared_metrics")  # (conftest)
 
@@ -35,27 +34,16 @@ def user_module(tmp_path, monkeypatch):
     return "om_user_mod"
 
 
-class TwoHeads(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.body = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU())
-        self.digit = nn.Linear(16, 10)
-        self.big = nn.Linear(16, 1)
-
-    def forward(self, x):
-        h = self.body(x)
-        return {"digit": self.digit(h), "big": self.big(h)}
+def TwoHeads():
+    return _TwoHeads(dropout=0.0)
 
 
-LOSS = {"digit": "sparse_categorical_crossentropy", "big": "binary_crossentropy"}
+LOSS = TWO_OUTPUT_LOSS
 
 
 @pytest.fixture
 def data():
-    rng = np.random.default_rng(3)
-    x = rng.integers(0, 256, (96, 8, 8), dtype=np.uint8)
-    digit = rng.integers(0, 10, 96)
-    return x, {"digit": digit, "big": (digit >= 5).astype(np.int64)}
+    return two_output_data(3)
 
 
 def _probabilities(model, x):
@@ -234,17 +222,7 @@ def test_a_study_records_ranks_and_resumes_output_metrics(tmp_path, user_module,
     assert frame["test_digit_mean_confidence"].notna().all()
     assert sc.cells[0].comparison.ranking.iloc[0]["mean"] == pytest.approx(frame["test_digit_mean_confidence"].mean())
     # an interrupted run resumes from its checkpoint with the same numbers, bit for bit
-    record = Store.record_epoch
-
-    def interrupt(self, key, epoch, logs):
-        if epoch == 1:
-            raise KeyboardInterrupt
-        record(self, key, epoch, logs)
-
-    monkeypatch.setattr(Store, "record_epoch", interrupt)
-    with pytest.raises(KeyboardInterrupt):
-        study.run(tmp_path / "again", workers=1)
-    monkeypatch.setattr(Store, "record_epoch", record)
+    interrupt_while_recording(study, tmp_path / "again", monkeypatch)
     assert study.run(tmp_path / "again", workers=1).ran == 2
     for sql in ("SELECT key, test_loss, custom_metrics FROM runs ORDER BY key",
                 "SELECT run_key, epoch, name, value FROM history_metrics ORDER BY run_key, epoch, name"):
