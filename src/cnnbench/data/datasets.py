@@ -552,12 +552,17 @@ def _dense_classes(ys: list[np.ndarray], where: str) -> int:
 
 
 # --- spec handling --------------------------------------------------------------------------------
-def _parse(spec) -> tuple[str, dict[str, Any], dict[str, Any], str | None]:
-    """(registry name, dataset options, common options, display prefix for path-based names)."""
+def _source(spec) -> tuple[Source, dict[str, Any], dict[str, Any]]:
+    """What `resolve` and `load` share: the entry's `Source` (its options checked against their
+    declarations), the resolved spec (see `resolve`) and the common options (limits, download)."""
     name, options, _ = REGISTRY.parse(spec)  # "imagefolder:PATH", "npz:PATH", "x.npz": the one name grammar
     common = {k: options.pop(k) for k in COMMON_OPTIONS if k in options}
-    REGISTRY.check_options(name, options)
-    return REGISTRY.entry(name).name, options, common, None
+    source: Source = REGISTRY.get(name, **options)
+    c = _common(common)
+    resolved = {"name": _display_name(name, source.options),
+                **{k: v for k, v in source.options.items() if k != "path"},
+                **{k: c[k] for k in ("limit_train", "limit_test", "limit_mode")}}
+    return source, resolved, c
 
 
 def _common(common: dict[str, Any]) -> dict[str, Any]:
@@ -587,13 +592,7 @@ def resolve(spec) -> dict[str, Any]:
     """The JSON-safe, fully explicit spec: `{"name": ..., **dataset options, limit_train, limit_test,
     limit_mode}` (`download` is left out: it does not change the data). Path-based datasets keep their
     path in the name (`"imagefolder:data/cats"`, `"data/x.npz"`)."""
-    entry_name, options, common, _ = _parse(spec)
-    source = REGISTRY.get(entry_name, **options)  # validates the options
-    resolved = {"name": _display_name(entry_name, source.options)}
-    resolved.update({k: v for k, v in source.options.items() if k != "path"})
-    c = _common(common)
-    resolved.update({k: c[k] for k in ("limit_train", "limit_test", "limit_mode")})
-    return resolved
+    return _source(spec)[1]
 
 
 def _first_line(e: BaseException) -> str:
@@ -603,11 +602,8 @@ def _first_line(e: BaseException) -> str:
 
 def load(spec, data_dir: str | os.PathLike | None = None) -> Dataset:
     """Load a dataset into memory (decoding once into the cache under `<data_dir>/cnnbench-cache/`)."""
-    entry_name, options, common, _ = _parse(spec)
-    source: Source = REGISTRY.get(entry_name, **options)
-    c = _common(common)
+    source, resolved, c = _source(spec)  # the spec parsed and its source built once
     data_dir = default_data_dir(data_dir)
-    resolved = resolve(spec)
 
     files = source.locate(data_dir)
     # CNNBENCH_OFFLINE=1 turns every download off (air-gapped machines, test suites).
