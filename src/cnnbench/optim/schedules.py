@@ -163,10 +163,6 @@ def _register(name: str) -> None:
                       resolve=lambda **o: {k: v for k, v in factory(**o).items() if k != "name"})(factory)
 
 
-def _schedule_name(name: str) -> str:
-    return REGISTRY.entry(name).name
-
-
 def _number(where: str, key: str, value, default):
     if isinstance(default, bool) or isinstance(value, bool):
         if not isinstance(value, bool):
