@@ -30,17 +30,54 @@ def _counting_fused_calls(monkeypatch):
     return calls
 
 
+def _bits(t: torch.Tensor) -> torch.Tensor:
+    """The tensor's bit patterns: equal bits, not just equal values (torch.equal has -0.0 == 0.0)."""
+    return t.view({torch.float32: torch.int32, torch.bfloat16: torch.int16}[t.dtype])
+
+
 @pytest.mark.parametrize("name", ["keras_mnist_cnn", "cifar_simple_cnn", "lenet5", "digits_cnn"])
 @pytest.mark.parametrize("layout", [torch.channels_last, torch.contiguous_format])
-def test_fused_forward_equals_eager_bit_for_bit(name, layout):
+@pytest.mark.parametrize("bf16", [False, True], ids=["float32", "bf16"])
+def test_fused_forward_equals_eager_bit_for_bit(name, layout, bf16):
     torch.manual_seed(0)
     model = models.get(name, input_shape=(1, 28, 28), num_outputs=10).eval().to(memory_format=layout)
     x = torch.rand(64, 1, 28, 28).contiguous(memory_format=layout)
-    with torch.no_grad():
+    with torch.no_grad(), torch.autocast("cpu", torch.bfloat16, enabled=bf16):
         eager = model(x)
         fused = inference.evaluator(model)(x)
-    assert torch.equal(fused, eager)
+        # the first layer alone too: its output, before pooling and dense layers can hide a difference
+        first = model.conv2d(x)
+        with inference._fused(model):
+            first_fused = model.conv2d(x)
+    assert fused.dtype == eager.dtype and torch.equal(_bits(fused), _bits(eager))
+    assert first_fused.dtype == first.dtype == (torch.bfloat16 if bf16 else torch.float32)
+    assert torch.equal(_bits(first_fused), _bits(first))
     assert "forward" not in model.conv2d.__dict__  # the fusion lasts for the call only
+
+
+def test_fused_bf16_convolution_keeps_eager_values_where_rounding_meets_zero():
+    """bf16: oneDNN clamps the float32 sum at zero and then rounds, eager rounds and then clamps. Sums
+    near zero give the same values either way; the one difference in bits is the sign of a zero: oneDNN
+    flushes a negative sum below bf16's smallest normal number (1.2e-38) to -0.0, which eager's ReLU
+    keeps and the post-op makes +0.0. Equal values, so no later layer or metric can tell them apart."""
+    if not inference._fusion_available():
+        pytest.skip("this torch has no oneDNN pointwise convolution")
+    torch.manual_seed(0)
+    conv = Conv2D(4, 16, 3, activation="relu").eval()
+    with torch.no_grad():
+        scale = torch.logspace(-39, 0, 16)  # outputs from bf16's subnormals (below 1.2e-38) to ~1
+        conv.weight.mul_(scale.view(16, 1, 1, 1))
+        conv.bias.copy_(scale * torch.tensor([-0.5, 0.5]).repeat(8))
+    x = torch.randn(64, 4, 12, 12).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad(), torch.autocast("cpu", torch.bfloat16):
+        eager = conv(x)
+        with inference._fused(conv):
+            fused = conv(x)
+    assert (eager == 0).any() and (eager > 0.1).any()
+    assert torch.equal(fused, eager)
+    differ = _bits(fused) != _bits(eager)
+    assert differ.any() and bool((eager[differ] == 0).all())  # -0.0 against +0.0 only
+    assert not fused.signbit().any()
 
 
 def test_fused_forward_on_same_padding_and_strides_equals_eager():
@@ -53,7 +90,7 @@ def test_fused_forward_on_same_padding_and_strides_equals_eager():
         assert torch.equal(inference.evaluator(model.eval())(x), model(x))
 
 
-def test_fusion_is_used_for_conv_relu_and_not_under_grad_or_autocast(monkeypatch):
+def test_fusion_is_used_for_conv_relu_in_float32_and_bf16_and_not_under_grad_or_float16(monkeypatch):
     if not inference._fusion_available():
         pytest.skip("this torch has no oneDNN pointwise convolution")
     torch.manual_seed(0)
@@ -68,6 +105,15 @@ def test_fusion_is_used_for_conv_relu_and_not_under_grad_or_autocast(monkeypatch
     with torch.no_grad(), torch.autocast("cpu", torch.bfloat16):
         bf16 = forward(x)
         assert torch.equal(bf16, model(x))
+    assert len(calls) == 2  # precision = "bf16"
+    calls.clear()
+    with torch.no_grad(), torch.autocast("cpu", torch.float16):  # not known exact: eager
+        assert torch.equal(forward(x), model(x))
+    model.double()
+    with torch.no_grad():
+        assert torch.equal(forward(x.double()), model(x.double()))  # float64: eager
+    model.float()
+    assert calls == []
     out = forward(x)  # gradients enabled: eager, differentiable
     out.sum().backward()
     assert calls == [] and model.conv2d.weight.grad is not None
