@@ -12,7 +12,7 @@ training images (three channels for the models that take them, 48x48 by zero pad
   the 20 steps' losses, the last step's gradients, the final weights;
 - `cnnbench.fit`, 2 epochs of 10 steps with a validation split: the history (its seconds aside), the
   weights, and `cnnbench.evaluate` on 1,000 images;
-- a bf16 `fit` (precision="bf16", 10 steps): history and weights.
+- a bf16 `fit` (precision="bf16", 10 steps): history and weights, and a bf16 `evaluate` on 1,000 images.
 Numbers depend on the thread count: compare saves made with the same `--threads`.
 """
 
@@ -73,6 +73,8 @@ def save(a) -> None:
                           epochs=1, batch_size=128, seed=4, device="cpu", num_classes=10, verbose=0, precision="bf16")
         res[f"{name}/bf16_history"] = {k: v for k, v in hb.history.items() if k != "seconds"}
         res[f"{name}/bf16_weights"] = {k: v.clone() for k, v in hb.model.state_dict().items()}
+        res[f"{name}/bf16_evaluate"] = cnnbench.evaluate(hb.model, x[:1000], y[:1000], batch_size=500,
+                                                         precision="bf16")
         print(f"{name}: done", flush=True)
     torch.save({"threads": a.threads, "cnnbench": cnnbench.__file__, **res}, a.files[0])
     print(f"saved {a.files[0]} ({len(res)} entries, cnnbench from {Path(cnnbench.__file__).parent})")

@@ -227,7 +227,9 @@ class Adam(KerasOptimizer):
             vs = v_hats
         denominators = torch._foreach_sqrt(vs)
         torch._foreach_add_(denominators, group["eps"])
-        torch._foreach_add_(params, torch._foreach_div(torch._foreach_mul(ms, alpha), denominators), alpha=-1)
+        # Keras' w - (m * alpha) / d in one pass instead of three: addcdiv computes w + ((-alpha) * m) / d,
+        # the same bits ((-alpha) * m is -(m * alpha) exactly; w + (-q) is w - q)
+        torch._foreach_addcdiv_(params, ms, denominators, value=-alpha)
 
     def _update(self, p, g, state, group, lr, t):
         b1, b2 = group["betas"]
