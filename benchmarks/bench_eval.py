@@ -12,7 +12,8 @@ forward of the same rounds:
 - `heap`: malloc without mmap during the evaluation (`inference.heap_allocations`), no fusion;
 - `fused`: Conv2D+ReLU as one oneDNN convolution with a ReLU post-op, malloc as it is;
 - `heap+fused`: both, what `evaluate` and fit's validation pass do now;
-- `... bf16`: the same with `precision="bf16"` (autocast: no fusion, heap allocations only).
+- `... bf16`: the same with `precision="bf16"` (autocast); `heap+fused bf16` is what a bf16 `evaluate`
+  does since 2026-12-03 (before: `heap bf16`, no fusion under autocast).
 
 Exactness: every variant's `evaluate` result (loss, accuracy, top-5, NLL, ECE, macro-F1) compared with
 the eager one's for equality, and the logits' largest absolute difference. The load (1-minute average)
@@ -70,7 +71,7 @@ def main() -> None:
 
     variants = ["eager", "heap", "fused", "heap+fused"]
     if not args.no_bf16:
-        variants += ["eager bf16", "heap bf16"]
+        variants += ["eager bf16", "heap bf16", "heap+fused bf16"]
     models = {}
     for name in args.models:
         torch.manual_seed(0)
