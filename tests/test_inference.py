@@ -30,6 +30,14 @@ def _counting_fused_calls(monkeypatch):
     return calls
 
 
+def _bf16_convolutions_use_onednn() -> bool:
+    """Whether this CPU runs bf16 convolutions in oneDNN (AVX-512 BF16 / AMX); elsewhere torch's slow
+    bf16 path runs and evaluation keeps it (no fusion to test)."""
+    x, w = torch.zeros(1, 4, 6, 6, dtype=torch.bfloat16), torch.zeros(8, 4, 3, 3, dtype=torch.bfloat16)
+    return inference._fusion_available() and torch._C._select_conv_backend(
+        x, w, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1, None) == torch._C._ConvBackend.Mkldnn
+
+
 def _bits(t: torch.Tensor) -> torch.Tensor:
     """The tensor's bit patterns: equal bits, not just equal values (torch.equal has -0.0 == 0.0)."""
     return t.view({torch.float32: torch.int32, torch.bfloat16: torch.int16}[t.dtype])
@@ -60,8 +68,8 @@ def test_fused_bf16_convolution_keeps_eager_values_where_rounding_meets_zero():
     near zero give the same values either way; the one difference in bits is the sign of a zero: oneDNN
     flushes a negative sum below bf16's smallest normal number (1.2e-38) to -0.0, which eager's ReLU
     keeps and the post-op makes +0.0. Equal values, so no later layer or metric can tell them apart."""
-    if not inference._fusion_available():
-        pytest.skip("this torch has no oneDNN pointwise convolution")
+    if not _bf16_convolutions_use_onednn():
+        pytest.skip("this CPU or torch runs bf16 convolutions outside oneDNN (nothing fused)")
     torch.manual_seed(0)
     conv = Conv2D(4, 16, 3, activation="relu").eval()
     with torch.no_grad():
@@ -105,8 +113,10 @@ def test_fusion_is_used_for_conv_relu_in_float32_and_bf16_and_not_under_grad_or_
     with torch.no_grad(), torch.autocast("cpu", torch.bfloat16):
         bf16 = forward(x)
         assert torch.equal(bf16, model(x))
-    assert len(calls) == 2  # precision = "bf16"
+    assert len(calls) == (2 if _bf16_convolutions_use_onednn() else 0)  # precision = "bf16"
     calls.clear()
+    with torch.no_grad(), pytest.raises(RuntimeError):  # mixed dtypes without autocast: eager's error
+        forward(x.bfloat16())
     with torch.no_grad(), torch.autocast("cpu", torch.float16):  # not known exact: eager
         assert torch.equal(forward(x), model(x))
     model.double()
@@ -117,6 +127,30 @@ def test_fusion_is_used_for_conv_relu_in_float32_and_bf16_and_not_under_grad_or_
     out = forward(x)  # gradients enabled: eager, differentiable
     out.sum().backward()
     assert calls == [] and model.conv2d.weight.grad is not None
+
+
+def test_bf16_batch_or_weights_that_overflow_bf16_run_eagerly(monkeypatch):
+    """Finite float32 values above bf16's largest (~3.39e38) become inf when autocast casts them, and
+    the post-op would turn the NaN they make into 0: such a batch or model runs eagerly under bf16."""
+    torch.manual_seed(0)
+    model = models.get("keras_mnist_cnn", input_shape=(1, 28, 28), num_outputs=10).eval()
+    x = torch.rand(4, 1, 28, 28)
+    big = torch.full_like(x, 3.4e38)
+    calls = _counting_fused_calls(monkeypatch)
+    with torch.no_grad(), torch.autocast("cpu", torch.bfloat16):
+        assert torch.equal(inference.evaluator(model)(big).isnan(), model(big).isnan())
+        assert calls == []
+        assert torch.isfinite(big).all()
+        inference.evaluator(model)(x)
+        fused = len(calls)
+        calls.clear()
+        model.conv2d_1.weight[0, 0, 0, 0] = 3.4e38
+        inference.evaluator(model)(x)
+        assert calls == []
+    assert fused == (2 if _bf16_convolutions_use_onednn() else 0)
+    with torch.no_grad():  # in float32 3.4e38 is finite: fused
+        inference.evaluator(model)(x)
+    assert len(calls) == (2 if inference._fusion_available() else 0)
 
 
 def test_falls_back_to_eager_when_fusion_is_unavailable_or_fails(monkeypatch):

@@ -84,7 +84,7 @@ def _eager_conv_dtype(*tensors: torch.Tensor | None) -> torch.dtype | None:
     if not dtypes <= {torch.float32, torch.bfloat16}:
         return None
     if torch.is_autocast_enabled("cpu"):
-        return torch.bfloat16 if torch.get_autocast_dtype("cpu") == torch.bfloat16 else None
+        return torch.bfloat16 if _autocast_bf16() else None
     return dtypes.pop() if len(dtypes) == 1 else None
 
 
@@ -176,26 +176,37 @@ def heap_allocations():
                 libc.malloc_trim(0)
 
 
-def _finite(model: nn.Module) -> bool:
-    """Every floating parameter and buffer finite: the ReLU post-op maps NaN to 0 where F.relu keeps
-    NaN, so a model holding a NaN (a diverged or damaged one) must run eagerly to show it."""
-    return all(bool(torch.isfinite(t).all()) for t in (*model.parameters(), *model.buffers())
-               if t.is_floating_point())
+def _finite(tensors, dtype: torch.dtype | None = None) -> bool:
+    """Every floating tensor finite, in `dtype` where given: the ReLU post-op maps NaN to 0 where F.relu
+    keeps NaN, so a model or a batch holding a NaN (a diverged or damaged model) must run eagerly to show
+    it. bf16 is checked after the cast: float32 values above bf16's largest (~3.39e38) become inf there."""
+    return all(bool(torch.isfinite(t if dtype is None else t.to(dtype)).all()) for t in tensors
+               if isinstance(t, torch.Tensor) and t.is_floating_point())
+
+
+def _autocast_bf16() -> bool:
+    return torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
 
 
 def evaluator(model: nn.Module) -> Callable[[Any], Any]:
     """`forward(xb)` = `model(xb)`, with Conv2D+ReLU fused where that gives the same numbers (module doc).
 
     Eager, unfused, for a compiled model (patching forward per batch would recompile it every batch),
-    for a model holding a NaN or an infinity, and for a batch holding one: the post-op turns NaN into 0
-    where eager ReLU keeps it. With finite weights and inputs a NaN could still arise inside the network
-    only from an overflow to inf (inf - inf); an evaluation that overflows float32 is not made exact."""
+    for a model holding a NaN or an infinity, and for a batch holding one (under bf16 autocast: once
+    cast to bf16): the post-op turns NaN into 0 where eager ReLU keeps it. With finite weights and inputs
+    a NaN could still arise inside the network only from an overflow to inf (inf - inf); an evaluation
+    whose activations overflow float32 (bf16: its slightly smaller range) is not made exact. Nor is one
+    inside a user's own autocast block that changes weights in place between calls: eager autocast reuses
+    its first cast of a weight until the block ends, the fused path casts the weight as it is."""
     compiled = hasattr(model, "_orig_mod")  # torch.compile's OptimizedModule
-    fusable = not compiled and _finite(model)
+    state = [*model.parameters(), *model.buffers()]
+    fusable = {None: not compiled and _finite(state)}
 
     def forward(xb):
-        if not fusable or (isinstance(xb, torch.Tensor) and xb.is_floating_point()
-                           and not bool(torch.isfinite(xb).all())):
+        dtype = torch.bfloat16 if _autocast_bf16() else None
+        if dtype not in fusable:
+            fusable[dtype] = fusable[None] and _finite(state, dtype)
+        if not fusable[dtype] or not _finite([xb], dtype):
             return model(xb)
         with _fused(model):
             return model(xb)

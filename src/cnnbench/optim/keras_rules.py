@@ -227,9 +227,12 @@ class Adam(KerasOptimizer):
             vs = v_hats
         denominators = torch._foreach_sqrt(vs)
         torch._foreach_add_(denominators, group["eps"])
-        # Keras' w - (m * alpha) / d in one pass instead of three: addcdiv computes w + ((-alpha) * m) / d,
-        # the same bits ((-alpha) * m is -(m * alpha) exactly; w + (-q) is w - q)
-        torch._foreach_addcdiv_(params, ms, denominators, value=-alpha)
+        if params[0].device.type == "cpu" and params[0].dtype in (torch.float32, torch.float64):
+            # Keras' w - (m * alpha) / d in one pass instead of three: the CPU addcdiv computes
+            # w + ((-alpha) * m) / d, the same bits ((-alpha) * m is -(m * alpha) exactly; w + (-q) is w - q)
+            torch._foreach_addcdiv_(params, ms, denominators, value=-alpha)
+        else:  # elsewhere addcdiv rounds otherwise: CUDA as w + (-alpha) * (m / d), bf16/fp16 once in float32
+            torch._foreach_add_(params, torch._foreach_div(torch._foreach_mul(ms, alpha), denominators), alpha=-1)
 
     def _update(self, p, g, state, group, lr, t):
         b1, b2 = group["betas"]
