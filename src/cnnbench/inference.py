@@ -1,4 +1,4 @@
-"""The forward pass of `evaluate` (and of fit's validation): the eager model's float32 numbers, faster on a CPU.
+"""The forward pass of `evaluate` (and of fit's validation): the eager model's numbers, faster on a CPU.
 
 Two changes to how the eager model is run, neither to its arithmetic (BENCHMARKS.md, "Evaluation"):
 
@@ -16,8 +16,8 @@ Two changes to how the eager model is run, neither to its arithmetic (BENCHMARKS
   returns the free pages to the system. Memory behaviour changes, numbers do not. Left alone where the user tunes malloc
   (a `MALLOC_*_` variable or a `glibc.malloc` tunable in the environment) and off glibc (macOS, musl).
 - **Convolution + ReLU in one oneDNN primitive** (`torch.ops.mkldnn._convolution_pointwise`, a ReLU
-  post-op): for cnnbench's `Conv2D(activation="relu")` on a CPU, in float32 and in bf16 (under
-  `precision = "bf16"`'s autocast, with the tensors cast to bf16 as autocast casts them), where eager
+  post-op): for cnnbench's `Conv2D(activation="relu")` on a CPU, in float32 and in bf16 (a bf16 model, or
+  `precision = "bf16"`'s autocast with the tensors cast to bf16 as autocast casts them), where eager
   torch would run the same oneDNN convolution (`torch._C._select_conv_backend`) followed by a separate
   ReLU pass. The post-op clamps the convolution's float32 accumulator at zero before it is stored (in bf16:
   before it is rounded to bf16), and ReLU commutes with that rounding (round-to-nearest keeps the sign and
