@@ -231,7 +231,7 @@ def run_plan(p: Plan, *, data_dir: str | None, device: str, workers="auto", prog
     """Run what is missing. With [tuning]: the learning-rate search first, then each configuration at
     its chosen rate with all the seeds (a search run with the chosen rate and a study seed is reused,
     unless `reuse = false`, which keeps the search seeds apart from the study's)."""
-    tuning = p.study.meta.tuning
+    tuning, racing = p.study.meta.tuning, p.study.meta.racing
     with study_lock(p.study_dir):
         store = Store.open(p.study_dir, p.study.name)
         try:
@@ -239,43 +239,121 @@ def run_plan(p: Plan, *, data_dir: str | None, device: str, workers="auto", prog
             # ranked. Only the runs that can run here are run.
             store.add_runs(p.study.runs)
             store.set_meta("tuning", None if tuning is None else tuning.model_dump_json())
+            store.set_meta("racing", None if racing is None else race_meta(p.study))
             # How the report ranks the study (`cnnbench report` reads it back; no run's key depends on it).
             store.set_meta("analysis", p.study.meta.analysis.model_dump_json())
             remove_stale_temps(p.study_dir / "study.toml")  # of a `cnnbench run` killed while writing it
             atomic_write(p.study_dir / "study.toml", p.study.text, fault=True)
             p.statuses = store.statuses()
-            _run_phase(p, p.todo, data_dir, device, workers, progress, executor, ray_options, tensorboard, mlflow)
+            options = (data_dir, device, workers, progress, executor, ray_options, tensorboard, mlflow)
+            finals = p.runs
             if tuning is not None:
                 from . import analysis
 
+                _run_phase(p, p.todo, *options)  # the learning-rate search
                 chosen = analysis.chosen_learning_rates(analysis.runs_frame(store), tuning.metric)
                 finals = p.study.final_runs(chosen)
                 store.add_runs(finals, replace_current=False)
                 p.statuses = store.statuses()
                 p.runs = p.runs + [r for r in finals if r.key not in {x.key for x in p.runs}]
-                todo = [r for r in finals if p.statuses.get(r.key) not in FINISHED]
-                _run_phase(p, todo, data_dir, device, workers, progress, executor, ray_options, tensorboard, mlflow)
+            if racing is not None:
+                _race(p, finals, store, *options)
+            else:
+                _run_phase(p, [r for r in finals if p.statuses.get(r.key) not in FINISHED], *options)
         finally:
             store.close()
 
 
-def _run_phase(p: Plan, todo, data_dir, device, workers, progress, executor, ray_options, tensorboard,
-               mlflow=None) -> None:
-    from .executors.local import plan_workers, run_tasks
+def race_meta(study: StudySpec) -> str:
+    """What `cnnbench report` needs to replay the race: the [racing] settings, the seeds in their order,
+    and the metric and cells it decided on (as they were when it ran)."""
+    import json
 
+    a = study.meta.analysis
+    return json.dumps({**study.meta.racing.model_dump(), "seeds": study.meta.seeds, "metric": a.metric,
+                       "cells": a.cells}, sort_keys=True)
+
+
+def _race(p: Plan, runs, store, data_dir, device, workers, progress, executor, ray_options, tensorboard,
+          mlflow) -> None:
+    """Run `runs` (the full grid of final runs) as a race: what runs next is decided by `racing.replay`
+    from the stored results only. On the local executor a `RaceSource` hands runs to workers as they
+    free up (the next round's runs only while this round's are still training); on Ray the race goes
+    round by round."""
+    from . import metrics, racing
+    from .analysis import runs_frame
+
+    spec = p.study.meta.racing
+    a = p.study.meta.analysis
+    entries = racing.entries(runs, a.cells, p.study.name)
+    by_key = {r.key: r for r in runs}
+    announced: set[str] = set()
+
+    def state():
+        frame = runs_frame(store)  # also declares the study's custom metrics, for their direction
+        race = racing.replay(spec, p.study.meta.seeds, entries, racing.results(frame, a.metric),
+                             metrics.higher_is_better(a.metric))
+        new = [by_key[k] for k in race.needed if k not in announced]
+        if new:
+            announced.update(r.key for r in new)
+            _announce(progress, new)
+        return race, store.statuses()
+
+    if executor == "ray":
+        while True:
+            race, statuses = state()
+            todo = [by_key[k] for k in race.needed]
+            if not todo:
+                return
+            _run_phase(p, todo, data_dir, device, workers, None, executor, ray_options, tensorboard, mlflow,
+                       progress_events=progress)
+            statuses = store.statuses()
+            if any(statuses.get(r.key) not in FINISHED for r in todo):
+                return  # a run failed: the race cannot decide this round; the next `cnnbench run` retries it
+
+    def make_task(key: str) -> Task:
+        run = by_key[key]
+        if key not in announced:  # a speculative run of the next round
+            announced.add(key)
+            _announce(progress, [run])
+        return _task(p, run, data_dir, device, tensorboard, mlflow)
+
+    source = racing.RaceSource(state, make_task)
+    _execute(source, len(runs), workers, device, progress)
+
+
+def _announce(progress, runs) -> None:
     if progress:
         progress({"event": "queued", "runs": [{"key": r.key, "label": r.label, "seed": r.seed,
-                                                "epochs": r.config["epochs"]} for r in todo]})
+                                                "epochs": r.config["epochs"]} for r in runs]})
+
+
+def _task(p: Plan, r, data_dir, device, tensorboard, mlflow) -> Task:
+    return Task(r.key, r.label, r.config, str(p.study_dir), data_dir, device, p.study.meta.save_models,
+                tensorboard, mlflow=mlflow, study=p.study.name)
+
+
+def _run_phase(p: Plan, todo, data_dir, device, workers, progress, executor, ray_options, tensorboard,
+               mlflow=None, progress_events=None) -> None:
+    """Run `todo`, announced first (`progress_events`: events only, when the runs were announced already)."""
+    _announce(progress, todo)
+    progress = progress or progress_events
     if not todo:
         return
-    tasks = [Task(r.key, r.label, r.config, str(p.study_dir), data_dir, device, p.study.meta.save_models,
-                  tensorboard, mlflow=mlflow, study=p.study.name) for r in todo]
+    tasks = [_task(p, r, data_dir, device, tensorboard, mlflow) for r in todo]
     if executor == "ray":
         from .executors import ray as ray_executor
 
         ray_executor.run_tasks(tasks, progress, **(ray_options or {}))
         return
-    n_workers, threads = plan_workers(workers, len(tasks), device)
+    _execute(tasks, len(tasks), workers, device, progress)
+
+
+def _execute(tasks, n_tasks: int, workers, device, progress) -> None:
+    """Run `tasks` (a list, or a source handing them out as they are needed) on local workers."""
+    from .executors.local import plan_workers, run_tasks
+
+    n_workers, threads = plan_workers(workers, n_tasks, device)
     if n_workers > 1:
         from .execution import _DATASETS
         _DATASETS.clear()  # workers load their own copy; free the parent's

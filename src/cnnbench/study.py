@@ -134,6 +134,26 @@ class TuningSpec(BaseModel):
         return [float(f"{g.start * ratio ** i:.6g}") for i in range(g.num)]  # 6 digits: clean keys
 
 
+class RacingSpec(BaseModel):
+    """Racing over seeds (F-Race, Birattari et al. 2002; irace, López-Ibáñez et al. 2016): seed after
+    seed, every configuration still in the race is trained, and from `first_test` seeds on those
+    significantly worse than the best are dropped; the survivors get every seed. No part of any run's
+    config or key: removing the table completes the full grid, reusing every finished run.
+
+        [racing]
+        first_test = 3     # seeds every configuration gets before the first elimination
+        alpha = 0.05       # family-wise level of each elimination step
+        keep = 2           # stop racing once this many survive
+        test = "t"         # "t": paired t-test vs the best, Holm; "friedman": Friedman + Conover post-hoc
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    first_test: int = Field(3, ge=2, strict=True)
+    alpha: float = Field(0.05, gt=0.0, lt=1.0)
+    keep: int = Field(2, ge=1, strict=True)
+    test: Literal["t", "friedman"] = "t"
+
+
 RUN_DEFAULTS = RunSpec()
 
 
@@ -212,6 +232,7 @@ class StudyMeta(BaseModel):
     skip_missing_datasets: bool = False
     save_models: bool = False
     tuning: TuningSpec | None = None
+    racing: RacingSpec | None = None
     analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
 
     @field_validator("seeds")
@@ -325,6 +346,10 @@ def parse(data: dict[str, Any], source: str = "<study>") -> StudySpec:
             fail("tuning.seeds", f"seeds {shared} are also study seeds; with reuse = false the search seeds must "
                  f"differ from the study's seeds {meta.seeds} (e.g. seeds = [{max(meta.seeds) + 1}]), "
                  "or set reuse = true")
+    if meta.racing is not None and len(meta.seeds) < meta.racing.first_test:
+        fail("racing.first_test", f"the race tests after {meta.racing.first_test} seeds but the study lists "
+             f"{len(meta.seeds)}; list at least {meta.racing.first_test} seeds (e.g. seeds = "
+             f"{list(range(max(meta.racing.first_test, 10)))}) or lower first_test")
     defaults = {}
     for key in RUN_KEYS:
         if key in data:
@@ -627,7 +652,7 @@ def _raise_pydantic(e: ValidationError, source: str, path: str, skip: int = 0):
     err = max(e.errors(), key=lambda er: len(er["loc"]))
     # Keep list indices and field names; drop pydantic's union-branch tags such as 'literal[False]'.
     fields = (set(EarlyStoppingSpec.model_fields) | set(StudyMeta.model_fields) | set(TuningSpec.model_fields)
-              | set(LogGrid.model_fields) | set(AnalysisSpec.model_fields))
+              | set(LogGrid.model_fields) | set(AnalysisSpec.model_fields) | set(RacingSpec.model_fields))
     parts = [p for p in err["loc"][skip:] if isinstance(p, int) or p in fields]
     msg = err["msg"]
     if err["type"] == "value_error" and "error" in err.get("ctx", {}):  # our own message, without "Value error, "

@@ -39,6 +39,7 @@ import traceback
 from collections import deque
 from collections.abc import Sequence
 from multiprocessing.connection import wait as wait_ready
+from typing import Protocol
 
 import torch
 
@@ -62,14 +63,31 @@ def plan_workers(workers: int | str, n_tasks: int, device: str) -> tuple[int, in
     return workers, max(1, cores // workers)
 
 
-def run_tasks(tasks: Sequence[Task], workers: int, threads: int, progress: ProgressFn | None = None) -> None:
+class TaskSource(Protocol):
+    """Tasks handed out one at a time as workers free up (a race decides what runs next from the results
+    so far): `next_task()` returns the next task, or None when nothing is to be started now."""
+
+    def next_task(self) -> Task | None: ...
+
+
+class _ListSource:
+    def __init__(self, tasks: Sequence[Task]):
+        self._tasks = deque(tasks)
+
+    def next_task(self) -> Task | None:
+        return self._tasks.popleft() if self._tasks else None
+
+
+def run_tasks(tasks: Sequence[Task] | TaskSource, workers: int, threads: int,
+              progress: ProgressFn | None = None) -> None:
+    source = tasks if hasattr(tasks, "next_task") else _ListSource(tasks)
     if workers <= 1:
         if threads:
             torch.set_num_threads(threads)
-        for task in tasks:
+        while (task := source.next_task()) is not None:
             run_task(task, progress)
         return
-    _Pool(workers, threads, progress).run(list(tasks))
+    _Pool(workers, threads, progress).run(source)
 
 
 # --- the worker side --------------------------------------------------------------------------------
@@ -230,11 +248,14 @@ class _Pool:
         except (EOFError, OSError):
             w.dead = True
 
-    def run(self, tasks: list[Task]) -> None:
+    def run(self, source: TaskSource) -> None:
         start_forkserver()  # unless `cnnbench run` already has (see executors.forkserver)
         # The lifeline: workers get the read end; the write end stays here (see the module docstring).
         self.lifeline_r, self.lifeline_w = self.ctx.Pipe(duplex=False)
-        queue, attempts = deque(tasks), {}
+        # `queue` holds runs to give again (their worker died) before the source's next ones
+        self.source, queue, attempts = source, deque(), {}
+        first = [t for t in (source.next_task() for _ in range(self.n)) if t is not None]
+        queue.extend(first)
         in_main_thread = threading.current_thread() is threading.main_thread()
         previous = signal.getsignal(signal.SIGINT) if in_main_thread else None
         try:
@@ -256,7 +277,9 @@ class _Pool:
                         w.proc.join(timeout=5.0)
                     if w.task is not None:
                         self._lost(w, queue, attempts)
-                    if queue:
+                    task = queue.popleft() if queue else self.source.next_task()
+                    if task is not None:
+                        queue.appendleft(task)
                         self.workers[i] = w = self._start()
                         self._assign(w, queue)
             self._finish()
@@ -274,9 +297,10 @@ class _Pool:
             self.lifeline_r.close()
 
     def _assign(self, w: _Worker, queue: deque) -> None:
-        if queue:
-            w.task = queue.popleft()
-            w.conn.send(w.task)
+        task = queue.popleft() if queue else self.source.next_task()
+        if task is not None:
+            w.task = task
+            w.conn.send(task)
 
     def _lost(self, w: _Worker, queue: deque, attempts: dict) -> None:
         """The worker running `w.task` died: run it again from its checkpoint, or record it failed."""
