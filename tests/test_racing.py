@@ -305,3 +305,15 @@ def test_a_race_decides_the_same_with_one_worker_or_two_and_after_kill_9(tmp_pat
     again = _cnnbench("run", str(study), "-o", str(killed), "--workers", "2", "-q")
     assert again.returncode == 0, again.stderr
     assert _ranked(killed) == (elim, results)
+
+
+    # the report's race section: every configuration with when it left, the figure, the budget
+    summary = (tmp_path / "one" / "report" / "summary.md").read_text()
+    section = summary.split("## The race", 1)[1].split("\n## ", 1)[0]
+    assert (tmp_path / "one" / "report" / "race.png").stat().st_size > 0
+    rows = [line for line in section.splitlines() if line.startswith("| loss")]
+    assert len(rows) == 4
+    for (_, config), (round_, _) in elim.items():
+        row = next(r for r in rows if r.startswith(f"| {config.replace('_', chr(92) + '_')} |"))
+        assert f"round {round_}: worse than" in row or "diverged" in row
+    assert f"{len(results)} of the full grid's 20 runs" in section

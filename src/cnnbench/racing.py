@@ -346,3 +346,45 @@ def results(frame, metric: str) -> dict[str, tuple[str, float]]:
         return {}
     values = frame[metric] if metric in frame else [math.nan] * len(frame)
     return {k: (s, float(v) if v is not None else math.nan) for k, s, v in zip(frame["key"], frame["status"], values)}
+
+
+@dataclass
+class StudyRace:
+    """A raced study's race as its report shows it: the cells' races, what was spent against the full
+    grid, and the settings it ran with."""
+
+    race: Race
+    budget: dict
+    settings: dict  # first_test, alpha, keep, test, seeds, metric, cells
+
+    @property
+    def cells(self) -> list[CellRace]:
+        return self.race.cells
+
+    @property
+    def beyond(self) -> list[str]:
+        return self.race.beyond
+
+
+def from_runs(runs, meta_json: str, study_name: str) -> StudyRace:
+    """Replay a stored race from `analysis.runs_frame` rows (the study's current final runs, pending ones
+    included) and the study's stored `racing` meta (`runner.race_meta`)."""
+    import json
+    from types import SimpleNamespace
+
+    from . import metrics
+
+    settings = json.loads(meta_json)
+    spec = SimpleNamespace(**{k: settings[k] for k in ("first_test", "alpha", "keep", "test")})
+    axis_cols = [c for c in runs.columns if c.startswith("axis.")]
+    rows = runs.to_dict("records")
+    runs_like = [SimpleNamespace(key=r["key"], seed=int(r["seed"]),
+                                 axes={c[5:]: r[c] for c in axis_cols if isinstance(r[c], str)}) for r in rows]
+    found = entries(runs_like, settings["cells"], study_name)
+    race = replay(spec, settings["seeds"], found, results(runs, settings["metric"]),
+                  metrics.higher_is_better(settings["metric"]))
+    # what was spent includes the speculative runs beyond a configuration's elimination: they cost compute
+    finished = {r["key"]: {"epochs": r.get("epochs_done"), "seconds": r.get("seconds")}
+                for r in rows if r["status"] in FINISHED}
+    epochs_of = {r["key"]: int(r.get("config.epochs") or 0) for r in rows}
+    return StudyRace(race, {**budget(found, finished, epochs_of), "speculative": len(race.beyond)}, settings)

@@ -18,6 +18,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -68,6 +69,7 @@ class StudyComparison:
     study_names: list[str]
     study_dirs: list[Path]
     meta: dict = field(default_factory=dict)  # the first store's meta table (study, tuning, analysis, ...)
+    race: Any = None  # racing.StudyRace of a study run with [racing]: who left the race when, what it saved
     notes: list[str] = field(default_factory=list)
     verdict: str = ""
 
@@ -205,10 +207,19 @@ def compare_study(study_dirs, metric: str | None = None, cells: list[str] | None
     if not runs.empty:
         runs = add_time_to_target(runs, history, s["target_accuracy"])
     ranked = final_runs(runs)
+    race = None
+    if metas and metas[0].get("racing") and not ranked.empty:
+        # A raced study: the race as the stored results decide it. A run of a configuration that had left
+        # the race before that seed's round (speculative, to keep a core busy) is kept but not ranked, so
+        # the ranking does not depend on how many workers ran the race.
+        from .. import racing
+
+        race = racing.from_runs(ranked, metas[0]["racing"], names[0])
+        ranked = ranked[~ranked["key"].isin(set(race.beyond))]
     if not ranked.empty and history is not None and not history.empty:
         history = history[history["run_key"].isin(set(ranked["key"]))]
     sc = StudyComparison(m, float(s["alpha"]), s["rope"], s["target_accuracy"], [], [], None, runs, history,
-                         conflicts, names, dirs, meta=metas[0] if metas else {})
+                         conflicts, names, dirs, meta=metas[0] if metas else {}, race=race)
     if len(names) > 1:
         sc.notes.append(f"the directories hold differently named studies ({', '.join(names)}); their runs are "
                         "analysed together, a run key being the same run in any of them")

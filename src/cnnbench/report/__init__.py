@@ -32,7 +32,7 @@ import pandas as pd
 
 from .. import analysis, metrics
 from ..errors import EnvironmentFault, UserError, environment_fault
-from . import escape, figures, files, paper, provenance, tables
+from . import escape, figures, files, paper, provenance, race, tables
 from . import format as fmt
 from .figures import Figure
 from .tables import Table
@@ -130,10 +130,11 @@ class Figures:
     across: list[Figure] = field(default_factory=list)
     study: list[Figure] = field(default_factory=list)  # every run's value, heatmaps
     tuning: Figure | None = None
+    race: dict[str, Figure] = field(default_factory=dict)  # cell name -> its race figure ([racing])
 
     def all(self) -> list[Figure]:
         return [*itertools.chain(*self.per_cell.values()), *self.across, *self.study,
-                *([self.tuning] if self.tuning else [])]
+                *([self.tuning] if self.tuning else []), *self.race.values()]
 
 
 def write_figures(sc, out: Path) -> Figures:
@@ -190,6 +191,7 @@ def write_figures(sc, out: Path) -> Figures:
         figs.tuning = figures.save(fig, out, "learning_rate_search", "Learning-rate search",
                                    f"Mean final {tuning_metric} over the search seeds against the learning rate; "
                                    "star: the chosen rate.")
+    figs.race = race.write_figures(sc, out)
     return figs
 
 
@@ -242,6 +244,7 @@ def build_context(sc, sources, raw: pd.DataFrame, figs: Figures, written: list[P
         "across": across,
         "marginals": marginal_tables(sc),
         "tuning": tuning_context(sc, figs.tuning),
+        "race": race.context(sc, figs.race),
         "conflicts": tables.conflicts(sc.conflicts),
         "study_figures": figs.study,
         "figures": figs.all(),
