@@ -81,6 +81,7 @@ PINNED_KEYS = {
     "krutov_dogs_cats": (36, "ef4a23212e091501"),
     "krutov_optimizers": (18, "4ec876d1861b8e26"),
     "large_batch_lars": (81, "24272f48844446e6"),
+    "racing_demo": (160, "f50ed3f2dbdcc1a5"),  # issue 19: new
 }
 
 

@@ -244,7 +244,7 @@ epochs = 2
 batch_size = 64
 [grid]
 loss = ["categorical_crossentropy", "categorical_hinge"]
-optimizer = ["adam", { name = "sgd", learning_rate = 0.01 }]
+optimizer = ["adam", { name = "sgd", learning_rate = 0.01 }, { name = "sgd", learning_rate = 1e6 }]
 [racing]
 first_test = 3
 keep = 1
@@ -264,8 +264,9 @@ def _ranked(study_dir):
     sc = compare_study(study_dir)
     race = sc.race
     elim = {(c.name, cfg): (e.round, e.reason) for c in race.cells for cfg, e in c.eliminated.items()}
-    done = sc.runs[sc.runs["final"] & ~sc.runs["key"].isin(race.beyond)]
-    return elim, dict(zip(done["key"], done["test_acc"]))
+    runs = sc.runs
+    done = runs[runs["final"] & runs["status"].isin(["done", "diverged"]) & ~runs["key"].isin(race.beyond)]
+    return elim, {k: (s, v) for k, s, v in zip(done["key"], done["status"], done["test_acc"].fillna(-1.0))}
 
 
 def _done_count(db):
@@ -288,8 +289,10 @@ def test_a_race_decides_the_same_with_one_worker_or_two_and_after_kill_9(tmp_pat
     two = _cnnbench("run", str(study), "-o", str(tmp_path / "two"), "--workers", "2", "-q")
     assert two.returncode == 0, two.stderr
     elim, results = _ranked(tmp_path / "one")
-    assert elim, "the race eliminated nothing: this test needs a study where it does"
-    assert len(results) < 4 * 5  # fewer runs than the full grid
+    assert {reason for _, reason in elim.values()} == {"diverged", "worse"}
+    # cross-entropy at a learning rate of 1e6 diverges with the first seed and leaves the race at once
+    assert elim[("race", "loss=categorical_crossentropy · optimizer=sgd(learning_rate=1000000.0)")] == (1, "diverged")
+    assert len(results) < 6 * 5  # fewer runs than the full grid
     assert _ranked(tmp_path / "two") == (elim, results)
 
     # kill -9 in the middle of the race, then the same command: the same decisions, the same numbers
@@ -312,8 +315,47 @@ def test_a_race_decides_the_same_with_one_worker_or_two_and_after_kill_9(tmp_pat
     section = summary.split("## The race", 1)[1].split("\n## ", 1)[0]
     assert (tmp_path / "one" / "report" / "race.png").stat().st_size > 0
     rows = [line for line in section.splitlines() if line.startswith("| loss")]
-    assert len(rows) == 4
+    assert len(rows) == 6
     for (_, config), (round_, _) in elim.items():
         row = next(r for r in rows if r.startswith(f"| {config.replace('_', chr(92) + '_')} |"))
         assert f"round {round_}: worse than" in row or "diverged" in row
-    assert f"{len(results)} of the full grid's 20 runs" in section
+    assert f"{len(results)} of the full grid's 30 runs" in section
+
+
+@pytest.mark.slow
+def test_a_race_on_ray_decides_as_the_local_pool(tmp_path):
+    pytest.importorskip("ray")
+    study = tmp_path / "race.toml"
+    study.write_text(RACE_TOML)
+    env = {**os.environ, "RAY_ADDRESS": "", "OMP_NUM_THREADS": "1"}
+    local = _cnnbench("run", str(study), "-o", str(tmp_path / "local"), "--workers", "1", "-q", "--no-report")
+    assert local.returncode == 0, local.stderr
+    on_ray = _cnnbench("run", str(study), "-o", str(tmp_path / "ray"), "--executor", "ray", "-q", "--no-report",
+                       env=env, timeout=600)
+    assert on_ray.returncode == 0, on_ray.stderr[-2000:]
+    assert _ranked(tmp_path / "ray") == _ranked(tmp_path / "local")
+
+
+def test_a_race_after_a_learning_rate_search_races_the_chosen_rates(tmp_path):
+    from cnnbench.cli import main
+
+    study = tmp_path / "tuned.toml"
+    study.write_text('name = "tuned"\nepochs = 1\nbatch_size = 64\nseeds = [0, 1, 2]\n'
+                     '[grid]\noptimizer = ["sgd", "adam"]\n'
+                     '[tuning]\nlearning_rates = [1e-3, 1e-2]\n'
+                     '[racing]\nfirst_test = 2\nkeep = 1\n')
+    out = tmp_path / "out"
+    assert main(["run", str(study), "-o", str(out), "--workers", "1", "-q", "--no-report"]) == 0
+    con = sqlite3.connect(out / "study.db")
+    rows = con.execute("SELECT label, json_extract(config, '$.seed'), final, tuning, status FROM runs").fetchall()
+    finals = [r for r in rows if r[2]]
+    assert len([r for r in rows if r[3]]) == 4  # the search: 2 optimizers × 2 rates × seed 0
+    assert {r[4] for r in finals} == {"done"}
+    from cnnbench.analysis import compare_study
+
+    race = compare_study(out).race
+    assert race is not None and sorted(race.cells[0].configs) == ["optimizer=adam", "optimizer=sgd"]
+    # every final run the race asked for is done, and no configuration lacks a seed it still races for
+    for cell in race.cells:
+        for config in cell.alive:
+            assert sum(1 for r in finals if r[0] == config) == 3
