@@ -288,16 +288,22 @@ def _race(p: Plan, runs, store, data_dir, device, workers, progress, executor, r
     entries = racing.entries(runs, a.cells, p.study.name)
     by_key = {r.key: r for r in runs}
     announced: set[str] = set()
+    last: dict = {}  # the race as last replayed, and the finished runs it was replayed from
 
     def state():
-        frame = runs_frame(store)  # also declares the study's custom metrics, for their direction
-        race = racing.replay(spec, p.study.meta.seeds, entries, racing.results(frame, a.metric),
-                             metrics.higher_is_better(a.metric))
+        statuses = store.statuses()
+        finished = frozenset((k, s) for k, s in statuses.items() if s in FINISHED)
+        if last.get("finished") != finished:  # replay only when a result came in (an idle worker asks often)
+            frame = runs_frame(store)  # also declares the study's custom metrics, for their direction
+            last["race"] = racing.replay(spec, p.study.meta.seeds, entries, racing.results(frame, a.metric),
+                                         metrics.higher_is_better(a.metric))
+            last["finished"] = finished
+        race = last["race"]
         new = [by_key[k] for k in race.needed if k not in announced]
         if new:
             announced.update(r.key for r in new)
             _announce(progress, new)
-        return race, store.statuses()
+        return race, statuses
 
     if executor == "ray":
         while True:
