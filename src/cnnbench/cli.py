@@ -191,8 +191,9 @@ def cmd_run(args) -> int:
     if args.dry_run:
         plan = study.plan(args.output, **options)
         _print_skipped(console, plan)
-        _print_dry_run(console, plan, study.estimate(plan=plan, data_dir=args.data_dir, device=args.device,
-                                                     workers=args.workers))
+        estimate = None if args.executor != "local" else study.estimate(  # this machine's workers, not Ray's
+            plan=plan, data_dir=args.data_dir, device=args.device, workers=args.workers)
+        _print_dry_run(console, plan, estimate)
         return 0
     with ExitStack() as stack:
         shown = []  # the progress display, started once the plan is printed

@@ -263,7 +263,7 @@ def calibrate_run(run, data_dir: str | None, device, budget_s: float = GROUP_BUD
     with execution.run_threads(device), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         try:
             fit(model, x, y, loss=cfg["loss"], optimizer=cfg["optimizer"], epochs=1, batch_size=batch,
-                validation_data=(shown[0][:m], _head(shown[1], m)), seed=cfg["seed"], device=device,
+                validation_data=(shown[0][:m], _head(shown[1], m)) if m else None, seed=cfg["seed"], device=device,
                 num_classes=num_classes, class_weight=cfg["class_weight"],
                 sample_weight=sample_weight,
                 augmentation=cfg["augmentation"], micro_batch_size=cfg.get("micro_batch_size"),
