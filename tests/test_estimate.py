@@ -188,3 +188,40 @@ def test_racing_estimates_the_full_grid_as_the_worst_case(tmp_path):
     raced = E.estimate(plan, workers=1, device="cpu")
     assert not plain.worst_case and raced.worst_case and raced.runs == plain.runs == 2
     assert "worst case (full grid; racing usually runs fewer)" in raced.line()
+
+
+def test_a_calibration_out_of_time_stops_after_one_step(tmp_path, monkeypatch):
+    import torch
+
+    steps = []
+    clock = E._clock
+
+    def counting(budget_s, sync):
+        c = clock(budget_s, sync)
+        steps.append(c)
+        return c
+
+    monkeypatch.setattr(E, "_clock", counting)
+    run = Study.from_dict(TINY).runs[0]
+    speed = E.calibrate_run(run, None, torch.device("cpu"), budget_s=0.0)
+    assert len(steps[0].marks) == 2 and steps[0].validation_s is None  # one step; the epoch never ended
+    assert speed.source == "calibrated" and 0 < speed.epoch_s < math.inf and 0 <= speed.overhead_s < math.inf
+
+
+def test_an_estimate_that_fails_does_not_keep_a_study_from_starting(tmp_path, monkeypatch, capsys):
+    def broken(plan, **kw):
+        raise RuntimeError("a bug in the estimate")
+
+    started = []
+
+    def run_until_the_plan(self, output=None, *, on_plan=None, **kw):
+        on_plan(self.plan(output))
+        started.append(True)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(E, "estimate", broken)
+    monkeypatch.setattr(Study, "run", run_until_the_plan)
+    spec = tmp_path / "s.toml"
+    spec.write_text('name = "x"\nepochs = 1\n')
+    assert main(["run", str(spec), "-o", str(tmp_path / "o"), "--workers", "1"]) == 130
+    assert started and "Estimated" not in capsys.readouterr().out

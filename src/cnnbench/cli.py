@@ -207,8 +207,12 @@ def cmd_run(args) -> int:
             console.print(f"study [bold]{plan.study.name}[/]: {len(plan.runs)} {what}, {len(plan.runs) - len(todo)} "
                           f"already finished, {len(todo)} to run → {plan.study_dir}")
             if not args.quiet and args.executor == "local":  # a long study says so before it starts
-                estimate = study.estimate(plan=plan, data_dir=args.data_dir, device=args.device, workers=args.workers)
-                if estimate.exceeds_hour:
+                try:
+                    estimate = study.estimate(plan=plan, data_dir=args.data_dir, device=args.device,
+                                              workers=args.workers)
+                except Exception:  # advice only: never what keeps a study from starting
+                    estimate = None
+                if estimate is not None and estimate.exceeds_hour:
                     from rich.text import Text as Line
 
                     console.print(Line(f"{estimate.line()}: over an hour; Ctrl-C stops the study at any time and "

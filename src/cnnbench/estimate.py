@@ -48,7 +48,7 @@ SPEED_KEYS = ("dataset", "model", "batch_size", "precision", "micro_batch_size",
 PARALLEL_SLOWDOWN = 1.1  # a calibrated run on a CPU beside other workers (BENCHMARKS.md, 2×1 rows)
 # A calibration trains one epoch of the real data and stops it once WARMUP_STEPS untimed steps and at
 # least TIMED_STEPS timed ones taking MIN_TIMED_S in all are done (a small data set's epoch is timed whole,
-# its validation too), or once it has taken GROUP_BUDGET_S (after 2 steps at least).
+# its validation too), or once it has taken GROUP_BUDGET_S (after one step at least).
 WARMUP_STEPS, TIMED_STEPS, MIN_TIMED_S = 3, 5, 1.0
 GROUP_BUDGET_S = 4.0
 TOTAL_BUDGET_S = 20.0  # no group is calibrated after the calibration has taken this long
@@ -224,7 +224,7 @@ def _clock(budget_s: float, sync):
                 return  # the epoch ends with its validation, which is timed too
             timed = n - WARMUP_STEPS
             if (timed >= TIMED_STEPS and now - self.marks[WARMUP_STEPS] >= MIN_TIMED_S) or (
-                    n >= 2 and now - self.marks[0] > budget_s):
+                    now - self.marks[0] > budget_s):  # a slow model: its first step (an overestimate) is enough
                 raise _Enough
 
         def on_epoch_end(self, epoch, logs):
