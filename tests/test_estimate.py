@@ -225,3 +225,19 @@ def test_an_estimate_that_fails_does_not_keep_a_study_from_starting(tmp_path, mo
     spec.write_text('name = "x"\nepochs = 1\n')
     assert main(["run", str(spec), "-o", str(tmp_path / "o"), "--workers", "1"]) == 130
     assert started and "Estimated" not in capsys.readouterr().out
+
+
+def test_runs_finished_on_another_machine_do_not_measure_this_one(finished, tmp_path):
+    import shutil
+    import sqlite3
+
+    copied = tmp_path / "copied"
+    shutil.copytree(finished, copied)
+    con = sqlite3.connect(copied / "study.db")
+    con.execute("""UPDATE runs SET environment = json_set(environment, '$.device_name', 'another CPU')""")
+    con.commit()
+    con.close()
+    more_seeds = Study.from_dict({**TINY, "seeds": [0, 1]})
+    assert more_seeds.estimate(finished, workers=1, device="cpu", calibrate=False).unknown_runs == 0
+    elsewhere = more_seeds.estimate(copied, workers=1, device="cpu", calibrate=False)
+    assert elsewhere.unknown_runs == 2 and elsewhere.measured_runs == 0

@@ -4,8 +4,9 @@ A run to do takes `epochs × epoch_s + overhead_s`: `epoch_s` is one epoch's tra
 `overhead_s` what a run spends outside its epochs (building the model, the final evaluation of the test
 and validation sets). Both come, per *speed group*, from
 
-- the finished runs of the same study (the store's per-epoch `history.seconds`, and `runs.seconds` less
-  those epochs), read without writing anything; or else
+- the finished runs of the same study that ran on this kind of device (the store's per-epoch
+  `history.seconds`, and `runs.seconds` less those epochs; a run whose recorded device type or name
+  differs from this machine's is not used), read without writing anything; or else
 - a short calibration: a few training steps of the group's real model on its real data through the
   engine (`train.fit`, one intra-op thread as `execution.RUN_THREADS`), scaled to the batches of an
   epoch, plus a timed evaluation. It writes nothing to the study directory, takes a few seconds per
@@ -174,16 +175,19 @@ def _open_store(study_dir: Path):
     return store
 
 
-def measured_speeds(runs: list[dict], history: list[dict]) -> dict[str, Speed]:
+def measured_speeds(runs: list[dict], history: list[dict], machine: tuple[str, str] | None = None
+                    ) -> dict[str, Speed]:
     """Per speed group, from finished runs (the store's `runs()` and `history()` rows): the mean of
-    their epochs' seconds, and the mean of `runs.seconds` less its epochs' seconds over the done runs."""
+    their epochs' seconds, and the mean of `runs.seconds` less its epochs' seconds over the done runs.
+    `machine` (device type, device name): only runs that ran on such a device (a study directory copied
+    from another machine says nothing about this one's speed); a run without a recorded one counts."""
     epochs: dict[str, list[float]] = {}
     for h in history:
         if h["seconds"] is not None:
             epochs.setdefault(h["run_key"], []).append(h["seconds"])
     groups: dict[str, tuple[list[float], list[float], int]] = {}
     for r in runs:
-        if r["status"] not in FINISHED or not epochs.get(r["key"]):
+        if r["status"] not in FINISHED or not epochs.get(r["key"]) or not _ran_on(r.get("environment"), machine):
             continue
         per_epoch, overhead, n = groups.get(speed_key(r["config"]), ([], [], 0))
         per_epoch.extend(epochs[r["key"]])
@@ -192,6 +196,20 @@ def measured_speeds(runs: list[dict], history: list[dict]) -> dict[str, Speed]:
         groups[speed_key(r["config"])] = (per_epoch, overhead, n + 1)
     return {key: Speed(statistics.fmean(e), statistics.fmean(o) if o else 0.0, "measured", n)
             for key, (e, o, n) in groups.items()}
+
+
+def _ran_on(environment: dict | None, machine: tuple[str, str] | None) -> bool:
+    if machine is None or not environment:
+        return True
+    device = str(environment.get("device", ""))
+    return device.split(":")[0] == machine[0] and environment.get("device_name") == machine[1]
+
+
+def this_machine(device) -> tuple[str, str]:
+    """(device type, device name) as `execution.environment` records them for a run on `device`."""
+    from .execution import environment
+
+    return device.type, environment(device)["device_name"]
 
 
 # --- calibration ---------------------------------------------------------------------------------
@@ -306,7 +324,7 @@ def estimate(plan, *, workers: int | str = "auto", device: str = "auto", data_di
                 chosen = analysis.chosen_learning_rates(analysis.runs_frame(store), plan.study.meta.tuning.metric)
         finally:
             store.close()
-    speeds = measured_speeds(stored_runs, history)
+    speeds = measured_speeds(stored_runs, history, this_machine(dev))
     measured_keys = set(speeds)
     stored = {r["key"]: r for r in stored_runs}
 
