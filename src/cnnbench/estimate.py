@@ -289,6 +289,9 @@ def calibrate_run(run, data_dir: str | None, device, budget_s: float = GROUP_BUD
                 loss_weights=cfg.get("loss_weights"), callbacks=[clock], verbose=0)
         except _Enough:
             pass
+        finally:
+            if device.type == "cuda":
+                torch.cuda.empty_cache()  # the calibrated model's memory, before the runs need it
     steps = [b - a for a, b in zip(clock.marks, clock.marks[1:])]
     timed = steps[min(WARMUP_STEPS, len(steps) - 1):]
     step_s = statistics.fmean(timed)  # the mean: an epoch's time is the sum of its steps, slow ones too
