@@ -164,6 +164,20 @@ class Study:
         return runner.plan(self.spec, output if output is not None else self.output, data_dir, download=False,
                            read_only=True)
 
+    def estimate(self, output: str | os.PathLike | None = None, *, data_dir: str | os.PathLike | None = None,
+                 device: str = "auto", workers: int | str = "auto", calibrate: bool = True, plan=None):
+        """How long `run` would take on this machine: a `cnnbench.estimate.Estimate` (`.seconds`,
+        `.line()`, `.exceeds_hour`), from the study's finished runs, else from a short calibration (a
+        few training steps per model/dataset/batch size, at most ~20 s in all; `calibrate=False`: none).
+        Writes nothing. `plan`: a plan already made with the same arguments (else `plan(...)` makes one)."""
+        from . import runner
+        from .estimate import estimate
+
+        if plan is None:
+            plan = self.plan(output, data_dir=data_dir, device=device, workers=workers)
+        return estimate(plan, workers=_workers(workers), device=device, calibrate=calibrate,
+                        data_dir=runner.check_data_dir(None if data_dir is None else str(data_dir)))
+
     def run(self, output: str | os.PathLike | None = None, *, data_dir: str | os.PathLike | None = None,
             device: str = "auto", workers: int | str = "auto", executor: str = "local",
             ray_address: str | None = None, cpus_per_run: float = 1, gpus_per_run: float = 0,

@@ -191,7 +191,9 @@ def cmd_run(args) -> int:
     if args.dry_run:
         plan = study.plan(args.output, **options)
         _print_skipped(console, plan)
-        _print_dry_run(console, plan)
+        estimate = None if args.executor != "local" else study.estimate(  # this machine's workers, not Ray's
+            plan=plan, data_dir=args.data_dir, device=args.device, workers=args.workers)
+        _print_dry_run(console, plan, estimate)
         return 0
     with ExitStack() as stack:
         shown = []  # the progress display, started once the plan is printed
@@ -204,6 +206,17 @@ def cmd_run(args) -> int:
             what = "learning-rate search runs" if plan.study.meta.tuning else "runs"
             console.print(f"study [bold]{plan.study.name}[/]: {len(plan.runs)} {what}, {len(plan.runs) - len(todo)} "
                           f"already finished, {len(todo)} to run → {plan.study_dir}")
+            if not args.quiet and args.executor == "local":  # a long study says so before it starts
+                try:
+                    estimate = study.estimate(plan=plan, data_dir=args.data_dir, device=args.device,
+                                              workers=args.workers)
+                except Exception:  # advice only: never what keeps a study from starting
+                    estimate = None
+                if estimate is not None and estimate.exceeds_hour:
+                    from rich.text import Text as Line
+
+                    console.print(Line(f"{estimate.line()}: over an hour; Ctrl-C stops the study at any time and "
+                                       "the same command resumes it", style="yellow"))
             shown.append(stack.enter_context(_Progress(console, enabled=not args.quiet, verbose=args.verbose)))
 
         result = study.run(args.output, **options, ray_address=args.ray_address, report=False,
@@ -314,8 +327,9 @@ class _Progress:
         self.console.file.flush()
 
 
-def _print_dry_run(console, plan) -> None:
+def _print_dry_run(console, plan, estimate=None) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     t = Table(title=f"{plan.study.name}: {len(plan.runs)} runs → {plan.study_dir}")
     for col in ("key", "configuration", "seed", "status"):
@@ -327,6 +341,10 @@ def _print_dry_run(console, plan) -> None:
     if plan.study.meta.tuning:
         console.print("these are the learning-rate search runs; the final runs (each configuration at its "
                       f"chosen rate × seeds {plan.study.meta.seeds}) follow from their results")
+    if estimate is not None:
+        console.print(Text(estimate.line() + ("; over an hour" if estimate.exceeds_hour else "")))
+        for note in estimate.notes:
+            console.print(Text(f"note: {note}", style="yellow"))
 
 
 def _print_results(console, sc) -> int:
