@@ -221,6 +221,24 @@ def test_evaluate_returns_keras_list_and_the_dict_with_return_dict(capsys):
             cnnbench.evaluate(h.model, x, y, verbose=bad)
 
 
+def test_batch_size_none_and_predict_verbose_are_keras(capsys):
+    x, y = _indexed(40)
+    h = cnnbench.fit(Recorder(), x, y, batch_size=None, epochs=1, verbose=0, device="cpu", num_classes=3)
+    assert h.params["batch_size"] == 32 and h.params["steps"] == 2  # Keras: None is 32
+    assert cnnbench.evaluate(h.model, x, y, batch_size=None, verbose=0) == cnnbench.evaluate(h.model, x, y, verbose=0)
+    with pytest.raises(UserError, match="batch_size"):
+        cnnbench.evaluate(h.model, x, y, batch_size=0, verbose=0)
+    images = torch.as_tensor(x).unsqueeze(1)
+    capsys.readouterr()
+    probs, labels = cnnbench.predict(h.model, images, verbose=0)
+    assert capsys.readouterr().out == "" and probs.shape == (40, 3) and torch.equal(labels, probs.argmax(1))
+    again, _ = cnnbench.predict(h.model, images, batch_size=4, verbose=2)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("10/10 - ") and torch.allclose(again, probs)
+    with pytest.raises(UserError, match="verbose must be"):
+        cnnbench.predict(h.model, images, verbose="yes")
+
+
 def test_evaluate_with_several_outputs_lists_keras_order():
     x, y = two_output_data(0)
     torch.manual_seed(0)

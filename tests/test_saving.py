@@ -216,7 +216,7 @@ def test_evaluate_command_on_the_recorded_dataset(tmp_path, capsys):
     from cnnbench import data
 
     ds = data.load(str(npz), data_dir=tmp_path)
-    probs, labels = saving.predict(saving.load(path), ds.x_test)
+    probs, labels = saving.predict(saving.load(path), ds.x_test, verbose=0)
     result = saving.evaluate_on_dataset(path, data_dir=tmp_path)
     assert result["images"] == 12
     assert result["accuracy"] == pytest.approx(float((labels == ds.y_test).float().mean()))

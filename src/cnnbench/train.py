@@ -862,7 +862,7 @@ def check_micro_batching(loss) -> None:
 
 
 def fit(model: nn.Module | str | dict, x, y, *, loss="categorical_crossentropy", optimizer="adam",
-        epochs: int = 1, batch_size: int = 32, validation_split: float | None = None,
+        epochs: int = 1, batch_size: int | None = 32, validation_split: float | None = None,
         validation_data: tuple | None = None, callbacks: Iterable[Callback] = (), seed: int = 0,
         device: str | torch.device = "auto", num_classes: int | dict[str, int] | None = None,
         class_weight: dict | str | None = None, sample_weight=None, augmentation: dict | None = None,
@@ -906,6 +906,7 @@ def fit(model: nn.Module | str | dict, x, y, *, loss="categorical_crossentropy",
     """
     verbose = _verbose_mode(verbose)
     _whole_number(epochs, "epochs", minimum=0)
+    batch_size = 32 if batch_size is None else batch_size  # Keras' default for None
     _whole_number(batch_size, "batch_size")
     _whole_number(initial_epoch, "initial_epoch", minimum=0)
     if steps_per_epoch is not None:
@@ -1037,21 +1038,21 @@ Scores = dict[str, float | None]
 
 
 @overload
-def evaluate(model: nn.Module, x, y, *, loss=..., batch_size: int = ..., num_classes: int | dict | None = ...,
+def evaluate(model: nn.Module, x, y, *, loss=..., batch_size: int | None = ..., num_classes: int | dict | None = ...,
              device: str | torch.device | None = ..., precision: str = ...,
              loss_weights: dict[str, float] | None = ..., metrics=..., verbose: int | str = ...,
              return_dict: Literal[True]) -> Scores: ...
 
 
 @overload
-def evaluate(model: nn.Module, x, y, *, loss=..., batch_size: int = ..., num_classes: int | dict | None = ...,
+def evaluate(model: nn.Module, x, y, *, loss=..., batch_size: int | None = ..., num_classes: int | dict | None = ...,
              device: str | torch.device | None = ..., precision: str = ...,
              loss_weights: dict[str, float] | None = ..., metrics=..., verbose: int | str = ...,
              return_dict: Literal[False] = ...) -> list[float | None]: ...
 
 
-def evaluate(model: nn.Module, x, y, *, loss=None, batch_size: int = 1024, num_classes: int | dict | None = None,
-             device: str | torch.device | None = None, precision: str = "fp32",
+def evaluate(model: nn.Module, x, y, *, loss=None, batch_size: int | None = 1024,
+             num_classes: int | dict | None = None, device: str | torch.device | None = None, precision: str = "fp32",
              loss_weights: dict[str, float] | None = None, metrics=None, verbose: int | str = "auto",
              return_dict: bool = False) -> Scores | list[float | None]:
     """Scores of `model` on (`x`, `y`): the run's own loss and what is comparable across losses.
@@ -1080,6 +1081,8 @@ def evaluate(model: nn.Module, x, y, *, loss=None, batch_size: int = 1024, num_c
     `<name>_<metric>`), as in `fit`.
     """
     mode = _verbose_mode(verbose)
+    batch_size = 1024 if batch_size is None else batch_size  # the default: scores do not depend on it
+    _whole_number(batch_size, "batch_size")
     x = to_images(x)
     trained = getattr(model, "cnnbench_loss", None)
     saved = getattr(model, "cnnbench_config", None) or {}
