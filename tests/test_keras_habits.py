@@ -302,7 +302,7 @@ def test_batches_epochs_and_validation_match_keras(keras_torch, options):
     assert ours == theirs
     assert history.epoch == keras_history.epoch
     assert validated == keras_validated
-    assert history.params["steps"] == keras_history.params["steps"]
+    assert {k: history.params[k] for k in keras_history.params} == keras_history.params  # verbose, epochs, steps
     assert {k: len(v) for k, v in history.history.items() if k in keras_history.history} == \
         {k: len(v) for k, v in keras_history.history.items()}
 

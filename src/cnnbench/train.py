@@ -1027,7 +1027,8 @@ def fit(model: nn.Module | str | dict, x, y, *, loss="categorical_crossentropy",
                       steps_per_epoch=steps_per_epoch)
     with heap_allocations():  # the steps' activations reuse heap pages (inference.py; same numbers)
         history = trainer.run(x, y, sw, val)
-    history.params = {"epochs": epochs, "steps": steps, "batch_size": batch_size, "num_classes": num_classes}
+    history.params = {"verbose": verbose, "epochs": epochs, "steps": steps,  # Keras' three, then cnnbench's
+                      "batch_size": batch_size, "num_classes": num_classes}
     # plain attributes (torch types Module.__setattr__ for tensors and modules only)
     model.cnnbench_loss = training_loss  # type: ignore[assignment]  # so evaluate()/predict() need not be told the loss
     model.cnnbench_metrics = metrics  # type: ignore[assignment]  # evaluate() computes them too
