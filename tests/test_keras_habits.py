@@ -1,7 +1,8 @@
 """Keras' habits in `fit` / `evaluate` (issue 21): the arguments Keras users pass, with Keras' meaning.
 
 The expected batch orders, epoch numbers and evaluate orders below are what Keras 3.15 (torch backend) did on
-the same cases; the tests marked `keras_torch` check them against Keras itself where it is installed.
+the same cases; the tests taking `keras_torch` check them against Keras itself where it is installed (marked slow:
+importing keras takes seconds).
 """
 
 from __future__ import annotations
@@ -96,8 +97,8 @@ def test_steps_per_epoch_epoch_logs_average_the_epochs_own_batches():
     x, y = _indexed()
     model = Recorder()
     h = cnnbench.fit(model, x, y, batch_size=BATCH, epochs=2, shuffle=False, steps_per_epoch=3, verbose=0,
-                     device="cpu", num_classes=3, optimizer=torch.optim.SGD(model.parameters(), lr=0.0))
-    # learning rate 0: every epoch's loss is the fixed model's mean loss over the images it saw
+                     device="cpu", num_classes=3, optimizer={"name": "sgd", "learning_rate": 1e-30})
+    # steps far below float32's resolution: every epoch's loss is the fixed model's mean over the images it saw
     with torch.no_grad():
         model.eval()
         per_image = nn.functional.cross_entropy(model(torch.as_tensor(x).float()[:, None] / 255),
@@ -287,6 +288,7 @@ def _keras_batches(keras, **fit_options):
     return per_epoch, h, validated
 
 
+@pytest.mark.slow  # imports keras (seconds)
 @pytest.mark.parametrize("options", [
     dict(epochs=5, shuffle=False, steps_per_epoch=2),
     dict(epochs=3, shuffle=False, steps_per_epoch=3),
@@ -307,6 +309,7 @@ def test_batches_epochs_and_validation_match_keras(keras_torch, options):
         {k: len(v) for k, v in keras_history.history.items()}
 
 
+@pytest.mark.slow  # imports keras (seconds)
 def test_evaluate_matches_keras_evaluate(keras_torch):
     keras = keras_torch
     x, y = _indexed()
@@ -323,6 +326,7 @@ def test_evaluate_matches_keras_evaluate(keras_torch):
     assert set(names) <= set(cnnbench.evaluate(ours, x, y, num_classes=3, verbose=0, return_dict=True))
 
 
+@pytest.mark.slow  # imports keras (seconds)
 def test_keras_order_matches_keras_with_several_outputs(keras_torch):
     keras = keras_torch
     x, y = two_output_data(0)
