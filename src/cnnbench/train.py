@@ -25,6 +25,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -1003,10 +1004,16 @@ def fit(model: nn.Module | str | dict, x, y, *, loss="categorical_crossentropy",
     assert isinstance(model, nn.Module)
     params = [p for p in model.parameters() if p.requires_grad]
     steps = math.ceil(x.shape[0] / batch_size) if steps_per_epoch is None else steps_per_epoch  # Keras' params
+    batches = math.ceil(x.shape[0] / batch_size)
+    if steps_per_epoch is not None and batches % steps_per_epoch and epochs > initial_epoch:
+        # Keras warns at every such epoch ("Your input ran out of data"); once is enough to say why
+        warnings.warn(f"steps_per_epoch={steps_per_epoch} does not divide the {batches} batches of a pass over the "
+                      f"data; as Keras, an epoch that reaches the end of the pass stops there, with fewer steps",
+                      stacklevel=2)
     if isinstance(optimizer, torch.optim.Optimizer):
         opt = optimizer
     else:  # a schedule spans the epochs this fit trains
-        opt = optim_mod.get(optimizer, params, steps_per_epoch=min(steps, math.ceil(x.shape[0] / batch_size)),
+        opt = optim_mod.get(optimizer, params, steps_per_epoch=min(steps, batches),
                             epochs=max(epochs - initial_epoch, 0), batch_size=batch_size)
 
     augment = None
