@@ -39,7 +39,7 @@ def run_cnnbench(seed: int, d) -> float:
     torch.set_num_threads(1)
     h = cnnbench.fit("keras_mnist_cnn", d["x_train"], d["y_train"], loss="categorical_crossentropy",
                      optimizer="adam", epochs=1, batch_size=32, seed=seed, device="cpu", num_classes=10)
-    return cnnbench.evaluate(h.model, d["x_test"], d["y_test"])["accuracy"]
+    return cnnbench.evaluate(h.model, d["x_test"], d["y_test"], verbose=0, return_dict=True)["accuracy"]
 
 
 def run_keras(seed: int, d) -> float:

@@ -81,7 +81,8 @@ def worker_cnnbench(a) -> dict:
     model = history.model
 
     def evaluate(xs, ys):
-        return cnnbench.evaluate(model, xs, ys, batch_size=a.eval_batch, precision=a.precision)
+        return cnnbench.evaluate(model, xs, ys, batch_size=a.eval_batch, precision=a.precision, verbose=0,
+                                 return_dict=True)
 
     evaluate(xt[:a.eval_batch], yt[:a.eval_batch])
     eval_s, eval_cpu, scores = _timed(lambda: evaluate(xt, yt))

@@ -82,7 +82,8 @@ def main() -> None:
     def run(name: str, variant: str):
         configure(variant)
         precision = "bf16" if "bf16" in variant else "fp32"
-        return cnnbench.evaluate(models[name], xte, yte, batch_size=args.batch_size, precision=precision)
+        return cnnbench.evaluate(models[name], xte, yte, batch_size=args.batch_size, precision=precision,
+                                 verbose=0, return_dict=True)
 
     # exactness: results and logits of every variant against eager (fp32) / eager bf16
     x = torch.from_numpy(xte).unsqueeze(1)

@@ -68,13 +68,14 @@ def save(a) -> None:
                          seed=3, device="cpu", num_classes=10, verbose=0, validation_split=0.5)
         res[f"{name}/fit_history"] = {k: v for k, v in h.history.items() if k != "seconds"}
         res[f"{name}/fit_weights"] = {k: v.clone() for k, v in h.model.state_dict().items()}
-        res[f"{name}/evaluate"] = cnnbench.evaluate(h.model, x[:1000], y[:1000], batch_size=500)
+        res[f"{name}/evaluate"] = cnnbench.evaluate(h.model, x[:1000], y[:1000], batch_size=500, verbose=0,
+                                                    return_dict=True)
         hb = cnnbench.fit(spec, x[:1280], y[:1280], loss="sparse_categorical_crossentropy", optimizer="adam",
                           epochs=1, batch_size=128, seed=4, device="cpu", num_classes=10, verbose=0, precision="bf16")
         res[f"{name}/bf16_history"] = {k: v for k, v in hb.history.items() if k != "seconds"}
         res[f"{name}/bf16_weights"] = {k: v.clone() for k, v in hb.model.state_dict().items()}
         res[f"{name}/bf16_evaluate"] = cnnbench.evaluate(hb.model, x[:1000], y[:1000], batch_size=500,
-                                                         precision="bf16")
+                                                         precision="bf16", verbose=0, return_dict=True)
         print(f"{name}: done", flush=True)
     torch.save({"threads": a.threads, "cnnbench": cnnbench.__file__, **res}, a.files[0])
     print(f"saved {a.files[0]} ({len(res)} entries, cnnbench from {Path(cnnbench.__file__).parent})")

@@ -31,6 +31,6 @@ def test_keras_mnist_cnn_with_adam_after_one_epoch(mnist_path):
                      optimizer="adam", epochs=1, batch_size=32, seed=0, device="cpu", num_classes=10)
     seconds = time.perf_counter() - t0
     torch.set_num_threads(threads)
-    result = cnnbench.evaluate(h.model, ds.x_test, ds.y_test)
+    result = cnnbench.evaluate(h.model, ds.x_test, ds.y_test, return_dict=True)
     print(f"MNIST 1 epoch: test accuracy {result['accuracy']:.4f}, {60000 / seconds:.0f} images/s")
     assert result["accuracy"] >= 0.982

@@ -94,7 +94,7 @@ def test_metric_values_against_an_independent_computation(tiny, user_module):
     assert h.history["mean_confidence"][0] == pytest.approx(p.max(1).mean(), rel=1e-6)
     assert h.history["val_macro_f1"][0] == pytest.approx(_macro_f1_by_hand(p[:40], yv), abs=1e-12)
     assert h.history["val_mean_confidence"][0] == pytest.approx(p[:40].max(1).mean(), rel=1e-6)
-    scores = cnnbench.evaluate(model, xv, yv)  # the metrics fit was given
+    scores = cnnbench.evaluate(model, xv, yv, return_dict=True)  # the metrics fit was given
     assert scores["mean_confidence"] == pytest.approx(h.history["val_mean_confidence"][0], rel=1e-12)
 
 

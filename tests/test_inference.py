@@ -253,8 +253,8 @@ def test_evaluate_and_validation_equal_the_eager_path(monkeypatch, tiny_images):
         model = models.get("keras_mnist_cnn", input_shape=(1, 8, 8), num_outputs=4)
         history = cnnbench.fit(model, x[:400], y[:400], epochs=2, batch_size=64, verbose=0,
                                validation_data=(x[400:], y[400:]))
-        return (history, cnnbench.evaluate(model, x[400:], y[400:], batch_size=50),
-                cnnbench.evaluate(model, x[400:], y[400:], batch_size=50, precision="bf16"))
+        return (history, cnnbench.evaluate(model, x[400:], y[400:], batch_size=50, return_dict=True),
+                cnnbench.evaluate(model, x[400:], y[400:], batch_size=50, precision="bf16", return_dict=True))
 
     history, fast, fast_bf16 = fit_and_evaluate()
     with monkeypatch.context() as m:
@@ -271,10 +271,10 @@ def test_evaluate_on_real_mnist_equals_the_eager_path(monkeypatch, mnist_path):
     torch.manual_seed(0)
     model = models.get("keras_mnist_cnn", input_shape=(1, 28, 28), num_outputs=10)
     cnnbench.fit(model, d["x_train"][:1024], d["y_train"][:1024], epochs=1, batch_size=128, verbose=0)
-    fast = cnnbench.evaluate(model, x, y, batch_size=1000)
+    fast = cnnbench.evaluate(model, x, y, batch_size=1000, return_dict=True)
     with monkeypatch.context() as m:
         _eager(m)
-        eager = cnnbench.evaluate(model, x, y, batch_size=1000)
+        eager = cnnbench.evaluate(model, x, y, batch_size=1000, return_dict=True)
     assert fast == eager
     xb = _as_float01(torch.from_numpy(x[:500]).unsqueeze(1))
     with torch.no_grad():

@@ -105,9 +105,9 @@ def test_evaluate_returns_every_metric_independent_of_batch_size():
     x = rng.integers(0, 255, (1000, 1, 4, 4), dtype=np.uint8)
     y = rng.integers(0, 10, 1000)
     model = _PerSampleModel(10)
-    one = cnnbench.evaluate(model, x, y, batch_size=1)
-    big = cnnbench.evaluate(model, x, y, batch_size=1000)
-    odd = cnnbench.evaluate(model, x, y, batch_size=37)
+    one = cnnbench.evaluate(model, x, y, batch_size=1, return_dict=True)
+    big = cnnbench.evaluate(model, x, y, batch_size=1000, return_dict=True)
+    odd = cnnbench.evaluate(model, x, y, batch_size=37, return_dict=True)
     assert set(one) >= {"loss", "accuracy", "top5_accuracy", "nll", "ece", "macro_f1"}
     for name in ("accuracy", "top5_accuracy", "nll", "ece", "macro_f1"):
         assert one[name] == big[name] == odd[name], name
@@ -118,7 +118,7 @@ def test_evaluate_returns_every_metric_independent_of_batch_size():
     with torch.no_grad():
         p = torch.softmax(model(torch.as_tensor(x).float() / 255), 1).double().numpy()
     assert one["macro_f1"] == pytest.approx(skm.f1_score(y, p.argmax(1), average="macro"), abs=1e-12)
-    four = cnnbench.evaluate(_PerSampleModel(4), x, y % 4)
+    four = cnnbench.evaluate(_PerSampleModel(4), x, y % 4, return_dict=True)
     assert four["top5_accuracy"] is None
 
 
@@ -127,8 +127,8 @@ def test_nll_is_comparable_across_losses_while_the_own_loss_is_not():
     x = rng.integers(0, 255, (200, 1, 4, 4), dtype=np.uint8)
     y = rng.integers(0, 10, 200)
     model = _PerSampleModel(10)
-    ce = cnnbench.evaluate(model, x, y, loss="categorical_crossentropy")
-    mse = cnnbench.evaluate(model, x, y, loss="mse")
+    ce = cnnbench.evaluate(model, x, y, loss="categorical_crossentropy", return_dict=True)
+    mse = cnnbench.evaluate(model, x, y, loss="mse", return_dict=True)
     assert ce["nll"] == pytest.approx(mse["nll"], rel=1e-12) and ce["loss"] != pytest.approx(mse["loss"])
 
 

@@ -63,7 +63,7 @@ def test_keras_names_and_the_weighted_sum_by_hand(data):
         assert h.history[k][0] == pytest.approx(v, rel=1e-5), k
         assert h.history[f"val_{k}"][0] == pytest.approx(val[k], rel=1e-5), k
     assert train["loss"] == pytest.approx(train["digit_loss"] + 0.5 * train["big_loss"])
-    scores = cnnbench.evaluate(h.model, x, y)
+    scores = cnnbench.evaluate(h.model, x, y, return_dict=True)
     for k, v in train.items():
         assert scores[k] == pytest.approx(v, rel=1e-5), k
     assert {"digit_nll", "digit_macro_f1", "big_ece", "digit_top5_accuracy"} <= set(scores)
@@ -134,7 +134,8 @@ def test_save_and_load_round_trip_the_loss_config(data, tmp_path):
         assert config["loss"]["big"]["name"] == "binary_crossentropy"
         assert config["loss_weights"] == {"big": 0.5} and config["num_classes"] == {"digit": 10, "big": 2}
         loaded = saving.load(tmp_path / "m.pt")
-        before, after = cnnbench.evaluate(model, x, y), cnnbench.evaluate(loaded, x, y, loss=None)
+        before = cnnbench.evaluate(model, x, y, return_dict=True)
+        after = cnnbench.evaluate(loaded, x, y, loss=None, return_dict=True)
         assert after["loss"] == pytest.approx(before["loss"], rel=1e-6)
         assert after["big_loss"] == pytest.approx(before["big_loss"], rel=1e-6)
         probs, labels = saving.predict(loaded, torch.as_tensor(x).unsqueeze(1))

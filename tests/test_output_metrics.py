@@ -87,7 +87,7 @@ def test_a_list_applies_to_every_output_and_matches_hand_computation(data, user_
         assert h.history[f"{o}_mean_confidence"][0] == pytest.approx(p[o].max(1).mean(), rel=1e-6)
         assert h.history[f"val_{o}_macro_f1"][0] == pytest.approx(_macro_f1(p[o][:40], y[o][:40]), abs=1e-12)
         assert h.history[f"val_{o}_mean_confidence"][0] == pytest.approx(p[o][:40].max(1).mean(), rel=1e-6)
-    scores = cnnbench.evaluate(model, x, y)  # the metrics fit was given
+    scores = cnnbench.evaluate(model, x, y, return_dict=True)  # the metrics fit was given
     assert scores["big_mean_confidence"] == pytest.approx(p["big"].max(1).mean(), rel=1e-6)
 
 
@@ -126,7 +126,8 @@ def test_built_in_output_metrics_survive_save_and_load(data, tmp_path, user_modu
     config = saving.read(tmp_path / "m.pt")[0]
     assert config["metrics"] == {"digit": ["nll"]}  # a metric naming code is not kept: the file names no code
     loaded = saving.load(tmp_path / "m.pt")  # untrusted
-    before, after = cnnbench.evaluate(h.model, x, y), cnnbench.evaluate(loaded, x, y)
+    before = cnnbench.evaluate(h.model, x, y, return_dict=True)
+    after = cnnbench.evaluate(loaded, x, y, return_dict=True)
     assert "digit_mean_confidence" in before and "digit_mean_confidence" not in after
     # the outputs in their trained order (the file's JSON sorts them: "big" before "digit")
     xs = torch.as_tensor(x).unsqueeze(1)

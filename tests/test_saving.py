@@ -216,7 +216,7 @@ def test_evaluate_command_on_the_recorded_dataset(tmp_path, capsys):
     from cnnbench import data
 
     ds = data.load(str(npz), data_dir=tmp_path)
-    probs, labels = saving.predict(saving.load(path), ds.x_test)
+    probs, labels = saving.predict(saving.load(path), ds.x_test, verbose=0)
     result = saving.evaluate_on_dataset(path, data_dir=tmp_path)
     assert result["images"] == 12
     assert result["accuracy"] == pytest.approx(float((labels == ds.y_test).float().mean()))
@@ -311,5 +311,6 @@ def test_a_malformed_metrics_entry_in_a_model_file_is_ignored_not_a_traceback(tm
     m = models.get("digits_cnn", input_shape=(1, 8, 8), num_outputs=10)
     path = tmp_path / "m.pt"
     saving.save(m, path, config={"metrics": saved_metrics})
-    scores = cnnbench.evaluate(saving.load(path), torch.rand(4, 1, 8, 8), torch.tensor([0, 1, 2, 3]), num_classes=10)
+    scores = cnnbench.evaluate(saving.load(path), torch.rand(4, 1, 8, 8), torch.tensor([0, 1, 2, 3]), num_classes=10,
+                               return_dict=True)
     assert {"loss", "accuracy", "macro_f1"} <= set(scores)

@@ -21,7 +21,7 @@ def test_fit_learns_and_returns_keras_like_history(tiny_images):
     assert set(h.history) >= {"loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"}
     assert h.history["val_accuracy"][-1] > 0.9  # the class is visible in the pixels
     assert h.history["loss"][-1] < h.history["loss"][0]
-    res = cnnbench.evaluate(h.model, x, y)
+    res = cnnbench.evaluate(h.model, x, y, return_dict=True)
     assert set(res) == {"loss", "accuracy", "top5_accuracy", "nll", "ece", "macro_f1"} and res["accuracy"] > 0.9
     assert res["top5_accuracy"] is None  # 4 classes: every class is in the top 5
 
@@ -48,7 +48,7 @@ def test_validation_split_takes_the_last_fraction_like_keras(tiny_images):
     x, y = tiny_images
     h = cnnbench.fit("digits_cnn", x, y, epochs=1, batch_size=32, validation_split=0.25)
     # validation on the last 150 images: evaluate on exactly those and compare
-    res = cnnbench.evaluate(h.model, x[450:], y[450:])
+    res = cnnbench.evaluate(h.model, x[450:], y[450:], return_dict=True)
     assert res["loss"] == pytest.approx(h.history["val_loss"][-1], rel=1e-5)
 
 
@@ -177,15 +177,15 @@ def test_model_weight_penalty_is_part_of_the_loss_like_keras(tiny_images):
     torch.manual_seed(0)
     pen = cnnbench.fit(Penalised(nn.Flatten(), nn.Linear(64, 4)), x, y, epochs=1, batch_size=600, optimizer="sgd")
     assert pen.history["loss"][0] == pytest.approx(plain.history["loss"][0] + 1.0, rel=1e-6)
-    assert cnnbench.evaluate(pen.model, x, y)["loss"] == pytest.approx(
-        cnnbench.evaluate(plain.model, x, y)["loss"] + 1.0, rel=1e-6)
+    assert cnnbench.evaluate(pen.model, x, y, return_dict=True)["loss"] == pytest.approx(
+        cnnbench.evaluate(plain.model, x, y, return_dict=True)["loss"] + 1.0, rel=1e-6)
 
 
 def test_schedule_free_is_evaluated_on_its_averaged_weights(tiny_images):
     x, y = tiny_images
     h = cnnbench.fit("digits_cnn", x, y, epochs=2, batch_size=32, validation_split=0.2,
                      optimizer={"name": "schedule_free_adamw", "learning_rate": 0.01})
-    res = cnnbench.evaluate(h.model, x[480:], y[480:])
+    res = cnnbench.evaluate(h.model, x[480:], y[480:], return_dict=True)
     assert res["loss"] == pytest.approx(h.history["val_loss"][-1], rel=1e-5)  # same weights as validation
 
 

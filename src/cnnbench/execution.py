@@ -425,7 +425,7 @@ def _run_task(task: Task, progress: ProgressFn | None, store, device: torch.devi
             names = [] if cfg.get("targets") else [m[0] for m in _metric_names(cfg.get("metrics"))]
             for split, xs, ys in splits:
                 scores = evaluate(history.model, xs, ys, num_classes=num_classes, precision=precision,
-                                  metrics=cfg.get("metrics"))
+                                  metrics=cfg.get("metrics"), verbose=0, return_dict=True)
                 custom.update({f"{split}_{name}": scores[name] for name in names})
                 if isinstance(ys, dict):  # several outputs: test_<output>_<score>; the loss is the weighted sum
                     custom.update({f"{split}_{name}": v for name, v in scores.items() if name != "loss"})

@@ -24,6 +24,7 @@ import importlib
 import json
 import os
 import sys
+import time
 from typing import Any
 
 import numpy as np
@@ -352,13 +353,26 @@ def outputs(model: nn.Module, x, batch_size: int = 256, device=None) -> torch.Te
     return torch.zeros(0, int(config.get("num_outputs") or 1))
 
 
-def predict(model: nn.Module, x, batch_size: int = 256
+def predict(model: nn.Module, x, batch_size: int | None = 256, *, verbose: int | str = "auto"
             ) -> tuple[torch.Tensor, torch.Tensor] | tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """Class probabilities `[N, num_classes]` (float32, CPU) and labels `[N]` (int64) for images `x`
     (uint8 N x C x H x W, or float in [0, 1]). Probabilities follow the loss recorded in the model's
     config (or the one `fit` trained with); without one, softmax of the logits, or for a single output
-    unit the sigmoid p as `[1 - p, p]`."""
+    unit the sigmoid p as `[1 - p, p]`. `verbose` as Keras' `predict`: 0 silent, 1 or 2 one line when
+    done, "auto" (the default) 1 on a terminal, else 2; `batch_size=None` is the default 256.
+
+    Unlike Keras' `model.predict`, which returns the model's outputs (probabilities for a softmax
+    model), this returns the pair (probabilities, labels)."""
+    from .train import _verbose_mode
+
+    mode = _verbose_mode(verbose)
+    batch_size = 256 if batch_size is None else batch_size
+    t0 = time.perf_counter()
     out = outputs(model, x, batch_size)
+    if mode:  # Keras' progress bar as it looks when done: one line
+        steps = -(-len(x) // batch_size)
+        bar = f" [{'=' * 30}]" if mode == 1 else ""
+        print(f"{steps}/{steps}{bar} - {time.perf_counter() - t0:.0f}s", flush=True)
     if isinstance(out, dict):  # several outputs: {name: probabilities}, {name: labels}
         training_loss = _training_loss(model, _config_of(model), None)
         probs = {k: (training_loss.losses[k].probabilities(v) if training_loss is not None

@@ -25,10 +25,11 @@ import math
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 import torch
@@ -144,7 +145,7 @@ class Callback:
     def on_train_begin(self, logs: dict | None = None) -> None: ...
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None: ...
     def on_epoch_end(self, epoch: int, logs: dict) -> None: ...
-    def on_train_end(self, logs: dict | None = None) -> None: ...
+    def on_train_end(self, logs: dict | None = None) -> None: ...  # logs: the last epoch's, as Keras
 
     # Callbacks with state that must survive a resume override these (tensors, numbers, strings only).
     def state_dict(self) -> dict:
@@ -154,13 +155,24 @@ class Callback:
 
 
 class LambdaCallback(Callback):
-    def __init__(self, on_epoch_end: Callable[[int, dict], None] | None = None,
-                 on_train_begin=None, on_train_end=None):
-        self._epoch_end, self._begin, self._end = on_epoch_end, on_train_begin, on_train_end
+    """Keras' `LambdaCallback`, same arguments in the same order: `on_epoch_begin(epoch, logs)`,
+    `on_epoch_end(epoch, logs)`, `on_train_begin(logs)` (logs None), `on_train_end(logs)` (the last epoch's
+    logs; `{}` when no epoch ran)."""
+
+    def __init__(self, on_epoch_begin: Callable[[int, dict | None], None] | None = None,
+                 on_epoch_end: Callable[[int, dict], None] | None = None,
+                 on_train_begin: Callable[[dict | None], None] | None = None,
+                 on_train_end: Callable[[dict | None], None] | None = None):
+        self._epoch_begin, self._epoch_end = on_epoch_begin, on_epoch_end
+        self._begin, self._end = on_train_begin, on_train_end
 
     def on_train_begin(self, logs=None):
         if self._begin:
             self._begin(logs)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._epoch_begin:
+            self._epoch_begin(epoch, logs)
 
     def on_epoch_end(self, epoch, logs):
         if self._epoch_end:
@@ -173,7 +185,12 @@ class LambdaCallback(Callback):
 
 class ProgressDisplay(Callback):
     """Keras' `verbose`: 1 = a progress bar per epoch (redrawn in place, at most every 0.1 s), 2 = one
-    line per epoch. Written to `stream` (default: standard output, as Keras)."""
+    line per epoch. Written to `stream` (default: standard output, as Keras).
+
+    Its `on_epoch_end` runs before the other callbacks' (`Trainer.run`), so the bar's line is ended before
+    a callback prints: Keras runs its ProgbarLogger last, and a `print` in `on_epoch_end` lands at the
+    end of the open bar line there. It shows the epoch's logs as the engine made them (keys a callback
+    adds are in the History, not on the line)."""
 
     def __init__(self, mode: int, stream=None):
         self.mode, self.stream = mode, stream
@@ -208,7 +225,7 @@ class ProgressDisplay(Callback):
         seconds = time.perf_counter() - self._t0
         line = f"{seconds:.1f}s - {self._format(logs)}"
         if self.mode == 1:
-            steps = math.ceil(self.trainer.n_train / self.trainer.batch_size)
+            steps = self.trainer.epoch_steps  # this epoch's batches (steps_per_epoch can shorten an epoch)
             print(f"\r{steps}/{steps} [{'=' * 30}] - {line}", file=self._out(), flush=True)
         else:
             print(f"Epoch {epoch + 1}/{self.trainer.epochs} - {line}", file=self._out(), flush=True)
@@ -260,6 +277,8 @@ class EarlyStopping(Callback):
         if self.trainer.history.status == "diverged":
             return  # NaN/inf loss: training stops anyway; nothing to compare (and no validation ran)
         current = logs.get(self.monitor)
+        if current is None and self.monitor.startswith("val_") and self.trainer.skipped_validation:
+            return  # validation_freq: no validation this epoch; Keras' EarlyStopping skips the epoch too
         if current is None:
             raise UserError(f"early_stopping monitors {self.monitor!r}, which is not logged; "
                             f"available: {', '.join(sorted(logs))}")
@@ -437,8 +456,14 @@ class Trainer:
                  device: torch.device, seed: int, batch_size: int, epochs: int,
                  callbacks: Sequence[Callback] = (), augment: Callable | None = None,
                  checkpoint: str | os.PathLike | None = None, micro_batch_size: int | None = None,
-                 precision: str = "fp32", metrics: Sequence = ()):
+                 precision: str = "fp32", metrics: Sequence = (), shuffle: bool | str = True,
+                 initial_epoch: int = 0, validation_freq: int | Sequence[int] = 1,
+                 steps_per_epoch: int | None = None):
         self.model, self.loss, self.optimizer = model, training_loss, optimizer
+        self.shuffle, self.initial_epoch, self.validation_freq = shuffle, initial_epoch, validation_freq
+        self.steps_per_epoch = steps_per_epoch
+        self.epoch_steps = 0  # batches of the epoch being trained (for the progress bar)
+        self.skipped_validation = False  # validation_freq left this epoch without validation
         self.multi = isinstance(training_loss, MultiOutputLoss)
         self.metrics = list(metrics)  # [(log name, output or None, fn)]: computed over each epoch
         self.device, self.seed, self.batch_size, self.epochs = device, seed, batch_size, epochs
@@ -515,12 +540,42 @@ class Trainer:
         return self.history.epoch[-1] + 1 if self.history.epoch else 0
 
     # -- the loop --------------------------------------------------------------------------------
+    def epoch_batches(self, epoch: int, n: int) -> tuple[int, range]:
+        """(the epoch that began the pass over the data this epoch is part of, the pass's batches it trains).
+
+        As Keras' epoch iterator over arrays: without `steps_per_epoch` (or with one of at least a pass's
+        batches) every epoch is one whole pass; with fewer, an epoch takes the next `steps_per_epoch`
+        batches of the running pass, and the epoch that reaches the pass's end stops there (Keras warns
+        "Your input ran out of data") and the next epoch begins a new pass. A function of the epoch alone,
+        so a resumed run trains the same batches."""
+        batches = math.ceil(n / self.batch_size)
+        per = self.steps_per_epoch
+        if per is None or per >= batches:
+            return epoch, range(batches)
+        epochs_per_pass = math.ceil(batches / per)
+        done = epoch - self.initial_epoch  # Keras' iterator starts its first pass at initial_epoch
+        first = epoch - done % epochs_per_pass
+        start = (done % epochs_per_pass) * per
+        return first, range(start, min(start + per, batches))
+
+    def _order(self, epoch: int, first: int, n: int, gen: torch.Generator) -> torch.Tensor:
+        """The pass's order of the images: shuffled once per pass (seeded by the pass's first epoch, with the
+        epoch's own generator when the pass begins now: the order of the default fit), in order for
+        `shuffle=False`; for `shuffle="batch"` (Keras') in order, each batch shuffled within itself in
+        `train_epoch`."""
+        if self.shuffle is not True:
+            return torch.arange(n)
+        if first == epoch:
+            return torch.randperm(n, generator=gen)
+        return torch.randperm(n, generator=torch.Generator().manual_seed(_epoch_seed(self.seed, first)))
+
     def train_epoch(self, epoch: int, x: torch.Tensor, y: torch.Tensor, sw: torch.Tensor | None):
         model, loss_fn, opt = self.model, self.loss, self.optimizer
         gen = torch.Generator().manual_seed(_epoch_seed(self.seed, epoch))
         torch.manual_seed(_epoch_seed(self.seed, epoch) ^ 0x5DEECE66D)  # dropout stream
-        n = x.shape[0]
-        order = torch.randperm(n, generator=gen).to(self.device)
+        first, batch_numbers = self.epoch_batches(epoch, x.shape[0])
+        order = self._order(epoch, first, x.shape[0], gen).to(self.device)
+        n = sum(min(self.batch_size, x.shape[0] - b * self.batch_size) for b in batch_numbers)  # images seen
         model.train()
         optim_mod.train_mode(opt)
         loss_sum = torch.zeros((), device=self.device)
@@ -530,9 +585,13 @@ class Trainer:
             corrects = {k: torch.zeros((), device=self.device, dtype=torch.long) for k in loss_fn.names}
         seen_probabilities, seen_labels = [], []
         bars = [cb for cb in self.callbacks if isinstance(cb, ProgressDisplay) and cb.mode == 1]
-        steps = math.ceil(n / self.batch_size)
-        for step, start in enumerate(range(0, n, self.batch_size)):
+        steps = self.epoch_steps = len(batch_numbers)
+        seen = 0
+        for step, start in enumerate(b * self.batch_size for b in batch_numbers):
             idx = order[start:start + self.batch_size]
+            if self.shuffle == "batch":
+                idx = idx[torch.randperm(idx.numel(), generator=gen).to(self.device)]
+            seen += idx.numel()
             opt.zero_grad(set_to_none=True)
             # Gradient accumulation: a batch too large for memory is processed in micro-batches whose
             # losses are weighted by their share of the batch, so the gradient is the batch's gradient.
@@ -569,7 +628,6 @@ class Trainer:
                 loss_sum += penalty.detach() * idx.numel()
             opt.step()
             for bar in bars:  # reads the running sums only when it redraws (a device sync)
-                seen = min(start + self.batch_size, n)
                 # the lambda is called (or not) inside on_batch_end, never kept: it sees this batch's values
                 bar.on_batch_end(step, steps, lambda: {"loss": loss_sum.item() / seen} if self.multi else  # noqa: B023
                                  {"loss": loss_sum.item() / seen, "accuracy": correct.item() / seen})  # noqa: B023
@@ -591,7 +649,11 @@ class Trainer:
         self.n_train = x.shape[0]
         for cb in self.callbacks:
             cb.on_train_begin()
-        first_epoch = self._load_checkpoint()  # after on_train_begin: a resumed callback keeps its state
+        # after on_train_begin: a resumed callback keeps its state; Keras' initial_epoch numbers the epochs
+        first_epoch = max(self._load_checkpoint(), self.initial_epoch)
+        # the progress display ends its line before the other callbacks run (ProgressDisplay's doc)
+        epoch_end_order = sorted(self.callbacks, key=lambda cb: not isinstance(cb, ProgressDisplay))
+        last_logs: dict = {}  # on_train_end's logs: the last epoch's, as Keras' fit passes them
         for epoch in range(first_epoch, self.epochs):
             if self.stop_training:
                 break
@@ -607,7 +669,9 @@ class Trainer:
                 train_loss, train_acc = result
                 logs = {"loss": train_loss, "accuracy": train_acc}
             optim_mod.eval_mode(self.optimizer)  # Schedule-Free: evaluate (and checkpoint) the averaged weights
-            if val is not None and math.isfinite(train_loss):
+            validate = val is not None and math.isfinite(train_loss)
+            self.skipped_validation = validate and not _should_validate(epoch, self.validation_freq)
+            if val is not None and validate and not self.skipped_validation:
                 logs.update({f"val_{k}": v for k, v in
                              _evaluate(self.model, self.loss, *val, batch_size=max(self.batch_size, 1024),
                                        autocast=self.autocast, metrics=self.metrics).items()})
@@ -618,19 +682,27 @@ class Trainer:
                 # NaN guard: record the epoch, stop, let the caller record the run as diverged.
                 self.history.status = "diverged"
                 self.stop_training = True
-            else:
-                optim_mod.on_epoch_end(self.optimizer, epoch, logs)
+            else:  # the schedule counts this fit's epochs (its optimizer is new), from 0 as without initial_epoch
+                optim_mod.on_epoch_end(self.optimizer, epoch - self.initial_epoch, logs)
             logged = set(logs)
-            for cb in self.callbacks:
+            for cb in epoch_end_order:
                 cb.on_epoch_end(epoch, logs)
+            last_logs = logs
             for key in [k for k in logs if k not in logged]:  # as Keras' History, the last callback: the keys
                 self.history.history.setdefault(key, []).append(logs[key])  # callbacks added are kept too
             if self.checkpoint is not None:
                 self._save_checkpoint()
         optim_mod.eval_mode(self.optimizer)
         for cb in self.callbacks:
-            cb.on_train_end()
+            cb.on_train_end(last_logs)
         return self.history
+
+
+def _should_validate(epoch: int, validation_freq: int | Sequence[int]) -> bool:
+    """Keras' `validation_freq`: every `validation_freq`-th epoch, or the epochs listed, both 1-based."""
+    if isinstance(validation_freq, int):
+        return (epoch + 1) % validation_freq == 0
+    return epoch + 1 in validation_freq
 
 
 def _predicted_labels(outputs: torch.Tensor) -> torch.Tensor:
@@ -762,6 +834,17 @@ def _build_callbacks(early_stopping, callbacks: Iterable[Callback]) -> list[Call
     return out
 
 
+def _validation_freq(value) -> int | list[int]:
+    """Keras' validation_freq: a whole number >= 1, or a list of (1-based) epochs."""
+    if isinstance(value, (list, tuple, range)):
+        for epoch in value:
+            _whole_number(epoch, "each epoch of validation_freq")
+        return [int(e) for e in value]
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise UserError(f"validation_freq must be a whole number >= 1 or a list of 1-based epochs, got {value!r}")
+    return int(value)
+
+
 def _whole_number(value, name: str, minimum: int = 1) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise UserError(f"{name} must be a whole number >= {minimum}, got {value!r}")
@@ -780,13 +863,15 @@ def check_micro_batching(loss) -> None:
 
 
 def fit(model: nn.Module | str | dict, x, y, *, loss="categorical_crossentropy", optimizer="adam",
-        epochs: int = 1, batch_size: int = 32, validation_split: float | None = None,
+        epochs: int = 1, batch_size: int | None = 32, validation_split: float | None = None,
         validation_data: tuple | None = None, callbacks: Iterable[Callback] = (), seed: int = 0,
         device: str | torch.device = "auto", num_classes: int | dict[str, int] | None = None,
         class_weight: dict | str | None = None, sample_weight=None, augmentation: dict | None = None,
         early_stopping: dict | bool | None = None, checkpoint: str | os.PathLike | None = None,
         micro_batch_size: int | None = None, precision: str = "fp32", verbose: int | str = "auto",
-        loss_weights: dict[str, float] | None = None, metrics: Sequence[str] | dict | None = None) -> History:
+        loss_weights: dict[str, float] | None = None, metrics: Sequence[str] | dict | None = None,
+        shuffle: bool | str = True, initial_epoch: int = 0, validation_freq: int | Sequence[int] = 1,
+        steps_per_epoch: int | None = None) -> History:
     """Train `model` on images `x` and labels `y`, Keras style; return the `History`.
 
     `model`: an `nn.Module` or a registry name/spec (built for the data's shape and the loss's output
@@ -798,6 +883,14 @@ def fit(model: nn.Module | str | dict, x, y, *, loss="categorical_crossentropy",
     bfloat16 autocast for the model (faster; float32 is Keras' default). `verbose`: Keras' 0 (silent),
     1 (a progress bar per epoch), 2 (one line per epoch) or "auto" (the default: 1 on a terminal, else
     2). The trained model is `history.model`.
+
+    Keras' epoch options: `shuffle` (True: a new order every pass over the data; False: the images in
+    order; "batch": in order, each batch shuffled within itself), `initial_epoch` (epochs are numbered
+    from it: `epochs - initial_epoch` epochs are trained and `history.epoch` starts there; a schedule
+    counts from the first of them, as the optimizer is new), `validation_freq` (validate every n-th
+    epoch, or at the 1-based epochs of a list; the `val_` lists of the history then hold only those
+    epochs, as Keras'), `steps_per_epoch` (batches per epoch: an epoch takes the next batches of the
+    running pass, which ends an epoch early when it runs out, as Keras' iterator over arrays).
 
     Several outputs (Keras' `compile(loss={...}, loss_weights={...})`): a model whose `forward` returns
     a dict of outputs, `y = {"digit": y1, "big": y2}` (and `validation_data=(x_val, {...})`), `loss` a
@@ -814,7 +907,14 @@ def fit(model: nn.Module | str | dict, x, y, *, loss="categorical_crossentropy",
     """
     verbose = _verbose_mode(verbose)
     _whole_number(epochs, "epochs", minimum=0)
+    batch_size = 32 if batch_size is None else batch_size  # Keras' default for None
     _whole_number(batch_size, "batch_size")
+    _whole_number(initial_epoch, "initial_epoch", minimum=0)
+    if steps_per_epoch is not None:
+        _whole_number(steps_per_epoch, "steps_per_epoch")
+    if shuffle not in (True, False, "batch") or not isinstance(shuffle, (bool, str)):
+        raise UserError(f"shuffle must be True, False or 'batch' (Keras'), got {shuffle!r}")
+    validation_freq = _validation_freq(validation_freq)
     if micro_batch_size is not None:
         _whole_number(micro_batch_size, "micro_batch_size")
     dev = resolve_device(device)
@@ -903,11 +1003,18 @@ def fit(model: nn.Module | str | dict, x, y, *, loss="categorical_crossentropy",
     model = model.to(dev, memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's overloads omit it
     assert isinstance(model, nn.Module)
     params = [p for p in model.parameters() if p.requires_grad]
-    steps = math.ceil(x.shape[0] / batch_size)
+    steps = math.ceil(x.shape[0] / batch_size) if steps_per_epoch is None else steps_per_epoch  # Keras' params
+    batches = math.ceil(x.shape[0] / batch_size)
+    if steps_per_epoch is not None and batches % steps_per_epoch and epochs > initial_epoch:
+        # Keras warns at every such epoch ("Your input ran out of data"); once is enough to say why
+        warnings.warn(f"steps_per_epoch={steps_per_epoch} does not divide the {batches} batches of a pass over the "
+                      f"data; as Keras, an epoch that reaches the end of the pass stops there, with fewer steps",
+                      stacklevel=2)
     if isinstance(optimizer, torch.optim.Optimizer):
         opt = optimizer
-    else:
-        opt = optim_mod.get(optimizer, params, steps_per_epoch=steps, epochs=epochs, batch_size=batch_size)
+    else:  # a schedule spans the epochs this fit trains
+        opt = optim_mod.get(optimizer, params, steps_per_epoch=min(steps, batches),
+                            epochs=max(epochs - initial_epoch, 0), batch_size=batch_size)
 
     augment = None
     if augmentation:
@@ -922,20 +1029,47 @@ def fit(model: nn.Module | str | dict, x, y, *, loss="categorical_crossentropy",
         callbacks.append(ProgressDisplay(verbose))
     trainer = Trainer(model, training_loss, opt, device=dev, seed=seed, batch_size=batch_size, epochs=epochs,
                       callbacks=callbacks, augment=augment, checkpoint=checkpoint,
-                      micro_batch_size=micro_batch_size, precision=precision, metrics=metric_plan)
+                      micro_batch_size=micro_batch_size, precision=precision, metrics=metric_plan,
+                      shuffle=shuffle, initial_epoch=initial_epoch, validation_freq=validation_freq,
+                      steps_per_epoch=steps_per_epoch)
     with heap_allocations():  # the steps' activations reuse heap pages (inference.py; same numbers)
         history = trainer.run(x, y, sw, val)
-    history.params = {"epochs": epochs, "steps": steps, "batch_size": batch_size, "num_classes": num_classes}
+    history.params = {"verbose": verbose, "epochs": epochs, "steps": steps,  # Keras' three, then cnnbench's
+                      "batch_size": batch_size, "num_classes": num_classes}
     # plain attributes (torch types Module.__setattr__ for tensors and modules only)
     model.cnnbench_loss = training_loss  # type: ignore[assignment]  # so evaluate()/predict() need not be told the loss
     model.cnnbench_metrics = metrics  # type: ignore[assignment]  # evaluate() computes them too
     return history
 
 
-def evaluate(model: nn.Module, x, y, *, loss=None, batch_size: int = 1024, num_classes: int | dict | None = None,
-             device: str | torch.device | None = None, precision: str = "fp32",
-             loss_weights: dict[str, float] | None = None, metrics=None) -> dict[str, float | None]:
+Scores = dict[str, float | None]
+
+
+@overload
+def evaluate(model: nn.Module, x, y, *, loss=..., batch_size: int | None = ..., num_classes: int | dict | None = ...,
+             device: str | torch.device | None = ..., precision: str = ...,
+             loss_weights: dict[str, float] | None = ..., metrics=..., verbose: int | str = ...,
+             return_dict: Literal[True]) -> Scores: ...
+
+
+@overload
+def evaluate(model: nn.Module, x, y, *, loss=..., batch_size: int | None = ..., num_classes: int | dict | None = ...,
+             device: str | torch.device | None = ..., precision: str = ...,
+             loss_weights: dict[str, float] | None = ..., metrics=..., verbose: int | str = ...,
+             return_dict: Literal[False] = ...) -> list[float | None]: ...
+
+
+def evaluate(model: nn.Module, x, y, *, loss=None, batch_size: int | None = 1024,
+             num_classes: int | dict | None = None, device: str | torch.device | None = None, precision: str = "fp32",
+             loss_weights: dict[str, float] | None = None, metrics=None, verbose: int | str = "auto",
+             return_dict: bool = False) -> Scores | list[float | None]:
     """Scores of `model` on (`x`, `y`): the run's own loss and what is comparable across losses.
+
+    As Keras' `model.evaluate`: a list `[loss, *metrics]` (`keras_order`), or with `return_dict=True`
+    a dict of the same scores by name, `{"loss": ..., "accuracy": ..., ...}`; `verbose` 0 (silent), 1 or 2
+    (one line with the scores when done) or "auto" (the default: as `fit`, 1 on a terminal, else 2).
+    cnnbench's compiled metrics, in Keras' terms, are always accuracy, top5_accuracy, nll, ece and
+    macro_f1 (then the `metrics` asked for), so there is no scalar-only return. Scores:
 
     - `loss`: the training loss (as Keras' evaluate; defaults to the one `fit` trained with), with the
       model's weight penalty if it has one; `accuracy`: fraction with argmax output = label.
@@ -954,6 +1088,9 @@ def evaluate(model: nn.Module, x, y, *, loss=None, batch_size: int = 1024, num_c
     `<name>_macro_f1`. `metrics` (default: those `fit` was given) adds `<metric>` (per output
     `<name>_<metric>`), as in `fit`.
     """
+    mode = _verbose_mode(verbose)
+    batch_size = 1024 if batch_size is None else batch_size  # the default: scores do not depend on it
+    _whole_number(batch_size, "batch_size")
     x = to_images(x)
     trained = getattr(model, "cnnbench_loss", None)
     saved = getattr(model, "cnnbench_config", None) or {}
@@ -993,8 +1130,27 @@ def evaluate(model: nn.Module, x, y, *, loss=None, batch_size: int = 1024, num_c
             metrics = _builtin_metrics(saved["metrics"])
     plan = _metric_plan(metrics, training_loss)
     dev = next(model.parameters()).device if device is None else resolve_device(device)
-    return _evaluate(model.to(dev), training_loss, x.to(dev), y.to(dev), batch_size,
-                     autocast=_autocast(dev, precision), all_metrics=True, metrics=plan)
+    t0 = time.perf_counter()
+    scores = _evaluate(model.to(dev), training_loss, x.to(dev), y.to(dev), batch_size,
+                       autocast=_autocast(dev, precision), all_metrics=True, metrics=plan)
+    if mode:  # Keras' progress bar, as it looks when evaluation is done (no redraws: one line)
+        steps = math.ceil(x.shape[0] / batch_size)
+        bar = f" [{'=' * 30}]" if mode == 1 else ""
+        print(f"{steps}/{steps}{bar} - {time.perf_counter() - t0:.0f}s - {ProgressDisplay._format(scores)}", flush=True)
+    if return_dict:
+        return scores
+    return keras_order(scores, training_loss.names if isinstance(training_loss, MultiOutputLoss) else None)
+
+
+def keras_order(scores: Scores, outputs: list[str] | None = None) -> list[float | None]:
+    """`evaluate`'s scores as the list Keras 3's `evaluate` returns (`Trainer._flatten_metrics_in_order`):
+    the names of `model.metrics` first, in order -- the loss, the compiled metrics (one output: accuracy,
+    top5_accuracy, nll, ece, macro_f1, the `metrics` asked for), each output's loss -- then the other
+    scores sorted by name. With several outputs Keras' compiled metrics are named `<output>_<metric>` in
+    the logs but not in `model.metrics`, so they come last, sorted: [loss, <o1>_loss, <o2>_loss, sorted
+    rest]."""
+    known = ["loss", *(f"{o}_loss" for o in outputs)] if outputs else list(scores)
+    return [scores[k] for k in known if k in scores] + [scores[k] for k in sorted(scores) if k not in known]
 
 
 def parameter_count(model: nn.Module) -> int:
