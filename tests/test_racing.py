@@ -233,6 +233,18 @@ def test_bad_racing_settings_exit_2_and_write_nothing(tmp_path):
     assert not out.exists()
 
 
+def test_dry_run_says_the_study_races_and_shows_the_worst_case(tmp_path, capsys):
+    from cnnbench.cli import main
+
+    path = tmp_path / "s.toml"
+    path.write_text('name = "r"\nseeds = [0, 1, 2, 3]\nepochs = 1\n[grid]\nloss = ["mse", "categorical_hinge"]\n'
+                    '[racing]\nkeep = 1\n')
+    assert main(["run", str(path), "-o", str(tmp_path / "out"), "--dry-run"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "8 to run" in out and "the study races" in out and "full grid" in out
+    assert not (tmp_path / "out").exists()
+
+
 # --- a real race on the embedded digits ----------------------------------------------------------------
 
 RACE_TOML = """

@@ -341,6 +341,13 @@ def _print_dry_run(console, plan, estimate=None) -> None:
     if plan.study.meta.tuning:
         console.print("these are the learning-rate search runs; the final runs (each configuration at its "
                       f"chosen rate × seeds {plan.study.meta.seeds}) follow from their results")
+    racing = plan.study.meta.racing
+    if racing is not None:
+        console.print(Text(f"the study races: these are the most runs it can take (the full grid); from "
+                           f"{racing.first_test} seeds on, configurations significantly worse than the best "
+                           f"({'paired t-test, Holm' if racing.test == 't' else 'Friedman test, Conover'}, "
+                           f"α = {racing.alpha:g}) leave the race until at most {racing.keep} remain; those still "
+                           "racing then run every seed"))
     if estimate is not None:
         console.print(Text(estimate.line() + ("; over an hour" if estimate.exceeds_hour else "")))
         for note in estimate.notes:
