@@ -1,19 +1,22 @@
 """The race against the full grid, side by side: `racing_demo` raced, then the same study without its
 [racing] table, each in a fresh `cnnbench run` process and a fresh directory on this machine.
 
-Prints, for each: runs, epochs, wall time and the CPU time of the process tree, and the top group:
+Prints, for each: runs, epochs, wall time and the run-seconds (the runs' own seconds added up: their
+ratio to the wall time is how many runs trained at once on average), and the top group:
 for the race, the configurations still racing at the end; for the full grid, the configurations not
 significantly worse than the best on all the seeds by the race's own test (paired t-test against the
 best, Holm, α of the study) and by the report's analysis (`tied_with_best`).
 
-    python benchmarks/bench_racing.py [--study racing_demo] [--workers 2] [--keep DIR]
+    python benchmarks/bench_racing.py [--study racing_demo] [--workers 2] [--rounds 2] [--keep DIR]
+
+With several rounds the two alternate (race, full grid, race, full grid, ...), each in a fresh directory;
+the epochs and decisions are the same every round, the wall times are printed per round.
 """
 
 from __future__ import annotations
 
 import argparse
 import re
-import resource
 import subprocess
 import sys
 import tempfile
@@ -27,14 +30,11 @@ from cnnbench.analysis import compare_study
 from cnnbench.analysis.compare import holm
 
 
-def run(spec: Path, out: Path, workers: str) -> tuple[float, float]:
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+def run(spec: Path, out: Path, workers: str) -> float:
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-m", "cnnbench.cli", "run", str(spec), "-o", str(out), "--workers", workers,
                     "-q"], check=True, stdout=subprocess.DEVNULL)
-    wall = time.perf_counter() - t0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return time.perf_counter() - t0
 
 
 def t_top_group(sc, alpha: float) -> list[str]:
@@ -54,6 +54,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--study", default="racing_demo")
     ap.add_argument("--workers", default="2")
+    ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--keep", type=Path, help="write the two study directories here instead of a temp dir")
     args = ap.parse_args()
     spec = study.load(args.study)
@@ -65,21 +66,26 @@ def main() -> None:
     full.write_text(re.sub(r"(?ms)^\[racing\].*?(?=^\[|\Z)", "", text))
     alpha = spec.meta.racing.alpha
     rows = []
-    for name, path in (("race", raced), ("full grid", full)):
-        wall, cpu = run(path, root / name.replace(" ", "_"), args.workers)
-        sc = compare_study(root / name.replace(" ", "_"))
-        done = sc.runs[sc.runs["status"].isin(["done", "diverged"])]
-        top = sc.race.cells[0].alive if sc.race is not None else t_top_group(sc, alpha)
-        tied = list(sc.cells[0].comparison.ranking.query("tied_with_best == True")["config"])
-        rows.append((name, len(done), int(done["epochs_done"].sum()), wall, cpu, top, tied))
-    full_epochs = rows[1][2]
-    for name, runs, epochs, wall, cpu, top, tied in rows:
-        print(f"{name:9s}  runs {runs:4d}  epochs {epochs:5d} ({100 * epochs / full_epochs:.0f}% of the full grid)  "
-              f"wall {wall:6.1f} s  CPU {cpu:6.1f} s ({cpu / wall:.2f} CPU-s per s)")
+    for round_ in range(1, args.rounds + 1):
+        for name, path in (("race", raced), ("full grid", full)):
+            out = root / f"{name.replace(' ', '_')}_{round_}"
+            wall = run(path, out, args.workers)
+            sc = compare_study(out)
+            done = sc.runs[sc.runs["status"].isin(["done", "diverged"])]
+            top = sc.race.cells[0].alive if sc.race is not None else t_top_group(sc, alpha)
+            tied = list(sc.cells[0].comparison.ranking.query("tied_with_best == True")["config"])
+            rows.append((round_, name, len(done), int(done["epochs_done"].sum()), wall, float(done["seconds"].sum()),
+                         top, tied))
+    full_epochs = rows[1][3]
+    for round_, name, runs, epochs, wall, run_s, top, tied in rows:
+        print(f"round {round_} {name:9s}  runs {runs:4d}  epochs {epochs:5d} ({100 * epochs / full_epochs:.0f}% of "
+              f"the full grid)  wall {wall:6.1f} s  run-seconds {run_s:6.1f} ({run_s / wall:.2f} at once)")
         print(f"           top group ({'survivors' if name == 'race' else 'paired t vs best, Holm'}): {top}")
         print(f"           the report's tied-with-best: {tied}")
-    print(f"wall time ratio race / full grid: {rows[0][3] / rows[1][3]:.2f}; same top group: "
-          f"{sorted(rows[0][5]) == sorted(rows[1][5])}")
+    for i in range(0, len(rows), 2):
+        race, grid = rows[i], rows[i + 1]
+        print(f"round {race[0]}: wall time race / full grid {race[4] / grid[4]:.2f}; same top group: "
+              f"{sorted(race[6]) == sorted(grid[6])}")
 
 
 if __name__ == "__main__":

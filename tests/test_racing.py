@@ -333,6 +333,14 @@ def test_a_race_decides_the_same_with_one_worker_or_two_and_after_kill_9(tmp_pat
         assert f"round {round_}: worse than" in row or "diverged" in row
     assert f"{len(results)} of the full grid's 30 runs" in section
 
+    # without the [racing] table the same directory is the full grid, every finished run reused
+    full = tmp_path / "full.toml"
+    full.write_text(RACE_TOML.split("[racing]")[0])
+    dry = _cnnbench("run", str(full), "-o", str(tmp_path / "one"), "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    finished = sum(1 for s, _ in results.values())
+    assert f"{30 - finished} to run, {finished} finished" in " ".join(dry.stdout.split())
+
 
 @pytest.mark.slow
 def test_a_race_on_ray_decides_as_the_local_pool(tmp_path):
