@@ -48,13 +48,13 @@ def configuration_means(sc) -> pd.DataFrame:
         runs = cell.runs.assign(_config=config_names(sc, cell.runs))
         axis_cols = [c for c in runs.columns if c.startswith("axis.")]
         axes = runs.drop_duplicates("_config").set_index("_config")[axis_cols]
-        top = cell.comparison.ranking["mean"].iloc[0] if len(cell.comparison.ranking) else None
         for r in cell.comparison.ranking.itertuples():
             values = axes.loc[r.config].dropna().to_dict() if r.config in axes.index else {}
             rows.append({"cell": cell.name, **{f"axis.{k}": v for k, v in cell.keys.items()},
                          **values, "config": r.config, "mean": r.mean, "std": r.std, "n": r.n,
-                         "rank": r.rank, "best": r.mean == top,
-                         "tied_with_best": bool(r.tied_with_best) and cell.comparison.decisive})
+                         "rank": r.rank, "best": bool(r.best),
+                         "tied_with_best": bool(r.tied_with_best) and bool(r.can_reject_vs_best)
+                         and cell.comparison.decisive})
     return pd.DataFrame(rows)
 
 
@@ -118,7 +118,7 @@ def paper_ranking(c, metric: Metric) -> Table:
     rows = []
     for row, r in zip(full.rows, c.ranking.itertuples()):
         row = [row[j] for j in keep]
-        if r.Index != 0 and bool(r.tied_with_best) and c.decisive:
+        if not bool(r.best) and bool(r.tied_with_best) and bool(r.can_reject_vs_best) and c.decisive:
             row[3] = row[3]._replace(text=row[3].text + f" {TIED_MARK}")
         rows.append(row)
     return Table([full.header[j] for j in keep], rows)

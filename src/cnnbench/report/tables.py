@@ -45,24 +45,31 @@ def num(x, shown: str) -> Entry:
 
 def ranking(c, metric: Metric) -> Table:
     """A comparison's ranked configurations: mean ± std over the blocks (seeds), the 95% interval of
-    the mean, mean rank, and against the best: the Holm-adjusted p-value of the Wilcoxon test and the
-    mean paired difference (this − best); the mark says which are not significantly worse."""
+    the mean, mean rank, and against the best: the Holm-adjusted p-value of the pairwise test and the
+    mean paired difference (this − best); the mark says which are not significantly worse. Every
+    configuration exactly tied for best (equal values in every block) is "best" and bold."""
     header = ["#", "configuration", "n", f"{fmt.heading(metric)}: mean ± std", "95% CI", "mean rank",
-              "p vs best (Holm)", f"Δ vs best{' (points)' if metric.percent else ''}", "vs best", "notes"]
+              "p vs best (Holm-adjusted)", f"Δ vs best{' (points)' if metric.percent else ''}", "vs best", "test",
+              "notes"]
     rows = []
+    tied_best = int(c.ranking["best"].astype(bool).sum()) > 1 if "best" in c.ranking else False
     for r in c.ranking.itertuples():
-        best = r.Index == 0
+        best = _true(getattr(r, "best", r.Index == 0))
         if best:
-            mark = "best"
+            mark = "best (tied: equal in every block)" if tied_best else "best"
         elif not getattr(c, "decisive", True):  # no test could have told them apart: no mark either way
-            mark = "not testable (too few seeds)"
+            mark = f"not testable (too few {getattr(c, 'block_name', 'blocks')})"
+        elif not _true(getattr(r, "can_reject_vs_best", True)):
+            mark = f"not testable (its test cannot reach α with these {getattr(c, 'block_name', 'blocks')})"
         else:
             mark = f"{TIED_MARK} not significantly worse" if _true(r.tied_with_best) else "significantly worse"
+        test = getattr(r, "test_vs_best", "") or ""
         rows.append([num(r.rank, fmt.count(r.rank)), text(r.config), num(r.n, fmt.count(r.n)),
                      Entry(fmt.mean_std(r.mean, r.std, metric), fmt.number(r.mean), strong=best),
                      num(r.ci_low, fmt.interval(r.ci_low, r.ci_high, metric)),
-                     num(r.mean_rank, fmt.fixed(r.mean_rank)), num(r.p_vs_best, fmt.p_value(r.p_vs_best)),
-                     num(r.effect_vs_best, fmt.difference(r.effect_vs_best, metric)), text(mark), text(_failures(r))])
+                     num(r.mean_rank, fmt.fixed(r.mean_rank)), num(r.p_holm_vs_best, fmt.p_value(r.p_holm_vs_best)),
+                     num(r.effect_vs_best, fmt.difference(r.effect_vs_best, metric)), text(mark),
+                     text(test if isinstance(test, str) and not best else ""), text(_failures(r))])
     return Table(header, rows)
 
 
@@ -116,14 +123,21 @@ def _p_is(p) -> str:
 
 
 def friedman_line(c) -> str:
-    """The omnibus test and the critical difference, or why there is none."""
+    """The omnibus test and the critical difference, or why there is none: the exact p-value where the
+    arrangements of the ranks could be enumerated, else the χ² and Iman–Davenport approximations, named."""
     f = c.friedman
+    blocks = getattr(c, "block_name", "blocks")
     if not f:
-        return ("Friedman test: not applicable here (it needs at least 3 configurations and 2 blocks "
-                "that all of them share); see the notes.")
-    line = (f"Friedman test over {f['k']} configurations × {f['n']} blocks: χ² = {fmt.statistic(f['statistic'])}, "
-            f"p {_p_is(f['pvalue'])}; Iman–Davenport F = {fmt.statistic(f.get('iman_davenport_f'))}, "
-            f"p {_p_is(f.get('iman_davenport_p'))}.")
+        return (f"Friedman test: none here (it needs at least 3 configurations and 3 {blocks} that all of them "
+                "share); see the notes.")
+    head = f"Friedman test over {f['k']} configurations × {f['n']} {blocks}: χ²_F = {fmt.statistic(f['statistic'])}, "
+    if not fmt.missing(f.get("exact_p")):
+        line = (head + f"exact p {_p_is(f['exact_p'])} (every arrangement of the ranks within each of the "
+                f"{blocks} counted); Iman–Davenport F = {fmt.statistic(f.get('iman_davenport_f'))}.")
+    else:
+        line = (head + f"p {_p_is(f['pvalue'])} (χ² approximation); Iman–Davenport F = "
+                f"{fmt.statistic(f.get('iman_davenport_f'))}, p {_p_is(f.get('iman_davenport_p'))} (F approximation, "
+                "used in the verdict: too many arrangements to count the exact distribution).")
     if not fmt.missing(c.critical_difference):
         line += (f" Nemenyi critical difference at α = {c.alpha:g}: {fmt.fixed(c.critical_difference)} mean-rank "
                  f"units (configurations whose mean ranks differ by less are not told apart).")
