@@ -27,6 +27,7 @@ from ..store import METRICS as STORED_METRICS
 from ..store import Store
 from .compare import Comparison, compare
 from .frames import final_runs, history_frame, runs_frame, scored
+from .names import display_names
 
 FINISHED = ("done", "diverged")
 DEFAULT_SETTINGS = {"metric": metrics_mod.DEFAULT, "alpha": 0.05, "rope": None, "cells": ["dataset"],
@@ -51,6 +52,10 @@ class Cell:
     keys: dict  # the cell's values of the cell keys
     runs: pd.DataFrame  # the cell's ranked runs, with a `config` column naming their configuration
     comparison: Comparison
+    label: str = ""  # the name as tables and the verdict show it: paths cut to their file name (names.py)
+
+    def __post_init__(self) -> None:
+        self.label = self.label or self.name
 
 
 @dataclass
@@ -256,6 +261,9 @@ def compare_study(study_dirs, metric: str | None = None, cells: list[str] | None
                       what=m.label, fmt=fmt, fmt_diff=fmt_diff, test="auto", block_name="seeds")
         cmp.notes += _equivalence_notes(g)
         sc.cells.append(Cell(name, keys, g.drop(columns=["_value"]).rename(columns={"_config": "config"}), cmp))
+    labels = display_names(c.name for c in sc.cells)
+    for c in sc.cells:
+        c.label = labels[c.name]
     if len(sc.cells) > 1:
         per_cell = frame.groupby([*cell_cols, "_config"], sort=False)["_value"].mean().reset_index()
         per_cell["block"] = per_cell[cell_cols].astype(str).agg(" · ".join, axis=1)
@@ -321,7 +329,7 @@ def _cell_answer(cell: Cell) -> str | None:
         with_ = " (significantly better than every configuration a test could separate)"
     else:
         with_ = " (significantly better than the rest)"
-    return f"In {cell.name}: best {best}{with_}."
+    return f"In {cell.label}: best {best}{with_}."
 
 
 def _study_verdict(sc: StudyComparison) -> str:

@@ -31,6 +31,7 @@ import jinja2
 import pandas as pd
 
 from .. import analysis, metrics
+from ..analysis.names import file_stems
 from ..errors import EnvironmentFault, UserError, environment_fault
 from . import escape, figures, files, paper, provenance, tables
 from . import format as fmt
@@ -140,27 +141,28 @@ def write_figures(sc, out: Path) -> Figures:
     figs = Figures()
     one = len(sc.cells) == 1
     extra = figures.history_metrics(sc)  # custom metrics, per-output values: their curves below the learning curves
+    stems = file_stems(cell.name for cell in sc.cells)  # distinct per cell, however long or alike the names
     for cell in sc.cells:
-        suffix = "" if one else "_" + figures.slug(cell.name)
+        suffix = "" if one else "_" + stems[cell.name]
         made = figs.per_cell.setdefault(cell.name, [])
         configs = paper.config_names(sc, cell.runs)
         # the runs' curves, drawn by configuration in ranking order, styled by their axis values
         drawn = (list(cell.comparison.ranking["config"]), dict(zip(cell.runs["key"], configs)),
                  _config_axes(cell.runs, configs))
-        curves = figures.learning_curves(sc.history, *drawn, f"Learning curves: {cell.name}")
+        curves = figures.learning_curves(sc.history, *drawn, f"Learning curves: {cell.label}")
         if curves is not None:
             made.append(figures.save(curves, out, "learning_curves" + suffix, "Learning curves",
                                      "Mean over seeds per epoch; band: 95% t-interval of the mean (none from one "
                                      "seed). The loss is each run's own training loss: it compares runs trained "
                                      "with the same loss only."))
-        more = figures.metric_curves(extra, *drawn, f"Other metrics per epoch: {cell.name}")
+        more = figures.metric_curves(extra, *drawn, f"Other metrics per epoch: {cell.label}")
         if more is not None:
             made.append(figures.save(more, out, "metric_curves" + suffix, "Other metrics per epoch",
                                      "Every other value the epochs logged: custom metrics (metrics = [...]), a "
                                      "multi-output model's per-output losses and accuracies, what callbacks log; "
                                      "training (left) and validation (right). Mean over seeds per epoch; band: 95% "
                                      "t-interval of the mean (none from one seed)."))
-        cd = figures.critical_difference(cell.comparison, cell.name)
+        cd = figures.critical_difference(cell.comparison, cell.label)
         if cd is not None:
             made.append(figures.save(cd, out, "critical_difference" + suffix, "Critical-difference diagram",
                                      "Mean ranks over seeds (1 = best); configurations joined by a bar are not "
@@ -170,7 +172,7 @@ def write_figures(sc, out: Path) -> Figures:
         if cd is not None:
             figs.across.append(figures.save(cd, out, "critical_difference_across_cells", "Critical-difference "
                                             "diagram across cells", "Mean ranks with the cells as blocks."))
-    comparisons = [(cell.name, cell.comparison) for cell in sc.cells]
+    comparisons = [(cell.label, cell.comparison) for cell in sc.cells]
     by_run = figures.metric_by_run(comparisons, sc.metric)
     if by_run is not None:
         figs.study.append(figures.save(by_run, out, f"{sc.metric.name}_per_run", f"{sc.metric.label} of every run",
@@ -213,7 +215,7 @@ def tuning_settings(sc) -> str:
 def build_context(sc, sources, raw: pd.DataFrame, figs: Figures, written: list[Path], out: Path) -> dict:
     metric = sc.metric
     per_output = dict(paper.outputs_tables(sc))  # several outputs: each output's test scores, per cell
-    cells = [{"name": cell.name, "ranking": tables.ranking(cell.comparison, metric),
+    cells = [{"name": cell.label, "full_name": cell.name, "ranking": tables.ranking(cell.comparison, metric),
               "outputs": per_output.get(str(cell.name)),
               "friedman": tables.friedman_line(cell.comparison), "pairwise": tables.pairwise(cell.comparison, metric),
               "verdict": cell.comparison.verdict, "notes": cell.comparison.notes,

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..analysis.names import file_stems
 from ..metrics import Metric
 from . import escape, files
 from . import format as fmt
@@ -50,7 +51,7 @@ def configuration_means(sc) -> pd.DataFrame:
         axes = runs.drop_duplicates("_config").set_index("_config")[axis_cols]
         for r in cell.comparison.ranking.itertuples():
             values = axes.loc[r.config].dropna().to_dict() if r.config in axes.index else {}
-            rows.append({"cell": cell.name, **{f"axis.{k}": v for k, v in cell.keys.items()},
+            rows.append({"cell": cell.name, "cell_label": cell.label, **{f"axis.{k}": v for k, v in cell.keys.items()},
                          **values, "config": r.config, "mean": r.mean, "std": r.std, "n": r.n,
                          "rank": r.rank, "best": bool(r.best),
                          "tied_with_best": bool(r.tied_with_best) and bool(r.can_reject_vs_best)
@@ -101,7 +102,7 @@ def _numeric_column(table: Table, j: int) -> bool:
 
 
 def _slug(s: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "-", str(s)).strip("-").lower()[:60] or "x"
+    return file_stems([s], fallback="x")[str(s)]
 
 
 _PREAMBLE = ("% cnnbench tables; needs \\usepackage{booktabs}. "
@@ -155,7 +156,8 @@ def configurations_x_cells(means: pd.DataFrame, metric: Metric) -> tuple[Table, 
         rows.append(row)
     wide = means.pivot_table(index="config", columns="cell", values="mean", sort=False)
     wide = wide.reindex(index=configs, columns=cells)
-    return Table(["configuration", *cells], rows), wide.reset_index()
+    labels = dict(zip(means["cell"], means["cell_label"])) if "cell_label" in means else {}
+    return Table(["configuration", *(labels.get(c, c) for c in cells)], rows), wide.reset_index()
 
 
 def axis_pair_means(means: pd.DataFrame, a: str, b: str, value: str = "mean") -> list[tuple[str, pd.DataFrame]]:
@@ -293,13 +295,14 @@ def write_all(sc, out: Path) -> list[Path]:
 
     put("ranking.csv", ranking_frame(sc).to_csv(index=False))
     md, tex = [], [_PREAMBLE]
+    stems = file_stems(cell.name for cell in sc.cells)
     for cell in sc.cells:
         c = cell.comparison
         t = paper_ranking(c, metric)
         marks = (f"{TIED_MARK}: not significantly worse than the best (Wilcoxon, Holm, α = {c.alpha:g})" if c.decisive
                  else f"no pairwise test could separate configurations with {int(c.ranking['n'].min())} seeds")
-        md += [f"## {escape.markdown(cell.name)}", "", markdown(t), "", escape.markdown(marks + "."), ""]
-        tex += [latex(t, f"{cell.name}: {caption}; {marks}", f"tab:ranking-{_slug(cell.name)}"), ""]
+        md += [f"## {escape.markdown(cell.label)}", "", markdown(t), "", escape.markdown(marks + "."), ""]
+        tex += [latex(t, f"{cell.label}: {caption}; {marks}", f"tab:ranking-{stems[cell.name]}"), ""]
     md.append("Best in bold.")
     put("ranking.md", "\n".join(md) + "\n")
     put("ranking.tex", "\n".join(tex))
