@@ -4,12 +4,9 @@ from 2 seeds anywhere, distinct figures per cell, provenance. Stores are written
 from __future__ import annotations
 
 import json
-import re
 import sqlite3
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pytest
 
 from cnnbench import analysis, study
