@@ -4,9 +4,12 @@ from 2 seeds anywhere, distinct figures per cell, provenance. Stores are written
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from cnnbench import analysis, study
@@ -105,3 +108,76 @@ def test_compare_study_all_pairs_with_a_rope(long_names):
     for cell in sc.cells:
         assert len(cell.comparison.pairwise) == 15 and cell.comparison.pairwise["p_equivalent"].notna().all()
     assert len(sc.across.pairwise) == 15
+
+
+@pytest.fixture(scope="module")
+def four(tmp_path_factory):
+    """The 3 losses × 2 optimizers × 4 seeds study on two datasets, and its report."""
+    root = tmp_path_factory.mktemp("four")
+    d = write_store(root / "study", TWO_DATASETS, _four_seeds)
+    assert main(["report", str(d), "-o", str(root / "report")]) == 0
+    return d, root / "report"
+
+
+def test_pairwise_files_hold_every_comparison_with_raw_and_holm_p(four):
+    d, report = four
+    pw = pd.read_csv(report / "pairwise.csv")
+    assert {"scope", "cell", "a", "b", "n", "test", "normality_p", "statistic", "p_raw", "p_holm", "rank_biserial_r",
+            "mean_diff", "diff_ci_low", "diff_ci_high", "significant"} <= set(pw)
+    sc = analysis.compare_study(d)
+    assert len(pw) == sum(len(c.comparison.pairwise) for c in sc.cells) + len(sc.across.pairwise) == 5 * 3
+    within = pw[pw["scope"] == "within cell"]
+    assert (within["test"] == "paired t-test").all()
+    for _, part in within.groupby("cell"):  # Holm over each cell's comparisons, from the raw p
+        assert part["p_holm"].to_numpy() == pytest.approx(analysis.holm(part["p_raw"]))
+    chance = within[within["b"] == "loss=mean_squared_error · optimizer=sgd"]
+    assert (chance["p_holm"] < 0.05).all() and chance["significant"].all()
+    md, tex = (report / "pairwise.md").read_text(), (report / "pairwise.tex").read_text()
+    assert "p (raw)" in md and "p (Holm-adjusted)" in md and md.count("## ") == 3
+    assert r"\toprule" in tex and "Holm-adjusted" in tex
+    ranking = pd.read_csv(report / "ranking.csv")
+    assert "p_vs_best" not in ranking and {"p_holm_vs_best", "p_raw_vs_best", "test_vs_best"} <= set(ranking)
+    assert "p vs best (Holm-adjusted)" in (report / "ranking.md").read_text()
+
+
+def test_nemenyi_metrics_and_time_tables(four):
+    _, report = four
+    nemenyi = pd.read_csv(report / "nemenyi.csv")
+    assert len(nemenyi) == 2 * 15 and nemenyi["p_nemenyi"].between(0, 1).all()  # 2 cells × 6·5/2 pairs
+    metrics = pd.read_csv(report / "metrics.csv")
+    assert len(metrics) == 12
+    for column in ("test_acc_mean", "test_nll_mean", "test_ece_mean", "test_macro_f1_mean", "test_top5_acc_mean",
+                   "seconds_per_run", "seconds_total"):
+        assert column in metrics, column
+    row = metrics[(metrics["cell"] == "dataset=digits") & (metrics["config"] == "loss=hinge · optimizer=adam")].iloc[0]
+    accs = np.array(FOUR_SEEDS[("hinge", "adam")]) / 1e4
+    assert row["test_nll_mean"] == pytest.approx((2 - accs).mean())
+    assert row["test_acc_std"] == pytest.approx(accs.std(ddof=1))
+    assert row["seconds_per_run"] == pytest.approx(11.5) and row["seconds_total"] == pytest.approx(46.0)
+    md = (report / "metrics.md").read_text()
+    assert "test NLL: mean ± std" in md and "time per run" in md
+    summary = (report / "summary.md").read_text()
+    assert "test ECE (15 bins) (%): mean ± std" in summary and "test top-5 accuracy (%): mean ± std" in summary
+
+
+def test_provenance_in_html_and_markdown(four, tmp_path):
+    from importlib import metadata
+
+    _, report = four
+    html, md = (report / "report.html").read_text(), (report / "summary.md").read_text()
+    for text in (html, md):
+        for package in ("numpy", "scipy", "scikit-posthocs", "baycomp"):
+            assert package in text and metadata.version(package) in text, package
+        assert "cnnbench" in text and "checksum" in text
+        assert re.search(r"git [0-9a-f]{12}|not a git checkout", text)
+    from cnnbench.report import provenance
+
+    # a dataset given by path is hashed from its file
+    npz = tmp_path / "data.npz"
+    np.savez(npz, x_train=np.zeros((4, 8, 8), np.uint8), y_train=np.arange(4), x_test=np.zeros((2, 8, 8), np.uint8),
+             y_test=np.arange(2))
+    import hashlib
+
+    want = hashlib.sha256(b"data.npz\0" + npz.read_bytes()).hexdigest()[:16]
+    rows = provenance.dataset_checksums(pd.DataFrame({"config": [json.dumps({"dataset": {"name": str(npz)}})]}))
+    assert rows == [[str(npz), f"sha256 {want} of 1 source file"]]

@@ -8,7 +8,11 @@ Writes into the output directory (default `STUDY_DIR/report/`):
   tests, the comparison across cells, marginal rankings, the learning-rate search, notes, conflicts.
 - tables fit for a paper (paper.py): `ranking.{csv,md,tex}`, `configurations_x_cells.*`, `A_x_B.*`;
   with several outputs `outputs.*` (each output's test accuracy and loss per configuration), also
-  beside each cell's ranking in report.html and summary.md.
+  beside each cell's ranking in report.html and summary.md; `pairwise.*` (every comparison made: test,
+  statistic, raw and Holm-adjusted p, effect sizes), `nemenyi.csv` (the post-hoc p-values),
+  `metrics.*` (NLL, ECE, macro-F1, top-5 beside accuracy, and time per configuration).
+- provenance: the versions of cnnbench (its git commit from a checkout) and of the statistics packages,
+  and a checksum of each dataset's source files (provenance.py).
 - figures as PNG and SVG (figures.py): learning curves, the other per-epoch values (custom metrics,
   per-output losses and accuracies), every run's value, critical-difference diagrams, heatmaps, the
   learning-rate search.
@@ -215,7 +219,9 @@ def tuning_settings(sc) -> str:
 def build_context(sc, sources, raw: pd.DataFrame, figs: Figures, written: list[Path], out: Path) -> dict:
     metric = sc.metric
     per_output = dict(paper.outputs_tables(sc))  # several outputs: each output's test scores, per cell
+    per_metric = dict(paper.metrics_tables(sc))  # each configuration's other test metrics and time, per cell
     cells = [{"name": cell.label, "full_name": cell.name, "ranking": tables.ranking(cell.comparison, metric),
+              "metrics": per_metric.get(str(cell.label)),
               "outputs": per_output.get(str(cell.name)),
               "friedman": tables.friedman_line(cell.comparison), "pairwise": tables.pairwise(cell.comparison, metric),
               "verdict": cell.comparison.verdict, "notes": cell.comparison.notes,
@@ -239,6 +245,9 @@ def build_context(sc, sources, raw: pd.DataFrame, figs: Figures, written: list[P
         "environment": tables.plain(env_header, env_rows),
         "timing": provenance.timing(raw),
         "models": tables.plain(["model", "dataset", "parameters", "FLOPs per image"], provenance.model_costs(raw)),
+        "software": tables.plain(["package", "version"], provenance.software()),
+        "datasets": tables.plain(["dataset", "checksum"], provenance.dataset_checksums(raw)),
+        "cell_names": [(cell.label, cell.name) for cell in sc.cells if cell.label != cell.name],
         "cell_keys": sc.cell_keys,
         "cells": cells,
         "across": across,

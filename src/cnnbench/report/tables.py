@@ -84,20 +84,24 @@ def _failures(r) -> str:
 
 
 def pairwise(c, metric: Metric) -> Table:
-    """Every pair of configurations the comparison tested, with the Bayesian probabilities when a
-    region of practical equivalence (rope) was given."""
+    """Every pair of configurations the comparison tested: the test used (and the Shapiro–Wilk p of the
+    differences where normality was checked), the raw and the Holm-adjusted p, the effect sizes, and the
+    Bayesian probabilities when a region of practical equivalence (rope) was given."""
     pw = c.pairwise
     if pw is None or pw.empty:
         return Table([], [])
     bayes = "p_equivalent" in pw.columns and pw["p_equivalent"].notna().any()
-    header = ["a", "b", "n", "test", "statistic", "p", "p (Holm)", "significant",
-              f"mean a − b{' (points)' if metric.percent else ''}", "95% CI of a − b", "rank-biserial r"]
+    normality = "normality_p" in pw.columns and pw["normality_p"].notna().any()
+    header = ["a", "b", "n", "test", *(["Shapiro–Wilk p"] if normality else []), "statistic", "p (raw)",
+              "p (Holm-adjusted)", "significant", f"mean a − b{' (points)' if metric.percent else ''}",
+              "95% CI of a − b", "rank-biserial r"]
     if bayes:
         header += ["P(a better)", "P(equivalent)", "P(b better)"]
     rows = []
     for r in pw.itertuples():
         sig = DASH if fmt.missing(r.p_holm) else ("yes" if _true(r.significant) else "no")
         row = [text(r.a), text(r.b), num(r.n, fmt.count(r.n)), text(r.test),
+               *([num(r.normality_p, fmt.p_value(r.normality_p))] if normality else []),
                num(r.statistic, fmt.statistic(r.statistic)),
                num(r.p, fmt.p_value(r.p)), num(r.p_holm, fmt.p_value(r.p_holm)), text(sig),
                num(r.mean_diff, fmt.difference(r.mean_diff, metric)),
