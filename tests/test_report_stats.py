@@ -181,3 +181,69 @@ def test_provenance_in_html_and_markdown(four, tmp_path):
     want = hashlib.sha256(b"data.npz\0" + npz.read_bytes()).hexdigest()[:16]
     rows = provenance.dataset_checksums(pd.DataFrame({"config": [json.dumps({"dataset": {"name": str(npz)}})]}))
     assert rows == [[str(npz), f"sha256 {want} of 1 source file"]]
+
+
+TWO_SEEDS = """
+name = "two-seeds"
+seeds = [0, 1]
+[grid]
+loss = ["categorical_crossentropy", "hinge", "mean_squared_error"]
+optimizer = ["adam", "sgd"]
+"""
+
+P_NUMBER = re.compile(r"\bp\s*[=<]\s*\d|p-value\s*[=<]\s*\d|χ²_?F?\s*=\s*\d|\bF\s*=\s*\d")
+
+
+def test_two_seeds_print_and_write_no_p_value_anywhere(tmp_path, capsys):
+    d = write_store(tmp_path / "study", TWO_SEEDS, lambda r: FOUR_SEEDS[(r.config["loss"]["name"],
+                                                                         r.config["optimizer"]["name"])][r.seed] / 1e4)
+    out = tmp_path / "report"
+    assert main(["report", str(d), "-o", str(out)]) == 0
+    terminal = capsys.readouterr().out
+    assert "Verdict:" in terminal and "Configurations ranked by test accuracy" in terminal  # as `run` prints
+    assert str(out / "report.html") in terminal
+    for text in (terminal, (out / "summary.md").read_text(), (out / "report.html").read_text(),
+                 (out / "ranking.md").read_text(), (out / "ranking.tex").read_text()):
+        assert not P_NUMBER.search(text), P_NUMBER.search(text)
+    ranking = pd.read_csv(out / "ranking.csv")
+    assert ranking[["p_holm_vs_best", "p_raw_vs_best", "ci_low", "ci_high"]].isna().all().all()
+    pw = pd.read_csv(out / "pairwise.csv")
+    assert pw[["p_raw", "p_holm", "statistic", "diff_ci_low"]].isna().all().all()
+    assert not (out / "nemenyi.csv").exists()
+    listed = set((out / "report_files.txt").read_text().split())
+    assert not any(n.startswith("critical_difference") for n in listed)
+
+
+TIES = """
+name = "ties"
+seeds = [0, 1, 2, 3, 4, 5, 6, 7]
+[grid]
+optimizer = ["adam", "nadam", "sgd"]
+"""
+
+
+def test_exact_ties_are_ties_in_the_verdict_the_tables_and_the_csv(tmp_path):
+    correct = [6036, 6012, 6050, 6041, 6020, 6033, 6047, 6029]
+
+    def value(r):  # adam and nadam: the same count of correct images on every seed, by two float paths
+        name = r.config["optimizer"]["name"]
+        n = correct[r.seed]
+        return {"adam": n / 8000, "nadam": (n * 0.5) / 4000, "sgd": (n - 150 - r.seed) / 8000}[name]
+
+    d = write_store(tmp_path / "study", TIES, value)
+    out = tmp_path / "report"
+    assert main(["report", str(d), "-o", str(out)]) == 0
+    ranking = pd.read_csv(out / "ranking.csv")
+    assert list(ranking["config"]) == ["optimizer=adam", "optimizer=nadam", "optimizer=sgd"]
+    assert list(ranking["best"]) == [True, True, False] and list(ranking["rank"]) == [1, 1, 3]
+    md = (out / "summary.md").read_text()
+    assert "optimizer=adam and optimizer=nadam, tied" in md.split("\n\n")[1]
+    tex = (out / "ranking.tex").read_text()
+    assert tex.count(r"\textbf{") == 2
+    paper_md = (out / "ranking.md").read_text()
+    assert paper_md.count("**") == 4  # two bold entries
+    html = (out / "report.html").read_text()
+    assert html.count('class="best"') >= 2 and "best (tied: equal in every block)" in html
+    pw = pd.read_csv(out / "pairwise.csv")
+    tie = pw[(pw["a"] == "optimizer=adam") & (pw["b"] == "optimizer=nadam")].iloc[0]
+    assert np.isnan(tie["p_raw"]) and tie["test"].startswith("none (equal values")
