@@ -247,3 +247,59 @@ def test_exact_ties_are_ties_in_the_verdict_the_tables_and_the_csv(tmp_path):
     pw = pd.read_csv(out / "pairwise.csv")
     tie = pw[(pw["a"] == "optimizer=adam") & (pw["b"] == "optimizer=nadam")].iloc[0]
     assert np.isnan(tie["p_raw"]) and tie["test"].startswith("none (equal values")
+
+
+def test_critical_difference_diagram_spans_one_to_k_with_the_cd_bar_above_the_tick_labels():
+    import matplotlib
+
+    from cnnbench.analysis.compare import compare
+    from cnnbench.report import figures
+
+    frame = pd.DataFrame([{"config": f"{loss} · {opt}", "block": s, "value": v / 1e4}
+                          for (loss, opt), vs in FOUR_SEEDS.items() for s, v in enumerate(vs)])
+    cmp = compare(frame, test="auto", block_name="seeds")
+    fig = figures.critical_difference(cmp, "cell")
+    ax = fig.axes[0]
+    assert ax.get_xlim() == (1, 6) and list(ax.get_xticks()) == [1, 2, 3, 4, 5, 6]
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    ticks = [t.get_window_extent(renderer) for t in ax.get_xticklabels() if t.get_text()]
+    cd_text = next(t for t in ax.texts if t.get_text().startswith("CD = "))
+    assert cd_text.get_text() == f"CD = {cmp.critical_difference:.2f}"
+    top_of_ticks = max(b.y1 for b in ticks)
+    assert cd_text.get_window_extent(renderer).y0 > top_of_ticks  # the label clears the tick labels
+    bar = next(line for line in ax.get_lines() if len(line.get_xdata()) == 2
+               and list(line.get_xdata()) == pytest.approx([1, 1 + cmp.critical_difference]))
+    y_bar = bar.get_transform().transform((1, 0))[1]
+    assert y_bar > top_of_ticks
+    matplotlib.pyplot.close(fig)
+
+
+def test_heatmap_of_datasets_colours_each_column_on_its_own_scale():
+    from cnnbench import metrics
+    from cnnbench.report import figures
+
+    t = pd.DataFrame({"easy": [0.99, 0.98, 0.97], "hard": [0.30, 0.20, 0.10]}, index=["a", "b", "c"])
+    fig = figures.heatmap([("", t)], "loss", "dataset", metrics.get("test_acc"), per_column=True)
+    image = fig.axes[0].get_images()[0].get_array()
+    assert list(np.asarray(image)[:, 0]) == pytest.approx([1.0, 0.5, 0.0])  # each column best to worst
+    assert list(np.asarray(image)[:, 1]) == pytest.approx([1.0, 0.5, 0.0])
+    assert len(fig.axes) == 1  # no shared colour bar
+    shared = figures.heatmap([("", t)], "loss", "optimizer", metrics.get("test_acc"))
+    assert len(shared.axes) == 2  # one scale and its bar
+
+
+def test_reports_raise_no_matplotlib_warning_and_do_not_clip_intervals(long_names, tmp_path):
+    import warnings
+
+    from cnnbench.report import format as fmt
+    from cnnbench.report import write_report
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        write_report(long_names, tmp_path / "r")
+    assert not [w for w in caught if "matplotlib" in str(w.filename) or "layout" in str(w.message)], \
+        [str(w.message) for w in caught]
+    from cnnbench import metrics
+
+    assert fmt.interval(0.95, 1.03, metrics.get("test_acc")) == "[95.00, 103.00]"

@@ -187,8 +187,12 @@ def write_figures(sc, out: Path) -> Figures:
         for a, b in paper.axis_pairs(means, sc.cell_keys):
             parts = paper.axis_pair_means(means, a, b)
             stem = f"heatmap_{figures.slug(a)}_x_{figures.slug(b)}"
-            figs.study.append(figures.save(figures.heatmap(parts, a, b, sc.metric), out, stem, f"{a} × {b}",
-                                           f"Mean {sc.metric.label} over seeds of each {a} × {b} configuration."))
+            per_column = b in sc.cell_keys  # columns of cells (datasets): values that do not compare
+            figs.study.append(figures.save(
+                figures.heatmap(parts, a, b, sc.metric, per_column=per_column), out, stem, f"{a} × {b}",
+                f"Mean {sc.metric.label} over seeds of each {a} × {b} configuration"
+                + ("; the colour of each column on its own scale (brightest: that column's best)." if per_column
+                   else ".")))
     tuning_metric = tuning_settings(sc)
     table = analysis.tuning_table(sc.runs, tuning_metric) if not sc.runs.empty else pd.DataFrame()
     fig = figures.learning_rate_search(table, tuning_metric) if not table.empty else None
