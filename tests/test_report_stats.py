@@ -303,3 +303,16 @@ def test_reports_raise_no_matplotlib_warning_and_do_not_clip_intervals(long_name
     from cnnbench import metrics
 
     assert fmt.interval(0.95, 1.03, metrics.get("test_acc")) == "[95.00, 103.00]"
+
+
+def test_across_datasets_rliable_aggregates_beside_mean_ranks(four):
+    d, report = four
+    agg = pd.read_csv(report / "aggregates.csv")
+    assert list(agg.columns[:4]) == ["config", "runs", "tasks", "iqm"] and (agg["runs"] == 8).all()
+    sc = analysis.compare_study(d)
+    assert agg["iqm"].to_numpy() == pytest.approx(sc.aggregates.table["iqm"].to_numpy())
+    poi = pd.read_csv(report / "probability_of_improvement.csv")
+    assert len(poi) == 5 and poi["p_improvement"].between(0, 1).all()
+    md = (report / "summary.md").read_text()
+    assert "Aggregates over every run (rliable)" in md and "performance_profiles.png" in md
+    assert (report / "performance_profiles.png").read_bytes()[:4] == b"\x89PNG"

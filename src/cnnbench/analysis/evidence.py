@@ -25,6 +25,7 @@ from .. import metrics as metrics_mod
 from ..errors import UserError
 from ..store import METRICS as STORED_METRICS
 from ..store import Store
+from .aggregate import Aggregates, aggregates
 from .compare import Comparison, compare
 from .frames import final_runs, history_frame, runs_frame, scored
 from .names import display_names
@@ -75,6 +76,9 @@ class StudyComparison:
     meta: dict = field(default_factory=dict)  # the first store's meta table (study, tuning, analysis, ...)
     notes: list[str] = field(default_factory=list)
     verdict: str = ""
+    # several cells: rliable's aggregates (IQM and mean with stratified-bootstrap intervals, probability of
+    # improvement, performance profiles) over all runs, the cells as tasks (aggregate.py)
+    aggregates: Aggregates | None = None
 
     def fmt(self, x: float) -> str:
         return format_value(self.metric, x)
@@ -272,6 +276,9 @@ def compare_study(study_dirs, metric: str | None = None, cells: list[str] | None
         sc.across = compare(long, higher_is_better=m.higher_is_better, alpha=sc.alpha, rope=sc.rope, pairs=pairs,
                             what=f"{m.label} (mean over seeds, {across_blocks(sc.cell_keys)} as blocks)", fmt=fmt,
                             fmt_diff=fmt_diff, test="wilcoxon", block_name=across_blocks(sc.cell_keys))
+        runs_long = pd.DataFrame({"config": frame["_config"], "value": frame["_value"],
+                                  "task": frame[cell_cols].astype(str).agg(" · ".join, axis=1)})
+        sc.aggregates = aggregates(runs_long, higher_is_better=m.higher_is_better)
     sc.notes += _tuning_notes(frame, sc.meta)
     sc.verdict = _study_verdict(sc)
     return sc

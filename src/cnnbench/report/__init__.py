@@ -176,6 +176,12 @@ def write_figures(sc, out: Path) -> Figures:
         if cd is not None:
             figs.across.append(figures.save(cd, out, "critical_difference_across_cells", "Critical-difference "
                                             "diagram across cells", "Mean ranks with the cells as blocks."))
+        profile = figures.performance_profiles(sc.aggregates, sc.metric)
+        if profile is not None:
+            figs.across.append(figures.save(profile, out, "performance_profiles", "Performance profiles",
+                                            "The share of each configuration's runs (every seed of every cell) "
+                                            "scoring better than τ (Agarwal et al. 2021); a curve above another "
+                                            "is better at every threshold."))
     comparisons = [(cell.label, cell.comparison) for cell in sc.cells]
     by_run = figures.metric_by_run(comparisons, sc.metric)
     if by_run is not None:
@@ -232,7 +238,11 @@ def build_context(sc, sources, raw: pd.DataFrame, figs: Figures, written: list[P
               "figures": figs.per_cell.get(cell.name, [])} for cell in sc.cells]
     across = None
     if sc.across is not None:
+        agg_table, poi_table = (tables.aggregates(sc.aggregates, metric) if sc.aggregates is not None
+                                else (None, None))
         across = {"ranking": tables.ranking(sc.across, metric), "friedman": tables.friedman_line(sc.across),
+                  "aggregates": agg_table, "improvement": poi_table,
+                  "left_out": sc.aggregates.left_out if sc.aggregates is not None else [],
                   "pairwise": tables.pairwise(sc.across, metric), "verdict": sc.across.verdict,
                   "notes": sc.across.notes, "figures": figs.across}
     env_header, env_rows = provenance.environments(raw)

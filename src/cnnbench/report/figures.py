@@ -339,6 +339,25 @@ def critical_difference(c, title: str):
     return fig
 
 
+def performance_profiles(agg, metric):
+    """rliable's performance profiles: per configuration, the share of its runs (all cells pooled) scoring
+    better than τ, against τ; the best IQM first, at most MAX_PER_AXES configurations."""
+    if agg is None or agg.profiles.empty:
+        return None
+    scale = 100.0 if metric.percent else 1.0
+    fig, ax = plt.subplots(figsize=(8, 4.2), layout="constrained")
+    for i, config in enumerate(list(agg.table["config"])[:MAX_PER_AXES]):
+        p = agg.profiles[agg.profiles["config"] == config]
+        ax.plot(p["tau"] * scale, p["fraction"], color=COLORS[i], lw=1.5, label=wrapped(plain(config)))
+    ax.set_xlabel(f"{fmt.heading(metric)} threshold τ", fontsize=9)
+    ax.set_ylabel("share of runs " + ("above" if metric.higher_is_better else "below") + " τ", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.tick_params(labelsize=8)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    ax.set_title("Performance profiles (runs of every cell pooled)", fontsize=9)
+    return fig
+
+
 # --- heatmaps ------------------------------------------------------------------------------------
 
 

@@ -477,6 +477,9 @@ def write_statistics_files(sc, out: Path) -> list[Path]:
         put("pairwise.tex", _PREAMBLE + "\n\n".join(
             latex(pairwise_table(c, sc.metric), f"{title}: {what}", f"tab:pairwise-{_slug(title)}")
             for title, c in parts) + "\n")
+    if getattr(sc, "aggregates", None) is not None:  # rliable's aggregates across cells
+        put("aggregates.csv", sc.aggregates.table.to_csv(index=False))
+        put("probability_of_improvement.csv", sc.aggregates.improvement.to_csv(index=False))
     nemenyi = nemenyi_frame(sc)
     if not nemenyi.empty:
         put("nemenyi.csv", nemenyi.to_csv(index=False))

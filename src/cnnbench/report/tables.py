@@ -148,6 +148,26 @@ def friedman_line(c) -> str:
     return line
 
 
+def aggregates(agg, metric: Metric) -> tuple[Table, Table]:
+    """rliable's aggregates across cells: each configuration's IQM and mean over all its runs with their
+    stratified-bootstrap 95% intervals, beside Demšar's mean ranks; and the probability of improvement of
+    the best IQM over each other configuration."""
+    header = ["configuration", "runs", "cells", f"IQM{fmt.unit(metric)}", "95% CI (bootstrap)",
+              f"mean{fmt.unit(metric)}", "95% CI (bootstrap) "]
+    rows = [[text(r.config), num(r.runs, fmt.count(r.runs)), num(r.tasks, fmt.count(r.tasks)),
+             Entry(fmt.value(r.iqm, metric), fmt.number(r.iqm), strong=r.Index == 0),
+             num(r.iqm_ci_low, fmt.interval(r.iqm_ci_low, r.iqm_ci_high, metric)),
+             num(r.mean, fmt.value(r.mean, metric)),
+             num(r.mean_ci_low, fmt.interval(r.mean_ci_low, r.mean_ci_high, metric))]
+            for r in agg.table.itertuples()]
+    def interval(r) -> str:
+        return DASH if fmt.missing(r.ci_low) else f"[{fmt.probability(r.ci_low)}, {fmt.probability(r.ci_high)}]"
+
+    poi = [[text(r.a), text(r.b), num(r.p_improvement, fmt.probability(r.p_improvement)), num(r.ci_low, interval(r))]
+           for r in agg.improvement.itertuples()]
+    return Table(header, rows), Table(["a (best IQM)", "b", "P(a better than b)", "95% CI (bootstrap)"], poi)
+
+
 # --- study-wide ----------------------------------------------------------------------------------
 
 
