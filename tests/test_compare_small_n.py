@@ -232,3 +232,15 @@ def test_fewer_seeds_for_some_configurations():
     pw = cmp.pairwise.set_index("b")
     assert pw.loc["B", "n"] == 6 and pw.loc["C", "n"] == 3
     assert any("3 complete seeds" in n for n in cmp.notes)
+    assert cmp.decisive and not t.loc["B", "tied_with_best"] and not t.loc["C", "tied_with_best"]
+    # one stopped after 2 seeds: no test against it, the others still tested; no omnibus on 2 complete seeds
+    values["D"] = [0.6, 0.61, math.nan, math.nan, math.nan, math.nan]
+    frame = pd.DataFrame([{"config": c, "block": i, "value": v} for c, vs in values.items()
+                          for i, v in enumerate(vs) if not math.isnan(v)])
+    cmp = compare(frame, test="auto", block_name="seeds")
+    t = cmp.ranking.set_index("config")
+    assert cmp.friedman is None and cmp.decisive and math.isnan(t.loc["D", "p_holm_vs_best"])
+    assert t.loc["B", "p_holm_vs_best"] < 0.05 and "Significantly worse" in cmp.verdict
+    assert any(n.startswith("fewer than 3 seeds for D (2)") for n in cmp.notes)
+    marks = {row[1].text: row[8].text for row in tables.ranking(cmp, _metric()).rows}
+    assert marks["D"].startswith("not tested") and marks["B"] == "significantly worse"

@@ -470,8 +470,15 @@ def _sample_notes(values: pd.DataFrame, pairwise: pd.DataFrame, alpha: float, bl
     k = values.shape[1]
     if k < 2:
         return notes
-    n = int(values.notna().sum().min())
-    if n < MIN_BLOCKS:
+    counts = values.notna().sum()
+    n = int(counts.min())
+    if n < MIN_BLOCKS <= int(counts.max()):  # some have enough (racing stopped the others early)
+        few = [f"{c} ({int(counts[c])})" for c in counts.index if counts[c] < MIN_BLOCKS]
+        notes.append(f"fewer than {MIN_BLOCKS} {block_name} for {', '.join(few)}: no interval for "
+                     f"{'it' if len(few) == 1 else 'them'}, and no test against {'it' if len(few) == 1 else 'them'} "
+                     f"(each test uses the {block_name} its pair shares)")
+        n = MIN_BLOCKS
+    elif n < MIN_BLOCKS:
         notes.append(f"only {n} paired {block_name if n != 1 else block_name.rstrip('s')} per configuration: no "
                      f"confidence interval or p-value is given (at least {MIN_BLOCKS} are needed); the order is by "
                      f"mean only and may not repeat with other {block_name}")

@@ -59,6 +59,8 @@ def ranking(c, metric: Metric) -> Table:
             mark = "best (tied: equal in every block)" if tied_best else "best"
         elif not getattr(c, "decisive", True):  # no test could have told them apart: no mark either way
             mark = f"not testable (too few {getattr(c, 'block_name', 'blocks')})"
+        elif fmt.missing(getattr(r, "p_raw_vs_best", 0.0)):
+            mark = f"not tested (fewer than 3 {getattr(c, 'block_name', 'blocks')} shared with the best)"
         elif not _true(getattr(r, "can_reject_vs_best", True)):
             mark = f"not testable (its test cannot reach α with these {getattr(c, 'block_name', 'blocks')})"
         else:
