@@ -2,8 +2,8 @@
 
 A dataset given by path (`npz:/data/runs/2024/x.npz`, `npz(path=/d/x.npz, limit_train=100)`) makes a
 cell name that is mostly path; tables, headings and the verdict show the file's name instead (`x.npz`,
-`x.npz(limit_train=100)`), unless two cells would then look alike, and the report lists the full names
-once. File names (figures, LaTeX labels) are slugs, unique per name whatever its length.
+`npz(x.npz, limit_train=100)`), with as many of the path's last parts as keep two cells apart, and the
+report lists the full names once. File names (figures, LaTeX labels) are slugs, unique per name whatever its length.
 """
 
 from __future__ import annotations
@@ -12,24 +12,34 @@ import hashlib
 import re
 
 # a path: at least one "/" between name characters (a URL's scheme and host go with it)
-_PATH = re.compile(r"(?:[A-Za-z]+:)?(?:[\w.~+-]*/)+([\w.+-]+)")
+_PATH = re.compile(r"(?:[A-Za-z]+:)?(?:[\w.~+-]*/)+[\w.+-]+")
 _PREFIXED = re.compile(r"\b[a-z_]+:(?=[^\s/]*/)")  # the `npz:` of `npz:/path`
 
 
-def short(name: str) -> str:
-    """`name` with every path replaced by its last part (`npz:/a/b/x.npz` -> `x.npz`)."""
+def short(name: str, parts: int = 1) -> str:
+    """`name` with every path replaced by its last `parts` parts (`npz:/a/b/x.npz` -> `x.npz`)."""
     text = _PREFIXED.sub("", str(name))
-    return _PATH.sub(lambda m: m.group(1), text).replace("(path=", "(")
+    cut = _PATH.sub(lambda m: "/".join(m.group(0).rstrip("/").split("/")[-parts:]), text)
+    return cut.replace("(path=", "(")
 
 
 def display_names(names) -> dict[str, str]:
-    """Each name -> its short form, or the name itself where two short forms would be equal."""
+    """Each name -> its short form: paths cut to as few of their last parts as keep the names apart (the
+    name itself where no cut does)."""
     names = list(dict.fromkeys(str(n) for n in names))
-    shorts = {n: short(n) for n in names}
-    counts: dict[str, int] = {}
-    for s in shorts.values():
-        counts[s] = counts.get(s, 0) + 1
-    return {n: s if counts[s] == 1 else n for n, s in shorts.items()}
+    out: dict[str, str] = {}
+    left = names
+    for parts in range(1, 8):
+        shorts = {n: short(n, parts) for n in left}
+        counts: dict[str, int] = {}
+        for s in [*shorts.values(), *out.values()]:
+            counts[s] = counts.get(s, 0) + 1
+        out.update({n: s for n, s in shorts.items() if counts[s] == 1})
+        left = [n for n in left if n not in out]
+        if not left:
+            break
+    out.update({n: n for n in left})
+    return {n: out[n] for n in names}
 
 
 MAX_STEM = 60
