@@ -66,12 +66,13 @@ def ranking(c, metric: Metric) -> Table:
         else:
             mark = f"{TIED_MARK} not significantly worse" if _true(r.tied_with_best) else "significantly worse"
         test = getattr(r, "test_vs_best", "") or ""
+        shown_test = isinstance(test, str) and not best and not fmt.missing(getattr(r, "p_raw_vs_best", None))
         rows.append([num(r.rank, fmt.count(r.rank)), text(r.config), num(r.n, fmt.count(r.n)),
                      Entry(fmt.mean_std(r.mean, r.std, metric), fmt.number(r.mean), strong=best),
                      num(r.ci_low, fmt.interval(r.ci_low, r.ci_high, metric)),
                      num(r.mean_rank, fmt.fixed(r.mean_rank)), num(r.p_holm_vs_best, fmt.p_value(r.p_holm_vs_best)),
                      num(r.effect_vs_best, fmt.difference(r.effect_vs_best, metric)), text(mark),
-                     text(test if isinstance(test, str) and not best else ""), text(_failures(r))])
+                     text(test if shown_test else ""), text(_failures(r))])
     return Table(header, rows)
 
 
