@@ -62,3 +62,6 @@ def test_a_configuration_missing_a_task_is_left_out_and_one_task_gives_none():
     agg = aggregates(_long(scores))
     assert agg.left_out == ["D"] and "D" not in set(agg.table["config"])
     assert aggregates(_long({"A": {"d1": [0.1, 0.2]}, "B": {"d1": [0.3, 0.4]}})) is None
+    two_runs = aggregates(_long({"A": {"d1": [0.1, 0.2], "d2": [0.3, 0.4]}, "B": {"d1": [0.3, 0.4], "d2": [0.5, 0.6]}}))
+    assert two_runs.table[["iqm_ci_low", "mean_ci_low"]].isna().all().all()  # 2 runs per task: no interval
+    assert two_runs.improvement[["ci_low", "ci_high"]].isna().all().all()

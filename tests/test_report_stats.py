@@ -313,6 +313,7 @@ def test_across_datasets_rliable_aggregates_beside_mean_ranks(four):
     assert list(agg.columns[:4]) == ["config", "runs", "tasks", "iqm"] and (agg["runs"] == 8).all()
     sc = analysis.compare_study(d)
     assert agg["iqm"].to_numpy() == pytest.approx(sc.aggregates.table["iqm"].to_numpy())
+    assert "rliable's interquartile mean" in sc.verdict and sc.verdict.index("Across") < sc.verdict.index("rliable")
     poi = pd.read_csv(report / "probability_of_improvement.csv")
     assert len(poi) == 5 and poi["p_improvement"].between(0, 1).all()
     md = (report / "summary.md").read_text()

@@ -6,7 +6,8 @@ For each configuration the scores form a runs × tasks table (the seeds × the c
 - **IQM**: the interquartile mean of all its runs pooled over the tasks (`scipy.stats.trim_mean` with
   25% cut at each end: rliable's `aggregate_iqm`), robust to an outlying run, and its **mean**.
 - **Stratified bootstrap** 95% intervals: the runs are resampled with replacement within each task
-  (strata), 2,000 times, percentile interval; the generator is seeded, so a report is reproducible.
+  (strata), 2,000 times, percentile interval; the generator is seeded, so a report is reproducible;
+  only with at least 3 runs in every task.
 - **Probability of improvement** P(X > Y): per task, the probability that a run of X beats a run of Y
   (Mann–Whitney's U / (n·m), a tie counting one half), averaged over the tasks; with its stratified
   bootstrap interval. Given for the configuration with the best IQM against each other one.
@@ -28,6 +29,7 @@ import pandas as pd
 
 REPS = 2000
 SEED = 0
+MIN_RUNS = 3  # runs in every task for an interval (as for any interval in cnnbench: from 3 blocks)
 
 
 @dataclass
@@ -101,7 +103,7 @@ def aggregates(long: pd.DataFrame, higher_is_better: bool = True, reps: int = RE
     rows = []
     for config, per_task in scores.items():
         pooled = np.concatenate(per_task)
-        enough = min(len(v) for v in per_task) >= 2  # one run in a task has nothing to resample
+        enough = min(len(v) for v in per_task) >= MIN_RUNS
         iqm_ci = stratified_interval(per_task, iqm, reps, seed) if enough else (np.nan, np.nan)
         mean_ci = stratified_interval(per_task, np.mean, reps, seed) if enough else (np.nan, np.nan)
         rows.append({"config": config, "runs": len(pooled), "tasks": len(tasks), "iqm": float(iqm(pooled)),
@@ -118,7 +120,7 @@ def aggregates(long: pd.DataFrame, higher_is_better: bool = True, reps: int = RE
         x = [sign * v for v in scores[best]]
         for other in table["config"].iloc[1:]:
             y = [sign * v for v in scores[other]]
-            enough = min(len(v) for v in x + y) >= 2
+            enough = min(len(v) for v in x + y) >= MIN_RUNS
             low, high = _improvement_interval(x, y, reps, seed) if enough else (np.nan, np.nan)
             improvement.append({"a": best, "b": other, "p_improvement": probability_of_improvement(x, y),
                                 "ci_low": low, "ci_high": high})

@@ -348,6 +348,17 @@ def _study_verdict(sc: StudyComparison) -> str:
     if sc.across is not None:
         blocks = across_blocks(sc.cell_keys)
         lines.append(f"Across the {len(sc.cells)} {blocks} ({' × '.join(sc.cell_keys)}): {sc.across.verdict}")
+    agg = sc.aggregates
+    if agg is not None and len(agg.table) > 1:
+        top = agg.table.iloc[0]
+        ci = ("" if top["iqm_ci_low"] != top["iqm_ci_low"] else
+              f", 95% CI {format_value(sc.metric, top['iqm_ci_low'])} to {format_value(sc.metric, top['iqm_ci_high'])}")
+        text = (f"Over every run of every {blocks[:-1]} (rliable's interquartile mean, stratified bootstrap): best "
+                f"{top['config']} (IQM {format_value(sc.metric, top['iqm'])}{ci})")
+        if not agg.improvement.empty:
+            nxt = agg.improvement.iloc[0]
+            text += f"; the probability that one of its runs beats one of {nxt['b']}'s is {nxt['p_improvement']:.2f}"
+        lines.append(text + ".")
     return " ".join(lines)
 
 
