@@ -93,6 +93,14 @@ def test_each_cell_has_its_own_figures_whatever_its_name(long_report):
     assert (long_report / cds[0]).read_bytes() != (long_report / cds[1]).read_bytes()
 
 
+def test_a_slug_is_short_and_keeps_long_names_apart():
+    from cnnbench.report import figures
+
+    a, b = figures.slug(LONG.format("a")), figures.slug(LONG.format("b"))
+    assert a != b and len(a) <= 60 and len(b) <= 60
+    assert figures.slug("loss=mse") == "loss-mse"
+
+
 def test_file_stems_are_distinct_and_short():
     from cnnbench.analysis.names import MAX_STEM, display_names, file_stems
 

@@ -85,7 +85,15 @@ def wrapped(label: str) -> str:
 
 
 def slug(s: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "-", str(s)).strip("-").lower()[:60] or "cell"
+    """`s` as a file-name part of at most 60 characters; a longer one is cut and given 8 hex digits of
+    its SHA-1, so two long names that share their first 60 characters stay apart (for the cells of one
+    report, `analysis.names.file_stems` also keeps apart names whose slugs are equal)."""
+    import hashlib
+
+    text = re.sub(r"[^A-Za-z0-9]+", "-", str(s)).strip("-").lower() or "cell"
+    if len(text) <= 60:
+        return text
+    return f"{text[:51].rstrip('-')}-{hashlib.sha1(str(s).encode('utf-8')).hexdigest()[:8]}"
 
 
 # --- learning curves -----------------------------------------------------------------------------
