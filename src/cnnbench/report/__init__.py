@@ -10,7 +10,8 @@ Writes into the output directory (default `STUDY_DIR/report/`):
   with several outputs `outputs.*` (each output's test accuracy and loss per configuration), also
   beside each cell's ranking in report.html and summary.md; `pairwise.*` (every comparison made: test,
   statistic, raw and Holm-adjusted p, effect sizes), `nemenyi.csv` (the post-hoc p-values),
-  `metrics.*` (NLL, ECE, macro-F1, top-5 beside accuracy, and time per configuration).
+  `metrics.*` (NLL, ECE, macro-F1, top-5 beside accuracy, and time per configuration); with several
+  cells `aggregates.csv` and `probability_of_improvement.csv` (rliable's, analysis/aggregate.py).
 - provenance: the versions of cnnbench (its git commit from a checkout) and of the statistics packages,
   and a checksum of each dataset's source files (provenance.py).
 - figures as PNG and SVG (figures.py): learning curves, the other per-epoch values (custom metrics,
