@@ -160,7 +160,7 @@ def test_lower_is_better_ranks_the_smallest_first():
 
 def test_two_blocks_give_no_interval_and_no_p_value():
     cmp = compare(_long(DEMSAR_AUC[:2], DEMSAR_NAMES))
-    assert cmp.ranking["ci_low"].isna().all() and cmp.ranking["p_vs_best"].isna().all()
+    assert cmp.ranking["ci_low"].isna().all() and cmp.ranking["p_holm_vs_best"].isna().all()
     assert cmp.pairwise["p"].isna().all() and not cmp.testable
     assert cmp.ranking["tied_with_best"].all() and not cmp.decisive  # nothing can be told apart
     assert "only 2 paired blocks" in " ".join(cmp.notes)
@@ -197,8 +197,13 @@ def test_the_verdict_names_the_best_the_tied_and_the_worse():
 
 def test_identical_configurations_are_not_different():
     table = np.array([[0.9, 0.9, 0.8], [0.91, 0.91, 0.82], [0.92, 0.92, 0.81], [0.93, 0.93, 0.8]])
-    pw = compare(_long(table, ["a", "b", "c"]), pairs="all").pairwise.set_index(["a", "b"])
-    assert pw.loc[("a", "b"), "p"] == 1.0 and pw.loc[("a", "b"), "mean_diff"] == 0.0
+    cmp = compare(_long(table, ["a", "b", "c"]), pairs="all")
+    pw = cmp.pairwise.set_index(["a", "b"])
+    # equal in every block: an exact tie for best, no test made (and none counted by Holm)
+    assert cmp.best_group == ["a", "b"] and list(cmp.ranking["rank"]) == [1, 1, 3]
+    assert math.isnan(pw.loc[("a", "b"), "p"]) and pw.loc[("a", "b"), "mean_diff"] == 0.0
+    assert pw.loc[("a", "b"), "test"].startswith("none (equal values")
+    assert pw.loc[("a", "c"), "p_holm"] == pytest.approx(min(1, 2 * pw.loc[("a", "c"), "p"]))
 
 
 # --- compare_study on stores written without training -------------------------------------------------
@@ -274,7 +279,10 @@ def test_compare_study_cells_and_across_cells(tmp_path):
     assert mse == pytest.approx((per_cell["optimizer=adam"]["loss=mean_squared_error"]
                                  + per_cell["optimizer=sgd"]["loss=mean_squared_error"]) / 2)
     assert sc.across.ranking["ci_low"].isna().all()  # 2 cells: no interval
-    assert sc.verdict.startswith("Across the 2 cells (optimizer):")
+    # the per-cell answers (10 seeds each) lead; across cells there are 2 blocks, nothing testable
+    assert sc.verdict.startswith("In optimizer=adam: best ") and "Across the 2 cells (optimizer):" in sc.verdict
+    assert sc.verdict.index("In optimizer=sgd") < sc.verdict.index("Across the 2 cells")
+    assert "only 2 paired cells per configuration" in sc.verdict and "seed" not in sc.verdict.split("blocks):")[1]
     table = analysis.cell_table(sc, "loss", "optimizer")
     assert table.loc["mean_squared_error", "sgd"] == pytest.approx(per_cell["optimizer=sgd"]["loss=mean_squared_error"])
 

@@ -55,7 +55,8 @@ def report(study, tmp_path_factory):
 
 def test_every_file_exists_and_parses(report):
     ranking = pd.read_csv(report / "ranking.csv")
-    assert len(ranking) == 4 and {"config", "mean", "std", "ci_low", "p_vs_best", "tied_with_best"} <= set(ranking)
+    assert len(ranking) == 4 and {"config", "mean", "std", "ci_low", "p_holm_vs_best", "p_raw_vs_best",
+                                  "tied_with_best", "best"} <= set(ranking)
     assert len(pd.read_csv(report / "runs.csv")) == 12
     assert len(pd.read_csv(report / "history.csv")) == 12  # one epoch each
     pair = pd.read_csv(report / "loss_x_optimizer.csv")

@@ -401,9 +401,11 @@ def _print_results(console, sc) -> int:
 
 
 def cmd_report(args) -> int:
-    from . import api
+    from . import analysis, api
 
-    print(api.report(args.study_dirs, output=args.output, metric=args.metric))
+    path = api.report(args.study_dirs, output=args.output, metric=args.metric)
+    _print_results(_console(), analysis.compare_study(args.study_dirs, metric=args.metric))  # as `run` shows it
+    print(path)
     return 0
 
 

@@ -5,6 +5,9 @@
 - `compare`: the statistical protocol on any long-form frame (configurations × paired blocks):
   mean ranks, Friedman / Iman–Davenport, Nemenyi CD, Wilcoxon signed-rank with Holm's correction,
   effect sizes, the Bayesian signed-rank test with a ROPE, and a verdict in plain language.
+- `aggregate`: rliable's aggregates across cells (IQM, mean, stratified-bootstrap intervals, probability of
+  improvement, performance profiles).
+- `names`: short display names for cells, distinct file-name stems.
 - `evidence`: `compare_study(study_dirs)`: one or several study directories -> one comparison per
   (dataset, model) cell and one across cells (Demšar's protocol), with the caveats that apply.
 

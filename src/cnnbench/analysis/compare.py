@@ -8,17 +8,24 @@ Benavoli et al. (2016) for the pairwise tests:
 
 - **Ranking**: mean, std, a 95% t-interval of the mean (only from 3 blocks on), and the mean rank
   within blocks (rank 1 = best; ties share the average rank). Rank-based statistics use the blocks
-  in which every configuration has a value.
-- **Omnibus**: Friedman's χ²_F = 12N / (k(k+1)) · (Σ R_j² − k(k+1)²/4) on the mean ranks R_j (Demšar's
-  eq., without the tie correction that scipy applies) and Iman & Davenport's F_F = (N−1) χ²_F /
-  (N(k−1) − χ²_F) with (k−1, (k−1)(N−1)) degrees of freedom; the verdict uses F_F (less conservative).
+  in which every configuration has a value. The order is by mean rounded to 12 significant digits,
+  then by name, so round-off never decides it; configurations with equal values in every block are
+  an exact tie (`best` is true for every one tied with the top).
+- **Omnibus** (from 3 configurations and 3 complete blocks; none below): Friedman's χ²_F = 12N / (k(k+1))
+  · (Σ R_j² − k(k+1)²/4) on the mean ranks R_j (Demšar's eq., without scipy's tie correction) and
+  Iman & Davenport's F_F = (N−1) χ²_F / (N(k−1) − χ²_F). Its p-value is exact where the arrangements
+  of the ranks within blocks can be counted (`friedman_exact_p`; k ≤ 7 and small N), else F_F's
+  F-approximation, and the verdict says which.
 - **Critical difference** (Nemenyi): CD = q_α √(k(k+1) / (6N)), q_α the studentized range quantile / √2.
-- **Pairwise**: each configuration against the best (or all pairs) with the Wilcoxon signed-rank test
-  on the paired blocks (zero differences split between the signs as Demšar recommends; exact p-value
-  by enumerating the sign flips up to 16 non-zero differences), Holm's step-down correction
-  over the comparisons actually made; the mean paired difference with its 95% t-interval and the
-  matched-pairs rank-biserial correlation as effect sizes; with a ROPE, the Bayesian signed-rank test
-  (Benavoli et al. 2014, baycomp): P(a better), P(practically equivalent), P(b better).
+- **Pairwise**: each configuration against the best (or all pairs) on the blocks the two share.
+  `test="wilcoxon"`: the Wilcoxon signed-rank test (zero differences split between the signs as Demšar
+  recommends; exact p-value by enumerating the sign flips up to 16 non-zero differences).
+  `test="auto"` (seeds of one experiment): the paired t-test, unless Shapiro–Wilk rejects normality
+  of the paired differences at α / m, then the Wilcoxon test (autorank's rule). Holm's step-down
+  correction over the comparisons actually made; the mean paired difference with its 95% t-interval and
+  the matched-pairs rank-biserial correlation (zeros counted as the test counts them) as effect sizes;
+  with a ROPE, the Bayesian signed-rank test (Benavoli et al. 2014, baycomp): P(a better),
+  P(practically equivalent), P(b better).
 
 Honest small samples: below 3 blocks there is no interval and no p-value (the table says why), and a
 note says when the exact Wilcoxon test cannot reach significance at all (2 / 2^N ≥ α / m).
@@ -26,6 +33,7 @@ note says when the exact Wilcoxon test cannot reach significance at all (2 / 2^N
 
 from __future__ import annotations
 
+import itertools
 import math
 import warnings
 from collections.abc import Callable
@@ -48,12 +56,15 @@ def _stats():
 class Comparison:
     """The outcome of `compare`. Values are in the metric's own units."""
 
-    # ranking: rank, config, n, mean, std, ci_low, ci_high, mean_rank, tied_with_best, p_vs_best, effect_vs_best
+    # ranking: rank, config, n, mean, std, ci_low, ci_high, mean_rank, best, tied_with_best, p_holm_vs_best,
+    # p_raw_vs_best, test_vs_best, can_reject_vs_best, effect_vs_best (see RANKING_COLUMNS)
     ranking: pd.DataFrame
-    friedman: dict | None  # statistic, pvalue, iman_davenport_f, iman_davenport_p, k, n
+    # statistic, pvalue (χ²), iman_davenport_f, iman_davenport_p, exact_p, p (the one the verdict uses),
+    # method, k, n; None below 3 configurations or 3 complete blocks (no omnibus p-value then)
+    friedman: dict | None
     critical_difference: float | None
     nemenyi: pd.DataFrame | None  # k x k Nemenyi p-values (scikit-posthocs), for the CD diagram
-    pairwise: pd.DataFrame
+    pairwise: pd.DataFrame  # see PAIRWISE_COLUMNS
     values: pd.DataFrame  # blocks x configurations
     higher_is_better: bool
     alpha: float
@@ -64,17 +75,35 @@ class Comparison:
     what: str = "value"  # the metric's name, for the verdict
     fmt: Callable[[float], str] | None = None  # value -> str for the verdict (default: 4 significant digits)
     fmt_diff: Callable[[float], str] | None = None  # difference -> str for the verdict (e.g. "0.52 points")
-    # False when the pairwise test could not have found any difference (too few blocks for any test, or
-    # for one to reach α after Holm): then "tied with best" says nothing, and tables should not mark it
+    # False when no pairwise test could have found any difference (too few blocks for any test, or for
+    # one to reach α after Holm): then "tied with best" says nothing, and tables should not mark it
     decisive: bool = True
+    test: str = "wilcoxon"  # the pairwise rule: "wilcoxon" or "auto" (paired t-test unless not normal)
+    block_name: str = "blocks"  # what a block is, for the notes and the verdict ("seeds", "datasets")
 
     @property
     def best(self) -> str | None:
         return None if self.ranking.empty else str(self.ranking["config"].iloc[0])
 
     @property
+    def best_group(self) -> list[str]:
+        """The best and every configuration exactly tied with it (equal values on every block)."""
+        if self.ranking.empty:
+            return []
+        return [str(c) for c in self.ranking.loc[self.ranking["best"].astype(bool), "config"]]
+
+    @property
     def testable(self) -> bool:
         return not self.pairwise.empty and self.pairwise["p"].notna().any()
+
+
+RANKING_COLUMNS = ["rank", "config", "n", "mean", "std", "ci_low", "ci_high", "mean_rank", "best", "tied_with_best",
+                   "p_holm_vs_best", "p_raw_vs_best", "test_vs_best", "can_reject_vs_best", "effect_vs_best"]
+PAIRWISE_COLUMNS = ["a", "b", "n", "test", "normality_p", "statistic", "p", "p_holm", "significant", "can_reject",
+                    "mean_diff", "diff_ci_low", "diff_ci_high", "effect_size"]
+BAYES_COLUMNS = ["p_a_better", "p_equivalent", "p_b_better"]
+TESTS = ("wilcoxon", "auto")
+T_TEST = "paired t-test"
 
 
 def holm(pvalues) -> np.ndarray:
@@ -94,13 +123,22 @@ def holm(pvalues) -> np.ndarray:
 
 def compare(frame: pd.DataFrame, config: str = "config", block: str = "block", value: str = "value", *,
             higher_is_better: bool = True, alpha: float = 0.05, rope: float | None = None,
-            pairs: str = "best", what: str | None = None, fmt=None, fmt_diff=None, seed: int = 0) -> Comparison:
+            pairs: str = "best", what: str | None = None, fmt=None, fmt_diff=None, seed: int = 0,
+            test: str = "wilcoxon", block_name: str = "blocks") -> Comparison:
     """Compare configurations on paired blocks (see the module docstring for the protocol).
 
     `frame`: one row per (configuration, block) with `value` (NaN: missing). `pairs`: "best" (each
     configuration against the best by mean: k − 1 comparisons) or "all". `rope`: half-width of the
     region of practical equivalence in the value's units (e.g. 0.01 = one point of accuracy), for the
-    Bayesian signed-rank test. `what` and `fmt` name and format the values in the verdict.
+    Bayesian signed-rank test. `test`: the pairwise test, "wilcoxon" (the signed-rank test: blocks that
+    are data sets, Demšar's setting) or "auto" (the paired t-test unless Shapiro–Wilk rejects normality
+    of the paired differences, then the Wilcoxon test — autorank's rule; for blocks that are replicates
+    of one experiment, e.g. seeds). `what` and `fmt` name and format the values in the verdict;
+    `block_name` says what a block is ("seeds", "datasets").
+
+    Configurations may have values in different blocks (e.g. fewer seeds for some): each is described
+    on its own values, mean ranks and the Friedman test use the blocks every configuration has, and
+    each pairwise test the blocks its two configurations share.
 
     >>> df = pd.DataFrame({"config": list("AB") * 6, "block": np.repeat(range(6), 2),
     ...                    "value": [.90, .80, .91, .82, .92, .81, .93, .80, .90, .83, .94, .82]})
@@ -110,43 +148,73 @@ def compare(frame: pd.DataFrame, config: str = "config", block: str = "block", v
     """
     if pairs not in ("best", "all"):
         raise ValueError(f"pairs must be 'best' or 'all', got {pairs!r}")
+    if test not in TESTS:
+        raise ValueError(f"test must be one of {', '.join(map(repr, TESTS))}, got {test!r}")
     if frame.duplicated([config, block]).any():
         dup = frame[frame.duplicated([config, block], keep=False)].iloc[0]
         raise ValueError(f"two values for configuration {dup[config]!r} in block {dup[block]!r}")
     sign = 1.0 if higher_is_better else -1.0
     values = frame.pivot(index=block, columns=config, values=value).astype(float)
     notes: list[str] = []
-    ranking = _describe(values, sign)
+    groups = exact_ties(values)
+    ranking = _describe(values, sign, groups)
     complete = values.dropna()
     n_blocks = len(complete)
     if len(complete) < len(values) and values.shape[1] > 1:
-        notes.append(f"{len(values) - n_blocks} of {len(values)} blocks lack a value for some configuration; "
-                     "mean ranks and the Friedman test use the complete blocks only")
+        notes.append(f"{len(values) - n_blocks} of {len(values)} {block_name} lack a value for some configuration; "
+                     f"mean ranks and the Friedman test use the {n_blocks} complete {block_name} only, each pairwise "
+                     f"test the {block_name} its two configurations share")
     if n_blocks and values.shape[1] > 1:
         ranks = (complete * -sign).rank(axis=1, method="average")
         ranking["mean_rank"] = ranking["config"].map(ranks.mean())
-    fried = _friedman(complete, ranking) if n_blocks >= 2 and values.shape[1] >= 3 else None
+    k = values.shape[1]
+    fried = _friedman(complete, ranking, sign) if n_blocks >= MIN_BLOCKS and k >= 3 else None
     cd = nemenyi = None
-    if fried is not None and n_blocks >= MIN_BLOCKS:
-        k = values.shape[1]
+    if fried is not None:
         cd = float(_stats().studentized_range.ppf(1 - alpha, k, np.inf) / math.sqrt(2)
                    * math.sqrt(k * (k + 1) / (6 * n_blocks)))
         nemenyi = _nemenyi(complete * sign)
-    pairwise = _pairwise(values, ranking, sign, alpha, rope, pairs, seed)
+    pairwise = _pairwise(values, ranking, sign, alpha, rope, pairs, seed, test, groups)
     _mark_best_group(ranking, pairwise, alpha)
-    sample_notes = _sample_notes(values, pairwise, alpha)
+    sample_notes = _sample_notes(values, pairwise, alpha, block_name)
     notes += sample_notes
     cmp = Comparison(ranking, fried, cd, nemenyi, pairwise, values, higher_is_better, alpha, rope, n_blocks,
-                     notes, what=what or value, fmt=fmt, fmt_diff=fmt_diff)
-    cmp.decisive = cmp.testable and not sample_notes
+                     notes, what=what or value, fmt=fmt, fmt_diff=fmt_diff, test=test, block_name=block_name)
+    cmp.decisive = bool(cmp.testable and pairwise["can_reject"].astype(bool).any())
+    if len(cmp.best_group) > 1:
+        notes.insert(0, f"{' and '.join(cmp.best_group)} have equal values in every block: they are tied for best "
+                        "(listed by name), and the others are compared with the first")
     cmp.verdict = verdict(cmp)
     return cmp
 
 
 # --- pieces -------------------------------------------------------------------------------------
 
+TIE_RTOL = 1e-9  # equal to round-off; counts out of N ≤ 10^7 test images differ by ≥ 1e-7 relative
 
-def _describe(values: pd.DataFrame, sign: float) -> pd.DataFrame:
+
+def exact_ties(values: pd.DataFrame) -> dict[str, int]:
+    """Configuration -> the index of its group of exact ties: configurations with a value in the same
+    blocks and equal values (to round-off) in each of them share a group."""
+    names = list(values.columns)
+    group = {name: i for i, name in enumerate(names)}
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            if group[b] != names.index(b):
+                continue
+            x, y = values[a], values[b]
+            have = x.notna()
+            if have.any() and (have == y.notna()).all() and np.allclose(x[have], y[have], rtol=TIE_RTOL, atol=0):
+                group[b] = group[a]
+    return group
+
+
+def _order_key(x: float) -> float:
+    """A mean as a sort key that float round-off does not change (12 significant digits)."""
+    return float(f"{x:.12g}") if math.isfinite(x) else math.inf
+
+
+def _describe(values: pd.DataFrame, sign: float, groups: dict[str, int]) -> pd.DataFrame:
     rows = []
     for name in values.columns:
         v = values[name].dropna().to_numpy()
@@ -156,26 +224,82 @@ def _describe(values: pd.DataFrame, sign: float) -> pd.DataFrame:
         half = _stats().t.ppf(0.975, n - 1) * std / math.sqrt(n) if n >= MIN_BLOCKS else math.nan
         rows.append({"config": name, "n": n, "mean": mean, "std": std, "ci_low": mean - half, "ci_high": mean + half})
     t = pd.DataFrame(rows, columns=["config", "n", "mean", "std", "ci_low", "ci_high"])
-    t["_key"] = -sign * t["mean"]
-    t = t.sort_values("_key", na_position="last", kind="stable").drop(columns="_key").reset_index(drop=True)
-    t.insert(0, "rank", (-sign * t["mean"]).rank(method="min").astype("Int64"))
+    # Order by mean, rounded so that round-off cannot decide; exact ties share their group's key and go by name.
+    key = {r.config: _order_key(-sign * r.mean) if n_ok else math.inf
+           for r, n_ok in zip(t.itertuples(), t["n"] > 0)}
+    group_key: dict[int, float] = {}
+    for name, g in groups.items():
+        group_key[g] = min(group_key.get(g, math.inf), key[name])
+    t["_key"] = [group_key[groups[c]] for c in t["config"]]
+    t["_name"] = t["config"].astype(str)
+    t = t.sort_values(["_key", "_name"], kind="stable").reset_index(drop=True)
+    rank = t["_key"].where(t["n"] > 0).rank(method="min")
+    t.insert(0, "rank", rank.astype("Int64"))
+    top = groups[t["config"].iloc[0]] if len(t) and t["n"].iloc[0] > 0 else None
+    t["best"] = [groups[c] == top for c in t["config"]]
+    t = t.drop(columns=["_key", "_name"])
     t["mean_rank"] = math.nan
     t["tied_with_best"] = False
-    t["p_vs_best"] = math.nan
+    t["p_holm_vs_best"] = math.nan
+    t["p_raw_vs_best"] = math.nan
+    t["test_vs_best"] = ""
+    t["can_reject_vs_best"] = False
     t["effect_vs_best"] = math.nan
-    return t
+    return t[RANKING_COLUMNS]
 
 
-def _friedman(complete: pd.DataFrame, ranking: pd.DataFrame) -> dict:
+EXACT_FRIEDMAN_ROWS = 2_500_000  # the enumeration's largest intermediate table (rows of k rank sums)
+EXACT_FRIEDMAN_K = 7  # 7! = 5040 arrangements of one block's ranks; beyond, the approximation
+
+
+def _friedman(complete: pd.DataFrame, ranking: pd.DataFrame, sign: float) -> dict:
     n, k = complete.shape
     r = ranking.set_index("config").loc[complete.columns, "mean_rank"].to_numpy(float)
     chi2 = 12 * n / (k * (k + 1)) * (np.sum(r**2) - k * (k + 1) ** 2 / 4)
     chi2 = max(float(chi2), 0.0)
     denom = n * (k - 1) - chi2
     f = (n - 1) * chi2 / denom if denom > 0 else math.inf
-    return {"statistic": chi2, "pvalue": float(_stats().chi2.sf(chi2, k - 1)),
-            "iman_davenport_f": float(f), "iman_davenport_p": float(_stats().f.sf(f, k - 1, (k - 1) * (n - 1))),
-            "k": k, "n": n}
+    id_p = float(_stats().f.sf(f, k - 1, (k - 1) * (n - 1)))
+    ranks = (complete * -sign).rank(axis=1, method="average").to_numpy(float)
+    exact = friedman_exact_p(ranks)
+    return {"statistic": chi2, "pvalue": float(_stats().chi2.sf(chi2, k - 1)), "iman_davenport_f": float(f),
+            "iman_davenport_p": id_p, "exact_p": math.nan if exact is None else exact,
+            "p": id_p if exact is None else exact,
+            "method": "Iman–Davenport F approximation (too many arrangements to enumerate)" if exact is None
+            else "exact (every arrangement of the ranks within each block)", "k": k, "n": n}
+
+
+def friedman_exact_p(ranks: np.ndarray, max_rows: int = EXACT_FRIEDMAN_ROWS) -> float | None:
+    """The exact p-value of Friedman's test: the probability, when each block's ranks are arranged
+    uniformly at random among the configurations (the null hypothesis; ties keep their average ranks),
+    of a sum of squared rank sums at least the observed one (χ²_F and F_F are increasing in it).
+
+    `ranks`: blocks × configurations. The distribution is built block by block over the vectors of rank
+    sums, kept sorted (the configurations are exchangeable under the null, so only the multiset of rank
+    sums matters), which is the full enumeration of the k!^N arrangements without listing them. None
+    when k > EXACT_FRIEDMAN_K or a step would exceed `max_rows` rows: use the approximation then."""
+    ranks = np.asarray(ranks, dtype=float)
+    n, k = ranks.shape
+    if k > EXACT_FRIEDMAN_K or n == 0:
+        return None
+    twice = np.rint(2 * ranks).astype(np.int64)  # average ranks are halves: twice them are integers
+    observed = int((twice.sum(axis=0) ** 2).sum())
+    states = np.sort(twice[:1], axis=1)
+    weights: np.ndarray = np.ones(1)
+    base = int(2 * k * n + 1)
+    for row in twice[1:]:
+        arrangements = np.array(sorted(set(itertools.permutations(row.tolist()))), dtype=np.int64)
+        if len(states) * len(arrangements) > max_rows:
+            return None
+        new = (states[:, None, :] + arrangements[None, :, :]).reshape(-1, k)
+        new.sort(axis=1)
+        keys = new @ (base ** np.arange(k, dtype=np.int64))  # k ≤ 7 and entries ≤ 2kN: fits in int64
+        unique, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+        weights = np.bincount(inverse, weights=np.repeat(weights, len(arrangements)) / len(arrangements),
+                              minlength=len(unique))
+        states = new[first]
+    sums = (states**2).sum(axis=1)
+    return float(min(1.0, weights[sums >= observed].sum()))
 
 
 def _nemenyi(oriented: pd.DataFrame) -> pd.DataFrame:
@@ -188,9 +312,8 @@ def _nemenyi(oriented: pd.DataFrame) -> pd.DataFrame:
     return p
 
 
-def _pairwise(values, ranking, sign, alpha, rope, pairs, seed) -> pd.DataFrame:
-    cols = ["a", "b", "n", "test", "statistic", "p", "p_holm", "significant", "mean_diff", "diff_ci_low",
-            "diff_ci_high", "effect_size"] + (["p_a_better", "p_equivalent", "p_b_better"] if rope else [])
+def _pairwise(values, ranking, sign, alpha, rope, pairs, seed, test, groups) -> pd.DataFrame:
+    cols = PAIRWISE_COLUMNS + (BAYES_COLUMNS if rope else [])
     order = [c for c in ranking["config"] if values[c].notna().any()]
     if len(order) < 2:
         return pd.DataFrame(columns=cols)
@@ -198,36 +321,64 @@ def _pairwise(values, ranking, sign, alpha, rope, pairs, seed) -> pd.DataFrame:
         todo = [(order[0], b) for b in order[1:]]
     else:
         todo = [(a, b) for i, a in enumerate(order) for b in order[i + 1:]]
-    rows = [_pair(values[a], values[b], a, b, sign, rope, seed) for a, b in todo]
+    tested = sum(groups[a] != groups[b] for a, b in todo) or 1
+    # autorank checks normality at α / (populations); here the populations are the m paired differences
+    rows = [_pair(values[a], values[b], a, b, sign, rope, seed, test, alpha / tested, groups[a] == groups[b])
+            for a, b in todo]
     out = pd.DataFrame(rows, columns=cols)
     out["p_holm"] = holm(out["p"])
     out["significant"] = out["p_holm"] < alpha
+    out["can_reject"] = _can_reject(out, alpha)
     return out
 
 
-def _pair(x: pd.Series, y: pd.Series, a: str, b: str, sign: float, rope, seed) -> dict:
+def _can_reject(pairwise: pd.DataFrame, alpha: float) -> pd.Series:
+    """Whether each comparison's test could have given a Holm-adjusted p below α whatever the data: the
+    t-test can; the exact Wilcoxon test on n pairs cannot go below 2 / 2^n, and when every comparison is a
+    Wilcoxon test Holm's first step needs that below α / m."""
+    tested = pairwise["p"].notna()
+    wilcoxon = pairwise["test"].astype(str).str.startswith("wilcoxon") & tested
+    m = int(tested.sum()) if (wilcoxon == tested).all() else 1
+    floor = pairwise["n"].map(lambda n: min_wilcoxon_p(int(n)) * m)
+    return tested & (~wilcoxon | (floor < alpha))
+
+
+def _pair(x: pd.Series, y: pd.Series, a: str, b: str, sign: float, rope, seed, test: str,
+          normality_alpha: float, tie: bool) -> dict:
     both = pd.concat([x, y], axis=1).dropna()
     xa, ya = both.iloc[:, 0].to_numpy(), both.iloc[:, 1].to_numpy()
     n = len(both)
     d = xa - ya  # a − b in the metric's units
-    row = {"a": a, "b": b, "n": n, "test": "wilcoxon", "statistic": math.nan, "p": math.nan,
-           "mean_diff": float(d.mean()) if n else math.nan, "diff_ci_low": math.nan, "diff_ci_high": math.nan,
-           "effect_size": math.nan}
+    row = {"a": a, "b": b, "n": n, "test": "wilcoxon", "normality_p": math.nan, "statistic": math.nan,
+           "p": math.nan, "mean_diff": float(d.mean()) if n else math.nan, "diff_ci_low": math.nan,
+           "diff_ci_high": math.nan, "effect_size": math.nan}
+    if tie:  # exact ties for best: the same results, so nothing to test (and no comparison for Holm to count)
+        row.update(test="none (equal values in every block)", mean_diff=0.0, effect_size=0.0)
+        return row
     if n < MIN_BLOCKS:
-        row["test"] = "none (fewer than 3 paired blocks)"
+        row["test"] = f"none (fewer than {MIN_BLOCKS} paired blocks)"
         return row
     sd = d.std(ddof=1)
     half = _stats().t.ppf(0.975, n - 1) * sd / math.sqrt(n)
     row["diff_ci_low"], row["diff_ci_high"] = row["mean_diff"] - half, row["mean_diff"] + half
-    nonzero = d[d != 0]
-    if len(nonzero) == 0:  # identical in every block: no evidence of a difference
+    if not (d != 0).any():  # identical in every block: no evidence of a difference
         row.update(statistic=0.0, p=1.0, effect_size=0.0, test="wilcoxon (all differences zero)")
     else:
-        statistic, p, row["test"] = wilcoxon_zsplit(d)
-        ranks = _stats().rankdata(np.abs(nonzero))
-        r_plus, r_minus = ranks[nonzero > 0].sum(), ranks[nonzero < 0].sum()
-        # matched-pairs rank-biserial correlation (Kerby 2014), oriented so > 0 means a is better
-        row.update(statistic=statistic, p=p, effect_size=float(sign * (r_plus - r_minus) / (r_plus + r_minus)))
+        statistic, p, how = wilcoxon_zsplit(d)
+        row.update(statistic=statistic, p=p, test=how, effect_size=float(sign * rank_biserial(d)))
+        if test == "auto":
+            if sd > 0:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    normality = float(_stats().shapiro(d).pvalue)
+                row["normality_p"] = normality
+                if normality >= normality_alpha:
+                    t_stat = float(row["mean_diff"] / (sd / math.sqrt(n)))
+                    row.update(statistic=t_stat, p=float(2 * _stats().t.sf(abs(t_stat), n - 1)), test=T_TEST)
+                else:
+                    row["test"] = f"{how} (Shapiro–Wilk rejects normal differences)"
+            else:
+                row["test"] = f"{how} (t-test undefined: every difference equal)"
     if rope:
         import baycomp
 
@@ -241,6 +392,17 @@ def _pair(x: pd.Series, y: pd.Series, a: str, b: str, sign: float, rope, seed) -
     return row
 
 
+def rank_biserial(d: np.ndarray) -> float:
+    """The matched-pairs rank-biserial correlation (Kerby 2014) of paired differences `d`, r = (R+ − R−) /
+    (R+ + R−), counted as the test counts them: zero differences are ranked with the others and their
+    ranks split evenly between R+ and R− (Demšar's zsplit), so they pull r towards 0."""
+    d = np.asarray(d, dtype=float)
+    ranks = _stats().rankdata(np.abs(d))
+    total = ranks.sum()
+    if total == 0:
+        return 0.0
+    r_plus = ranks[d > 0].sum() + ranks[d == 0].sum() / 2
+    return float((2 * r_plus - total) / total)
 EXACT_MAX = 16  # enumerate all 2^m sign flips up to m = 16 non-zero differences (65,536 rows)
 
 
@@ -271,20 +433,27 @@ def wilcoxon_zsplit(d: np.ndarray) -> tuple[float, float, str]:
 
 
 def _mark_best_group(ranking: pd.DataFrame, pairwise: pd.DataFrame, alpha: float) -> None:
-    """The best and every configuration not significantly different from it (Holm) are tied with
-    the best; without any test (too few blocks) every configuration is, since none can be told apart."""
+    """The best (and its exact ties) and every configuration not significantly different from it —
+    Holm-adjusted p ≥ α, never the raw p — are tied with the best; without any test (too few blocks)
+    every configuration is, since none can be told apart."""
     if ranking.empty:
         return
     best = ranking["config"].iloc[0]
     vs_best = pairwise[pairwise["a"] == best].set_index("b") if not pairwise.empty else pd.DataFrame()
     tested = not vs_best.empty and vs_best["p"].notna().any()
     for i, name in enumerate(ranking["config"]):
-        if name == best:
+        if bool(ranking.loc[i, "best"]):
             ranking.loc[i, "tied_with_best"] = True
+            if name in vs_best.index:
+                ranking.loc[i, "test_vs_best"] = vs_best.loc[name, "test"]
+                ranking.loc[i, "effect_vs_best"] = 0.0
             continue
         if name in vs_best.index:
             r = vs_best.loc[name]
-            ranking.loc[i, "p_vs_best"] = r["p_holm"]
+            ranking.loc[i, "p_holm_vs_best"] = r["p_holm"]
+            ranking.loc[i, "p_raw_vs_best"] = r["p"]
+            ranking.loc[i, "test_vs_best"] = r["test"]
+            ranking.loc[i, "can_reject_vs_best"] = bool(r["can_reject"])
             ranking.loc[i, "effect_vs_best"] = -r["mean_diff"]  # this configuration − the best
             ranking.loc[i, "tied_with_best"] = bool(not (r["p_holm"] < alpha)) if tested else True
         else:
@@ -296,24 +465,41 @@ def min_wilcoxon_p(n: int) -> float:
     return min(1.0, 2.0 / 2**n)
 
 
-def _sample_notes(values: pd.DataFrame, pairwise: pd.DataFrame, alpha: float) -> list[str]:
+def _sample_notes(values: pd.DataFrame, pairwise: pd.DataFrame, alpha: float, block_name: str = "blocks") -> list[str]:
     notes: list[str] = []
     k = values.shape[1]
     if k < 2:
         return notes
-    n = int(values.notna().sum().min())
-    if n < MIN_BLOCKS:
-        notes.append(f"only {n} paired block{'s' if n != 1 else ''} per configuration: no confidence interval or "
-                     f"p-value is given (at least {MIN_BLOCKS} are needed); the order is by mean only and may "
-                     "not repeat with other seeds")
+    counts = values.notna().sum()
+    n = int(counts.min())
+    if n < MIN_BLOCKS <= int(counts.max()):  # some have enough (racing stopped the others early)
+        few = [f"{c} ({int(counts[c])})" for c in counts.index if counts[c] < MIN_BLOCKS]
+        notes.append(f"fewer than {MIN_BLOCKS} {block_name} for {', '.join(few)}: no interval for "
+                     f"{'it' if len(few) == 1 else 'them'}, and no test against {'it' if len(few) == 1 else 'them'} "
+                     f"(each test uses the {block_name} its pair shares)")
+        n = MIN_BLOCKS
+    elif n < MIN_BLOCKS:
+        notes.append(f"only {n} paired {block_name if n != 1 else block_name.rstrip('s')} per configuration: no "
+                     f"confidence interval or p-value is given (at least {MIN_BLOCKS} are needed); the order is by "
+                     f"mean only and may not repeat with other {block_name}")
         return notes
-    m = int(pairwise["p"].notna().sum()) or 1
-    # Holm's first step compares the smallest p with alpha / m; the exact test cannot go below 2 / 2^n.
-    if min_wilcoxon_p(n) * m >= alpha:
+    tested = pairwise[pairwise["p"].notna()]
+    if tested.empty:
+        return notes
+    m = len(tested)
+    cannot = tested[~tested["can_reject"].astype(bool)]
+    if len(cannot) == m:  # every comparison a Wilcoxon test that cannot reach α after Holm
+        n = int(tested["n"].min())
         need = next(j for j in range(n, 64) if min_wilcoxon_p(j) * m < alpha)
-        notes.append(f"with {n} paired blocks the exact Wilcoxon test cannot give p < {min_wilcoxon_p(n) * m:.3g} "
+        floor = min_wilcoxon_p(n) * m
+        notes.append(f"with {n} paired {block_name} the exact Wilcoxon test cannot give p < {floor:.3g} "
                      f"after Holm's correction for {m} comparison{'s' if m != 1 else ''}: no difference can be "
-                     f"significant at α = {alpha:g}; at least {need} blocks (seeds) are needed")
+                     f"significant at α = {alpha:g}; at least {need} {block_name} are needed")
+    elif len(cannot):
+        names = ", ".join(f"{r.a} vs {r.b}" for r in cannot.itertuples())
+        notes.append(f"{len(cannot)} comparison{'s' if len(cannot) != 1 else ''} fell back to the exact Wilcoxon test "
+                     f"(Shapiro–Wilk rejected normal differences), which with {int(cannot['n'].min())} {block_name} "
+                     f"cannot give p < {alpha:g}: {names} cannot be significant")
     return notes
 
 
@@ -333,6 +519,34 @@ def _names(names: list[str], most: int = 6) -> str:
     return shown + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
+def _how(cmp: Comparison) -> str:
+    """The pairwise test as used, for the verdict."""
+    tests = set(cmp.pairwise.loc[cmp.pairwise["p"].notna(), "test"].astype(str))
+    t_tests = T_TEST in tests
+    if t_tests and len(tests) == 1:
+        name = "paired t-test (Shapiro–Wilk did not reject normal differences)"
+    elif t_tests:
+        name = "paired t-test, Wilcoxon signed-rank where Shapiro–Wilk rejects normal differences"
+    else:
+        name = "Wilcoxon signed-rank"
+    return f"{name}, Holm-corrected, α = {cmp.alpha:g}"
+
+
+def _omnibus(cmp: Comparison) -> tuple[bool, str | None]:
+    """Whether the Friedman test rejects, and the sentence saying so (None: no omnibus p-value)."""
+    f = cmp.friedman
+    if f is None:
+        return False, None
+    differ = f["p"] < cmp.alpha
+    what = "The configurations differ" if differ else "No evidence that the configurations differ"
+    if not math.isnan(f.get("exact_p", math.nan)):
+        test = f"Friedman test, exact p {_p_is(f['p'])}"
+    else:
+        test = (f"Friedman / Iman–Davenport F = {f['iman_davenport_f']:.3g}, p {_p_is(f['p'])} by the F "
+                "approximation")
+    return differ, f"{what} ({test}, {f['k']} configurations × {f['n']} {cmp.block_name})."
+
+
 def verdict(cmp: Comparison) -> str:
     """The comparison in plain language: the best, what cannot be told apart from it, what is worse
     and by how much, and what the sample cannot support."""
@@ -342,44 +556,54 @@ def verdict(cmp: Comparison) -> str:
     best = t.iloc[0]
     direction = "highest" if cmp.higher_is_better else "lowest"
     spread = f" ± {_fmt_diff(cmp, best['std'])}" if best["n"] > 1 else ""
-    parts = [f"Best by {direction} mean {cmp.what}: {best['config']} ({_fmt(cmp, best['mean'])}{spread}, "
-             f"n = {best['n']})."]
-    if len(t) == 1:
+    group = cmp.best_group
+    who = (f"{' and '.join(group)}, tied (equal values in every one of the {cmp.block_name})" if len(group) > 1
+           else str(best["config"]))
+    parts = [f"Best by {direction} mean {cmp.what}: {who} ({_fmt(cmp, best['mean'])}{spread}, n = {best['n']})."]
+    if len(t) == len(group):
         return parts[0]
-    fried = cmp.friedman
-    differ = False
-    if fried is not None and cmp.n_blocks >= MIN_BLOCKS:
-        differ = fried["iman_davenport_p"] < cmp.alpha
-        parts.append(("The configurations differ" if differ else "No evidence that the configurations differ")
-                     + f" (Friedman / Iman–Davenport F = {fried['iman_davenport_f']:.3g}, "
-                       f"p {_p_is(fried['iman_davenport_p'])}, {fried['k']} configurations × {fried['n']} blocks).")
-    sample = [n for n in cmp.notes if "paired block" in n]
-    how = f"Wilcoxon signed-rank, Holm-corrected, α = {cmp.alpha:g}"
-    tied = list(t["config"].iloc[1:][t["tied_with_best"].iloc[1:].astype(bool)])
-    worse = t.iloc[1:][~t["tied_with_best"].iloc[1:].astype(bool)]
+    differ, omnibus = _omnibus(cmp)
+    if omnibus:
+        parts.append(omnibus)
+    sample = [n for n in cmp.notes if "no confidence interval or p-value" in n or "cannot give p <" in n]
+    how = _how(cmp) if cmp.testable else ""
+    rest = t[~t["best"].astype(bool)]
+    can = rest["can_reject_vs_best"].astype(bool)
+    tied = list(rest.loc[rest["tied_with_best"].astype(bool) & can, "config"])
+    untestable = list(rest.loc[~can, "config"])
+    worse = rest[~rest["tied_with_best"].astype(bool)]
     if not cmp.testable:
-        parts.append("No pairwise test is possible: the order is by mean only"
-                     + (f" ({sample[0]})." if sample else "."))
-    elif sample:  # tests ran but could not reach significance whatever the data
-        parts.append(f"The pairwise test ({how}) cannot separate anything from the best here: {sample[0]}.")
+        parts.append(f"No pairwise test is possible: {sample[0]}." if sample
+                     else "No pairwise test is possible: the order is by mean only.")
+    elif not cmp.decisive:  # tests ran but could not reach significance whatever the data
+        parts.append(f"The pairwise test ({how}) cannot separate anything from the best here"
+                     + (f": {sample[0]}." if sample else "."))
     else:
         if tied:
             parts.append(f"Not distinguishable from it ({how}): {_names(tied)}.")
+        elif worse.empty:
+            pass
+        elif untestable:
+            parts.append(f"Significantly worse ({how}): {_names(list(worse['config']))}.")
         else:
             parts.append(f"It is significantly better than every other configuration ({how}).")
         if not worse.empty and tied:
             parts.append(f"Significantly worse: {_names(list(worse['config']))}.")
+        if untestable:
+            parts.append(f"Not testable here (too few {cmp.block_name} for the test their differences need): "
+                         f"{_names(untestable)}.")
         if not worse.empty:
             closest = worse.iloc[0]
-            row = cmp.pairwise[(cmp.pairwise["a"] == best["config"]) & (cmp.pairwise["b"] == closest["config"])].iloc[0]
+            pw = cmp.pairwise
+            row = pw[(pw["a"] == best["config"]) & (pw["b"] == closest["config"])].iloc[0]
             low, high = sorted((abs(row["diff_ci_low"]), abs(row["diff_ci_high"])))
             parts.append(f"The closest significantly worse, {closest['config']}, is behind by "
                          f"{_fmt_diff(cmp, abs(row['mean_diff']))} (95% CI {_fmt_diff(cmp, low)} to "
                          f"{_fmt_diff(cmp, high)}).")
     if differ and cmp.critical_difference is not None:
-        parts.append(_nemenyi_sentence(cmp))
+        parts.append(_nemenyi_sentence(cmp, set(worse["config"]) if cmp.decisive else set()))
     if cmp.rope and tied and "p_equivalent" in cmp.pairwise:
-        vs = cmp.pairwise.set_index("b")
+        vs = cmp.pairwise[cmp.pairwise["a"] == best["config"]].set_index("b")  # pairs="all": b repeats
         equiv = [c for c in tied if c in vs.index and vs.loc[c, "p_equivalent"] >= 0.95]
         if equiv:
             parts.append(f"Practically equivalent to the best (P(|difference| < {_fmt_diff(cmp, cmp.rope)}) ≥ 0.95, "
@@ -392,10 +616,11 @@ def _p_is(p: float) -> str:
     return "= –" if p is None or p != p else (f"= {p:.3g}" if p >= 1e-4 else "< 1e-4")
 
 
-def _nemenyi_sentence(cmp: Comparison) -> str:
+def _nemenyi_sentence(cmp: Comparison, worse_by_pairs: set[str]) -> str:
     """What the critical-difference diagram shows, in words: which configurations rank more than CD
-    behind the best-ranked one. Mean ranks pool every configuration's ranks in every block, so with few
-    seeds this post-hoc test can separate what the pairwise Wilcoxon test cannot (and its answer for a
+    behind the best-ranked one, and whether that is more, fewer or other configurations than the pairwise
+    tests found worse. Mean ranks pool every configuration's ranks in every block, so with few blocks
+    this post-hoc test can separate what a pairwise test cannot, and the reverse (and its answer for a
     pair depends on the other configurations in the study: Benavoli et al. 2016)."""
     t = cmp.ranking.dropna(subset=["mean_rank"]).sort_values("mean_rank", kind="stable")
     top = t.iloc[0]
@@ -403,6 +628,15 @@ def _nemenyi_sentence(cmp: Comparison) -> str:
     cd = f"Nemenyi, CD = {cmp.critical_difference:.2f} in mean rank"
     if not behind:
         return f"By mean rank ({cd}) no configuration is significantly behind the best-ranked, {top['config']}."
-    return (f"Mean ranks, which pool every configuration's rank in every block, separate more ({cd}): the "
+    found = set(behind)
+    if found > worse_by_pairs:
+        compared = "separate more than the pairwise tests"
+    elif found < worse_by_pairs:
+        compared = "separate fewer than the pairwise tests"
+    elif found == worse_by_pairs:
+        compared = "separate the same configurations as the pairwise tests"
+    else:
+        compared = "separate other configurations than the pairwise tests"
+    return (f"Mean ranks, which pool every configuration's rank in every block, {compared} ({cd}): the "
             f"best-ranked, {top['config']} (mean rank {top['mean_rank']:.2f}), is significantly ahead of "
             f"{_names(behind)}.")

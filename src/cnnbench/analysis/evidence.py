@@ -26,8 +26,10 @@ from .. import metrics as metrics_mod
 from ..errors import UserError
 from ..store import METRICS as STORED_METRICS
 from ..store import Store
+from .aggregate import Aggregates, aggregates
 from .compare import Comparison, compare
 from .frames import final_runs, history_frame, runs_frame, scored
+from .names import display_names
 
 FINISHED = ("done", "diverged")
 DEFAULT_SETTINGS = {"metric": metrics_mod.DEFAULT, "alpha": 0.05, "rope": None, "cells": ["dataset"],
@@ -52,6 +54,10 @@ class Cell:
     keys: dict  # the cell's values of the cell keys
     runs: pd.DataFrame  # the cell's ranked runs, with a `config` column naming their configuration
     comparison: Comparison
+    label: str = ""  # the name as tables and the verdict show it: paths cut to their file name (names.py)
+
+    def __post_init__(self) -> None:
+        self.label = self.label or self.name
 
 
 @dataclass
@@ -72,6 +78,9 @@ class StudyComparison:
     race: Any = None  # racing.StudyRace of a study run with [racing]: who left the race when, what it saved
     notes: list[str] = field(default_factory=list)
     verdict: str = ""
+    # several cells: rliable's aggregates (IQM and mean with stratified-bootstrap intervals, probability of
+    # improvement, performance profiles) over all runs, the cells as tasks (aggregate.py)
+    aggregates: Aggregates | None = None
 
     def fmt(self, x: float) -> str:
         return format_value(self.metric, x)
@@ -262,16 +271,25 @@ def compare_study(study_dirs, metric: str | None = None, cells: list[str] | None
         long = g[["_config", "seed", "_value"]].rename(columns={"_config": "config", "seed": "block",
                                                                  "_value": "value"})
         long = long.groupby(["config", "block"], as_index=False)["value"].mean()
+        # the seeds are replicates of one experiment: the paired t-test where the differences look normal
         cmp = compare(long, higher_is_better=m.higher_is_better, alpha=sc.alpha, rope=sc.rope, pairs=pairs,
-                      what=m.label, fmt=fmt, fmt_diff=fmt_diff)
+                      what=m.label, fmt=fmt, fmt_diff=fmt_diff, test="auto", block_name="seeds")
         cmp.notes += _equivalence_notes(g)
         sc.cells.append(Cell(name, keys, g.drop(columns=["_value"]).rename(columns={"_config": "config"}), cmp))
+    labels = display_names(c.name for c in sc.cells)
+    for c in sc.cells:
+        c.label = labels[c.name]
     if len(sc.cells) > 1:
         per_cell = frame.groupby([*cell_cols, "_config"], sort=False)["_value"].mean().reset_index()
         per_cell["block"] = per_cell[cell_cols].astype(str).agg(" · ".join, axis=1)
         long = per_cell.rename(columns={"_config": "config", "_value": "value"})[["config", "block", "value"]]
+        # the cells are different experiments (Demšar 2006): the signed-rank test, no normality assumed
         sc.across = compare(long, higher_is_better=m.higher_is_better, alpha=sc.alpha, rope=sc.rope, pairs=pairs,
-                            what=f"{m.label} (mean over seeds, cells as blocks)", fmt=fmt, fmt_diff=fmt_diff)
+                            what=f"{m.label} (mean over seeds, {across_blocks(sc.cell_keys)} as blocks)", fmt=fmt,
+                            fmt_diff=fmt_diff, test="wilcoxon", block_name=across_blocks(sc.cell_keys))
+        runs_long = pd.DataFrame({"config": frame["_config"], "value": frame["_value"],
+                                  "task": frame[cell_cols].astype(str).agg(" · ".join, axis=1)})
+        sc.aggregates = aggregates(runs_long, higher_is_better=m.higher_is_better)
     sc.notes += _tuning_notes(frame, sc.meta)
     sc.verdict = _study_verdict(sc)
     return sc
@@ -304,27 +322,55 @@ def _tuning_notes(frame: pd.DataFrame, meta: dict) -> list[str]:
     return [note + "no ranked run was used to choose it"]
 
 
-def _study_verdict(sc: StudyComparison) -> str:
-    if len(sc.cells) == 1:
-        text = sc.cells[0].comparison.verdict
+def across_blocks(cell_keys: list[str]) -> str:
+    """What the blocks are across cells: "datasets" when the cells are the datasets, else "cells"."""
+    return "datasets" if list(cell_keys) == ["dataset"] else "cells"
+
+
+def _cell_answer(cell: Cell) -> str | None:
+    c = cell.comparison
+    if c.best is None:
+        return None
+    group = c.best_group
+    best = f"{' and '.join(group)} (tied: equal on every seed)" if len(group) > 1 else c.best
+    rest = c.ranking[~c.ranking["best"].astype(bool)]
+    tied = list(rest.loc[rest["tied_with_best"].astype(bool) & rest["can_reject_vs_best"].astype(bool), "config"])
+    if rest.empty:
+        with_ = ""
+    elif not c.testable:
+        with_ = " (by mean only: too few seeds for a test)"
+    elif not c.decisive:
+        with_ = " (by mean only: no test could separate anything with these seeds)"
+    elif tied:
+        with_ = f" (not distinguishable: {', '.join(tied[:4])}{' …' if len(tied) > 4 else ''})"
+    elif not rest["can_reject_vs_best"].astype(bool).all():
+        with_ = " (significantly better than every configuration a test could separate)"
     else:
-        lines = []
-        if sc.across is not None:
-            lines.append(f"Across the {len(sc.cells)} cells ({' × '.join(sc.cell_keys)}): {sc.across.verdict}")
-        for cell in sc.cells:
-            c = cell.comparison
-            if c.best is None:
-                continue
-            tied = list(c.ranking.loc[c.ranking["tied_with_best"].astype(bool), "config"])[1:]
-            if not c.decisive:
-                with_ = " (by mean only: too few seeds for a test)"
-            elif tied:
-                with_ = f" (not distinguishable: {', '.join(tied[:4])}{' …' if len(tied) > 4 else ''})"
-            else:
-                with_ = " (significantly better than the rest)"
-            lines.append(f"In {cell.name}: best {c.best}{with_}.")
-        text = " ".join(lines)
-    return text
+        with_ = " (significantly better than the rest)"
+    return f"In {cell.label}: best {best}{with_}."
+
+
+def _study_verdict(sc: StudyComparison) -> str:
+    """One cell: its verdict. Several: each cell's answer first (the seeds there are the evidence), then
+    the comparison across cells, whose blocks are the cells (often too few for a test)."""
+    if len(sc.cells) == 1:
+        return sc.cells[0].comparison.verdict
+    lines = [line for cell in sc.cells if (line := _cell_answer(cell))]
+    if sc.across is not None:
+        blocks = across_blocks(sc.cell_keys)
+        lines.append(f"Across the {len(sc.cells)} {blocks} ({' × '.join(sc.cell_keys)}): {sc.across.verdict}")
+    agg = sc.aggregates
+    if agg is not None and len(agg.table) > 1:
+        top = agg.table.iloc[0]
+        ci = ("" if top["iqm_ci_low"] != top["iqm_ci_low"] else
+              f", 95% CI {format_value(sc.metric, top['iqm_ci_low'])} to {format_value(sc.metric, top['iqm_ci_high'])}")
+        text = (f"Over every run of every {blocks[:-1]} (rliable's interquartile mean, stratified bootstrap): best "
+                f"{top['config']} (IQM {format_value(sc.metric, top['iqm'])}{ci})")
+        if not agg.improvement.empty:
+            nxt = agg.improvement.iloc[0]
+            text += f"; the probability that one of its runs beats one of {nxt['b']}'s is {nxt['p_improvement']:.2f}"
+        lines.append(text + ".")
+    return " ".join(lines)
 
 
 def cell_table(sc: StudyComparison, rows: str, cols: str) -> pd.DataFrame:

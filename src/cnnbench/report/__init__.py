@@ -8,7 +8,12 @@ Writes into the output directory (default `STUDY_DIR/report/`):
   tests, the comparison across cells, marginal rankings, the learning-rate search, notes, conflicts.
 - tables fit for a paper (paper.py): `ranking.{csv,md,tex}`, `configurations_x_cells.*`, `A_x_B.*`;
   with several outputs `outputs.*` (each output's test accuracy and loss per configuration), also
-  beside each cell's ranking in report.html and summary.md.
+  beside each cell's ranking in report.html and summary.md; `pairwise.*` (every comparison made: test,
+  statistic, raw and Holm-adjusted p, effect sizes), `nemenyi.csv` (the post-hoc p-values),
+  `metrics.*` (NLL, ECE, macro-F1, top-5 beside accuracy, and time per configuration); with several
+  cells `aggregates.csv` and `probability_of_improvement.csv` (rliable's, analysis/aggregate.py).
+- provenance: the versions of cnnbench (its git commit from a checkout) and of the statistics packages,
+  and a checksum of each dataset's source files (provenance.py).
 - figures as PNG and SVG (figures.py): learning curves, the other per-epoch values (custom metrics,
   per-output losses and accuracies), every run's value, critical-difference diagrams, heatmaps, the
   learning-rate search.
@@ -31,6 +36,7 @@ import jinja2
 import pandas as pd
 
 from .. import analysis, metrics
+from ..analysis.names import file_stems
 from ..errors import EnvironmentFault, UserError, environment_fault
 from . import escape, figures, files, paper, provenance, race, tables
 from . import format as fmt
@@ -141,27 +147,28 @@ def write_figures(sc, out: Path) -> Figures:
     figs = Figures()
     one = len(sc.cells) == 1
     extra = figures.history_metrics(sc)  # custom metrics, per-output values: their curves below the learning curves
+    stems = file_stems(cell.name for cell in sc.cells)  # distinct per cell, however long or alike the names
     for cell in sc.cells:
-        suffix = "" if one else "_" + figures.slug(cell.name)
+        suffix = "" if one else "_" + stems[cell.name]
         made = figs.per_cell.setdefault(cell.name, [])
         configs = paper.config_names(sc, cell.runs)
         # the runs' curves, drawn by configuration in ranking order, styled by their axis values
         drawn = (list(cell.comparison.ranking["config"]), dict(zip(cell.runs["key"], configs)),
                  _config_axes(cell.runs, configs))
-        curves = figures.learning_curves(sc.history, *drawn, f"Learning curves: {cell.name}")
+        curves = figures.learning_curves(sc.history, *drawn, f"Learning curves: {cell.label}")
         if curves is not None:
             made.append(figures.save(curves, out, "learning_curves" + suffix, "Learning curves",
                                      "Mean over seeds per epoch; band: 95% t-interval of the mean (none from one "
                                      "seed). The loss is each run's own training loss: it compares runs trained "
                                      "with the same loss only."))
-        more = figures.metric_curves(extra, *drawn, f"Other metrics per epoch: {cell.name}")
+        more = figures.metric_curves(extra, *drawn, f"Other metrics per epoch: {cell.label}")
         if more is not None:
             made.append(figures.save(more, out, "metric_curves" + suffix, "Other metrics per epoch",
                                      "Every other value the epochs logged: custom metrics (metrics = [...]), a "
                                      "multi-output model's per-output losses and accuracies, what callbacks log; "
                                      "training (left) and validation (right). Mean over seeds per epoch; band: 95% "
                                      "t-interval of the mean (none from one seed)."))
-        cd = figures.critical_difference(cell.comparison, cell.name)
+        cd = figures.critical_difference(cell.comparison, cell.label)
         if cd is not None:
             made.append(figures.save(cd, out, "critical_difference" + suffix, "Critical-difference diagram",
                                      "Mean ranks over seeds (1 = best); configurations joined by a bar are not "
@@ -171,7 +178,13 @@ def write_figures(sc, out: Path) -> Figures:
         if cd is not None:
             figs.across.append(figures.save(cd, out, "critical_difference_across_cells", "Critical-difference "
                                             "diagram across cells", "Mean ranks with the cells as blocks."))
-    comparisons = [(cell.name, cell.comparison) for cell in sc.cells]
+        profile = figures.performance_profiles(sc.aggregates, sc.metric)
+        if profile is not None:
+            figs.across.append(figures.save(profile, out, "performance_profiles", "Performance profiles",
+                                            "The share of each configuration's runs (every seed of every cell) "
+                                            "scoring better than τ (Agarwal et al. 2021); a curve above another "
+                                            "is better at every threshold."))
+    comparisons = [(cell.label, cell.comparison) for cell in sc.cells]
     by_run = figures.metric_by_run(comparisons, sc.metric)
     if by_run is not None:
         figs.study.append(figures.save(by_run, out, f"{sc.metric.name}_per_run", f"{sc.metric.label} of every run",
@@ -182,8 +195,12 @@ def write_figures(sc, out: Path) -> Figures:
         for a, b in paper.axis_pairs(means, sc.cell_keys):
             parts = paper.axis_pair_means(means, a, b)
             stem = f"heatmap_{figures.slug(a)}_x_{figures.slug(b)}"
-            figs.study.append(figures.save(figures.heatmap(parts, a, b, sc.metric), out, stem, f"{a} × {b}",
-                                           f"Mean {sc.metric.label} over seeds of each {a} × {b} configuration."))
+            per_column = b in sc.cell_keys  # columns of cells (datasets): values that do not compare
+            figs.study.append(figures.save(
+                figures.heatmap(parts, a, b, sc.metric, per_column=per_column), out, stem, f"{a} × {b}",
+                f"Mean {sc.metric.label} over seeds of each {a} × {b} configuration"
+                + ("; the colour of each column on its own scale (brightest: that column's best)." if per_column
+                   else ".")))
     tuning_metric = tuning_settings(sc)
     table = analysis.tuning_table(sc.runs, tuning_metric) if not sc.runs.empty else pd.DataFrame()
     fig = figures.learning_rate_search(table, tuning_metric) if not table.empty else None
@@ -215,14 +232,20 @@ def tuning_settings(sc) -> str:
 def build_context(sc, sources, raw: pd.DataFrame, figs: Figures, written: list[Path], out: Path) -> dict:
     metric = sc.metric
     per_output = dict(paper.outputs_tables(sc))  # several outputs: each output's test scores, per cell
-    cells = [{"name": cell.name, "ranking": tables.ranking(cell.comparison, metric),
+    per_metric = dict(paper.metrics_tables(sc))  # each configuration's other test metrics and time, per cell
+    cells = [{"name": cell.label, "full_name": cell.name, "ranking": tables.ranking(cell.comparison, metric),
+              "metrics": per_metric.get(str(cell.label)),
               "outputs": per_output.get(str(cell.name)),
               "friedman": tables.friedman_line(cell.comparison), "pairwise": tables.pairwise(cell.comparison, metric),
               "verdict": cell.comparison.verdict, "notes": cell.comparison.notes,
               "figures": figs.per_cell.get(cell.name, [])} for cell in sc.cells]
     across = None
     if sc.across is not None:
+        agg_table, poi_table = (tables.aggregates(sc.aggregates, metric) if sc.aggregates is not None
+                                else (None, None))
         across = {"ranking": tables.ranking(sc.across, metric), "friedman": tables.friedman_line(sc.across),
+                  "aggregates": agg_table, "improvement": poi_table,
+                  "left_out": sc.aggregates.left_out if sc.aggregates is not None else [],
                   "pairwise": tables.pairwise(sc.across, metric), "verdict": sc.across.verdict,
                   "notes": sc.across.notes, "figures": figs.across}
     env_header, env_rows = provenance.environments(raw)
@@ -239,6 +262,9 @@ def build_context(sc, sources, raw: pd.DataFrame, figs: Figures, written: list[P
         "environment": tables.plain(env_header, env_rows),
         "timing": provenance.timing(raw),
         "models": tables.plain(["model", "dataset", "parameters", "FLOPs per image"], provenance.model_costs(raw)),
+        "software": tables.plain(["package", "version"], provenance.software()),
+        "datasets": tables.plain(["dataset", "checksum"], provenance.dataset_checksums(raw)),
+        "cell_names": [(cell.label, cell.name) for cell in sc.cells if cell.label != cell.name],
         "cell_keys": sc.cell_keys,
         "cells": cells,
         "across": across,

@@ -85,7 +85,15 @@ def wrapped(label: str) -> str:
 
 
 def slug(s: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "-", str(s)).strip("-").lower()[:60] or "cell"
+    """`s` as a file-name part of at most 60 characters; a longer one is cut and given 8 hex digits of
+    its SHA-1, so two long names that share their first 60 characters stay apart (for the cells of one
+    report, `analysis.names.file_stems` also keeps apart names whose slugs are equal)."""
+    import hashlib
+
+    text = re.sub(r"[^A-Za-z0-9]+", "-", str(s)).strip("-").lower() or "cell"
+    if len(text) <= 60:
+        return text
+    return f"{text[:51].rstrip('-')}-{hashlib.sha1(str(s).encode('utf-8')).hexdigest()[:8]}"
 
 
 # --- learning curves -----------------------------------------------------------------------------
@@ -164,7 +172,7 @@ def learning_curves(history: pd.DataFrame, configs: list[str], config_of: dict[s
 
 def _draw_curves(ax, hist: pd.DataFrame, group: list[str], column: str, marker, accuracy: bool | None = None,
                  log: bool | None = None) -> None:
-    """`accuracy`: drawn in % and clipped to [0, 100] (default: the column ends in `acc`); `log`: a log
+    """`accuracy`: drawn in % (default: the column ends in `acc`); bands are not clipped; `log`: a log
     scale when every value is positive (default: every column but an accuracy)."""
     accuracy = column.endswith("acc") if accuracy is None else accuracy
     log = not accuracy if log is None else log
@@ -176,9 +184,7 @@ def _draw_curves(ax, hist: pd.DataFrame, group: list[str], column: str, marker, 
         x = band.index + 1
         ax.plot(x, band["mean"], color=COLORS[i], marker=marker, ms=3.5, lw=1.5, label=plain(config))
         if band["low"].notna().any():
-            low, high = band["low"], band["high"]
-            if accuracy:
-                low, high = low.clip(0, 100), high.clip(0, 100)
+            low, high = band["low"], band["high"]  # not clipped: an interval past 100% shows too few seeds
             ax.fill_between(x, low, high, color=COLORS[i], alpha=0.15, lw=0)
     values = hist[column].replace([np.inf, -np.inf], np.nan).dropna()
     if log and len(values) and (values > 0).all():
@@ -294,9 +300,7 @@ def metric_by_run(comparisons: list[tuple[str, object]], metric):
             if not fmt.missing(r.mean):
                 ax.plot([r.mean * scale] * 2, [y - 0.3, y + 0.3], color="black", lw=2, zorder=4)
             if not (fmt.missing(r.ci_low) or fmt.missing(r.ci_high)):
-                low, high = r.ci_low * scale, r.ci_high * scale
-                if metric.percent:  # as in the tables: a fraction's interval stays within [0, 100] %
-                    low, high = max(low, 0.0), min(high, 100.0)
+                low, high = r.ci_low * scale, r.ci_high * scale  # not clipped, as in the tables
                 ax.plot([low, high], [y, y], color="black", lw=1, zorder=2)
         ax.set_yticks(range(len(configs)), [wrapped(plain(c)) for c in configs], fontsize=7)
         ax.set_ylim(len(configs) - 0.5, -0.5)  # best at the top
@@ -312,58 +316,115 @@ def metric_by_run(comparisons: list[tuple[str, object]], metric):
 
 
 def critical_difference(c, title: str):
-    """Demšar's diagram: mean ranks on an axis, configurations the Nemenyi test cannot tell apart
-    joined by a bar. None where the Friedman test does not apply (no post-hoc test then)."""
+    """Demšar's diagram: mean ranks on an axis spanning 1…k, configurations the Nemenyi test cannot tell
+    apart joined by a bar, and the critical difference drawn above the axis's tick labels (as Orange
+    and autorank draw it). None where the Friedman test does not apply (no post-hoc test then)."""
     if c is None or not c.friedman or c.nemenyi is None or len(c.ranking) < 3:
         return None
+    import matplotlib.transforms as mtransforms
     import scikit_posthocs as sp
 
     names = {config: plain(config) for config in c.ranking["config"]}
     ranks = c.ranking.set_index("config")["mean_rank"].rename(index=names)
     sig = c.nemenyi.rename(index=names, columns=names)
-    fig, ax = plt.subplots(figsize=(9, 0.28 * len(ranks) + 1.6))
+    k = len(ranks)
+    fig, ax = plt.subplots(figsize=(9, 0.28 * k + 2.0))
     cd = None if fmt.missing(c.critical_difference) else float(c.critical_difference)
-    sp.critical_difference_diagram(ranks, sig, ax=ax, alpha=c.alpha, cd=cd, color_palette=["black"] * len(ranks),
+    sp.critical_difference_diagram(ranks, sig, ax=ax, alpha=c.alpha, color_palette=["black"] * k,
                                    label_props={"fontsize": 7})
-    cd_text = f", CD = {cd:.2f}" if cd is not None else ""
-    ax.set_title(f"{plain(title)}: mean ranks (1 = best), Nemenyi α = {c.alpha:g}{cd_text}", fontsize=9, pad=24)
+    ax.set_xlim(1, k)  # the whole scale of mean ranks, not just the span of the data
+    ax.set_xticks(range(1, k + 1))
+    ax.tick_params(axis="x", labelsize=8)
+    if cd is not None:  # above the tick labels: offset from the axis line in points, not in data units
+        above = mtransforms.offset_copy(ax.transData, fig=fig, y=26, units="points")
+        start = 1.0
+        ax.plot([start, start + cd], [0, 0], color="black", lw=1.5, transform=above, clip_on=False)
+        for x in (start, start + cd):
+            ax.plot([x, x], [0, 0], marker="|", ms=6, color="black", transform=above, clip_on=False)
+        ax.text(start + cd / 2, 0, f"CD = {cd:.2f}", ha="center", va="bottom", fontsize=8,
+                transform=mtransforms.offset_copy(ax.transData, fig=fig, y=30, units="points"), clip_on=False)
+    ax.set_title(f"{plain(title)}: mean ranks (1 = best), Nemenyi α = {c.alpha:g}", fontsize=9, pad=44)
+    return fig
+
+
+def performance_profiles(agg, metric):
+    """rliable's performance profiles: per configuration, the share of its runs (all cells pooled) scoring
+    better than τ, against τ; the best IQM first, at most MAX_PER_AXES configurations."""
+    if agg is None or agg.profiles.empty:
+        return None
+    scale = 100.0 if metric.percent else 1.0
+    fig, ax = plt.subplots(figsize=(8, 4.2), layout="constrained")
+    for i, config in enumerate(list(agg.table["config"])[:MAX_PER_AXES]):
+        p = agg.profiles[agg.profiles["config"] == config]
+        ax.plot(p["tau"] * scale, p["fraction"], color=COLORS[i], lw=1.5, label=wrapped(plain(config)))
+    ax.set_xlabel(f"{fmt.heading(metric)} threshold τ", fontsize=9)
+    ax.set_ylabel("share of runs " + ("above" if metric.higher_is_better else "below") + " τ", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.tick_params(labelsize=8)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    ax.set_title("Performance profiles (runs of every cell pooled)", fontsize=9)
     return fig
 
 
 # --- heatmaps ------------------------------------------------------------------------------------
 
 
-def heatmap(parts: list[tuple[str, pd.DataFrame]], a: str, b: str, metric):
+def _tick_labels(values, width: int = 16) -> list[str]:
+    """Axis values as tick labels: paths cut to their file names (unless two would look alike), wrapped to
+    `width` characters."""
+    import textwrap
+
+    from ..analysis.names import display_names
+
+    shown = display_names(str(x) for x in values)
+    return ["\n".join(textwrap.wrap(plain(shown[str(x)]), width, break_long_words=True, break_on_hyphens=False))
+            or plain(shown[str(x)]) for x in values]
+
+
+def heatmap(parts: list[tuple[str, pd.DataFrame]], a: str, b: str, metric, per_column: bool = False):
     """Axis `a` × axis `b` of configuration means, one panel per combination of the other axes.
-    `parts`: (title, DataFrame indexed by a's values, columns b's values, of means)."""
+    `parts`: (title, DataFrame indexed by a's values, columns b's values, of means). With `per_column`
+    (the columns are cells, e.g. datasets, whose values do not compare) each column has its own colour
+    scale, best brightest, and no colour bar; otherwise one scale per panel, with its bar."""
     scale = 100.0 if metric.percent else 1.0
     n = len(parts)
     cols = min(n, 3)
     rows = math.ceil(n / cols)
     first = parts[0][1]
-    w, h = 1.0 * first.shape[1] + 2.5, 0.45 * first.shape[0] + 1.4
-    fig, axs = plt.subplots(rows, cols, figsize=(w * cols, h * rows), squeeze=False)
-    cmap = "viridis" if metric.higher_is_better else "viridis_r"
+    label_w = max((len(line) for _, t in parts for x in _tick_labels(t.index, 28) for line in x.split("\n")),
+                  default=8)
+    w = 1.1 * first.shape[1] + 0.07 * label_w + (1.0 if per_column else 1.8)
+    h = 0.45 * first.shape[0] + 1.6
+    fig, axs = plt.subplots(rows, cols, figsize=(w * cols, h * rows), squeeze=False, layout="constrained")
+    cmap = plt.get_cmap("viridis")
     for ax, (title, t) in zip(axs.flat, parts):
         data = t.to_numpy(float) * scale
-        im = ax.imshow(data, cmap=cmap, aspect="auto")
-        finite = data[np.isfinite(data)]
-        mid = (finite.min() + finite.max()) / 2 if finite.size else 0.0
+        oriented = data if metric.higher_is_better else -data
+        if per_column:  # each column from its worst (dark) to its best (bright)
+            low, high = np.nanmin(oriented, axis=0), np.nanmax(oriented, axis=0)
+            span = np.where(high > low, high - low, 1.0)
+            shade = (oriented - low) / span
+            shade = np.where(np.isfinite(shade), shade, np.nan)
+            ax.imshow(shade, cmap=cmap, vmin=0, vmax=1, aspect="auto")
+        else:
+            im = ax.imshow(data, cmap=cmap if metric.higher_is_better else cmap.reversed(), aspect="auto")
+            finite = oriented[np.isfinite(oriented)]
+            low_all, high_all = (finite.min(), finite.max()) if finite.size else (0.0, 1.0)
+            shade = (oriented - low_all) / (high_all - low_all if high_all > low_all else 1.0)
+            fig.colorbar(im, ax=ax, shrink=0.8).ax.tick_params(labelsize=7)
         for (i, j), v in np.ndenumerate(data):
             if np.isfinite(v):
-                dark = (v < mid) == metric.higher_is_better
+                dark = shade[i, j] < 0.5  # viridis is dark at its low end
                 ax.text(j, i, f"{v:.2f}" if metric.percent else f"{v:.3g}", ha="center", va="center", fontsize=7,
                         color="white" if dark else "black")
-        ax.set_xticks(range(t.shape[1]), [plain(x) for x in t.columns], rotation=30, ha="right", fontsize=7)
-        ax.set_yticks(range(t.shape[0]), [plain(x) for x in t.index], fontsize=7)
-        ax.set_xlabel(plain(b), fontsize=8)
+        ax.set_xticks(range(t.shape[1]), _tick_labels(t.columns), fontsize=7)
+        ax.set_yticks(range(t.shape[0]), _tick_labels(t.index, 28), fontsize=7)
+        ax.set_xlabel(plain(b) + (" (colour: each column's own scale)" if per_column else ""), fontsize=8)
         ax.set_ylabel(plain(a), fontsize=8)
         ax.set_title(plain(title), fontsize=8)
-        fig.colorbar(im, ax=ax, shrink=0.8).ax.tick_params(labelsize=7)
     for ax in list(axs.flat)[n:]:
         ax.axis("off")
     fig.suptitle(f"{fmt.heading(metric)}: mean over seeds", fontsize=10)
-    fig.tight_layout()
     return fig
 
 

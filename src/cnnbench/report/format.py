@@ -72,8 +72,7 @@ def mean_std(mean, std, metric: Metric) -> str:
 def interval(low, high, metric: Metric) -> str:
     if missing(low) or missing(high):
         return DASH
-    if metric.percent:  # a fraction cannot leave [0, 1]; with few seeds a t-interval can reach past it
-        low, high = max(float(low), 0.0), min(float(high), 1.0)
+    # not clipped to [0, 100] %: an interval of a mean that reaches past it says the sample is too small
     return f"[{value(low, metric)}, {value(high, metric)}]"
 
 

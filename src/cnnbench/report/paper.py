@@ -4,6 +4,10 @@
   against the best); the best in bold, † where not significantly worse than the best.
 - `configurations_x_cells.*` (several cells, e.g. datasets): a configuration per row, a cell per
   column — the seed papers' loss × dataset layout; per column the best in bold, † as above.
+- `pairwise.*`: every comparison made (a, b, test, statistic, raw p, Holm-adjusted p, rank-biserial r,
+  mean paired difference with its 95% interval; Bayesian probabilities with a rope); `nemenyi.csv`: the
+  Nemenyi p-values behind the critical-difference diagrams; `metrics.*`: each configuration's test
+  accuracy, NLL, ECE, macro-F1 and top-5 accuracy (those stored) and its time per run and in all.
 - `AXIS_x_AXIS.*` for every two axes that vary (e.g. `model_x_optimizer`): the means of the
   configurations, one table per combination of the other axes; the best of each table in bold.
 
@@ -19,6 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..analysis.names import file_stems
 from ..metrics import Metric
 from . import escape, files
 from . import format as fmt
@@ -48,13 +53,13 @@ def configuration_means(sc) -> pd.DataFrame:
         runs = cell.runs.assign(_config=config_names(sc, cell.runs))
         axis_cols = [c for c in runs.columns if c.startswith("axis.")]
         axes = runs.drop_duplicates("_config").set_index("_config")[axis_cols]
-        top = cell.comparison.ranking["mean"].iloc[0] if len(cell.comparison.ranking) else None
         for r in cell.comparison.ranking.itertuples():
             values = axes.loc[r.config].dropna().to_dict() if r.config in axes.index else {}
-            rows.append({"cell": cell.name, **{f"axis.{k}": v for k, v in cell.keys.items()},
+            rows.append({"cell": cell.name, "cell_label": cell.label, **{f"axis.{k}": v for k, v in cell.keys.items()},
                          **values, "config": r.config, "mean": r.mean, "std": r.std, "n": r.n,
-                         "rank": r.rank, "best": r.mean == top,
-                         "tied_with_best": bool(r.tied_with_best) and cell.comparison.decisive})
+                         "rank": r.rank, "best": bool(r.best),
+                         "tied_with_best": bool(r.tied_with_best) and bool(r.can_reject_vs_best)
+                         and cell.comparison.decisive})
     return pd.DataFrame(rows)
 
 
@@ -101,7 +106,7 @@ def _numeric_column(table: Table, j: int) -> bool:
 
 
 def _slug(s: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "-", str(s)).strip("-").lower()[:60] or "x"
+    return file_stems([s], fallback="x")[str(s)]
 
 
 _PREAMBLE = ("% cnnbench tables; needs \\usepackage{booktabs}. "
@@ -118,7 +123,7 @@ def paper_ranking(c, metric: Metric) -> Table:
     rows = []
     for row, r in zip(full.rows, c.ranking.itertuples()):
         row = [row[j] for j in keep]
-        if r.Index != 0 and bool(r.tied_with_best) and c.decisive:
+        if not bool(r.best) and bool(r.tied_with_best) and bool(r.can_reject_vs_best) and c.decisive:
             row[3] = row[3]._replace(text=row[3].text + f" {TIED_MARK}")
         rows.append(row)
     return Table([full.header[j] for j in keep], rows)
@@ -155,7 +160,8 @@ def configurations_x_cells(means: pd.DataFrame, metric: Metric) -> tuple[Table, 
         rows.append(row)
     wide = means.pivot_table(index="config", columns="cell", values="mean", sort=False)
     wide = wide.reindex(index=configs, columns=cells)
-    return Table(["configuration", *cells], rows), wide.reset_index()
+    labels = dict(zip(means["cell"], means["cell_label"])) if "cell_label" in means else {}
+    return Table(["configuration", *(labels.get(c, c) for c in cells)], rows), wide.reset_index()
 
 
 def axis_pair_means(means: pd.DataFrame, a: str, b: str, value: str = "mean") -> list[tuple[str, pd.DataFrame]]:
@@ -292,14 +298,16 @@ def write_all(sc, out: Path) -> list[Path]:
         written.append(files.write_text(out / name, text))
 
     put("ranking.csv", ranking_frame(sc).to_csv(index=False))
+    written += write_statistics_files(sc, out)
     md, tex = [], [_PREAMBLE]
+    stems = file_stems(cell.name for cell in sc.cells)
     for cell in sc.cells:
         c = cell.comparison
         t = paper_ranking(c, metric)
         marks = (f"{TIED_MARK}: not significantly worse than the best (Wilcoxon, Holm, α = {c.alpha:g})" if c.decisive
                  else f"no pairwise test could separate configurations with {int(c.ranking['n'].min())} seeds")
-        md += [f"## {escape.markdown(cell.name)}", "", markdown(t), "", escape.markdown(marks + "."), ""]
-        tex += [latex(t, f"{cell.name}: {caption}; {marks}", f"tab:ranking-{_slug(cell.name)}"), ""]
+        md += [f"## {escape.markdown(cell.label)}", "", markdown(t), "", escape.markdown(marks + "."), ""]
+        tex += [latex(t, f"{cell.label}: {caption}; {marks}", f"tab:ranking-{stems[cell.name]}"), ""]
     md.append("Best in bold.")
     put("ranking.md", "\n".join(md) + "\n")
     put("ranking.tex", "\n".join(tex))
@@ -337,4 +345,153 @@ def write_all(sc, out: Path) -> list[Path]:
             latex(t, f"{a} × {b}{': ' + title if title else ''}: {caption}; best "
                      f"{'per column ' if per_column else ''}in bold", f"tab:{stem}-{_slug(title)}")
             for title, t in parts) + "\n")
+    return written
+
+
+# --- every comparison made, the Nemenyi p-values, the other metrics ----------------------------------
+
+
+def pairwise_frame(sc) -> pd.DataFrame:
+    """Every pairwise comparison the analysis made, per cell and across cells: the test used, its statistic,
+    the raw and the Holm-adjusted p-value, the rank-biserial effect size and the mean paired difference
+    (a − b, the metric's units) with its 95% interval; the Bayesian probabilities with a rope."""
+    frames = []
+    parts = [("within cell", cell.name, cell.label, cell.comparison) for cell in sc.cells]
+    if sc.across is not None:
+        parts.append(("across cells", "across cells", "across cells", sc.across))
+    for scope, name, label, c in parts:
+        if c.pairwise is None or c.pairwise.empty:
+            continue
+        t = c.pairwise.rename(columns={"p": "p_raw", "effect_size": "rank_biserial_r"}).copy()
+        t.insert(0, "blocks", c.block_name)
+        t.insert(0, "cell_label", label)
+        t.insert(0, "cell", name)
+        t.insert(0, "scope", scope)
+        frames.append(t)
+    out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if not out.empty:
+        out["metric"] = sc.metric.name
+    return out
+
+
+def nemenyi_frame(sc) -> pd.DataFrame:
+    """The Nemenyi post-hoc p-values (scikit-posthocs) of every comparison that has them, long: cell, a, b, p."""
+    rows = []
+    parts = [(cell.name, cell.comparison) for cell in sc.cells]
+    if sc.across is not None:
+        parts.append(("across cells", sc.across))
+    for name, c in parts:
+        if c.nemenyi is None:
+            continue
+        names = list(c.ranking["config"])
+        for i, a in enumerate(names):
+            for b in names[i + 1:]:
+                rows.append({"cell": name, "a": a, "b": b, "p_nemenyi": float(c.nemenyi.loc[a, b]),
+                             "mean_rank_a": float(c.ranking.set_index("config").loc[a, "mean_rank"]),
+                             "mean_rank_b": float(c.ranking.set_index("config").loc[b, "mean_rank"]),
+                             "critical_difference": c.critical_difference})
+    return pd.DataFrame(rows)
+
+
+OTHER_METRICS = ("test_acc", "test_nll", "test_ece", "test_macro_f1", "test_top5_acc")
+
+
+def metrics_frame(sc) -> pd.DataFrame:
+    """Per cell and configuration (ranking order): mean, std and n over seeds of each stored test metric that
+    any run has (accuracy, NLL, ECE, macro-F1, top-5; a diverged run at chance for accuracies, else left
+    out), and the time per run (mean seconds) and in all."""
+    from ..analysis import scored
+
+    rows = []
+    present = [m for m in OTHER_METRICS if m in sc.runs and sc.runs[m].notna().any()] if not sc.runs.empty else []
+    for cell in sc.cells:
+        runs = cell.runs.assign(_config=config_names(sc, cell.runs))
+        for config in cell.comparison.ranking["config"]:
+            mine = runs[runs["_config"] == config]
+            row = {"cell": cell.name, "cell_label": cell.label, **cell.keys, "config": config}
+            for m in present:
+                values = scored(mine, m).dropna().astype(float)
+                row[f"{m}_mean"] = values.mean() if len(values) else float("nan")
+                row[f"{m}_std"] = values.std() if len(values) > 1 else float("nan")
+                row[f"{m}_n"] = len(values)
+            seconds = pd.to_numeric(mine["seconds"], errors="coerce").dropna()
+            row["seconds_per_run"] = seconds.mean() if len(seconds) else float("nan")
+            row["seconds_total"] = seconds.sum() if len(seconds) else float("nan")
+            row["runs"] = len(mine)
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def metrics_tables(sc, frame: pd.DataFrame | None = None) -> list[tuple[str, Table]]:
+    """Per cell: each configuration's test metrics (mean ± std over seeds) and its time per run; the
+    best of each metric's column in bold."""
+    from .. import metrics as metrics_mod
+
+    frame = metrics_frame(sc) if frame is None else frame
+    if frame.empty:
+        return []
+    present = [m for m in OTHER_METRICS if f"{m}_mean" in frame]
+    out = []
+    for _, part in frame.groupby("cell", sort=False):
+        best = {}
+        for m in present:
+            means = part[f"{m}_mean"].dropna()
+            best[m] = (means.max() if metrics_mod.get(m).higher_is_better else means.min()) if len(means) else None
+        rows = []
+        for r in part.to_dict("records"):
+            row = [Entry(str(r["config"])), Entry(fmt.count(r["runs"]), float(r["runs"]))]
+            for m in present:
+                metric = metrics_mod.get(m)
+                row.append(Entry(fmt.mean_std(r[f"{m}_mean"], r[f"{m}_std"], metric), fmt.number(r[f"{m}_mean"]),
+                                 strong=best[m] is not None and r[f"{m}_mean"] == best[m]))
+            row += [Entry(fmt.seconds(r["seconds_per_run"]), fmt.number(r["seconds_per_run"])),
+                    Entry(fmt.seconds(r["seconds_total"]), fmt.number(r["seconds_total"]))]
+            rows.append(row)
+        header = ["configuration", "runs", *(fmt.heading(metrics_mod.get(m)) + ": mean ± std" for m in present),
+                  "time per run", "time in all"]
+        out.append((str(part["cell_label"].iloc[0]), Table(header, rows)))
+    return out
+
+
+def write_statistics_files(sc, out: Path) -> list[Path]:
+    """pairwise.{csv,md,tex}, nemenyi.csv and metrics.{csv,md,tex}; the paths written."""
+    from .tables import pairwise as pairwise_table
+
+    written: list[Path] = []
+
+    def put(name: str, text: str) -> None:
+        written.append(files.write_text(out / name, text))
+
+    frame = pairwise_frame(sc)
+    if not frame.empty:
+        put("pairwise.csv", frame.to_csv(index=False))
+        parts = [(cell.label, cell.comparison) for cell in sc.cells]
+        if sc.across is not None:
+            parts.append(("across cells", sc.across))
+        parts = [(title, c) for title, c in parts if c.pairwise is not None and not c.pairwise.empty]
+        what = ("every pairwise comparison made: the test, its statistic, the raw and the Holm-adjusted p-value "
+                "(Holm over the comparisons of the same cell), the rank-biserial r and the mean paired difference "
+                "a − b with its 95% interval")
+        put("pairwise.md", "\n\n".join(f"## {escape.markdown(title)}\n\n{markdown(pairwise_table(c, sc.metric))}"
+                                       for title, c in parts) + f"\n\n{escape.markdown(what.capitalize())}.\n")
+        put("pairwise.tex", _PREAMBLE + "\n\n".join(
+            latex(pairwise_table(c, sc.metric), f"{title}: {what}", f"tab:pairwise-{_slug(title)}")
+            for title, c in parts) + "\n")
+    if getattr(sc, "aggregates", None) is not None:  # rliable's aggregates across cells
+        put("aggregates.csv", sc.aggregates.table.to_csv(index=False))
+        put("probability_of_improvement.csv", sc.aggregates.improvement.to_csv(index=False))
+    nemenyi = nemenyi_frame(sc)
+    if not nemenyi.empty:
+        put("nemenyi.csv", nemenyi.to_csv(index=False))
+    frame = metrics_frame(sc)
+    if not frame.empty:
+        parts2 = metrics_tables(sc, frame)
+        what = "test metrics, mean ± std over seeds, and time per configuration; best per metric in bold"
+        one = len(parts2) == 1
+        put("metrics.csv", frame.to_csv(index=False))
+        put("metrics.md", "\n\n".join(("" if one else f"## {escape.markdown(cell)}\n\n") + markdown(t)
+                                      for cell, t in parts2) + f"\n\n{escape.markdown(what.capitalize())}.\n")
+        put("metrics.tex", _PREAMBLE + "\n\n".join(
+            latex(t, ("" if one else f"{cell}: ") + what, f"tab:metrics{'' if one else '-' + _slug(cell)}")
+            for cell, t in parts2) + "\n")
     return written

@@ -133,3 +133,105 @@ def _spec_name(spec) -> str:
     if isinstance(spec, dict):
         return str(spec.get("name", fmt.DASH))
     return fmt.DASH if spec is None else str(spec)
+
+
+# --- what wrote the report, and the data it is about ---------------------------------------------------
+
+ANALYSIS_PACKAGES = ("numpy", "scipy", "pandas", "scikit-posthocs", "baycomp", "matplotlib")
+
+
+def git_commit(path: Path) -> str | None:
+    """The commit of the git checkout holding `path` ("+ uncommitted changes" when its tracked files
+    differ), or None when it is not in one (an installed wheel) or git is missing."""
+    import subprocess
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", str(path), *args], capture_output=True, text=True, timeout=10,
+                                  check=False)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    if not commit:
+        return None
+    dirty = git("status", "--porcelain", "--untracked-files=no", "--", ".")
+    return commit[:12] + (" + uncommitted changes" if dirty else "")
+
+
+def software() -> list[list[str]]:
+    """(package, version) of cnnbench — with its git commit when it runs from a checkout — and of the
+    packages the statistics and figures come from. These wrote the report; the runs' own versions are in
+    the environment table."""
+    from importlib import metadata
+
+    from .. import __version__
+
+    here = Path(__file__).resolve().parent
+    commit = git_commit(here)
+    rows = [["cnnbench", f"{__version__}" + (f" (git {commit})" if commit else " (not a git checkout)")]]
+    for name in ANALYSIS_PACKAGES:
+        try:
+            rows.append([name, metadata.version(name)])
+        except metadata.PackageNotFoundError:
+            rows.append([name, "not installed"])
+    return rows
+
+
+HASH_LIMIT = 2 * 1024**3  # bytes of source files hashed per dataset; larger ones are named, not hashed
+
+
+def dataset_checksums(runs: pd.DataFrame, data_dir=None) -> list[list[str]]:
+    """Per dataset the runs used: its spec and a SHA-256 of its source files as found here (under
+    `data_dir`, default $CNNBENCH_DATA or ~/.cache/cnnbench), or why there is none. The store records no
+    checksum, so this hashes what this machine has: the same files the runs read only if the data were
+    not replaced since."""
+    import hashlib
+
+    from ..data import datasets
+
+    specs: dict[str, dict] = {}
+    for r in runs.itertuples():
+        config = json.loads(r.config) if isinstance(r.config, str) else {}
+        spec = config.get("dataset")
+        if spec is not None:
+            specs.setdefault(json.dumps(spec, sort_keys=True), spec)
+    rows = []
+    for spec in specs.values():
+        shown = _spec_text(spec)
+        try:
+            source, _, _ = datasets._source(spec)
+            root = datasets.default_data_dir(data_dir)
+            found = source.locate(root)
+        except Exception as e:
+            rows.append([shown, f"not recorded ({type(e).__name__})"])
+            continue
+        if found is None:
+            rows.append([shown, f"not recorded (its files are not under {root} here)"])
+            continue
+        paths = sorted({Path(p) for p in found})
+        if not paths:
+            rows.append([shown, "not recorded (no source file: the data come with a library)"])
+            continue
+        files_ = [f for p in paths for f in ([p] if p.is_file() else sorted(x for x in p.rglob("*") if x.is_file()))]
+        size = sum(f.stat().st_size for f in files_)
+        if size > HASH_LIMIT:
+            rows.append([shown, f"not hashed ({size / 1024**3:.1f} GB in {len(files_)} files)"])
+            continue
+        digest = hashlib.sha256()
+        for f in files_:
+            digest.update(f.name.encode("utf-8") + b"\0")
+            with open(f, "rb") as fh:
+                for chunk in iter(lambda fh=fh: fh.read(1 << 20), b""):
+                    digest.update(chunk)
+        plural = "s" if len(files_) != 1 else ""
+        rows.append([shown, f"sha256 {digest.hexdigest()[:16]} of {len(files_)} source file{plural}"])
+    return rows
+
+
+def _spec_text(spec) -> str:
+    if isinstance(spec, dict):
+        options = ", ".join(f"{k}={v}" for k, v in spec.items() if k != "name" and v is not None)
+        return f"{spec.get('name')}" + (f" ({options})" if options else "")
+    return str(spec)

@@ -45,24 +45,34 @@ def num(x, shown: str) -> Entry:
 
 def ranking(c, metric: Metric) -> Table:
     """A comparison's ranked configurations: mean ± std over the blocks (seeds), the 95% interval of
-    the mean, mean rank, and against the best: the Holm-adjusted p-value of the Wilcoxon test and the
-    mean paired difference (this − best); the mark says which are not significantly worse."""
+    the mean, mean rank, and against the best: the Holm-adjusted p-value of the pairwise test and the
+    mean paired difference (this − best); the mark says which are not significantly worse. Every
+    configuration exactly tied for best (equal values in every block) is "best" and bold."""
     header = ["#", "configuration", "n", f"{fmt.heading(metric)}: mean ± std", "95% CI", "mean rank",
-              "p vs best (Holm)", f"Δ vs best{' (points)' if metric.percent else ''}", "vs best", "notes"]
+              "p vs best (Holm-adjusted)", f"Δ vs best{' (points)' if metric.percent else ''}", "vs best", "test",
+              "notes"]
     rows = []
+    tied_best = int(c.ranking["best"].astype(bool).sum()) > 1 if "best" in c.ranking else False
     for r in c.ranking.itertuples():
-        best = r.Index == 0
+        best = _true(getattr(r, "best", r.Index == 0))
         if best:
-            mark = "best"
+            mark = "best (tied: equal in every block)" if tied_best else "best"
         elif not getattr(c, "decisive", True):  # no test could have told them apart: no mark either way
-            mark = "not testable (too few seeds)"
+            mark = f"not testable (too few {getattr(c, 'block_name', 'blocks')})"
+        elif fmt.missing(getattr(r, "p_raw_vs_best", 0.0)):
+            mark = f"not tested (fewer than 3 {getattr(c, 'block_name', 'blocks')} shared with the best)"
+        elif not _true(getattr(r, "can_reject_vs_best", True)):
+            mark = f"not testable (its test cannot reach α with these {getattr(c, 'block_name', 'blocks')})"
         else:
             mark = f"{TIED_MARK} not significantly worse" if _true(r.tied_with_best) else "significantly worse"
+        test = getattr(r, "test_vs_best", "") or ""
+        shown_test = isinstance(test, str) and not best and not fmt.missing(getattr(r, "p_raw_vs_best", None))
         rows.append([num(r.rank, fmt.count(r.rank)), text(r.config), num(r.n, fmt.count(r.n)),
                      Entry(fmt.mean_std(r.mean, r.std, metric), fmt.number(r.mean), strong=best),
                      num(r.ci_low, fmt.interval(r.ci_low, r.ci_high, metric)),
-                     num(r.mean_rank, fmt.fixed(r.mean_rank)), num(r.p_vs_best, fmt.p_value(r.p_vs_best)),
-                     num(r.effect_vs_best, fmt.difference(r.effect_vs_best, metric)), text(mark), text(_failures(r))])
+                     num(r.mean_rank, fmt.fixed(r.mean_rank)), num(r.p_holm_vs_best, fmt.p_value(r.p_holm_vs_best)),
+                     num(r.effect_vs_best, fmt.difference(r.effect_vs_best, metric)), text(mark),
+                     text(test if shown_test else ""), text(_failures(r))])
     return Table(header, rows)
 
 
@@ -77,20 +87,24 @@ def _failures(r) -> str:
 
 
 def pairwise(c, metric: Metric) -> Table:
-    """Every pair of configurations the comparison tested, with the Bayesian probabilities when a
-    region of practical equivalence (rope) was given."""
+    """Every pair of configurations the comparison tested: the test used (and the Shapiro–Wilk p of the
+    differences where normality was checked), the raw and the Holm-adjusted p, the effect sizes, and the
+    Bayesian probabilities when a region of practical equivalence (rope) was given."""
     pw = c.pairwise
     if pw is None or pw.empty:
         return Table([], [])
     bayes = "p_equivalent" in pw.columns and pw["p_equivalent"].notna().any()
-    header = ["a", "b", "n", "test", "statistic", "p", "p (Holm)", "significant",
-              f"mean a − b{' (points)' if metric.percent else ''}", "95% CI of a − b", "rank-biserial r"]
+    normality = "normality_p" in pw.columns and pw["normality_p"].notna().any()
+    header = ["a", "b", "n", "test", *(["Shapiro–Wilk p"] if normality else []), "statistic", "p (raw)",
+              "p (Holm-adjusted)", "significant", f"mean a − b{' (points)' if metric.percent else ''}",
+              "95% CI of a − b", "rank-biserial r"]
     if bayes:
         header += ["P(a better)", "P(equivalent)", "P(b better)"]
     rows = []
     for r in pw.itertuples():
         sig = DASH if fmt.missing(r.p_holm) else ("yes" if _true(r.significant) else "no")
         row = [text(r.a), text(r.b), num(r.n, fmt.count(r.n)), text(r.test),
+               *([num(r.normality_p, fmt.p_value(r.normality_p))] if normality else []),
                num(r.statistic, fmt.statistic(r.statistic)),
                num(r.p, fmt.p_value(r.p)), num(r.p_holm, fmt.p_value(r.p_holm)), text(sig),
                num(r.mean_diff, fmt.difference(r.mean_diff, metric)),
@@ -116,18 +130,45 @@ def _p_is(p) -> str:
 
 
 def friedman_line(c) -> str:
-    """The omnibus test and the critical difference, or why there is none."""
+    """The omnibus test and the critical difference, or why there is none: the exact p-value where the
+    arrangements of the ranks could be enumerated, else the χ² and Iman–Davenport approximations, named."""
     f = c.friedman
+    blocks = getattr(c, "block_name", "blocks")
     if not f:
-        return ("Friedman test: not applicable here (it needs at least 3 configurations and 2 blocks "
-                "that all of them share); see the notes.")
-    line = (f"Friedman test over {f['k']} configurations × {f['n']} blocks: χ² = {fmt.statistic(f['statistic'])}, "
-            f"p {_p_is(f['pvalue'])}; Iman–Davenport F = {fmt.statistic(f.get('iman_davenport_f'))}, "
-            f"p {_p_is(f.get('iman_davenport_p'))}.")
+        return (f"Friedman test: none here (it needs at least 3 configurations and 3 {blocks} that all of them "
+                "share); see the notes.")
+    head = f"Friedman test over {f['k']} configurations × {f['n']} {blocks}: χ²_F = {fmt.statistic(f['statistic'])}, "
+    if not fmt.missing(f.get("exact_p")):
+        line = (head + f"exact p {_p_is(f['exact_p'])} (every arrangement of the ranks within each of the "
+                f"{blocks} counted); Iman–Davenport F = {fmt.statistic(f.get('iman_davenport_f'))}.")
+    else:
+        line = (head + f"p {_p_is(f['pvalue'])} (χ² approximation); Iman–Davenport F = "
+                f"{fmt.statistic(f.get('iman_davenport_f'))}, p {_p_is(f.get('iman_davenport_p'))} (F approximation, "
+                "used in the verdict: too many arrangements to count the exact distribution).")
     if not fmt.missing(c.critical_difference):
         line += (f" Nemenyi critical difference at α = {c.alpha:g}: {fmt.fixed(c.critical_difference)} mean-rank "
                  f"units (configurations whose mean ranks differ by less are not told apart).")
     return line
+
+
+def aggregates(agg, metric: Metric) -> tuple[Table, Table]:
+    """rliable's aggregates across cells: each configuration's IQM and mean over all its runs with their
+    stratified-bootstrap 95% intervals, beside Demšar's mean ranks; and the probability of improvement of
+    the best IQM over each other configuration."""
+    header = ["configuration", "runs", "cells", f"IQM{fmt.unit(metric)}", "95% CI (bootstrap)",
+              f"mean{fmt.unit(metric)}", "95% CI (bootstrap) "]
+    rows = [[text(r.config), num(r.runs, fmt.count(r.runs)), num(r.tasks, fmt.count(r.tasks)),
+             Entry(fmt.value(r.iqm, metric), fmt.number(r.iqm), strong=r.Index == 0),
+             num(r.iqm_ci_low, fmt.interval(r.iqm_ci_low, r.iqm_ci_high, metric)),
+             num(r.mean, fmt.value(r.mean, metric)),
+             num(r.mean_ci_low, fmt.interval(r.mean_ci_low, r.mean_ci_high, metric))]
+            for r in agg.table.itertuples()]
+    def interval(r) -> str:
+        return DASH if fmt.missing(r.ci_low) else f"[{fmt.probability(r.ci_low)}, {fmt.probability(r.ci_high)}]"
+
+    poi = [[text(r.a), text(r.b), num(r.p_improvement, fmt.probability(r.p_improvement)), num(r.ci_low, interval(r))]
+           for r in agg.improvement.itertuples()]
+    return Table(header, rows), Table(["a (best IQM)", "b", "P(a better than b)", "95% CI (bootstrap)"], poi)
 
 
 # --- study-wide ----------------------------------------------------------------------------------
