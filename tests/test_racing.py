@@ -379,3 +379,28 @@ def test_a_race_after_a_learning_rate_search_races_the_chosen_rates(tmp_path):
     for cell in race.cells:
         for config in cell.alive:
             assert sum(1 for r in finals if r[0] == config) == 3
+
+
+def test_a_raced_cell_is_ranked_as_the_race_decided():
+    from cnnbench.analysis.raced import compare_raced
+
+    got = stored(VALUES, upto=4)
+    got.update({f"digits/{c}/{s}": ("done", VALUES[c][i]) for c in "AB" for i, s in enumerate(SEEDS) if i >= 4})
+    race = racing.replay(spec(), SEEDS, grid(VALUES), got, higher_is_better=True)
+    assert race.beyond == ["digits/C/13"]  # C's fourth seed ran, but C had left after three: not ranked
+    (cell,) = race.cells
+    long = [{"config": c, "block": s, "value": v} for key, (st, v) in got.items() if key not in race.beyond
+            for _, c, s in [key.split("/")]]
+    import pandas as pd
+
+    cmp = compare_raced(pd.DataFrame(long).astype({"block": int}), cell, higher_is_better=True, test="auto",
+                        block_name="seeds")
+    r = cmp.ranking.set_index("config")
+    assert list(cmp.ranking["config"]) == ["A", "B", "D", "C"]  # survivors, then by the round they left
+    assert r.loc["B", "left_race"] == "" and r.loc["B", "n"] == 6
+    assert r.loc["C", "left_race"].startswith("left the race in round 3: significantly worse than A")
+    assert r.loc["C", "n"] == 3 and r.loc["D", "n"] == 4
+    assert r.loc["D", "p_holm_vs_best"] == pytest.approx(cell.eliminated["D"].p_holm)
+    assert r.loc["C", "effect_vs_best"] == pytest.approx(-cell.eliminated["C"].mean_diff)
+    assert not r.loc["C", "tied_with_best"] and not r.loc["D", "tied_with_best"]
+    assert "2 configurations left the race" in cmp.verdict and "after 3 seeds: C" in cmp.verdict

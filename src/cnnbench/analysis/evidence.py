@@ -30,6 +30,7 @@ from .aggregate import Aggregates, aggregates
 from .compare import Comparison, compare
 from .frames import final_runs, history_frame, runs_frame, scored
 from .names import display_names
+from .raced import compare_raced
 
 FINISHED = ("done", "diverged")
 DEFAULT_SETTINGS = {"metric": metrics_mod.DEFAULT, "alpha": 0.05, "rope": None, "cells": ["dataset"],
@@ -264,6 +265,9 @@ def compare_study(study_dirs, metric: str | None = None, cells: list[str] | None
     fmt = lambda x: format_value(m, x)  # noqa: E731
     fmt_diff = lambda x: format_difference(m, x)  # noqa: E731
     groups = frame.groupby(cell_cols, sort=False) if cell_cols else [((), frame)]
+    # a raced study ranked by the metric it raced on: each cell as its race decided (analysis/raced.py)
+    raced_cells = ({c.name: c for c in race.cells} if race is not None and race.settings["metric"] == m.name
+                   else {})
     for key, g in groups:
         key = key if isinstance(key, tuple) else (key,)
         keys = dict(zip(sc.cell_keys, key))
@@ -272,8 +276,10 @@ def compare_study(study_dirs, metric: str | None = None, cells: list[str] | None
                                                                  "_value": "value"})
         long = long.groupby(["config", "block"], as_index=False)["value"].mean()
         # the seeds are replicates of one experiment: the paired t-test where the differences look normal
-        cmp = compare(long, higher_is_better=m.higher_is_better, alpha=sc.alpha, rope=sc.rope, pairs=pairs,
-                      what=m.label, fmt=fmt, fmt_diff=fmt_diff, test="auto", block_name="seeds")
+        settings = dict(higher_is_better=m.higher_is_better, alpha=sc.alpha, rope=sc.rope, pairs=pairs,
+                        what=m.label, fmt=fmt, fmt_diff=fmt_diff, test="auto", block_name="seeds")
+        cell_race = raced_cells.get(name)
+        cmp = compare_raced(long, cell_race, **settings) if cell_race is not None else compare(long, **settings)
         cmp.notes += _equivalence_notes(g)
         sc.cells.append(Cell(name, keys, g.drop(columns=["_value"]).rename(columns={"_config": "config"}), cmp))
     labels = display_names(c.name for c in sc.cells)

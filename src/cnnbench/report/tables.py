@@ -55,8 +55,11 @@ def ranking(c, metric: Metric) -> Table:
     tied_best = int(c.ranking["best"].astype(bool).sum()) > 1 if "best" in c.ranking else False
     for r in c.ranking.itertuples():
         best = _true(getattr(r, "best", r.Index == 0))
+        left_race = getattr(r, "left_race", "")
         if best:
             mark = "best (tied: equal in every block)" if tied_best else "best"
+        elif isinstance(left_race, str) and left_race:  # a raced study: what the race decided (analysis/raced.py)
+            mark = left_race
         elif not getattr(c, "decisive", True):  # no test could have told them apart: no mark either way
             mark = f"not testable (too few {getattr(c, 'block_name', 'blocks')})"
         elif fmt.missing(getattr(r, "p_raw_vs_best", 0.0)):
