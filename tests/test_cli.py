@@ -492,3 +492,23 @@ def test_run_starts_the_forkserver_early_only_where_a_pool_is_likely(tmp_path, m
     assert code == (0 if "--dry-run" in args else 130)
     assert calls == (["start"] if started else [])
     assert forkserver.PRELOAD[:2] == ["cnnbench.execution", "cnnbench.executors.local"]
+
+
+def test_main_called_from_python_puts_its_sigint_handler_back(tmp_path, monkeypatch, capsys):
+    """A test suite or a notebook kernel that called main() still stops on Ctrl-C afterwards."""
+    from cnnbench import cli
+
+    ours = signal.getsignal(signal.SIGINT)
+    assert main(["list", "schedules"]) == 0
+    assert signal.getsignal(signal.SIGINT) is ours
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "cmd_list", interrupted)
+    assert main(["list", "losses"]) == 130
+    assert capsys.readouterr().err.strip().splitlines() == [cli.INTERRUPTED]
+    assert signal.getsignal(signal.SIGINT) is ours
+    with pytest.raises(KeyboardInterrupt):  # and Ctrl-C works again
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(1)

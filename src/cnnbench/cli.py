@@ -7,23 +7,59 @@ import importlib
 import json
 import signal
 import sys
+import threading
+from contextlib import contextmanager
 
 from .errors import UserError
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return the exit status. `argv` None: the `cnnbench` program itself (the
+    process ends after this); a list: a call from Python (a test, a notebook), whose SIGINT handler is
+    put back as it was.
+
+    Ctrl-C at any moment prints one line and exits 130: while modules import it takes effect once they
+    have (an import of torch or numpy interrupted halfway fails on its next use with a traceback); once
+    the command is over, the program ignores SIGINT, because a handler of Python's is reset during
+    the interpreter's shutdown, where a Ctrl-C would turn the exit status into −2."""
+    program = argv is None
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = build_parser(argv)
-    args = parser.parse_args(argv)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGINT) if in_main_thread else None
+    said = []
     try:
+        try:
+            return _main(argv, said)
+        finally:
+            if in_main_thread:
+                if program:
+                    ignore_sigint()
+                elif previous is not None:
+                    signal.signal(signal.SIGINT, previous)
+    except KeyboardInterrupt:  # in the instant between the command's end and the lines above
+        if in_main_thread and program:
+            ignore_sigint()
+        if not said:
+            print(INTERRUPTED, file=sys.stderr)
+        return 130
+
+
+INTERRUPTED = "cnnbench: interrupted; run the same command again to resume"
+
+
+def _main(argv: list[str], said: list) -> int:
+    try:
+        with sigint_deferred():  # `cnnbench paths` imports torch to declare its arguments
+            args = build_parser(argv).parse_args(argv)
+        if args.command != "run":  # `run` starts its forkserver first
+            _import_for(args.command)
         return args.func(args) or 0
     except UserError as e:
         print(f"cnnbench: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        # A second Ctrl-C while the interpreter shuts down would end the process with -2 instead of 130.
-        signal.signal(signal.SIGINT, lambda *_: None)
-        print("cnnbench: interrupted; run the same command again to resume", file=sys.stderr)
+        said.append(True)
+        print(INTERRUPTED, file=sys.stderr)
         return 130
     except OSError as e:  # a path we cannot write, a full disk: one line, not a traceback
         from .errors import environment_fault
@@ -31,6 +67,68 @@ def main(argv: list[str] | None = None) -> int:
         fault = environment_fault(e, e.filename or "")
         print(f"cnnbench: error: {fault or e}", file=sys.stderr)
         return 2 if fault else 1
+
+
+def _noop(signum, frame) -> None:
+    """A SIGINT handler that does nothing (see `ignore_sigint`)."""
+
+
+def _run_pending() -> None:
+    """Calling a Python function lets the interpreter run the signal handlers it has pending."""
+
+
+def ignore_sigint() -> None:
+    """Ignore SIGINT (SIG_IGN, which survives the interpreter's shutdown), without Python's "Signal 2
+    ignored due to race condition" for a Ctrl-C that arrived but whose handler has not run yet: a
+    no-op handler first, SIGINT blocked, pending handlers run, then SIG_IGN (which discards a blocked
+    SIGINT), then unblocked."""
+    signal.signal(signal.SIGINT, _noop)
+    blocked = hasattr(signal, "pthread_sigmask")
+    if blocked:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        _run_pending()
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    finally:
+        if blocked:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+@contextmanager
+def sigint_deferred():
+    """A Ctrl-C inside the block takes effect at its end (KeyboardInterrupt), not inside an import.
+    Does nothing where SIGINT is ignored (a background job) or outside the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is signal.SIG_IGN:
+        yield
+        return
+    pressed = []
+    signal.signal(signal.SIGINT, lambda *_: pressed.append(True))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
+    if pressed:
+        raise KeyboardInterrupt
+
+
+# What each command imports before it starts (under `sigint_deferred`).
+STARTUP_IMPORTS = {
+    "run": ("torch", "pandas", "cnnbench.api", "cnnbench.runner", "cnnbench.executors.local", "cnnbench.train",
+            "cnnbench.analysis", "cnnbench.report"),
+    "report": ("pandas", "cnnbench.analysis", "cnnbench.report"),
+    "evaluate": ("torch", "cnnbench.saving", "cnnbench.train"),
+    "summary": ("torch", "cnnbench.models"),
+}
+
+
+def _import_for(command: str) -> None:
+    with sigint_deferred():
+        for module in STARTUP_IMPORTS.get(command, ()):
+            importlib.import_module(module)
 
 
 # Subcommands whose modules import torch: their arguments are declared only when that subcommand is
@@ -175,14 +273,16 @@ def _format_confusion(matrix: list[list[int]], names: list[str]) -> str:
 def cmd_run(args) -> int:
     from contextlib import ExitStack
 
-    from .api import Study
     from .executors import forkserver
 
-    if not args.dry_run and forkserver.likely_needed(args.workers, args.executor, args.device):
-        # first, without torch: the server imports torch and the engine while this process imports its own
-        # (reading the study imports torch) and plans, instead of after (the pool finds it running; same
-        # preload, same SIGINT handling)
-        forkserver.start()
+    with sigint_deferred():
+        if not args.dry_run and forkserver.likely_needed(args.workers, args.executor, args.device):
+            # first, without torch: the server imports torch and the engine while this process imports its
+            # own and plans, instead of after (the pool finds it running; same preload, same SIGINT handling)
+            forkserver.start()
+    _import_for("run")
+    from .api import Study
+
     console = _console()
     study = Study.from_toml(args.study)
     options = dict(data_dir=args.data_dir, device=args.device, workers=args.workers, executor=args.executor,
