@@ -512,3 +512,25 @@ def test_main_called_from_python_puts_its_sigint_handler_back(tmp_path, monkeypa
     with pytest.raises(KeyboardInterrupt):  # and Ctrl-C works again
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(1)
+
+
+def test_version(capsys):
+    from importlib import metadata
+
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(f"cnnbench {metadata.version('cnnbench')}") and f"torch {metadata.version('torch')}" in line
+    import cnnbench
+
+    assert cnnbench.__version__ == metadata.version("cnnbench")
+
+
+@pytest.mark.parametrize("name", ["out[/]x", "res [v2]", "[bold]x[/bold]"])
+def test_paths_and_labels_are_printed_as_they_are_not_as_markup(tmp_path, capsys, name):
+    spec = _write(tmp_path, TINY)
+    out = tmp_path / name
+    assert main(["run", str(spec), "-o", str(out), "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    assert str(out) in printed.replace("\n", "")

@@ -147,6 +147,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The command line; with `argv`, only the subcommand it names gets its torch-importing arguments."""
     p = argparse.ArgumentParser(prog="cnnbench", description="Benchmark losses, optimizers and CNNs on image "
                                 "classification: declare a study, run it, get ranked evidence.")
+    p.add_argument("--version", action=_VersionAction, help="print cnnbench's version (and git commit in a "
+                   "checkout), torch's and Python's, then exit")
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("run", help="run a study (default: the built-in study on the embedded digits)")
@@ -211,6 +213,57 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     return p
 
 
+class _VersionAction(argparse.Action):
+    """`--version`, worked out only when asked (a git call in a checkout)."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(version_line())
+        parser.exit()
+
+
+def version_line() -> str:
+    """`cnnbench 0.1.0 (git 1a2b3c4, modified) with torch 2.5.1, Python 3.11.7`: the installed
+    distribution's version; the commit when the package is imported from a git checkout; torch's
+    version from its metadata (torch itself is not imported)."""
+    import platform
+    from importlib import metadata
+    from pathlib import Path
+
+    from . import __version__
+
+    line = f"cnnbench {__version__}"
+    commit = _git_commit(Path(__file__).resolve().parent)
+    if commit:
+        line += f" (git {commit})"
+    try:
+        torch = metadata.version("torch")
+    except metadata.PackageNotFoundError:
+        torch = "not installed"
+    return f"{line} with torch {torch}, Python {platform.python_version()}"
+
+
+def _git_commit(where) -> str | None:
+    """The short commit of the git checkout holding `where` (", modified" with uncommitted changes to
+    tracked files), or None outside a checkout or without git."""
+    import subprocess
+
+    if not any((d / ".git").exists() for d in (where, *where.parents)):
+        return None
+    try:
+        head = subprocess.run(["git", "-C", str(where), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, timeout=5)
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "-C", str(where), "status", "--porcelain", "--untracked-files=no", "."],
+                               capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head.stdout.strip() + (", modified" if dirty.stdout.strip() else "")
+
+
 # --- evaluate -----------------------------------------------------------------------------------
 
 
@@ -273,6 +326,8 @@ def _format_confusion(matrix: list[list[int]], names: list[str]) -> str:
 def cmd_run(args) -> int:
     from contextlib import ExitStack
 
+    from rich.text import Text
+
     from .executors import forkserver
 
     with sigint_deferred():
@@ -302,8 +357,9 @@ def cmd_run(args) -> int:
                 return  # the study refuses to start: nothing more to show
             todo = plan.todo
             what = "learning-rate search runs" if plan.study.meta.tuning else "runs"
-            console.print(f"study [bold]{plan.study.name}[/]: {len(plan.runs)} {what}, {len(plan.runs) - len(todo)} "
-                          f"already finished, {len(todo)} to run → {plan.study_dir}")
+            console.print(Text.assemble("study ", (plan.study.name, "bold"),
+                                        f": {len(plan.runs)} {what}, {len(plan.runs) - len(todo)} "
+                                        f"already finished, {len(todo)} to run → {plan.study_dir}"))
             shown.append(stack.enter_context(_Progress(console, enabled=not args.quiet, verbose=args.verbose)))
 
         result = study.run(args.output, **options, ray_address=args.ray_address, report=False,
@@ -311,8 +367,6 @@ def cmd_run(args) -> int:
     console.print(f"finished in {result.seconds:.1f} s")
     _print_results(console, study.compare(result.study_dir))
     if not args.no_report:
-        from rich.text import Text
-
         console.print(Text(f"report: {study.report(result.study_dir)}"))
     if result.failed:
         print(f"cnnbench: {len(result.failed)} run(s) failed (errors above and in study.db); fix the cause and run "
@@ -322,16 +376,20 @@ def cmd_run(args) -> int:
 
 
 def _print_skipped(console, plan) -> None:
+    from rich.text import Text
+
     for line in plan.skipped:
-        console.print(f"[yellow]skipped[/] {line}")
+        console.print(Text.assemble(("skipped", "yellow"), f" {line}"))
 
 
 def _console():
+    """The console every command prints through. `markup=False`: names, labels and paths are the user's
+    text, printed as they are (`-o 'res [v2]'`); styles are given as `Text` styles, never as markup."""
     from rich.console import Console
 
-    console = Console(highlight=False)
+    console = Console(highlight=False, markup=False)
     if not console.is_terminal:  # piped, logged or captured: don't fold names at 80 columns
-        console = Console(highlight=False, width=200)
+        console = Console(highlight=False, markup=False, width=200)
     return console
 
 
@@ -358,13 +416,13 @@ class _Progress:
         self.seen: dict[str, int] = {}
         self.run_tasks: dict[str, int] = {}
         # the description (long labels) takes what is left, so elapsed and ETA are never squeezed
-        self.progress = Progress(TextColumn("{task.fields[runs]}"), BarColumn(bar_width=24),
+        self.progress = Progress(TextColumn("{task.fields[runs]}", markup=False), BarColumn(bar_width=24),
                                  TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(), TextColumn("ETA"),
                                  TimeRemainingColumn(),
-                                 TextColumn("{task.description}",
+                                 TextColumn("{task.description}", markup=False,
                                             table_column=Column(no_wrap=True, overflow="ellipsis")),
                                  console=console, transient=False, disable=not self.live)
-        self.task = self.progress.add_task("study", total=0, runs="[bold]0/0[/] runs")
+        self.task = self.progress.add_task("study", total=0, runs="0/0 runs")
 
     def __enter__(self):
         self.progress.__enter__()
@@ -374,7 +432,7 @@ class _Progress:
         return self.progress.__exit__(*exc)
 
     def _runs(self) -> str:
-        return f"[bold]{self.runs_done}/{self.runs_total}[/] runs"
+        return f"{self.runs_done}/{self.runs_total} runs"
 
     def update(self, event: dict) -> None:
         if event["event"] == "queued":
