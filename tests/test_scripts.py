@@ -16,12 +16,13 @@ import pytest
 FALLBACK = "running the runs one at a time in this process"
 
 
-def _script(out: Path, *, workers: str = "2", registered: str = "", loss: str = "categorical_crossentropy") -> str:
+def _script(out: Path, *, workers: str = "2", registered: str = "", loss: str = "categorical_crossentropy",
+            report: bool = False) -> str:
     return "import cnnbench\n" + registered + textwrap.dedent(f"""
         study = cnnbench.Study.from_dict({{"name": "script", "seeds": [0, 1], "epochs": 1, "batch_size": 64,
                                           "dataset": "digits", "model": "digits_cnn", "grid": {{"loss": ["{loss}"]}}}},
                                          output={str(out)!r})
-        result = study.run(workers={workers}, report=False)
+        result = study.run(workers={workers}, report={report})
         print("ran", result.ran, "failed", len(result.failed))
         """)
 
@@ -103,6 +104,11 @@ def test_a_loss_registered_in_an_unguarded_main_runs_in_process_with_one_line(tm
     assert "'scripted_mae' is defined in __main__" in proc.stderr
 
 
+def _text(outputs) -> str:
+    """What a cell printed: its streams, and rich's output (display data, shown as HTML and plain text)."""
+    return "".join(o.get("text", "") or o.get("data", {}).get("text/plain", "") + "\n" for o in outputs)
+
+
 @pytest.mark.slow
 def test_study_run_in_a_jupyter_kernel(tmp_path):
     nbformat = pytest.importorskip("nbformat")
@@ -112,7 +118,9 @@ def test_study_run_in_a_jupyter_kernel(tmp_path):
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(_script(out)),
                 nbformat.v4.new_code_cell(_script(tmp_path / "out2", loss="cell_mae",
-                                                  registered=LOSS.replace("scripted_mae", "cell_mae")))]
+                                                  registered=LOSS.replace("scripted_mae", "cell_mae"), report=True)),
+                nbformat.v4.new_code_cell("study.compare()"),
+                nbformat.v4.new_code_cell("study.show_report()")]
     env = {"PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)  # the kernel inherits this process' environment
@@ -125,11 +133,17 @@ def test_study_run_in_a_jupyter_kernel(tmp_path):
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-    first, second = (cell.outputs for cell in nb.cells)
-    text = "".join(o.get("text", "") for o in first)
+    first, second, compared, report = (cell.outputs for cell in nb.cells)
+    text = _text(first)
     assert not [o for o in first if o.output_type == "error"], first
     assert "ran 2 failed 0" in text and FALLBACK not in text, text
+    # progress without ipywidgets: the plan, a line per finished run
+    assert "study script: 2 runs, 0 already finished, 2 to run" in text and "[2/2] done: script seed=" in text, text
     assert _statuses(out) == ["done", "done"]
-    text = "".join(o.get("text", "") for o in second)
+    text = _text(second)
     assert "ran 2 failed 0" in text and "'cell_mae' is defined in __main__" in text, text
     assert _statuses(tmp_path / "out2") == ["done", "done"]
+    html = compared[0]["data"]["text/html"]
+    assert html.startswith("<p><b>Verdict:</b> ") and "<table><caption" in html and "<td>script</td>" in html
+    html = report[0]["data"]["text/html"]
+    assert html.startswith("<iframe srcdoc=") and "&lt;html" in html.lower()

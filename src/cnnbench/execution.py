@@ -410,6 +410,8 @@ def _run_task(task: Task, progress: ProgressFn | None, store, device: torch.devi
         status, error = "done", None
         if history.status == "diverged":
             status, error = "diverged", f"loss became NaN/inf at epoch {history.epoch[-1] + 1}"
+        if progress:  # testing takes a while on a large test set: say so rather than go quiet
+            progress({"event": "evaluating", "key": task.key, "label": task.label})
         metrics_epoch, best_epoch = summary_epoch(history, cfg["early_stopping"])
         last_epoch = metrics_epoch if status == "diverged" else (history.epoch[-1] if history.epoch else None)
         metrics = {**epoch_metrics(history, metrics_epoch), **validation_summary(history, last_epoch)}
