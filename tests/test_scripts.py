@@ -147,3 +147,22 @@ def test_study_run_in_a_jupyter_kernel(tmp_path):
     assert html.startswith("<p><b>Verdict:</b> ") and "<table><caption" in html and "<td>script</td>" in html
     html = report[0]["data"]["text/html"]
     assert html.startswith("<iframe srcdoc=") and "&lt;html" in html.lower()
+
+
+def test_where_workers_cannot_start_the_study_runs_in_process_with_one_line(tmp_path, monkeypatch, capsys):
+    """No forkserver on the platform, no sockets, no file descriptors: one line, then the runs here."""
+    import cnnbench
+    from cnnbench.executors import forkserver
+
+    def cannot(*args, **kwargs):
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(forkserver, "start", cannot)
+    study = cnnbench.Study.from_dict({"name": "nofork", "seeds": [0, 1], "epochs": 1, "batch_size": 64,
+                                      "dataset": "digits", "model": "digits_cnn"}, output=tmp_path / "out")
+    result = study.run(workers=2, report=False, verbose=0)
+    assert result.ran == 2 and not result.failed
+    assert _statuses(tmp_path / "out") == ["done", "done"]
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["cnnbench: worker processes cannot start here (OSError: [Errno 24] Too many open files); "
+                   f"{FALLBACK}"]
