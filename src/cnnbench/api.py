@@ -178,7 +178,8 @@ class Study:
         ("auto": one per core on a CPU); `executor`: "local" or "ray" (`ray_address`, `cpus_per_run`,
         `gpus_per_run`); `tensorboard`, `mlflow` (a tracking URI): also log there. `progress` receives
         the events `{"event": "queued", "runs": [...]}`, `{"event": "epoch", ...}` and
-        `{"event": "evaluating", "key", "label"}` (the run is trained and being tested) and
+        `{"event": "started", "key", "label", "epochs"}`, `{"event": "evaluating", "key", "label"}` (the
+        run is trained and being tested) and
         `{"event": "done", "key", "label", "status"}`; `on_plan(plan)` is called once the plan is made
         (missing datasets downloaded and cached, the study's store opened) and before any run starts.
         `verbose` (Keras' word): "auto" or 1 shows the plan and the progress (`StudyProgress`: live in
@@ -519,7 +520,7 @@ class StudyProgress:
         self.trained = 0  # epochs trained by this call (not those of resumed runs done before)
         self.t0: float | None = None
         self.progress = Progress(TextColumn("{task.fields[runs]}", markup=False, style="bold"),
-                                 BarColumn(bar_width=20), TextColumn("{task.percentage:>3.0f}%"),
+                                 BarColumn(bar_width=self._bar()), TextColumn("{task.percentage:>3.0f}%"),
                                  TimeElapsedColumn(), _eta_column(),
                                  TextColumn("{task.description}", markup=False,
                                             table_column=Column(no_wrap=True, overflow="ellipsis")),
@@ -590,13 +591,18 @@ class StudyProgress:
             self.seen[key] = event["epoch"]
             logs = event.get("logs") or {}
             self.progress.update(self.task, advance=advance, eta_at=self._eta_at())
-            line = self._fit(f"{_logs_text(logs)} · {name}")
+            line = self._fit(f"{_logs_text(logs, short=True)} · {name}")
             epoch = f"  ↳ epoch {event['epoch']}/{event['epochs']}"
             if key not in self.run_tasks:
                 self.run_tasks[key] = self.progress.add_task(line, total=event["epochs"], runs=epoch, eta_at=None)
             self.progress.update(self.run_tasks[key], completed=event["epoch"], description=line, runs=epoch)
             if not self.live and self.epochs_lines:
                 self._print(f"epoch {event['epoch']}/{event['epochs']} {name}: {_logs_text(logs)}")
+            return
+        if kind == "started":
+            if key not in self.run_tasks:
+                self.run_tasks[key] = self.progress.add_task(self._fit(f"starting · {name}"), total=event["epochs"],
+                                                             runs=f"  ↳ epoch 0/{event['epochs']}", eta_at=None)
             return
         if kind == "evaluating":
             if key in self.run_tasks:
@@ -611,10 +617,14 @@ class StudyProgress:
         if not self.live:
             self._print(f"[{self._runs().removesuffix(' runs')}] {event.get('status', 'done')}: {name}")
 
+    def _bar(self) -> int:
+        return 20 if self.console.width >= 120 else 10
+
     def _fit(self, text: str) -> str:
         """`text` cut to what the line has left after the counts, bar and times (rich would squeeze
-        the other columns instead)."""
-        room = self.console.width - max(len(self._runs()), 18) - 20 - 5 - 8 - 14 - 6
+        the other columns instead): the counts' column, the bar, "100%", "0:00:00", "ETA 0:00:00" and
+        the spaces between the six columns."""
+        room = self.console.width - max(len(self._runs()), 16) - self._bar() - 4 - 7 - 11 - 5 - 1
         return text if len(text) <= room else text[:max(room - 1, 8)] + "…"
 
     def _print(self, line: str) -> None:
@@ -624,9 +634,12 @@ class StudyProgress:
         self.console.file.flush()
 
 
-def _logs_text(logs: dict) -> str:
-    """An epoch's loss and accuracies, short: "loss 0.3124 acc 0.912 val_loss 0.3301 val_acc 0.905"."""
+def _logs_text(logs: dict, short: bool = False) -> str:
+    """An epoch's loss and accuracies: "loss 0.3124 acc 0.912 val_loss 0.3301 val_acc 0.905" (`short`:
+    without val_loss, for a live line)."""
     shown = {"loss": "loss", "accuracy": "acc", "val_loss": "val_loss", "val_accuracy": "val_acc"}
+    if short:
+        del shown["val_loss"]
     return " ".join(f"{short} {logs[k]:.4g}" if "loss" in k else f"{short} {logs[k]:.3f}"
                     for k, short in shown.items() if isinstance(logs.get(k), (int, float)))
 

@@ -368,6 +368,8 @@ def _run_task(task: Task, progress: ProgressFn | None, store, device: torch.devi
     from .train import LambdaCallback, evaluate, fit, forward_flops, parameter_count
 
     store.mark_running(task.key, environment(device))
+    if progress:  # a display shows the run from its start, not from its first epoch's end
+        progress({"event": "started", "key": task.key, "label": task.label, "epochs": task.config["epochs"]})
     status = None
     cfg = task.config
     ckpt = checkpoint_path(task.study_dir, task.key)
