@@ -21,8 +21,8 @@ def main(argv: list[str] | None = None) -> int:
 
     Ctrl-C at any moment prints one line and exits 130: while modules import it takes effect once they
     have (an import of torch or numpy interrupted halfway fails on its next use with a traceback); once
-    the command is over, the program ignores SIGINT, because a handler of Python's is reset during
-    the interpreter's shutdown, where a Ctrl-C would turn the exit status into −2."""
+    the command is over, the program ignores SIGINT (SIG_IGN, which Python's shutdown keeps, unlike a
+    handler of its own), so a late Ctrl-C cannot turn the exit status into −2 or print a traceback."""
     program = argv is None
     argv = sys.argv[1:] if argv is None else list(argv)
     in_main_thread = threading.current_thread() is threading.main_thread()

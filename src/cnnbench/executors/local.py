@@ -127,13 +127,8 @@ def user_code(tasks: Sequence[Task]) -> tuple[list[str], str | None]:
             elif module and module not in modules:
                 modules.append(module)
 
-    if defined:
-        for task in tasks:
-            visit(task.config)
-    else:
-        for task in tasks:
-            if "__main__:" in repr(task.config):
-                visit(task.config)
+    for task in tasks:
+        visit(task.config)
     return modules, from_main
 
 
