@@ -220,3 +220,51 @@ def test_cli_dry_run_is_the_api_plan_and_reads_only(ran, capsys):
     assert main(["run", str(root / "tiny.toml"), "-o", str(out), "--dry-run"]) == 0
     assert "0 to run, 2 finished" in capsys.readouterr().out
     assert _files(out) == before
+
+
+def test_run_shows_its_progress_unless_verbose_0(tmp_path, capsys):
+    study = Study.from_dict(TINY_DICT)
+    study.run(tmp_path / "a", workers=1, report=False)
+    out = capsys.readouterr().out.splitlines()  # captured: not a terminal, so a line per finished run
+    assert out[0] == f"study api-tiny: 2 runs, 0 already finished, 2 to run → {tmp_path / 'a'}"
+    assert [line.split("]")[0] for line in out[1:3]] == ["[1/2", "[2/2"] and "done: loss=" in out[1]
+    assert out[3].startswith("finished in ")
+    study.run(tmp_path / "b", workers=1, report=False, verbose=2)  # and a line per epoch
+    assert any(line.startswith("epoch 1/1 loss=mse seed=0: loss ") for line in capsys.readouterr().out.splitlines())
+    study.run(tmp_path / "c", workers=1, report=False, verbose=0)
+    assert capsys.readouterr().out == ""
+    with pytest.raises(UserError, match="verbose must be"):
+        study.run(tmp_path / "d", verbose=3)
+
+
+def test_progress_counts_the_runs_queued_so_far_and_a_search_s_bound():
+    """A [tuning] study queues its final runs after the search: the count says how many may come
+    (never "6/6" while final runs are still to come), search runs are labelled with their rate."""
+    import io
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from cnnbench.api import StudyProgress
+
+    study = Study.from_dict({**TINY_DICT, "seeds": [0, 1], "grid": {"optimizer": ["sgd", "adam"]},
+                             "tuning": {"learning_rates": [0.01, 0.1]}})
+    plan = SimpleNamespace(study=study.spec, runs=list(study.runs))
+    console = Console(file=io.StringIO(), width=120)
+    shown = StudyProgress(console, live=False, plan=plan)
+    runs = [{"key": r.key, "label": r.label, "seed": r.seed, "epochs": 1} for r in study.runs]
+    shown.update({"event": "queued", "runs": runs})
+    for r in runs:
+        shown.update({"event": "done", "key": r["key"], "label": r["label"], "status": "done"})
+    finals = [{"key": f"final{i}", "label": "optimizer=adam", "seed": i, "epochs": 1} for i in range(3)]
+    shown.update({"event": "queued", "runs": finals})
+    shown.update({"event": "done", "key": "final0", "label": "optimizer=adam", "status": "done"})
+    lines = console.file.getvalue().splitlines()
+    assert len(runs) == 4  # 2 optimizers × 2 rates, search seed 0
+    assert lines[:4] == [f"[{i}/4 of at most 8] done: {r['label']} lr={lr:g} seed=0"
+                         for i, (r, lr) in enumerate(zip(runs, [_lr(r) for r in study.runs]), 1)]
+    assert lines[4] == "[5/7] done: optimizer=adam seed=0"
+
+
+def _lr(run) -> float:
+    return run.config["optimizer"]["learning_rate"]

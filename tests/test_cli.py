@@ -2,6 +2,7 @@
 
 import csv
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -43,7 +44,7 @@ def _runs(study_dir):
 def test_run_end_to_end_writes_store_and_report(tmp_path, capsys):
     spec = _write(tmp_path, TINY)
     out = tmp_path / "out"
-    assert main(["run", str(spec), "-o", str(out), "--workers", "1", "-q"]) == 0
+    assert main(["run", str(spec), "-o", str(out), "--workers", "1"]) == 0
     printed = capsys.readouterr().out
     assert "Configurations ranked by test accuracy" in printed and "Marginal ranking: loss" in printed
     assert printed.index("Verdict: Best by highest mean test accuracy") < printed.index("Configurations ranked")
@@ -64,9 +65,14 @@ def test_run_end_to_end_writes_store_and_report(tmp_path, capsys):
     assert (report / "learning_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     # Rerunning runs nothing new and duplicates nothing.
-    assert main(["run", str(spec), "-o", str(out), "--workers", "1", "-q", "--no-report"]) == 0
+    assert main(["run", str(spec), "-o", str(out), "--workers", "1", "--no-report"]) == 0
     assert _runs(out) == runs
     assert "0 to run" in capsys.readouterr().out
+    # -q: the verdict and the report's path, nothing else
+    assert main(["run", str(spec), "-o", str(out), "--workers", "1", "-q"]) == 0
+    quiet = capsys.readouterr().out
+    assert quiet.startswith("Verdict: Best by highest mean test accuracy") and "Configurations" not in quiet
+    assert quiet.strip().splitlines()[-1] == f"report: {out / 'report' / 'report.html'}"
 
     # A changed spec adds its new runs and keeps the old ones.
     _write(tmp_path, TINY.replace('"mse"]', '"mse", "categorical_hinge"]'))
@@ -492,3 +498,94 @@ def test_run_starts_the_forkserver_early_only_where_a_pool_is_likely(tmp_path, m
     assert code == (0 if "--dry-run" in args else 130)
     assert calls == (["start"] if started else [])
     assert forkserver.PRELOAD[:2] == ["cnnbench.execution", "cnnbench.executors.local"]
+
+
+def test_main_called_from_python_puts_its_sigint_handler_back(tmp_path, monkeypatch, capsys):
+    """A test suite or a notebook kernel that called main() still stops on Ctrl-C afterwards."""
+    from cnnbench import cli
+
+    ours = signal.getsignal(signal.SIGINT)
+    assert main(["list", "schedules"]) == 0
+    assert signal.getsignal(signal.SIGINT) is ours
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "cmd_list", interrupted)
+    assert main(["list", "losses"]) == 130
+    assert capsys.readouterr().err.strip().splitlines() == [cli.INTERRUPTED]
+    assert signal.getsignal(signal.SIGINT) is ours
+    with pytest.raises(KeyboardInterrupt):  # and Ctrl-C works again
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(1)
+
+
+def test_version(capsys):
+    from importlib import metadata
+
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(f"cnnbench {metadata.version('cnnbench')}") and f"torch {metadata.version('torch')}" in line
+    import cnnbench
+
+    assert cnnbench.__version__ == metadata.version("cnnbench")
+
+
+@pytest.mark.parametrize("name", ["out[/]x", "res [v2]", "[bold]x[/bold]"])
+def test_paths_and_labels_are_printed_as_they_are_not_as_markup(tmp_path, capsys, name):
+    spec = _write(tmp_path, TINY)
+    out = tmp_path / name
+    assert main(["run", str(spec), "-o", str(out), "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    assert str(out) in printed.replace("\n", "")
+
+
+RANKING = [["#", "configuration", "n", "test accuracy (%): mean ± std", "95% CI", "p vs best (Holm)", "vs best"],
+           [["1", "loss=kl_divergence · optimizer=sgd(learning_rate=0.1, momentum=0.9)", "3", "58.31 ± 15.52",
+             "[19.74, 96.88]", "–", "best"],
+            ["2", "loss=categorical_crossentropy · optimizer=adam", "3", "44.01 ± 10.03", "[19.09, 68.93]", "0.75",
+             "not testable (too few seeds)"]]]
+
+
+@pytest.mark.parametrize("width", [40, 80, 100, 200])
+def test_tables_keep_every_token_whole_at_any_width(width):
+    """Wrapped at whole words (a number or an interval in one piece), never wider than the console;
+    a compact block per row when the columns cannot fit."""
+    import io
+
+    from rich.console import Console
+
+    from cnnbench.cli import print_table
+
+    console = Console(file=io.StringIO(), width=width, highlight=False, markup=False)
+    header, rows = RANKING
+    print_table(console, "Configurations ranked by test accuracy", header, rows, key_columns=2)
+    text = console.file.getvalue()
+    lines = text.splitlines()
+    assert max(map(len, lines)) <= width
+    cells = [re.sub(r"[│┃]", " ", line) for line in lines]
+    words = {w for line in cells for w in line.split()}
+    for row in rows:
+        for cell in row:
+            if any(c.isalpha() for c in cell):
+                assert set(cell.split()) <= words, (cell, text)
+            else:
+                assert any(cell in line for line in cells), (cell, text)
+    assert ("┃" in text) == (width >= 100)  # the table where it fits, else the compact layout
+    if width == 80:
+        assert lines[1] == "1 loss=kl_divergence · optimizer=sgd(learning_rate=0.1, momentum=0.9)"
+
+
+@pytest.mark.parametrize("columns", ["80", "100", "200"])
+def test_list_optimizers_honours_columns_and_keeps_tokens_whole(columns, monkeypatch, capsys):
+    monkeypatch.setenv("COLUMNS", columns)
+    assert main(["list", "optimizers"]) == 0
+    out = capsys.readouterr().out
+    assert max(len(line) for line in out.splitlines()) <= int(columns)
+    words = {w.strip("│┃") for line in out.splitlines() for w in line.split()}
+    from cnnbench import optim
+
+    keras_adam = optim.resolve({"name": "adam", "flavor": "keras"})
+    assert f"beta_2={keras_adam['beta_2']}," in words and "epsilon=1e-07," in words

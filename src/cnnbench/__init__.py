@@ -12,9 +12,13 @@ tables with confidence intervals, learning curves, boxplots and a self-contained
     study.run()                                      # resumable; then study.results(), study.report()
 """
 
-__version__ = "0.1.0"
-
 import importlib
+from importlib import metadata as _metadata
+
+try:  # the one source is pyproject.toml's version, through the installed distribution's metadata
+    __version__ = _metadata.version("cnnbench")
+except _metadata.PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"
 
 from .errors import UserError
 

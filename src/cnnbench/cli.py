@@ -5,25 +5,62 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import signal
 import sys
+import threading
+from contextlib import contextmanager
 
 from .errors import UserError
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return the exit status. `argv` None: the `cnnbench` program itself (the
+    process ends after this); a list: a call from Python (a test, a notebook), whose SIGINT handler is
+    put back as it was.
+
+    Ctrl-C at any moment prints one line and exits 130: while modules import it takes effect once they
+    have (an import of torch or numpy interrupted halfway fails on its next use with a traceback); once
+    the command is over, the program ignores SIGINT (SIG_IGN, which Python's shutdown keeps, unlike a
+    handler of its own), so a late Ctrl-C cannot turn the exit status into −2 or print a traceback."""
+    program = argv is None
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = build_parser(argv)
-    args = parser.parse_args(argv)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGINT) if in_main_thread else None
+    said = []
     try:
+        try:
+            return _main(argv, said)
+        finally:
+            if in_main_thread:
+                if program:
+                    ignore_sigint()
+                elif previous is not None:
+                    signal.signal(signal.SIGINT, previous)
+    except KeyboardInterrupt:  # in the instant between the command's end and the lines above
+        if in_main_thread and program:
+            ignore_sigint()
+        if not said:
+            print(INTERRUPTED, file=sys.stderr)
+        return 130
+
+
+INTERRUPTED = "cnnbench: interrupted; run the same command again to resume"
+
+
+def _main(argv: list[str], said: list) -> int:
+    try:
+        with sigint_deferred():  # `cnnbench paths` imports torch to declare its arguments
+            args = build_parser(argv).parse_args(argv)
+        if args.command != "run":  # `run` starts its forkserver first
+            _import_for(args.command)
         return args.func(args) or 0
     except UserError as e:
         print(f"cnnbench: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        # A second Ctrl-C while the interpreter shuts down would end the process with -2 instead of 130.
-        signal.signal(signal.SIGINT, lambda *_: None)
-        print("cnnbench: interrupted; run the same command again to resume", file=sys.stderr)
+        said.append(True)
+        print(INTERRUPTED, file=sys.stderr)
         return 130
     except OSError as e:  # a path we cannot write, a full disk: one line, not a traceback
         from .errors import environment_fault
@@ -31,6 +68,68 @@ def main(argv: list[str] | None = None) -> int:
         fault = environment_fault(e, e.filename or "")
         print(f"cnnbench: error: {fault or e}", file=sys.stderr)
         return 2 if fault else 1
+
+
+def _noop(signum, frame) -> None:
+    """A SIGINT handler that does nothing (see `ignore_sigint`)."""
+
+
+def _run_pending() -> None:
+    """Calling a Python function lets the interpreter run the signal handlers it has pending."""
+
+
+def ignore_sigint() -> None:
+    """Ignore SIGINT (SIG_IGN, which survives the interpreter's shutdown), without Python's "Signal 2
+    ignored due to race condition" for a Ctrl-C that arrived but whose handler has not run yet: a
+    no-op handler first, SIGINT blocked, pending handlers run, then SIG_IGN (which discards a blocked
+    SIGINT), then unblocked."""
+    signal.signal(signal.SIGINT, _noop)
+    blocked = hasattr(signal, "pthread_sigmask")
+    if blocked:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        _run_pending()
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    finally:
+        if blocked:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+@contextmanager
+def sigint_deferred():
+    """A Ctrl-C inside the block takes effect at its end (KeyboardInterrupt), not inside an import.
+    Does nothing where SIGINT is ignored (a background job) or outside the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is signal.SIG_IGN:
+        yield
+        return
+    pressed = []
+    signal.signal(signal.SIGINT, lambda *_: pressed.append(True))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
+    if pressed:
+        raise KeyboardInterrupt
+
+
+# What each command imports before it starts (under `sigint_deferred`).
+STARTUP_IMPORTS = {
+    "run": ("torch", "pandas", "cnnbench.api", "cnnbench.runner", "cnnbench.executors.local", "cnnbench.train",
+            "cnnbench.analysis", "cnnbench.report"),
+    "report": ("pandas", "cnnbench.analysis", "cnnbench.report"),
+    "evaluate": ("torch", "cnnbench.saving", "cnnbench.train"),
+    "summary": ("torch", "cnnbench.models"),
+}
+
+
+def _import_for(command: str) -> None:
+    with sigint_deferred():
+        for module in STARTUP_IMPORTS.get(command, ()):
+            importlib.import_module(module)
 
 
 # Subcommands whose modules import torch: their arguments are declared only when that subcommand is
@@ -49,6 +148,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The command line; with `argv`, only the subcommand it names gets its torch-importing arguments."""
     p = argparse.ArgumentParser(prog="cnnbench", description="Benchmark losses, optimizers and CNNs on image "
                                 "classification: declare a study, run it, get ranked evidence.")
+    p.add_argument("--version", action=_VersionAction, help="print cnnbench's version (and git commit in a "
+                   "checkout), torch's and Python's, then exit")
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("run", help="run a study (default: the built-in study on the embedded digits)")
@@ -71,7 +172,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                         "needs pip install mlflow-skinny)")
     r.add_argument("--dry-run", action="store_true", help="print the resolved runs and which are done; run nothing")
     r.add_argument("--no-report", action="store_true", help="do not write the report at the end")
-    r.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    r.add_argument("-q", "--quiet", action="store_true",
+                   help="no progress, no plan and no tables: only the verdict, the report's path and what went "
+                        "wrong")
     r.add_argument("-v", "--verbose", action="store_true",
                    help="when the output is not a terminal (a log file), also print a line per epoch")
     r.set_defaults(func=cmd_run)
@@ -111,6 +214,57 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
             getattr(mod, add_arguments)(sp)
             sp.set_defaults(func=getattr(mod, func))
     return p
+
+
+class _VersionAction(argparse.Action):
+    """`--version`, worked out only when asked (a git call in a checkout)."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(version_line())
+        parser.exit()
+
+
+def version_line() -> str:
+    """`cnnbench 0.1.0 (git 1a2b3c4, modified) with torch 2.5.1, Python 3.11.7`: the installed
+    distribution's version; the commit when the package is imported from a git checkout; torch's
+    version from its metadata (torch itself is not imported)."""
+    import platform
+    from importlib import metadata
+    from pathlib import Path
+
+    from . import __version__
+
+    line = f"cnnbench {__version__}"
+    commit = _git_commit(Path(__file__).resolve().parent)
+    if commit:
+        line += f" (git {commit})"
+    try:
+        torch = metadata.version("torch")
+    except metadata.PackageNotFoundError:
+        torch = "not installed"
+    return f"{line} with torch {torch}, Python {platform.python_version()}"
+
+
+def _git_commit(where) -> str | None:
+    """The short commit of the git checkout holding `where` (", modified" with uncommitted changes to
+    tracked files), or None outside a checkout or without git."""
+    import subprocess
+
+    if not any((d / ".git").exists() for d in (where, *where.parents)):
+        return None
+    try:
+        head = subprocess.run(["git", "-C", str(where), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, timeout=5)
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "-C", str(where), "status", "--porcelain", "--untracked-files=no", "."],
+                               capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head.stdout.strip() + (", modified" if dirty.stdout.strip() else "")
 
 
 # --- evaluate -----------------------------------------------------------------------------------
@@ -175,14 +329,18 @@ def _format_confusion(matrix: list[list[int]], names: list[str]) -> str:
 def cmd_run(args) -> int:
     from contextlib import ExitStack
 
-    from .api import Study
+    from rich.text import Text
+
     from .executors import forkserver
 
-    if not args.dry_run and forkserver.likely_needed(args.workers, args.executor, args.device):
-        # first, without torch: the server imports torch and the engine while this process imports its own
-        # (reading the study imports torch) and plans, instead of after (the pool finds it running; same
-        # preload, same SIGINT handling)
-        forkserver.start()
+    with sigint_deferred():
+        if not args.dry_run and forkserver.likely_needed(args.workers, args.executor, args.device):
+            # first, without torch: the server imports torch and the engine while this process imports its
+            # own and plans, instead of after (the pool finds it running; same preload, same SIGINT handling)
+            forkserver.start()
+    _import_for("run")
+    from .api import Study, StudyProgress
+
     console = _console()
     study = Study.from_toml(args.study)
     options = dict(data_dir=args.data_dir, device=args.device, workers=args.workers, executor=args.executor,
@@ -204,8 +362,10 @@ def cmd_run(args) -> int:
                 return  # the study refuses to start: nothing more to show
             todo = plan.todo
             what = "learning-rate search runs" if plan.study.meta.tuning else "runs"
-            console.print(f"study [bold]{plan.study.name}[/]: {len(plan.runs)} {what}, {len(plan.runs) - len(todo)} "
-                          f"already finished, {len(todo)} to run → {plan.study_dir}")
+            if not args.quiet:
+                console.print(Text.assemble("study ", (plan.study.name, "bold"),
+                                            f": {len(plan.runs)} {what}, {len(plan.runs) - len(todo)} "
+                                            f"already finished, {len(todo)} to run → {plan.study_dir}"))
             if not args.quiet and args.executor == "local":  # a long study says so before it starts
                 try:
                     estimate = study.estimate(plan=plan, data_dir=args.data_dir, device=args.device,
@@ -213,19 +373,24 @@ def cmd_run(args) -> int:
                 except Exception:  # advice only: never what keeps a study from starting
                     estimate = None
                 if estimate is not None and estimate.exceeds_hour:
-                    from rich.text import Text as Line
-
-                    console.print(Line(f"{estimate.line()}: over an hour; Ctrl-C stops the study at any time and "
+                    console.print(Text(f"{estimate.line()}: over an hour; Ctrl-C stops the study at any time and "
                                        "the same command resumes it", style="yellow"))
-            shown.append(stack.enter_context(_Progress(console, enabled=not args.quiet, verbose=args.verbose)))
+            if not args.quiet:
+                shown.append(stack.enter_context(StudyProgress(console, epochs=args.verbose, plan=plan)))
+
+        def progress(event) -> None:
+            if shown:
+                shown[0].update(event)
 
         result = study.run(args.output, **options, ray_address=args.ray_address, report=False,
-                           progress=lambda event: shown[0].update(event), on_plan=on_plan)
-    console.print(f"finished in {result.seconds:.1f} s")
-    _print_results(console, study.compare(result.study_dir))
+                           progress=progress, on_plan=on_plan, verbose=0)
+    sc = study.compare(result.study_dir)
+    if args.quiet:  # the answer only
+        console.print(Text("Verdict: ", style="bold") + Text(sc.verdict))
+    else:
+        console.print(f"finished in {result.seconds:.1f} s")
+        _print_results(console, sc)
     if not args.no_report:
-        from rich.text import Text
-
         console.print(Text(f"report: {study.report(result.study_dir)}"))
     if result.failed:
         print(f"cnnbench: {len(result.failed)} run(s) failed (errors above and in study.db); fix the cause and run "
@@ -235,108 +400,115 @@ def cmd_run(args) -> int:
 
 
 def _print_skipped(console, plan) -> None:
+    from rich.text import Text
+
     for line in plan.skipped:
-        console.print(f"[yellow]skipped[/] {line}")
+        console.print(Text.assemble(("skipped", "yellow"), f" {line}"))
 
 
 def _console():
+    """The console every command prints through. `markup=False`: names, labels and paths are the user's
+    text, printed as they are (`-o 'res [v2]'`); styles are given as `Text` styles, never as markup.
+    Its width: the terminal's, or $COLUMNS where set (a terminal or a file); a file or a pipe without
+    $COLUMNS gets 200 columns, so that a log keeps each table's rows on one line."""
     from rich.console import Console
 
-    console = Console(highlight=False)
-    if not console.is_terminal:  # piped, logged or captured: don't fold names at 80 columns
-        console = Console(highlight=False, width=200)
+    console = Console(highlight=False, markup=False)
+    if not console.is_terminal and not os.environ.get("COLUMNS", "").strip().isdigit():
+        console = Console(highlight=False, markup=False, width=200)
     return console
 
 
-class _Progress:
-    """What `cnnbench run` shows while it trains.
-
-    On a terminal: one bar for the study (runs done / total, elapsed, ETA counted in epochs) and one
-    line per run in progress (each worker's run and epoch). Piped or logged (`> log`): one line per
-    finished run, and with `-v` one per epoch, so a log shows progress as it happens.
-
-    Runs arrive as "queued" events (a study with a learning-rate search queues its final runs once
-    the search is done), then "epoch" and "done" events from whichever process trains them."""
-
-    def __init__(self, console, enabled: bool, verbose: bool = False):
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-        from rich.table import Column
-
-        self.console, self.verbose = console, verbose
-        self.live = enabled and console.is_terminal
-        self.lines = enabled and not console.is_terminal
-        self.runs_total = self.runs_done = 0
-        self.epochs: dict[str, int] = {}
-        self.seeds: dict[str, int] = {}
-        self.seen: dict[str, int] = {}
-        self.run_tasks: dict[str, int] = {}
-        # the description (long labels) takes what is left, so elapsed and ETA are never squeezed
-        self.progress = Progress(TextColumn("{task.fields[runs]}"), BarColumn(bar_width=24),
-                                 TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(), TextColumn("ETA"),
-                                 TimeRemainingColumn(),
-                                 TextColumn("{task.description}",
-                                            table_column=Column(no_wrap=True, overflow="ellipsis")),
-                                 console=console, transient=False, disable=not self.live)
-        self.task = self.progress.add_task("study", total=0, runs="[bold]0/0[/] runs")
-
-    def __enter__(self):
-        self.progress.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        return self.progress.__exit__(*exc)
-
-    def _runs(self) -> str:
-        return f"[bold]{self.runs_done}/{self.runs_total}[/] runs"
-
-    def update(self, event: dict) -> None:
-        if event["event"] == "queued":
-            for r in event["runs"]:
-                self.epochs[r["key"]], self.seeds[r["key"]] = r["epochs"], r["seed"]
-            self.runs_total += len(event["runs"])
-            self.progress.update(self.task, total=sum(self.epochs.values()), runs=self._runs())
-            return
-        key = event["key"]
-        name = f"{event['label']} seed={self.seeds.get(key)}"
-        if event["event"] == "epoch":
-            # a resumed run reports its first new epoch > 1: count the epochs it had already done
-            advance = event["epoch"] - self.seen.get(key, 0)
-            self.seen[key] = event["epoch"]
-            self.progress.update(self.task, advance=advance)
-            if key not in self.run_tasks:
-                self.run_tasks[key] = self.progress.add_task(name, total=event["epochs"], runs="  ↳")
-            self.progress.update(self.run_tasks[key], completed=event["epoch"],
-                                 description=f"epoch {event['epoch']}/{event['epochs']} {name}")
-            if self.lines and self.verbose:
-                logs = ", ".join(f"{k} {v:.4g}" for k, v in (event.get("logs") or {}).items()
-                                 if k in ("loss", "accuracy", "val_loss", "val_accuracy") and v is not None)
-                self._print(f"epoch {event['epoch']}/{event['epochs']} {name}: {logs}")
-            return
-        self.runs_done += 1
-        rest = self.epochs.get(key, 0) - self.seen.get(key, 0)  # early stopping / divergence
-        self.progress.update(self.task, advance=max(rest, 0), runs=self._runs())
-        if key in self.run_tasks:
-            self.progress.remove_task(self.run_tasks.pop(key))
-        if self.lines:
-            self._print(f"[{self.runs_done}/{self.runs_total}] {event.get('status', 'done')}: {name}")
-
-    def _print(self, line: str) -> None:
-        from rich.text import Text
-
-        self.console.print(Text(line))  # a label is the user's text, not rich markup
-        self.console.file.flush()
+# A table's frame: one space of padding each side of a cell and a rule between columns (rich's default box).
+_CELL_FRAME = 3
 
 
-def _print_dry_run(console, plan, estimate=None) -> None:
+def _min_width(text: str) -> int:
+    """The narrowest a cell may be without splitting a token: its longest word, or the whole cell for
+    a number, an interval or a dash (no letters: "78.97 ± 1.45", "[76.67, 81.27]" stay on one line)."""
+    if not any(c.isalpha() for c in text):
+        return len(text)
+    return max((len(w) for w in text.split()), default=0)
+
+
+def _column_widths(header: list[str], rows: list[list[str]], width: int) -> list[int] | None:
+    """Column widths that fit `width` with no token split (the widest columns narrowed first, none below
+    its longest token), or None when even that does not fit."""
+    columns = list(zip(header, *rows)) if rows else [(h,) for h in header]
+    lows = [max(_min_width(c) for c in col) for col in columns]
+    widths = [max(max(len(c) for c in col), 1) for col in columns]
+    room = width - _CELL_FRAME * len(header) - 1
+    if sum(lows) > room:
+        return None
+    # first wrap long headers over their cells (a header may take several lines), then narrow the widest
+    cells = [max([len(c) for c in col[1:]] + [_min_width(col[0])]) for col in columns]
+    for floor in (cells, lows):
+        while sum(widths) > room and any(w > f for w, f in zip(widths, floor)):
+            i = max((i for i in range(len(widths)) if widths[i] > floor[i]), key=lambda i: widths[i])
+            widths[i] -= 1
+    return widths
+
+
+def _wrap(atoms: list[str], width: int, first: str = "", rest: str = "") -> str:
+    """Whole `atoms` filled into lines of `width` (a too-long atom gets a line of its own, unbroken);
+    `first`/`rest`: the first line's and the other lines' indent."""
+    lines, line = [], first
+    for atom in atoms:
+        if line.strip() and len(line) + 1 + len(atom) > width:
+            lines.append(line)
+            line = rest + atom
+        else:
+            line = f"{line} {atom}" if line.strip() else line + atom
+    return "\n".join([*lines, line])
+
+
+def print_table(console, title: str, header: list[str], rows: list[list[str]], *, caption: str = "",
+                key_columns: int = 1) -> None:
+    """A table at the console's width, every token whole: a rich table whose columns are narrowed down
+    to their longest token; when the console is narrower than that, a compact layout, one block per
+    row: its first `key_columns` cells as a heading, then the other columns as "header: value" pieces,
+    filled into indented lines (a line each where a value is long)."""
     from rich.table import Table
     from rich.text import Text
 
-    t = Table(title=f"{plan.study.name}: {len(plan.runs)} runs → {plan.study_dir}")
-    for col in ("key", "configuration", "seed", "status"):
-        t.add_column(col)
-    for r in plan.runs:
-        t.add_row(r.key, r.label, str(r.seed), plan.statuses.get(r.key, "new"))
-    console.print(t)
+    widths = _column_widths(header, rows, console.width)
+    if widths is not None:
+        t = Table(title=Text(title), caption=Text(caption) if caption else None, title_justify="left",
+                  caption_justify="left")
+        for name, w in zip(header, widths):
+            t.add_column(Text(name), width=w, overflow="fold")
+        for row in rows:
+            t.add_row(*(Text(c) for c in row))
+        console.print(t)
+        return
+    width = max(console.width, 20)
+    console.print(Text(_wrap(title.split(), width), style="bold"), soft_wrap=True)
+    for row in rows:
+        head = [w for c in row[:key_columns] if c for w in c.split()]
+        console.print(Text(_wrap(head or ["–"], width, "", "  "), style="bold"), soft_wrap=True)
+        pieces = []  # "header: value", the header's last word kept with the value's first piece
+        for name, cell in zip(header[key_columns:], row[key_columns:]):
+            if cell:
+                value = [cell] if not any(c.isalpha() for c in cell) else cell.split()  # a number stays whole
+                words = [name] if len(name) <= 24 else name.split()  # a short header stays whole
+                pieces.append([*words[:-1], f"{words[-1] if words else ''}: {value[0]}", *value[1:]])
+        if any(len(c) > 40 for c in row[key_columns:]):  # long values: a line each
+            for piece in pieces:
+                console.print(Text(_wrap(piece, width, "    ", "        ")), soft_wrap=True)
+        elif pieces:  # short ones: filled together, "·" between them
+            atoms = [a for p in pieces for a in [*p[:-1], p[-1] + " ·"]]
+            atoms[-1] = atoms[-1].removesuffix(" ·")
+            console.print(Text(_wrap(atoms, width, "    ", "    ")), soft_wrap=True)
+    if caption:
+        console.print(Text(_wrap(caption.split(), width)), soft_wrap=True)
+
+
+def _print_dry_run(console, plan, estimate=None) -> None:
+    from rich.text import Text
+
+    print_table(console, f"{plan.study.name}: {len(plan.runs)} runs → {plan.study_dir}",
+                ["key", "configuration", "seed", "status"],
+                [[r.key, r.label, str(r.seed), plan.statuses.get(r.key, "new")] for r in plan.runs])
     console.print(f"{len(plan.todo)} to run, {len(plan.runs) - len(plan.todo)} finished")
     if plan.study.meta.tuning:
         console.print("these are the learning-rate search runs; the final runs (each configuration at its "
@@ -357,7 +529,6 @@ def _print_dry_run(console, plan, estimate=None) -> None:
 def _print_results(console, sc) -> int:
     """The study's verdict (`sc`: its `StudyComparison`), then each cell's ranked table, the marginal
     rankings and the chosen learning rates; return the number of failed runs (listed last)."""
-    from rich.table import Table
     from rich.text import Text
 
     from . import analysis
@@ -368,12 +539,8 @@ def _print_results(console, sc) -> int:
         console.print(Text(f"note: {note}", style="yellow"))
 
     def show(title: str, t: tables.Table) -> None:
-        rich_table = Table(title=Text(title))
-        for col in t.header:
-            rich_table.add_column(Text(col), overflow="fold")
-        for row in t.text_rows():
-            rich_table.add_row(*(Text(c) for c in row))
-        console.print(rich_table)
+        # the ranking's "#" and configuration head each row's block in the compact layout
+        print_table(console, title, t.header, t.text_rows(), key_columns=2 if t.header[:1] == ["#"] else 1)
 
     for cell in sc.cells:
         where = "" if len(sc.cells) == 1 else f" in {cell.name}"
@@ -410,39 +577,34 @@ def cmd_report(args) -> int:
 
 
 def cmd_list(args) -> int:
-    from rich.table import Table
 
     console = _console()
     if args.name or args.options or args.markdown:
         return _list_options(console, args)
     if args.kind == "studies":
         from . import api
-        t = Table(title="built-in studies (cnnbench run NAME)")
-        t.add_column("name", no_wrap=True)
-        t.add_column("runs")
-        t.add_column("description")
+
+        rows = []
         for name in api.builtin_studies():
             s = api.Study.from_toml(name)
-            t.add_row(name, str(len(s.runs)), s.description)
-        console.print(t)
+            rows.append([name, str(len(s.runs)), s.description])
+        print_table(console, "built-in studies (cnnbench run NAME)", ["name", "runs", "description"], rows)
         return 0
     if args.kind == "optimizers":
         _list_optimizers(console)
         return 0
     from .reference import registry as _registry
     registry = _registry(args.kind)
-    t = Table(title=f"{args.kind} ({len(registry.list())})")
-    t.add_column("name", no_wrap=True)
-    for col in ("aliases", "options (defaults)", "about"):
-        t.add_column(col, overflow="fold")
+    rows = []
     for entry in registry:
         try:
             defaults = {k: v for k, v in registry.resolve(entry.name).items() if k != "name"}
         except Exception:  # an entry that needs options (e.g. an image folder path)
             defaults = entry.defaults()
         opts = ", ".join(f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in defaults.items())
-        t.add_row(entry.name, ", ".join(entry.aliases), opts, entry.summary)
-    console.print(t)
+        rows.append([entry.name, ", ".join(entry.aliases), opts, entry.summary])
+    print_table(console, f"{args.kind} ({len(registry.list())})", ["name", "aliases", "options (defaults)", "about"],
+                rows)
     return 0
 
 
@@ -452,16 +614,11 @@ def _format_options(options: dict) -> str:
 
 def _list_optimizers(console) -> None:
     """Optimizers with each flavour's defaults (the flavor option picks; "–": no such flavour)."""
-    from rich.table import Table
 
     from . import optim
 
     common = set(optim.COMMON_DEFAULTS) | {"schedule", "flavor"}
-    t = Table(title=f"optimizers ({len(optim.REGISTRY.list())}); flavor = \"keras\" (default where Keras has "
-                    f"the optimizer), \"torch\" or \"tf1\" (tf.compat.v1.train; learning_rate=null: TF requires it)")
-    t.add_column("name", no_wrap=True)
-    for col in ("aliases", *(f"{f} flavour defaults" for f in optim.FLAVORS), "about (paper)"):
-        t.add_column(col, overflow="fold")
+    rows = []
     for entry in optim.REGISTRY:
         cells = []
         for flavor in optim.FLAVORS:
@@ -470,8 +627,10 @@ def _list_optimizers(console) -> None:
                 cells.append(_format_options({k: v for k, v in resolved.items() if k not in common | {"name"}}))
             except Exception:  # the optimizer has no such flavour
                 cells.append("–")
-        t.add_row(entry.name, ", ".join(entry.aliases), *cells, entry.summary)
-    console.print(t)
+        rows.append([entry.name, ", ".join(entry.aliases), *cells, entry.summary])
+    print_table(console, f"optimizers ({len(optim.REGISTRY.list())}); flavor = \"keras\" (default where Keras has "
+                f"the optimizer), \"torch\" or \"tf1\" (tf.compat.v1.train; learning_rate=null: TF requires it)",
+                ["name", "aliases", *(f"{f} flavour defaults" for f in optim.FLAVORS), "about (paper)"], rows)
     console.print("Every optimizer also takes: " + ", ".join(sorted(common - {"flavor"})) +
                   " (gradient clipping as in Keras, learning-rate schedules, batch-size scaling); docs/optimizers.md")
 
@@ -479,7 +638,6 @@ def _list_optimizers(console) -> None:
 def _list_options(console, args) -> int:
     """`cnnbench list KIND NAME` (one entry) or `--options` (every entry): each declared option's type and
     limits, default and meaning (`cnnbench.reference`)."""
-    from rich.table import Table
 
     from . import reference
 
@@ -496,13 +654,9 @@ def _list_options(console, args) -> int:
     entries = [registry.entry(args.name)] if args.name else list(registry)
     for entry in entries:
         aliases = f" (aliases: {', '.join(entry.aliases)})" if entry.aliases else ""
-        t = Table(title=f"{registry.kind} {entry.name}{aliases}", caption=entry.summary, title_justify="left",
-                  caption_justify="left")
-        for col in ("option", "type", "default", "what it does"):
-            t.add_column(col, overflow="fold", no_wrap=col == "option")
-        for row in reference.rows(entry, leave_out=reference.hidden(args.kind)):
-            t.add_row(*row)
-        console.print(t)
+        print_table(console, f"{registry.kind} {entry.name}{aliases}", ["option", "type", "default", "what it does"],
+                    [list(row) for row in reference.rows(entry, leave_out=reference.hidden(args.kind))],
+                    caption=entry.summary)
     console.print(reference.ALSO[args.kind])
     return 0
 

@@ -368,6 +368,8 @@ def _run_task(task: Task, progress: ProgressFn | None, store, device: torch.devi
     from .train import LambdaCallback, evaluate, fit, forward_flops, parameter_count
 
     store.mark_running(task.key, environment(device))
+    if progress:  # a display shows the run from its start, not from its first epoch's end
+        progress({"event": "started", "key": task.key, "label": task.label, "epochs": task.config["epochs"]})
     status = None
     cfg = task.config
     ckpt = checkpoint_path(task.study_dir, task.key)
@@ -410,6 +412,8 @@ def _run_task(task: Task, progress: ProgressFn | None, store, device: torch.devi
         status, error = "done", None
         if history.status == "diverged":
             status, error = "diverged", f"loss became NaN/inf at epoch {history.epoch[-1] + 1}"
+        if progress:  # testing takes a while on a large test set: say so rather than go quiet
+            progress({"event": "evaluating", "key": task.key, "label": task.label})
         metrics_epoch, best_epoch = summary_epoch(history, cfg["early_stopping"])
         last_epoch = metrics_epoch if status == "diverged" else (history.epoch[-1] if history.epoch else None)
         metrics = {**epoch_metrics(history, metrics_epoch), **validation_summary(history, last_epoch)}

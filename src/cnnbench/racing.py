@@ -271,8 +271,10 @@ class RaceSource:
     best first, so that no core idles at the end of a round. Which runs are handed out can depend on
     timing; what the race decides cannot (see the module docstring)."""
 
-    def __init__(self, state: Callable[[], tuple[Race, dict[str, str]]], make_task: Callable[[str], object]):
+    def __init__(self, state: Callable[[], tuple[Race, dict[str, str]]], make_task: Callable[[str], object],
+                 candidates: Iterable = ()):
         self._state, self._make = state, make_task
+        self.candidates = list(candidates)  # every run it may hand out (anything with a .config)
         self.handed: list[str] = []
 
     def next_task(self):

@@ -324,7 +324,7 @@ def _race(p: Plan, runs, store, data_dir, device, workers, progress, executor, r
             _announce(progress, [run])
         return _task(p, run, data_dir, device, tensorboard, mlflow)
 
-    source = racing.RaceSource(state, make_task)
+    source = racing.RaceSource(state, make_task, candidates=runs)
     _execute(source, len(runs), workers, device, progress)
 
 

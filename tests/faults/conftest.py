@@ -52,12 +52,14 @@ def _procs_with(marker: str) -> list[dict]:
 class Cnnbench:
     """One `python -m cnnbench.cli ...` in its own session (so a signal to its group is a Ctrl-C)."""
 
-    def __init__(self, *args, env=None):
+    def __init__(self, *args, env=None, sigint_ignored=False):
+        """`sigint_ignored`: started with SIGINT ignored, as a shell starts a background job (`cmd &`)."""
         self.marker = f"CNNBENCH_FAULT_{uuid.uuid4().hex}"
         full_env = {**os.environ, "OMP_NUM_THREADS": "1", "CNNBENCH_FAULT_MARKER": self.marker, **(env or {})}
+        ignore = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint_ignored else None
         self.proc = subprocess.Popen([sys.executable, "-m", "cnnbench.cli", *map(str, args)], env=full_env,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     start_new_session=True)
+                                     start_new_session=True, preexec_fn=ignore)
         self.stdout = self.stderr = ""
 
     @property

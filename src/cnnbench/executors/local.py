@@ -24,10 +24,18 @@ control when something stops it (see docs/operations.md):
   resource tracker exit by themselves.
 - a worker that dies (OOM killer, kill -9): its run is given once more to a fresh worker (it resumes
   from its checkpoint); if that worker dies too, the run is recorded as failed and the study goes on.
+- a process that ignores SIGINT (a shell's background job, `nohup`): its workers ignore it too.
+
+Workers never run the user's script again (see `executors.forkserver`): a script without the
+`if __name__ == "__main__":` guard, `python - < script` and a notebook work with the default workers.
+A worker imports the modules that registered the losses, models or datasets the runs use; one defined
+in an unguarded `__main__` (a notebook cell, stdin) cannot reach a worker, so such a study runs in this
+process, as it does where worker processes cannot start at all, saying why in one line.
 """
 
 from __future__ import annotations
 
+import importlib
 import multiprocessing as mp
 import os
 import select
@@ -44,7 +52,7 @@ from typing import Protocol
 import torch
 
 from ..execution import ProgressFn, Task, run_task
-from .forkserver import start as start_forkserver
+from . import forkserver
 
 # How long stopped workers get to leave on their own (a SIGTERM interrupts training at once; this only
 # covers a worker inside a long C call, e.g. waiting for the SQLite lock) before they are killed.
@@ -65,13 +73,17 @@ def plan_workers(workers: int | str, n_tasks: int, device: str) -> tuple[int, in
 
 class TaskSource(Protocol):
     """Tasks handed out one at a time as workers free up (a race decides what runs next from the results
-    so far): `next_task()` returns the next task, or None when nothing is to be started now."""
+    so far): `next_task()` returns the next task, or None when nothing is to be started now; `candidates`
+    are every task it may hand out (their configs name the user's code the workers must import)."""
+
+    candidates: Sequence
 
     def next_task(self) -> Task | None: ...
 
 
 class _ListSource:
     def __init__(self, tasks: Sequence[Task]):
+        self.candidates = list(tasks)
         self._tasks = deque(tasks)
 
     def next_task(self) -> Task | None:
@@ -80,14 +92,72 @@ class _ListSource:
 
 def run_tasks(tasks: Sequence[Task] | TaskSource, workers: int, threads: int,
               progress: ProgressFn | None = None) -> None:
-    source = tasks if hasattr(tasks, "next_task") else _ListSource(tasks)
-    if workers <= 1:
-        if threads:
-            torch.set_num_threads(threads)
-        while (task := source.next_task()) is not None:
-            run_task(task, progress)
-        return
-    _Pool(workers, threads, progress).run(source)
+    """Run `tasks` (a list, or a source handing them out as they are needed) in `workers` processes, or
+    in this one."""
+    source: TaskSource = tasks if hasattr(tasks, "next_task") else _ListSource(tasks)  # type: ignore[assignment]
+    if workers > 1:
+        modules, from_main = user_code(source.candidates)
+        import_main = from_main is not None and forkserver.main_is_importable()
+        if from_main is not None and not import_main:
+            reason = (f"{from_main} is defined in __main__ (this notebook, stdin or a script without "
+                      "`if __name__ == \"__main__\":`), which worker processes cannot import")
+        else:
+            try:
+                _Pool(workers, threads, progress, modules, import_main).run(source)
+                return
+            except _CannotStart as e:
+                reason = f"worker processes cannot start here ({e})"
+        print(f"cnnbench: {reason}; running the runs one at a time in this process", file=sys.stderr)
+        threads = 0
+    if threads:
+        torch.set_num_threads(threads)
+    while (task := source.next_task()) is not None:
+        run_task(task, progress)
+
+
+def user_code(tasks: Sequence[Task]) -> tuple[list[str], str | None]:
+    """(the modules that registered the user's losses, models, datasets, optimizers or schedules the
+    tasks use, other than `__main__`; the first such name that `__main__` defines, or None). A worker
+    forks from the forkserver, which knows only cnnbench's own entries."""
+    from ..reference import registry
+    from ..registry import normalize
+
+    defined: dict[str, tuple[str, str]] = {}  # normalized name -> (module, name)
+    for kind in ("losses", "optimizers", "models", "datasets", "schedules"):
+        for entry in registry(kind):
+            # a registered loss function or class is wrapped in a factory of cnnbench's: its own module counts
+            defined_by = entry.info.get("loss_fn") or entry.info.get("loss_class") or entry.factory
+            module = str(getattr(defined_by, "__module__", None) or "")
+            if module.split(".")[0] != "cnnbench":
+                for name in (entry.name, *entry.aliases):
+                    defined[normalize(name)] = (module, entry.name)
+    modules: list[str] = []
+    from_main = None
+
+    def visit(value) -> None:
+        nonlocal from_main
+        if isinstance(value, dict):
+            for v in value.values():
+                visit(v)
+        elif isinstance(value, list):
+            for v in value:
+                visit(v)
+        elif isinstance(value, str):
+            module, name = defined.get(normalize(value), (None, value))
+            if module is None and value.startswith("__main__:"):
+                module = "__main__"
+            if module == "__main__":
+                from_main = from_main or repr(name)
+            elif module and module not in modules:
+                modules.append(module)
+
+    for task in tasks:
+        visit(task.config)
+    return modules, from_main
+
+
+class _CannotStart(Exception):
+    """The pool could not start its forkserver or first worker (nothing has run yet)."""
 
 
 # --- the worker side --------------------------------------------------------------------------------
@@ -141,9 +211,11 @@ def _stop_handler(signum, frame):
     raise KeyboardInterrupt if signum == signal.SIGINT else SystemExit(128 + signum)
 
 
-def _worker_main(conn, lifeline, threads: int) -> None:
-    """A worker: take a task from `conn`, run it, send its progress events and its end; until None."""
-    signal.signal(signal.SIGINT, _stop_handler)
+def _worker_main(conn, lifeline, threads: int, modules: Sequence[str] = (), sigint_ignored: bool = False) -> None:
+    """A worker: take a task from `conn`, run it, send its progress events and its end; until None.
+    `sigint_ignored`: the main process ignores SIGINT (a background job), so the worker does too (it
+    starts with SIGINT ignored either way: the forkserver does)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN if sigint_ignored else _stop_handler)
     signal.signal(signal.SIGTERM, _stop_handler)
     fd = lifeline.fileno()
     _watch_lifeline(fd)
@@ -152,6 +224,12 @@ def _worker_main(conn, lifeline, threads: int) -> None:
 
     code = 0
     try:
+        for module in modules:  # where the user's registered losses, models, datasets come from
+            try:
+                importlib.import_module(module)
+            except Exception as e:
+                conn.send(("error", None, _picklable(e)))
+                raise SystemExit(1) from None
         while True:
             task = conn.recv()
             if task is None:
@@ -179,6 +257,11 @@ def _worker_main(conn, lifeline, threads: int) -> None:
     # Every store write is committed as it happens; skip interpreter teardown (atexit hooks, joining
     # queue threads), which a second signal could interrupt into a traceback.
     os._exit(code)
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
 
 
 def _picklable(e: BaseException) -> BaseException:
@@ -211,18 +294,22 @@ def _exit_reason(code: int | None) -> str:
 
 
 class _Pool:
-    def __init__(self, workers: int, threads: int, progress: ProgressFn | None):
+    def __init__(self, workers: int, threads: int, progress: ProgressFn | None, modules: Sequence[str] = (),
+                 import_main: bool = False):
         self.n, self.threads, self.progress = workers, threads, progress
-        # forkserver, not fork: forking a process that has started OpenMP threads can deadlock the child.
-        # The server imports the engine once; workers fork from it and share those pages copy-on-write
-        # (torch's import alone is ~280 MB of private memory per process), which keeps a study's memory low.
-        self.ctx = mp.get_context("forkserver")
+        self.modules, self.import_main = list(modules), import_main
+        self.sigint_ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
         self.workers: list[_Worker] = []
 
     def _start(self) -> _Worker:
-        ours, theirs = self.ctx.Pipe(duplex=True)
-        proc = self.ctx.Process(target=_worker_main, args=(theirs, self.lifeline_r, self.threads),
-                                name="cnnbench-worker", daemon=True)
+        ours, theirs = mp.Pipe(duplex=True)
+        # forkserver, not fork: forking a process that has started OpenMP threads can deadlock the child.
+        # The server imports the engine once; workers fork from it and share those pages copy-on-write
+        # (torch's import alone is ~280 MB of private memory per process), which keeps a study's memory low.
+        proc = forkserver.WorkerProcess(target=_worker_main, name="cnnbench-worker", daemon=True,
+                                        args=(theirs, self.lifeline_r, self.threads, self.modules,
+                                              self.sigint_ignored))
+        proc.import_main = self.import_main
         proc.start()
         theirs.close()  # only the worker holds its end: its death is EOF here
         return _Worker(proc, ours)
@@ -249,17 +336,24 @@ class _Pool:
             w.dead = True
 
     def run(self, source: TaskSource) -> None:
-        start_forkserver()  # unless `cnnbench run` already has (see executors.forkserver)
-        # The lifeline: workers get the read end; the write end stays here (see the module docstring).
-        self.lifeline_r, self.lifeline_w = self.ctx.Pipe(duplex=False)
+        try:
+            forkserver.start()  # unless `cnnbench run` already has (see executors.forkserver)
+            # The lifeline: workers get the read end; the write end stays here (see the module docstring).
+            self.lifeline_r, self.lifeline_w = mp.Pipe(duplex=False)
+        except (OSError, ValueError, ImportError) as e:  # no forkserver on this platform, no sockets, no fds
+            raise _CannotStart(_one_line(e)) from None
         # `queue` holds runs to give again (their worker died) before the source's next ones
         self.source, queue, attempts = source, deque(), {}
-        first = [t for t in (source.next_task() for _ in range(self.n)) if t is not None]
-        queue.extend(first)
         in_main_thread = threading.current_thread() is threading.main_thread()
         previous = signal.getsignal(signal.SIGINT) if in_main_thread else None
         try:
-            self.workers = [self._start() for _ in range(min(self.n, len(queue)))]
+            try:
+                self.workers = [self._start()]
+            except (OSError, ValueError, ImportError) as e:
+                raise _CannotStart(_one_line(e)) from None
+            # only now that a worker runs are tasks taken from the source (the fallback takes them otherwise)
+            queue.extend(t for t in (source.next_task() for _ in range(self.n)) if t is not None)
+            self.workers += [self._start() for _ in range(min(self.n, len(queue)) - 1)]
             for w in self.workers:
                 self._assign(w, queue)
             while any(w.task is not None for w in self.workers):
