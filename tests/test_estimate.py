@@ -180,13 +180,11 @@ def test_a_study_of_over_an_hour_says_so_before_it_starts(tmp_path, monkeypatch,
 
 
 def test_racing_estimates_the_full_grid_as_the_worst_case(tmp_path):
-    from types import SimpleNamespace
-
-    plan = Study.from_dict(TINY).plan(tmp_path / "r")
-    plain = E.estimate(plan, workers=1, device="cpu")
-    plan.study.meta = SimpleNamespace(**dict(plan.study.meta), racing={"rungs": [1]})  # a [racing] table
-    raced = E.estimate(plan, workers=1, device="cpu")
-    assert not plain.worst_case and raced.worst_case and raced.runs == plain.runs == 2
+    plain_spec = {**TINY, "seeds": [0, 1]}
+    plain = E.estimate(Study.from_dict(plain_spec).plan(tmp_path / "r"), workers=1, device="cpu")
+    raced_spec = {**plain_spec, "racing": {"first_test": 2}}  # a [racing] table
+    raced = E.estimate(Study.from_dict(raced_spec).plan(tmp_path / "r"), workers=1, device="cpu")
+    assert not plain.worst_case and raced.worst_case and raced.runs == plain.runs == 4
     assert "worst case (full grid; racing usually runs fewer)" in raced.line()
 
 
