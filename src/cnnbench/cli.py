@@ -553,6 +553,10 @@ def _print_results(console, sc) -> int:
 
     for axis, t in marginal_tables(sc):
         show(f"Marginal ranking: {axis}", t)
+    if sc.race is not None:  # what the race spent against the full grid (the report has who left when)
+        from .report.race import budget_sentence
+
+        console.print(Text("The race: ", style="bold") + Text(budget_sentence(sc)))
     chosen = analysis.chosen_learning_rates(sc.runs, complete=False) if not sc.runs.empty else {}
     if chosen:
         show("Learning-rate search: chosen rates", tables.plain(["configuration", "learning rate"],

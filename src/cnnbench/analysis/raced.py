@@ -39,6 +39,7 @@ def compare_raced(long: pd.DataFrame, cell, **settings) -> Comparison:
     sign = 1.0 if settings.get("higher_is_better", True) else -1.0
     left = sorted((c for c in cell.eliminated if c in own.index),
                   key=lambda c: (-cell.eliminated[c].round, -sign * own.loc[c, "mean"]))
+    best = str(cmp.ranking["config"].iloc[0]) if not cmp.ranking.empty else None
     rows = []
     for i, config in enumerate(left):
         e = cell.eliminated[config]
@@ -49,7 +50,8 @@ def compare_raced(long: pd.DataFrame, cell, **settings) -> Comparison:
                    p_holm_vs_best=(e.p_holm if e.test == "t" else e.p) if worse else math.nan,
                    test_vs_best=_test_name(e) if worse else "",
                    can_reject_vs_best=worse, effect_vs_best=-sign * e.mean_diff if worse else math.nan)
-        row[LEFT] = (f"left the race in round {e.round}: significantly worse than {e.best}" if worse
+        than = "" if e.best == best else f" than {e.best}, the best then"  # the best of its round, if another
+        row[LEFT] = (f"left the race in round {e.round}: significantly worse{than}" if worse
                      else f"left the race in round {e.round}: diverged (seed {e.diverged_seed})")
         rows.append(row)
     ranking = cmp.ranking.assign(**{LEFT: ""})
