@@ -495,6 +495,9 @@ def npz(path: Annotated[str | os.PathLike, Option("the .npz file (in the name: n
         ys, width = [], None
         for part in ("train", "test"):
             y = np.asarray(d[f"y_{part}"])
+            if y.ndim not in (1, 2):
+                raise UserError(f"{where}: y_{part} has shape {y.shape}; store one class index per image (shape "
+                                "(N,)) or one-hot rows (N×K)")
             if y.ndim == 2 and y.shape[1] == 1:
                 y = y[:, 0]
             elif y.ndim == 2:  # one-hot
