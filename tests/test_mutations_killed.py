@@ -133,3 +133,65 @@ def test_a_nan_loss_stops_training_after_its_epoch(tiny_images):
     assert h.epoch == [0, 1, 2]  # epochs 3, 4, 5 are not trained
     assert math.isfinite(h.history["loss"][1]) and not math.isfinite(h.history["loss"][2])
     assert model.batches <= 18  # no training batch after epoch 2
+
+
+# --- a diverged run is finished: running the study again does not train it again ---------------------
+# mutation "diverged-run-rerun": runner.FINISHED without "diverged".
+def test_running_a_study_again_does_not_rerun_its_diverged_runs(tmp_path):
+    study = cnnbench.Study.from_dict({"name": "diverges", "seeds": [0], "epochs": 2, "batch_size": 64,
+                                      "optimizer": {"name": "sgd", "learning_rate": 1e30}}, output=tmp_path / "out")
+    import sqlite3
+
+    def stored():
+        con = sqlite3.connect(tmp_path / "out" / "study.db")
+        try:
+            return con.execute("SELECT key, status, started_at, finished_at FROM runs").fetchall()
+        finally:
+            con.close()
+
+    first = study.run(device="cpu", workers=1, report=False)
+    assert first.ran == 1 and first.failed == []
+    (_, status, started, finished), = before = stored()
+    assert status == "diverged" and started is not None and finished is not None
+    again = study.run(device="cpu", workers=1, report=False)
+    assert again.ran == 0 and again.already_finished == 1
+    assert stored() == before  # not started again
+
+
+# --- analysis.compare: what its columns promise (docs/CONTRACTS.md, docs/statistics.md) ---------------
+# mutations "holm-no-cap", "significant-on-raw-p", "tied-with-best-on-raw-p", "displayed-p-vs-best-raw",
+# "effect-vs-best-sign" (analysis/compare.py)
+def _frame(differences):
+    """Six blocks (seeds); A at `base`, every other configuration at base − its differences."""
+    import pandas as pd
+
+    base = [0.90, 0.91, 0.92, 0.93, 0.94, 0.95]
+    rows = [("A", b, v) for b, v in enumerate(base)]
+    rows += [(name, b, v - d[b]) for name, d in differences.items() for b, v in enumerate(base)]
+    return pd.DataFrame(rows, columns=["config", "block", "value"])
+
+
+def test_vs_the_best_the_table_uses_holm_adjusted_p_values():
+    from cnnbench.analysis import compare
+
+    # B, C, D below A in all six blocks: each exact two-sided Wilcoxon p is 2/2^6 = 0.03125 < 0.05, but
+    # Holm over the three comparisons makes each 3 × 0.03125 = 0.09375 (running max): none significant
+    cmp = compare(_frame({"B": [0.1] * 6, "C": [0.2] * 6, "D": [0.3] * 6}), alpha=0.05)
+    pw = cmp.pairwise.set_index("b")
+    assert pw["p"].tolist() == pytest.approx([0.03125] * 3)
+    assert pw["p_holm"].tolist() == pytest.approx([0.09375] * 3)
+    assert not pw["significant"].any()
+    ranking = cmp.ranking.set_index("config")
+    assert ranking.loc[["B", "C", "D"], "p_vs_best"].tolist() == pytest.approx([0.09375] * 3)  # shown: Holm's
+    assert ranking["tied_with_best"].all()  # no Holm-significant difference: all tied with the best
+    # this configuration − the best, in the metric's units
+    assert ranking.loc[["B", "C", "D"], "effect_vs_best"].tolist() == pytest.approx([-0.1, -0.2, -0.3])
+
+
+def test_holm_adjusted_p_values_are_capped_at_one():
+    from cnnbench.analysis import compare
+
+    d = [0.05, -0.04, 0.03, -0.06, 0.02, -0.01]  # signs alternate: p = 1 for each pair, Holm 3 × 1 capped
+    cmp = compare(_frame({"B": d, "C": [v * 1.1 for v in d], "D": [v * 0.9 for v in d]}))
+    assert cmp.pairwise["p_holm"].tolist() == pytest.approx([1.0, 1.0, 1.0])
+    assert (cmp.ranking["p_vs_best"].dropna() <= 1.0).all()
