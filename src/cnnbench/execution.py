@@ -245,6 +245,8 @@ def load_sample_weight(path: str | None, n_train: int):
         w = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as e:
         raise UserError(f"sample_weight: cannot read {path} ({e}); give a .npy file of {n_train} weights") from None
+    if w.dtype.kind not in "uifb":  # a string is never a number (np.asarray would parse "1.5", fail on "a")
+        raise UserError(f"sample_weight: {path} holds {w.dtype} values, not numbers; save the weights as floats")
     w = np.asarray(w, dtype=np.float32).reshape(-1)
     if w.shape[0] != n_train:
         raise UserError(f"sample_weight: {path} holds {w.shape[0]} weights but the training set has {n_train} "

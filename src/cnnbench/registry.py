@@ -169,7 +169,8 @@ def _matches(tp, value, strict: bool = False) -> bool:
             return len(args) == len(value) and all(_matches(a, v, strict) for a, v in zip(args, value))
         return all(_matches(args[0], v, strict) for v in value) if args else True
     if tp is bool:
-        return isinstance(value, bool) or (not strict and isinstance(value, numbers.Integral) and value in (0, 1))
+        # 0 or 1 for false or true, a whole float being its integer (1.0 is 1)
+        return isinstance(value, bool) or (not strict and isinstance(value, numbers.Real) and value in (0, 1))
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         return tp not in (int, float) and (not isinstance(tp, type) or isinstance(value, tp))
     if tp is int:

@@ -80,7 +80,7 @@ def plan(study: StudySpec, output=None, data_dir: str | None = None, download: b
     study.db is read without opening it for writing (no schema upgrade, no WAL switch), so a study
     directory one cannot write can be planned; without it, it is opened as a run opens it (a directory
     that cannot be written is refused here, before anything is written)."""
-    from . import data, losses
+    from . import data, losses, models
 
     study_dir = study_dir_for(study, output)
     runs, skipped, checked = [], [], {}
@@ -105,6 +105,7 @@ def plan(study: StudySpec, output=None, data_dir: str | None = None, download: b
                             f"{ds.x_train.shape[0]} training images of {cfg['dataset']['name']} leaves an empty "
                             f"part; choose a validation_split between {1 / ds.x_train.shape[0]:.2g} and "
                             f"{1 - 1 / ds.x_train.shape[0]:.4g}")
+        models.check_input(cfg["model"], ds.input_shape, f"{study.source}: dataset {cfg['dataset']['name']!r}")
         if cfg["batch_size"] > n_train:
             raise UserError(f"{study.source}: batch_size {cfg['batch_size']} is larger than the {n_train} "
                             f"training images of {cfg['dataset']['name']}; use a batch_size <= {n_train}")

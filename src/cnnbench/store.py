@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .errors import UserError, fault
+from .errors import EnvironmentFault, UserError, fault
 
 SCHEMA_VERSION = 3  # 2: the loss-independent metrics, params, flops, metrics_epoch; 3: custom metrics
 
@@ -86,6 +86,19 @@ _OUR_COLUMNS = {"meta": {"key", "value"}, "runs": {"key", "label", "axes", "conf
 # SQLite's primary result codes for a machine problem, not a bug (sqlite3.h)
 _SQLITE_PERM, _SQLITE_READONLY, _SQLITE_IOERR, _SQLITE_CORRUPT, _SQLITE_FULL, _SQLITE_CANTOPEN, _SQLITE_NOTADB = \
     3, 8, 10, 11, 13, 14, 26
+_SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
+
+# How long a connection waits for a lock another process holds on study.db (SQLite's busy timeout)
+# before the run stops with `EnvironmentFault` ("locked by another process"). cnnbench's own writers
+# hold the lock for one short transaction (milliseconds, an fsync on a slow disk); a process that
+# holds it for this long is something else (an `sqlite3` shell in a transaction, a backup tool).
+LOCK_TIMEOUT_S = 15.0
+
+
+def locked_fault(path: Path) -> EnvironmentFault:
+    return EnvironmentFault(
+        f"{path} is locked by another process (SQLite waited {LOCK_TIMEOUT_S:g} s for it); wait for that process "
+        f"to end or stop it (`fuser {path}` names it), then run the same command again (finished runs are kept)")
 
 
 def sqlite_fault(error: sqlite3.Error, path: Path) -> UserError | None:
@@ -95,6 +108,8 @@ def sqlite_fault(error: sqlite3.Error, path: Path) -> UserError | None:
     code = code & 0xFF if isinstance(code, int) else None
     text = str(error).lower()
     where = path.parent
+    if code in (_SQLITE_BUSY, _SQLITE_LOCKED) or "database is locked" in text:
+        return locked_fault(path)
     if code == _SQLITE_FULL or "database or disk is full" in text:
         return fault(path, "the disk is full", f"free space on the file system of {where}")
     if code in (_SQLITE_READONLY, _SQLITE_PERM) or "readonly database" in text:
@@ -122,22 +137,35 @@ def _faults(path: Path):
         raise err from None
 
 
-def check_ours(path: Path) -> None:
+def _read_uri(path: Path) -> str:
+    """A read-only URI for `path` that creates nothing beside it: `immutable=1` when no -wal or -journal
+    is there (no connection is writing: the file is complete), else `mode=ro` (which waits for locks)."""
+    busy = any(path.with_name(path.name + suffix).exists() for suffix in ("-wal", "-journal"))
+    return path.resolve().as_uri() + ("?mode=ro" if busy else "?immutable=1")
+
+
+def check_ours(path: Path) -> str | None:
     """Refuse, without writing anything, a `study.db` that is a directory or someone else's database
-    (tables named like ours without our columns, or only tables of its own). Read-only check."""
+    (tables named like ours without our columns, or only tables of its own). Read-only check; returns
+    the name of the study it holds (meta key `study`; None for a new or an early store without it), so
+    that a store of another study is refused before `Store` migrates or switches anything in it."""
     if path.is_dir():
         raise UserError(f"{path} is a directory, not a study database; move it away or choose another study "
                         "directory with --output")
     if not path.exists() or path.stat().st_size == 0:
-        return
+        return None
     try:
-        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=60.0)
+        con = sqlite3.connect(_read_uri(path), uri=True, timeout=LOCK_TIMEOUT_S)
     except sqlite3.Error as e:
         raise (sqlite_fault(e, path) or UserError(f"{path}: cannot open it ({e})")) from None
+    owner = None
     try:
         with _faults(path):
             tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
             columns = {t: {r[1] for r in con.execute(f'PRAGMA table_info("{t}")')} for t in tables if t in _OUR_COLUMNS}
+            if _OUR_COLUMNS["meta"] <= columns.get("meta", set()):
+                row = con.execute("SELECT value FROM meta WHERE key = 'study'").fetchone()
+                owner = None if row is None else row[0]
     finally:
         con.close()
     for table, have in columns.items():
@@ -150,6 +178,7 @@ def check_ours(path: Path) -> None:
     if others and not columns:
         raise UserError(f"{path} is not a cnnbench study database (its tables: {', '.join(sorted(others)[:5])}); "
                         "it was left unchanged; move it away or choose another study directory with --output")
+    return owner
 
 
 class Store:
@@ -163,7 +192,7 @@ class Store:
         if self.path.exists() and not os.access(self.path, os.W_OK):
             raise fault(self.path, "it is read-only", f"make {self.path} writable")
         try:
-            self.conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
+            self.conn = sqlite3.connect(self.path, timeout=LOCK_TIMEOUT_S, isolation_level=None)
         except sqlite3.Error as e:
             raise (sqlite_fault(e, self.path) or UserError(f"{self.path}: cannot open it ({e})")) from None
         self.conn.row_factory = sqlite3.Row
@@ -219,6 +248,12 @@ class Store:
             raise (environment_fault(e, study_dir / "study.db", "create") or UserError(
                 f"cannot create the study directory {study_dir} ({e.strerror}); "
                 "choose another with --output")) from None
+        # Whose store it is, read before `Store` creates tables, adds columns or switches on WAL: a store
+        # of another study (of any cnnbench version) is refused byte-identical; our own older one migrates.
+        owner = check_ours(study_dir / "study.db")
+        if study_name is not None and owner is not None and owner != study_name:
+            raise UserError(f"{study_dir} holds study {owner!r}, not {study_name!r}; "
+                            f"choose another output directory with --output")
         store = cls(study_dir / "study.db")
         owner = store.get_meta("study")
         if study_name is not None:
@@ -267,7 +302,8 @@ class Store:
 
     # --- meta ---------------------------------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:
-        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        with _faults(self.path):  # a lock held elsewhere: one line
+            row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else row[0]
 
     def set_meta(self, key: str, value: str | None) -> None:
@@ -305,7 +341,8 @@ class Store:
         return added
 
     def statuses(self) -> dict[str, str]:
-        return {r[0]: r[1] for r in self.conn.execute("SELECT key, status FROM runs")}
+        with _faults(self.path):
+            return {r[0]: r[1] for r in self.conn.execute("SELECT key, status FROM runs")}
 
     def run(self, key: str) -> dict[str, Any] | None:
         row = self.conn.execute("SELECT * FROM runs WHERE key = ?", (key,)).fetchone()
@@ -396,7 +433,7 @@ def connect_readonly(study_dir: str | Path) -> sqlite3.Connection:
         raise UserError(f"{study_dir} is not a study directory (no study.db); run `cnnbench run` first")
     uri = path.resolve().as_uri()
     for query in ("?mode=ro", "?immutable=1"):
-        conn = sqlite3.connect(uri + query, uri=True)
+        conn = sqlite3.connect(uri + query, uri=True, timeout=LOCK_TIMEOUT_S)
         conn.row_factory = sqlite3.Row
         try:
             conn.execute("SELECT key FROM runs LIMIT 1").fetchall()
@@ -406,6 +443,8 @@ def connect_readonly(study_dir: str | Path) -> sqlite3.Connection:
             conn.close()
             if "readonly" in str(e) or "unable to open" in str(e):
                 continue  # WAL in a directory we cannot write: immutable is the only way in
+            if "locked" in str(e):
+                raise locked_fault(path) from None
             raise UserError(f"{path}: not a cnnbench study database ({e}); choose a study directory") from None
         except sqlite3.DatabaseError as e:
             conn.close()

@@ -20,6 +20,8 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
+import numbers
 import os
 import re
 import tomllib
@@ -28,13 +30,60 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import UserError, did_you_mean
 from .registry import split_spec
 
 Named = str | dict[str, Any]
-Seed = Annotated[int, Field(ge=0, lt=2**63, strict=True)]
+
+
+# --- the one coercion rule for a study's values (docs/CONTRACTS.md) ------------------------------
+# A string is never a number or a bool; a whole float (3.0) is taken for an integer, any other float
+# refused; 0 or 1 is taken for a bool (and so 0.0 or 1.0). An integer is taken for a float. What ran
+# before keeps its value, so existing study files keep their run keys: pydantic's lax mode took more
+# (strings, true for 1) and its strict mode less (10.0 for epochs); both are replaced by these checks.
+def _kind(value: Any) -> str:
+    return "a string" if isinstance(value, str) else "true/false" if isinstance(value, bool) else type(value).__name__
+
+
+def _unquoted(value: Any, example: str) -> str:
+    """The fix for a number written as a string: the same number without quotes."""
+    try:
+        return f"write {float(value):g} without quotes" if isinstance(value, str) else f"write a number, e.g. {example}"
+    except ValueError:
+        return f"write a number, e.g. {example}"
+
+
+def _whole_number(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"must be a whole number, not {_kind(value)}; {_unquoted(value, '3')}")
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if math.isfinite(value) and float(value).is_integer():
+        return int(value)  # 3.0 is 3
+    raise ValueError("must be a whole number; a float is taken only when whole (3.0), give an integer")
+
+
+def _real_number(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"must be a number, not {_kind(value)}; {_unquoted(value, '0.1')}")
+    return float(value)
+
+
+def _true_false(value: Any) -> Any:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, numbers.Real) and not isinstance(value, str) and value in (0, 1):
+        return bool(value)  # 0 / 1 (a whole 0.0 / 1.0 too: it is the integer)
+    raise ValueError(f"must be true or false, not {_kind(value) if not isinstance(value, numbers.Real) else value}"
+                     "; write true or false without quotes")
+
+
+Int = Annotated[int, BeforeValidator(_whole_number), Field(strict=True)]
+Float = Annotated[float, BeforeValidator(_real_number), Field(strict=True)]
+Bool = Annotated[bool, BeforeValidator(_true_false), Field(strict=True)]
+Seed = Annotated[Int, Field(ge=0, lt=2**63)]
 
 
 class EarlyStoppingSpec(BaseModel):
@@ -52,11 +101,11 @@ class EarlyStoppingSpec(BaseModel):
             raise ValueError(f"unknown metric {v!r}; {hint}use one of {', '.join(MONITORS)}")
         return v  # another name (an output's or a custom metric's) is checked against the run's logs
 
-    min_delta: float = Field(0.0, ge=0)
-    patience: int = Field(0, ge=0)
+    min_delta: Float = Field(0.0, ge=0)
+    patience: Int = Field(0, ge=0)
     mode: Literal["auto", "min", "max"] = "auto"
-    restore_best_weights: bool = False
-    start_from_epoch: int = Field(0, ge=0)
+    restore_best_weights: Bool = False
+    start_from_epoch: Int = Field(0, ge=0)
 
 
 class RunSpec(BaseModel):
@@ -67,16 +116,16 @@ class RunSpec(BaseModel):
     model: Named = "digits_cnn"
     loss: Named = "categorical_crossentropy"
     optimizer: Named = "adam"
-    epochs: int = Field(10, ge=1, strict=True)
-    batch_size: int = Field(32, ge=1, strict=True)
-    validation_split: float = Field(0.1, ge=0.0, lt=1.0)
+    epochs: Int = Field(10, ge=1)
+    batch_size: Int = Field(32, ge=1)
+    validation_split: Float = Field(0.1, ge=0.0, lt=1.0)
     validation_mode: Literal["keras", "stratified"] = "keras"
     early_stopping: EarlyStoppingSpec | Literal[False] | None = None
     augmentation: dict[str, Any] | Literal[False] | None = None
-    class_weight: Literal["balanced"] | dict[str, Annotated[float, Field(ge=0)]] | None = None
-    label_noise: float = Field(0.0, ge=0.0, lt=1.0)
+    class_weight: Literal["balanced"] | dict[str, Annotated[Float, Field(ge=0)]] | None = None
+    label_noise: Float = Field(0.0, ge=0.0, lt=1.0)
     sample_weight: str | None = None  # a .npy of one weight per training image, in the dataset's order
-    micro_batch_size: int | None = Field(None, ge=1, strict=True)
+    micro_batch_size: Int | None = Field(None, ge=1)
     precision: Literal["fp32", "bf16"] = "fp32"
     # Keys added later: in a run's config (and key) only when given, so older runs keep their keys.
     # Keras' metrics=[...]: built-in names or "package.module:function"; with targets also a table per output
@@ -86,17 +135,17 @@ class RunSpec(BaseModel):
     # from a label column of the dataset, e.g. { digit = "label", big = { from = "label", map = [...] } },
     # { fine = "label", coarse = "coarse_label" } (CIFAR-100; a .npz's y_train_NAME)
     targets: dict[str, str | dict[str, Any]] | None = None
-    loss_weights: dict[str, Annotated[float, Field(ge=0, allow_inf_nan=False)]] | None = None
+    loss_weights: dict[str, Annotated[Float, Field(ge=0, allow_inf_nan=False)]] | None = None
 
 
 class LogGrid(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    start: float = Field(1e-5, gt=0, allow_inf_nan=False)
-    stop: float = Field(1e2, gt=0, allow_inf_nan=False)
-    num: int = Field(36, ge=1)
+    start: Float = Field(1e-5, gt=0, allow_inf_nan=False)
+    stop: Float = Field(1e2, gt=0, allow_inf_nan=False)
+    num: Int = Field(36, ge=1)
 
 
-LearningRate = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+LearningRate = Annotated[Float, Field(gt=0, allow_inf_nan=False)]
 
 
 class TuningSpec(BaseModel):
@@ -110,7 +159,7 @@ class TuningSpec(BaseModel):
     metric: Literal["val_acc", "val_loss"] = "val_acc"
     # False: no search run is also a final run. A search run at its chosen rate is optimistically
     # biased (the rate was picked on its own validation result), so the final seeds must be fresh.
-    reuse: bool = True
+    reuse: Bool = True
 
     @field_validator("seeds")
     @classmethod
@@ -148,9 +197,9 @@ class RacingSpec(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid")
-    first_test: int = Field(3, ge=2, strict=True)
-    alpha: float = Field(0.05, gt=0.0, lt=1.0)
-    keep: int = Field(2, ge=1, strict=True)
+    first_test: Int = Field(3, ge=2)
+    alpha: Float = Field(0.05, gt=0.0, lt=1.0)
+    keep: Int = Field(2, ge=1)
     test: Literal["t", "friedman"] = "t"
 
 
@@ -179,9 +228,9 @@ class AnalysisSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     metric: str = "test_acc"
-    target_accuracy: float | None = Field(None, gt=0.0, le=1.0)
-    alpha: float = Field(0.05, gt=0.0, lt=1.0)
-    rope: float | None = Field(None, ge=0.0)
+    target_accuracy: Float | None = Field(None, gt=0.0, le=1.0)
+    alpha: Float = Field(0.05, gt=0.0, lt=1.0)
+    rope: Float | None = Field(None, ge=0.0)
     # Comparing configurations across datasets mixes unlike scales, so each dataset is its own cell.
     cells: list[str] = Field(default_factory=lambda: ["dataset"])
 
@@ -229,8 +278,8 @@ class StudyMeta(BaseModel):
     description: str = ""
     seeds: list[Seed] = Field(default_factory=lambda: [0], min_length=1)
     output_dir: str | None = None
-    skip_missing_datasets: bool = False
-    save_models: bool = False
+    skip_missing_datasets: Bool = False
+    save_models: Bool = False
     tuning: TuningSpec | None = None
     racing: RacingSpec | None = None
     analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)

@@ -13,6 +13,7 @@ Options every dataset takes (handled here, not by the registry entries):
 
 from __future__ import annotations
 
+import math
 import os
 import string
 from collections.abc import Callable
@@ -136,14 +137,23 @@ def _choice(value, allowed, what: str) -> str:
 
 
 # --- option values -------------------------------------------------------------------------------
+# The study's one rule (docs/CONTRACTS.md): a string is never a number or a bool, a whole float is
+# taken for a whole number (3.0 is 3), 0 or 1 for false or true.
+def _whole(value) -> bool:
+    return (not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
+            and math.isfinite(value) and float(value).is_integer())
+
+
 def _flag(value, key: str) -> bool:
-    if not isinstance(value, bool):
-        raise UserError(f"{key} must be true or false, got {value!r}")
-    return value
+    if isinstance(value, bool):
+        return value
+    if _whole(value) and value in (0, 1):
+        return bool(value)
+    raise UserError(f"{key} must be true or false, got {value!r}")
 
 
 def _seed(value, key: str = "seed") -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+    if not _whole(value) or value < 0:
         raise UserError(f"{key} must be a whole number >= 0, got {value!r}")
     return int(value)
 
@@ -475,8 +485,7 @@ def npz(path: Annotated[str | os.PathLike, Option("the .npz file (in the name: n
         ) -> Source:
     if not path:
         raise UserError("npz dataset needs a path: use a name ending in .npz, e.g. 'data/my_dataset.npz'")
-    if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer))
-                                    or num_classes < 2):
+    if num_classes is not None and (not _whole(num_classes) or num_classes < 2):
         raise UserError(f"npz: num_classes must be a whole number >= 2, got {num_classes!r}")
 
     def locate(data_dir):
@@ -495,6 +504,9 @@ def npz(path: Annotated[str | os.PathLike, Option("the .npz file (in the name: n
         ys, width = [], None
         for part in ("train", "test"):
             y = np.asarray(d[f"y_{part}"])
+            if y.ndim not in (1, 2):
+                raise UserError(f"{where}: y_{part} has shape {y.shape}; store one class index per image (shape "
+                                "(N,)) or one-hot rows (N×K)")
             if y.ndim == 2 and y.shape[1] == 1:
                 y = y[:, 0]
             elif y.ndim == 2:  # one-hot
@@ -570,7 +582,7 @@ def _common(common: dict[str, Any]) -> dict[str, Any]:
     for key in ("limit_train", "limit_test"):
         v = common.get(key)
         if v is not None:
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            if not _whole(v) or v < 1:
                 raise UserError(f"{key} must be a positive whole number (or absent), got {v!r}")
             v = int(v)
         out[key] = v

@@ -235,6 +235,11 @@ def to_uint8_images(x: np.ndarray, where: str) -> np.ndarray:
         x = x.transpose(0, 3, 1, 2)
     else:
         raise UserError(f"{where}: images have shape {x.shape}; expected N×H×W (grey) or N×H×W×C")
+    if x.dtype.kind not in "uifb":  # strings, dates, ...: never read as pixel values
+        raise UserError(f"{where}: images are of type {x.dtype}, not numbers; store uint8 0..255 (or floats 0..1)")
+    if min(x.shape[2:]) < 1:
+        raise UserError(f"{where}: images are {x.shape[2]}×{x.shape[3]} pixels (H×W); every image needs at least "
+                        "1×1 pixel, store the images at their size")
     if x.dtype != np.uint8:
         if x.size and (np.isnan(x).any() if x.dtype.kind == "f" else False):
             raise UserError(f"{where}: images contain NaN")

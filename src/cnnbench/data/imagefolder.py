@@ -28,7 +28,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..registry import Option
-from .datasets import REGISTRY, Seed, Source, TestFraction, _arrays, _choice, _find_user_path, _fraction, _seed
+from .datasets import REGISTRY, Seed, Source, TestFraction, _arrays, _choice, _find_user_path, _fraction, _seed, _whole
 from .splits import stratified_indices
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
@@ -149,11 +149,11 @@ def imagefolder(path: Annotated[str | os.PathLike, Option("the folder (in the na
     if not path:
         raise UserError("imagefolder needs a path: name it 'imagefolder:PATH', e.g. 'imagefolder:data/dogs_vs_cats'")
     if image_size is not None:
-        if isinstance(image_size, bool) or not (
-            isinstance(image_size, int) or (isinstance(image_size, (list, tuple)) and len(image_size) == 2
-                                            and all(isinstance(v, int) and not isinstance(v, bool) for v in image_size))
-        ):
+        if not (_whole(image_size) or (isinstance(image_size, (list, tuple)) and len(image_size) == 2
+                                       and all(_whole(v) for v in image_size))):
             raise UserError(f"image_size must be a whole number or [height, width], got {image_size!r}")
+        # a whole float is the whole number (150.0 is 150: one config, one run key)
+        image_size = [int(v) for v in image_size] if isinstance(image_size, (list, tuple)) else int(image_size)
         size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
         if min(size) < 1:
             raise UserError(f"image_size must be positive, got {image_size!r}")

@@ -9,6 +9,8 @@ returns raw outputs (logits) shaped `[N, num_outputs]`.
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,7 +22,7 @@ from . import resnet_cifar, seeds, transfer  # noqa: F401  (registering)
 from ._base import REGISTRY
 from .summary import count_params, summary
 
-__all__ = ["REGISTRY", "get", "resolve", "summary", "count_params", "list_models"]
+__all__ = ["REGISTRY", "get", "resolve", "summary", "count_params", "list_models", "check_input"]
 
 _RESERVED = ("input_shape", "num_outputs")
 
@@ -116,6 +118,38 @@ def get(spec, *, input_shape: Sequence[int], num_outputs: int | dict[str, int]) 
     model.cnnbench_model = {"model": resolve(spec), "input_shape": list(shape),
                             "num_outputs": heads or int(num_outputs)}  # type: ignore[arg-type]
     return model
+
+
+def check_input(spec, input_shape: Sequence[int], where: str = "") -> None:
+    """Raise the `UserError` building a registry model for `input_shape` would raise (images smaller
+    than the model takes: `digits_cnn` needs 6x6, `lenet5` 12x12, `krutov_cnn` 46x46, ...), without
+    building it: the model is made on torch's meta device (no memory, no weights downloaded; a transfer
+    model is checked with `weights = "none"`). `runner.plan` calls it for every run, so a dataset too small
+    for its model is refused before anything is written. A `"package.module:attr"` model is not built
+    here (its code runs in the run). Any other error is left to the run, which reports it. `where`
+    (e.g. the study file and the dataset) starts the message."""
+    try:
+        _check_input(json.dumps(resolve(spec), sort_keys=True), tuple(int(v) for v in input_shape))
+    except UserError as e:
+        raise UserError(f"{where}: {e}" if where else str(e)) from None
+
+
+@functools.lru_cache(maxsize=256)  # once per model and image size, not once per seed
+def _check_input(spec_json: str, shape: tuple[int, ...]) -> None:
+    import torch
+
+    spec = json.loads(spec_json)
+    if REGISTRY.parse(spec).reference:
+        return
+    if REGISTRY.entry(spec["name"]).info.get("transfer"):
+        spec = {**spec, "weights": "none"}
+    try:
+        with torch.device("meta"):
+            get(spec, input_shape=shape, num_outputs=2)
+    except UserError:
+        raise
+    except Exception:  # not an input check: the run builds the model and reports it)
+        pass
 
 
 def list_models() -> list[str]:
