@@ -182,7 +182,7 @@ def test_vs_the_best_the_table_uses_holm_adjusted_p_values():
     assert pw["p_holm"].tolist() == pytest.approx([0.09375] * 3)
     assert not pw["significant"].any()
     ranking = cmp.ranking.set_index("config")
-    assert ranking.loc[["B", "C", "D"], "p_vs_best"].tolist() == pytest.approx([0.09375] * 3)  # shown: Holm's
+    assert ranking.loc[["B", "C", "D"], "p_holm_vs_best"].tolist() == pytest.approx([0.09375] * 3)  # shown: Holm's
     assert ranking["tied_with_best"].all()  # no Holm-significant difference: all tied with the best
     # this configuration − the best, in the metric's units
     assert ranking.loc[["B", "C", "D"], "effect_vs_best"].tolist() == pytest.approx([-0.1, -0.2, -0.3])
@@ -194,4 +194,4 @@ def test_holm_adjusted_p_values_are_capped_at_one():
     d = [0.05, -0.04, 0.03, -0.06, 0.02, -0.01]  # signs alternate: p = 1 for each pair, Holm 3 × 1 capped
     cmp = compare(_frame({"B": d, "C": [v * 1.1 for v in d], "D": [v * 0.9 for v in d]}))
     assert cmp.pairwise["p_holm"].tolist() == pytest.approx([1.0, 1.0, 1.0])
-    assert (cmp.ranking["p_vs_best"].dropna() <= 1.0).all()
+    assert (cmp.ranking["p_holm_vs_best"].dropna() <= 1.0).all()

@@ -40,7 +40,9 @@ class Mutation:
     tests: tuple[str, ...]  # test files (relative to the repository root)
 
 
-COMPARE = ("tests/test_compare.py", "tests/test_analysis.py", "tests/test_mutations_killed.py")
+COMPARE = ("tests/test_compare.py", "tests/test_compare_small_n.py", "tests/test_analysis.py",
+           "tests/test_mutations_killed.py")
+RACING = ("tests/test_racing.py",)
 TRAIN = ("tests/test_train.py", "tests/test_mutations_killed.py")
 
 MUTATIONS = [
@@ -60,7 +62,7 @@ MUTATIONS = [
     Mutation("tied-with-best-on-raw-p", "analysis/compare.py",
              'bool(not (r["p_holm"] < alpha)) if tested', 'bool(not (r["p"] < alpha)) if tested', COMPARE),
     Mutation("displayed-p-vs-best-raw", "analysis/compare.py",
-             'ranking.loc[i, "p_vs_best"] = r["p_holm"]', 'ranking.loc[i, "p_vs_best"] = r["p"]', COMPARE),
+             'ranking.loc[i, "p_holm_vs_best"] = r["p_holm"]', 'ranking.loc[i, "p_holm_vs_best"] = r["p"]', COMPARE),
     Mutation("effect-vs-best-sign", "analysis/compare.py",
              'ranking.loc[i, "effect_vs_best"] = -r["mean_diff"]', 'ranking.loc[i, "effect_vs_best"] = r["mean_diff"]',
              COMPARE),
@@ -76,10 +78,20 @@ MUTATIONS = [
     Mutation("diff-ci-90-percent", "analysis/compare.py",
              "half = _stats().t.ppf(0.975, n - 1) * sd", "half = _stats().t.ppf(0.95, n - 1) * sd", COMPARE),
     Mutation("rank-biserial-unoriented", "analysis/compare.py",
-             "float(sign * (r_plus - r_minus) / (r_plus + r_minus))", "float((r_plus - r_minus) / (r_plus + r_minus))",
-             COMPARE),
+             "effect_size=float(sign * rank_biserial(d))", "effect_size=float(rank_biserial(d))", COMPARE),
+    Mutation("rank-biserial-zeros-dropped", "analysis/compare.py",
+             "r_plus = ranks[d > 0].sum() + ranks[d == 0].sum() / 2\n    return",
+             "r_plus = ranks[d > 0].sum()\n    total = ranks[d != 0].sum()\n    return", COMPARE),
     Mutation("too-few-blocks-tested", "analysis/compare.py",
-             'if n < MIN_BLOCKS:\n        row["test"] = "none', 'if n < 2:\n        row["test"] = "none', COMPARE),
+             'if n < MIN_BLOCKS:\n        row["test"] = f"none', 'if n < 2:\n        row["test"] = f"none', COMPARE),
+    # --- racing.py: the race's decisions -------------------------------------------------------------
+    Mutation("race-on-raw-p", "racing.py", "if p_adj < alpha and diff > 0:", "if p < alpha and diff > 0:", RACING),
+    Mutation("race-diverged-kept", "racing.py", 'diverged = [cfg for cfg in c.alive if got[cfg][0] == "diverged"]',
+             "diverged = []", RACING),
+    Mutation("race-decides-incomplete-rounds", "racing.py",
+             "if any(status not in FINISHED for status, _ in got.values())",
+             "if all(status not in FINISHED for status, _ in got.values())", RACING),
+    Mutation("race-speculates-when-idle", "racing.py", "        if in_flight:\n", "        if True:\n", RACING),
     # --- analysis/frames.py ---------------------------------------------------------------------------
     Mutation("diverged-not-at-chance", "analysis/frames.py",
              'value = value.where(df["status"] != "diverged", chance.clip(upper=1.0))', "value = value",
