@@ -613,6 +613,13 @@ class StudyProgress:
             if not self.live and self.epochs_lines:
                 self._print(f"epoch {event['epoch']}/{event['epochs']} {name}: {_logs_text(logs)}")
             return
+        if kind == "batch":  # within an epoch: how far it is, and the running loss
+            if key in self.run_tasks:
+                done = event["epoch"] - 1 + event["batch"] / event["steps"]
+                line = self._fit(f"{_logs_text(event.get('logs') or {}, short=True)} · {name}")
+                self.progress.update(self.run_tasks[key], completed=done, description=line,
+                                     runs=f"  ↳ epoch {event['epoch']}/{event['epochs']}")
+            return
         if kind == "started":
             if key not in self.run_tasks:
                 self.run_tasks[key] = self.progress.add_task(self._fit(f"starting · {name}"), total=event["epochs"],

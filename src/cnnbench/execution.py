@@ -49,6 +49,8 @@ class Task:
 # continue exactly where it stopped. One thread: small CNNs gain little from more (BENCHMARKS.md), and
 # the local executor runs one worker per core. Not part of any run's key.
 RUN_THREADS = 1
+# A run in progress sends its running loss at most this often within an epoch (a display's refresh).
+BATCH_EVENT_S = 1.0
 
 
 @contextmanager
@@ -367,7 +369,7 @@ def run_task(task: Task, progress: ProgressFn | None = None, store=None) -> str:
 
 
 def _run_task(task: Task, progress: ProgressFn | None, store, device: torch.device) -> str:
-    from .train import LambdaCallback, evaluate, fit, forward_flops, parameter_count
+    from .train import Callback, LambdaCallback, evaluate, fit, forward_flops, parameter_count
 
     store.mark_running(task.key, environment(device))
     if progress:  # a display shows the run from its start, not from its first epoch's end
@@ -396,6 +398,21 @@ def _run_task(task: Task, progress: ProgressFn | None, store, device: torch.devi
         if os.getppid() != parent:  # our parent was killed: stop rather than train an orphan run
             raise SystemExit(1)
 
+    class BatchProgress(Callback):
+        """A 'batch' event at most every BATCH_EVENT_S seconds while an epoch trains (the running loss)."""
+
+        last, epoch = time.monotonic(), 0
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+        def on_batch_progress(self, batch: int, steps: int, running) -> None:
+            now = time.monotonic()
+            if now - self.last >= BATCH_EVENT_S and batch + 1 < steps:
+                self.last = now
+                progress({"event": "batch", "key": task.key, "label": task.label, "epoch": self.epoch + 1,
+                          "epochs": cfg["epochs"], "batch": batch + 1, "steps": steps, "logs": running()})
+
     try:
         from .study import build_callbacks
 
@@ -409,7 +426,8 @@ def _run_task(task: Task, progress: ProgressFn | None, store, device: torch.devi
                       augmentation=cfg["augmentation"], early_stopping=cfg["early_stopping"],
                       micro_batch_size=cfg.get("micro_batch_size"), precision=cfg.get("precision", "fp32"),
                       metrics=cfg.get("metrics"), loss_weights=cfg.get("loss_weights"),
-                      callbacks=[*user_callbacks, LambdaCallback(on_epoch_end=on_epoch_end)],
+                      callbacks=[*user_callbacks, LambdaCallback(on_epoch_end=on_epoch_end),
+                                 *([BatchProgress()] if progress else [])],
                       checkpoint=ckpt, verbose=0)
         status, error = "done", None
         if history.status == "diverged":

@@ -289,6 +289,7 @@ def _race(p: Plan, runs, store, data_dir, device, workers, progress, executor, r
     entries = racing.entries(runs, a.cells, p.study.name)
     by_key = {r.key: r for r in runs}
     announced: set[str] = set()
+    at_most = sum(1 for r in runs if p.statuses.get(r.key) not in FINISHED)  # the full grid, less what is done
     last: dict = {}  # the race as last replayed, and the finished runs it was replayed from
 
     def state():
@@ -303,7 +304,7 @@ def _race(p: Plan, runs, store, data_dir, device, workers, progress, executor, r
         new = [by_key[k] for k in race.needed if k not in announced]
         if new:
             announced.update(r.key for r in new)
-            _announce(progress, new)
+            _announce(progress, new, at_most)
         return race, statuses
 
     if executor == "ray":
@@ -322,17 +323,19 @@ def _race(p: Plan, runs, store, data_dir, device, workers, progress, executor, r
         run = by_key[key]
         if key not in announced:  # a speculative run of the next round
             announced.add(key)
-            _announce(progress, [run])
+            _announce(progress, [run], at_most)
         return _task(p, run, data_dir, device, tensorboard, mlflow)
 
     source = racing.RaceSource(state, make_task, candidates=runs)
     _execute(source, len(runs), workers, device, progress)
 
 
-def _announce(progress, runs) -> None:
+def _announce(progress, runs, at_most: int | None = None) -> None:
+    """A "queued" event for `runs`; `at_most`: how many runs this call can queue in all (a race's bound)."""
     if progress:
         progress({"event": "queued", "runs": [{"key": r.key, "label": r.label, "seed": r.seed,
-                                                "epochs": r.config["epochs"]} for r in runs]})
+                                                "epochs": r.config["epochs"]} for r in runs],
+                  **({"at_most": at_most} if at_most is not None else {})})
 
 
 def _task(p: Plan, r, data_dir, device, tensorboard, mlflow) -> Task:

@@ -147,6 +147,11 @@ class Callback:
     def on_epoch_end(self, epoch: int, logs: dict) -> None: ...
     def on_train_end(self, logs: dict | None = None) -> None: ...  # logs: the last epoch's, as Keras
 
+    # cnnbench's own per-batch hook (not Keras'): a callback that defines
+    #     on_batch_progress(self, batch: int, steps: int, running: Callable[[], dict]) -> None
+    # is called after every training batch; `running()` gives the epoch's running loss (and accuracy) so
+    # far, a device sync: call it only when it is shown (a progress display, at most every so often).
+
     # Callbacks with state that must survive a resume override these (tensors, numbers, strings only).
     def state_dict(self) -> dict:
         return {}
@@ -584,7 +589,10 @@ class Trainer:
             part_sums = {k: torch.zeros((), device=self.device) for k in loss_fn.names}
             corrects = {k: torch.zeros((), device=self.device, dtype=torch.long) for k in loss_fn.names}
         seen_probabilities, seen_labels = [], []
-        bars = [cb for cb in self.callbacks if isinstance(cb, ProgressDisplay) and cb.mode == 1]
+        # what follows the batches: Keras' progress bar (verbose=1), a callback's on_batch_progress
+        bars = [cb.on_batch_end if isinstance(cb, ProgressDisplay) else cb.on_batch_progress
+                for cb in self.callbacks
+                if (isinstance(cb, ProgressDisplay) and cb.mode == 1) or hasattr(cb, "on_batch_progress")]
         steps = self.epoch_steps = len(batch_numbers)
         seen = 0
         for step, start in enumerate(b * self.batch_size for b in batch_numbers):
@@ -628,8 +636,8 @@ class Trainer:
                 loss_sum += penalty.detach() * idx.numel()
             opt.step()
             for bar in bars:  # reads the running sums only when it redraws (a device sync)
-                # the lambda is called (or not) inside on_batch_end, never kept: it sees this batch's values
-                bar.on_batch_end(step, steps, lambda: {"loss": loss_sum.item() / seen} if self.multi else  # noqa: B023
+                # the lambda is called (or not) inside the hook, never kept: it sees this batch's values
+                bar(step, steps, lambda: {"loss": loss_sum.item() / seen} if self.multi else  # noqa: B023
                                  {"loss": loss_sum.item() / seen, "accuracy": correct.item() / seen})  # noqa: B023
         if not self.multi and not self.metrics:
             return (loss_sum / n).item(), (correct.float() / n).item()
