@@ -195,3 +195,18 @@ def test_holm_adjusted_p_values_are_capped_at_one():
     cmp = compare(_frame({"B": d, "C": [v * 1.1 for v in d], "D": [v * 0.9 for v in d]}))
     assert cmp.pairwise["p_holm"].tolist() == pytest.approx([1.0, 1.0, 1.0])
     assert (cmp.ranking["p_holm_vs_best"].dropna() <= 1.0).all()
+
+
+def test_significant_means_p_strictly_below_alpha():
+    # Kills `significant-at-alpha-inclusive`. Five blocks all in A's favour: the exact Wilcoxon p is 2/2^5 =
+    # 0.0625 (one comparison: Holm's p is the same). At α = 0.0625 that is not below α: not significant.
+    import pandas as pd
+
+    from cnnbench.analysis import compare
+
+    df = pd.DataFrame({"config": list("AB") * 5, "block": [b for b in range(5) for _ in range(2)],
+                       "value": [0.9, 0.8, 0.91, 0.8, 0.92, 0.81, 0.93, 0.8, 0.9, 0.82]})
+    at = compare(df, alpha=0.0625).pairwise.iloc[0]
+    assert at["p_holm"] == pytest.approx(0.0625)
+    assert not at["significant"]
+    assert compare(df, alpha=0.0626).pairwise.iloc[0]["significant"]
