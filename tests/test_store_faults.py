@@ -151,3 +151,64 @@ def test_a_lock_taken_mid_run_stops_the_study_and_leaves_the_run_resumable(tmp_p
     con = sqlite3.connect(out / "study.db")
     assert con.execute("SELECT status, epochs_done FROM runs").fetchall() == [("done", 3)]
     con.close()
+
+
+def test_a_checkpoint_of_another_run_is_set_aside_and_the_run_starts_over(tmp_path):
+    # A checkpoint records its run (the study's run key); one copied under another run's name is not
+    # resumed from: it is set aside as KEY.pt.foreign-TIME and the run trains from its first epoch,
+    # ending with the same numbers as a run that never saw the foreign file.
+    import numpy as np
+    import torch
+
+    from cnnbench import fit
+
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 255, (64, 8, 8), dtype=np.uint8), rng.integers(0, 3, 64)
+    common = dict(loss="sparse_categorical_crossentropy", optimizer="adam", batch_size=16, seed=0, verbose=0)
+    ckpt = tmp_path / "checkpoints" / "b.pt"
+    ckpt.parent.mkdir()
+    fit("keras_mnist_mlp", x, y, epochs=1, checkpoint=tmp_path / "a.pt", checkpoint_tag="run-a", **common)
+    (tmp_path / "a.pt").replace(ckpt)  # run a's checkpoint where run b's would be
+    from cnnbench.train import LambdaCallback
+
+    def trained_epochs(**kw):
+        trained = []
+        history = fit("keras_mnist_mlp", x, y, epochs=2, **common, **kw,
+                      callbacks=[LambdaCallback(on_epoch_begin=lambda epoch, logs: trained.append(epoch))])
+        return history, trained
+
+    resumed, trained = trained_epochs(checkpoint=ckpt, checkpoint_tag="run-b")
+    assert trained == [0, 1]  # trained from the start, not on from run a's epoch 1
+    assert any("is another run's" in n and "run-a" in n for n in resumed.notes)
+    assert len(list(ckpt.parent.glob("b.pt.foreign-*"))) == 1
+    clean = fit("keras_mnist_mlp", x, y, epochs=2, **common)
+    assert resumed.history["loss"] == clean.history["loss"]
+    assert torch.load(ckpt, weights_only=True)["tag"] == "run-b"
+    # a checkpoint without a tag (written before tags) is still resumed: existing studies go on
+    untagged = tmp_path / "old.pt"
+    fit("keras_mnist_mlp", x, y, epochs=1, checkpoint=untagged, **common)
+    assert trained_epochs(checkpoint=untagged, checkpoint_tag="run-c")[1] == [1]
+
+
+def test_a_report_removes_the_temp_files_a_killed_report_left(tmp_path):
+    # A report killed while writing leaves `.NAME.PID-RANDOM.tmp` (files.atomic_write); the next report
+    # removes those whose writer is gone, and leaves a live writer's alone.
+    import os
+    import subprocess
+    import sys
+
+    from cnnbench.api import Study
+
+    study = Study.from_dict({"name": "tmp", "seeds": [0], "epochs": 1, "batch_size": 64, "dataset": "digits"})
+    study.run(tmp_path / "s", workers=1, report=False, verbose=0)
+    out = tmp_path / "s" / "report"
+    out.mkdir()
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    stale = out / f".report.html.{gone.pid}-abc123.tmp"
+    live = out / f".summary.md.{os.getpid()}-def456.tmp"
+    stale.write_text("half a report")
+    live.write_text("being written")
+    study.report()
+    assert not stale.exists() and live.exists()
+    assert (out / "report.html").stat().st_size > 0

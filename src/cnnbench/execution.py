@@ -428,7 +428,7 @@ def _run_task(task: Task, progress: ProgressFn | None, store, device: torch.devi
                       metrics=cfg.get("metrics"), loss_weights=cfg.get("loss_weights"),
                       callbacks=[*user_callbacks, LambdaCallback(on_epoch_end=on_epoch_end),
                                  *([BatchProgress()] if progress else [])],
-                      checkpoint=ckpt, verbose=0)
+                      checkpoint=ckpt, checkpoint_tag=task.key, verbose=0)
         status, error = "done", None
         if history.status == "diverged":
             status, error = "diverged", f"loss became NaN/inf at epoch {history.epoch[-1] + 1}"

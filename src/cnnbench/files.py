@@ -93,6 +93,16 @@ def remove_stale_temps(path: str | os.PathLike) -> None:
         _discard(Path(name))
 
 
+def remove_stale_temps_in(directory: str | os.PathLike) -> None:
+    """`remove_stale_temps` for every file of `directory` (a report's: a killed `cnnbench report` leaves
+    the temp file of whatever it was writing)."""
+    import glob
+
+    for name in glob.glob(glob.escape(str(Path(directory))) + "/.*.tmp"):
+        if not _writer_alive(name):
+            _discard(Path(name))
+
+
 def _writer_alive(name: str) -> bool:
     """Whether the process named in a temp file's name (`.NAME.PID-RANDOM.tmp`) is running on this machine."""
     pid_part = name.rsplit(".", 2)[-2].split("-", 1)[0]  # ".NAME.PID-RANDOM.tmp" -> "PID"

@@ -454,6 +454,10 @@ def _cat_probabilities(chunks: list):
 # --- the training loop --------------------------------------------------------------------------
 
 
+class _ForeignCheckpoint(Exception):
+    """A checkpoint whose tag names another run."""
+
+
 class Trainer:
     """One run: model, loss, optimizer and the loop. `fit` is its public face."""
 
@@ -463,8 +467,9 @@ class Trainer:
                  checkpoint: str | os.PathLike | None = None, micro_batch_size: int | None = None,
                  precision: str = "fp32", metrics: Sequence = (), shuffle: bool | str = True,
                  initial_epoch: int = 0, validation_freq: int | Sequence[int] = 1,
-                 steps_per_epoch: int | None = None):
+                 steps_per_epoch: int | None = None, checkpoint_tag: str | None = None):
         self.model, self.loss, self.optimizer = model, training_loss, optimizer
+        self.checkpoint_tag = checkpoint_tag
         self.shuffle, self.initial_epoch, self.validation_freq = shuffle, initial_epoch, validation_freq
         self.steps_per_epoch = steps_per_epoch
         self.epoch_steps = 0  # batches of the epoch being trained (for the progress bar)
@@ -486,7 +491,8 @@ class Trainer:
     # -- checkpoints: model, optimizer (+ schedule), history, callback states ----------------------
     def state_dict(self) -> dict:
         return {"model": self.model.state_dict(), "optimizer": optim_mod.state_dict(self.optimizer),
-                "history": self.history.state_dict(), "callbacks": [cb.state_dict() for cb in self.callbacks]}
+                "history": self.history.state_dict(), "callbacks": [cb.state_dict() for cb in self.callbacks],
+                **({"tag": self.checkpoint_tag} if self.checkpoint_tag is not None else {})}
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
@@ -520,6 +526,12 @@ class Trainer:
         fresh = copy.deepcopy(self.state_dict())
         try:
             state = torch.load(self.checkpoint, map_location=self.device, weights_only=True)
+            tag = state.get("tag") if isinstance(state, dict) else None
+            if self.checkpoint_tag is not None and tag is not None and tag != self.checkpoint_tag:
+                # another run's checkpoint under this run's name (copied, or a file moved by hand): resuming
+                # from it would train this run on from another's weights. A checkpoint without a tag is
+                # older than tags and was this run's.
+                raise _ForeignCheckpoint(f"it belongs to {tag!r}, not {self.checkpoint_tag!r}")
             self.load_state_dict(state)
         except (KeyboardInterrupt, SystemExit, MemoryError):
             raise
@@ -529,14 +541,17 @@ class Trainer:
                 raise fault from None
             self.load_state_dict(fresh)  # whatever the failed load changed
             self.stop_training = False
-            aside = self.checkpoint.with_name(f"{self.checkpoint.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
+            foreign = isinstance(e, _ForeignCheckpoint)
+            stamp = time.strftime('%Y%m%dT%H%M%S')
+            aside = self.checkpoint.with_name(f"{self.checkpoint.name}.{'foreign' if foreign else 'corrupt'}-{stamp}")
             os.replace(self.checkpoint, aside)
             reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             reason = reason.split(" (1) ")[0].split(". ")[0][:160]  # torch's advice (weights_only=False) dropped
             if "weights_only" in reason:
                 reason = "not a checkpoint that loads safely"
-            note = (f"checkpoint {self.checkpoint} could not be loaded ({type(e).__name__}: {reason}); set aside as "
-                    f"{aside.name}; the run starts again from epoch 1")
+            what = (f"is another run's ({reason})" if foreign
+                    else f"could not be loaded ({type(e).__name__}: {reason})")
+            note = f"checkpoint {self.checkpoint} {what}; set aside as {aside.name}; the run starts again from epoch 1"
             self.history.notes.append(note)
             log.warning("cnnbench: %s", note)
             return 0
@@ -879,14 +894,16 @@ def fit(model: nn.Module | str | dict, x, y, *, loss="categorical_crossentropy",
         micro_batch_size: int | None = None, precision: str = "fp32", verbose: int | str = "auto",
         loss_weights: dict[str, float] | None = None, metrics: Sequence[str] | dict | None = None,
         shuffle: bool | str = True, initial_epoch: int = 0, validation_freq: int | Sequence[int] = 1,
-        steps_per_epoch: int | None = None) -> History:
+        steps_per_epoch: int | None = None, checkpoint_tag: str | None = None) -> History:
     """Train `model` on images `x` and labels `y`, Keras style; return the `History`.
 
     `model`: an `nn.Module` or a registry name/spec (built for the data's shape and the loss's output
     units, with `seed`). `loss` / `optimizer`: names, specs or objects. `x`: N×H×W, N×H×W×C or
     N×C×H×W (uint8 pixels are scaled to [0, 1]); `y`: integer labels. `validation_split` takes the
     last fraction of the data, before shuffling, as Keras does. `checkpoint`: a file written after
-    every epoch; if it exists, training resumes from it. `micro_batch_size`: accumulate the gradient of
+    every epoch; if it exists, training resumes from it. `checkpoint_tag` (e.g. a study's run key) is
+    written into it: a checkpoint tagged for another run is set aside, as a damaged one is, and training
+    starts over. `micro_batch_size`: accumulate the gradient of
     each batch over slices of this size (for batches that do not fit in memory). `precision="bf16"`:
     bfloat16 autocast for the model (faster; float32 is Keras' default). `verbose`: Keras' 0 (silent),
     1 (a progress bar per epoch), 2 (one line per epoch) or "auto" (the default: 1 on a terminal, else
@@ -1039,7 +1056,7 @@ def fit(model: nn.Module | str | dict, x, y, *, loss="categorical_crossentropy",
                       callbacks=callbacks, augment=augment, checkpoint=checkpoint,
                       micro_batch_size=micro_batch_size, precision=precision, metrics=metric_plan,
                       shuffle=shuffle, initial_epoch=initial_epoch, validation_freq=validation_freq,
-                      steps_per_epoch=steps_per_epoch)
+                      steps_per_epoch=steps_per_epoch, checkpoint_tag=checkpoint_tag)
     with heap_allocations():  # the steps' activations reuse heap pages (inference.py; same numbers)
         history = trainer.run(x, y, sw, val)
     history.params = {"verbose": verbose, "epochs": epochs, "steps": steps,  # Keras' three, then cnnbench's

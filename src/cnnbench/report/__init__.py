@@ -38,6 +38,7 @@ import pandas as pd
 from .. import analysis, metrics
 from ..analysis.names import file_stems
 from ..errors import EnvironmentFault, UserError, environment_fault
+from ..files import remove_stale_temps_in
 from . import escape, figures, files, paper, provenance, race, tables
 from . import format as fmt
 from .figures import Figure
@@ -58,6 +59,7 @@ def write_report(study_dirs, output: str | os.PathLike | None = None, metric: st
     raw = provenance.raw_runs(dirs)
     try:
         out.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps_in(out)  # of a report killed while writing (each file is whole or absent)
     except OSError as e:
         raise UserError(f"cannot write the report into {out} ({e.strerror}); choose a directory you can write "
                         "with --output") from None
