@@ -317,13 +317,7 @@ def write_all(sc, out: Path) -> list[Path]:
         parts = outputs_tables(sc, frame)
         what = ("test accuracy (%) and test loss of each output, mean ± std over seeds; best per column in bold "
                 "(a loss only where the configurations share that output's loss)")
-        one = len(parts) == 1
-        put("outputs.csv", frame.to_csv(index=False))
-        put("outputs.md", "\n\n".join(("" if one else f"## {escape.markdown(cell)}\n\n") + markdown(t)
-                                       for cell, t in parts) + f"\n\n{escape.markdown(what.capitalize())}.\n")
-        put("outputs.tex", _PREAMBLE + "\n\n".join(
-            latex(t, ("" if one else f"{cell}: ") + what, f"tab:outputs{'' if one else '-' + _slug(cell)}")
-            for cell, t in parts) + "\n")
+        _put_per_cell(put, "outputs", frame, parts, what)
 
     means = configuration_means(sc)
     if means.empty:
@@ -487,11 +481,17 @@ def write_statistics_files(sc, out: Path) -> list[Path]:
     if not frame.empty:
         parts2 = metrics_tables(sc, frame)
         what = "test metrics, mean ± std over seeds, and time per configuration; best per metric in bold"
-        one = len(parts2) == 1
-        put("metrics.csv", frame.to_csv(index=False))
-        put("metrics.md", "\n\n".join(("" if one else f"## {escape.markdown(cell)}\n\n") + markdown(t)
-                                      for cell, t in parts2) + f"\n\n{escape.markdown(what.capitalize())}.\n")
-        put("metrics.tex", _PREAMBLE + "\n\n".join(
-            latex(t, ("" if one else f"{cell}: ") + what, f"tab:metrics{'' if one else '-' + _slug(cell)}")
-            for cell, t in parts2) + "\n")
+        _put_per_cell(put, "metrics", frame, parts2, what)
     return written
+
+
+def _put_per_cell(put, stem: str, frame, parts, what: str) -> None:
+    """`STEM.csv` (the frame), `STEM.md` and `STEM.tex` (one table per cell, headed by the cell's name when
+    there are several; `what` is the caption)."""
+    one = len(parts) == 1
+    put(f"{stem}.csv", frame.to_csv(index=False))
+    put(f"{stem}.md", "\n\n".join(("" if one else f"## {escape.markdown(cell)}\n\n") + markdown(t)
+                                   for cell, t in parts) + f"\n\n{escape.markdown(what.capitalize())}.\n")
+    put(f"{stem}.tex", _PREAMBLE + "\n\n".join(
+        latex(t, ("" if one else f"{cell}: ") + what, f"tab:{stem}{'' if one else '-' + _slug(cell)}")
+        for cell, t in parts) + "\n")
