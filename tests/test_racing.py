@@ -263,8 +263,8 @@ keep = 1
 """
 
 
-def _cnnbench(*args, **kw):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+def _cnnbench(*args, env=None, **kw):
+    env = {**(env or os.environ), "PYTHONUNBUFFERED": "1"}
     return subprocess.run([sys.executable, "-m", "cnnbench.cli", *args], capture_output=True, text=True, env=env,
                           **kw)
 
