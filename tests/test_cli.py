@@ -500,7 +500,16 @@ def test_run_starts_the_forkserver_early_only_where_a_pool_is_likely(tmp_path, m
     assert forkserver.PRELOAD[:2] == ["cnnbench.execution", "cnnbench.executors.local"]
 
 
-def test_main_called_from_python_puts_its_sigint_handler_back(tmp_path, monkeypatch, capsys):
+@pytest.fixture
+def python_sigint():
+    """Python's own SIGINT handler for the test, as an interactive session has it: a suite started in the
+    background (`pytest &`) inherits SIGINT ignored, and Python then installs no handler."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_main_called_from_python_puts_its_sigint_handler_back(tmp_path, monkeypatch, capsys, python_sigint):
     """A test suite or a notebook kernel that called main() still stops on Ctrl-C afterwards."""
     from cnnbench import cli
 

@@ -56,10 +56,13 @@ class Cnnbench:
         """`sigint_ignored`: started with SIGINT ignored, as a shell starts a background job (`cmd &`)."""
         self.marker = f"CNNBENCH_FAULT_{uuid.uuid4().hex}"
         full_env = {**os.environ, "OMP_NUM_THREADS": "1", "CNNBENCH_FAULT_MARKER": self.marker, **(env or {})}
-        ignore = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint_ignored else None
+        # Otherwise SIGINT as a terminal gives it, whatever this test process inherited (a suite started in
+        # the background, `pytest &`, runs with SIGINT ignored, and a child would inherit that)
+        disposition = signal.SIG_IGN if sigint_ignored else signal.SIG_DFL
         self.proc = subprocess.Popen([sys.executable, "-m", "cnnbench.cli", *map(str, args)], env=full_env,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     start_new_session=True, preexec_fn=ignore)
+                                     start_new_session=True,
+                                     preexec_fn=lambda: signal.signal(signal.SIGINT, disposition))
         self.stdout = self.stderr = ""
 
     @property
