@@ -332,6 +332,8 @@ def test_a_race_decides_the_same_with_one_worker_or_two_and_after_kill_9(tmp_pat
         row = next(r for r in rows if r.startswith(f"| {config.replace('_', chr(92) + '_')} |"))
         assert f"round {round_}: worse than" in row or "diverged" in row
     assert f"{len(results)} of the full grid's 30 runs" in section
+    not_run = 30 - len(results)
+    assert f"{not_run} not run (their configuration left the race)." in summary and "pending" not in summary
 
     # without the [racing] table the same directory is the full grid, every finished run reused
     full = tmp_path / "full.toml"

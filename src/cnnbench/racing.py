@@ -91,6 +91,7 @@ class Race:
     needed: list[str]  # run keys the race needs now (not finished): this round's, or all seeds of survivors
     ahead: list[str]  # next round's runs of racing configurations, best first: speculative, if a core idles
     beyond: list[str]  # finished runs of configurations eliminated before that seed's round (not ranked)
+    skipped: list[str] = field(default_factory=list)  # runs never needed: their configuration left the race
 
     @property
     def over(self) -> bool:
@@ -137,8 +138,9 @@ def replay(spec, seeds: list[int], entries: Iterable[Entry], results: Mapping[st
                 race.ahead += [keys[(cfg, nxt)] for cfg in c.standing
                                if (cfg, nxt) in keys and status(keys[(cfg, nxt)]) not in FINISHED]
         for cfg, elim in c.eliminated.items():
-            race.beyond += [keys[(cfg, s)] for s in seeds[elim.round:]
-                            if (cfg, s) in keys and status(keys[(cfg, s)]) in FINISHED]
+            later = [keys[(cfg, s)] for s in seeds[elim.round:] if (cfg, s) in keys]
+            race.beyond += [k for k in later if status(k) in FINISHED]
+            race.skipped += [k for k in later if status(k) not in FINISHED]
     return race
 
 

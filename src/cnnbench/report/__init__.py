@@ -260,7 +260,7 @@ def build_context(sc, sources, raw: pd.DataFrame, figs: Figures, written: list[P
         "alpha": sc.alpha,
         "rope": sc.rope,
         "sources": sources,
-        "counts": provenance.status_counts(raw),
+        "counts": race.status_counts(sc, provenance.status_counts(raw)),
         "environment": tables.plain(env_header, env_rows),
         "timing": provenance.timing(raw),
         "models": tables.plain(["model", "dataset", "parameters", "FLOPs per image"], provenance.model_costs(raw)),

@@ -94,6 +94,21 @@ def write_figures(sc, out: Path) -> dict[str, Figure]:
     return made
 
 
+def status_counts(sc, counts: dict[str, int]) -> dict[str, int]:
+    """The runs by status, where a raced study's runs that its race never needed (their configuration left
+    the race first) are counted as such rather than as pending."""
+    if sc.race is None or not sc.race.race.skipped:
+        return counts
+    status = dict(zip(sc.runs["key"], sc.runs["status"]))
+    out = dict(counts)
+    for key in sc.race.race.skipped:  # pending, or a run stopped part-way ('running') that is not needed now
+        if out.get(status.get(key), 0) > 0:
+            out[status[key]] -= 1
+    out = {k: n for k, n in out.items() if n > 0}
+    out["not run (their configuration left the race)"] = len(sc.race.race.skipped)
+    return out
+
+
 def context(sc, figs: dict[str, Figure]) -> dict | None:
     if sc.race is None:
         return None
