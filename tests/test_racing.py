@@ -400,7 +400,7 @@ def test_a_raced_cell_is_ranked_as_the_race_decided():
     r = cmp.ranking.set_index("config")
     assert list(cmp.ranking["config"]) == ["A", "B", "D", "C"]  # survivors, then by the round they left
     assert r.loc["B", "left_race"] == "" and r.loc["B", "n"] == 6
-    assert r.loc["C", "left_race"] == "left the race in round 3: significantly worse"  # than A, the best
+    assert r.loc["C", "left_race"] == "out in round 3: worse"  # than A, the best then and now
     assert r.loc["C", "n"] == 3 and r.loc["D", "n"] == 4
     assert r.loc["D", "p_holm_vs_best"] == pytest.approx(cell.eliminated["D"].p_holm)
     assert r.loc["C", "effect_vs_best"] == pytest.approx(-cell.eliminated["C"].mean_diff)

@@ -10,7 +10,7 @@ raced cell is reported as the race decided it:
   on their seeds: all of them once the race is over);
 - each configuration that left the race follows them, ranked by the round it left (later first) and then
   by its mean, with its own mean ± std over the seeds it ran, and the race's test against the best of
-  that round (statistic, raw and Holm p) as its evidence;
+  that round (statistic, raw and Holm p) as its evidence, marked "out in round r: worse" (or diverged);
 - the verdict says who left the race when.
 
 Used only when the report ranks by the metric the race decided on; ranked by another metric, a raced
@@ -51,8 +51,8 @@ def compare_raced(long: pd.DataFrame, cell, **settings) -> Comparison:
                    test_vs_best=_test_name(e) if worse else "",
                    can_reject_vs_best=worse, effect_vs_best=-sign * e.mean_diff if worse else math.nan)
         than = "" if e.best == best else f" than {e.best}, the best then"  # the best of its round, if another
-        row[LEFT] = (f"left the race in round {e.round}: significantly worse{than}" if worse
-                     else f"left the race in round {e.round}: diverged (seed {e.diverged_seed})")
+        row[LEFT] = (f"out in round {e.round}: worse{than}" if worse
+                     else f"out in round {e.round}: diverged (seed {e.diverged_seed})")
         rows.append(row)
     ranking = cmp.ranking.assign(**{LEFT: ""})
     cmp.ranking = pd.concat([ranking, pd.DataFrame(rows)[ranking.columns]], ignore_index=True)
