@@ -42,8 +42,7 @@ def cell_table(cell, comparison, metric) -> Table:
     if comparison is not None and not comparison.ranking.empty:
         means = {r.config: (r.mean, r.std, r.n) for r in comparison.ranking.itertuples()}
     header = ["configuration", "seeds run", f"{fmt.heading(metric)}: mean ± std", "race"]
-    order = [*cell.standing, *sorted(cell.eliminated, key=lambda c: (-cell.eliminated[c].round,
-                                                                    cell.configs.index(c)))]
+    order = _order(cell, comparison)
     rows = []
     for config in order:
         mean, std, n = means.get(config, (math.nan, math.nan, 0))
@@ -53,12 +52,20 @@ def cell_table(cell, comparison, metric) -> Table:
     return Table(header, rows)
 
 
-def figure(cell, n_seeds: int):
+def _order(cell, comparison) -> list[str]:
+    """The ranking's order (still racing first, then by the round they left and their mean), else the
+    race's own: the survivors by standing, then the eliminated by round, in the study's order."""
+    fallback = [*cell.standing, *sorted(cell.eliminated, key=lambda c: (-cell.eliminated[c].round,
+                                                                       cell.configs.index(c)))]
+    ranked = [] if comparison is None else [c for c in comparison.ranking["config"] if c in cell.configs]
+    return ranked + [c for c in fallback if c not in ranked]
+
+
+def figure(cell, n_seeds: int, comparison=None):
     """Configurations over rounds: a line for the rounds each raced, a cross where it left."""
     import matplotlib.pyplot as plt
 
-    order = [*cell.standing, *sorted(cell.eliminated, key=lambda c: (-cell.eliminated[c].round,
-                                                                    cell.configs.index(c)))]
+    order = _order(cell, comparison)
     height = max(2.2, 0.34 * len(order) + 1.2)
     fig, ax = plt.subplots(figsize=(8.5, height))
     for y, config in enumerate(reversed(order)):
@@ -86,9 +93,10 @@ def write_figures(sc, out: Path) -> dict[str, Figure]:
         return made
     n_seeds = len(sc.race.settings["seeds"])
     one = len(sc.race.cells) == 1
+    comparisons = {c.name: c.comparison for c in sc.cells}
     for cell in sc.race.cells:
         stem = "race" if one else f"race_{figures.slug(cell.name)}"
-        made[cell.name] = figures.save(figure(cell, n_seeds), out, stem, "The race",
+        made[cell.name] = figures.save(figure(cell, n_seeds, comparisons.get(cell.name)), out, stem, "The race",
                                        "Each line: the rounds (seeds) a configuration raced; a cross: the round it "
                                        "left the race.")
     return made
