@@ -391,7 +391,9 @@ def cmd_run(args) -> int:
         console.print(f"finished in {result.seconds:.1f} s")
         _print_results(console, sc)
     if not args.no_report:
-        console.print(Text(f"report: {study.report(result.study_dir)}"))
+        from .report import write_report
+
+        console.print(Text(f"report: {write_report(result.study_dir, comparison=sc)}"))
     if result.failed:
         print(f"cnnbench: {len(result.failed)} run(s) failed (errors above and in study.db); fix the cause and run "
               f"the same command again to retry them", file=sys.stderr)
@@ -572,10 +574,10 @@ def _print_results(console, sc) -> int:
 
 
 def cmd_report(args) -> int:
-    from . import analysis, api
+    from .report import analyse_and_write
 
-    path = api.report(args.study_dirs, output=args.output, metric=args.metric)
-    _print_results(_console(), analysis.compare_study(args.study_dirs, metric=args.metric))  # as `run` shows it
+    path, sc = analyse_and_write(args.study_dirs, output=args.output, metric=args.metric)  # analysed once
+    _print_results(_console(), sc)  # as `run` shows it
     print(path)
     return 0
 

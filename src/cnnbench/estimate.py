@@ -220,21 +220,20 @@ class _Enough(Exception):
 
 
 def _clock(budget_s: float, sync):
-    from .train import ProgressDisplay
+    from .train import Callback
 
-    class StepClock(ProgressDisplay):
-        """Times every training step: `fit` calls a mode-1 ProgressDisplay's `on_batch_end` after each
-        optimizer step. Stops training (`_Enough`) once enough steps are timed or the budget is used."""
+    class StepClock(Callback):
+        """Times every training step: `fit` calls a callback's `on_batch_progress` after each optimizer
+        step. Stops training (`_Enough`) once enough steps are timed or the budget is used."""
 
         def __init__(self):
-            super().__init__(mode=1)
             self.marks: list[float] = []
             self.validation_s: float | None = None
 
         def on_epoch_begin(self, epoch, logs=None):
             self.marks.append(time.perf_counter())
 
-        def on_batch_end(self, batch, steps, running):
+        def on_batch_progress(self, batch, steps, running):
             sync()
             self.marks.append(time.perf_counter())
             n, now = len(self.marks) - 1, self.marks[-1]

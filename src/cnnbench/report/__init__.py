@@ -47,15 +47,24 @@ from .tables import Table
 TEMPLATES = Path(__file__).parent / "templates"
 
 
-def write_report(study_dirs, output: str | os.PathLike | None = None, metric: str | None = None) -> Path:
+def write_report(study_dirs, output: str | os.PathLike | None = None, metric: str | None = None,
+                 comparison=None) -> Path:
     """Analyse `study_dirs` (one directory, or several holding one study's runs) and write the report
-    into `output`; return the path of report.html."""
+    into `output`; return the path of report.html. `comparison`: their `compare_study(study_dirs,
+    metric=metric)` when the caller has it already (`cnnbench run` prints it too), so it is not computed
+    twice."""
+    return analyse_and_write(study_dirs, output, metric, comparison)[0]
+
+
+def analyse_and_write(study_dirs, output: str | os.PathLike | None = None, metric: str | None = None,
+                      comparison=None):
+    """`write_report`, returning (report.html's path, the `StudyComparison` it shows)."""
     dirs = _study_dirs(study_dirs)
     out = _output_dir(dirs, output)
     if metric is not None:
         metrics.get(metric)  # an unknown name is a one-line error before any work
     sources = [provenance.read_source(d) for d in dirs]
-    sc = analysis.compare_study(dirs, metric=metric)
+    sc = comparison if comparison is not None else analysis.compare_study(dirs, metric=metric)
     raw = provenance.raw_runs(dirs)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -80,7 +89,7 @@ def write_report(study_dirs, output: str | os.PathLike | None = None, metric: st
         raise EnvironmentFault(f"cannot write the report into {out}: {e.strerror or e}; free space there or "
                                "choose another directory with --output (every file already written is whole; "
                                "run the same command again)") from None
-    return html
+    return html, sc
 
 
 MANIFEST = "report_files.txt"
