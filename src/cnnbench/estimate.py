@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import heapq
 import math
-import sqlite3
 import statistics
 import time
 from collections.abc import Sequence
@@ -157,22 +156,13 @@ def speed_key(config: dict[str, Any]) -> str:
 
 
 def _open_store(study_dir: Path):
-    """The study's store for reading, or None without one. A database no connection has open is read
-    with `immutable=1` (SQLite's read-only mode would leave -wal and -shm files beside it), as
-    `runner.stored_statuses` reads it."""
-    from .store import ReadOnlyStore, Store, _schema_columns
+    """The study's store for reading, or None without one; nothing is left beside study.db."""
+    from .store import ReadOnlyStore
 
     path = study_dir / "study.db"
     if not path.is_file() or path.stat().st_size == 0:
         return None
-    if any(path.with_name(path.name + suffix).exists() for suffix in ("-wal", "-journal")):
-        return Store.open_readonly(study_dir)
-    store = ReadOnlyStore.__new__(ReadOnlyStore)  # ReadOnlyStore's reads, on an immutable connection
-    store.path = path
-    store.conn = sqlite3.connect(path.resolve().as_uri() + "?immutable=1", uri=True)
-    store.conn.row_factory = sqlite3.Row
-    store._columns = _schema_columns()
-    return store
+    return ReadOnlyStore.open_untouched(study_dir)
 
 
 def measured_speeds(runs: list[dict], history: list[dict], machine: tuple[str, str] | None = None

@@ -466,14 +466,26 @@ def _schema_columns() -> dict[str, list[str]]:
 class ReadOnlyStore(Store):
     """A `Store` for reading only: `runs()`, `history()`, `get_meta()` (writes fail)."""
 
-    def __init__(self, path: str | Path):  # no schema, no migration, no WAL switch
+    def __init__(self, path: str | Path, conn: sqlite3.Connection | None = None):  # no schema, no migration
         self.path = Path(path)
-        self.conn = connect_readonly(self.path.parent)
+        self.conn = conn if conn is not None else connect_readonly(self.path.parent)
         self._columns = _schema_columns()
 
     @classmethod
     def open_existing(cls, study_dir: str | Path) -> ReadOnlyStore:
         return cls(Path(study_dir) / "study.db")
+
+    @classmethod
+    def open_untouched(cls, study_dir: str | Path) -> ReadOnlyStore:
+        """Read leaving nothing beside study.db: SQLite's read-only mode creates the -wal and -shm files of
+        a WAL database that has none and leaves them, so a database with neither a -wal nor a -journal
+        beside it (no connection has it open) is read with `immutable=1`; else as `open_existing`."""
+        path = Path(study_dir) / "study.db"
+        if not path.is_file() or any(path.with_name(path.name + x).exists() for x in ("-wal", "-journal")):
+            return cls.open_existing(study_dir)
+        conn = sqlite3.connect(path.resolve().as_uri() + "?immutable=1", uri=True)
+        conn.row_factory = sqlite3.Row
+        return cls(path, conn)
 
     def runs(self):
         return [self._complete(r, "runs") for r in super().runs()]
