@@ -1,4 +1,4 @@
-"""`cnnbench.evaluate`: the eager forward vs `cnnbench.inference` (heap allocations, Conv+ReLU fused).
+"""`cnnbench.evaluate`: the eager forward vs `cnnbench.engine.inference` (heap allocations, Conv+ReLU fused).
 
     python benchmarks/bench_eval.py [--rounds 5] [--threads 2] [--models keras_mnist_cnn cifar_simple_cnn]
 
@@ -8,7 +8,7 @@ Real MNIST (../shared/datasets/mnist.npz, not copied): each model is trained for
 round by round (the order reversed every other round), best round of each, ratios against the eager
 forward of the same rounds:
 
-- `eager`: `model(xb)` per batch with malloc as it is, as before `cnnbench.inference`;
+- `eager`: `model(xb)` per batch with malloc as it is, as before `cnnbench.engine.inference`;
 - `heap`: malloc without mmap during the evaluation (`inference.heap_allocations`), no fusion;
 - `fused`: Conv2D+ReLU as one oneDNN convolution with a ReLU post-op, malloc as it is;
 - `heap+fused`: both, what `evaluate` and fit's validation pass do now;
@@ -52,8 +52,8 @@ def main() -> None:
     from _machine import describe
 
     import cnnbench
-    from cnnbench import inference
-    from cnnbench.train import _as_float01
+    from cnnbench.engine import inference
+    from cnnbench.engine.train import _as_float01
 
     print(describe())
     d = np.load(args.data)

@@ -25,9 +25,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from cnnbench import racing, study
 from cnnbench.analysis import compare_study
 from cnnbench.analysis.compare import holm
+from cnnbench.runs import racing
+from cnnbench.spec import study
 
 
 def run(spec: Path, out: Path, workers: str) -> float:

@@ -76,8 +76,8 @@ def torch_side(a) -> None:
 
     torch.set_num_threads(a.threads)
     from cnnbench import losses, models, optim
-    from cnnbench.inference import heap_allocations
-    from cnnbench.train import _as_float01
+    from cnnbench.engine.inference import heap_allocations
+    from cnnbench.engine.train import _as_float01
 
     d = np.load(a.mnist)
     x = torch.from_numpy(d["x_train"][:128]).unsqueeze(1).contiguous()

@@ -20,7 +20,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from cnnbench import models
-from cnnbench.inference import heap_allocations
+from cnnbench.engine.inference import heap_allocations
 
 
 def main() -> None:

@@ -34,7 +34,7 @@ def save(a) -> None:
     torch.set_num_threads(a.threads)
     import cnnbench
     from cnnbench import losses, models, optim
-    from cnnbench.train import _as_float01
+    from cnnbench.engine.train import _as_float01
 
     d = np.load(a.mnist)
     res = {}

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from torch import nn
 
-from cnnbench.store import Store
+from cnnbench.store.db import Store
 
 # --- a study with two outputs (digits and whether the digit is "big"), shared by the multi-output tests ---
 BIG = [0, 0, 0, 0, 0, 1, 1, 1, 1, 1]  # digits 5..9 are "big"

@@ -87,7 +87,7 @@ def test_report_escapes_user_names(tmp_path):
                             'loss = ["mse"]\n')
     out = tmp_path / "o"
     assert main(["run", str(spec), "-o", str(out), "-q", "--workers", "1"]) == 0
-    from cnnbench.store import Store
+    from cnnbench.store.db import Store
     s = Store.open_existing(out)  # the names in the report come from the runs' axes
     s.conn.execute("""UPDATE runs SET label = '<script>alert(1)</script>', axes = json_set(axes, '$.optimizer',
                       '<script>alert(1)</script>' || json_extract(axes, '$.optimizer'))""")
@@ -341,7 +341,7 @@ def test_diverging_runs_with_early_stopping_are_recorded_as_diverged(tmp_path):
 
 
 def test_exit_status_is_1_when_a_run_fails(tmp_path, capsys, monkeypatch):
-    import cnnbench.execution as ex
+    import cnnbench.runs.one_run as ex
 
     def broken_prepare(*a, **k):
         raise RuntimeError("disk on fire")
@@ -353,7 +353,7 @@ def test_exit_status_is_1_when_a_run_fails(tmp_path, capsys, monkeypatch):
 
 
 def test_a_study_whose_every_run_failed_still_gets_its_report(tmp_path, capsys, monkeypatch):
-    import cnnbench.execution as ex
+    import cnnbench.runs.one_run as ex
 
     def broken_prepare(*a, **k):
         raise RuntimeError("disk on fire")
@@ -393,8 +393,9 @@ def test_sample_weight_file_in_a_study(tmp_path, capsys):
 def test_sample_weights_follow_their_images_through_the_stratified_split(tmp_path):
     import numpy as np
 
-    from cnnbench import data, study
-    from cnnbench.execution import prepare
+    from cnnbench import data
+    from cnnbench.runs.one_run import prepare
+    from cnnbench.spec import study
 
     ds = data.load("digits")
     idx = tmp_path / "idx.npy"
@@ -484,7 +485,7 @@ def test_run_starts_the_forkserver_early_only_where_a_pool_is_likely(tmp_path, m
     """`cnnbench run` starts the local executor's forkserver before planning (its torch import overlaps
     the main process'), but not for a dry run, one worker, Ray or a GPU."""
     from cnnbench.api import Study
-    from cnnbench.executors import forkserver
+    from cnnbench.runs.executors import forkserver
 
     calls = []
     monkeypatch.setattr(forkserver, "start", lambda: calls.append("start"))
@@ -497,7 +498,7 @@ def test_run_starts_the_forkserver_early_only_where_a_pool_is_likely(tmp_path, m
     code = main(["run", str(_write(tmp_path, TINY)), "-o", str(tmp_path / "out"), *args])
     assert code == (0 if "--dry-run" in args else 130)
     assert calls == (["start"] if started else [])
-    assert forkserver.PRELOAD[:2] == ["cnnbench.execution", "cnnbench.executors.local"]
+    assert forkserver.PRELOAD[:2] == ["cnnbench.runs.one_run", "cnnbench.runs.executors.local"]
 
 
 @pytest.fixture

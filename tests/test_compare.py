@@ -211,8 +211,8 @@ def test_identical_configurations_are_not_different():
 
 def _store(tmp_path, name, toml, values, *, history=None):
     """A study directory whose runs finished with `values(run) -> test_acc` (no training)."""
-    from cnnbench import study
-    from cnnbench.store import Store
+    from cnnbench.spec import study
+    from cnnbench.store.db import Store
 
     s = study.parse_text(toml, source="test")
     d = tmp_path / name

@@ -55,8 +55,8 @@ def test_four_seeds_separate_chance_level_from_the_best_by_the_paired_t_test():
 
 
 def test_the_study_compares_seeds_by_the_t_test_and_cells_by_the_signed_rank_test(tmp_path):
-    from cnnbench import study
-    from cnnbench.store import Store
+    from cnnbench.spec import study
+    from cnnbench.store.db import Store
 
     toml = ('name = "four"\nseeds = [0, 1, 2, 3]\n[grid]\ndataset = ["digits", {name = "digits", limit_train = 500}]\n'
             'loss = ["categorical_crossentropy", "hinge", "mean_squared_error"]\noptimizer = ["adam", "sgd"]\n')

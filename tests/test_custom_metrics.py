@@ -10,13 +10,16 @@ import torch
 from torch import nn
 
 import cnnbench
-from cnnbench import analysis, execution, metrics, runner, study
+from cnnbench import analysis, metrics
 from cnnbench.errors import UserError
-from cnnbench.store import Store
+from cnnbench.runs import one_run as execution
+from cnnbench.runs import runner
+from cnnbench.spec import study
+from cnnbench.store.db import Store
 
 USER_MODULE = textwrap.dedent('''
     import numpy as np
-    from cnnbench.train import Callback
+    from cnnbench.engine.train import Callback
 
     def mean_confidence(y_true, probabilities):
         return float(np.asarray(probabilities).max(1).mean())
@@ -227,7 +230,7 @@ def test_a_saved_model_of_such_a_run_names_no_callback(tmp_path, user_module):
                          f'callbacks = [{{ name = "{user_module}:Counter" }}]\n')
     p = runner.plan(s, output=tmp_path / "out", download=False)
     runner.run_plan(p, data_dir=None, device="cpu", workers=1)
-    from cnnbench import saving
+    from cnnbench.store import model_files as saving
 
     path = execution.model_path(tmp_path / "out", s.runs[0].key)
     config = saving.read(path)[0]

@@ -319,7 +319,7 @@ def test_cache_used_on_second_load_and_invalidated(tmp_path, monkeypatch):
 
 
 def test_unwritable_cache_only_warns(tmp_path, monkeypatch):
-    import cnnbench.files
+    import cnnbench.store.files
 
     x, y = tiny_images(6)
     write_mnist_like(tmp_path, "MNIST", x, y, x, y, gz=True)
@@ -327,7 +327,8 @@ def test_unwritable_cache_only_warns(tmp_path, monkeypatch):
     def refuse(*a, **k):
         raise PermissionError("read-only file system")
 
-    monkeypatch.setattr(cnnbench.files, "open", refuse, raising=False)  # cache.save writes with files.atomic_write
+    # cache.save writes with files.atomic_write
+    monkeypatch.setattr(cnnbench.store.files, "open", refuse, raising=False)
     with pytest.warns(UserWarning, match="cannot write the dataset cache"):
         ds = data.load("mnist", tmp_path)
     assert len(ds.y_train) == 6

@@ -1,4 +1,4 @@
-"""The wall-time estimate (`cnnbench.estimate`, `Study.estimate`, `cnnbench run --dry-run`): the schedule
+"""The wall-time estimate (`cnnbench.runs.estimate`, `Study.estimate`, `cnnbench run --dry-run`): the schedule
 arithmetic on fixed numbers, the estimate from a study's finished runs against the store's own seconds,
 the calibration (a positive estimate, labelled so, nothing written), the dry run's line and the warning
 before a study of over an hour. No timing is asserted."""
@@ -11,9 +11,9 @@ import statistics
 import pytest
 from study_helpers import study_rows
 
-from cnnbench import estimate as E
 from cnnbench.api import Study
 from cnnbench.cli import main
+from cnnbench.runs import estimate as E
 
 TINY = {"name": "est", "seeds": [0], "epochs": 1, "batch_size": 64, "dataset": "digits", "model": "digits_cnn",
         "grid": {"loss": ["categorical_crossentropy", "mse"]}}

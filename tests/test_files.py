@@ -1,4 +1,4 @@
-"""cnnbench.files: the one atomic write (checkpoints, saved models, study.toml, the dataset cache, reports)."""
+"""cnnbench.store.files: the one atomic write (checkpoints, saved models, study.toml, the dataset cache, reports)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from cnnbench import files
 from cnnbench.errors import EnvironmentFault
+from cnnbench.store import files
 
 
 def test_atomic_write_takes_bytes_text_or_a_writer_and_replaces_the_file(tmp_path):

@@ -1,4 +1,4 @@
-"""`cnnbench.flops.count_flops` / `train.forward_flops`: FlopCounterMode's count, without torch._dynamo."""
+"""`cnnbench.engine.flops.count_flops` / `train.forward_flops`: FlopCounterMode's count, without torch._dynamo."""
 
 import subprocess
 import sys
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from cnnbench import models
-from cnnbench.flops import _light_count, _reference_count, count_flops
+from cnnbench.engine.flops import _light_count, _reference_count, count_flops
 
 TRANSFER = {"resnet18", "resnet50", "vgg16", "vgg19", "densenet121", "mobilenet_v3_small"}
 BIG = TRANSFER | {"resnet110", "resnet110_v2", "resnet164_v2", "resnet56", "resnet56_v2"}
@@ -51,7 +51,7 @@ def test_counts_what_flop_counter_mode_counts_beyond_convolutions():
 
 
 def test_forward_flops_does_not_import_torch_dynamo():
-    code = ("import sys, torch; from cnnbench import models; from cnnbench.train import forward_flops;"
+    code = ("import sys, torch; from cnnbench import models; from cnnbench.engine.train import forward_flops;"
             "m = models.get('keras_mnist_cnn', input_shape=(1, 28, 28), num_outputs=10);"
             "n = forward_flops(m, torch.zeros(1, 28, 28, dtype=torch.uint8));"
             "print(n, 'torch._dynamo' in sys.modules)")
@@ -60,7 +60,7 @@ def test_forward_flops_does_not_import_torch_dynamo():
 
 
 def test_falls_back_to_flop_counter_mode_for_what_the_light_counter_cannot_run(monkeypatch):
-    import cnnbench.flops as flops
+    import cnnbench.engine.flops as flops
 
     def refuse(run):
         raise NotImplementedError("higher-order operator")

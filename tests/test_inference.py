@@ -1,4 +1,4 @@
-"""`cnnbench.inference`: evaluate's forward pass gives the eager model's numbers bit for bit."""
+"""`cnnbench.engine.inference`: evaluate's forward pass gives the eager model's numbers bit for bit."""
 
 import numpy as np
 import pytest
@@ -6,13 +6,14 @@ import torch
 from torch import nn
 
 import cnnbench
-from cnnbench import inference, models
+from cnnbench import models
+from cnnbench.engine import inference
+from cnnbench.engine.train import _as_float01
 from cnnbench.models._base import Conv2D
-from cnnbench.train import _as_float01
 
 
 def _eager(monkeypatch):
-    """evaluate() as before cnnbench.inference: the model itself, malloc untouched."""
+    """evaluate() as before cnnbench.engine.inference: the model itself, malloc untouched."""
     monkeypatch.setattr(inference, "evaluator", lambda model: model)
     monkeypatch.setattr(inference, "HEAP", False)
 

@@ -14,8 +14,8 @@ from study_helpers import TWO_OUTPUT_LOSS, TwoHeads, two_output_data
 from torch import nn
 
 import cnnbench
+from cnnbench.engine.train import LambdaCallback, keras_order
 from cnnbench.errors import UserError
-from cnnbench.train import LambdaCallback, keras_order
 
 # the warning of a steps_per_epoch that cuts a pass short (checked where it is the subject, with pytest.warns)
 pytestmark = pytest.mark.filterwarnings("ignore:steps_per_epoch=.* does not divide:UserWarning")

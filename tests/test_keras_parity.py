@@ -13,7 +13,7 @@ import torch
 
 import cnnbench
 from cnnbench import models
-from cnnbench.train import _epoch_seed
+from cnnbench.engine.train import _epoch_seed
 
 
 def _keras_to_torch(kernels_and_biases):

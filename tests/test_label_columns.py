@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from cnnbench import Study, data, saving
+from cnnbench import Study, data
 from cnnbench.errors import UserError
+from cnnbench.store import model_files as saving
 
 pytestmark = pytest.mark.usefixtures("forget_declared_metrics")  # (conftest)
 

@@ -11,11 +11,12 @@ from sklearn import metrics as skm
 from torch import nn
 
 import cnnbench
-from cnnbench import metrics, study
+from cnnbench import metrics
+from cnnbench.engine.train import History, forward_flops, parameter_count
 from cnnbench.errors import UserError
-from cnnbench.execution import Task, epoch_metrics, run_task, summary_epoch, validation_summary
-from cnnbench.store import COUNTS, METRICS, Store
-from cnnbench.train import History, forward_flops, parameter_count
+from cnnbench.runs.one_run import Task, epoch_metrics, run_task, summary_epoch, validation_summary
+from cnnbench.spec import study
+from cnnbench.store.db import COUNTS, METRICS, Store
 
 
 def _random_probabilities(n=300, k=10, seed=0):
@@ -254,8 +255,8 @@ def test_early_stopping_and_reduce_on_plateau_share_the_rule(monitor):
     """Both callbacks read mode="auto" from metrics.monitor_mode; agreeing with the ranking's direction
     wherever the name says which way is better."""
     from cnnbench import optim
+    from cnnbench.engine.train import EarlyStopping
     from cnnbench.metrics import higher_is_better, monitor_mode
-    from cnnbench.train import EarlyStopping
 
     mode = monitor_mode(monitor)
     assert EarlyStopping(monitor=monitor).sign == (1.0 if mode == "min" else -1.0)

@@ -10,8 +10,9 @@ from study_helpers import TWO_OUTPUT_LOSS, TwoHeads, two_output_data
 from torch import nn
 
 import cnnbench
-from cnnbench import models, saving
+from cnnbench import models
 from cnnbench.errors import UserError
+from cnnbench.store import model_files as saving
 
 
 @pytest.fixture

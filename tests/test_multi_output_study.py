@@ -131,7 +131,7 @@ def test_a_user_model_gets_its_heads_as_num_outputs_and_returns_a_dict(tmp_path,
 
 
 def test_a_saved_multi_output_model_loads_and_predicts_each_output(tmp_path):
-    import cnnbench.saving as saving
+    import cnnbench.store.model_files as saving
     from cnnbench.data import load
 
     study = Study.from_dict({**SPEC, "epochs": 1, "save_models": True})

@@ -14,8 +14,9 @@ from study_helpers import TWO_OUTPUT_LOSS, TWO_OUTPUT_SPEC, interrupt_while_reco
 from study_helpers import TwoHeads as _TwoHeads
 
 import cnnbench
-from cnnbench import Study, saving
+from cnnbench import Study
 from cnnbench.errors import UserError
+from cnnbench.store import model_files as saving
 
 pytestmark = pytest.mark.usefixtures("forget_declared_metrics")  # (conftest)
 

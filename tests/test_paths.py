@@ -1,4 +1,4 @@
-"""Tests for cnnbench.paths: trajectories come from cnnbench.optim, pictures are written."""
+"""Tests for cnnbench.report.optimizer_paths: trajectories come from cnnbench.optim, pictures are written."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnnbench import optim, paths
+from cnnbench import optim
 from cnnbench.errors import UserError
+from cnnbench.report import optimizer_paths as paths
 
 
 def test_surfaces_have_their_minima():

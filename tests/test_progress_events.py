@@ -3,8 +3,8 @@ BATCH_EVENT_S seconds), and a race's runs announced round by round with their bo
 
 from __future__ import annotations
 
-from cnnbench import execution
 from cnnbench.api import Study, StudyProgress
+from cnnbench.runs import one_run as execution
 
 TINY = {"name": "progress", "seeds": [0], "epochs": 2, "batch_size": 16, "dataset": "digits",
         "model": "digits_cnn"}

@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from cnnbench import racing
 from cnnbench.errors import UserError
-from cnnbench.study import parse
+from cnnbench.runs import racing
+from cnnbench.spec.study import parse
 
 # Four configurations, six seeds: A best, B close to it, C clearly worse, D much worse but noisy.
 VALUES = {

@@ -218,7 +218,7 @@ def test_bad_input_is_one_line_and_exit_2(study, tmp_path, capsys, args, message
 
 
 def test_a_failed_write_leaves_no_temporary_file(tmp_path, monkeypatch):
-    import cnnbench.files
+    import cnnbench.store.files
     from cnnbench.report import files
 
     class Broken:  # the temporary file is created, then the disk is full
@@ -234,7 +234,7 @@ def test_a_failed_write_leaves_no_temporary_file(tmp_path, monkeypatch):
         def __exit__(self, *exc):
             self.fh.close()
 
-    monkeypatch.setattr(cnnbench.files, "open", Broken, raising=False)
+    monkeypatch.setattr(cnnbench.store.files, "open", Broken, raising=False)
     with pytest.raises(OSError):
         files.write_text(tmp_path / "x.csv", "a,b\n")
     assert list(tmp_path.iterdir()) == []
@@ -258,7 +258,7 @@ def test_custom_metrics_are_drawn_per_epoch_in_the_report(tmp_path):
     curves of the mean over seeds, training beside validation."""
     from cnnbench import analysis
     from cnnbench.report import paper
-    from cnnbench.store import Store
+    from cnnbench.store.db import Store
 
     spec = tmp_path / "study.toml"
     spec.write_text(CUSTOM_METRICS)

@@ -12,9 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cnnbench import analysis, study
+from cnnbench import analysis
 from cnnbench.cli import main
-from cnnbench.store import Store
+from cnnbench.spec import study
+from cnnbench.store.db import Store
 
 LONG = "npz(path=/data/experiments/2026/very/long/directory/name/for/the/datasets/{}/images.npz, limit_train=100)"
 

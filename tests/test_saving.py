@@ -9,8 +9,9 @@ import pytest
 import torch
 
 import cnnbench
-from cnnbench import cli, models, saving
+from cnnbench import cli, models
 from cnnbench.errors import UserError
+from cnnbench.store import model_files as saving
 
 
 def _trained(spec, shape, k, steps=1):

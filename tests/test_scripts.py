@@ -152,7 +152,7 @@ def test_study_run_in_a_jupyter_kernel(tmp_path):
 def test_where_workers_cannot_start_the_study_runs_in_process_with_one_line(tmp_path, monkeypatch, capsys):
     """No forkserver on the platform, no sockets, no file descriptors: one line, then the runs here."""
     import cnnbench
-    from cnnbench.executors import forkserver
+    from cnnbench.runs.executors import forkserver
 
     def cannot(*args, **kwargs):
         raise OSError(24, "Too many open files")

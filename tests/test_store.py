@@ -2,7 +2,7 @@
 
 import sqlite3
 
-from cnnbench.store import COUNTS, METRICS, SCHEMA_VERSION, Store
+from cnnbench.store.db import COUNTS, METRICS, SCHEMA_VERSION, Store
 
 
 def test_a_store_from_an_older_version_gains_new_columns(tmp_path):
@@ -112,7 +112,8 @@ def test_store_metrics_are_names_of_the_metric_table():
 def test_run_stores_the_analysis_section_in_meta(tmp_path, monkeypatch):
     import json
 
-    from cnnbench import runner, study
+    from cnnbench.runs import runner
+    from cnnbench.spec import study
 
     s = study.parse_text('name = "a"\nepochs = 1\n[analysis]\nmetric = "test_ece"\nrope = 0.02\n'
                          'cells = ["dataset", "model"]\n')

@@ -12,10 +12,10 @@ import sys
 import pytest
 from test_store import _SCHEMA_V1
 
-from cnnbench import store as store_mod
 from cnnbench.cli import main
 from cnnbench.errors import EnvironmentFault, UserError
-from cnnbench.store import SCHEMA_VERSION, Store
+from cnnbench.store import db as store_mod
+from cnnbench.store.db import SCHEMA_VERSION, Store
 
 
 def _v1_store(directory, study):
@@ -169,7 +169,7 @@ def test_a_checkpoint_of_another_run_is_set_aside_and_the_run_starts_over(tmp_pa
     ckpt.parent.mkdir()
     fit("keras_mnist_mlp", x, y, epochs=1, checkpoint=tmp_path / "a.pt", checkpoint_tag="run-a", **common)
     (tmp_path / "a.pt").replace(ckpt)  # run a's checkpoint where run b's would be
-    from cnnbench.train import LambdaCallback
+    from cnnbench.engine.train import LambdaCallback
 
     def trained_epochs(**kw):
         trained = []

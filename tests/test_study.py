@@ -2,8 +2,8 @@
 
 import pytest
 
-from cnnbench import study
 from cnnbench.errors import UserError
+from cnnbench.spec import study
 
 BASE = """
 name = "t"

@@ -6,8 +6,8 @@ import torch
 from torch import nn
 
 import cnnbench
+from cnnbench.engine.train import EarlyStopping, to_images
 from cnnbench.errors import UserError
-from cnnbench.train import EarlyStopping, to_images
 
 
 def _drop_seconds(h):
@@ -231,8 +231,9 @@ def test_a_full_disk_while_checkpointing_is_one_line_and_leaves_no_temporary_fil
     import errno
     import os
 
-    from cnnbench import files, train
+    from cnnbench.engine import train
     from cnnbench.errors import EnvironmentFault
+    from cnnbench.store import files
 
     x, y = tiny_images
     ck = tmp_path / "checkpoints" / "k.pt"

@@ -23,11 +23,12 @@ except _metadata.PackageNotFoundError:  # imported from a source tree that was n
 from .errors import UserError
 
 # Everything else is imported on first use: `cnnbench --help` and `cnnbench list` need no torch.
-_LAZY = {"fit": "train", "evaluate": "train", "History": "train", "Callback": "train",
-         "EarlyStopping": "train", "LambdaCallback": "train", "save": "saving", "load": "saving",
-         "predict": "saving", "Study": "api"}
-_SUBMODULES = ("analysis", "data", "losses", "metrics", "models", "optim", "report", "store", "study", "train",
-               "saving", "registry", "runner", "execution", "executors", "paths", "api")
+_LAZY = {"fit": "engine.train", "evaluate": "engine.train", "History": "engine.train", "Callback": "engine.train",
+         "EarlyStopping": "engine.train", "LambdaCallback": "engine.train", "save": "store.model_files",
+         "load": "store.model_files", "predict": "store.model_files", "Study": "api"}
+# The pipeline's stages (spec → runs → engine → store → analysis → report), the families of the registry, and the API.
+_SUBMODULES = ("spec", "runs", "engine", "store", "analysis", "report", "registry", "losses", "optim", "models",
+               "data", "metrics", "api")
 
 __all__ = ["fit", "evaluate", "History", "Callback", "EarlyStopping", "LambdaCallback", "UserError",
            "save", "load", "predict", "Study", "__version__"]

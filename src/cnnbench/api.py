@@ -10,7 +10,7 @@ as calls (the command line is a thin shell over this module).
     study.results()                     # pandas DataFrame, one row per run
     study.report()                      # rewrites the report from the store
 
-`Study` wraps a parsed spec (`cnnbench.study.StudySpec`: the validated settings and the resolved runs,
+`Study` wraps a parsed spec (`cnnbench.spec.study.StudySpec`: the validated settings and the resolved runs,
 each keyed by the hash of its config). Bad input raises `cnnbench.UserError` (one line: the problem
 and the fix; messages name an option by its command-line flag, e.g. `--workers` for `workers=`);
 a full disk or an unwritable directory raises `cnnbench.errors.EnvironmentFault` (a `UserError`), and
@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
-from .study import StudySpec
+from .spec.study import StudySpec
 
 __all__ = ["ReportView", "RunResult", "Study", "StudyProgress", "builtin_studies", "comparison_html", "report"]
 
@@ -61,7 +61,7 @@ class Study:
 
     def __init__(self, spec: StudySpec, output: str | os.PathLike | None = None):
         if not isinstance(spec, StudySpec):
-            raise TypeError(f"Study wraps a cnnbench.study.StudySpec; got {type(spec).__name__} (use "
+            raise TypeError(f"Study wraps a cnnbench.spec.study.StudySpec; got {type(spec).__name__} (use "
                             "Study.from_toml or Study.from_dict)")
         self.spec = spec
         self.output = output
@@ -72,7 +72,7 @@ class Study:
     def from_toml(cls, path_or_name: str | os.PathLike | None = None, *,
                   output: str | os.PathLike | None = None) -> Study:
         """A study file, or a built-in study by name (`None`: the default study)."""
-        from .study import load
+        from .spec.study import load
 
         return cls(load(path_or_name), output)
 
@@ -81,7 +81,7 @@ class Study:
                   source: str = "<dict>") -> Study:
         """A study from the dict a study file parses to (`tomllib.load`): the same keys, the same
         checks, the same run keys. Tuples count as lists. `source` names the study in error messages."""
-        from .study import parse
+        from .spec.study import parse
 
         if not isinstance(data, Mapping):
             raise UserError(f"{source}: a study is a dict of its keys (name, seeds, grid, ...), got "
@@ -99,7 +99,7 @@ class Study:
     def open(cls, study_dir: str | os.PathLike) -> Study:
         """The study that ran in `study_dir`, from the study.toml it keeps there; its output is that
         directory."""
-        from .study import load
+        from .spec.study import load
 
         path = Path(study_dir) / "study.toml"
         if not path.is_file():
@@ -128,7 +128,7 @@ class Study:
 
     @property
     def runs(self) -> list:
-        """The resolved runs (`cnnbench.study.Run`: key, label, axes, config, role); with [tuning], the
+        """The resolved runs (`cnnbench.spec.study.Run`: key, label, axes, config, role); with [tuning], the
         learning-rate search runs (the final runs follow from their results)."""
         return self.spec.runs
 
@@ -141,7 +141,7 @@ class Study:
         return f"Study({self.name!r}, {len(self.runs)} runs, source={self.source!r})"
 
     def _dir(self, output) -> Path:
-        from .runner import study_dir_for
+        from .runs.runner import study_dir_for
 
         return study_dir_for(self.spec, output if output is not None else self.output)
 
@@ -151,7 +151,7 @@ class Study:
              device: str = "auto", workers: int | str = "auto", executor: str = "local",
              cpus_per_run: float = 1, gpus_per_run: float = 0, tensorboard: bool = False,
              mlflow: str | None = None):
-        """What `run` would do, without doing it: a `cnnbench.runner.Plan` (`.runs` that can run here,
+        """What `run` would do, without doing it: a `cnnbench.runs.runner.Plan` (`.runs` that can run here,
         `.statuses` of the stored runs, `.todo`, `.done`, `.skipped` datasets, `.study_dir`, `.frame()`).
 
         Checks everything `run` checks with the same arguments (the spec against its data, the device,
@@ -159,19 +159,19 @@ class Study:
         download (a missing dataset is reported as missing), the study directory only read."""
         data_dir = self._check(data_dir, device, workers, executor, cpus_per_run, gpus_per_run, tensorboard,
                                mlflow)[0]
-        from . import runner
+        from .runs import runner
 
         return runner.plan(self.spec, output if output is not None else self.output, data_dir, download=False,
                            read_only=True)
 
     def estimate(self, output: str | os.PathLike | None = None, *, data_dir: str | os.PathLike | None = None,
                  device: str = "auto", workers: int | str = "auto", calibrate: bool = True, plan=None):
-        """How long `run` would take on this machine: a `cnnbench.estimate.Estimate` (`.seconds`,
+        """How long `run` would take on this machine: a `cnnbench.runs.estimate.Estimate` (`.seconds`,
         `.line()`, `.exceeds_hour`), from the study's finished runs, else from a short calibration (a
         few training steps per model/dataset/batch size, at most ~20 s in all; `calibrate=False`: none).
         Writes nothing. `plan`: a plan already made with the same arguments (else `plan(...)` makes one)."""
-        from . import runner
-        from .estimate import estimate
+        from .runs import runner
+        from .runs.estimate import estimate
 
         if plan is None:
             plan = self.plan(output, data_dir=data_dir, device=device, workers=workers)
@@ -199,7 +199,7 @@ class Study:
         `verbose` (Keras' word): "auto" or 1 shows the plan and the progress (`StudyProgress`: live in
         a terminal or a notebook with ipywidgets, else a line per finished run), 2 a line per finished
         run and per epoch, 0 nothing. A run that fails does not raise: it is in `RunResult.failed`."""
-        from . import runner
+        from .runs import runner
 
         data_dir, workers = self._check(data_dir, device, workers, executor, cpus_per_run, gpus_per_run,
                                         tensorboard, mlflow)
@@ -249,8 +249,8 @@ class Study:
     def _check(self, data_dir, device, workers, executor, cpus_per_run, gpus_per_run, tensorboard,
                mlflow) -> tuple[str | None, int | str]:
         """The run's options, checked before anything is written: (data_dir, workers)."""
-        from . import runner
-        from .train import resolve_device
+        from .engine.train import resolve_device
+        from .runs import runner
 
         data_dir = runner.check_data_dir(None if data_dir is None else str(data_dir))
         resolve_device(device)  # refuse an unavailable device before writing anything
@@ -289,7 +289,7 @@ class Study:
         config, flattened). By default the runs of the spec that last ran in the directory (`current`);
         `all_runs=True`: also those kept from earlier versions of the spec. Only reads the directory."""
         from . import analysis
-        from .store import Store
+        from .store.db import Store
 
         study_dir = self._dir(output)
         _check_owner(study_dir, self.name)
@@ -396,7 +396,7 @@ def report(study_dirs, output: str | os.PathLike | None = None, metric: str | No
 
 def builtin_studies() -> list[str]:
     """The names of the built-in studies (`Study.from_toml(name)`)."""
-    from .study import builtin_studies as names
+    from .spec.study import builtin_studies as names
 
     return names()
 
@@ -418,7 +418,7 @@ def _workers(value) -> int | str:
 
 def _check_owner(study_dir: Path, name: str) -> None:
     """A study directory holding this study's runs (read-only check)."""
-    from .store import Store
+    from .store.db import Store
 
     if not (study_dir / "study.db").is_file():
         raise UserError(f"{study_dir} holds no runs of study {name!r} yet (no study.db); run the study first "
@@ -434,7 +434,7 @@ def _check_owner(study_dir: Path, name: str) -> None:
 
 def _failed(study_dir: Path) -> list[str]:
     """Keys of the current runs (the spec's) whose status is failed."""
-    from .store import Store
+    from .store.db import Store
 
     store = Store.open_readonly(study_dir)
     try:

@@ -118,10 +118,10 @@ def sigint_deferred():
 
 # What each command imports before it starts (under `sigint_deferred`).
 STARTUP_IMPORTS = {
-    "run": ("torch", "pandas", "cnnbench.api", "cnnbench.runner", "cnnbench.executors.local", "cnnbench.train",
-            "cnnbench.analysis", "cnnbench.report"),
+    "run": ("torch", "pandas", "cnnbench.api", "cnnbench.runs.runner", "cnnbench.runs.executors.local",
+            "cnnbench.engine.train", "cnnbench.analysis", "cnnbench.report"),
     "report": ("pandas", "cnnbench.analysis", "cnnbench.report"),
-    "evaluate": ("torch", "cnnbench.saving", "cnnbench.train"),
+    "evaluate": ("torch", "cnnbench.store.model_files", "cnnbench.engine.train"),
     "summary": ("torch", "cnnbench.models"),
 }
 
@@ -272,7 +272,7 @@ def _git_commit(where) -> str | None:
 
 def _add_evaluate_arguments(parser) -> None:
     """Arguments of `cnnbench evaluate MODEL_PATH [--dataset SPEC] ...`."""
-    parser.add_argument("model_path", help="a model file written by cnnbench (cnnbench.saving.save)")
+    parser.add_argument("model_path", help="a model file written by cnnbench (cnnbench.store.model_files.save)")
     parser.add_argument("--dataset", help="dataset name or JSON spec, e.g. mnist or "
                         "'{\"name\": \"imagefolder:data/x\", \"image_size\": 150}' "
                         "(default: the one the model was trained on)")
@@ -294,8 +294,8 @@ def cmd_evaluate(args) -> int:
             spec = json.loads(spec)
         except json.JSONDecodeError as e:
             raise UserError(f"--dataset is not valid JSON: {e}") from None
-    from .saving import evaluate_on_dataset
-    from .train import resolve_device
+    from .engine.train import resolve_device
+    from .store.model_files import evaluate_on_dataset
 
     device = resolve_device(args.device) if getattr(args, "device", None) else None
     result = evaluate_on_dataset(args.model_path, spec, data_dir=args.data_dir, batch_size=args.batch_size,
@@ -331,7 +331,7 @@ def cmd_run(args) -> int:
 
     from rich.text import Text
 
-    from .executors import forkserver
+    from .runs.executors import forkserver
 
     with sigint_deferred():
         if not args.dry_run and forkserver.likely_needed(args.workers, args.executor, args.device):
@@ -599,7 +599,7 @@ def cmd_list(args) -> int:
     if args.kind == "optimizers":
         _list_optimizers(console)
         return 0
-    from .reference import registry as _registry
+    from .registry.reference import registry as _registry
     registry = _registry(args.kind)
     rows = []
     for entry in registry:
@@ -643,9 +643,9 @@ def _list_optimizers(console) -> None:
 
 def _list_options(console, args) -> int:
     """`cnnbench list KIND NAME` (one entry) or `--options` (every entry): each declared option's type and
-    limits, default and meaning (`cnnbench.reference`)."""
+    limits, default and meaning (`cnnbench.registry.reference`)."""
 
-    from . import reference
+    from .registry import reference
 
     if args.kind == "studies":
         raise UserError("studies have no options to list; `cnnbench list studies` names them, docs/studies.md "

@@ -30,8 +30,9 @@ def _numbers(study_dir: Path) -> dict:
 
 @pytest.mark.slow
 def test_in_process_worker_and_resumed_runs_are_bit_identical(fault, tmp_path, monkeypatch):
-    from cnnbench import runner, study
-    from cnnbench.execution import RUN_THREADS, Task, run_task
+    from cnnbench.runs import runner
+    from cnnbench.runs.one_run import RUN_THREADS, Task, run_task
+    from cnnbench.spec import study
 
     path = fault.write_study(tmp_path / "s.toml", seeds=2, epochs=3, extra='optimizer = "sgd"\n')
     # 1. the default: one 1-thread worker process per run

@@ -11,7 +11,8 @@ mlflow = pytest.importorskip("mlflow")
 def test_each_run_is_an_mlflow_run_with_params_epochs_final_metrics_and_tags(tmp_path, monkeypatch):
     from mlflow.tracking import MlflowClient
 
-    from cnnbench import runner, study
+    from cnnbench.runs import runner
+    from cnnbench.spec import study
 
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
     uri = (tmp_path / "mlruns").as_uri()  # file:///...
@@ -23,7 +24,7 @@ def test_each_run_is_an_mlflow_run_with_params_epochs_final_metrics_and_tags(tmp
     exp = client.get_experiment_by_name("tracked")
     found = client.search_runs([exp.experiment_id])
     assert len(found) == 2
-    from cnnbench.store import Store
+    from cnnbench.store.db import Store
 
     store = Store.open(tmp_path / "st")
     for r in found:

@@ -24,8 +24,8 @@ import pandas as pd
 
 from .. import metrics as metrics_mod
 from ..errors import UserError
-from ..store import METRICS as STORED_METRICS
-from ..store import Store
+from ..store.db import METRICS as STORED_METRICS
+from ..store.db import Store
 from .aggregate import Aggregates, aggregates
 from .compare import Comparison, compare
 from .frames import final_runs, history_frame, runs_frame, scored
@@ -222,7 +222,7 @@ def compare_study(study_dirs, metric: str | None = None, cells: list[str] | None
         # A raced study: the race as the stored results decide it. A run of a configuration that had left
         # the race before that seed's round (speculative, to keep a core busy) is kept but not ranked, so
         # the ranking does not depend on how many workers ran the race.
-        from .. import racing
+        from ..runs import racing
 
         race = racing.from_runs(ranked, metas[0]["racing"], names[0])
         ranked = ranked[~ranked["key"].isin(set(race.beyond))]

@@ -16,13 +16,13 @@ import math
 import pandas as pd
 
 from .. import metrics
-from ..store import METRICS, Store
+from ..store.db import METRICS, Store
 
 
 def runs_frame(store: Store) -> pd.DataFrame:
     """One row per run: key, label, status, seed, one column per varying axis, metrics, timings, and the
     runs' custom metrics (`metrics = [...]`) as `test_<name>` / `val_<name>` columns."""
-    from ..study import OUTPUT_SCORES
+    from ..spec.study import OUTPUT_SCORES
 
     rows, declared, outputs, given = [], set(), set(), []
     for r in store.runs():

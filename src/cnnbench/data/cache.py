@@ -2,7 +2,7 @@
 
 A cache file is a small JSON header followed by the raw bytes of each array, so that loading it is one
 `readinto` into one buffer plus zero-copy views (no pickling, no per-array allocation). Files are
-written atomically (`cnnbench.files.atomic_write`), so a crash never leaves a half-written cache; a
+written atomically (`cnnbench.store.files.atomic_write`), so a crash never leaves a half-written cache; a
 cache file of the wrong size or with a damaged header is ignored and rebuilt. The payload itself is not
 checksummed: a CRC32 of MNIST's 55 MB costs 2-3× the whole cached load. The loader checks that the
 cached labels are in range and rebuilds the cache when they are not.
@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..files import atomic_write, remove_stale_temps
+from ..store.files import atomic_write, remove_stale_temps
 
 MAGIC = b"CNNBDATA"
 VERSION = 1

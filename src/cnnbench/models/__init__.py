@@ -95,7 +95,7 @@ def get(spec, *, input_shape: Sequence[int], num_outputs: int | dict[str, int]) 
     called with the dict and must return such a model.
 
     The model remembers how it was built in `model.cnnbench_model` (`{"model": resolve(spec),
-    "input_shape": [C, H, W], "num_outputs": n}`), which `cnnbench.saving.save` stores."""
+    "input_shape": [C, H, W], "num_outputs": n}`), which `cnnbench.store.model_files.save` stores."""
     if isinstance(spec, nn.Module):
         return spec
     heads = _check_heads(num_outputs) if isinstance(num_outputs, dict) else None

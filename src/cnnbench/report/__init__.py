@@ -38,7 +38,7 @@ import pandas as pd
 from .. import analysis, metrics
 from ..analysis.names import file_stems
 from ..errors import EnvironmentFault, UserError, environment_fault
-from ..files import remove_stale_temps_in
+from ..store.files import remove_stale_temps_in
 from . import escape, figures, files, paper, provenance, race, tables
 from . import format as fmt
 from .figures import Figure

@@ -28,7 +28,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from ..store import Store
+from ..store.db import Store
 from . import files
 from . import format as fmt
 

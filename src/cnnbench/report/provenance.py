@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..store import connect_readonly
+from ..store.db import connect_readonly
 from . import format as fmt
 
 

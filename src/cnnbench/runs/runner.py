@@ -13,11 +13,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import UserError, environment_fault
-from .execution import Task, load_dataset
-from .files import atomic_write, remove_stale_temps
-from .store import Store
-from .study import StudySpec, canonical
+from ..errors import UserError, environment_fault
+from ..spec.study import StudySpec, canonical
+from ..store.db import Store
+from ..store.files import atomic_write, remove_stale_temps
+from .one_run import Task, load_dataset
 
 FINISHED = ("done", "diverged")
 
@@ -80,7 +80,7 @@ def plan(study: StudySpec, output=None, data_dir: str | None = None, download: b
     study.db is read without opening it for writing (no schema upgrade, no WAL switch), so a study
     directory one cannot write can be planned; without it, it is opened as a run opens it (a directory
     that cannot be written is refused here, before anything is written)."""
-    from . import data, losses, models
+    from .. import data, losses, models
 
     study_dir = study_dir_for(study, output)
     runs, skipped, checked = [], [], {}
@@ -110,8 +110,8 @@ def plan(study: StudySpec, output=None, data_dir: str | None = None, download: b
             raise UserError(f"{study.source}: batch_size {cfg['batch_size']} is larger than the {n_train} "
                             f"training images of {cfg['dataset']['name']}; use a batch_size <= {n_train}")
         if cfg.get("targets"):  # several outputs: a map per class of the dataset, a loss that fits each output
-            from .study import target_labels
-            from .train import _multi_losses
+            from ..engine.train import _multi_losses
+            from ..spec.study import target_labels
 
             try:
                 columns = {n: (c[0][:1], c[2]) for n, c in ds.label_columns.items()}  # CIFAR-100's coarse_label, ...
@@ -124,14 +124,14 @@ def plan(study: StudySpec, output=None, data_dir: str | None = None, download: b
         else:
             parts = [losses.adapt(losses.get(cfg["loss"]), ds.num_classes)]  # refuses a loss that cannot apply
         if cfg["micro_batch_size"] and cfg["micro_batch_size"] < cfg["batch_size"]:
-            from .train import check_micro_batching
+            from ..engine.train import check_micro_batching
             try:
                 for training_loss in parts:
                     check_micro_batching(training_loss.loss)
             except UserError as e:
                 raise UserError(f"{study.source}: {e}") from None
         if cfg.get("sample_weight"):
-            from .execution import load_sample_weight
+            from .one_run import load_sample_weight
             try:
                 load_sample_weight(cfg["sample_weight"], ds.x_train.shape[0])
             except UserError as e:
@@ -155,7 +155,7 @@ def plan(study: StudySpec, output=None, data_dir: str | None = None, download: b
 def stored_statuses(study_dir: Path, name: str) -> dict[str, str]:
     """The stored status of each run key in `study_dir` (empty without a study.db), read without
     writing anything; refuses a database that is not ours or holds another study, as `Store.open` does."""
-    from .store import check_ours
+    from ..store.db import check_ours
 
     path = study_dir / "study.db"
     if path.is_file() and path.stat().st_size > 0:
@@ -188,7 +188,7 @@ def _read_closed_store(path: Path) -> tuple[str | None, dict[str, str]] | None:
     its one file, which `immutable=1` reads without creating anything."""
     import sqlite3
 
-    from .store import _OUR_COLUMNS
+    from ..store.db import _OUR_COLUMNS
 
     if any(path.with_name(path.name + suffix).exists() for suffix in ("-wal", "-journal")):
         return None
@@ -249,7 +249,7 @@ def run_plan(p: Plan, *, data_dir: str | None, device: str, workers="auto", prog
             options = (data_dir, device, workers, progress, executor, ray_options, tensorboard, mlflow)
             finals = p.runs
             if tuning is not None:
-                from . import analysis
+                from .. import analysis
 
                 _run_phase(p, p.todo, *options)  # the learning-rate search
                 chosen = analysis.chosen_learning_rates(analysis.runs_frame(store), tuning.metric)
@@ -281,8 +281,9 @@ def _race(p: Plan, runs, store, data_dir, device, workers, progress, executor, r
     from the stored results only. On the local executor a `RaceSource` hands runs to workers as they
     free up (the next round's runs only while this round's are still training); on Ray the race goes
     round by round."""
-    from . import metrics, racing
-    from .analysis import runs_frame
+    from .. import metrics
+    from ..analysis import runs_frame
+    from . import racing
 
     spec = p.study.meta.racing
     a = p.study.meta.analysis
@@ -365,6 +366,6 @@ def _execute(tasks, n_tasks: int, workers, device, progress) -> None:
 
     n_workers, threads = plan_workers(workers, n_tasks, device)
     if n_workers > 1:
-        from .execution import _DATASETS
+        from .one_run import _DATASETS
         _DATASETS.clear()  # workers load their own copy; free the parent's
     run_tasks(tasks, n_workers, threads, progress)

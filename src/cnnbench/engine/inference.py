@@ -68,7 +68,7 @@ def _fusion_available() -> bool:
 
 
 def _fusable_conv(module: nn.Module) -> bool:
-    from .models._base import Conv2D
+    from ..models._base import Conv2D
 
     # exactly Conv2D: a subclass may change the convolution (_conv_forward: weight standardisation, masks)
     return (type(module) is Conv2D and getattr(module, "act", None) is F.relu

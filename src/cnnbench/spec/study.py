@@ -32,8 +32,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .errors import UserError, did_you_mean
-from .registry import split_spec
+from ..errors import UserError, did_you_mean
+from ..registry import split_spec
 
 Named = str | dict[str, Any]
 
@@ -93,7 +93,7 @@ class EarlyStoppingSpec(BaseModel):
     @field_validator("monitor")
     @classmethod
     def _known_monitor(cls, v: str) -> str:
-        from .train import MONITOR_ALIASES, MONITORS
+        from ..engine.train import MONITOR_ALIASES, MONITORS
 
         v = MONITOR_ALIASES.get(v, v)
         if v not in MONITORS and not re.fullmatch(r"[A-Za-z0-9_]+", v):
@@ -237,8 +237,8 @@ class AnalysisSpec(BaseModel):
     @field_validator("metric")
     @classmethod
     def _known_metric(cls, v: str) -> str:
-        from . import metrics
-        from .store import METRICS as STORED
+        from .. import metrics
+        from ..store.db import METRICS as STORED
 
         try:
             name = metrics.get(v).name
@@ -515,7 +515,7 @@ def target_labels(targets: dict[str, dict[str, Any]], y, num_classes: int, colum
     `columns`: the dataset's other label columns for the same images, `{name: (labels, classes)}`."""
     import torch
 
-    from .data.columns import available
+    from ..data.columns import available
 
     columns = columns or {}
     labels, classes = {}, {}
@@ -572,7 +572,7 @@ def _metrics_per_output(config: dict[str, Any], fail) -> dict[str, Any]:
     """A run's `metrics` in canonical form: with targets `{output: [specs]}` (a list given applies to every
     output, Keras' `metrics.per_output`; outputs with none left out), so a list and the table it means are
     one run; without targets the list as given, and a table refused."""
-    from . import metrics
+    from .. import metrics
 
     given, targets = config.get("metrics"), config.get("targets")
     if given is None:
@@ -593,8 +593,8 @@ def _metrics_per_output(config: dict[str, Any], fail) -> dict[str, Any]:
 def _check_monitor(monitor: str, config: dict[str, Any], fail) -> None:
     """early_stopping's monitor is a value this run logs every epoch (as Keras names it): loss and
     accuracy, each output's `<output>_loss` / `<output>_accuracy`, each custom metric; `val_` each."""
-    from . import metrics
-    from .train import MONITORS
+    from .. import metrics
+    from ..engine.train import MONITORS
 
     logged = [m for m in MONITORS if not config.get("targets") or "accuracy" not in m]  # with outputs: per output
     names = [f"{o}_{score}" for o in config.get("targets") or () for score in ("loss", "accuracy")]
@@ -607,7 +607,7 @@ def _check_monitor(monitor: str, config: dict[str, Any], fail) -> None:
 
 def _check_custom_metric(meta: StudyMeta, runs: list[Run], fail) -> None:
     """`[analysis] metric = "val_NAME"` for a custom metric: NAME must be in some run's metrics = [...]."""
-    from . import metrics
+    from .. import metrics
 
     declared = sorted({n for r in runs for n in metrics.log_names(r.config.get("metrics"))})
     outputs = list(dict.fromkeys(o for r in runs for o in r.config.get("targets") or ()))  # as written
@@ -633,7 +633,7 @@ def _check_custom_metric(meta: StudyMeta, runs: list[Run], fail) -> None:
 def _check_optimizer_complete(optimizer: dict[str, Any], path: str, tuned: bool, fail) -> None:
     """A hyperparameter the optimizer's flavour requires (TF 1.x's learning_rate) must be given, or
     found by the [tuning] search; refused when the study loads, not when the run starts."""
-    from . import optim
+    from .. import optim
 
     missing = [k for k in optim.missing_required(optimizer) if not (tuned and k == "learning_rate")]
     if missing:
@@ -645,7 +645,7 @@ def _check_optimizer_complete(optimizer: dict[str, Any], path: str, tuned: bool,
 
 
 def _with_learning_rate(config: dict[str, Any], lr: float) -> dict[str, Any]:
-    from . import optim
+    from .. import optim
 
     spec = {k: v for k, v in config["optimizer"].items() if k not in ("lr", "learning_rate")}
     return {**config, "optimizer": optim.resolve({**spec, "learning_rate": lr})}
@@ -677,8 +677,8 @@ def _unknown_key(key: str, allowed, where: str) -> str:
 
 def _is_optimizer_option(key: str) -> bool:
     """A hyperparameter some optimizer takes (a user who wrote `learning_rate` as a run key)."""
-    from . import optim
-    from .optim.catalog import SPECS
+    from .. import optim
+    from ..optim.catalog import SPECS
 
     names = {"learning_rate", "lr", "schedule", "betas", *optim.COMMON_DEFAULTS}
     for spec in SPECS.values():
@@ -745,7 +745,7 @@ class _Resolver:
     @staticmethod
     def _resolve(key: str, value: Any) -> Any:
         if key == "loss" and isinstance(value, dict) and "name" not in value:
-            from . import losses  # several outputs: one loss spec per output name
+            from .. import losses  # several outputs: one loss spec per output name
 
             if not value:
                 raise UserError("loss is an empty table; give a loss name, or one loss per output of targets")
@@ -757,25 +757,25 @@ class _Resolver:
             name, options = split_spec(value)
             spec = {"name": name, **options}
             if key == "dataset":
-                from . import data
+                from .. import data
                 return data.resolve(spec)
             if key == "model":
-                from . import models
+                from .. import models
                 return models.resolve(spec)
             if key == "loss":
-                from . import losses
+                from .. import losses
                 return losses.resolve(spec)
-            from . import optim
+            from .. import optim
             return optim.resolve(spec)
         if key == "augmentation":
             if not value:
                 return None
-            from .data import augment
+            from ..data import augment
             return augment.resolve(value)
         if key == "early_stopping":
             return EarlyStoppingSpec.model_validate(value).model_dump() if value else None
         if key == "metrics":
-            from . import metrics
+            from .. import metrics
 
             if isinstance(value, dict):  # per output; checked against targets by _metrics_per_output
                 per = {out: [v] if isinstance(v, str) else v for out, v in value.items()}
@@ -826,13 +826,13 @@ def resolve_callback(spec: dict[str, Any]) -> dict[str, Any]:
 
 def import_callback(ref: str):
     """The `cnnbench.Callback` subclass `ref` ("package.module:Class") names."""
-    from .registry import import_reference
-    from .train import Callback
+    from ..engine.train import Callback
+    from ..registry import import_reference
 
     obj = import_reference(ref, "callback", "package.module:Class")
     if not (isinstance(obj, type) and issubclass(obj, Callback)):
         raise UserError(f"callback {ref!r} is not a subclass of cnnbench.Callback; derive it from "
-                        "cnnbench.train.Callback (on_epoch_end, state_dict, load_state_dict)")
+                        "cnnbench.engine.train.Callback (on_epoch_end, state_dict, load_state_dict)")
     return obj
 
 

@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import UserError, did_you_mean
-from .registry import split_spec
+from ..errors import UserError, did_you_mean
+from ..registry import split_spec
 
 
 @dataclass(frozen=True)
@@ -109,7 +109,7 @@ def _label(spec) -> str:
 def trajectory(surface: str | Surface, spec, *, steps: int = DEFAULT_STEPS, learning_rate: float | None = None,
                ) -> np.ndarray:
     """The (steps + 1) x 2 path of optimizer `spec` from the surface's start point (float64)."""
-    from . import optim
+    from .. import optim
 
     s = _surface(surface) if isinstance(surface, str) else surface
     p = torch.tensor([list(s.start)], dtype=torch.float64, requires_grad=True)
@@ -151,7 +151,7 @@ def tune_lr(surface: str | Surface, spec, *, steps: int = DEFAULT_STEPS, grid: S
 
 def default_lr(surface: str, spec, *, steps: int = DEFAULT_STEPS) -> float:
     name, options = split_spec(spec)
-    from . import optim
+    from .. import optim
 
     canonical = optim.REGISTRY.entry(name).name
     table = DEFAULT_LRS.get(_surface(surface).name, {})

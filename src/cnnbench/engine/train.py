@@ -35,10 +35,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import losses as losses_mod
-from . import optim as optim_mod
-from .errors import UserError, did_you_mean, environment_fault
-from .files import atomic_write, remove_stale_temps
+from .. import losses as losses_mod
+from .. import optim as optim_mod
+from ..errors import UserError, did_you_mean, environment_fault
+from ..store.files import atomic_write, remove_stale_temps
 from .inference import heap_allocations
 
 log = logging.getLogger("cnnbench")
@@ -265,7 +265,7 @@ class EarlyStopping(Callback):
         monitor = MONITOR_ALIASES.get(monitor, monitor)
         self.monitor, self.patience, self.restore_best_weights = monitor, patience, restore_best_weights
         self.start_from_epoch = start_from_epoch
-        from .metrics import monitor_mode  # the one rule for mode="auto" (Keras'), shared with reduce_on_plateau
+        from ..metrics import monitor_mode  # the one rule for mode="auto" (Keras'), shared with reduce_on_plateau
 
         self.sign = 1.0 if monitor_mode(monitor, mode) == "min" else -1.0  # compare sign*value: smaller is better
         self.min_delta = abs(min_delta)
@@ -416,7 +416,7 @@ def _multi_losses(loss, loss_weights, names: list[str], num_classes: dict[str, i
 
 def _metric_plan(metrics, training_loss) -> list[tuple[str, str | None, Any]]:
     """[(log name, output name or None, fn)] for `fit(metrics=...)`."""
-    from . import metrics as metrics_mod
+    from .. import metrics as metrics_mod
 
     if metrics is None or (isinstance(metrics, (list, tuple, dict)) and not metrics):
         return []
@@ -433,7 +433,7 @@ def _metric_plan(metrics, training_loss) -> list[tuple[str, str | None, Any]]:
 def _metric_values(plan, probabilities, labels) -> dict[str, float | None]:
     """The plan's metrics over a whole set: `probabilities` a tensor (or a dict per output), `labels` N
     (or N×M)."""
-    from . import metrics as metrics_mod
+    from .. import metrics as metrics_mod
 
     out = {}
     for name, output, fn in plan:
@@ -780,7 +780,7 @@ def _evaluate(model: nn.Module, training_loss, x: torch.Tensor, y: torch.Tensor,
         loss = loss + regularization()
     result: dict[str, float | None] = {"loss": loss.item(), "accuracy": correct.item() / n}
     if all_metrics:
-        from .metrics import classification_metrics
+        from ..metrics import classification_metrics
 
         if probabilities:
             result.update(classification_metrics(torch.cat(probabilities), y))
@@ -826,7 +826,7 @@ def _evaluate_multi(model, training_loss: MultiOutputLoss, x, y, batch_size, aut
     result.update({f"{k}_loss": (v / n).item() for k, v in part_sums.items()})
     result.update({f"{k}_accuracy": v.item() / n for k, v in corrects.items()})
     if all_metrics:
-        from .metrics import classification_metrics
+        from ..metrics import classification_metrics
 
         for i, k in enumerate(names):
             if probabilities:
@@ -974,7 +974,7 @@ def fit(model: nn.Module | str | dict, x, y, *, loss="categorical_crossentropy",
     elif validation_split:
         if not 0.0 < validation_split < 1.0:
             raise UserError(f"validation_split must be in (0, 1), got {validation_split}")
-        from .data import train_size
+        from ..data import train_size
 
         n_train = train_size(x.shape[0], validation_split)  # Keras: the last fraction is validation
         val = (x[n_train:], y[n_train:])
@@ -1020,7 +1020,7 @@ def fit(model: nn.Module | str | dict, x, y, *, loss="categorical_crossentropy",
         sw = cw if sw is None else sw * cw
 
     if not isinstance(model, nn.Module):
-        from . import models as models_mod
+        from .. import models as models_mod
 
         torch.manual_seed(seed)
         # several outputs: a registry model gets one head per output, a user's model num_outputs={name: units}
@@ -1043,7 +1043,7 @@ def fit(model: nn.Module | str | dict, x, y, *, loss="categorical_crossentropy",
 
     augment = None
     if augmentation:
-        from .data import augment as augment_mod
+        from ..data import augment as augment_mod
 
         augment = augment_mod.get(augmentation)
     x, y = x.to(dev), y.to(dev)
@@ -1120,7 +1120,7 @@ def evaluate(model: nn.Module, x, y, *, loss=None, batch_size: int | None = 1024
     trained = getattr(model, "cnnbench_loss", None)
     saved = getattr(model, "cnnbench_config", None) or {}
     if trained is None and saved.get("outputs") and saved.get("loss") is not None:
-        from .saving import _training_loss as saved_loss  # a loaded model with several outputs: its losses
+        from ..store.model_files import _training_loss as saved_loss  # a loaded model with several outputs: its losses
 
         trained = saved_loss(model, saved, None)
     training_loss: losses_mod.TrainingLoss | MultiOutputLoss | None
@@ -1150,7 +1150,7 @@ def evaluate(model: nn.Module, x, y, *, loss=None, batch_size: int | None = 1024
     if metrics is None:  # those fit was given, or a loaded model's built-in ones (never code from a file)
         metrics = getattr(model, "cnnbench_metrics", None)
         if metrics is None and saved.get("metrics"):
-            from .saving import _builtin_metrics
+            from ..store.model_files import _builtin_metrics
 
             metrics = _builtin_metrics(saved["metrics"])
     plan = _metric_plan(metrics, training_loss)

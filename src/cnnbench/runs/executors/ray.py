@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..execution import ProgressFn, Task, run_task
+from ..one_run import ProgressFn, Task, run_task
 
 
 class _StoreActor:
@@ -22,7 +22,7 @@ class _StoreActor:
     def __init__(self, study_dir: str):
         from pathlib import Path
 
-        from ..store import Store
+        from ...store.db import Store
 
         self.store = Store(Path(study_dir) / "study.db")
         self.events: list[dict] = []
@@ -84,7 +84,7 @@ def run_tasks(tasks: Sequence[Task], progress: ProgressFn | None = None, *, addr
         import ray
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
     except ImportError:
-        from ..errors import UserError
+        from ...errors import UserError
         raise UserError('the Ray executor needs Ray: pip install "ray[default]" '
                         '(or pip install -e ".[ray]" in the cnnbench checkout)') from None
     if not tasks:
@@ -128,7 +128,7 @@ def _collect(ray, ref, task: Task, actor, progress: ProgressFn | None) -> None:
         ray.get(ref)
         return
     except ray.exceptions.RayTaskError as e:  # raised by our code in the worker, outside run_task's handling
-        from ..errors import UserError
+        from ...errors import UserError
 
         if isinstance(e.cause, UserError):
             raise e.cause from None

@@ -51,7 +51,7 @@ from typing import Protocol
 
 import torch
 
-from ..execution import ProgressFn, Task, run_task
+from ..one_run import ProgressFn, Task, run_task
 from . import forkserver
 
 # How long stopped workers get to leave on their own (a SIGTERM interrupts training at once; this only
@@ -119,8 +119,8 @@ def user_code(tasks: Sequence[Task]) -> tuple[list[str], str | None]:
     """(the modules that registered the user's losses, models, datasets, optimizers or schedules the
     tasks use, other than `__main__`; the first such name that `__main__` defines, or None). A worker
     forks from the forkserver, which knows only cnnbench's own entries."""
-    from ..reference import registry
-    from ..registry import normalize
+    from ...registry import normalize
+    from ...registry.reference import registry
 
     defined: dict[str, tuple[str, str]] = {}  # normalized name -> (module, name)
     for kind in ("losses", "optimizers", "models", "datasets", "schedules"):
@@ -220,7 +220,7 @@ def _worker_main(conn, lifeline, threads: int, modules: Sequence[str] = (), sigi
     fd = lifeline.fileno()
     _watch_lifeline(fd)
     torch.set_num_threads(threads)
-    from ..execution import _store
+    from ..one_run import _store
 
     code = 0
     try:
@@ -265,7 +265,7 @@ def _one_line(e: BaseException) -> str:
 
 
 def _picklable(e: BaseException) -> BaseException:
-    from ..errors import UserError
+    from ...errors import UserError
 
     if isinstance(e, UserError):
         return e
@@ -406,7 +406,7 @@ class _Pool:
                   "running it again from its last checkpoint", file=sys.stderr)
             queue.appendleft(task)
             return
-        from ..execution import _store
+        from ..one_run import _store
 
         error = (f"its worker process was {reason}, {ATTEMPTS} times; if it ran out of memory, use fewer "
                  "--workers or a smaller batch_size, then run the same command again")

@@ -28,7 +28,8 @@ from contextlib import contextmanager
 from multiprocessing.context import ForkServerProcess
 
 # What the server imports before it forks any worker: the engine, once, shared copy-on-write.
-PRELOAD = ["cnnbench.execution", "cnnbench.executors.local", "cnnbench.train", "cnnbench.models", "cnnbench.data"]
+PRELOAD = ["cnnbench.runs.one_run", "cnnbench.runs.executors.local", "cnnbench.engine.train", "cnnbench.models",
+           "cnnbench.data"]
 
 
 def start() -> None:

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .errors import EnvironmentFault, UserError, fault
+from ..errors import EnvironmentFault, UserError, fault
 
 SCHEMA_VERSION = 3  # 2: the loss-independent metrics, params, flops, metrics_epoch; 3: custom metrics
 
@@ -243,7 +243,7 @@ class Store:
         try:
             study_dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            from .errors import environment_fault
+            from ..errors import environment_fault
 
             raise (environment_fault(e, study_dir / "study.db", "create") or UserError(
                 f"cannot create the study directory {study_dir} ({e.strerror}); "

@@ -129,7 +129,7 @@ def _discard(tmp: Path) -> None:
 
 def _raise_fault(error: BaseException, path: Path, fault: bool) -> None:
     if fault and isinstance(error, Exception):
-        from .errors import environment_fault
+        from ..errors import environment_fault
 
         one_line = environment_fault(error, path)
         if one_line is not None:

@@ -37,7 +37,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, NamedTuple, Union
 
-from .errors import UnknownNameError, UserError, did_you_mean
+from ..errors import UnknownNameError, UserError, did_you_mean
 
 
 def normalize(name: str) -> str:

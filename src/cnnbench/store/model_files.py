@@ -31,10 +31,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import models, registry
-from .errors import UserError
+from .. import models, registry
+from ..errors import UserError
+from ..registry import split_spec
 from .files import atomic_write
-from .registry import split_spec
 
 FORMAT = "cnnbench-model"
 VERSION = 1
@@ -75,10 +75,10 @@ def model_config(model: nn.Module, config: dict | None = None) -> dict[str, Any]
     if module:
         full.setdefault("model_module", module)
     trained = getattr(model, "cnnbench_loss", None)  # set by train.fit
-    from .train import MultiOutputLoss
+    from ..engine.train import MultiOutputLoss
 
     if isinstance(trained, MultiOutputLoss) or (trained is not None and "loss" not in full):
-        from . import losses
+        from .. import losses
 
         if isinstance(trained, MultiOutputLoss):
             # several outputs: their names in the trained order, a loss per output, the weights given (also
@@ -137,7 +137,7 @@ def read(path, map_location="cpu") -> tuple[dict[str, Any], dict[str, torch.Tens
     if not os.path.isfile(path):
         raise UserError(f"model file {path!r} does not exist; give the path of a file written by cnnbench")
     if isinstance(map_location, (str, torch.device)):
-        from .train import resolve_device
+        from ..engine.train import resolve_device
 
         map_location = resolve_device(map_location)  # "cuda" without a GPU: say so, not "not a model file"
     try:
@@ -146,7 +146,7 @@ def read(path, map_location="cpu") -> tuple[dict[str, Any], dict[str, torch.Tens
         raise UserError(f"cannot read model file {path!r} ({type(e).__name__}); is it a cnnbench model file?") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise UserError(f"{path!r} is not a cnnbench model file (no {FORMAT!r} marker); "
-                        "save models with cnnbench.saving.save")
+                        "save models with cnnbench.store.model_files.save")
     if payload.get("version", 0) > VERSION:
         raise UserError(f"{path!r} was written by a newer cnnbench (format version {payload['version']}); "
                         "upgrade cnnbench")
@@ -287,12 +287,12 @@ def _num_classes(config, num_outputs) -> int:
 def _training_loss(model, config, num_outputs):
     """The `losses.TrainingLoss` recorded for this model (its config's `loss`, or the one `fit` used), or None."""
     if config.get("loss") is not None:
-        from . import losses
+        from .. import losses
 
         untrusted = getattr(model, "cnnbench_untrusted_source", None)  # set by load(trust_code=False)
         with _trust(untrusted is None, untrusted or ""):
             if config.get("outputs"):
-                from .train import _multi_losses
+                from ..engine.train import _multi_losses
 
                 names = list(config["outputs"])
                 return _multi_losses(config["loss"], config.get("loss_weights") or {}, names,
@@ -363,7 +363,7 @@ def predict(model: nn.Module, x, batch_size: int | None = 256, *, verbose: int |
 
     Unlike Keras' `model.predict`, which returns the model's outputs (probabilities for a softmax
     model), this returns the pair (probabilities, labels)."""
-    from .train import _verbose_mode
+    from ..engine.train import _verbose_mode
 
     mode = _verbose_mode(verbose)
     batch_size = 256 if batch_size is None else batch_size
@@ -387,7 +387,7 @@ def evaluate_on_dataset(model, dataset=None, *, data_dir=None, batch_size: int =
              trust_code: bool = False) -> dict[str, Any]:
     """Accuracy (and the recorded loss) of a saved model (a path or a loaded model) on a dataset's test
     set; `dataset` defaults to the one recorded in the model file's config. `trust_code` as in `load`."""
-    from . import data
+    from .. import data
 
     if not isinstance(model, nn.Module):
         model = load(model, trust_code=trust_code)

@@ -195,7 +195,7 @@ def _step(spec, values: dict[str, np.ndarray], sign: float, round_: int) -> dict
 def _t_step(values, best, sign, alpha, round_) -> dict[str, Elimination]:
     from scipy import stats
 
-    from .analysis.compare import holm
+    from ..analysis.compare import holm
 
     others = [x for x in values if x != best]
     rows = []
@@ -229,7 +229,7 @@ def paired_t(d: np.ndarray) -> tuple[float, float]:
 def _friedman_step(values, best, sign, alpha, round_) -> dict[str, Elimination]:
     from scipy import stats
 
-    from .analysis.compare import wilcoxon_zsplit
+    from ..analysis.compare import wilcoxon_zsplit
 
     names = list(values)
     if len(names) == 2:
@@ -376,7 +376,7 @@ def from_runs(runs, meta_json: str, study_name: str) -> StudyRace:
     import json
     from types import SimpleNamespace
 
-    from . import metrics
+    from .. import metrics
 
     settings = json.loads(meta_json)
     spec = SimpleNamespace(**{k: settings[k] for k in ("first_test", "alpha", "keep", "test")})

@@ -1,7 +1,7 @@
 """The option reference: every registry entry's declared options (type and limits, default, one line of
 doc), as `cnnbench list KIND NAME` / `--options` print them and as docs/options.md holds them.
 
-    python -m cnnbench.reference > docs/options.md     # regenerate the docs page (a test compares)
+    python -m cnnbench.registry.reference > docs/options.md     # regenerate the docs page (a test compares)
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .registry import Declared, Entry, Registry
+from . import Declared, Entry, Registry
 
 KINDS = ("datasets", "models", "losses", "optimizers", "schedules")
 
@@ -34,7 +34,7 @@ ALSO = {
 def common(kind: str) -> list[str]:
     """Options every entry of `kind` takes that the docs list once, not per entry."""
     if kind == "optimizers":
-        from .optim.options import COMMON
+        from ..optim.options import COMMON
         return list(COMMON)
     return []
 
@@ -47,15 +47,15 @@ def hidden(kind: str) -> list[str]:
 def registry(kind: str) -> Registry:
     """The registry of `kind` ("losses", "optimizers", "models", "datasets")."""
     if kind == "losses":
-        from .losses import REGISTRY
+        from ..losses import REGISTRY
     elif kind == "optimizers":
-        from .optim import REGISTRY
+        from ..optim import REGISTRY
     elif kind == "models":
-        from .models import REGISTRY
+        from ..models import REGISTRY
     elif kind == "datasets":
-        from .data import REGISTRY
+        from ..data import REGISTRY
     elif kind == "schedules":
-        from .optim.schedules import REGISTRY
+        from ..optim.schedules import REGISTRY
     else:
         raise ValueError(f"no registry of {kind!r}")
     return REGISTRY
@@ -110,7 +110,7 @@ def _cell(text: Any) -> str:
 
 def augmentation_markdown() -> str:
     """The augmentation options (one table: augmentation is a set of options, not a registry)."""
-    from .data.augment import DEFAULTS, OPTIONS, PRESETS
+    from ..data.augment import DEFAULTS, OPTIONS, PRESETS
 
     table = [(d.name, d.describe_type(), default_text(d), d.option.doc)
              for d in (Declared.of(k, OPTIONS[k], DEFAULTS[k]) for k in DEFAULTS)]
@@ -125,7 +125,7 @@ def document() -> str:
             "Generated from the options each entry declares (in its signature, or once by name for a family: "
             "`cnnbench.registry.Option`): "
             "the same declaration validates a study when it is read, gives the one-line errors and prints "
-            "`cnnbench list KIND NAME`. Regenerate with `python -m cnnbench.reference > docs/options.md` "
+            "`cnnbench list KIND NAME`. Regenerate with `python -m cnnbench.registry.reference > docs/options.md` "
             "(tests/test_reference.py fails while this page and the code disagree).", ""]
     return "\n".join(head + [markdown(kind) for kind in KINDS] + [augmentation_markdown()]).rstrip() + "\n"
 

@@ -22,8 +22,8 @@ from typing import Any
 
 import torch
 
-from .errors import EnvironmentFault, UserError, environment_fault
-from .store import Store
+from ..errors import EnvironmentFault, UserError, environment_fault
+from ..store.db import Store
 
 ProgressFn = Callable[[dict[str, Any]], None]
 
@@ -68,7 +68,7 @@ def run_threads(device: torch.device):
 
 
 def environment(device: torch.device) -> dict[str, Any]:
-    from . import __version__
+    from .. import __version__
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model()
     return {"cnnbench": __version__, "torch": torch.__version__, "python": platform.python_version(),
@@ -103,8 +103,8 @@ _STORES: dict[str, Store] = {}
 
 
 def load_dataset(spec: dict[str, Any], data_dir: str | None):
-    from . import data
-    from .study import canonical
+    from .. import data
+    from ..spec.study import canonical
 
     key = (canonical(spec), data_dir)
     if key not in _DATASETS:
@@ -241,7 +241,7 @@ def load_sample_weight(path: str | None, n_train: int):
         return None
     import numpy as np
 
-    from .errors import UserError
+    from ..errors import UserError
 
     try:
         w = np.load(path, allow_pickle=False)
@@ -260,7 +260,7 @@ def load_sample_weight(path: str | None, n_train: int):
 
 def prepare(config: dict[str, Any], data_dir: str | None):
     """The run's data: (x_train, y_train, validation or None, x_test, y_test, num_classes, sample_weight)."""
-    from . import data, losses
+    from .. import data, losses
 
     ds = load_dataset(config["dataset"], data_dir)
     x, y = ds.x_train, ds.y_train
@@ -280,7 +280,7 @@ def prepare(config: dict[str, Any], data_dir: str | None):
         y = losses.add_label_noise(y, config["label_noise"], ds.num_classes, seed=config["seed"])
     y_test, num_classes = ds.y_test, ds.num_classes
     if config.get("targets"):  # several outputs: each output's labels from the (noisy) class labels
-        from .study import target_labels
+        from ..spec.study import target_labels
 
         def part(i):
             return {n: (c[i] if i < 2 else ds.label_columns[n][1], ds.label_columns[n][2]) for n, c in columns.items()}
@@ -293,7 +293,7 @@ def prepare(config: dict[str, Any], data_dir: str | None):
 
 
 def _metric_names(specs):
-    from .metrics import resolve_metrics
+    from ..metrics import resolve_metrics
 
     return resolve_metrics(specs) if specs else []
 
@@ -360,7 +360,7 @@ def run_task(task: Task, progress: ProgressFn | None = None, store=None) -> str:
 
     `store` receives `mark_running`, `record_epoch` and `finish` (default: the study's SQLite store,
     opened once per process; the Ray executor passes a proxy to the driver's store)."""
-    from .train import resolve_device
+    from ..engine.train import resolve_device
 
     store = store if store is not None else _store(task.study_dir)
     device = resolve_device(task.device)
@@ -369,7 +369,7 @@ def run_task(task: Task, progress: ProgressFn | None = None, store=None) -> str:
 
 
 def _run_task(task: Task, progress: ProgressFn | None, store, device: torch.device) -> str:
-    from .train import Callback, LambdaCallback, evaluate, fit, forward_flops, parameter_count
+    from ..engine.train import Callback, LambdaCallback, evaluate, fit, forward_flops, parameter_count
 
     store.mark_running(task.key, environment(device))
     if progress:  # a display shows the run from its start, not from its first epoch's end
@@ -414,7 +414,7 @@ def _run_task(task: Task, progress: ProgressFn | None, store, device: torch.devi
                           "epochs": cfg["epochs"], "batch": batch + 1, "steps": steps, "logs": running()})
 
     try:
-        from .study import build_callbacks
+        from ..spec.study import build_callbacks
 
         # The run's own callbacks (a study's callbacks = [...]) come first, so their checkpointed states
         # keep their places; the recorder sees the logs last.
@@ -459,7 +459,7 @@ def _run_task(task: Task, progress: ProgressFn | None, store, device: torch.devi
                     if column not in metrics or metrics[column] is None:
                         metrics[column] = scores.get(name)
             if task.save_model:
-                from . import saving
+                from ..store import model_files as saving
 
                 ds = load_dataset(cfg["dataset"], task.data_dir)
                 saving.save(history.model, model_path(task.study_dir, task.key),

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .study import canonical
+from ..spec.study import canonical
 
 FINISHED = ("done", "diverged")
 # What decides a run's speed (besides whether it augments); loss, optimizer, seed and epochs do not.
@@ -157,7 +157,7 @@ def speed_key(config: dict[str, Any]) -> str:
 
 def _open_store(study_dir: Path):
     """The study's store for reading, or None without one; nothing is left beside study.db."""
-    from .store import ReadOnlyStore
+    from ..store.db import ReadOnlyStore
 
     path = study_dir / "study.db"
     if not path.is_file() or path.stat().st_size == 0:
@@ -197,7 +197,7 @@ def _ran_on(environment: dict | None, machine: tuple[str, str] | None) -> bool:
 
 def this_machine(device) -> tuple[str, str]:
     """(device type, device name) as `execution.environment` records them for a run on `device`."""
-    from .execution import environment
+    from .one_run import environment
 
     return device.type, environment(device)["device_name"]
 
@@ -210,7 +210,7 @@ class _Enough(Exception):
 
 
 def _clock(budget_s: float, sync):
-    from .train import Callback
+    from ..engine.train import Callback
 
     class StepClock(Callback):
         """Times every training step: `fit` calls a callback's `on_batch_progress` after each optimizer
@@ -249,8 +249,8 @@ def calibrate_run(run, data_dir: str | None, device, budget_s: float = GROUP_BUD
     to the study directory), timed, scaled to one epoch and one run."""
     import torch
 
-    from . import execution
-    from .train import fit
+    from ..engine.train import fit
+    from . import one_run as execution
 
     cfg = dict(run.config)
     dataset = {**cfg["dataset"], "download": False}  # the plan has it; use its copy if loaded so
@@ -301,8 +301,8 @@ def estimate(plan, *, workers: int | str = "auto", device: str = "auto", data_di
     """The wall time `runner.run_plan(plan, ...)` would take here (see the module docstring); reads
     the study directory only. `calibrate=False`: only the finished runs' numbers (groups without
     any are left out, and the estimate is a lower bound)."""
+    from ..engine.train import resolve_device
     from .executors.local import plan_workers
-    from .train import resolve_device
 
     dev = resolve_device(device)
     store = _open_store(plan.study_dir)
@@ -311,7 +311,7 @@ def estimate(plan, *, workers: int | str = "auto", device: str = "auto", data_di
         try:
             stored_runs, history = store.runs(), store.history()
             if plan.study.meta.tuning is not None and stored_runs:
-                from . import analysis
+                from .. import analysis
 
                 chosen = analysis.chosen_learning_rates(analysis.runs_frame(store), plan.study.meta.tuning.metric)
         finally:
@@ -360,7 +360,7 @@ def estimate(plan, *, workers: int | str = "auto", device: str = "auto", data_di
         epochs = run.config["epochs"]
         row = stored.get(run.key)
         if row is not None:  # an interrupted run resumes from its checkpoint
-            from .execution import checkpoint_path
+            from .one_run import checkpoint_path
 
             if checkpoint_path(plan.study_dir, run.key).exists():
                 epochs = max(0, epochs - (row["epochs_done"] or 0))
@@ -401,7 +401,7 @@ def _final_runs(plan, chosen: dict[str, float]) -> tuple[list, int]:
     tuning = plan.study.meta.tuning
     if tuning is None:
         return [], 0
-    from .study import Run
+    from ..spec.study import Run
 
     exact = [r for r in plan.study.final_runs(chosen) if plan.statuses.get(r.key) not in FINISHED]
     search_seeds = set(tuning.search_seeds(plan.study.meta.seeds))

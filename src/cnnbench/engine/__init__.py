@@ -1,0 +1,1 @@
+"""Training and evaluating one model the Keras way: fit, evaluate, callbacks, metrics, the forward pass."""
