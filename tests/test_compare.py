@@ -16,7 +16,8 @@ import pytest
 from scipy import stats
 
 from cnnbench import analysis
-from cnnbench.analysis.compare import compare, holm, min_wilcoxon_p
+from cnnbench.analysis.compare import compare
+from cnnbench.analysis.stat_tests import holm, min_wilcoxon_p
 from cnnbench.errors import UserError
 
 DEMSAR_NAMES = ["C4.5", "C4.5+m", "C4.5+cf", "C4.5+m+cf"]
@@ -121,7 +122,7 @@ def _sign_flip_p(d):
 
 
 def test_exact_wilcoxon_equals_scipy_without_zeros_and_brute_force_with_them():
-    from cnnbench.analysis.compare import wilcoxon_zsplit
+    from cnnbench.analysis.stat_tests import wilcoxon_zsplit
 
     rng = np.random.default_rng(3)
     for n in (3, 6, 9, 12):

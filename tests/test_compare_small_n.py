@@ -10,7 +10,8 @@ import pytest
 from scipy import stats
 
 from cnnbench import analysis
-from cnnbench.analysis.compare import compare, friedman_exact_p, holm, rank_biserial
+from cnnbench.analysis.compare import compare
+from cnnbench.analysis.stat_tests import friedman_exact_p, holm, rank_biserial
 from cnnbench.report import format as fmt
 from cnnbench.report import tables
 

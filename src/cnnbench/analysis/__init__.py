@@ -14,7 +14,7 @@
 See docs/statistics.md for the protocol, its assumptions and its citations.
 """
 
-from .compare import Comparison, compare, holm
+from .compare import Comparison, compare
 from .evidence import Cell, StudyComparison, cell_table, compare_study, load_runs
 from .frames import (
     axes_of,
@@ -28,6 +28,7 @@ from .frames import (
     tuning_budget,
     tuning_table,
 )
+from .stat_tests import holm
 
 __all__ = ["Comparison", "compare", "holm", "Cell", "StudyComparison", "compare_study", "cell_table", "load_runs",
            "axes_of", "chosen_learning_rates", "current_runs", "final_runs", "history_frame", "marginal_rankings",

@@ -33,7 +33,6 @@ note says when the exact Wilcoxon test cannot reach significance at all (2 / 2^N
 
 from __future__ import annotations
 
-import itertools
 import math
 import warnings
 from collections.abc import Callable
@@ -42,14 +41,18 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from .stat_tests import (
+    T_TEST,
+    friedman_exact_p,
+    holm,
+    min_wilcoxon_p,
+    rank_biserial,
+    stats,
+    wilcoxon_zsplit,
+)
+from .verdict import verdict
+
 MIN_BLOCKS = 3  # fewer paired blocks support no interval and no test
-
-
-def _stats():
-    """scipy.stats, imported on first use (~0.7 s): a comparison with fewer than 3 blocks needs none."""
-    from scipy import stats
-
-    return stats
 
 
 @dataclass
@@ -103,22 +106,6 @@ PAIRWISE_COLUMNS = ["a", "b", "n", "test", "normality_p", "statistic", "p", "p_h
                     "mean_diff", "diff_ci_low", "diff_ci_high", "effect_size"]
 BAYES_COLUMNS = ["p_a_better", "p_equivalent", "p_b_better"]
 TESTS = ("wilcoxon", "auto")
-T_TEST = "paired t-test"
-
-
-def holm(pvalues) -> np.ndarray:
-    """Holm's (1979) step-down adjusted p-values: sort ascending, p_(i) · (m − i + 1), running max,
-    capped at 1; NaN p-values are not counted as comparisons."""
-    p = np.asarray(pvalues, dtype=float)
-    out = np.full_like(p, np.nan)
-    ok = ~np.isnan(p)
-    m = int(ok.sum())
-    if m == 0:
-        return out
-    idx = np.flatnonzero(ok)[np.argsort(p[ok], kind="stable")]
-    adjusted = np.minimum(1.0, np.maximum.accumulate(p[idx] * (m - np.arange(m))))
-    out[idx] = adjusted
-    return out
 
 
 def compare(frame: pd.DataFrame, config: str = "config", block: str = "block", value: str = "value", *,
@@ -171,7 +158,7 @@ def compare(frame: pd.DataFrame, config: str = "config", block: str = "block", v
     fried = _friedman(complete, ranking, sign) if n_blocks >= MIN_BLOCKS and k >= 3 else None
     cd = nemenyi = None
     if fried is not None:
-        cd = float(_stats().studentized_range.ppf(1 - alpha, k, np.inf) / math.sqrt(2)
+        cd = float(stats().studentized_range.ppf(1 - alpha, k, np.inf) / math.sqrt(2)
                    * math.sqrt(k * (k + 1) / (6 * n_blocks)))
         nemenyi = _nemenyi(complete * sign)
     pairwise = _pairwise(values, ranking, sign, alpha, rope, pairs, seed, test, groups)
@@ -221,7 +208,7 @@ def _describe(values: pd.DataFrame, sign: float, groups: dict[str, int]) -> pd.D
         n = len(v)
         mean = float(v.mean()) if n else math.nan
         std = float(v.std(ddof=1)) if n > 1 else math.nan
-        half = _stats().t.ppf(0.975, n - 1) * std / math.sqrt(n) if n >= MIN_BLOCKS else math.nan
+        half = stats().t.ppf(0.975, n - 1) * std / math.sqrt(n) if n >= MIN_BLOCKS else math.nan
         rows.append({"config": name, "n": n, "mean": mean, "std": std, "ci_low": mean - half, "ci_high": mean + half})
     t = pd.DataFrame(rows, columns=["config", "n", "mean", "std", "ci_low", "ci_high"])
     # Order by mean, rounded so that round-off cannot decide; exact ties share their group's key and go by name.
@@ -248,10 +235,6 @@ def _describe(values: pd.DataFrame, sign: float, groups: dict[str, int]) -> pd.D
     return t[RANKING_COLUMNS]
 
 
-EXACT_FRIEDMAN_ROWS = 2_500_000  # the enumeration's largest intermediate table (rows of k rank sums)
-EXACT_FRIEDMAN_K = 7  # 7! = 5040 arrangements of one block's ranks; beyond, the approximation
-
-
 def _friedman(complete: pd.DataFrame, ranking: pd.DataFrame, sign: float) -> dict:
     n, k = complete.shape
     r = ranking.set_index("config").loc[complete.columns, "mean_rank"].to_numpy(float)
@@ -259,47 +242,14 @@ def _friedman(complete: pd.DataFrame, ranking: pd.DataFrame, sign: float) -> dic
     chi2 = max(float(chi2), 0.0)
     denom = n * (k - 1) - chi2
     f = (n - 1) * chi2 / denom if denom > 0 else math.inf
-    id_p = float(_stats().f.sf(f, k - 1, (k - 1) * (n - 1)))
+    id_p = float(stats().f.sf(f, k - 1, (k - 1) * (n - 1)))
     ranks = (complete * -sign).rank(axis=1, method="average").to_numpy(float)
     exact = friedman_exact_p(ranks)
-    return {"statistic": chi2, "pvalue": float(_stats().chi2.sf(chi2, k - 1)), "iman_davenport_f": float(f),
+    return {"statistic": chi2, "pvalue": float(stats().chi2.sf(chi2, k - 1)), "iman_davenport_f": float(f),
             "iman_davenport_p": id_p, "exact_p": math.nan if exact is None else exact,
             "p": id_p if exact is None else exact,
             "method": "Iman–Davenport F approximation (too many arrangements to enumerate)" if exact is None
             else "exact (every arrangement of the ranks within each block)", "k": k, "n": n}
-
-
-def friedman_exact_p(ranks: np.ndarray, max_rows: int = EXACT_FRIEDMAN_ROWS) -> float | None:
-    """The exact p-value of Friedman's test: the probability, when each block's ranks are arranged
-    uniformly at random among the configurations (the null hypothesis; ties keep their average ranks),
-    of a sum of squared rank sums at least the observed one (χ²_F and F_F are increasing in it).
-
-    `ranks`: blocks × configurations. The distribution is built block by block over the vectors of rank
-    sums, kept sorted (the configurations are exchangeable under the null, so only the multiset of rank
-    sums matters), which is the full enumeration of the k!^N arrangements without listing them. None
-    when k > EXACT_FRIEDMAN_K or a step would exceed `max_rows` rows: use the approximation then."""
-    ranks = np.asarray(ranks, dtype=float)
-    n, k = ranks.shape
-    if k > EXACT_FRIEDMAN_K or n == 0:
-        return None
-    twice = np.rint(2 * ranks).astype(np.int64)  # average ranks are halves: twice them are integers
-    observed = int((twice.sum(axis=0) ** 2).sum())
-    states = np.sort(twice[:1], axis=1)
-    weights: np.ndarray = np.ones(1)
-    base = int(2 * k * n + 1)
-    for row in twice[1:]:
-        arrangements = np.array(sorted(set(itertools.permutations(row.tolist()))), dtype=np.int64)
-        if len(states) * len(arrangements) > max_rows:
-            return None
-        new = (states[:, None, :] + arrangements[None, :, :]).reshape(-1, k)
-        new.sort(axis=1)
-        keys = new @ (base ** np.arange(k, dtype=np.int64))  # k ≤ 7 and entries ≤ 2kN: fits in int64
-        unique, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-        weights = np.bincount(inverse, weights=np.repeat(weights, len(arrangements)) / len(arrangements),
-                              minlength=len(unique))
-        states = new[first]
-    sums = (states**2).sum(axis=1)
-    return float(min(1.0, weights[sums >= observed].sum()))
 
 
 def _nemenyi(oriented: pd.DataFrame) -> pd.DataFrame:
@@ -359,7 +309,7 @@ def _pair(x: pd.Series, y: pd.Series, a: str, b: str, sign: float, rope, seed, t
         row["test"] = f"none (fewer than {MIN_BLOCKS} paired blocks)"
         return row
     sd = d.std(ddof=1)
-    half = _stats().t.ppf(0.975, n - 1) * sd / math.sqrt(n)
+    half = stats().t.ppf(0.975, n - 1) * sd / math.sqrt(n)
     row["diff_ci_low"], row["diff_ci_high"] = row["mean_diff"] - half, row["mean_diff"] + half
     if not (d != 0).any():  # identical in every block: no evidence of a difference
         row.update(statistic=0.0, p=1.0, effect_size=0.0, test="wilcoxon (all differences zero)")
@@ -370,11 +320,11 @@ def _pair(x: pd.Series, y: pd.Series, a: str, b: str, sign: float, rope, seed, t
             if sd > 0:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    normality = float(_stats().shapiro(d).pvalue)
+                    normality = float(stats().shapiro(d).pvalue)
                 row["normality_p"] = normality
                 if normality >= normality_alpha:
                     t_stat = float(row["mean_diff"] / (sd / math.sqrt(n)))
-                    row.update(statistic=t_stat, p=float(2 * _stats().t.sf(abs(t_stat), n - 1)), test=T_TEST)
+                    row.update(statistic=t_stat, p=float(2 * stats().t.sf(abs(t_stat), n - 1)), test=T_TEST)
                 else:
                     row["test"] = f"{how} (Shapiro–Wilk rejects normal differences)"
             else:
@@ -390,46 +340,6 @@ def _pair(x: pd.Series, y: pd.Series, a: str, b: str, sign: float, rope, seed, t
         a_better, b_better = (left, right) if sign > 0 else (right, left)
         row.update(p_a_better=float(a_better), p_equivalent=float(equiv), p_b_better=float(b_better))
     return row
-
-
-def rank_biserial(d: np.ndarray) -> float:
-    """The matched-pairs rank-biserial correlation (Kerby 2014) of paired differences `d`, r = (R+ − R−) /
-    (R+ + R−), counted as the test counts them: zero differences are ranked with the others and their
-    ranks split evenly between R+ and R− (Demšar's zsplit), so they pull r towards 0."""
-    d = np.asarray(d, dtype=float)
-    ranks = _stats().rankdata(np.abs(d))
-    total = ranks.sum()
-    if total == 0:
-        return 0.0
-    r_plus = ranks[d > 0].sum() + ranks[d == 0].sum() / 2
-    return float((2 * r_plus - total) / total)
-EXACT_MAX = 16  # enumerate all 2^m sign flips up to m = 16 non-zero differences (65,536 rows)
-
-
-def wilcoxon_zsplit(d: np.ndarray) -> tuple[float, float, str]:
-    """Wilcoxon's signed-rank test of paired differences `d`, zero differences handled as Demšar
-    (2006, 3.1.3) recommends: ranked with the others, their ranks split evenly between R+ and R−.
-
-    Returns (T = min(R+, R−), two-sided p, how). With up to `EXACT_MAX` non-zero differences the
-    p-value is exact: the statistic under every sign flip of the non-zero differences (a zero's half
-    ranks do not move), ties included — scipy's exact method assumes no zeros and no ties and falls
-    back to the normal approximation otherwise. Beyond that, scipy's normal approximation."""
-    ranks = _stats().rankdata(np.abs(d))
-    nz = d != 0
-    r_plus = ranks[d > 0].sum() + ranks[~nz].sum() / 2
-    total = ranks.sum()
-    statistic = float(min(r_plus, total - r_plus))
-    m = int(nz.sum())
-    if m > EXACT_MAX:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            res = _stats().wilcoxon(d, zero_method="zsplit", method="asymptotic")
-        return float(res.statistic), float(res.pvalue), "wilcoxon (normal approximation)"
-    flips = (np.arange(2**m)[:, None] >> np.arange(m)) & 1  # every subset of the non-zero differences
-    t_plus = flips @ ranks[nz] + ranks[~nz].sum() / 2
-    centre = total / 2
-    p = float(np.mean(np.abs(t_plus - centre) >= abs(r_plus - centre) - 1e-9))
-    return statistic, p, "wilcoxon (exact)"
 
 
 def _mark_best_group(ranking: pd.DataFrame, pairwise: pd.DataFrame, alpha: float) -> None:
@@ -458,11 +368,6 @@ def _mark_best_group(ranking: pd.DataFrame, pairwise: pd.DataFrame, alpha: float
             ranking.loc[i, "tied_with_best"] = bool(not (r["p_holm"] < alpha)) if tested else True
         else:
             ranking.loc[i, "tied_with_best"] = not tested and not math.isnan(ranking.loc[i, "mean"])
-
-
-def min_wilcoxon_p(n: int) -> float:
-    """The smallest two-sided p-value the exact Wilcoxon signed-rank test can give with n pairs."""
-    return min(1.0, 2.0 / 2**n)
 
 
 def _sample_notes(values: pd.DataFrame, pairwise: pd.DataFrame, alpha: float, block_name: str = "blocks") -> list[str]:
@@ -501,142 +406,3 @@ def _sample_notes(values: pd.DataFrame, pairwise: pd.DataFrame, alpha: float, bl
                      f"(Shapiro–Wilk rejected normal differences), which with {int(cannot['n'].min())} {block_name} "
                      f"cannot give p < {alpha:g}: {names} cannot be significant")
     return notes
-
-
-# --- the verdict --------------------------------------------------------------------------------
-
-
-def _fmt(cmp: Comparison, x: float) -> str:
-    return cmp.fmt(x) if cmp.fmt else f"{x:.4g}"
-
-
-def _fmt_diff(cmp: Comparison, x: float) -> str:
-    return cmp.fmt_diff(x) if cmp.fmt_diff else f"{x:.4g}"
-
-
-def _names(names: list[str], most: int = 6) -> str:
-    shown = ", ".join(names[:most])
-    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
-
-
-def _how(cmp: Comparison) -> str:
-    """The pairwise test as used, for the verdict."""
-    tests = set(cmp.pairwise.loc[cmp.pairwise["p"].notna(), "test"].astype(str))
-    t_tests = T_TEST in tests
-    if t_tests and len(tests) == 1:
-        name = "paired t-test (Shapiro–Wilk did not reject normal differences)"
-    elif t_tests:
-        name = "paired t-test, Wilcoxon signed-rank where Shapiro–Wilk rejects normal differences"
-    else:
-        name = "Wilcoxon signed-rank"
-    return f"{name}, Holm-corrected, α = {cmp.alpha:g}"
-
-
-def _omnibus(cmp: Comparison) -> tuple[bool, str | None]:
-    """Whether the Friedman test rejects, and the sentence saying so (None: no omnibus p-value)."""
-    f = cmp.friedman
-    if f is None:
-        return False, None
-    differ = f["p"] < cmp.alpha
-    what = "The configurations differ" if differ else "No evidence that the configurations differ"
-    if not math.isnan(f.get("exact_p", math.nan)):
-        test = f"Friedman test, exact p {_p_is(f['p'])}"
-    else:
-        test = (f"Friedman / Iman–Davenport F = {f['iman_davenport_f']:.3g}, p {_p_is(f['p'])} by the F "
-                "approximation")
-    return differ, f"{what} ({test}, {f['k']} configurations × {f['n']} {cmp.block_name})."
-
-
-def verdict(cmp: Comparison) -> str:
-    """The comparison in plain language: the best, what cannot be told apart from it, what is worse
-    and by how much, and what the sample cannot support."""
-    t = cmp.ranking[cmp.ranking["n"] > 0]
-    if t.empty:
-        return "No results to compare yet."
-    best = t.iloc[0]
-    direction = "highest" if cmp.higher_is_better else "lowest"
-    spread = f" ± {_fmt_diff(cmp, best['std'])}" if best["n"] > 1 else ""
-    group = cmp.best_group
-    who = (f"{' and '.join(group)}, tied (equal values in every one of the {cmp.block_name})" if len(group) > 1
-           else str(best["config"]))
-    parts = [f"Best by {direction} mean {cmp.what}: {who} ({_fmt(cmp, best['mean'])}{spread}, n = {best['n']})."]
-    if len(t) == len(group):
-        return parts[0]
-    differ, omnibus = _omnibus(cmp)
-    if omnibus:
-        parts.append(omnibus)
-    sample = [n for n in cmp.notes if "no confidence interval or p-value" in n or "cannot give p <" in n]
-    how = _how(cmp) if cmp.testable else ""
-    rest = t[~t["best"].astype(bool)]
-    can = rest["can_reject_vs_best"].astype(bool)
-    tied = list(rest.loc[rest["tied_with_best"].astype(bool) & can, "config"])
-    untestable = list(rest.loc[~can, "config"])
-    worse = rest[~rest["tied_with_best"].astype(bool)]
-    if not cmp.testable:
-        parts.append(f"No pairwise test is possible: {sample[0]}." if sample
-                     else "No pairwise test is possible: the order is by mean only.")
-    elif not cmp.decisive:  # tests ran but could not reach significance whatever the data
-        parts.append(f"The pairwise test ({how}) cannot separate anything from the best here"
-                     + (f": {sample[0]}." if sample else "."))
-    else:
-        if tied:
-            parts.append(f"Not distinguishable from it ({how}): {_names(tied)}.")
-        elif worse.empty:
-            pass
-        elif untestable:
-            parts.append(f"Significantly worse ({how}): {_names(list(worse['config']))}.")
-        else:
-            parts.append(f"It is significantly better than every other configuration ({how}).")
-        if not worse.empty and tied:
-            parts.append(f"Significantly worse: {_names(list(worse['config']))}.")
-        if untestable:
-            parts.append(f"Not testable here (too few {cmp.block_name} for the test their differences need): "
-                         f"{_names(untestable)}.")
-        if not worse.empty:
-            closest = worse.iloc[0]
-            pw = cmp.pairwise
-            row = pw[(pw["a"] == best["config"]) & (pw["b"] == closest["config"])].iloc[0]
-            low, high = sorted((abs(row["diff_ci_low"]), abs(row["diff_ci_high"])))
-            parts.append(f"The closest significantly worse, {closest['config']}, is behind by "
-                         f"{_fmt_diff(cmp, abs(row['mean_diff']))} (95% CI {_fmt_diff(cmp, low)} to "
-                         f"{_fmt_diff(cmp, high)}).")
-    if differ and cmp.critical_difference is not None:
-        parts.append(_nemenyi_sentence(cmp, set(worse["config"]) if cmp.decisive else set()))
-    if cmp.rope and tied and "p_equivalent" in cmp.pairwise:
-        vs = cmp.pairwise[cmp.pairwise["a"] == best["config"]].set_index("b")  # pairs="all": b repeats
-        equiv = [c for c in tied if c in vs.index and vs.loc[c, "p_equivalent"] >= 0.95]
-        if equiv:
-            parts.append(f"Practically equivalent to the best (P(|difference| < {_fmt_diff(cmp, cmp.rope)}) ≥ 0.95, "
-                         f"Bayesian signed-rank): {_names(equiv)}.")
-    return " ".join(parts)
-
-
-def _p_is(p: float) -> str:
-    """'= 0.0123' or '< 1e-4', to follow a 'p'."""
-    return "= –" if p is None or p != p else (f"= {p:.3g}" if p >= 1e-4 else "< 1e-4")
-
-
-def _nemenyi_sentence(cmp: Comparison, worse_by_pairs: set[str]) -> str:
-    """What the critical-difference diagram shows, in words: which configurations rank more than CD
-    behind the best-ranked one, and whether that is more, fewer or other configurations than the pairwise
-    tests found worse. Mean ranks pool every configuration's ranks in every block, so with few blocks
-    this post-hoc test can separate what a pairwise test cannot, and the reverse (and its answer for a
-    pair depends on the other configurations in the study: Benavoli et al. 2016)."""
-    t = cmp.ranking.dropna(subset=["mean_rank"]).sort_values("mean_rank", kind="stable")
-    top = t.iloc[0]
-    behind = list(t.loc[t["mean_rank"] - top["mean_rank"] > cmp.critical_difference, "config"])
-    cd = f"Nemenyi, CD = {cmp.critical_difference:.2f} in mean rank"
-    if not behind:
-        return f"By mean rank ({cd}) no configuration is significantly behind the best-ranked, {top['config']}."
-    found = set(behind)
-    if found > worse_by_pairs:
-        compared = "separate more than the pairwise tests"
-    elif found < worse_by_pairs:
-        compared = "separate fewer than the pairwise tests"
-    elif found == worse_by_pairs:
-        compared = "separate the same configurations as the pairwise tests"
-    else:
-        compared = "separate other configurations than the pairwise tests"
-    return (f"Mean ranks, which pool every configuration's rank in every block, {compared} ({cd}): the "
-            f"best-ranked, {top['config']} (mean rank {top['mean_rank']:.2f}), is significantly ahead of "
-            f"{_names(behind)}.")

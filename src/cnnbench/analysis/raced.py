@@ -23,7 +23,8 @@ import math
 
 import pandas as pd
 
-from .compare import Comparison, _names, compare
+from .compare import Comparison, compare
+from .verdict import name_list
 
 LEFT = "left_race"  # ranking column: how the configuration left the race ("" for those still in it)
 
@@ -70,7 +71,7 @@ def race_sentence(cell, left: list[str]) -> str:
     by_round: dict[int, list[str]] = {}
     for config in left:
         by_round.setdefault(cell.eliminated[config].round, []).append(config)
-    parts = [f"after {r} seed{'s' if r > 1 else ''}: {_names(sorted(configs))}"
+    parts = [f"after {r} seed{'s' if r > 1 else ''}: {name_list(sorted(configs))}"
              for r, configs in sorted(by_round.items())]
     state = "raced to the end" if cell.over else f"still racing after {cell.rounds} rounds"
     return (f"{len(left)} configuration{'s' if len(left) != 1 else ''} left the race as significantly worse than "

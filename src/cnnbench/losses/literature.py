@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from ..registry import Option
 from .base import Loss
-from .keras import CategoricalCrossentropy
+from .keras_crossentropy import CategoricalCrossentropy
 from .ops import EPSILON, clip, divide_no_nan, hinge_labels, log_probs, probs, smooth_one_hot
 from .registration import register_class
 
