@@ -10,11 +10,11 @@ import torch
 from torch import nn
 
 import cnnbench
-from cnnbench import analysis, metrics
+from cnnbench import analysis
+from cnnbench import spec as study
 from cnnbench.errors import UserError
 from cnnbench.runs import one_run as execution
 from cnnbench.runs import runner
-from cnnbench.spec import study
 from cnnbench.store.db import Store
 
 USER_MODULE = textwrap.dedent('''
@@ -173,7 +173,7 @@ def test_a_study_ranked_by_a_custom_metric(tmp_path, user_module):
     assert sc.cells[0].comparison.ranking.iloc[0]["config"].endswith(best.split(" · ")[-1])
     sc_error = analysis.compare_study(tmp_path / "out", metric="test_worst_class_error")
     assert not sc_error.metric.higher_is_better  # an "error" is minimised
-    assert metrics.get("val_worst_class_error").label == "validation worst_class_error"
+    assert sc_error.catalog.get("val_worst_class_error").label == "validation worst_class_error"
 
 
 def test_unknown_custom_ranking_metric_is_one_line(user_module):
@@ -181,6 +181,22 @@ def test_unknown_custom_ranking_metric_is_one_line(user_module):
     with pytest.raises(UserError, match=r"analysis\.metric: unknown metric 'val_mean_confidense'; did you mean "
                                         r"'val_mean_confidence'"):
         study.parse_text(text)
+
+
+def test_a_study_knows_only_its_own_custom_metrics_whatever_was_parsed_before(user_module):
+    """issue 22: a study's custom metrics belong to the study (`StudySpec.metrics`), not to the process:
+    parsing study A, which declares mean_confidence, does not make A's metric known to study B."""
+    from cnnbench import metrics
+
+    a = study.parse_text(STUDY.format(mod=user_module))
+    assert a.metrics.get("val_mean_confidence").higher_is_better  # A's catalog knows it ...
+    assert a.metrics.get("test_worst_class_error").higher_is_better is False
+    with pytest.raises(UserError, match="unknown metric 'val_mean_confidence'"):
+        metrics.get("val_mean_confidence")  # ... the process does not
+    b = 'name = "b"\nepochs = 1\nmetrics = ["macro_f1"]\n[analysis]\nmetric = "val_mean_confidence"\n'
+    with pytest.raises(UserError, match=r"analysis\.metric: unknown metric 'val_mean_confidence'.*\(macro_f1\)"):
+        study.parse_text(b)
+    assert "val_mean_confidence" not in study.parse_text(b.replace("val_mean_confidence", "val_macro_f1")).metrics
 
 
 CALLBACK_STUDY = '''

@@ -45,7 +45,8 @@ from .options import COMMON, HYPERPARAMETERS
 from .schedules import CLIP_OPTIONS, Controller, Schedule, resolve_schedule
 
 __all__ = ["REGISTRY", "get", "resolve", "on_epoch_end", "current_lr", "state_dict", "load_state_dict",
-           "train_mode", "eval_mode", "NEEDS", "FLAVORS", "missing_required"]
+           "train_mode", "eval_mode", "NEEDS", "FLAVORS", "missing_required",
+           "check_required", "option_names"]
 
 #: Every flavour some optimizer has, in the order `cnnbench list optimizers` shows them.
 FLAVORS = ("keras", "torch", "tf1")
@@ -163,7 +164,18 @@ def missing_required(config: dict[str, Any]) -> list[str]:
     return [k for k, v in config.items() if v is None and k not in COMMON_DEFAULTS and k != "schedule"]
 
 
-def _check_required(name: str, config: dict[str, Any]) -> None:
+def option_names() -> set[str]:
+    """Every hyperparameter or option some optimizer takes (a study that wrote `learning_rate` as a run
+    key is told to write it in the optimizer's table)."""
+    names = {"learning_rate", "lr", "schedule", "betas", *COMMON_DEFAULTS}
+    for spec in SPECS.values():
+        for flavor in spec.flavors.values():
+            names.update(flavor.defaults)
+    return names
+
+
+def check_required(name: str, config: dict[str, Any]) -> None:
+    """A `UserError` naming the hyperparameters the flavour of `config` requires and lacks."""
     missing = missing_required(config)
     if missing:
         cls = SPECS[name].flavors[config["flavor"]].implementation.split(" ")[0]
@@ -207,7 +219,7 @@ def get(spec, params, *, steps_per_epoch: int | None = None, epochs: int | None 
     s, options = _split(spec, hyper)
     batch_size = options.pop("batch_size", None)
     config = _resolve(s, options)
-    _check_required(s.name, config)
+    check_required(s.name, config)
     hypers = {k: v for k, v in config.items() if k not in ("flavor", "schedule", *COMMON_DEFAULTS)}
     schedule = Schedule(config["schedule"], steps_per_epoch=steps_per_epoch, epochs=epochs)
     try:
