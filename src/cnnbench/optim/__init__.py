@@ -134,27 +134,25 @@ def _resolve(spec: Spec, options: dict[str, Any]) -> dict[str, Any]:
             value = 0.0  # Keras' None
         if value is not None:
             value = _coerce(where, key, value, allowed[key] if allowed[key] is not None else 0.0)
-            if key in HYPERPARAMETERS:
-                Declared.of(key, HYPERPARAMETERS[key]).check(value, where)
+            declared = HYPERPARAMETERS.get(key, COMMON.get(key))
+            if declared is not None:  # its type and limits, as declared once (options.py)
+                Declared.of(key, declared).check(value, where)
         out[key] = value
-    if out.get("learning_rate") is not None and not (out["learning_rate"] > 0 and math.isfinite(out["learning_rate"])):
-        raise UserError(f"{where} learning_rate must be a finite number > 0, got {out['learning_rate']}")
-    clips = [k for k in CLIP_OPTIONS if out.get(k) is not None]
-    if len(clips) > 1:
-        raise UserError(f"{where}: set only one of clipvalue, clipnorm, global_clipnorm (got {', '.join(clips)})")
-    for k in clips:
-        if not out[k] > 0:
-            raise UserError(f"{where} {k} must be > 0, got {out[k]}")
+    REGISTRY.check_rules(where, out)
     scale = out["scale_lr_with_batch"]
-    if scale is not None and (not isinstance(scale, (int, float)) or scale <= 0):
-        raise UserError(f"{where} scale_lr_with_batch must be a positive batch size, got {scale!r}")
-    if scale is not None:
+    if scale is not None:  # 256.0 and 256 are one configuration
         out["scale_lr_with_batch"] = int(scale) if float(scale).is_integer() else float(scale)
-    if out["scale_lr_rule"] not in ("linear", "sqrt"):
-        raise UserError(f"{where} scale_lr_rule must be 'linear' (Goyal et al. 2017) or 'sqrt' (Krizhevsky 2014; "
-                        f"You et al. 2020), got {out['scale_lr_rule']!r}")
     out["schedule"] = schedule
     return out
+
+
+@REGISTRY.rule
+def _one_clipping(options: dict[str, Any]) -> str | None:
+    """Keras' optimizers take at most one of clipvalue, clipnorm and global_clipnorm."""
+    clips = [k for k in CLIP_OPTIONS if options.get(k) is not None]
+    if len(clips) > 1:
+        return f"set only one of clipvalue, clipnorm, global_clipnorm (got {', '.join(clips)})"
+    return None
 
 
 def missing_required(config: dict[str, Any]) -> list[str]:
