@@ -81,6 +81,12 @@ class Option:
                 and (self.le is None or value <= self.le) and (self.lt is None or value < self.lt))
 
 
+def declare(tp, doc: str = "", **limits) -> Any:
+    """`Annotated[tp, Option(doc, **limits)]`: an option's type, one line of doc and its limits, for a
+    family that declares its options by name (optimizers, schedules, augmentation)."""
+    return Annotated[tp, Option(doc, **limits)]
+
+
 def _num(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else repr(x)
 
