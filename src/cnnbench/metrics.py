@@ -16,6 +16,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from .errors import UserError, did_you_mean
+from .registry.trust import import_reference
+
 
 @dataclass(frozen=True)
 class Metric:
@@ -107,8 +110,6 @@ class Catalog:
 
     def get(self, name: str) -> Metric:
         """The metric called `name`; a `UserError` naming the choices for an unknown one."""
-        from .errors import UserError, did_you_mean
-
         if name in METRICS:
             return METRICS[name]
         if name in self.custom:
@@ -210,8 +211,6 @@ def monitor_mode(monitor: str, mode: str = "auto") -> str:
     if mode in ("min", "max"):
         return mode
     if mode != "auto":
-        from .errors import UserError
-
         raise UserError(f"mode must be 'auto', 'min' or 'max', not {mode!r}")
     return "max" if _direction_from_name(monitor) else "min"
 
@@ -349,9 +348,6 @@ _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 def resolve_metric(spec: str):
     """`(name, fn)` for a metric spec: a built-in name (`top5_accuracy`, `nll`, `ece`, `macro_f1`) or
     `"package.module:attr"`, a callable `(y_true, probabilities) -> float` named by its attr."""
-    from .errors import UserError, did_you_mean
-    from .registry import import_reference
-
     if not isinstance(spec, str):
         raise UserError(f"a metric is a name or 'package.module:attr', got {spec!r}")
     if ":" not in spec:
@@ -372,8 +368,6 @@ def resolve_metric(spec: str):
 
 def resolve_metrics(specs) -> list[tuple[str, object]]:
     """`[(name, fn)]` for a list of metric specs; a UserError for a duplicate or reserved name."""
-    from .errors import UserError
-
     if specs is None:
         return []
     if isinstance(specs, str) or not isinstance(specs, (list, tuple)):
@@ -415,8 +409,6 @@ def per_output(specs, outputs) -> dict[str, list[str]]:
 
     Logged as `<output>_<name>` and `val_<output>_<name>`. `accuracy` / `acc` are always recorded
     (`<output>_accuracy`) and left out; outputs left with no metric are left out, in `outputs`' order."""
-    from .errors import UserError, did_you_mean
-
     outputs = list(outputs)
     if isinstance(specs, dict):
         given = {}

@@ -5,6 +5,7 @@ Depends only on the registries (losses, optim, models, data, metrics): nothing h
     coerce     the one coercion rule for a study's values
     schema     the pydantic models of a study file (RunSpec, TuningSpec, RacingSpec, AnalysisSpec, StudyMeta)
     messages   the one-line messages for a key a study does not have
+    families   the registry modules, imported when a value is first resolved
     resolve    written values -> resolved configs, through the registry each run key names
     checks     the rules across a run's keys and across the study
     grid       explicit runs x grid x seeds, run keys, Run and StudySpec

@@ -8,7 +8,7 @@ from typing import Any, NoReturn
 
 from .. import metrics
 from ..errors import UserError, did_you_mean
-from .resolve import family
+from .families import family
 from .schema import StudyMeta
 
 Fail = Callable[[str, str], NoReturn]

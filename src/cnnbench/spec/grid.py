@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import metrics
+from .families import family
 from .schema import RUN_DEFAULTS, RUN_KEYS, StudyMeta
 
 # a run key -> (its written value, its place in the file)
@@ -68,8 +69,6 @@ class StudySpec:
 
 
 def with_learning_rate(config: dict[str, Any], lr: float) -> dict[str, Any]:
-    from .resolve import family  # imported when used: the families import torch
-
     spec = {k: v for k, v in config["optimizer"].items() if k not in ("lr", "learning_rate")}
     return {**config, "optimizer": family("optim").resolve({**spec, "learning_rate": lr})}
 

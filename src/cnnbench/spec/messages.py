@@ -4,6 +4,7 @@ optimizer's hyperparameter written as a key of its own (`learning_rate = 1e-3`).
 from __future__ import annotations
 
 from ..errors import did_you_mean
+from .families import family
 
 
 def unknown_key(key: str, allowed, where: str) -> str:
@@ -20,6 +21,4 @@ def unknown_key(key: str, allowed, where: str) -> str:
 
 def is_optimizer_option(key: str) -> bool:
     """A hyperparameter some optimizer takes (a user who wrote `learning_rate` as a run key)."""
-    from .. import optim  # imported when used: the families import torch
-
-    return key in optim.option_names()
+    return key in family("optim").option_names()

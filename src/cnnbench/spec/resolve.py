@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from typing import Any
 
@@ -13,15 +12,10 @@ from .. import metrics
 from ..errors import UserError
 from ..registry import split_spec
 from .callbacks import resolve_callback
+from .families import family
 from .grid import canonical
 from .schema import OPTIONAL_KEYS, RUN_DEFAULTS, RUN_KEYS, EarlyStoppingSpec
 from .targets import resolve_targets
-
-
-def family(name: str):
-    """The registry module `cnnbench.<name>`, imported when a value is first resolved: the families import
-    torch, which `import cnnbench.spec` (and so `cnnbench.Study`) must not (tests/test_api.py)."""
-    return importlib.import_module(f"cnnbench.{name}")
 
 
 def _named(family_name: str) -> Callable[[Any], Any]:
