@@ -185,7 +185,9 @@ def test_unknown_custom_ranking_metric_is_one_line(user_module):
 
 def test_a_study_knows_only_its_own_custom_metrics_whatever_was_parsed_before(user_module):
     """issue 22: a study's custom metrics belong to the study (`StudySpec.metrics`), not to the process:
-    parsing study A, which declares mean_confidence, does not make A's metric known to study B."""
+    parsing study A, which declares mean_confidence, makes A's metric known neither to study B nor to
+    `metrics.get` (before, A's parse wrote it into the process-wide `metrics.CUSTOM`, where the analysis
+    and the report of any other study found it)."""
     from cnnbench import metrics
 
     a = study.parse_text(STUDY.format(mod=user_module))
@@ -196,7 +198,26 @@ def test_a_study_knows_only_its_own_custom_metrics_whatever_was_parsed_before(us
     b = 'name = "b"\nepochs = 1\nmetrics = ["macro_f1"]\n[analysis]\nmetric = "val_mean_confidence"\n'
     with pytest.raises(UserError, match=r"analysis\.metric: unknown metric 'val_mean_confidence'.*\(macro_f1\)"):
         study.parse_text(b)
-    assert "val_mean_confidence" not in study.parse_text(b.replace("val_mean_confidence", "val_macro_f1")).metrics
+    b_study = study.parse_text(b.replace("val_mean_confidence", "val_macro_f1"))
+    assert "val_mean_confidence" not in b_study.metrics
+
+
+def test_the_analysis_of_a_study_knows_only_the_metrics_its_stored_runs_declare(tmp_path, user_module):
+    """The analysis builds its catalog from the stored configs: ranking study B by study A's custom metric
+    is an unknown metric, whatever the process parsed before (A here)."""
+    study.parse_text(STUDY.format(mod=user_module))  # A: declares mean_confidence
+    b = study.parse_text('name = "b"\nseeds = [0, 1]\nepochs = 1\nmetrics = ["macro_f1"]\n'
+                         '[grid]\noptimizer = ["adam", "sgd"]\n')
+    store = Store.open(tmp_path / "b", b.name)
+    store.add_runs(b.runs)
+    for r in b.runs:
+        store.finish(r.key, "done", {"test_acc": 0.5 + 0.1 * r.seed, "val_acc": 0.5}, num_classes=10, seconds=1.0,
+                     custom_metrics={"test_macro_f1": 0.4, "val_macro_f1": 0.4})
+    store.close()
+    with pytest.raises(UserError, match="unknown metric 'val_mean_confidence'"):
+        analysis.compare_study(tmp_path / "b", metric="val_mean_confidence")
+    sc = analysis.compare_study(tmp_path / "b", metric="test_acc")
+    assert "val_mean_confidence" not in sc.catalog and sc.metric.name == "test_acc"
 
 
 CALLBACK_STUDY = '''
