@@ -44,19 +44,3 @@ def keras_torch(monkeypatch):
     if keras.backend.backend() != "torch":
         pytest.skip("the Keras differential tests need the torch backend")
     return keras
-
-
-def _restoring_custom_metrics():
-    """Output and custom metric names are declared process-wide (`metrics.CUSTOM`); forget the ones a
-    test declared, so that other tests' "did you mean" hints do not see them."""
-    from cnnbench import metrics
-
-    before = dict(metrics.CUSTOM)
-    yield
-    metrics.CUSTOM.clear()
-    metrics.CUSTOM.update(before)
-
-
-forget_declared_metrics = pytest.fixture(_restoring_custom_metrics, name="forget_declared_metrics")
-forget_declared_metrics_after_module = pytest.fixture(_restoring_custom_metrics, scope="module",
-                                                      name="forget_declared_metrics_after_module")

@@ -253,3 +253,25 @@ def test_channel_shift_matches_keras(keras_torch, monkeypatch):
         expected = ImageDataGenerator().apply_transform(img.numpy() * 255, {"channel_shift_intensity": intensity})
         ours = augment.get({"channel_shift_range": intensity})(img.permute(2, 0, 1)[None], gen())[0]
         torch.testing.assert_close(ours.permute(1, 2, 0) * 255, torch.from_numpy(expected.copy()), atol=1e-6, rtol=0)
+
+
+def test_augmentation_is_a_registry_of_presets_taking_the_declared_options():
+    """issue 22: a preset is a registry entry; a table with its name adds options; the limits are the
+    declarations' and the rules across options are declared beside them (one resolved form, one run key)."""
+    assert augment.resolve({"name": "cifar"}) == augment.resolve("cifar") == augment.resolve("CIFAR")
+    with_cutout = augment.resolve({"name": "cifar", "cutout_size": 8.0})
+    assert with_cutout == {**augment.resolve("cifar"), "cutout_size": 8}
+    assert isinstance(with_cutout["cutout_size"], int)
+    assert augment.resolve({"name": "none"}) == augment.resolve({}) == augment.DEFAULTS
+    assert augment.REGISTRY.list() == ["augment", "cifar", "none"]
+    for spec, message in [
+        ({"crop_padding": 4.5}, r"option 'crop_padding' must be a whole number >= 0, got 4.5"),
+        ({"zoom_range": [0.0, 1.2]}, r"zoom_range must stay above 0"),
+        ({"zoom_range": 1.0}, r"zoom_range 1.0 would zoom by 0 or less"),
+        ({"zoom_range": [1.2, 0.8]}, r"zoom_range must be \[lower, upper\] with lower <= upper"),
+        ({"brightness_range": [0.5]}, r"brightness_range must be \[lower, upper\]"),
+        ({"width_shift_range": []}, r"width_shift_range must not be an empty list"),
+        ({"name": "cifr"}, r"unknown augmentation preset 'cifr'; did you mean 'cifar'"),
+    ]:
+        with pytest.raises(UserError, match=message):
+            augment.resolve(spec)

@@ -74,7 +74,7 @@ def test_a_sample_weight_file_of_strings_is_refused_before_anything_is_written(t
 
 # --- one coercion rule for a study's values --------------------------------------------------------
 def _parse(text):
-    from cnnbench.spec import study
+    from cnnbench import spec as study
 
     seeds = "" if text.startswith("seeds") else "seeds = [0, 1, 2]\n"  # three: a race tests after 3 seeds
     return study.parse_text(f'name = "c"\n{seeds}{text}\n', "s.toml")

@@ -6,9 +6,9 @@ import sqlite3
 import pytest
 
 from cnnbench import losses, optim
+from cnnbench import spec as study
 from cnnbench.cli import main
 from cnnbench.runs import runner
-from cnnbench.spec import study
 
 
 def _run(tmp_path, text, name="s.toml"):

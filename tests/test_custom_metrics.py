@@ -10,11 +10,11 @@ import torch
 from torch import nn
 
 import cnnbench
-from cnnbench import analysis, metrics
+from cnnbench import analysis
+from cnnbench import spec as study
 from cnnbench.errors import UserError
 from cnnbench.runs import one_run as execution
 from cnnbench.runs import runner
-from cnnbench.spec import study
 from cnnbench.store.db import Store
 
 USER_MODULE = textwrap.dedent('''
@@ -173,7 +173,7 @@ def test_a_study_ranked_by_a_custom_metric(tmp_path, user_module):
     assert sc.cells[0].comparison.ranking.iloc[0]["config"].endswith(best.split(" · ")[-1])
     sc_error = analysis.compare_study(tmp_path / "out", metric="test_worst_class_error")
     assert not sc_error.metric.higher_is_better  # an "error" is minimised
-    assert metrics.get("val_worst_class_error").label == "validation worst_class_error"
+    assert sc_error.catalog.get("val_worst_class_error").label == "validation worst_class_error"
 
 
 def test_unknown_custom_ranking_metric_is_one_line(user_module):
@@ -181,6 +181,43 @@ def test_unknown_custom_ranking_metric_is_one_line(user_module):
     with pytest.raises(UserError, match=r"analysis\.metric: unknown metric 'val_mean_confidense'; did you mean "
                                         r"'val_mean_confidence'"):
         study.parse_text(text)
+
+
+def test_a_study_knows_only_its_own_custom_metrics_whatever_was_parsed_before(user_module):
+    """issue 22: a study's custom metrics belong to the study (`StudySpec.metrics`), not to the process:
+    parsing study A, which declares mean_confidence, makes A's metric known neither to study B nor to
+    `metrics.get` (before, A's parse wrote it into the process-wide `metrics.CUSTOM`, where the analysis
+    and the report of any other study found it)."""
+    from cnnbench import metrics
+
+    a = study.parse_text(STUDY.format(mod=user_module))
+    assert a.metrics.get("val_mean_confidence").higher_is_better  # A's catalog knows it ...
+    assert a.metrics.get("test_worst_class_error").higher_is_better is False
+    with pytest.raises(UserError, match="unknown metric 'val_mean_confidence'"):
+        metrics.get("val_mean_confidence")  # ... the process does not
+    b = 'name = "b"\nepochs = 1\nmetrics = ["macro_f1"]\n[analysis]\nmetric = "val_mean_confidence"\n'
+    with pytest.raises(UserError, match=r"analysis\.metric: unknown metric 'val_mean_confidence'.*\(macro_f1\)"):
+        study.parse_text(b)
+    b_study = study.parse_text(b.replace("val_mean_confidence", "val_macro_f1"))
+    assert "val_mean_confidence" not in b_study.metrics
+
+
+def test_the_analysis_of_a_study_knows_only_the_metrics_its_stored_runs_declare(tmp_path, user_module):
+    """The analysis builds its catalog from the stored configs: ranking study B by study A's custom metric
+    is an unknown metric, whatever the process parsed before (A here)."""
+    study.parse_text(STUDY.format(mod=user_module))  # A: declares mean_confidence
+    b = study.parse_text('name = "b"\nseeds = [0, 1]\nepochs = 1\nmetrics = ["macro_f1"]\n'
+                         '[grid]\noptimizer = ["adam", "sgd"]\n')
+    store = Store.open(tmp_path / "b", b.name)
+    store.add_runs(b.runs)
+    for r in b.runs:
+        store.finish(r.key, "done", {"test_acc": 0.5 + 0.1 * r.seed, "val_acc": 0.5}, num_classes=10, seconds=1.0,
+                     custom_metrics={"test_macro_f1": 0.4, "val_macro_f1": 0.4})
+    store.close()
+    with pytest.raises(UserError, match="unknown metric 'val_mean_confidence'"):
+        analysis.compare_study(tmp_path / "b", metric="val_mean_confidence")
+    sc = analysis.compare_study(tmp_path / "b", metric="test_acc")
+    assert "val_mean_confidence" not in sc.catalog and sc.metric.name == "test_acc"
 
 
 CALLBACK_STUDY = '''

@@ -16,8 +16,6 @@ from cnnbench import Study, data
 from cnnbench.errors import UserError
 from cnnbench.store import model_files as saving
 
-pytestmark = pytest.mark.usefixtures("forget_declared_metrics")  # (conftest)
-
 
 @pytest.fixture
 def npz(tmp_path):

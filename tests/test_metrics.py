@@ -12,10 +12,10 @@ from torch import nn
 
 import cnnbench
 from cnnbench import metrics
+from cnnbench import spec as study
 from cnnbench.engine.train import History, forward_flops, parameter_count
 from cnnbench.errors import UserError
 from cnnbench.runs.one_run import Task, epoch_metrics, run_task, summary_epoch, validation_summary
-from cnnbench.spec import study
 from cnnbench.store.db import COUNTS, METRICS, Store
 
 
@@ -270,3 +270,11 @@ def test_early_stopping_and_reduce_on_plateau_share_the_rule(monitor):
         assert higher_is_better(monitor) == (mode == "max")
     with pytest.raises(UserError, match="mode must be"):
         monitor_mode(monitor, "up")
+
+
+def test_every_built_in_metric_is_recorded_for_a_run():
+    """A study may rank by any name of METRICS (the spec checks no more): each is a column of the store or
+    computed from the history."""
+    from cnnbench.store.db import METRICS as STORED
+
+    assert set(metrics.METRICS) == {*STORED, *metrics.FROM_HISTORY}

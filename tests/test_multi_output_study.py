@@ -12,8 +12,6 @@ from study_helpers import BIG, TWO_OUTPUT_SPEC, interrupt_while_recording, study
 from cnnbench import Study
 from cnnbench.errors import UserError
 
-pytestmark = pytest.mark.usefixtures("forget_declared_metrics_after_module")  # (conftest)
-
 SPEC = {**TWO_OUTPUT_SPEC, "name": "mo-tiny", "seeds": [0]}
 _rows = study_rows
 
@@ -50,12 +48,17 @@ def test_results_and_report_rank_on_a_per_output_metric(ran):
     assert df["test_digit_accuracy"].iloc[0] > 0.1 and "test_big_loss" in df
     assert result.report is not None and result.report.exists()
     assert "test_digit_accuracy" in result.report.read_text(encoding="utf-8")
-    from cnnbench import metrics
+    from cnnbench import analysis, metrics
 
-    # named and shown as the single-output metric it is: an accuracy in percent, a loss minimised, as is
-    accuracy, loss = metrics.get("test_digit_accuracy"), metrics.get("val_big_loss")
-    assert (accuracy.label, accuracy.percent, accuracy.higher_is_better) == ("test digit accuracy", True, True)
-    assert (loss.label, loss.percent, loss.higher_is_better) == ("validation big loss", False, False)
+    # named and shown as the single-output metric it is: an accuracy in percent, a loss minimised, as is;
+    # the study's catalog knows its outputs' scores (the spec's and the one the analysis builds from the store)
+    catalogs = [study.spec.metrics, analysis.compare_study(out).catalog]
+    for catalog in catalogs:
+        accuracy, loss = catalog.get("test_digit_accuracy"), catalog.get("val_big_loss")
+        assert (accuracy.label, accuracy.percent, accuracy.higher_is_better) == ("test digit accuracy", True, True)
+        assert (loss.label, loss.percent, loss.higher_is_better) == ("validation big loss", False, False)
+    with pytest.raises(UserError, match="unknown metric 'test_digit_accuracy'"):
+        metrics.get("test_digit_accuracy")  # no process-wide state: the built-ins alone do not know it
     ranking = (result.report.parent / "ranking.md").read_text(encoding="utf-8")
     assert "test digit accuracy (%): mean ± std" in ranking
 

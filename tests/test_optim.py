@@ -877,7 +877,7 @@ def test_scale_lr_with_batch():
 @pytest.mark.parametrize("name, n_runs", [("ceausescu_mnist_optimizers", 5), ("krutov_optimizers", 6),
                                            ("large_batch_lars", 27)])
 def test_builtin_optimizer_studies_load(name, n_runs):
-    from cnnbench.spec import study
+    from cnnbench import spec as study
 
     s = study.load(name)
     assert len(s.runs) == n_runs * len(s.meta.seeds)

@@ -18,8 +18,6 @@ from cnnbench import Study
 from cnnbench.errors import UserError
 from cnnbench.store import model_files as saving
 
-pytestmark = pytest.mark.usefixtures("forget_declared_metrics")  # (conftest)
-
 USER_MODULE = textwrap.dedent('''
     import numpy as np
 

@@ -14,8 +14,6 @@ import pytest
 
 from cnnbench import Study
 
-pytestmark = pytest.mark.usefixtures("forget_declared_metrics_after_module")  # (conftest)
-
 BIG = [0, 0, 0, 0, 0, 1, 1, 1, 1, 1]
 SPEC = {"name": "report-outputs", "seeds": [0, 1], "epochs": 1, "batch_size": 64, "model": "digits_cnn",
         "targets": {"digit": "label", "big": {"from": "label", "map": BIG}},

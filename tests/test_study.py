@@ -2,8 +2,8 @@
 
 import pytest
 
+from cnnbench import spec as study
 from cnnbench.errors import UserError
-from cnnbench.spec import study
 
 BASE = """
 name = "t"
@@ -154,3 +154,17 @@ def test_tuning_reuse_false_keeps_search_seeds_apart_from_study_seeds():
     # reuse = true is the default: the same run keys as without it
     assert [r.key for r in study.parse_text(TUNED + "reuse = true\n").runs] == [r.key for r in reused.runs]
     assert study.parse_text(TUNED + "reuse = true\n").final_runs(chosen)[0].key in {r.key for r in reused.runs}
+
+
+def test_the_spec_depends_only_on_the_registries():
+    """issue 22: parsing a study imports no engine and no store (and no torch until a value is resolved)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, cnnbench.spec; loaded = [m for m in sys.modules if m.startswith(('cnnbench.engine', "
+            "'cnnbench.store', 'cnnbench.runs', 'torch'))]; assert not loaded, loaded; "
+            "cnnbench.spec.parse_text('name = \"x\"'); "
+            "loaded = [m for m in sys.modules if m.startswith(('cnnbench.engine', 'cnnbench.runs'))]; "
+            "assert not loaded, loaded")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr

@@ -13,7 +13,11 @@ A metric's name in the store is `{split}_{base}` (`test_acc`, `val_nll`, ...); `
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
+
+from .errors import UserError, did_you_mean
+from .registry.trust import import_reference
 
 
 @dataclass(frozen=True)
@@ -51,28 +55,86 @@ DEFAULT = "test_acc"
 FROM_HISTORY = ("epochs_to_target", "seconds_to_target")
 
 
-# Custom metrics (a run's `metrics = [...]`): `test_<name>` / `val_<name>` become known metrics once a
-# study, a store or a fit declares `<name>` (`declare`), so they can be ranked by.
-CUSTOM: dict[str, Metric] = {}
-
-
-def declare(names) -> None:
-    """Make `test_<name>` and `val_<name>` known to `get` for each custom metric name."""
-    for name in names:
-        for split, split_label in (("test", "test"), ("val", "validation")):
-            full = f"{split}_{name}"
-            if full not in METRICS and full not in CUSTOM:
-                CUSTOM[full] = Metric(full, f"{split_label} {name}", higher_is_better(name), False)
-
-
+# evaluate()'s per-output scores: a run with targets records test_<output>_<score> and val_<output>_<score>
+OUTPUT_SCORES = ("accuracy", "loss", "top5_accuracy", "nll", "ece", "macro_f1")
 # an output's score (Keras' names, as fit logs them) -> the single-output metric it is, for its label and units
 _OUTPUT_SCORE_BASE = {"accuracy": "acc", "top5_accuracy": "top5_acc", "macro_f1": "macro_f1", "nll": "nll",
                       "ece": "ece"}  # an output's loss is its loss (not the "own loss" of a run)
 
+# What every fit logs per epoch (Keras' names), which EarlyStopping and reduce_on_plateau may monitor;
+# Keras 2's names are taken for them.
+MONITORS = ("val_loss", "val_accuracy", "loss", "accuracy")
+MONITOR_ALIASES = {"val_acc": "val_accuracy", "acc": "accuracy"}
 
-def declare_outputs(outputs, scores) -> None:
-    """Make `test_<output>_<score>` and `val_<output>_<score>` known (a run with several outputs), each
-    with its score's direction (a loss is minimised whatever the output is called)."""
+
+@dataclass(frozen=True)
+class Catalog:
+    """The metrics one study knows, a value built from its runs' configs (never process-wide state): the
+    built-ins (`METRICS`) and, for its custom metrics (a run's `metrics = [...]`), `test_<name>` /
+    `val_<name>`, and for a run with several outputs `test_<output>_<score>` / `val_<output>_<score>`.
+    The spec builds it when a study is parsed (`StudySpec.metrics`), the analysis from the stored configs."""
+
+    custom: dict[str, Metric] = field(default_factory=dict)
+
+    @classmethod
+    def of_configs(cls, configs) -> Catalog:
+        """The catalog of runs with these (resolved) configs: every output's scores, then each run's metrics
+        (a metric of an output is labelled as the output's)."""
+        configs = list(configs)
+        custom: dict[str, Metric] = {}
+        outputs = sorted({o for c in configs for o in c.get("targets") or ()})
+        _declare_outputs(custom, outputs, OUTPUT_SCORES)
+        for config in configs:
+            given = config.get("metrics")
+            if isinstance(given, dict):
+                for output, specs in given.items():
+                    _declare_outputs(custom, [output], [spec_name(s) for s in specs])
+            else:
+                _declare(custom, log_names(given))
+        return cls(custom)
+
+    @classmethod
+    def merged(cls, catalogs) -> Catalog:
+        """One catalog of several (the stores of one study): a name's first entry wins."""
+        custom: dict[str, Metric] = {}
+        for catalog in catalogs:
+            for name, metric in catalog.custom.items():
+                custom.setdefault(name, metric)
+        return cls(custom)
+
+    def __contains__(self, name: object) -> bool:
+        return name in METRICS or name in self.custom
+
+    def names(self) -> list[str]:
+        return [*METRICS, *(n for n in self.custom if n not in METRICS)]
+
+    def get(self, name: str) -> Metric:
+        """The metric called `name`; a `UserError` naming the choices for an unknown one."""
+        if name in METRICS:
+            return METRICS[name]
+        if name in self.custom:
+            return self.custom[name]
+        known = self.names()
+        raise UserError(f"unknown metric {name!r}; {did_you_mean(name, known)}"
+                        f"choose one of: {', '.join(known)} (a custom metric is test_NAME / val_NAME of a "
+                        "name in the study's metrics = [...])")
+
+
+BUILTINS = Catalog()
+
+
+def _declare(custom: dict[str, Metric], names) -> None:
+    """`test_<name>` and `val_<name>` for each custom metric name (a name declared before keeps its entry)."""
+    for name in names:
+        for split, split_label in (("test", "test"), ("val", "validation")):
+            full = f"{split}_{name}"
+            if full not in METRICS and full not in custom:
+                custom[full] = Metric(full, f"{split_label} {name}", higher_is_better(name), False)
+
+
+def _declare_outputs(custom: dict[str, Metric], outputs, scores) -> None:
+    """`test_<output>_<score>` and `val_<output>_<score>` (a run with several outputs), each with its
+    score's direction (a loss is minimised whatever the output is called)."""
     for output in outputs:
         for score in scores:
             for split, split_label in (("test", "test"), ("val", "validation")):
@@ -80,21 +142,26 @@ def declare_outputs(outputs, scores) -> None:
                 if full not in METRICS:
                     base = _OUTPUT_SCORE_BASE.get(score)
                     label, pct = (_BASE[base][0], _BASE[base][2]) if base else (score, False)
-                    CUSTOM[full] = Metric(full, f"{split_label} {output} {label}", higher_is_better(score), pct)
+                    custom[full] = Metric(full, f"{split_label} {output} {label}", higher_is_better(score), pct)
 
 
-def get(name: str) -> Metric:
-    """The metric called `name`; a `UserError` naming the choices for an unknown one."""
-    from .errors import UserError, did_you_mean
+# A custom metric's name (test_NAME / val_NAME): known only to the catalog of a study that declares NAME
+_CUSTOM_NAME = re.compile(r"(test|val)_[A-Za-z_][A-Za-z0-9_]*")
 
-    if name in CUSTOM and name not in METRICS:
-        return CUSTOM[name]
-    if name not in METRICS:
-        known = [*METRICS, *CUSTOM]
-        raise UserError(f"unknown metric {name!r}; {did_you_mean(name, known)}"
-                        f"choose one of: {', '.join(known)} (a custom metric is test_NAME / val_NAME of a "
-                        "name in the study's metrics = [...])")
-    return METRICS[name]
+
+def check_name(name: str) -> str:
+    """`name` if it is a built-in metric or shaped like a custom one (whose study's catalog decides),
+    else the `UserError` of `get`: a check that needs no study."""
+    if name in METRICS or _CUSTOM_NAME.fullmatch(name):
+        return name
+    get(name)
+    return name
+
+
+def get(name: str, catalog: Catalog = BUILTINS) -> Metric:
+    """The metric called `name` in `catalog` (a study's; the built-ins by default); a `UserError` naming
+    the choices for an unknown one."""
+    return catalog.get(name)
 
 
 # --- which way is better: the one rule ----------------------------------------------------------
@@ -122,14 +189,12 @@ def _direction_from_name(name: str) -> bool | None:
     return None
 
 
-def higher_is_better(name: str) -> bool:
+def higher_is_better(name: str, catalog: Catalog = BUILTINS) -> bool:
     """The direction of a metric a study is ranked by: the table's for a known metric (`METRICS`, a
-    declared custom metric), else from its name (see LOWER_WORDS / HIGHER_WORDS); a name that names
+    custom metric of `catalog`), else from its name (see LOWER_WORDS / HIGHER_WORDS); a name that names
     neither is maximised."""
-    if name in METRICS:
-        return METRICS[name].higher_is_better
-    if name in CUSTOM:
-        return CUSTOM[name].higher_is_better
+    if name in catalog:
+        return catalog.get(name).higher_is_better
     return _direction_from_name(name) is not False
 
 
@@ -146,8 +211,6 @@ def monitor_mode(monitor: str, mode: str = "auto") -> str:
     if mode in ("min", "max"):
         return mode
     if mode != "auto":
-        from .errors import UserError
-
         raise UserError(f"mode must be 'auto', 'min' or 'max', not {mode!r}")
     return "max" if _direction_from_name(monitor) else "min"
 
@@ -279,15 +342,12 @@ RESERVED = ("loss", "accuracy", "learning_rate", "seconds")
 # Keras' names of the accuracy every run records anyway (`accuracy`, per output `<output>_accuracy`):
 # accepted in metrics = [...] as Keras users write them, and left out (the same run either way)
 ALWAYS_RECORDED = ("accuracy", "acc")
-_NAME = __import__("re").compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def resolve_metric(spec: str):
     """`(name, fn)` for a metric spec: a built-in name (`top5_accuracy`, `nll`, `ece`, `macro_f1`) or
     `"package.module:attr"`, a callable `(y_true, probabilities) -> float` named by its attr."""
-    from .errors import UserError, did_you_mean
-    from .registry import import_reference
-
     if not isinstance(spec, str):
         raise UserError(f"a metric is a name or 'package.module:attr', got {spec!r}")
     if ":" not in spec:
@@ -308,8 +368,6 @@ def resolve_metric(spec: str):
 
 def resolve_metrics(specs) -> list[tuple[str, object]]:
     """`[(name, fn)]` for a list of metric specs; a UserError for a duplicate or reserved name."""
-    from .errors import UserError
-
     if specs is None:
         return []
     if isinstance(specs, str) or not isinstance(specs, (list, tuple)):
@@ -351,8 +409,6 @@ def per_output(specs, outputs) -> dict[str, list[str]]:
 
     Logged as `<output>_<name>` and `val_<output>_<name>`. `accuracy` / `acc` are always recorded
     (`<output>_accuracy`) and left out; outputs left with no metric are left out, in `outputs`' order."""
-    from .errors import UserError, did_you_mean
-
     outputs = list(outputs)
     if isinstance(specs, dict):
         given = {}
@@ -389,13 +445,3 @@ def log_names(config_metrics) -> list[str]:
     if isinstance(config_metrics, dict):
         return [f"{o}_{spec_name(s)}" for o, specs in config_metrics.items() for s in specs]
     return [spec_name(s) for s in config_metrics or () if s not in ALWAYS_RECORDED]
-
-
-def declare_config(config_metrics) -> None:
-    """`declare` the metrics of a run's config: `test_<name>` / `val_<name>`, and per output
-    `test_<output>_<name>` labelled as the output's (`declare_outputs`)."""
-    if isinstance(config_metrics, dict):
-        for output, specs in config_metrics.items():
-            declare_outputs([output], [spec_name(s) for s in specs])
-    else:
-        declare(log_names(config_metrics))

@@ -28,7 +28,7 @@ from ..store.db import METRICS as STORED_METRICS
 from ..store.db import Store
 from .aggregate import Aggregates, aggregates
 from .compare import Comparison, compare
-from .frames import final_runs, history_frame, runs_frame, scored
+from .frames import final_runs, history_frame, metrics_catalog, runs_frame, scored
 from .names import display_names
 from .raced import compare_raced
 
@@ -82,6 +82,8 @@ class StudyComparison:
     # several cells: rliable's aggregates (IQM and mean with stratified-bootstrap intervals, probability of
     # improvement, performance profiles) over all runs, the cells as tasks (aggregate.py)
     aggregates: Aggregates | None = None
+    # the metrics the analysed runs know (their custom metrics and outputs' scores beside the built-ins)
+    catalog: metrics_mod.Catalog = field(default_factory=metrics_mod.Catalog)
 
     def fmt(self, x: float) -> str:
         return format_value(self.metric, x)
@@ -102,8 +104,8 @@ def format_difference(metric: metrics_mod.Metric, x: float) -> str:
 # --- loading ------------------------------------------------------------------------------------
 
 
-def load_runs(study_dirs) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, list[dict]]:
-    """The union of the runs of `study_dirs`: (runs, history, conflicts, metas).
+def load_runs(study_dirs) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, list[dict], metrics_mod.Catalog]:
+    """The union of the runs of `study_dirs`: (runs, history, conflicts, metas, the runs' metric catalog).
 
     A run key stored in several directories is one run: a finished copy wins over an unfinished one;
     two finished copies with different results are a conflict (one row per differing field) and the
@@ -111,15 +113,16 @@ def load_runs(study_dirs) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, lis
     dirs = [Path(d) for d in ([study_dirs] if isinstance(study_dirs, (str, Path)) else study_dirs)]
     if not dirs:
         raise UserError("give at least one study directory")
-    runs, hists, metas = [], [], []
+    runs, hists, metas, catalogs = [], [], [], []
     for d in dirs:
         store = Store.open_readonly(d)
         try:
-            r, h = runs_frame(store), history_frame(store)
+            r, h, c = runs_frame(store), history_frame(store), metrics_catalog([store])
             metas.append({row[0]: row[1] for row in store.conn.execute("SELECT key, value FROM meta")})
         finally:
             store.close()
         runs.append(r.assign(study_dir=str(d)))
+        catalogs.append(c)
         hists.append(h.assign(study_dir=str(d)) if not h.empty else h)
     all_runs = pd.concat([r for r in runs if not r.empty], ignore_index=True) if any(
         not r.empty for r in runs) else runs[0].assign(study_dir=pd.Series(dtype=str))
@@ -131,7 +134,7 @@ def load_runs(study_dirs) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, lis
         if not all_hist.empty:  # each run's history from the store whose copy was kept
             kept = dict(zip(all_runs["key"], all_runs["study_dir"]))
             all_hist = all_hist[all_hist["run_key"].map(kept) == all_hist["study_dir"]].reset_index(drop=True)
-    return all_runs, all_hist, conflicts, metas
+    return all_runs, all_hist, conflicts, metas, metrics_mod.Catalog.merged(catalogs)
 
 
 def _union(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -206,10 +209,10 @@ def compare_study(study_dirs, metric: str | None = None, cells: list[str] | None
     across cells (cells as blocks) when there are several. Arguments left at None come from the
     study's `[analysis]` settings (stored when it ran), else the defaults (test accuracy, α = 0.05,
     no ROPE, cells by dataset)."""
-    runs, history, conflicts, metas = load_runs(study_dirs)
+    runs, history, conflicts, metas, catalog = load_runs(study_dirs)
     s = _settings(metas, {"metric": metric, "cells": cells, "alpha": alpha, "rope": rope,
                           "target_accuracy": target_accuracy})
-    m = metrics_mod.get(s["metric"])
+    m = metrics_mod.get(s["metric"], catalog)
     if not 0 < s["alpha"] < 1:
         raise UserError(f"alpha must be between 0 and 1, got {s['alpha']}")
     dirs = [Path(d) for d in ([study_dirs] if isinstance(study_dirs, (str, Path)) else study_dirs)]
@@ -229,7 +232,7 @@ def compare_study(study_dirs, metric: str | None = None, cells: list[str] | None
     if not ranked.empty and history is not None and not history.empty:
         history = history[history["run_key"].isin(set(ranked["key"]))]
     sc = StudyComparison(m, float(s["alpha"]), s["rope"], s["target_accuracy"], [], [], None, runs, history,
-                         conflicts, names, dirs, meta=metas[0] if metas else {}, race=race)
+                         conflicts, names, dirs, meta=metas[0] if metas else {}, race=race, catalog=catalog)
     if len(names) > 1:
         sc.notes.append(f"the directories hold differently named studies ({', '.join(names)}); their runs are "
                         "analysed together, a run key being the same run in any of them")

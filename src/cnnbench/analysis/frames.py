@@ -22,9 +22,7 @@ from ..store.db import METRICS, Store
 def runs_frame(store: Store) -> pd.DataFrame:
     """One row per run: key, label, status, seed, one column per varying axis, metrics, timings, and the
     runs' custom metrics (`metrics = [...]`) as `test_<name>` / `val_<name>` columns."""
-    from ..spec.study import OUTPUT_SCORES
-
-    rows, declared, outputs, given = [], set(), set(), []
+    rows, declared, outputs = [], set(), set()
     for r in store.runs():
         row = {"key": r["key"], "label": r["label"], "status": r["status"], "seed": r["config"]["seed"],
                "current": bool(r["current"]), "final": bool(r["final"]), "tuning": bool(r["tuning"]),
@@ -40,19 +38,21 @@ def runs_frame(store: Store) -> pd.DataFrame:
         for name, value in custom.items():
             row.setdefault(name, math.nan if value is None else value)
         declared.update(metrics.log_names(r["config"].get("metrics")))  # per output: <output>_<name>
-        given.append(r["config"].get("metrics"))
         outputs.update(r["config"].get("targets") or ())
         rows.append(row)
-    metrics.declare_outputs(sorted(outputs), OUTPUT_SCORES)  # test_<output>_accuracy, ... (several outputs)
-    for config_metrics in given:  # so `metrics.get("val_<name>")` knows them (ranking by them)
-        metrics.declare_config(config_metrics)
-    declared.update(f"{o}_{s}" for o in outputs for s in OUTPUT_SCORES)
+    declared.update(f"{o}_{s}" for o in outputs for s in metrics.OUTPUT_SCORES)
     df = pd.DataFrame(rows)
     for name in sorted(declared):  # a column for every declared metric, NaN until a run records it
         for column in (f"test_{name}", f"val_{name}"):
             if column not in df:
                 df[column] = math.nan
     return df
+
+
+def metrics_catalog(stores) -> metrics.Catalog:
+    """The metrics the runs of `stores` know (`metrics.Catalog`): the built-ins, their custom metrics and
+    their outputs' scores, from the stored configs."""
+    return metrics.Catalog.of_configs(r["config"] for store in stores for r in store.runs())
 
 
 def history_frame(store: Store) -> pd.DataFrame:

@@ -10,8 +10,10 @@ See docs/datasets.md for every dataset, its options and where its files go.
 """
 
 from . import augment
+from . import datasets as _datasets  # noqa: F401  (registers the built-in datasets)
 from . import imagefolder as _imagefolder  # noqa: F401  (registers "imagefolder")
-from .datasets import REGISTRY, Dataset, Source, default_data_dir, describe, load, resolve
+from .loading import describe, load, resolve
+from .sources import REGISTRY, Dataset, Source, default_data_dir
 from .splits import limit, split_validation, stratified_indices, train_size
 
 __all__ = [

@@ -36,13 +36,13 @@ shift, flips, brightness).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 
 from ..errors import UserError, did_you_mean
-from ..registry import Declared, Option
+from ..registry import Declared, Registry, declare
 
 DEFAULTS: dict[str, Any] = {
     "horizontal_flip": False,
@@ -85,9 +85,6 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def _opt(tp, doc: str, **limits) -> Any:
-    return Annotated[tp, Option(doc, **limits)]
-
 
 _SHIFT = ("a float s shifts by U(-s, s) x the size (s < 1) or U(-s, s) pixels (s >= 1); an integer s by whole "
           "pixels, ±{0, ..., s - 1}; a list by ± one of its values")
@@ -95,35 +92,74 @@ _SHIFT = ("a float s shifts by U(-s, s) x the size (s < 1) or U(-s, s) pixels (s
 #: Every option, declared once: type, limits and a line of doc (`cnnbench.registry.Option`); `resolve`
 #: checks each value against it, and docs/options.md prints it.
 OPTIONS: dict[str, Any] = {
-    "horizontal_flip": _opt(bool, "flip left-right with probability 0.5"),
-    "vertical_flip": _opt(bool, "flip upside down with probability 0.5"),
-    "rotation_range": _opt(float, "rotate by U(-r, r) degrees", ge=0),
-    "width_shift_range": _opt(float | Sequence[float], "horizontal shift: " + _SHIFT, ge=0),
-    "height_shift_range": _opt(float | Sequence[float], "vertical shift: " + _SHIFT, ge=0),
-    "zoom_range": _opt(float | Sequence[float], "zoom z: U(1 - z, 1 + z) (z < 1), or [lower, upper] with lower > "
+    "horizontal_flip": declare(bool, "flip left-right with probability 0.5"),
+    "vertical_flip": declare(bool, "flip upside down with probability 0.5"),
+    "rotation_range": declare(float, "rotate by U(-r, r) degrees", ge=0),
+    "width_shift_range": declare(float | Sequence[float], "horizontal shift: " + _SHIFT, ge=0),
+    "height_shift_range": declare(float | Sequence[float], "vertical shift: " + _SHIFT, ge=0),
+    "zoom_range": declare(float | Sequence[float], "zoom z: U(1 - z, 1 + z) (z < 1), or [lower, upper] with lower > "
                        "0; x and y drawn apart; > 1 zooms out", ge=0),
-    "shear_range": _opt(float, "shear angle U(-s, s) degrees", ge=0),
-    "fill_mode": _opt(Literal["nearest", "constant", "reflect"], "how points outside the image are filled"),
-    "cval": _opt(float, "the fill value with fill_mode = 'constant'"),
-    "brightness_range": _opt(Sequence[float] | None, "[lower, upper]: multiply the image by U(lower, upper)", ge=0),
-    "channel_shift_range": _opt(float, "add U(-r, r) / 255 (Keras' 0..255 units), clipped to the image's range",
+    "shear_range": declare(float, "shear angle U(-s, s) degrees", ge=0),
+    "fill_mode": declare(Literal["nearest", "constant", "reflect"], "how points outside the image are filled"),
+    "cval": declare(float, "the fill value with fill_mode = 'constant'"),
+    "brightness_range": declare(Sequence[float] | None, "[lower, upper]: multiply the image by U(lower, upper)", ge=0),
+    "channel_shift_range": declare(float, "add U(-r, r) / 255 (Keras' 0..255 units), clipped to the image's range",
                                 ge=0),
-    "crop_padding": _opt(float, "a whole number of pixels p: random crop after zero-padding by p", ge=0),
-    "cutout_size": _opt(float, "a whole number of pixels s: zero one s x s square per image (DeVries & Taylor "
-                        "2017)", ge=0),
+    "crop_padding": declare(int, "pixels p: random crop after zero-padding by p", ge=0),
+    "cutout_size": declare(int, "pixels s: zero one s x s square per image (DeVries & Taylor 2017)", ge=0),
 }
 
 
 def _pair(key: str, value) -> list[float]:
-    if len(value) != 2 or value[0] > value[1]:
-        raise UserError(f"augment option {key} must be [lower, upper] with lower <= upper, got {value!r}")
     return [float(v) for v in value]
 
 
-def _whole(key: str, value) -> int:
-    if int(value) != value:
-        raise UserError(f"augment option {key} must be a whole number of pixels, got {value!r}")
-    return int(value)
+# --- the registry: a preset is an entry, a table of options the entry "augment" --------------------
+REGISTRY = Registry("augmentation")
+_DECLARED = {k: Declared.of(k, OPTIONS[k], DEFAULTS[k]) for k in OPTIONS}
+
+
+def _preset(name: str, summary: str) -> None:
+    """Register preset `name`: its options (PRESETS), overridden by those given with it."""
+    def factory(**options) -> dict[str, Any]:
+        return {**PRESETS[name], **options}
+    factory.__name__ = name
+    REGISTRY.register(name, summary=summary, options=_DECLARED)(factory)
+
+
+_preset("none", "nothing on")
+_preset("cifar", "the usual CIFAR recipe (He et al. 2016): pad 4 + random crop, horizontal flip")
+REGISTRY.register("augment", summary="the options given (a table without a name)", options=_DECLARED)(
+    lambda **options: options)
+
+
+@REGISTRY.rule
+def _lower_upper(options: dict[str, Any]) -> str | None:
+    """A range written as [lower, upper] has two ends in order."""
+    for key in ("zoom_range", "brightness_range"):
+        value = options.get(key)
+        if isinstance(value, (list, tuple)) and (len(value) != 2 or value[0] > value[1]):
+            return f"option {key} must be [lower, upper] with lower <= upper, got {value!r}"
+    return None
+
+
+@REGISTRY.rule
+def _zoom_above_zero(options: dict[str, Any]) -> str | None:
+    """Zoom factors stay above 0: a float z < 1 (U(1 - z, 1 + z)), or [lower, upper] with lower > 0."""
+    value = options.get("zoom_range")
+    if isinstance(value, (list, tuple)) and len(value) == 2 and value[0] <= 0:
+        return f"option zoom_range must stay above 0, got {value!r}"
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 1:
+        return f"option zoom_range {value} would zoom by 0 or less; use a value below 1 or [lower, upper]"
+    return None
+
+
+@REGISTRY.rule
+def _shift_list_not_empty(options: dict[str, Any]) -> str | None:
+    for key in ("width_shift_range", "height_shift_range"):
+        if isinstance(options.get(key), (list, tuple)) and not options[key]:
+            return f"option {key} must not be an empty list"
+    return None
 
 
 def _canonical(key: str, value):
@@ -131,52 +167,46 @@ def _canonical(key: str, value):
     if key in ("horizontal_flip", "vertical_flip", "fill_mode") or value is None:
         return value
     if key == "zoom_range":
-        if isinstance(value, (list, tuple)):
-            pair = _pair(key, value)
-            if pair[0] <= 0:
-                raise UserError(f"augment option zoom_range must stay above 0, got {value!r}")
-            return pair
-        if value >= 1:
-            raise UserError(f"augment option zoom_range {value} would zoom by 0 or less; use a value below 1 or "
-                            "[lower, upper]")
-        return [1.0 - value, 1.0 + value]
+        return _pair(key, value) if isinstance(value, (list, tuple)) else [1.0 - value, 1.0 + value]
     if key == "brightness_range":
         return _pair(key, value)
     if key in ("crop_padding", "cutout_size"):
-        return _whole(key, value)
+        return int(value)  # declared whole: 4.0 is 4
     if key in ("width_shift_range", "height_shift_range"):  # Keras' three kinds: float, int (whole pixels), list
         if isinstance(value, (list, tuple)):
-            if not value:
-                raise UserError(f"augment option {key} must not be an empty list")
             return [float(v) for v in value]
         return value if isinstance(value, int) else float(value)
     return float(value)
 
 
+def _named(spec: dict[str, Any] | str) -> tuple[str, dict[str, Any]]:
+    """(entry, options) of a spec: a preset's name, a table of options, or a table with a preset's name."""
+    if isinstance(spec, str):
+        name, options = spec, {}
+    elif isinstance(spec, dict):
+        name, options = (str(spec.get("name", "augment")), {k: v for k, v in spec.items() if k != "name"})
+    else:
+        raise UserError(f"augment must be a table of options (e.g. {{horizontal_flip = true}}), got {spec!r}")
+    if name not in REGISTRY:
+        presets = [n for n in REGISTRY.list() if n != "augment"]
+        hint = did_you_mean(name.lower().replace("-", "_"), presets)
+        raise UserError(f"unknown augmentation preset {name!r}; {hint}use one of {', '.join(PRESETS)} "
+                        "or a table of options")
+    return REGISTRY.entry(name).name, options
+
+
 def resolve(spec: dict[str, Any] | str | None) -> dict[str, Any]:
     """Every option explicit and canonical (e.g. `zoom_range: 0.1` -> `[0.9, 1.1]`). JSON-safe."""
-    if spec is None:
-        spec = {}
-    if isinstance(spec, str):
-        key = spec.lower().replace("-", "_")
-        if key not in PRESETS:
-            hint = did_you_mean(key, list(PRESETS))
-            raise UserError(f"unknown augmentation preset {spec!r}; {hint}use one of {', '.join(PRESETS)} "
-                            "or a table of options")
-        spec = PRESETS[key]
-    if not isinstance(spec, dict):
-        raise UserError(f"augment must be a table of options (e.g. {{horizontal_flip = true}}), got {spec!r}")
-    spec = {k: v for k, v in spec.items() if not (k == "name" and str(v).lower() in ("augment", "none"))}
-    out = dict(DEFAULTS)
-    for key, value in spec.items():
+    name, options = _named({} if spec is None else spec)
+    for key in options:
         if key not in DEFAULTS:
             if key in _NOT_HERE:
                 raise UserError(f"augment option {key!r} is not available: {_NOT_HERE[key]}")
             hint = did_you_mean(key, list(DEFAULTS))
             raise UserError(f"unknown augment option {key!r}; {hint}allowed: {', '.join(DEFAULTS)}")
-        Declared.of(key, OPTIONS[key]).check(value, "augment")
-        out[key] = _canonical(key, value)
-    return out
+    entry = REGISTRY.check_options(name, options)  # the declared types and limits, then the rules
+    given = entry.factory(**options)
+    return {**DEFAULTS, **{k: _canonical(k, v) for k, v in given.items()}}
 
 
 class Augment:

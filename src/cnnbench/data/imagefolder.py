@@ -28,7 +28,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..registry import Option
-from .datasets import REGISTRY, Seed, Source, TestFraction, _arrays, _choice, _find_user_path, _fraction, _seed, _whole
+from .sources import REGISTRY, Seed, Source, TestFraction, arrays, choice, find_user_path
 from .splits import stratified_indices
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
@@ -148,27 +148,23 @@ def imagefolder(path: Annotated[str | os.PathLike, Option("the folder (in the na
                 test_fraction: TestFraction = 0.2, seed: Seed = 0) -> Source:
     if not path:
         raise UserError("imagefolder needs a path: name it 'imagefolder:PATH', e.g. 'imagefolder:data/dogs_vs_cats'")
-    if image_size is not None:
-        if not (_whole(image_size) or (isinstance(image_size, (list, tuple)) and len(image_size) == 2
-                                       and all(_whole(v) for v in image_size))):
+    if image_size is not None:  # its type and limit (>= 1) are declared; a list's length is not
+        if isinstance(image_size, (list, tuple)) and len(image_size) != 2:
             raise UserError(f"image_size must be a whole number or [height, width], got {image_size!r}")
         # a whole float is the whole number (150.0 is 150: one config, one run key)
         image_size = [int(v) for v in image_size] if isinstance(image_size, (list, tuple)) else int(image_size)
         size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-        if min(size) < 1:
-            raise UserError(f"image_size must be positive, got {image_size!r}")
-        image_size = list(size) if isinstance(image_size, (list, tuple)) else image_size
     else:
         size = None
-    color_mode = _choice(color_mode, ["rgb", "grayscale"], "color_mode")
-    interpolation = _choice(interpolation, list(INTERPOLATIONS), "interpolation")
-    test_fraction, seed = _fraction(test_fraction, "test_fraction"), _seed(seed)
+    color_mode = choice(color_mode, ["rgb", "grayscale"], "color_mode")
+    interpolation = choice(interpolation, list(INTERPOLATIONS), "interpolation")
+    test_fraction, seed = float(test_fraction), int(seed)  # declared limits; 3.0 is the seed 3 (one run key)
     options = {"path": str(path), "image_size": image_size, "color_mode": color_mode,
                "interpolation": interpolation, "test_fraction": test_fraction, "seed": seed}
     state: dict = {}
 
     def locate(data_dir):
-        root = _find_user_path(path, data_dir)
+        root = find_user_path(path, data_dir)
         if root is None or not root.is_dir():
             return None
         layout, groups = discover(root)
@@ -197,7 +193,7 @@ def imagefolder(path: Annotated[str | os.PathLike, Option("the folder (in the na
                 ys = np.array([index[c] for c in sorted(groups[part]) for _ in groups[part][c]], dtype=np.int64)
                 order = rng.permutation(len(fs))  # not class by class (see _shuffle below)
                 parts += [_decode_all([fs[i] for i in order], size, mode, interpolation), ys[order]]
-            return _arrays(*parts, names)
+            return arrays(*parts, names)
         names = sorted(groups)
         fs = [f for c in names for f in groups[c]]
         y = np.array([i for i, c in enumerate(names) for _ in groups[c]], dtype=np.int64)
@@ -207,7 +203,7 @@ def imagefolder(path: Annotated[str | os.PathLike, Option("the folder (in the na
         mask[test_idx] = False
         train_idx = np.flatnonzero(mask)
         train_idx, test_idx = rng.permutation(train_idx), rng.permutation(test_idx)
-        return _arrays(x[train_idx], y[train_idx], x[test_idx], y[test_idx], names)
+        return arrays(x[train_idx], y[train_idx], x[test_idx], y[test_idx], names)
 
     def missing(data_dir):
         return f"no folder {path!r} (looked in the working directory and {data_dir}); check the path"

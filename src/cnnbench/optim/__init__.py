@@ -45,7 +45,8 @@ from .options import COMMON, HYPERPARAMETERS
 from .schedules import CLIP_OPTIONS, Controller, Schedule, resolve_schedule
 
 __all__ = ["REGISTRY", "get", "resolve", "on_epoch_end", "current_lr", "state_dict", "load_state_dict",
-           "train_mode", "eval_mode", "NEEDS", "FLAVORS", "missing_required"]
+           "train_mode", "eval_mode", "NEEDS", "FLAVORS", "missing_required",
+           "check_required", "option_names"]
 
 #: Every flavour some optimizer has, in the order `cnnbench list optimizers` shows them.
 FLAVORS = ("keras", "torch", "tf1")
@@ -133,27 +134,25 @@ def _resolve(spec: Spec, options: dict[str, Any]) -> dict[str, Any]:
             value = 0.0  # Keras' None
         if value is not None:
             value = _coerce(where, key, value, allowed[key] if allowed[key] is not None else 0.0)
-            if key in HYPERPARAMETERS:
-                Declared.of(key, HYPERPARAMETERS[key]).check(value, where)
+            declared = HYPERPARAMETERS.get(key, COMMON.get(key))
+            if declared is not None:  # its type and limits, as declared once (options.py)
+                Declared.of(key, declared).check(value, where)
         out[key] = value
-    if out.get("learning_rate") is not None and not (out["learning_rate"] > 0 and math.isfinite(out["learning_rate"])):
-        raise UserError(f"{where} learning_rate must be a finite number > 0, got {out['learning_rate']}")
-    clips = [k for k in CLIP_OPTIONS if out.get(k) is not None]
-    if len(clips) > 1:
-        raise UserError(f"{where}: set only one of clipvalue, clipnorm, global_clipnorm (got {', '.join(clips)})")
-    for k in clips:
-        if not out[k] > 0:
-            raise UserError(f"{where} {k} must be > 0, got {out[k]}")
+    REGISTRY.check_rules(where, out)
     scale = out["scale_lr_with_batch"]
-    if scale is not None and (not isinstance(scale, (int, float)) or scale <= 0):
-        raise UserError(f"{where} scale_lr_with_batch must be a positive batch size, got {scale!r}")
-    if scale is not None:
+    if scale is not None:  # 256.0 and 256 are one configuration
         out["scale_lr_with_batch"] = int(scale) if float(scale).is_integer() else float(scale)
-    if out["scale_lr_rule"] not in ("linear", "sqrt"):
-        raise UserError(f"{where} scale_lr_rule must be 'linear' (Goyal et al. 2017) or 'sqrt' (Krizhevsky 2014; "
-                        f"You et al. 2020), got {out['scale_lr_rule']!r}")
     out["schedule"] = schedule
     return out
+
+
+@REGISTRY.rule
+def _one_clipping(options: dict[str, Any]) -> str | None:
+    """Keras' optimizers take at most one of clipvalue, clipnorm and global_clipnorm."""
+    clips = [k for k in CLIP_OPTIONS if options.get(k) is not None]
+    if len(clips) > 1:
+        return f"set only one of clipvalue, clipnorm, global_clipnorm (got {', '.join(clips)})"
+    return None
 
 
 def missing_required(config: dict[str, Any]) -> list[str]:
@@ -163,7 +162,18 @@ def missing_required(config: dict[str, Any]) -> list[str]:
     return [k for k, v in config.items() if v is None and k not in COMMON_DEFAULTS and k != "schedule"]
 
 
-def _check_required(name: str, config: dict[str, Any]) -> None:
+def option_names() -> set[str]:
+    """Every hyperparameter or option some optimizer takes (a study that wrote `learning_rate` as a run
+    key is told to write it in the optimizer's table)."""
+    names = {"learning_rate", "lr", "schedule", "betas", *COMMON_DEFAULTS}
+    for spec in SPECS.values():
+        for flavor in spec.flavors.values():
+            names.update(flavor.defaults)
+    return names
+
+
+def check_required(name: str, config: dict[str, Any]) -> None:
+    """A `UserError` naming the hyperparameters the flavour of `config` requires and lacks."""
     missing = missing_required(config)
     if missing:
         cls = SPECS[name].flavors[config["flavor"]].implementation.split(" ")[0]
@@ -207,7 +217,7 @@ def get(spec, params, *, steps_per_epoch: int | None = None, epochs: int | None 
     s, options = _split(spec, hyper)
     batch_size = options.pop("batch_size", None)
     config = _resolve(s, options)
-    _check_required(s.name, config)
+    check_required(s.name, config)
     hypers = {k: v for k, v in config.items() if k not in ("flavor", "schedule", *COMMON_DEFAULTS)}
     schedule = Schedule(config["schedule"], steps_per_epoch=steps_per_epoch, epochs=epochs)
     try:

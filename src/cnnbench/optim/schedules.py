@@ -61,12 +61,12 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import torch
 
 from ..errors import UserError, did_you_mean
-from ..registry import Declared, Option, Registry
+from ..registry import Declared, Registry, declare
 
 _WARMUP = {"warmup_epochs": 0.0, "warmup_steps": 0}
 
@@ -102,40 +102,37 @@ _SUMMARIES = {
 }
 
 
-def _opt(tp, doc: str, **limits) -> Any:
-    return Annotated[tp, Option(doc, **limits)]
-
 
 #: Every schedule option, declared once by name (the defaults per schedule are in SCHEDULES).
 OPTIONS: dict[str, Any] = {
-    "per": _opt(Literal["step", "epoch"], "update the rate every optimizer step or once per epoch"),
-    "warmup_epochs": _opt(float, "a linear warmup (t + 1) / W over this many epochs", ge=0),
-    "warmup_steps": _opt(int, "the same warmup counted in optimizer steps", ge=0),
-    "step_size": _opt(float, "epochs between two decays", gt=0),
-    "gamma": _opt(float, "the factor at each decay", gt=0),
-    "milestones": _opt(Sequence[float] | None, "the epochs at which to decay (instead of step_size)", ge=0),
-    "decay_rate": _opt(float, "the factor per decay_epochs", gt=0),
-    "decay_epochs": _opt(float | None, "epochs over which to decay (cosine: absent = the run after the warmup)",
+    "per": declare(Literal["step", "epoch"], "update the rate every optimizer step or once per epoch"),
+    "warmup_epochs": declare(float, "a linear warmup (t + 1) / W over this many epochs", ge=0),
+    "warmup_steps": declare(int, "the same warmup counted in optimizer steps", ge=0),
+    "step_size": declare(float, "epochs between two decays", gt=0),
+    "gamma": declare(float, "the factor at each decay", gt=0),
+    "milestones": declare(Sequence[float] | None, "the epochs at which to decay (instead of step_size)", ge=0),
+    "decay_rate": declare(float, "the factor per decay_epochs", gt=0),
+    "decay_epochs": declare(float | None, "epochs over which to decay (cosine: absent = the run after the warmup)",
                          gt=0),
-    "staircase": _opt(bool, "decay in whole steps of decay_epochs"),
-    "alpha": _opt(float, "the final rate as a fraction of the initial one", ge=0, le=1),
-    "pct_start": _opt(float, "the share of the run spent increasing the rate", gt=0, lt=1),
-    "div_factor": _opt(float, "the initial rate is lr / div_factor", gt=0),
-    "final_div_factor": _opt(float, "the final rate is the initial one / final_div_factor", gt=0),
-    "anneal": _opt(Literal["cos", "linear"], "the shape of both phases"),
-    "monitor": _opt(str, "the logged value to watch (val_loss, val_accuracy, ...)"),
-    "factor": _opt(float, "the factor at each reduction", gt=0, lt=1),
-    "patience": _opt(int, "epochs without improvement before a reduction", ge=0),
-    "mode": _opt(Literal["auto", "min", "max"], "whether the monitored value should fall or rise (auto: from its "
+    "staircase": declare(bool, "decay in whole steps of decay_epochs"),
+    "alpha": declare(float, "the final rate as a fraction of the initial one", ge=0, le=1),
+    "pct_start": declare(float, "the share of the run spent increasing the rate", gt=0, lt=1),
+    "div_factor": declare(float, "the initial rate is lr / div_factor", gt=0),
+    "final_div_factor": declare(float, "the final rate is the initial one / final_div_factor", gt=0),
+    "anneal": declare(Literal["cos", "linear"], "the shape of both phases"),
+    "monitor": declare(str, "the logged value to watch (val_loss, val_accuracy, ...)"),
+    "factor": declare(float, "the factor at each reduction", gt=0, lt=1),
+    "patience": declare(int, "epochs without improvement before a reduction", ge=0),
+    "mode": declare(Literal["auto", "min", "max"], "whether the monitored value should fall or rise (auto: from its "
                  "name)"),
-    "min_delta": _opt(float, "the least change that counts as an improvement", ge=0),
-    "cooldown": _opt(int, "epochs to wait after a reduction", ge=0),
-    "min_lr": _opt(float, "the rate is not reduced below this", ge=0),
-    "decay_steps": _opt(int | None, "optimizer steps over which to decay (TF's argument; absent: decay_epochs or "
+    "min_delta": declare(float, "the least change that counts as an improvement", ge=0),
+    "cooldown": declare(int, "epochs to wait after a reduction", ge=0),
+    "min_lr": declare(float, "the rate is not reduced below this", ge=0),
+    "decay_steps": declare(int | None, "optimizer steps over which to decay (TF's argument; absent: decay_epochs or "
                         "the whole run)", gt=0),
-    "end_learning_rate": _opt(float, "the absolute rate at the end of the decay", ge=0),
-    "power": _opt(float, "the polynomial's power (1: linear)", gt=0),
-    "cycle": _opt(bool, "restart the decay with a longer period after it ends (TF's cycle)"),
+    "end_learning_rate": declare(float, "the absolute rate at the end of the decay", ge=0),
+    "power": declare(float, "the polynomial's power (1: linear)", gt=0),
+    "cycle": declare(bool, "restart the decay with a longer period after it ends (TF's cycle)"),
 }
 
 CLIP_OPTIONS = ("clipvalue", "clipnorm", "global_clipnorm")

@@ -22,7 +22,6 @@ a tuple default a list of the same kind).
 
 from __future__ import annotations
 
-import contextvars
 import difflib
 import functools
 import inspect
@@ -33,11 +32,16 @@ import re
 import types
 import typing
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, NamedTuple, Union
 
 from ..errors import UnknownNameError, UserError, did_you_mean
+
+# references and whether they may run code now (trust.py), re-exported: `registry.import_reference`
+from .trust import check_reference as check_reference
+from .trust import code_refused as code_refused
+from .trust import import_reference as import_reference
+from .trust import refusing_code as refusing_code
 
 
 def normalize(name: str) -> str:
@@ -75,6 +79,12 @@ class Option:
             return all(self.within(v) for v in value) if isinstance(value, (list, tuple)) else True
         return ((self.ge is None or value >= self.ge) and (self.gt is None or value > self.gt)
                 and (self.le is None or value <= self.le) and (self.lt is None or value < self.lt))
+
+
+def declare(tp, doc: str = "", **limits) -> Any:
+    """`Annotated[tp, Option(doc, **limits)]`: an option's type, one line of doc and its limits, for a
+    family that declares its options by name (optimizers, schedules, augmentation)."""
+    return Annotated[tp, Option(doc, **limits)]
 
 
 def _num(x: float) -> str:
@@ -238,6 +248,10 @@ def declared_options(factory: Callable[..., Any], skip: Sequence[str] = (),
     return out
 
 
+# A rule across an entry's options: None when they keep it, else the problem and its fix (one line)
+Rule = Callable[[dict[str, Any]], "str | None"]
+
+
 @dataclass
 class Entry:
     name: str
@@ -287,6 +301,7 @@ class Registry:
         self.context = tuple(context)
         self._entries: dict[str, Entry] = {}
         self._keys: dict[str, str] = {}  # normalized name or alias -> canonical name
+        self.rules: list[Rule] = []  # cross-option rules every entry of the family keeps (`rule`)
 
     # --- building -------------------------------------------------------------------------------
     def register(self, name: str | None = None, *, aliases=(), summary: str = "", path_option: str | None = None,
@@ -314,6 +329,20 @@ class Registry:
             return factory
 
         return decorator
+
+    def rule(self, check: Rule) -> Rule:
+        """Decorator: declare a rule across options that every entry of this family keeps (the limits of
+        one option are its declaration's): `check(options) -> None`, or the problem and its fix in words.
+        An entry's own rules are `register(..., rules=[...])`."""
+        self.rules.append(check)
+        return check
+
+    def check_rules(self, where: str, options: dict[str, Any], entry: Entry | None = None) -> None:
+        """A one-line `UserError` for the first rule (the family's, then `entry`'s) that `options` break."""
+        for check in (*self.rules, *(entry.info.get("rules", ()) if entry is not None else ())):
+            problem = check(options)
+            if problem:
+                raise UserError(f"{where}: {problem}")
 
     # --- looking up -----------------------------------------------------------------------------
     def __contains__(self, name: str) -> bool:
@@ -383,6 +412,7 @@ class Registry:
             elif declared.required:
                 raise UserError(f"{where} needs option {key!r} ({declared.describe_type()}"
                                 f"{': ' + declared.option.doc if declared.option.doc else ''})")
+        self.check_rules(where, options, entry)
         return entry
 
     def get(self, name: str, /, **options):
@@ -438,62 +468,3 @@ def split_spec(spec: str | dict[str, Any]) -> tuple[str, dict[str, Any]]:
         options = {k: v for k, v in spec.items() if k != "name"}
         return spec["name"], options
     raise UserError(f"expected a name or a table with a 'name' key, got {spec!r}")
-
-
-# --- "package.module:attr" references: code, allowed unless a file from elsewhere is being loaded ----
-# A reference imports a module and calls one of its attributes: it runs code. Specs the user writes
-# (a study file, a call from their own Python) are trusted like a Python script. A file read back from
-# disk (a saved model) may come from someone else, so `saving.load` refuses references while it
-# builds from such a file unless the user opted in; this variable says who refuses, and the fix.
-_REFUSING: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVar("cnnbench_refusing_code",
-                                                                                 default=None)
-
-
-@contextmanager
-def refusing_code(source: str, how_to_allow: str):
-    """While active, `check_reference` refuses every `module:attr` reference: `source` names the file
-    being loaded, `how_to_allow` the opt-in (e.g. "pass trust_code=True")."""
-    token = _REFUSING.set((source, how_to_allow))
-    try:
-        yield
-    finally:
-        _REFUSING.reset(token)
-
-
-def code_refused() -> tuple[str, str] | None:
-    """(source, how to allow) while a file's references are refused, else None."""
-    return _REFUSING.get()
-
-
-def check_reference(ref: str, kind: str) -> None:
-    """Raise UserError if `ref` ("package.module:attr", a `kind` such as "model" or "loss") may not be
-    imported now; call it before importing anything a spec names."""
-    refused = _REFUSING.get()
-    if refused is not None:
-        source, how = refused
-        raise UserError(f"{source} names {kind} {ref!r}, which would import and run code from module "
-                        f"{ref.partition(':')[0]!r}; if you trust this file, {how}")
-
-
-def import_reference(ref: str, kind: str, shape: str = "package.module:attr"):
-    """The object `ref` ("package.module:attr", attr may be dotted) names, for a `kind` such as "loss",
-    "model", "metric" or "callback": one line naming the problem and the fix when it is malformed,
-    cannot be imported, or is refused (`check_reference`: loading a file the user did not trust)."""
-    import importlib
-
-    module_name, _, attr = ref.partition(":")
-    if not module_name or not attr:
-        raise UserError(f"{kind} reference {ref!r} must look like '{shape}'")
-    check_reference(ref, kind)
-    try:
-        obj = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise UserError(f"cannot import module {module_name!r} for {kind} {ref!r} ({exc}); check the spelling "
-                        "and that the package is on PYTHONPATH") from None
-    for part in attr.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise UserError(f"module {module_name!r} has no attribute {attr!r} ({kind} {ref!r}); check the name "
-                            "after ':'") from None
-    return obj

@@ -109,14 +109,16 @@ def _cell(text: Any) -> str:
 
 
 def augmentation_markdown() -> str:
-    """The augmentation options (one table: augmentation is a set of options, not a registry)."""
+    """The augmentation options: one table (every entry of the augmentation registry, a preset or the
+    table itself, takes them all)."""
     from ..data.augment import DEFAULTS, OPTIONS, PRESETS
 
     table = [(d.name, d.describe_type(), default_text(d), d.option.doc)
              for d in (Declared.of(k, OPTIONS[k], DEFAULTS[k]) for k in DEFAULTS)]
     return "\n".join(["## Augmentation", "", "A study's `augmentation` (Keras' ImageDataGenerator names, on whole "
                       "batches; docs/datasets.md): a table of these options, or a preset: "
-                      + ", ".join(f"`{p}`" for p in PRESETS) + ".", "", *_table(table), ""])
+                      + ", ".join(f"`{p}`" for p in PRESETS) + " (with options of its own: "
+                      "`{ name = \"cifar\", cutout_size = 8 }`).", "", *_table(table), ""])
 
 
 def document() -> str:

@@ -62,7 +62,7 @@ def analyse_and_write(study_dirs, output: str | os.PathLike | None = None, metri
     dirs = _study_dirs(study_dirs)
     out = _output_dir(dirs, output)
     if metric is not None:
-        metrics.get(metric)  # an unknown name is a one-line error before any work
+        metrics.check_name(metric)  # an unknown name is a one-line error before any work
     sources = [provenance.read_source(d) for d in dirs]
     sc = comparison if comparison is not None else analysis.compare_study(dirs, metric=metric)
     raw = provenance.raw_runs(dirs)

@@ -259,13 +259,11 @@ def outputs_tables(sc, frame: pd.DataFrame | None = None) -> list[tuple[str, Tab
     loss as mean ± std over seeds; the best of each column in bold (highest accuracy; lowest loss only
     where every configuration trained that output with the same loss: losses of different functions are
     not comparable)."""
-    from .. import metrics as metrics_mod
-
     frame = outputs_frame(sc) if frame is None else frame
     if frame.empty:
         return []
     outputs = output_names(sc)
-    columns = [(f"test_{o}_{s}", metrics_mod.get(f"test_{o}_{s}")) for o in outputs for s in OUTPUT_TABLE_SCORES]
+    columns = [(f"test_{o}_{s}", sc.catalog.get(f"test_{o}_{s}")) for o in outputs for s in OUTPUT_TABLE_SCORES]
     out = []
     runs_of = {c.name: c.runs for c in sc.cells}
     for cell, part in frame.groupby("cell", sort=False):

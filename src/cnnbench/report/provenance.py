@@ -189,7 +189,7 @@ def dataset_checksums(runs: pd.DataFrame, data_dir=None) -> list[list[str]]:
     not replaced since."""
     import hashlib
 
-    from ..data import datasets
+    from ..data import loading
 
     specs: dict[str, dict] = {}
     for r in runs.itertuples():
@@ -201,8 +201,8 @@ def dataset_checksums(runs: pd.DataFrame, data_dir=None) -> list[list[str]]:
     for spec in specs.values():
         shown = _spec_text(spec)
         try:
-            source, _, _ = datasets._source(spec)
-            root = datasets.default_data_dir(data_dir)
+            source, _, _ = loading.source_of(spec)
+            root = loading.default_data_dir(data_dir)
             found = source.locate(root)
         except Exception as e:
             rows.append([shown, f"not recorded ({type(e).__name__})"])
