@@ -254,7 +254,7 @@ def calibrate_run(run, data_dir: str | None, device, budget_s: float = GROUP_BUD
 
     cfg = dict(run.config)
     dataset = {**cfg["dataset"], "download": False}  # the plan has it; use its copy if loaded so
-    if (canonical(dataset), data_dir) in execution._DATASETS:
+    if execution.dataset_loaded(dataset, data_dir):
         cfg["dataset"] = dataset
     model = cfg["model"]
     if isinstance(model, dict) and model.get("weights") not in (None, "none"):
@@ -360,7 +360,7 @@ def estimate(plan, *, workers: int | str = "auto", device: str = "auto", data_di
         epochs = run.config["epochs"]
         row = stored.get(run.key)
         if row is not None:  # an interrupted run resumes from its checkpoint
-            from .one_run import checkpoint_path
+            from ..store.checkpoints import checkpoint_path
 
             if checkpoint_path(plan.study_dir, run.key).exists():
                 epochs = max(0, epochs - (row["epochs_done"] or 0))

@@ -188,7 +188,7 @@ def _read_closed_store(path: Path) -> tuple[str | None, dict[str, str]] | None:
     its one file, which `immutable=1` reads without creating anything."""
     import sqlite3
 
-    from ..store.db import _OUR_COLUMNS
+    from ..store.db import OUR_COLUMNS
 
     if any(path.with_name(path.name + suffix).exists() for suffix in ("-wal", "-journal")):
         return None
@@ -197,7 +197,7 @@ def _read_closed_store(path: Path) -> tuple[str | None, dict[str, str]] | None:
         try:
             for table in ("meta", "runs"):
                 columns = {r[1] for r in con.execute(f'PRAGMA table_info("{table}")')}
-                if not _OUR_COLUMNS[table] <= columns:
+                if not OUR_COLUMNS[table] <= columns:
                     return None  # not plainly ours: the checked path says what it is
             row = con.execute("SELECT value FROM meta WHERE key = 'study'").fetchone()
             statuses = {r[0]: r[1] for r in con.execute("SELECT key, status FROM runs")}
@@ -366,6 +366,6 @@ def _execute(tasks, n_tasks: int, workers, device, progress) -> None:
 
     n_workers, threads = plan_workers(workers, n_tasks, device)
     if n_workers > 1:
-        from .one_run import _DATASETS
-        _DATASETS.clear()  # workers load their own copy; free the parent's
+        from .one_run import forget_datasets
+        forget_datasets()  # workers load their own copy; free the parent's
     run_tasks(tasks, n_workers, threads, progress)

@@ -220,7 +220,7 @@ def _worker_main(conn, lifeline, threads: int, modules: Sequence[str] = (), sigi
     fd = lifeline.fileno()
     _watch_lifeline(fd)
     torch.set_num_threads(threads)
-    from ..one_run import _store
+    from ..one_run import open_store
 
     code = 0
     try:
@@ -234,7 +234,7 @@ def _worker_main(conn, lifeline, threads: int, modules: Sequence[str] = (), sigi
             task = conn.recv()
             if task is None:
                 break
-            store = _GuardedStore(_store(task.study_dir), fd)
+            store = _GuardedStore(open_store(task.study_dir), fd)
             try:
                 status = run_task(task, progress=lambda event: conn.send(("event", event)), store=store)
             except (KeyboardInterrupt, SystemExit, EOFError, OSError):
@@ -406,11 +406,11 @@ class _Pool:
                   "running it again from its last checkpoint", file=sys.stderr)
             queue.appendleft(task)
             return
-        from ..one_run import _store
+        from ..one_run import open_store
 
         error = (f"its worker process was {reason}, {ATTEMPTS} times; if it ran out of memory, use fewer "
                  "--workers or a smaller batch_size, then run the same command again")
-        _store(task.study_dir).finish(task.key, "failed", error=error)
+        open_store(task.study_dir).finish(task.key, "failed", error=error)
         self._emit({"event": "done", "key": task.key, "label": task.label, "status": "failed"})
 
     def _finish(self) -> None:
