@@ -108,7 +108,7 @@ def test_bad_run_options_raise_user_error_and_write_nothing(tmp_path):
     for options, message in [({"workers": 0}, "--workers must be a positive integer"),
                              ({"workers": "many"}, "--workers must be a positive integer"),
                              ({"device": "tpu"}, "unknown device"),
-                             ({"executor": "slurm"}, "--executor must be 'local' or 'ray'"),
+                             ({"executor": "slurm"}, "unknown executor 'slurm'"),
                              ({"data_dir": tmp_path / "nope"}, "does not exist")]:
         for call in (study.plan, study.run):
             with pytest.raises(UserError, match=message):

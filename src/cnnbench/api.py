@@ -31,7 +31,6 @@ from .spec.study import StudySpec
 
 __all__ = ["ReportView", "RunResult", "Study", "StudyProgress", "builtin_studies", "comparison_html", "report"]
 
-FINISHED = ("done", "diverged")
 
 
 @dataclass
@@ -141,7 +140,7 @@ class Study:
         return f"Study({self.name!r}, {len(self.runs)} runs, source={self.source!r})"
 
     def _dir(self, output) -> Path:
-        from .runs.runner import study_dir_for
+        from .runs.plan import study_dir_for
 
         return study_dir_for(self.spec, output if output is not None else self.output)
 
@@ -151,17 +150,17 @@ class Study:
              device: str = "auto", workers: int | str = "auto", executor: str = "local",
              cpus_per_run: float = 1, gpus_per_run: float = 0, tensorboard: bool = False,
              mlflow: str | None = None):
-        """What `run` would do, without doing it: a `cnnbench.runs.runner.Plan` (`.runs` that can run here,
+        """What `run` would do, without doing it: a `cnnbench.runs.plan.Plan` (`.runs` that can run here,
         `.statuses` of the stored runs, `.todo`, `.done`, `.skipped` datasets, `.study_dir`, `.frame()`).
 
         Checks everything `run` checks with the same arguments (the spec against its data, the device,
         workers, the executor, the loggers) and raises the same `UserError`; writes nothing: no
         download (a missing dataset is reported as missing), the study directory only read."""
-        data_dir = self._check(data_dir, device, workers, executor, cpus_per_run, gpus_per_run, tensorboard,
-                               mlflow)[0]
-        from .runs import runner
+        data_dir = self._check(data_dir, device, workers, tensorboard, mlflow)[0]
+        _executor_options(executor, None, cpus_per_run, gpus_per_run)
+        from .runs import plan as planning
 
-        return runner.plan(self.spec, output if output is not None else self.output, data_dir, download=False,
+        return planning.plan(self.spec, output if output is not None else self.output, data_dir, download=False,
                            read_only=True)
 
     def estimate(self, output: str | os.PathLike | None = None, *, data_dir: str | os.PathLike | None = None,
@@ -170,13 +169,13 @@ class Study:
         `.line()`, `.exceeds_hour`), from the study's finished runs, else from a short calibration (a
         few training steps per model/dataset/batch size, at most ~20 s in all; `calibrate=False`: none).
         Writes nothing. `plan`: a plan already made with the same arguments (else `plan(...)` makes one)."""
-        from .runs import runner
         from .runs.estimate import estimate
+        from .runs.plan import check_data_dir
 
         if plan is None:
             plan = self.plan(output, data_dir=data_dir, device=device, workers=workers)
         return estimate(plan, workers=_workers(workers), device=device, calibrate=calibrate,
-                        data_dir=runner.check_data_dir(None if data_dir is None else str(data_dir)))
+                        data_dir=check_data_dir(None if data_dir is None else str(data_dir)))
 
     def run(self, output: str | os.PathLike | None = None, *, data_dir: str | os.PathLike | None = None,
             device: str = "auto", workers: int | str = "auto", executor: str = "local",
@@ -199,14 +198,15 @@ class Study:
         `verbose` (Keras' word): "auto" or 1 shows the plan and the progress (`StudyProgress`: live in
         a terminal or a notebook with ipywidgets, else a line per finished run), 2 a line per finished
         run and per epoch, 0 nothing. A run that fails does not raise: it is in `RunResult.failed`."""
-        from .runs import runner
+        from .runs import plan as planning
+        from .runs import study_run
 
-        data_dir, workers = self._check(data_dir, device, workers, executor, cpus_per_run, gpus_per_run,
-                                        tensorboard, mlflow)
+        data_dir, workers = self._check(data_dir, device, workers, tensorboard, mlflow)
+        executor_options = _executor_options(executor, ray_address, cpus_per_run, gpus_per_run)
         if verbose not in ("auto", 0, 1, 2):
             raise UserError(f"verbose must be 'auto', 0, 1 or 2 (as Keras' fit), got {verbose!r}")
         out = output if output is not None else self.output
-        p = runner.plan(self.spec, out, data_dir, download=True)
+        p = planning.plan(self.spec, out, data_dir, download=True)
         if on_plan is not None:
             on_plan(p)
         display = None
@@ -225,13 +225,12 @@ class Study:
             raise UserError(f"{self.source}: no run can start: every dataset is missing ({detail})")
         if output is not None:
             self.output = output
-        finished_before = {k for k, status in p.statuses.items() if status in FINISHED}
+        finished_before = {k for k, status in p.statuses.items() if status in planning.FINISHED}
         t0 = time.perf_counter()
         try:
-            runner.run_plan(p, data_dir=data_dir, device=device, workers=workers, progress=events,
-                            executor=executor, ray_options={"address": ray_address, "cpus_per_run": cpus_per_run,
-                                                            "gpus_per_run": gpus_per_run},
-                            tensorboard=tensorboard, mlflow=mlflow)
+            study_run.run_plan(p, data_dir=data_dir, device=device, workers=workers, progress=events,
+                               executor=executor, executor_options=executor_options, tensorboard=tensorboard,
+                               mlflow=mlflow)
         finally:
             if display is not None:
                 display.__exit__(None, None, None)
@@ -246,13 +245,12 @@ class Study:
                                   (f"; report: {result.report}" if result.report else ""), soft_wrap=True)
         return result
 
-    def _check(self, data_dir, device, workers, executor, cpus_per_run, gpus_per_run, tensorboard,
-               mlflow) -> tuple[str | None, int | str]:
+    def _check(self, data_dir, device, workers, tensorboard, mlflow) -> tuple[str | None, int | str]:
         """The run's options, checked before anything is written: (data_dir, workers)."""
         from .engine.train import resolve_device
-        from .runs import runner
+        from .runs.plan import check_data_dir
 
-        data_dir = runner.check_data_dir(None if data_dir is None else str(data_dir))
+        data_dir = check_data_dir(None if data_dir is None else str(data_dir))
         resolve_device(device)  # refuse an unavailable device before writing anything
         workers = _workers(workers)
         if tensorboard:
@@ -267,17 +265,6 @@ class Study:
             except ImportError:
                 raise UserError('--mlflow needs MLflow: pip install mlflow-skinny (or pip install -e ".[loggers]" '
                                 'in the cnnbench checkout)') from None
-        if executor not in ("local", "ray"):
-            raise UserError(f"--executor must be 'local' or 'ray', got {executor!r}")
-        if executor == "ray":
-            try:
-                import ray  # noqa: F401
-            except ImportError:
-                raise UserError('--executor ray needs Ray: pip install "ray[default]" (or pip install -e ".[ray]" '
-                                'in the cnnbench checkout)') from None
-            if not cpus_per_run > 0 or not gpus_per_run >= 0:
-                raise UserError(f"--cpus-per-run must be > 0 and --gpus-per-run >= 0, got {cpus_per_run:g} "
-                                f"and {gpus_per_run:g}")
         return data_dir, workers
 
     # --- results --------------------------------------------------------------------------------
@@ -402,6 +389,18 @@ def builtin_studies() -> list[str]:
 
 
 # --- helpers --------------------------------------------------------------------------------------
+
+
+def _executor_options(executor: str, address: str | None, cpus_per_run: float, gpus_per_run: float) -> dict:
+    """The options of `executor` (an entry of `runs.executors.REGISTRY`) among those `run` takes, checked
+    by building it (an unknown name, a bad option or Ray missing: one line)."""
+    from .runs import executors
+
+    entry = executors.REGISTRY.entry(executor)
+    given = {"address": address, "cpus_per_run": cpus_per_run, "gpus_per_run": gpus_per_run}
+    options = {k: v for k, v in given.items() if k in entry.options}
+    executors.get(entry.name, **options)
+    return options
 
 
 def _workers(value) -> int | str:

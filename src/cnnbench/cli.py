@@ -159,9 +159,11 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                    help="where datasets are read and cached (default: $CNNBENCH_DATA or ~/.cache/cnnbench)")
     r.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     r.add_argument("--workers", default="auto", help="worker processes (default auto: one per core on CPU)")
-    r.add_argument("--executor", choices=["local", "ray"], default="local",
-                   help='local processes (default) or a Ray cluster (needs Ray: pip install -e ".[ray]" '
-                        'in the checkout, or pip install "ray[default]")')
+    from .runs.executors import REGISTRY as EXECUTORS
+
+    r.add_argument("--executor", choices=EXECUTORS.list(), default="local",
+                   help='where runs train: local processes (default) or a Ray cluster (needs Ray: pip install -e '
+                        '".[ray]" in the checkout, or pip install "ray[default]")')
     r.add_argument("--ray-address", default=None, help="Ray cluster address (default: start a local Ray)")
     r.add_argument("--cpus-per-run", type=float, default=1, help="Ray: CPUs reserved per run (default 1)")
     r.add_argument("--gpus-per-run", type=float, default=0, help="Ray: GPUs reserved per run (default 0)")

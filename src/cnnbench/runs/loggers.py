@@ -54,7 +54,7 @@ class MlflowRun:
         except ImportError:
             raise UserError('--mlflow needs MLflow: pip install mlflow-skinny '
                             '(or pip install -e ".[loggers]")') from None
-        uri = task.mlflow
+        uri = task.mlflow or ""  # a RunLoggers opens one only for a task with a URI
         if uri.startswith("file:") or "://" not in uri:
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 asks file stores to opt in
         self.run_id = None

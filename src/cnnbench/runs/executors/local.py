@@ -115,6 +115,21 @@ def run_tasks(tasks: Sequence[Task] | TaskSource, workers: int, threads: int,
         run_task(task, progress)
 
 
+class LocalExecutor:
+    """Worker processes on this machine (`executors.REGISTRY` entry "local"); takes a task source too."""
+
+    streams = True
+
+    def run(self, tasks: Sequence[Task] | TaskSource, n_tasks: int, workers: int | str, device: str,
+            progress: ProgressFn | None = None) -> None:
+        from ..one_run import forget_datasets
+
+        n_workers, threads = plan_workers(workers, n_tasks, device)
+        if n_workers > 1:
+            forget_datasets()  # workers load their own copy; free the parent's
+        run_tasks(tasks, n_workers, threads, progress)
+
+
 def user_code(tasks: Sequence[Task]) -> tuple[list[str], str | None]:
     """(the modules that registered the user's losses, models, datasets, optimizers or schedules the
     tasks use, other than `__main__`; the first such name that `__main__` defines, or None). A worker
