@@ -513,6 +513,7 @@ def python_sigint():
 def test_main_called_from_python_puts_its_sigint_handler_back(tmp_path, monkeypatch, capsys, python_sigint):
     """A test suite or a notebook kernel that called main() still stops on Ctrl-C afterwards."""
     from cnnbench import cli
+    from cnnbench.cli import listing
 
     ours = signal.getsignal(signal.SIGINT)
     assert main(["list", "schedules"]) == 0
@@ -521,7 +522,7 @@ def test_main_called_from_python_puts_its_sigint_handler_back(tmp_path, monkeypa
     def interrupted(args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "cmd_list", interrupted)
+    monkeypatch.setattr(listing, "cmd_list", interrupted)
     assert main(["list", "losses"]) == 130
     assert capsys.readouterr().err.strip().splitlines() == [cli.INTERRUPTED]
     assert signal.getsignal(signal.SIGINT) is ours

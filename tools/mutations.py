@@ -85,13 +85,13 @@ MUTATIONS = [
     Mutation("too-few-blocks-tested", "analysis/compare.py",
              'if n < MIN_BLOCKS:\n        row["test"] = f"none', 'if n < 2:\n        row["test"] = f"none', COMPARE),
     # --- racing.py: the race's decisions -------------------------------------------------------------
-    Mutation("race-on-raw-p", "racing.py", "if p_adj < alpha and diff > 0:", "if p < alpha and diff > 0:", RACING),
-    Mutation("race-diverged-kept", "racing.py", 'diverged = [cfg for cfg in c.alive if got[cfg][0] == "diverged"]',
+    Mutation("race-on-raw-p", "runs/racing.py", "if p_adj < alpha and diff > 0:", "if p < alpha and diff > 0:", RACING),
+    Mutation("race-diverged-kept", "runs/racing.py", 'diverged = [cfg for cfg in c.alive if got[cfg][0] == "diverged"]',
              "diverged = []", RACING),
-    Mutation("race-decides-incomplete-rounds", "racing.py",
+    Mutation("race-decides-incomplete-rounds", "runs/racing.py",
              "if any(status not in FINISHED for status, _ in got.values())",
              "if all(status not in FINISHED for status, _ in got.values())", RACING),
-    Mutation("race-speculates-when-idle", "racing.py", "        if in_flight:\n", "        if True:\n", RACING),
+    Mutation("race-speculates-when-idle", "runs/racing.py", "        if in_flight:\n", "        if True:\n", RACING),
     # --- analysis/frames.py ---------------------------------------------------------------------------
     Mutation("diverged-not-at-chance", "analysis/frames.py",
              'value = value.where(df["status"] != "diverged", chance.clip(upper=1.0))', "value = value",
@@ -122,10 +122,10 @@ MUTATIONS = [
              "return self.history.epoch[-1] if self.history.epoch else 0", TRAIN),
     Mutation("resume-keeps-stale-temp", "train.py",
              "remove_stale_temps(self.checkpoint)  #", "(self.checkpoint)  #", (*TRAIN, "tests/test_files.py")),
-    Mutation("history-rows-after-resume-kept", "store.py",
+    Mutation("history-rows-after-resume-kept", "store/db.py",
              'c.execute("DELETE FROM history WHERE run_key = ? AND epoch > ?", (key, epoch))', "pass",
              ("tests/test_store.py",)),
-    Mutation("diverged-run-rerun", "runner.py",
+    Mutation("diverged-run-rerun", "runs/plan.py",
              'FINISHED = ("done", "diverged")', 'FINISHED = ("done",)', ("tests/test_mutations_killed.py",)),
 ]
 
