@@ -197,3 +197,19 @@ def test_an_old_study_db_gains_the_custom_metrics_table_and_column(tmp_path):
     store.finish("k", "done", {"test_acc": 0.9}, custom_metrics={"test_my_metric": 0.4, "val_my_metric": float("nan")})
     assert store.run("k")["custom_metrics"] == {"test_my_metric": 0.4, "val_my_metric": None}
     store.close()
+
+
+def test_checkpoint_and_model_paths_and_a_checkpoint_set_aside(tmp_path):
+    import re
+
+    from cnnbench.store import checkpoints
+
+    assert checkpoints.checkpoint_path(tmp_path, "abc") == tmp_path / "checkpoints" / "abc.pt"
+    assert checkpoints.model_path(str(tmp_path), "abc") == tmp_path / "models" / "abc.pt"
+    path = checkpoints.checkpoint_path(tmp_path, "abc")
+    path.parent.mkdir()
+    path.write_bytes(b"another run's weights")
+    aside = checkpoints.set_aside(path, "foreign")
+    assert not path.exists() and aside.parent == path.parent
+    assert re.fullmatch(r"abc\.pt\.foreign-\d{8}T\d{6}", aside.name), aside.name
+    assert aside.read_bytes() == b"another run's weights"

@@ -7,6 +7,23 @@ import json
 from ..errors import UserError
 from .tables import print_table, terminal_console
 
+# The executors' registry (runs/executors) is not one of the option reference's kinds
+# (registry/reference.py), so `list` looks it up itself.
+EXECUTORS_ALSO = ("An executor is chosen with --executor NAME (Study.run(executor=NAME)); its options are flags: "
+                  "--ray-address, --cpus-per-run, --gpus-per-run (ray_address=, cpus_per_run=, gpus_per_run=). "
+                  "--workers sets how many local worker processes run at once.")
+
+
+def kind_registry(kind: str):
+    """The registry `cnnbench list KIND` shows."""
+    if kind == "executors":
+        from ..runs.executors import REGISTRY
+
+        return REGISTRY
+    from ..registry import reference
+
+    return reference.registry(kind)
+
 
 def cmd_list(args) -> int:
 
@@ -25,9 +42,7 @@ def cmd_list(args) -> int:
     if args.kind == "optimizers":
         _list_optimizers(console)
         return 0
-    from ..registry import reference
-
-    registry = reference.registry(args.kind)
+    registry = kind_registry(args.kind)
     rows = []
     for entry in registry:
         try:
@@ -81,14 +96,16 @@ def _list_options(console, args) -> int:
         if args.name:
             raise UserError("--markdown prints every entry (what docs/options.md holds); drop NAME, or drop "
                             "--markdown to see one entry")
+        if args.kind == "executors":
+            raise UserError("--markdown prints what docs/options.md holds, which lists no executors; drop --markdown")
         print(reference.markdown(args.kind))
         return 0
-    registry = reference.registry(args.kind)
+    registry = kind_registry(args.kind)
     entries = [registry.entry(args.name)] if args.name else list(registry)
     for entry in entries:
         aliases = f" (aliases: {', '.join(entry.aliases)})" if entry.aliases else ""
         print_table(console, f"{registry.kind} {entry.name}{aliases}", ["option", "type", "default", "what it does"],
                     [list(row) for row in reference.rows(entry, leave_out=reference.hidden(args.kind))],
                     caption=entry.summary)
-    console.print(reference.ALSO[args.kind])
+    console.print(reference.ALSO.get(args.kind, EXECUTORS_ALSO))
     return 0
