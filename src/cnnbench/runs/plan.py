@@ -178,22 +178,17 @@ def _check_weights(cfg: dict, ds) -> None:
 
 def stored_statuses(study_dir: Path, name: str) -> dict[str, str]:
     """The stored status of each run key in `study_dir` (empty without a study.db), read without
-    writing anything; refuses a database that is not ours or holds another study, as `Store.open` does."""
-    from ..store.db import check_ours
+    writing anything, not even SQLite's -wal/-shm files (`ReadOnlyStore.open_untouched`); refuses a
+    database that is not ours or holds another study, as `Store.open` does."""
+    from ..store.db import ReadOnlyStore, check_ours
 
     path = study_dir / "study.db"
-    if path.is_file() and path.stat().st_size > 0:
-        read = _read_closed_store(path)
-        if read is not None:
-            owner, statuses = read
-            _check_owner(study_dir, owner, name)
-            return statuses
-    check_ours(path)
+    owner = check_ours(path)
     if not path.exists() or path.stat().st_size == 0:
         return {}
-    store = Store.open_readonly(study_dir)
+    _check_owner(study_dir, owner, name)
+    store = ReadOnlyStore.open_untouched(study_dir)
     try:
-        _check_owner(study_dir, store.get_meta("study"), name)
         return store.statuses()
     finally:
         store.close()
@@ -203,32 +198,3 @@ def _check_owner(study_dir: Path, owner: str | None, name: str) -> None:
     if owner is not None and owner != name:
         raise UserError(f"{study_dir} holds study {owner!r}, not {name!r}; "
                         f"choose another output directory with --output")
-
-
-def _read_closed_store(path: Path) -> tuple[str | None, dict[str, str]] | None:
-    """(owner, statuses) of a study.db no connection has open, or None (then the caller reads it as
-    every reader does). SQLite's read-only mode creates the -wal and -shm files of a WAL database that
-    has none, and leaves them; a database with neither a -wal nor a -journal beside it is complete in
-    its one file, which `immutable=1` reads without creating anything."""
-    import sqlite3
-
-    from ..store.db import OUR_COLUMNS
-
-    if any(path.with_name(path.name + suffix).exists() for suffix in ("-wal", "-journal")):
-        return None
-    try:
-        con = sqlite3.connect(path.resolve().as_uri() + "?immutable=1", uri=True)
-        try:
-            for table in ("meta", "runs"):
-                columns = {r[1] for r in con.execute(f'PRAGMA table_info("{table}")')}
-                if not OUR_COLUMNS[table] <= columns:
-                    return None  # not plainly ours: the checked path says what it is
-            row = con.execute("SELECT value FROM meta WHERE key = 'study'").fetchone()
-            statuses = {r[0]: r[1] for r in con.execute("SELECT key, status FROM runs")}
-        finally:
-            con.close()
-    except sqlite3.Error:
-        return None
-    return (row[0] if row else None), statuses
-
-

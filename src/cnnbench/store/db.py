@@ -80,8 +80,8 @@ HISTORY_LOGS = ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate",
 
 # What identifies our tables (in every schema version): a table of that name without these columns is
 # someone else's, and the file is refused before anything is written to it.
-OUR_COLUMNS = {"meta": {"key", "value"}, "runs": {"key", "label", "axes", "config", "status", "added_at"},
-               "history": {"run_key", "epoch", "train_loss"}}
+_OUR_COLUMNS = {"meta": {"key", "value"}, "runs": {"key", "label", "axes", "config", "status", "added_at"},
+                "history": {"run_key", "epoch", "train_loss"}}
 
 # SQLite's primary result codes for a machine problem, not a bug (sqlite3.h)
 _SQLITE_PERM, _SQLITE_READONLY, _SQLITE_IOERR, _SQLITE_CORRUPT, _SQLITE_FULL, _SQLITE_CANTOPEN, _SQLITE_NOTADB = \
@@ -162,19 +162,19 @@ def check_ours(path: Path) -> str | None:
     try:
         with _faults(path):
             tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-            columns = {t: {r[1] for r in con.execute(f'PRAGMA table_info("{t}")')} for t in tables if t in OUR_COLUMNS}
-            if OUR_COLUMNS["meta"] <= columns.get("meta", set()):
+            columns = {t: {r[1] for r in con.execute(f'PRAGMA table_info("{t}")')} for t in tables if t in _OUR_COLUMNS}
+            if _OUR_COLUMNS["meta"] <= columns.get("meta", set()):
                 row = con.execute("SELECT value FROM meta WHERE key = 'study'").fetchone()
                 owner = None if row is None else row[0]
     finally:
         con.close()
     for table, have in columns.items():
-        missing = OUR_COLUMNS[table] - have
+        missing = _OUR_COLUMNS[table] - have
         if missing:
             raise UserError(f"{path} is not a cnnbench study database: its table {table!r} lacks the columns "
                             f"{', '.join(sorted(missing))}; it was left unchanged; move it away or choose another "
                             "study directory with --output")
-    others = [t for t in tables if not t.startswith("sqlite_") and t not in OUR_COLUMNS]
+    others = [t for t in tables if not t.startswith("sqlite_") and t not in _OUR_COLUMNS]
     if others and not columns:
         raise UserError(f"{path} is not a cnnbench study database (its tables: {', '.join(sorted(others)[:5])}); "
                         "it was left unchanged; move it away or choose another study directory with --output")
