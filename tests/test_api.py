@@ -108,7 +108,7 @@ def test_bad_run_options_raise_user_error_and_write_nothing(tmp_path):
     for options, message in [({"workers": 0}, "--workers must be a positive integer"),
                              ({"workers": "many"}, "--workers must be a positive integer"),
                              ({"device": "tpu"}, "unknown device"),
-                             ({"executor": "slurm"}, "--executor must be 'local' or 'ray'"),
+                             ({"executor": "slurm"}, "unknown executor 'slurm'"),
                              ({"data_dir": tmp_path / "nope"}, "does not exist")]:
         for call in (study.plan, study.run):
             with pytest.raises(UserError, match=message):
@@ -116,6 +116,32 @@ def test_bad_run_options_raise_user_error_and_write_nothing(tmp_path):
     with pytest.raises(UserError, match="batch_size 100000 is larger"):
         Study.from_dict({**TINY_DICT, "batch_size": 100000}).run(out)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"executor": "loacl"}, "unknown executor 'loacl'; did you mean 'local'? see `cnnbench list executors`"),
+    ({"executor": "ray", "cpus_per_run": 0}, "executor 'ray' option 'cpus_per_run' must be a number > 0, got 0"),
+    ({"executor": "ray", "gpus_per_run": -1}, "executor 'ray' option 'gpus_per_run' must be a number >= 0, got -1"),
+])
+def test_the_executor_is_a_registry_entry_checked_by_its_declared_options(tmp_path, options, message):
+    study = Study.from_dict(TINY_DICT)
+    for call in (study.plan, study.run):
+        with pytest.raises(UserError) as e:
+            call(tmp_path / "out", **options)
+        assert str(e.value) == message
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_executor_registry_lists_local_and_ray_with_their_options():
+    from cnnbench.runs import executors
+
+    assert executors.REGISTRY.list() == ["local", "ray"]
+    assert list(executors.REGISTRY.entry("local").options) == []
+    ray = executors.REGISTRY.entry("ray").options
+    assert {k: d.default for k, d in ray.items()} == {"address": None, "cpus_per_run": 1, "gpus_per_run": 0}
+    assert executors.get("local").streams  # a race hands the local workers runs as they free up
+    pytest.importorskip("ray")
+    assert not executors.get("ray", cpus_per_run=2).streams  # Ray races round by round
 
 
 def test_plan_says_what_would_run_and_writes_nothing(tmp_path):

@@ -513,6 +513,7 @@ def python_sigint():
 def test_main_called_from_python_puts_its_sigint_handler_back(tmp_path, monkeypatch, capsys, python_sigint):
     """A test suite or a notebook kernel that called main() still stops on Ctrl-C afterwards."""
     from cnnbench import cli
+    from cnnbench.cli import listing
 
     ours = signal.getsignal(signal.SIGINT)
     assert main(["list", "schedules"]) == 0
@@ -521,7 +522,7 @@ def test_main_called_from_python_puts_its_sigint_handler_back(tmp_path, monkeypa
     def interrupted(args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "cmd_list", interrupted)
+    monkeypatch.setattr(listing, "cmd_list", interrupted)
     assert main(["list", "losses"]) == 130
     assert capsys.readouterr().err.strip().splitlines() == [cli.INTERRUPTED]
     assert signal.getsignal(signal.SIGINT) is ours
@@ -599,3 +600,21 @@ def test_list_optimizers_honours_columns_and_keeps_tokens_whole(columns, monkeyp
 
     keras_adam = optim.resolve({"name": "adam", "flavor": "keras"})
     assert f"beta_2={keras_adam['beta_2']}," in words and "epsilon=1e-07," in words
+
+
+def test_the_paths_subcommand_declares_its_arguments_from_its_module(capsys):
+    """`cnnbench paths` imports its module (report/optimizer_paths.py) only when asked, for its arguments."""
+    with pytest.raises(SystemExit) as e:
+        main(["paths", "--help"])
+    assert e.value.code == 0 and "--surface" in capsys.readouterr().out
+
+
+def test_list_executors_and_their_declared_options(capsys):
+    assert main(["list", "executors"]) == 0
+    out = capsys.readouterr().out
+    assert "local" in out and "address=null, cpus_per_run=1, gpus_per_run=0" in out
+    assert main(["list", "executors", "ray"]) == 0
+    out = capsys.readouterr().out
+    assert "cpus_per_run" in out and "a number > 0" in out and "a number >= 0" in out
+    assert main(["list", "executors", "slurm"]) == 2
+    assert capsys.readouterr().err.strip() == "cnnbench: error: unknown executor 'slurm'; see `cnnbench list executors`"

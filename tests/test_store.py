@@ -112,13 +112,13 @@ def test_store_metrics_are_names_of_the_metric_table():
 def test_run_stores_the_analysis_section_in_meta(tmp_path, monkeypatch):
     import json
 
-    from cnnbench.runs import runner
+    from cnnbench.runs import runner, study_run
     from cnnbench.spec import study
 
     s = study.parse_text('name = "a"\nepochs = 1\n[analysis]\nmetric = "test_ece"\nrope = 0.02\n'
                          'cells = ["dataset", "model"]\n')
     p = runner.plan(s, output=tmp_path, download=False)
-    monkeypatch.setattr(runner, "_run_phase", lambda *args, **kwargs: None)  # no training: only what is stored
+    monkeypatch.setattr(study_run.StudyRun, "phase", lambda *args, **kwargs: None)  # no training: only what is stored
     runner.run_plan(p, data_dir=None, device="cpu")
     store = Store.open_existing(tmp_path)
     stored = json.loads(store.get_meta("analysis"))
@@ -197,3 +197,19 @@ def test_an_old_study_db_gains_the_custom_metrics_table_and_column(tmp_path):
     store.finish("k", "done", {"test_acc": 0.9}, custom_metrics={"test_my_metric": 0.4, "val_my_metric": float("nan")})
     assert store.run("k")["custom_metrics"] == {"test_my_metric": 0.4, "val_my_metric": None}
     store.close()
+
+
+def test_checkpoint_and_model_paths_and_a_checkpoint_set_aside(tmp_path):
+    import re
+
+    from cnnbench.store import checkpoints
+
+    assert checkpoints.checkpoint_path(tmp_path, "abc") == tmp_path / "checkpoints" / "abc.pt"
+    assert checkpoints.model_path(str(tmp_path), "abc") == tmp_path / "models" / "abc.pt"
+    path = checkpoints.checkpoint_path(tmp_path, "abc")
+    path.parent.mkdir()
+    path.write_bytes(b"another run's weights")
+    aside = checkpoints.set_aside(path, "foreign")
+    assert not path.exists() and aside.parent == path.parent
+    assert re.fullmatch(r"abc\.pt\.foreign-\d{8}T\d{6}", aside.name), aside.name
+    assert aside.read_bytes() == b"another run's weights"

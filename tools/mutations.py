@@ -125,7 +125,7 @@ MUTATIONS = [
     Mutation("history-rows-after-resume-kept", "store/db.py",
              'c.execute("DELETE FROM history WHERE run_key = ? AND epoch > ?", (key, epoch))', "pass",
              ("tests/test_store.py",)),
-    Mutation("diverged-run-rerun", "runs/runner.py",
+    Mutation("diverged-run-rerun", "runs/plan.py",
              'FINISHED = ("done", "diverged")', 'FINISHED = ("done",)', ("tests/test_mutations_killed.py",)),
 ]
 

@@ -24,14 +24,17 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import UserError
+from .runs.progress import StudyProgress, show_plan
 from .spec.study import StudySpec
+
+if TYPE_CHECKING:
+    from .report.notebook import ReportView, comparison_html
 
 __all__ = ["ReportView", "RunResult", "Study", "StudyProgress", "builtin_studies", "comparison_html", "report"]
 
-FINISHED = ("done", "diverged")
 
 
 @dataclass
@@ -141,7 +144,7 @@ class Study:
         return f"Study({self.name!r}, {len(self.runs)} runs, source={self.source!r})"
 
     def _dir(self, output) -> Path:
-        from .runs.runner import study_dir_for
+        from .runs.plan import study_dir_for
 
         return study_dir_for(self.spec, output if output is not None else self.output)
 
@@ -151,17 +154,17 @@ class Study:
              device: str = "auto", workers: int | str = "auto", executor: str = "local",
              cpus_per_run: float = 1, gpus_per_run: float = 0, tensorboard: bool = False,
              mlflow: str | None = None):
-        """What `run` would do, without doing it: a `cnnbench.runs.runner.Plan` (`.runs` that can run here,
+        """What `run` would do, without doing it: a `cnnbench.runs.plan.Plan` (`.runs` that can run here,
         `.statuses` of the stored runs, `.todo`, `.done`, `.skipped` datasets, `.study_dir`, `.frame()`).
 
         Checks everything `run` checks with the same arguments (the spec against its data, the device,
         workers, the executor, the loggers) and raises the same `UserError`; writes nothing: no
         download (a missing dataset is reported as missing), the study directory only read."""
-        data_dir = self._check(data_dir, device, workers, executor, cpus_per_run, gpus_per_run, tensorboard,
-                               mlflow)[0]
-        from .runs import runner
+        data_dir = self._check(data_dir, device, workers, tensorboard, mlflow)[0]
+        _executor_options(executor, None, cpus_per_run, gpus_per_run)
+        from .runs import plan as planning
 
-        return runner.plan(self.spec, output if output is not None else self.output, data_dir, download=False,
+        return planning.plan(self.spec, output if output is not None else self.output, data_dir, download=False,
                            read_only=True)
 
     def estimate(self, output: str | os.PathLike | None = None, *, data_dir: str | os.PathLike | None = None,
@@ -170,13 +173,13 @@ class Study:
         `.line()`, `.exceeds_hour`), from the study's finished runs, else from a short calibration (a
         few training steps per model/dataset/batch size, at most ~20 s in all; `calibrate=False`: none).
         Writes nothing. `plan`: a plan already made with the same arguments (else `plan(...)` makes one)."""
-        from .runs import runner
         from .runs.estimate import estimate
+        from .runs.plan import check_data_dir
 
         if plan is None:
             plan = self.plan(output, data_dir=data_dir, device=device, workers=workers)
         return estimate(plan, workers=_workers(workers), device=device, calibrate=calibrate,
-                        data_dir=runner.check_data_dir(None if data_dir is None else str(data_dir)))
+                        data_dir=check_data_dir(None if data_dir is None else str(data_dir)))
 
     def run(self, output: str | os.PathLike | None = None, *, data_dir: str | os.PathLike | None = None,
             device: str = "auto", workers: int | str = "auto", executor: str = "local",
@@ -199,19 +202,20 @@ class Study:
         `verbose` (Keras' word): "auto" or 1 shows the plan and the progress (`StudyProgress`: live in
         a terminal or a notebook with ipywidgets, else a line per finished run), 2 a line per finished
         run and per epoch, 0 nothing. A run that fails does not raise: it is in `RunResult.failed`."""
-        from .runs import runner
+        from .runs import plan as planning
+        from .runs import study_run
 
-        data_dir, workers = self._check(data_dir, device, workers, executor, cpus_per_run, gpus_per_run,
-                                        tensorboard, mlflow)
+        data_dir, workers = self._check(data_dir, device, workers, tensorboard, mlflow)
+        executor_options = _executor_options(executor, ray_address, cpus_per_run, gpus_per_run)
         if verbose not in ("auto", 0, 1, 2):
             raise UserError(f"verbose must be 'auto', 0, 1 or 2 (as Keras' fit), got {verbose!r}")
         out = output if output is not None else self.output
-        p = runner.plan(self.spec, out, data_dir, download=True)
+        p = planning.plan(self.spec, out, data_dir, download=True)
         if on_plan is not None:
             on_plan(p)
         display = None
         if verbose and p.runs:
-            display = _show_plan(p, live=False if verbose == 2 else None)
+            display = show_plan(p, live=False if verbose == 2 else None)
 
         def events(event: dict) -> None:
             if display is not None:
@@ -225,13 +229,12 @@ class Study:
             raise UserError(f"{self.source}: no run can start: every dataset is missing ({detail})")
         if output is not None:
             self.output = output
-        finished_before = {k for k, status in p.statuses.items() if status in FINISHED}
+        finished_before = {k for k, status in p.statuses.items() if status in planning.FINISHED}
         t0 = time.perf_counter()
         try:
-            runner.run_plan(p, data_dir=data_dir, device=device, workers=workers, progress=events,
-                            executor=executor, ray_options={"address": ray_address, "cpus_per_run": cpus_per_run,
-                                                            "gpus_per_run": gpus_per_run},
-                            tensorboard=tensorboard, mlflow=mlflow)
+            study_run.run_plan(p, data_dir=data_dir, device=device, workers=workers, progress=events,
+                               executor=executor, executor_options=executor_options, tensorboard=tensorboard,
+                               mlflow=mlflow)
         finally:
             if display is not None:
                 display.__exit__(None, None, None)
@@ -246,13 +249,12 @@ class Study:
                                   (f"; report: {result.report}" if result.report else ""), soft_wrap=True)
         return result
 
-    def _check(self, data_dir, device, workers, executor, cpus_per_run, gpus_per_run, tensorboard,
-               mlflow) -> tuple[str | None, int | str]:
+    def _check(self, data_dir, device, workers, tensorboard, mlflow) -> tuple[str | None, int | str]:
         """The run's options, checked before anything is written: (data_dir, workers)."""
         from .engine.train import resolve_device
-        from .runs import runner
+        from .runs.plan import check_data_dir
 
-        data_dir = runner.check_data_dir(None if data_dir is None else str(data_dir))
+        data_dir = check_data_dir(None if data_dir is None else str(data_dir))
         resolve_device(device)  # refuse an unavailable device before writing anything
         workers = _workers(workers)
         if tensorboard:
@@ -267,17 +269,6 @@ class Study:
             except ImportError:
                 raise UserError('--mlflow needs MLflow: pip install mlflow-skinny (or pip install -e ".[loggers]" '
                                 'in the cnnbench checkout)') from None
-        if executor not in ("local", "ray"):
-            raise UserError(f"--executor must be 'local' or 'ray', got {executor!r}")
-        if executor == "ray":
-            try:
-                import ray  # noqa: F401
-            except ImportError:
-                raise UserError('--executor ray needs Ray: pip install "ray[default]" (or pip install -e ".[ray]" '
-                                'in the cnnbench checkout)') from None
-            if not cpus_per_run > 0 or not gpus_per_run >= 0:
-                raise UserError(f"--cpus-per-run must be > 0 and --gpus-per-run >= 0, got {cpus_per_run:g} "
-                                f"and {gpus_per_run:g}")
         return data_dir, workers
 
     # --- results --------------------------------------------------------------------------------
@@ -310,7 +301,9 @@ class Study:
 
         study_dir = self._dir(output)
         _check_owner(study_dir, self.name)
-        _register_notebook_html()
+        from .report.notebook import register_notebook_html
+
+        register_notebook_html()
         return analysis.compare_study(study_dir, metric=metric, **settings)
 
     def report(self, output: str | os.PathLike | None = None, *, report_dir: str | os.PathLike | None = None,
@@ -325,65 +318,10 @@ class Study:
     def show_report(self, output: str | os.PathLike | None = None, *, height: int = 700) -> ReportView:
         """The study's report.html, shown inline when it is a notebook cell's value (written first
         if the study directory has none yet)."""
+        from .report.notebook import ReportView
+
         path = self._dir(output) / "report" / "report.html"
         return ReportView(path if path.is_file() else self.report(output), height)
-
-
-@dataclass
-class ReportView:
-    """A report.html a notebook shows inline (in an iframe: the report's own styles stay its own)."""
-
-    path: Path
-    height: int = 700
-
-    def _repr_html_(self) -> str:
-        import html
-
-        page = self.path.read_text(encoding="utf-8")
-        return (f'<iframe srcdoc="{html.escape(page, quote=True)}" style="width: 100%; height: {self.height}px; '
-                f'border: 1px solid #ddd" title="{html.escape(str(self.path))}"></iframe>')
-
-
-def comparison_html(sc) -> str:
-    """A `StudyComparison` as HTML (what a notebook shows for `study.compare()`): the verdict, notes and
-    each cell's ranked table, in the terminal tables' words (`report.tables`)."""
-    import html
-
-    from .report import tables
-
-    def table(title: str, t) -> str:
-        head = "".join(f"<th>{html.escape(h)}</th>" for h in t.header)
-        body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in t.text_rows())
-        return (f"<table><caption style='text-align: left'><b>{html.escape(title)}</b></caption>"
-                f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
-
-    parts = [f"<p><b>Verdict:</b> {html.escape(sc.verdict)}</p>"]
-    parts += [f"<p><i>note: {html.escape(n)}</i></p>" for n in sc.notes]
-    for cell in sc.cells:
-        where = "" if len(sc.cells) == 1 else f" in {cell.name}"
-        parts.append(table(f"Configurations ranked by {sc.metric.label}{where}", tables.ranking(cell.comparison,
-                                                                                                 sc.metric)))
-        parts += [f"<p><i>note: {html.escape(n)}</i></p>" for n in cell.comparison.notes]
-    if sc.across is not None:
-        parts.append(table(f"Across cells ({' × '.join(sc.cell_keys)} as blocks)", tables.ranking(sc.across,
-                                                                                                   sc.metric)))
-    return "\n".join(parts)
-
-
-def _register_notebook_html() -> None:
-    """In IPython (a notebook), show a `StudyComparison` as `comparison_html` (IPython's formatter for
-    a type we do not define; a terminal IPython ignores HTML)."""
-    import sys
-
-    if "IPython" not in sys.modules:
-        return
-    from IPython import get_ipython
-
-    shell = get_ipython()
-    if shell is not None:
-        from .analysis.evidence import StudyComparison
-
-        shell.display_formatter.formatters["text/html"].for_type(StudyComparison, comparison_html)
 
 
 def report(study_dirs, output: str | os.PathLike | None = None, metric: str | None = None) -> Path:
@@ -402,6 +340,18 @@ def builtin_studies() -> list[str]:
 
 
 # --- helpers --------------------------------------------------------------------------------------
+
+
+def _executor_options(executor: str, address: str | None, cpus_per_run: float, gpus_per_run: float) -> dict:
+    """The options of `executor` (an entry of `runs.executors.REGISTRY`) among those `run` takes, checked
+    by building it (an unknown name, a bad option or Ray missing: one line)."""
+    from .runs import executors
+
+    entry = executors.REGISTRY.entry(executor)
+    given = {"address": address, "cpus_per_run": cpus_per_run, "gpus_per_run": gpus_per_run}
+    options = {k: v for k, v in given.items() if k in entry.options}
+    executors.get(entry.name, **options)
+    return options
 
 
 def _workers(value) -> int | str:
@@ -475,211 +425,11 @@ def _to_toml(data: dict, source: str) -> str:
                         "study file would") from None
 
 
-# --- progress ---------------------------------------------------------------------------------------
+def __getattr__(name: str):
+    """`ReportView` and `comparison_html` (report/notebook.py), imported when asked: the report's modules
+    import pandas, which `import cnnbench.api` does not need."""
+    if name in ("ReportView", "comparison_html"):
+        from .report import notebook
 
-
-def _show_plan(p, live: bool | None) -> StudyProgress:
-    """Print what `run` will do and start the progress display (Study.run's verbose)."""
-    todo = p.todo
-    what = "learning-rate search runs" if p.study.meta.tuning else "runs"
-    display = StudyProgress(live=live, epochs=live is False, plan=p)
-    display.console.print(f"study {p.study.name}: {len(p.runs)} {what}, {len(p.runs) - len(todo)} already "
-                          f"finished, {len(todo)} to run → {p.study_dir}", soft_wrap=True)
-    return display.__enter__()
-
-
-def _console():
-    """A console for progress and tables: user text printed as it is (no rich markup)."""
-    from rich.console import Console
-
-    return Console(highlight=False, markup=False)
-
-
-def _live_possible(console) -> bool:
-    """Whether a live (redrawn) display works here: a terminal, or a notebook with ipywidgets (rich's
-    Jupyter display needs it)."""
-    if console.is_jupyter:
-        import importlib.util
-
-        return importlib.util.find_spec("ipywidgets") is not None
-    return bool(console.is_terminal) and not console.is_dumb_terminal
-
-
-class StudyProgress:
-    """What `Study.run` and `cnnbench run` show while a study trains; `update` takes the progress events.
-
-    Live (a terminal, or a notebook with ipywidgets): one bar for the study (runs done / runs so far,
-    elapsed, an ETA from the epochs this call has trained per second) and a line per run in
-    progress: its epoch, its last loss (and accuracy, validation accuracy), its label (and, in a study
-    with a learning-rate search, its rate) and seed. Otherwise (a log file, a notebook without
-    ipywidgets): a line per finished run, with `epochs=True` a line per epoch too.
-
-    Runs arrive as "queued" events, in several batches for some studies (a [tuning] study queues its
-    final runs once the search is done; an event may say `at_most` runs will come in all): the count
-    shows the runs announced so far and, while more can come, "of at most N"."""
-
-    def __init__(self, console=None, *, live: bool | None = None, epochs: bool = False, plan=None):
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-        from rich.table import Column
-
-        self.console = console if console is not None else _console()
-        self.live = _live_possible(self.console) if live is None else live
-        self.epochs_lines, self.plan = epochs, plan
-        self.runs_total = self.runs_done = 0
-        self.at_most: int | None = None
-        self.epochs: dict[str, int] = {}
-        self.names: dict[str, str] = {}
-        self.seen: dict[str, int] = {}
-        self.run_tasks: dict[str, Any] = {}
-        self.trained = 0  # epochs trained by this call (not those of resumed runs done before)
-        self.t0: float | None = None
-        self.progress = Progress(TextColumn("{task.fields[runs]}", markup=False, style="bold"),
-                                 BarColumn(bar_width=self._bar()), TextColumn("{task.percentage:>3.0f}%"),
-                                 TimeElapsedColumn(), _eta_column(),
-                                 TextColumn("{task.description}", markup=False,
-                                            table_column=Column(no_wrap=True, overflow="ellipsis")),
-                                 console=self.console, transient=False, disable=not self.live)
-        self.task = self.progress.add_task("", total=0, runs="0/0 runs", eta_at=None)
-
-    def __enter__(self):
-        self.progress.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        return self.progress.__exit__(*exc)
-
-    def _runs(self) -> str:
-        bound = f" of at most {self.at_most}" if self.at_most is not None and self.at_most > self.runs_total else ""
-        return f"{self.runs_done}/{self.runs_total}{bound} runs"
-
-    def _name(self, key: str, label: str, seed) -> str:
-        """The run's label and seed; in a study with a learning-rate search, also its rate."""
-        name = f"{label} seed={seed}"
-        study = getattr(self.plan, "study", None)
-        if study is not None and study.meta.tuning and "learning_rate" not in label:
-            run = next((r for r in self.plan.runs if r.key == key), None)
-            optimizer = run.config.get("optimizer") if run is not None else None
-            lr = optimizer.get("learning_rate") if isinstance(optimizer, dict) else None
-            if isinstance(lr, (int, float)):
-                name = f"{label} lr={lr:g} seed={seed}"
-        return name
-
-    def _queued(self, event: dict) -> None:
-        first = self.t0 is None
-        if first:
-            self.t0 = time.monotonic()
-        for r in event["runs"]:
-            self.epochs[r["key"]] = r["epochs"]
-            self.names[r["key"]] = self._name(r["key"], r["label"], r.get("seed"))
-        self.runs_total += len(event["runs"])
-        study = getattr(self.plan, "study", None)
-        if "at_most" in event:  # the runner knows a bound
-            self.at_most = event["at_most"]
-        elif first and study is not None and study.meta.tuning:
-            # the search's runs; the final runs follow: at most each configuration × the study's seeds
-            self.at_most = self.runs_total + len({r.label for r in self.plan.runs}) * len(study.meta.seeds)
-        else:
-            self.at_most = None  # the final runs are queued: the count is exact
-        self.progress.update(self.task, total=sum(self.epochs.values()), runs=self._runs(), eta_at=self._eta_at())
-
-    def _eta_at(self) -> float | None:
-        """When the study should end at the throughput so far (epochs trained per second since the first
-        run was queued, workers together); None before the first epoch."""
-        if self.t0 is None or not self.trained:
-            return None
-        now = time.monotonic()
-        left = sum(self.epochs.values()) - sum(self.seen.values())
-        return now + left * (now - self.t0) / self.trained
-
-    def update(self, event: dict) -> None:
-        kind = event["event"]
-        if kind == "queued":
-            self._queued(event)
-            return
-        key = event["key"]
-        name = self.names.get(key) or event.get("label", key)
-        if kind == "epoch":
-            # a resumed run reports its first new epoch > 1: count the epochs it had already done
-            advance = event["epoch"] - self.seen.get(key, 0)
-            self.trained += 1
-            self.seen[key] = event["epoch"]
-            logs = event.get("logs") or {}
-            self.progress.update(self.task, advance=advance, eta_at=self._eta_at())
-            line = self._fit(f"{_logs_text(logs, short=True)} · {name}")
-            epoch = f"  ↳ epoch {event['epoch']}/{event['epochs']}"
-            if key not in self.run_tasks:
-                self.run_tasks[key] = self.progress.add_task(line, total=event["epochs"], runs=epoch, eta_at=None)
-            self.progress.update(self.run_tasks[key], completed=event["epoch"], description=line, runs=epoch)
-            if not self.live and self.epochs_lines:
-                self._print(f"epoch {event['epoch']}/{event['epochs']} {name}: {_logs_text(logs)}")
-            return
-        if kind == "batch":  # within an epoch: how far it is, and the running loss
-            if key in self.run_tasks:
-                done = event["epoch"] - 1 + event["batch"] / event["steps"]
-                line = self._fit(f"{_logs_text(event.get('logs') or {}, short=True)} · {name}")
-                self.progress.update(self.run_tasks[key], completed=done, description=line,
-                                     runs=f"  ↳ epoch {event['epoch']}/{event['epochs']}")
-            return
-        if kind == "started":
-            if key not in self.run_tasks:
-                self.run_tasks[key] = self.progress.add_task(self._fit(f"starting · {name}"), total=event["epochs"],
-                                                             runs=f"  ↳ epoch 0/{event['epochs']}", eta_at=None)
-            return
-        if kind == "evaluating":
-            if key in self.run_tasks:
-                self.progress.update(self.run_tasks[key], description=self._fit(f"evaluating · {name}"))
-            return
-        self.runs_done += 1
-        rest = self.epochs.get(key, 0) - self.seen.get(key, 0)  # early stopping / divergence
-        self.seen[key] = self.epochs.get(key, 0)
-        self.progress.update(self.task, advance=max(rest, 0), runs=self._runs())
-        if key in self.run_tasks:
-            self.progress.remove_task(self.run_tasks.pop(key))
-        if not self.live:
-            self._print(f"[{self._runs().removesuffix(' runs')}] {event.get('status', 'done')}: {name}")
-
-    def _bar(self) -> int:
-        return 20 if self.console.width >= 120 else 10
-
-    def _fit(self, text: str) -> str:
-        """`text` cut to what the line has left after the counts, bar and times (rich would squeeze
-        the other columns instead): the counts' column, the bar, "100%", "0:00:00", "ETA 0:00:00" and
-        the spaces between the six columns."""
-        room = self.console.width - max(len(self._runs()), 16) - self._bar() - 4 - 7 - 11 - 5 - 1
-        return text if len(text) <= room else text[:max(room - 1, 8)] + "…"
-
-    def _print(self, line: str) -> None:
-        from rich.text import Text
-
-        self.console.print(Text(line), soft_wrap=True)  # a label is the user's text, not rich markup
-        self.console.file.flush()
-
-
-def _logs_text(logs: dict, short: bool = False) -> str:
-    """An epoch's loss and accuracies: "loss 0.3124 acc 0.912 val_loss 0.3301 val_acc 0.905" (`short`:
-    without val_loss, for a live line)."""
-    shown = {"loss": "loss", "accuracy": "acc", "val_loss": "val_loss", "val_accuracy": "val_acc"}
-    if short:
-        del shown["val_loss"]
-    return " ".join(f"{short} {logs[k]:.4g}" if "loss" in k else f"{short} {logs[k]:.3f}"
-                    for k, short in shown.items() if isinstance(logs.get(k), (int, float)))
-
-
-def _eta_column():
-    """"ETA 0:01:23": the time left at the throughput this call has had so far (epochs trained per
-    second since the first run was queued, workers together), counting down between epochs; "ETA –"
-    until the first epoch ends."""
-    from rich.progress import ProgressColumn
-    from rich.text import Text
-
-    class Eta(ProgressColumn):
-        max_refresh = 0.5
-
-        def render(self, task):
-            eta_at = task.fields.get("eta_at")
-            if eta_at is None:
-                return Text("" if str(task.fields.get("runs", "")).startswith("  ↳") else "ETA –")
-            left = max(0, int(eta_at - time.monotonic()))
-            return Text(f"ETA {left // 3600}:{left // 60 % 60:02d}:{left % 60:02d}")
-
-    return Eta()
+        return getattr(notebook, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -40,8 +40,8 @@ from pathlib import Path
 from typing import Any
 
 from ..spec.study import canonical
+from .plan import FINISHED
 
-FINISHED = ("done", "diverged")
 # What decides a run's speed (besides whether it augments); loss, optimizer, seed and epochs do not.
 SPEED_KEYS = ("dataset", "model", "batch_size", "precision", "micro_batch_size", "validation_split", "targets",
               "metrics")
@@ -254,7 +254,7 @@ def calibrate_run(run, data_dir: str | None, device, budget_s: float = GROUP_BUD
 
     cfg = dict(run.config)
     dataset = {**cfg["dataset"], "download": False}  # the plan has it; use its copy if loaded so
-    if (canonical(dataset), data_dir) in execution._DATASETS:
+    if execution.dataset_loaded(dataset, data_dir):
         cfg["dataset"] = dataset
     model = cfg["model"]
     if isinstance(model, dict) and model.get("weights") not in (None, "none"):
@@ -298,24 +298,14 @@ def calibrate_run(run, data_dir: str | None, device, budget_s: float = GROUP_BUD
 
 def estimate(plan, *, workers: int | str = "auto", device: str = "auto", data_dir: str | None = None,
              calibrate: bool = True, budget_s: float = TOTAL_BUDGET_S) -> Estimate:
-    """The wall time `runner.run_plan(plan, ...)` would take here (see the module docstring); reads
+    """The wall time `study_run.run_plan(plan, ...)` would take here (see the module docstring); reads
     the study directory only. `calibrate=False`: only the finished runs' numbers (groups without
     any are left out, and the estimate is a lower bound)."""
     from ..engine.train import resolve_device
     from .executors.local import plan_workers
 
     dev = resolve_device(device)
-    store = _open_store(plan.study_dir)
-    stored_runs, history, chosen = [], [], {}
-    if store is not None:
-        try:
-            stored_runs, history = store.runs(), store.history()
-            if plan.study.meta.tuning is not None and stored_runs:
-                from .. import analysis
-
-                chosen = analysis.chosen_learning_rates(analysis.runs_frame(store), plan.study.meta.tuning.metric)
-        finally:
-            store.close()
+    stored_runs, history, chosen = _stored(plan)
     speeds = measured_speeds(stored_runs, history, this_machine(dev))
     measured_keys = set(speeds)
     stored = {r["key"]: r for r in stored_runs}
@@ -326,45 +316,16 @@ def estimate(plan, *, workers: int | str = "auto", device: str = "auto", data_di
     finished_finals = 0 if plan.study.meta.tuning is None else sum(
         plan.statuses.get(r.key) in FINISHED and r.key not in searched for r in plan.study.final_runs(chosen))
     notes: list[str] = []
-    calibration_s, calibrated = 0.0, 0
     needed: dict[str, Any] = {}
     for run in [*search, *finals]:
         needed.setdefault(speed_key(run.config), run)
     missing = [key for key in needed if key not in speeds]
+    calibration_s, calibrated = 0.0, 0
     if missing and calibrate:
-        t0 = time.perf_counter()
-        for i, key in enumerate(missing):
-            left = budget_s - (time.perf_counter() - t0)
-            if left <= 0:
-                notes.append(f"{len(missing) - i} of {len(missing)} model/dataset/batch-size groups not calibrated "
-                             f"(the calibration stops after {budget_s:.0f} s); their runs are not counted")
-                break
-            run = needed[key]
-            try:
-                speeds[key] = calibrate_run(run, data_dir, dev, min(GROUP_BUDGET_S, left))
-                calibrated += 1
-            except (KeyboardInterrupt, SystemExit):
-                raise
-            except Exception as e:  # the run itself will report it; the estimate goes on without it
-                first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-                notes.append(f"calibrating {run.label} failed ({first[:160]}); its runs are not counted")
-        calibration_s = time.perf_counter() - t0
+        calibration_s, calibrated = _calibrate(needed, missing, speeds, data_dir, dev, budget_s, notes)
     elif missing:
         notes.append(f"{len(missing)} model/dataset/batch-size group{_s(len(missing))} without a finished run to "
                      "measure (calibration off); their runs are not counted")
-
-    def seconds(run) -> float | None:
-        speed = speeds.get(speed_key(run.config))
-        if speed is None:
-            return None
-        epochs = run.config["epochs"]
-        row = stored.get(run.key)
-        if row is not None:  # an interrupted run resumes from its checkpoint
-            from .one_run import checkpoint_path
-
-            if checkpoint_path(plan.study_dir, run.key).exists():
-                epochs = max(0, epochs - (row["epochs_done"] or 0))
-        return epochs * speed.epoch_s + speed.overhead_s
 
     total, unknown, per_run, n_workers = 0.0, 0, [], 1
     for phase in (search, finals):
@@ -372,16 +333,15 @@ def estimate(plan, *, workers: int | str = "auto", device: str = "auto", data_di
             continue
         phase_workers, _ = plan_workers(workers, len(phase), str(device))
         n_workers = max(n_workers, phase_workers)
+        # runs timed alone (calibrated) train slower side by side with others on the CPU
+        slowdown = PARALLEL_SLOWDOWN if dev.type == "cpu" and phase_workers > 1 else 1.0
         times = []
         for run in phase:
-            s = seconds(run)
+            s = _run_seconds(plan, speeds, stored, run)
             if s is None:
                 unknown += 1
                 continue
-            if (dev.type == "cpu" and phase_workers > 1
-                    and speed_key(run.config) not in measured_keys):
-                s *= PARALLEL_SLOWDOWN
-            times.append(s)
+            times.append(s if speed_key(run.config) in measured_keys else s * slowdown)
         per_run.extend(times)
         total += list_schedule(times, phase_workers) if times else 0.0
     used = {speed_key(r.config) for r in [*search, *finals]} & measured_keys
@@ -392,6 +352,60 @@ def estimate(plan, *, workers: int | str = "auto", device: str = "auto", data_di
                     calibrated_groups=calibrated, calibration_s=calibration_s, unknown_runs=unknown,
                     worst_case=getattr(plan.study.meta, "racing", None) is not None,
                     tuning=plan.study.meta.tuning is not None, notes=notes, run_seconds=per_run)
+
+
+def _stored(plan) -> tuple[list, list, dict[str, float]]:
+    """(the stored runs, their history, the learning rates a [tuning] search chose so far)."""
+    store = _open_store(plan.study_dir)
+    if store is None:
+        return [], [], {}
+    try:
+        stored_runs, history, chosen = store.runs(), store.history(), {}
+        if plan.study.meta.tuning is not None and stored_runs:
+            from .. import analysis
+
+            chosen = analysis.chosen_learning_rates(analysis.runs_frame(store), plan.study.meta.tuning.metric)
+        return stored_runs, history, chosen
+    finally:
+        store.close()
+
+
+def _calibrate(needed: dict[str, Any], missing: list[str], speeds: dict, data_dir: str | None, dev,
+               budget_s: float, notes: list[str]) -> tuple[float, int]:
+    """Time a few steps of one run of each `missing` speed group into `speeds`, within `budget_s` in all;
+    what could not be timed is said in `notes`. Returns (seconds spent, groups calibrated)."""
+    t0, calibrated = time.perf_counter(), 0
+    for i, key in enumerate(missing):
+        left = budget_s - (time.perf_counter() - t0)
+        if left <= 0:
+            notes.append(f"{len(missing) - i} of {len(missing)} model/dataset/batch-size groups not calibrated "
+                         f"(the calibration stops after {budget_s:.0f} s); their runs are not counted")
+            break
+        run = needed[key]
+        try:
+            speeds[key] = calibrate_run(run, data_dir, dev, min(GROUP_BUDGET_S, left))
+            calibrated += 1
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as e:  # the run itself will report it; the estimate goes on without it
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            notes.append(f"calibrating {run.label} failed ({first[:160]}); its runs are not counted")
+    return time.perf_counter() - t0, calibrated
+
+
+def _run_seconds(plan, speeds: dict, stored: dict[str, dict], run) -> float | None:
+    """One run's time alone (None: its group has no speed); an interrupted run resumes from its checkpoint."""
+    speed = speeds.get(speed_key(run.config))
+    if speed is None:
+        return None
+    epochs = run.config["epochs"]
+    row = stored.get(run.key)
+    if row is not None:
+        from ..store.checkpoints import checkpoint_path
+
+        if checkpoint_path(plan.study_dir, run.key).exists():
+            epochs = max(0, epochs - (row["epochs_done"] or 0))
+    return epochs * speed.epoch_s + speed.overhead_s
 
 
 def _final_runs(plan, chosen: dict[str, float]) -> tuple[list, int]:

@@ -5,6 +5,11 @@ and split its dataset, `fit` with a per-epoch checkpoint and a history row per e
 test and validation sets (`evaluate`: the run's own loss and accuracy, and the loss-independent
 top-5 accuracy, NLL, ECE and macro-F1), count its parameters and FLOPs, record the outcome. A run that
 fails or diverges is recorded as such; the study goes on.
+
+Its steps, one function each: `prepare` (the data) -> `_train` (callbacks that record each epoch, `fit`
+with the checkpoint of `store.checkpoints`) -> `_evaluate_and_record` (the row from the history, `_test`
+on the test and validation sets, `_save_model`, `store.finish`). The loggers (TensorBoard, MLflow) are
+in runs/loggers.py.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from typing import Any
 import torch
 
 from ..errors import EnvironmentFault, UserError, environment_fault
+from ..store.checkpoints import checkpoint_path, model_path
 from ..store.db import Store
 
 ProgressFn = Callable[[dict[str, Any]], None]
@@ -102,6 +108,18 @@ _DATASETS: dict[tuple[str, str | None], Any] = {}
 _STORES: dict[str, Store] = {}
 
 
+def dataset_loaded(spec: dict[str, Any], data_dir: str | None) -> bool:
+    """Whether this process has dataset `spec` from `data_dir` loaded already."""
+    from ..spec.study import canonical
+
+    return (canonical(spec), data_dir) in _DATASETS
+
+
+def forget_datasets() -> None:
+    """Drop the datasets this process loaded (a parent whose workers load their own copies)."""
+    _DATASETS.clear()
+
+
 def load_dataset(spec: dict[str, Any], data_dir: str | None):
     from .. import data
     from ..spec.study import canonical
@@ -112,127 +130,11 @@ def load_dataset(spec: dict[str, Any], data_dir: str | None):
     return _DATASETS[key]
 
 
-def _store(study_dir: str) -> Store:
+def open_store(study_dir: str) -> Store:
+    """The study's store in this process, opened once."""
     if study_dir not in _STORES:
         _STORES[study_dir] = Store(Path(study_dir) / "study.db")
     return _STORES[study_dir]
-
-
-def checkpoint_path(study_dir: str | Path, key: str) -> Path:
-    return Path(study_dir) / "checkpoints" / f"{key}.pt"
-
-
-def _tensorboard_writer(task: Task):
-    """A TensorBoard writer for one run (`pip install tensorboard`); runs of a configuration sit
-    side by side, so `tensorboard --logdir STUDY_DIR/tensorboard` compares configurations."""
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        raise UserError('--tensorboard needs the tensorboard package: pip install "cnnbench[loggers]"') from None
-    safe = "".join(c if c.isalnum() or c in "=._-" else "_" for c in task.label)[:120]
-    run_dir = f"seed={task.config['seed']}_{task.key[:8]}"
-    return SummaryWriter(str(Path(task.study_dir) / "tensorboard" / safe / run_dir))
-
-
-def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
-    """A resolved config as MLflow params: nested keys joined by dots, values as JSON-ish text."""
-    out: dict[str, str] = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(flatten(value, name + "."))
-        else:
-            out[name] = "None" if value is None else str(value)
-    return out
-
-
-class MlflowRun:
-    """One cnnbench run as one MLflow run (`--mlflow URI`): experiment = the study's name, run name =
-    the label and seed; tags study, label, seed, run_key, status; params = the resolved config
-    flattened; metrics = each epoch's logs (step = the epoch, 0-based as Keras' callbacks count) and
-    the final metrics. A resumed run continues its MLflow run (found by its run_key tag). MLflow
-    failing never fails the run: the first error is logged in one line and tracking stops."""
-
-    def __init__(self, task: Task):
-        try:
-            from mlflow.tracking import MlflowClient
-        except ImportError:
-            raise UserError('--mlflow needs MLflow: pip install mlflow-skinny '
-                            '(or pip install -e ".[loggers]")') from None
-        uri = task.mlflow
-        if uri.startswith("file:") or "://" not in uri:
-            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 asks file stores to opt in
-        self.run_id = None
-        try:
-            self.client = MlflowClient(tracking_uri=uri)
-            name = task.study or Path(task.study_dir).name
-            exp = self.client.get_experiment_by_name(name)
-            exp_id = exp.experiment_id if exp is not None else self.client.create_experiment(name)
-            found = self.client.search_runs([exp_id], filter_string=f"tags.run_key = '{task.key}'", max_results=1)
-            seed = task.config.get("seed")
-            if found:
-                self.run_id = found[0].info.run_id
-                self.client.update_run(self.run_id, status="RUNNING")
-                if found[0].data.params:
-                    return
-            else:
-                tags = {"study": name, "label": task.label, "seed": str(seed), "run_key": task.key}
-                run = self.client.create_run(exp_id, tags=tags, run_name=f"{task.label} seed={seed}")
-                self.run_id = run.info.run_id
-            from mlflow.entities import Param
-
-            params = [Param(k, v[:6000]) for k, v in flatten(task.config).items()]
-            for i in range(0, len(params), 100):  # MLflow takes at most 100 params per batch
-                self.client.log_batch(self.run_id, params=params[i:i + 100])
-        except Exception as e:
-            self._disable(e)
-
-    def _disable(self, e: Exception) -> None:
-        import logging
-
-        logging.getLogger("cnnbench").warning("cnnbench: MLflow logging stopped for this run: %s: %s",
-                                              type(e).__name__, str(e).splitlines()[0] if str(e) else "")
-        self.run_id = None
-
-    def _metrics(self, values: dict[str, Any], step: int):
-        from mlflow.entities import Metric
-
-        now = int(time.time() * 1000)
-        return [Metric(k, float(v), now, step) for k, v in values.items()
-                if isinstance(v, (int, float)) and not isinstance(v, bool)]
-
-    def log_epoch(self, epoch: int, logs: dict[str, float]) -> None:
-        if self.run_id is None:
-            return
-        try:
-            self.client.log_batch(self.run_id, metrics=self._metrics(logs, epoch))
-        except Exception as e:
-            self._disable(e)
-
-    def finish(self, status: str, metrics: dict[str, Any], facts: dict[str, Any]) -> None:
-        if self.run_id is None:
-            return
-        try:
-            final = {k: v for k, v in {**metrics, **facts}.items() if v is not None}
-            self.client.log_batch(self.run_id, metrics=self._metrics(final, 0))
-            self.client.set_tag(self.run_id, "status", status)
-            self.client.set_terminated(self.run_id, "FINISHED")
-        except Exception as e:
-            self._disable(e)
-        self.run_id = None
-
-    def abort(self, status: str = "KILLED") -> None:
-        if self.run_id is None:
-            return
-        try:
-            self.client.set_terminated(self.run_id, status)
-        except Exception:
-            pass
-        self.run_id = None
-
-
-def model_path(study_dir: str | Path, key: str) -> Path:
-    return Path(study_dir) / "models" / f"{key}.pt"
 
 
 def load_sample_weight(path: str | None, n_train: int):
@@ -362,45 +264,113 @@ def run_task(task: Task, progress: ProgressFn | None = None, store=None) -> str:
     opened once per process; the Ray executor passes a proxy to the driver's store)."""
     from ..engine.train import resolve_device
 
-    store = store if store is not None else _store(task.study_dir)
+    store = store if store is not None else open_store(task.study_dir)
     device = resolve_device(task.device)
     with run_threads(device):
         return _run_task(task, progress, store, device)
 
 
+def _event(progress: ProgressFn | None, task: Task, event: str, **fields) -> None:
+    if progress:
+        progress({"event": event, "key": task.key, "label": task.label, **fields})
+
+
 def _run_task(task: Task, progress: ProgressFn | None, store, device: torch.device) -> str:
-    from ..engine.train import Callback, LambdaCallback, evaluate, fit, forward_flops, parameter_count
+    """One run's life: marked running, trained with a checkpoint, evaluated, recorded. A run that fails
+    is recorded failed (the study goes on); an interruption or an environment fault is raised with the
+    run left 'running' and its checkpoint kept, for the next `cnnbench run` to resume."""
+    from .loggers import RunLoggers
 
     store.mark_running(task.key, environment(device))
-    if progress:  # a display shows the run from its start, not from its first epoch's end
-        progress({"event": "started", "key": task.key, "label": task.label, "epochs": task.config["epochs"]})
-    status = None
-    cfg = task.config
-    ckpt = checkpoint_path(task.study_dir, task.key)
-    parent = os.getppid()
+    # a display shows the run from its start, not from its first epoch's end
+    _event(progress, task, "started", epochs=task.config["epochs"])
     t0 = time.perf_counter()
+    loggers = RunLoggers(task)
+    status = None
+    try:
+        trained = _train(task, progress, store, loggers, device)
+        status = _evaluate_and_record(task, trained, progress, store, loggers, t0)
+    except (KeyboardInterrupt, SystemExit, EnvironmentFault):
+        # Leave the run 'running' with its checkpoint: the next `cnnbench run` resumes it. A full disk or
+        # a read-only directory stops the study (every other run would fail the same way).
+        raise
+    except Exception as e:  # a bug or an environment problem in one run must not end the study
+        status = "failed"
+        store.finish(task.key, status, error=_failure(e, task), seconds=time.perf_counter() - t0)
+    finally:
+        loggers.abort("FAILED" if status == "failed" else "KILLED")  # nothing left to end after a finish
+    _event(progress, task, "done", status=status)
+    return status
 
-    writer = _tensorboard_writer(task) if task.tensorboard else None
-    tracker = MlflowRun(task) if task.mlflow else None
+
+def _failure(e: Exception, task: Task) -> str:
+    """The error a failed run records: the user's one line, or the exception and the last frames. An
+    OSError that is an environment fault (a full disk, a read-only directory) is raised instead."""
+    if isinstance(e, UserError):
+        return str(e)
+    if isinstance(e, OSError):
+        fault = environment_fault(e, e.filename or Path(task.study_dir) / "study.db")
+        if fault is not None:
+            raise fault from None
+        return f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=-3)}"
+    detail = "".join(traceback.format_exception_only(type(e), e)).strip()
+    return f"{detail}\n{traceback.format_exc(limit=-3)}"
+
+
+@dataclass
+class Trained:
+    """What `fit` left for evaluation: the history (its `model` trained) and the run's data."""
+
+    history: Any
+    x: Any
+    val: tuple | None
+    x_test: Any
+    y_test: Any
+    num_classes: Any  # a count, or {output: count} for several outputs
+
+
+def _train(task: Task, progress: ProgressFn | None, store, loggers, device: torch.device) -> Trained:
+    """Prepare the run's data and fit it, resuming from and writing to its checkpoint every epoch."""
+    from ..engine.train import fit
+    from ..spec.study import build_callbacks
+
+    cfg = task.config
+    # The run's own callbacks (a study's callbacks = [...]) come first, so their checkpointed states
+    # keep their places; the recorder sees the logs last.
+    callbacks = [*build_callbacks(cfg.get("callbacks")), *_recording_callbacks(task, progress, store, loggers)]
+    x, y, val, x_test, y_test, num_classes, sample_weight = prepare(cfg, task.data_dir)
+    history = fit(cfg["model"], x, y, loss=cfg["loss"], optimizer=cfg["optimizer"], epochs=cfg["epochs"],
+                  batch_size=cfg["batch_size"], validation_data=val, seed=cfg["seed"], device=device,
+                  num_classes=num_classes, class_weight=cfg["class_weight"], sample_weight=sample_weight,
+                  augmentation=cfg["augmentation"], early_stopping=cfg["early_stopping"],
+                  micro_batch_size=cfg.get("micro_batch_size"), precision=cfg.get("precision", "fp32"),
+                  metrics=cfg.get("metrics"), loss_weights=cfg.get("loss_weights"), callbacks=callbacks,
+                  checkpoint=checkpoint_path(task.study_dir, task.key), checkpoint_tag=task.key, verbose=0)
+    return Trained(history, x, val, x_test, y_test, num_classes)
+
+
+def _recording_callbacks(task: Task, progress: ProgressFn | None, store, loggers) -> list:
+    """Each epoch into the store, the loggers and the progress events; a 'batch' event now and then."""
+    from ..engine.train import LambdaCallback
+
+    parent = os.getppid()
 
     def on_epoch_end(epoch: int, logs: dict) -> None:
         store.record_epoch(task.key, epoch, logs)
-        if tracker is not None:
-            tracker.log_epoch(epoch, logs)
-        if writer is not None:
-            for name, value in logs.items():
-                if value is not None:  # a metric with no value (top-5 on <= 5 classes)
-                    writer.add_scalar(name, value, epoch + 1)
-            writer.flush()
-        if progress:
-            progress({"event": "epoch", "key": task.key, "label": task.label, "epoch": epoch + 1,
-                      "epochs": cfg["epochs"], "logs": logs})
+        loggers.log_epoch(epoch, logs)
+        _event(progress, task, "epoch", epoch=epoch + 1, epochs=task.config["epochs"], logs=logs)
         if os.getppid() != parent:  # our parent was killed: stop rather than train an orphan run
             raise SystemExit(1)
 
-    class BatchProgress(Callback):
-        """A 'batch' event at most every BATCH_EVENT_S seconds while an epoch trains (the running loss)."""
+    return [LambdaCallback(on_epoch_end=on_epoch_end), *([_batch_progress(task, progress)] if progress else [])]
 
+
+def _batch_progress(task: Task, progress: ProgressFn):
+    """A callback that sends a 'batch' event at most every BATCH_EVENT_S seconds while an epoch trains
+    (the running loss)."""
+    from ..engine.train import Callback
+
+    class BatchProgress(Callback):
         last, epoch = time.monotonic(), 0
 
         def on_epoch_begin(self, epoch, logs=None):
@@ -410,91 +380,76 @@ def _run_task(task: Task, progress: ProgressFn | None, store, device: torch.devi
             now = time.monotonic()
             if now - self.last >= BATCH_EVENT_S and batch + 1 < steps:
                 self.last = now
-                progress({"event": "batch", "key": task.key, "label": task.label, "epoch": self.epoch + 1,
-                          "epochs": cfg["epochs"], "batch": batch + 1, "steps": steps, "logs": running()})
+                _event(progress, task, "batch", epoch=self.epoch + 1, epochs=task.config["epochs"],
+                       batch=batch + 1, steps=steps, logs=running())
 
-    try:
-        from ..spec.study import build_callbacks
+    return BatchProgress()
 
-        # The run's own callbacks (a study's callbacks = [...]) come first, so their checkpointed states
-        # keep their places; the recorder sees the logs last.
-        user_callbacks = build_callbacks(cfg.get("callbacks"))
-        x, y, val, x_test, y_test, num_classes, sample_weight = prepare(cfg, task.data_dir)
-        history = fit(cfg["model"], x, y, loss=cfg["loss"], optimizer=cfg["optimizer"], epochs=cfg["epochs"],
-                      batch_size=cfg["batch_size"], validation_data=val, seed=cfg["seed"], device=device,
-                      num_classes=num_classes, class_weight=cfg["class_weight"], sample_weight=sample_weight,
-                      augmentation=cfg["augmentation"], early_stopping=cfg["early_stopping"],
-                      micro_batch_size=cfg.get("micro_batch_size"), precision=cfg.get("precision", "fp32"),
-                      metrics=cfg.get("metrics"), loss_weights=cfg.get("loss_weights"),
-                      callbacks=[*user_callbacks, LambdaCallback(on_epoch_end=on_epoch_end),
-                                 *([BatchProgress()] if progress else [])],
-                      checkpoint=ckpt, checkpoint_tag=task.key, verbose=0)
-        status, error = "done", None
-        if history.status == "diverged":
-            status, error = "diverged", f"loss became NaN/inf at epoch {history.epoch[-1] + 1}"
-        if progress:  # testing takes a while on a large test set: say so rather than go quiet
-            progress({"event": "evaluating", "key": task.key, "label": task.label})
-        metrics_epoch, best_epoch = summary_epoch(history, cfg["early_stopping"])
-        last_epoch = metrics_epoch if status == "diverged" else (history.epoch[-1] if history.epoch else None)
-        metrics = {**epoch_metrics(history, metrics_epoch), **validation_summary(history, last_epoch)}
-        # Architecture facts, counted for a diverged run too; a count that fails is None, never an error.
-        facts = {"params": parameter_count(history.model), "metrics_epoch": metrics_epoch,
-                 "flops": forward_flops(history.model, x_test[:1] if len(x_test) else x[:1])}
-        custom = {}
-        if status == "done":
-            # Evaluated as trained: under the run's precision (Keras' mixed-precision policy applies too).
-            precision = cfg.get("precision", "fp32")
-            splits = [("test", x_test, y_test)] + ([("val", *val)] if val is not None else [])
-            # several outputs: every score of evaluate (each output's metrics too) is kept below
-            names = [] if cfg.get("targets") else [m[0] for m in _metric_names(cfg.get("metrics"))]
-            for split, xs, ys in splits:
-                scores = evaluate(history.model, xs, ys, num_classes=num_classes, precision=precision,
-                                  metrics=cfg.get("metrics"), verbose=0, return_dict=True)
-                custom.update({f"{split}_{name}": scores[name] for name in names})
-                if isinstance(ys, dict):  # several outputs: test_<output>_<score>; the loss is the weighted sum
-                    custom.update({f"{split}_{name}": v for name, v in scores.items() if name != "loss"})
-                for name, base in EVALUATION_COLUMNS.items():
-                    column = f"{split}_{base}"
-                    # val_acc / val_loss stay the history's numbers at metrics_epoch (the same weights)
-                    if column not in metrics or metrics[column] is None:
-                        metrics[column] = scores.get(name)
-            if task.save_model:
-                from ..store import model_files as saving
 
-                ds = load_dataset(cfg["dataset"], task.data_dir)
-                saving.save(history.model, model_path(task.study_dir, task.key),
-                            config={"dataset": cfg["dataset"], "class_names": list(ds.class_names),
-                                    "loss": cfg["loss"], "run_key": task.key})
-        store.finish(task.key, status, metrics, error=error, seconds=time.perf_counter() - t0,
-                     best_epoch=best_epoch, stopped_epoch=history.stopped_epoch,
-                     epochs_done=len(history.epoch), custom_metrics=custom, **facts,
-                     num_classes=None if isinstance(num_classes, dict) else num_classes)
-        if tracker is not None:
-            tracker.finish(status, {**metrics, **{k: v for k, v in custom.items() if v is not None}}, facts)
-            tracker = None
-        ckpt.unlink(missing_ok=True)
-    except (KeyboardInterrupt, SystemExit, EnvironmentFault):
-        # Leave the run 'running' with its checkpoint: the next `cnnbench run` resumes it. A full disk or
-        # a read-only directory stops the study (every other run would fail the same way).
-        raise
-    except OSError as e:
-        fault = environment_fault(e, e.filename or Path(task.study_dir) / "study.db")
-        if fault is not None:
-            raise fault from None
-        status = "failed"
-        store.finish(task.key, status, error=f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=-3)}",
-                     seconds=time.perf_counter() - t0)
-    except UserError as e:
-        status = "failed"
-        store.finish(task.key, status, error=str(e), seconds=time.perf_counter() - t0)
-    except Exception as e:  # a bug or an environment problem in one run must not end the study
-        status = "failed"
-        detail = "".join(traceback.format_exception_only(type(e), e)).strip()
-        store.finish(task.key, status, error=f"{detail}\n{traceback.format_exc(limit=-3)}",
-                     seconds=time.perf_counter() - t0)
-    finally:
-        if tracker is not None:  # an interrupted or failed run: end the MLflow run as such
-            tracker.abort("FAILED" if status == "failed" else "KILLED")
-    if progress:
-        progress({"event": "done", "key": task.key, "label": task.label, "status": status})
+def _evaluate_and_record(task: Task, trained: Trained, progress: ProgressFn | None, store, loggers,
+                         t0: float) -> str:
+    """The run's row from its history (and, for a finished run, the test and validation sets), stored;
+    its model saved if the study keeps models; its checkpoint removed. Returns the status."""
+    from ..engine.train import forward_flops, parameter_count
+
+    cfg, history = task.config, trained.history
+    status, error = "done", None
+    if history.status == "diverged":
+        status, error = "diverged", f"loss became NaN/inf at epoch {history.epoch[-1] + 1}"
+    _event(progress, task, "evaluating")  # testing takes a while on a large test set: say so, not go quiet
+    metrics_epoch, best_epoch = summary_epoch(history, cfg["early_stopping"])
+    last_epoch = metrics_epoch if status == "diverged" else (history.epoch[-1] if history.epoch else None)
+    metrics = {**epoch_metrics(history, metrics_epoch), **validation_summary(history, last_epoch)}
+    # Architecture facts, counted for a diverged run too; a count that fails is None, never an error.
+    x_one = trained.x_test[:1] if len(trained.x_test) else trained.x[:1]
+    facts = {"params": parameter_count(history.model), "metrics_epoch": metrics_epoch,
+             "flops": forward_flops(history.model, x_one)}
+    custom: dict[str, Any] = {}
+    if status == "done":
+        custom = _test(cfg, trained, metrics)
+        if task.save_model:
+            _save_model(task, history.model)
+    num_classes = trained.num_classes
+    store.finish(task.key, status, metrics, error=error, seconds=time.perf_counter() - t0,
+                 best_epoch=best_epoch, stopped_epoch=history.stopped_epoch,
+                 epochs_done=len(history.epoch), custom_metrics=custom, **facts,
+                 num_classes=None if isinstance(num_classes, dict) else num_classes)
+    loggers.finish(status, {**metrics, **{k: v for k, v in custom.items() if v is not None}}, facts)
+    checkpoint_path(task.study_dir, task.key).unlink(missing_ok=True)
     return status
+
+
+def _test(cfg: dict[str, Any], trained: Trained, metrics: dict[str, Any]) -> dict[str, Any]:
+    """Evaluate the trained model on the test set (and the validation set): fills `metrics`' missing
+    `{split}_{base}` columns and returns the custom and per-output scores (`test_<name>`, `val_<name>`)."""
+    from ..engine.train import evaluate
+
+    # Evaluated as trained: under the run's precision (Keras' mixed-precision policy applies too).
+    precision = cfg.get("precision", "fp32")
+    splits = [("test", trained.x_test, trained.y_test)] + ([("val", *trained.val)] if trained.val is not None else [])
+    # several outputs: every score of evaluate (each output's metrics too) is kept below
+    names = [] if cfg.get("targets") else [m[0] for m in _metric_names(cfg.get("metrics"))]
+    custom = {}
+    for split, xs, ys in splits:
+        scores = evaluate(trained.history.model, xs, ys, num_classes=trained.num_classes, precision=precision,
+                          metrics=cfg.get("metrics"), verbose=0, return_dict=True)
+        custom.update({f"{split}_{name}": scores[name] for name in names})
+        if isinstance(ys, dict):  # several outputs: test_<output>_<score>; the loss is the weighted sum
+            custom.update({f"{split}_{name}": v for name, v in scores.items() if name != "loss"})
+        for name, base in EVALUATION_COLUMNS.items():
+            column = f"{split}_{base}"
+            # val_acc / val_loss stay the history's numbers at metrics_epoch (the same weights)
+            if column not in metrics or metrics[column] is None:
+                metrics[column] = scores.get(name)
+    return custom
+
+
+def _save_model(task: Task, model) -> None:
+    """The trained model as STUDY_DIR/models/KEY.pt, with what `cnnbench evaluate` needs to test it."""
+    from ..store import model_files
+
+    cfg = task.config
+    ds = load_dataset(cfg["dataset"], task.data_dir)
+    model_files.save(model, model_path(task.study_dir, task.key),
+                     config={"dataset": cfg["dataset"], "class_names": list(ds.class_names),
+                             "loss": cfg["loss"], "run_key": task.key})

@@ -115,6 +115,21 @@ def run_tasks(tasks: Sequence[Task] | TaskSource, workers: int, threads: int,
         run_task(task, progress)
 
 
+class LocalExecutor:
+    """Worker processes on this machine (`executors.REGISTRY` entry "local"); takes a task source too."""
+
+    streams = True
+
+    def run(self, tasks: Sequence[Task] | TaskSource, n_tasks: int, workers: int | str, device: str,
+            progress: ProgressFn | None = None) -> None:
+        from ..one_run import forget_datasets
+
+        n_workers, threads = plan_workers(workers, n_tasks, device)
+        if n_workers > 1:
+            forget_datasets()  # workers load their own copy; free the parent's
+        run_tasks(tasks, n_workers, threads, progress)
+
+
 def user_code(tasks: Sequence[Task]) -> tuple[list[str], str | None]:
     """(the modules that registered the user's losses, models, datasets, optimizers or schedules the
     tasks use, other than `__main__`; the first such name that `__main__` defines, or None). A worker
@@ -220,7 +235,7 @@ def _worker_main(conn, lifeline, threads: int, modules: Sequence[str] = (), sigi
     fd = lifeline.fileno()
     _watch_lifeline(fd)
     torch.set_num_threads(threads)
-    from ..one_run import _store
+    from ..one_run import open_store
 
     code = 0
     try:
@@ -234,7 +249,7 @@ def _worker_main(conn, lifeline, threads: int, modules: Sequence[str] = (), sigi
             task = conn.recv()
             if task is None:
                 break
-            store = _GuardedStore(_store(task.study_dir), fd)
+            store = _GuardedStore(open_store(task.study_dir), fd)
             try:
                 status = run_task(task, progress=lambda event: conn.send(("event", event)), store=store)
             except (KeyboardInterrupt, SystemExit, EOFError, OSError):
@@ -406,11 +421,11 @@ class _Pool:
                   "running it again from its last checkpoint", file=sys.stderr)
             queue.appendleft(task)
             return
-        from ..one_run import _store
+        from ..one_run import open_store
 
         error = (f"its worker process was {reason}, {ATTEMPTS} times; if it ran out of memory, use fewer "
                  "--workers or a smaller batch_size, then run the same command again")
-        _store(task.study_dir).finish(task.key, "failed", error=error)
+        open_store(task.study_dir).finish(task.key, "failed", error=error)
         self._emit({"event": "done", "key": task.key, "label": task.label, "status": "failed"})
 
     def _finish(self) -> None:

@@ -78,6 +78,28 @@ def _run_on_worker(task: Task, actor, threads: int) -> str:
 TASK_RETRIES = 2
 
 
+class RayExecutor:
+    """Each run a Ray task (`executors.REGISTRY` entry "ray"); runs a list of tasks, round by round."""
+
+    streams = False
+
+    def __init__(self, address: str | None = None, cpus_per_run: float = 1, gpus_per_run: float = 0):
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            from ...errors import UserError
+
+            raise UserError('--executor ray needs Ray: pip install "ray[default]" (or pip install -e ".[ray]" '
+                            'in the cnnbench checkout)') from None
+        self.address, self.cpus_per_run, self.gpus_per_run = address, cpus_per_run, gpus_per_run
+
+    def run(self, tasks: Sequence[Task], n_tasks: int, workers: int | str, device: str,
+            progress: ProgressFn | None = None) -> None:
+        """`workers` and `device` are the cluster's to decide (cpus_per_run, gpus_per_run)."""
+        run_tasks(list(tasks), progress, address=self.address, cpus_per_run=self.cpus_per_run,
+                  gpus_per_run=self.gpus_per_run)
+
+
 def run_tasks(tasks: Sequence[Task], progress: ProgressFn | None = None, *, address: str | None = None,
               cpus_per_run: float = 1, gpus_per_run: float = 0) -> None:
     try:
