@@ -25,9 +25,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from cnnbench.analysis import compare_study
+from cnnbench.analysis import compare_study, racing
 from cnnbench.analysis.stat_tests import holm
-from cnnbench.runs import racing
 from cnnbench.spec import study
 
 

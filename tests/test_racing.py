@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from cnnbench.analysis import racing
 from cnnbench.errors import UserError
-from cnnbench.runs import racing
+from cnnbench.runs.racing import RaceSource
 from cnnbench.spec.study import parse
 
 # Four configurations, six seeds: A best, B close to it, C clearly worse, D much worse but noisy.
@@ -174,7 +175,7 @@ def test_friedman_race_follows_iraces_conover_rule():
 def test_the_source_speculates_only_while_a_run_of_this_round_is_training():
     state = {"statuses": {}}
     race = racing.replay(spec(), SEEDS, grid(VALUES), stored(VALUES, upto=3), higher_is_better=True)
-    source = racing.RaceSource(lambda: (race, state["statuses"]), lambda key: key)
+    source = RaceSource(lambda: (race, state["statuses"]), lambda key: key)
     needed = [source.next_task() for _ in race.needed]
     assert needed == race.needed
     state["statuses"] = dict.fromkeys(needed, "running")

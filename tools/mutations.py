@@ -84,11 +84,13 @@ MUTATIONS = [
              "r_plus = ranks[d > 0].sum()\n    total = ranks[d != 0].sum()\n    return", COMPARE),
     Mutation("too-few-blocks-tested", "analysis/compare.py",
              'if n < MIN_BLOCKS:\n        row["test"] = f"none', 'if n < 2:\n        row["test"] = f"none', COMPARE),
-    # --- racing.py: the race's decisions -------------------------------------------------------------
-    Mutation("race-on-raw-p", "runs/racing.py", "if p_adj < alpha and diff > 0:", "if p < alpha and diff > 0:", RACING),
-    Mutation("race-diverged-kept", "runs/racing.py", 'diverged = [cfg for cfg in c.alive if got[cfg][0] == "diverged"]',
+    # --- analysis/racing.py: the race's decisions; runs/racing.py: handing its runs out ---------------------
+    Mutation("race-on-raw-p", "analysis/racing.py",
+             "if p_adj < alpha and diff > 0:", "if p < alpha and diff > 0:", RACING),
+    Mutation("race-diverged-kept", "analysis/racing.py",
+             'diverged = [cfg for cfg in c.alive if got[cfg][0] == "diverged"]',
              "diverged = []", RACING),
-    Mutation("race-decides-incomplete-rounds", "runs/racing.py",
+    Mutation("race-decides-incomplete-rounds", "analysis/racing.py",
              "if any(status not in FINISHED for status, _ in got.values())",
              "if all(status not in FINISHED for status, _ in got.values())", RACING),
     Mutation("race-speculates-when-idle", "runs/racing.py", "        if in_flight:\n", "        if True:\n", RACING),
@@ -125,8 +127,8 @@ MUTATIONS = [
     Mutation("history-rows-after-resume-kept", "store/db.py",
              'c.execute("DELETE FROM history WHERE run_key = ? AND epoch > ?", (key, epoch))', "pass",
              ("tests/test_store.py",)),
-    Mutation("diverged-run-rerun", "runs/plan.py",
-             'FINISHED = ("done", "diverged")', 'FINISHED = ("done",)', ("tests/test_mutations_killed.py",)),
+    Mutation("diverged-run-rerun", "store/db.py",
+             'FINISHED = ("done", "diverged")  #', 'FINISHED = ("done",)  #', ("tests/test_mutations_killed.py",)),
 ]
 
 

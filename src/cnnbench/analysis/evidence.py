@@ -24,15 +24,14 @@ import pandas as pd
 
 from .. import metrics as metrics_mod
 from ..errors import UserError
+from ..store.db import FINISHED, Store
 from ..store.db import METRICS as STORED_METRICS
-from ..store.db import Store
 from .aggregate import Aggregates, aggregates
 from .compare import Comparison, compare
 from .frames import final_runs, history_frame, metrics_catalog, runs_frame, scored
 from .names import display_names
 from .raced import compare_raced
 
-FINISHED = ("done", "diverged")
 DEFAULT_SETTINGS = {"metric": metrics_mod.DEFAULT, "alpha": 0.05, "rope": None, "cells": ["dataset"],
                     "target_accuracy": None}
 
@@ -225,9 +224,9 @@ def compare_study(study_dirs, metric: str | None = None, cells: list[str] | None
         # A raced study: the race as the stored results decide it. A run of a configuration that had left
         # the race before that seed's round (speculative, to keep a core busy) is kept but not ranked, so
         # the ranking does not depend on how many workers ran the race.
-        from ..runs import racing
+        from . import racing
 
-        race = racing.from_runs(ranked, metas[0]["racing"], names[0])
+        race = racing.from_runs(ranked, metas[0]["racing"], names[0], catalog)
         ranked = ranked[~ranked["key"].isin(set(race.beyond))]
     if not ranked.empty and history is not None and not history.empty:
         history = history[history["run_key"].isin(set(ranked["key"]))]

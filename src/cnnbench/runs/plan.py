@@ -15,10 +15,8 @@ from typing import Any
 
 from ..errors import UserError
 from ..spec.study import StudySpec, canonical
-from ..store.db import Store
+from ..store.db import FINISHED, Store
 from .one_run import load_dataset
-
-FINISHED = ("done", "diverged")
 
 
 @dataclass

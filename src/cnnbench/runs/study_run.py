@@ -2,7 +2,7 @@
 
 `run_plan(plan, ...)` takes the study lock, stores the spec's runs and settings, and runs what is
 missing on the executor asked for (`executors.REGISTRY`): with [tuning] the learning-rate search first,
-then the final runs; with [racing] the final runs as a race (`racing.replay` decides what runs next
+then the final runs; with [racing] the final runs as a race (`analysis.racing.replay` decides what runs next
 from the stored results only), else all of them at once (a phase).
 """
 
@@ -138,7 +138,7 @@ class StudyRun:
         self.executor.run(tasks, n_tasks, self.workers, self.device, self.progress)
 
     def race(self, runs) -> None:
-        """Run `runs` (the full grid of final runs) as a race (`racing.replay` from the stored results
+        """Run `runs` (the full grid of final runs) as a race (`analysis.racing.replay` from the stored results
         only). An executor that streams takes a `RaceSource` that hands runs to workers as they free up
         (the next round's runs only while this round's are still training); another goes round by round."""
         from . import racing
@@ -166,7 +166,7 @@ class _Race:
     run announced once (when the race first needs it, or when it is started speculatively)."""
 
     def __init__(self, run: StudyRun, runs):
-        from . import racing
+        from ..analysis import racing
 
         self.run, a = run, run.p.study.meta.analysis
         self.entries = racing.entries(runs, a.cells, run.p.study.name)
@@ -177,17 +177,17 @@ class _Race:
 
     def state(self):
         from .. import metrics
-        from ..analysis import runs_frame
-        from . import racing
+        from ..analysis import racing, runs_frame
 
         study = self.run.p.study
         statuses = self.run.store.statuses()
         finished = frozenset((k, s) for k, s in statuses.items() if s in FINISHED)
         if self.last.get("finished") != finished:  # replay only when a result came in (an idle worker asks often)
             a = study.meta.analysis
-            frame = runs_frame(self.run.store)  # also declares the study's custom metrics, for their direction
+            frame = runs_frame(self.run.store)
             self.last["race"] = racing.replay(study.meta.racing, study.meta.seeds, self.entries,
-                                              racing.results(frame, a.metric), metrics.higher_is_better(a.metric))
+                                              racing.results(frame, a.metric),
+                                              metrics.higher_is_better(a.metric, study.metrics))
             self.last["finished"] = finished
         race = self.last["race"]
         self.announce([self.by_key[k] for k in race.needed])

@@ -23,6 +23,7 @@ from ..errors import EnvironmentFault, UserError, fault
 SCHEMA_VERSION = 3  # 2: the loss-independent metrics, params, flops, metrics_epoch; 3: custom metrics
 
 STATUSES = ("pending", "running", "done", "diverged", "failed")
+FINISHED = ("done", "diverged")  # a run with a result: never run again, ranked (diverged at chance level)
 # The metric columns of `runs` (REAL), each a name of `cnnbench.metrics.METRICS`: the row's epoch
 # (train_*, val_loss, val_acc), the finished model evaluated on the test and validation sets, and the
 # best and last validation values of the history. A store written before a column existed has NULL there.
