@@ -10,16 +10,16 @@ from typing import Annotated, Any
 import pytest
 
 from cnnbench import losses, models, optim
-from cnnbench.cli import main
+from cnnbench.cli import main, reference
 from cnnbench.errors import UserError
-from cnnbench.registry import Option, Registry, reference
+from cnnbench.registry import Option, Registry
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "options.md"
 
 
 def test_docs_options_page_is_what_the_declarations_print():
     assert DOCS.read_text(encoding="utf-8") == reference.document(), (
-        "docs/options.md is out of date: python -m cnnbench.registry.reference > docs/options.md")
+        "docs/options.md is out of date: python -m cnnbench.cli.reference > docs/options.md")
 
 
 @pytest.mark.parametrize("kind", reference.KINDS)

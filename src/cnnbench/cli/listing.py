@@ -7,20 +7,10 @@ import json
 from ..errors import UserError
 from .tables import print_table, terminal_console
 
-# The executors' registry (runs/executors) is not one of the option reference's kinds
-# (registry/reference.py), so `list` looks it up itself.
-EXECUTORS_ALSO = ("An executor is chosen with --executor NAME (Study.run(executor=NAME)); its options are flags: "
-                  "--ray-address, --cpus-per-run, --gpus-per-run (ray_address=, cpus_per_run=, gpus_per_run=). "
-                  "--workers sets how many local worker processes run at once.")
-
 
 def kind_registry(kind: str):
     """The registry `cnnbench list KIND` shows."""
-    if kind == "executors":
-        from ..runs.executors import REGISTRY
-
-        return REGISTRY
-    from ..registry import reference
+    from . import reference
 
     return reference.registry(kind)
 
@@ -85,9 +75,9 @@ def _list_optimizers(console) -> None:
 
 def _list_options(console, args) -> int:
     """`cnnbench list KIND NAME` (one entry) or `--options` (every entry): each declared option's type and
-    limits, default and meaning (`cnnbench.registry.reference`)."""
+    limits, default and meaning (`cnnbench.cli.reference`)."""
 
-    from ..registry import reference
+    from . import reference
 
     if args.kind == "studies":
         raise UserError("studies have no options to list; `cnnbench list studies` names them, docs/studies.md "
@@ -96,8 +86,6 @@ def _list_options(console, args) -> int:
         if args.name:
             raise UserError("--markdown prints every entry (what docs/options.md holds); drop NAME, or drop "
                             "--markdown to see one entry")
-        if args.kind == "executors":
-            raise UserError("--markdown prints what docs/options.md holds, which lists no executors; drop --markdown")
         print(reference.markdown(args.kind))
         return 0
     registry = kind_registry(args.kind)
@@ -107,5 +95,5 @@ def _list_options(console, args) -> int:
         print_table(console, f"{registry.kind} {entry.name}{aliases}", ["option", "type", "default", "what it does"],
                     [list(row) for row in reference.rows(entry, leave_out=reference.hidden(args.kind))],
                     caption=entry.summary)
-    console.print(reference.ALSO.get(args.kind, EXECUTORS_ALSO))
+    console.print(reference.ALSO[args.kind])
     return 0

@@ -134,12 +134,13 @@ def user_code(tasks: Sequence[Task]) -> tuple[list[str], str | None]:
     """(the modules that registered the user's losses, models, datasets, optimizers or schedules the
     tasks use, other than `__main__`; the first such name that `__main__` defines, or None). A worker
     forks from the forkserver, which knows only cnnbench's own entries."""
+    from ... import data, losses, models, optim
+    from ...optim import schedules
     from ...registry import normalize
-    from ...registry.reference import registry
 
     defined: dict[str, tuple[str, str]] = {}  # normalized name -> (module, name)
-    for kind in ("losses", "optimizers", "models", "datasets", "schedules"):
-        for entry in registry(kind):
+    for family in (losses, optim, models, data, schedules):
+        for entry in family.REGISTRY:
             # a registered loss function or class is wrapped in a factory of cnnbench's: its own module counts
             defined_by = entry.info.get("loss_fn") or entry.info.get("loss_class") or entry.factory
             module = str(getattr(defined_by, "__module__", None) or "")

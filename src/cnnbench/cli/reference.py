@@ -1,7 +1,7 @@
 """The option reference: every registry entry's declared options (type and limits, default, one line of
 doc), as `cnnbench list KIND NAME` / `--options` print them and as docs/options.md holds them.
 
-    python -m cnnbench.registry.reference > docs/options.md     # regenerate the docs page (a test compares)
+    python -m cnnbench.cli.reference > docs/options.md     # regenerate the docs page (a test compares)
 """
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from . import Declared, Entry, Registry
+from ..registry import Declared, Entry, Registry
 
-KINDS = ("datasets", "models", "losses", "optimizers", "schedules")
+KINDS = ("datasets", "models", "losses", "optimizers", "schedules", "executors")
 
 #: What every entry of a kind takes besides its own options (handled outside the entry's factory).
 ALSO = {
@@ -28,6 +28,9 @@ ALSO = {
     "schedules": "A learning-rate schedule is an optimizer's `schedule` option: a name or a table, e.g. `schedule = "
                  "{ name = \"cosine\", warmup_epochs = 2 }`; every schedule takes `per`, `warmup_epochs` and "
                  "`warmup_steps`. The formulas: docs/optimizers.md.",
+    "executors": "An executor is chosen with --executor NAME (Study.run(executor=NAME)); its options are flags: "
+                 "--ray-address, --cpus-per-run, --gpus-per-run (ray_address=, cpus_per_run=, gpus_per_run=). "
+                 "--workers sets how many local worker processes run at once.",
 }
 
 
@@ -45,7 +48,7 @@ def hidden(kind: str) -> list[str]:
 
 
 def registry(kind: str) -> Registry:
-    """The registry of `kind` ("losses", "optimizers", "models", "datasets")."""
+    """The registry of `kind` (one of KINDS)."""
     if kind == "losses":
         from ..losses import REGISTRY
     elif kind == "optimizers":
@@ -56,6 +59,8 @@ def registry(kind: str) -> Registry:
         from ..data import REGISTRY
     elif kind == "schedules":
         from ..optim.schedules import REGISTRY
+    elif kind == "executors":
+        from ..runs.executors import REGISTRY
     else:
         raise ValueError(f"no registry of {kind!r}")
     return REGISTRY
@@ -123,11 +128,11 @@ def augmentation_markdown() -> str:
 
 def document() -> str:
     """docs/options.md."""
-    head = ["# Options of every dataset, model, loss and optimizer", "",
+    head = ["# Options of every dataset, model, loss, optimizer, schedule and executor", "",
             "Generated from the options each entry declares (in its signature, or once by name for a family: "
             "`cnnbench.registry.Option`): "
             "the same declaration validates a study when it is read, gives the one-line errors and prints "
-            "`cnnbench list KIND NAME`. Regenerate with `python -m cnnbench.registry.reference > docs/options.md` "
+            "`cnnbench list KIND NAME`. Regenerate with `python -m cnnbench.cli.reference > docs/options.md` "
             "(tests/test_reference.py fails while this page and the code disagree).", ""]
     return "\n".join(head + [markdown(kind) for kind in KINDS] + [augmentation_markdown()]).rstrip() + "\n"
 
