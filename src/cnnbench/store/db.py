@@ -18,7 +18,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..errors import EnvironmentFault, UserError, fault
+from ..errors import UserError, fault
+from .sqlite_faults import LOCK_TIMEOUT_S, faults, locked_fault, sqlite_fault
 
 SCHEMA_VERSION = 3  # 2: the loss-independent metrics, params, flops, metrics_epoch; 3: custom metrics
 
@@ -84,60 +85,6 @@ HISTORY_LOGS = ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate",
 _OUR_COLUMNS = {"meta": {"key", "value"}, "runs": {"key", "label", "axes", "config", "status", "added_at"},
                 "history": {"run_key", "epoch", "train_loss"}}
 
-# SQLite's primary result codes for a machine problem, not a bug (sqlite3.h)
-_SQLITE_PERM, _SQLITE_READONLY, _SQLITE_IOERR, _SQLITE_CORRUPT, _SQLITE_FULL, _SQLITE_CANTOPEN, _SQLITE_NOTADB = \
-    3, 8, 10, 11, 13, 14, 26
-_SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
-
-# How long a connection waits for a lock another process holds on study.db (SQLite's busy timeout)
-# before the run stops with `EnvironmentFault` ("locked by another process"). cnnbench's own writers
-# hold the lock for one short transaction (milliseconds, an fsync on a slow disk); a process that
-# holds it for this long is something else (an `sqlite3` shell in a transaction, a backup tool).
-LOCK_TIMEOUT_S = 15.0
-
-
-def locked_fault(path: Path) -> EnvironmentFault:
-    return EnvironmentFault(
-        f"{path} is locked by another process (SQLite waited {LOCK_TIMEOUT_S:g} s for it); wait for that process "
-        f"to end or stop it (`fuser {path}` names it), then run the same command again (finished runs are kept)")
-
-
-def sqlite_fault(error: sqlite3.Error, path: Path) -> UserError | None:
-    """The one-line error for an SQLite error caused by the machine or the file (disk full, read-only,
-    cannot open, not a database), or None for anything else (a bug: let it surface)."""
-    code = getattr(error, "sqlite_errorcode", None)
-    code = code & 0xFF if isinstance(code, int) else None
-    text = str(error).lower()
-    where = path.parent
-    if code in (_SQLITE_BUSY, _SQLITE_LOCKED) or "database is locked" in text:
-        return locked_fault(path)
-    if code == _SQLITE_FULL or "database or disk is full" in text:
-        return fault(path, "the disk is full", f"free space on the file system of {where}")
-    if code in (_SQLITE_READONLY, _SQLITE_PERM) or "readonly database" in text:
-        return fault(path, "it is read-only", f"make {path} and {where} writable")
-    if code == _SQLITE_CANTOPEN or "unable to open database file" in text:
-        return fault(path, "cannot open it", f"make {where} writable (SQLite also writes {path.name}-wal and "
-                     f"{path.name}-shm there)", doing="open")
-    if code == _SQLITE_IOERR or "disk i/o error" in text:
-        return fault(path, "disk I/O error", f"check free space and the device of {where}")
-    if code in (_SQLITE_NOTADB, _SQLITE_CORRUPT) or "not a database" in text or "malformed" in text:
-        return UserError(f"{path} is not a cnnbench study database ({error}); move it away or choose another "
-                         "study directory with --output")
-    return None
-
-
-@contextmanager
-def _faults(path: Path):
-    """SQLite errors from the machine -> one line (`EnvironmentFault` / `UserError`)."""
-    try:
-        yield
-    except sqlite3.Error as e:
-        err = sqlite_fault(e, path)
-        if err is None:
-            raise
-        raise err from None
-
-
 def _read_uri(path: Path) -> str:
     """A read-only URI for `path` that creates nothing beside it: `immutable=1` when no -wal or -journal
     is there (no connection is writing: the file is complete), else `mode=ro` (which waits for locks)."""
@@ -161,7 +108,7 @@ def check_ours(path: Path) -> str | None:
         raise (sqlite_fault(e, path) or UserError(f"{path}: cannot open it ({e})")) from None
     owner = None
     try:
-        with _faults(path):
+        with faults(path):
             tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
             columns = {t: {r[1] for r in con.execute(f'PRAGMA table_info("{t}")')} for t in tables if t in _OUR_COLUMNS}
             if _OUR_COLUMNS["meta"] <= columns.get("meta", set()):
@@ -198,7 +145,7 @@ class Store:
             raise (sqlite_fault(e, self.path) or UserError(f"{self.path}: cannot open it ({e})")) from None
         self.conn.row_factory = sqlite3.Row
         try:
-            with _faults(self.path):
+            with faults(self.path):
                 self.conn.execute("PRAGMA journal_mode=WAL")
                 self.conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process kills
                 self.conn.executescript(_SCHEMA)
@@ -212,7 +159,7 @@ class Store:
                             "permissions, or choose another study directory with --output") from None
 
     def _write(self, sql: str, params=()) -> sqlite3.Cursor:
-        with _faults(self.path):
+        with faults(self.path):
             return self.conn.execute(sql, params)
 
     def _add_missing_columns(self) -> None:
@@ -288,7 +235,7 @@ class Store:
     def transaction(self):
         """One transaction; a disk-full or read-only error becomes one line, with nothing half-written
         (SQLite rolls the transaction back: the store holds the state before it)."""
-        with _faults(self.path):
+        with faults(self.path):
             self.conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self.conn
@@ -303,7 +250,7 @@ class Store:
 
     # --- meta ---------------------------------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:
-        with _faults(self.path):  # a lock held elsewhere: one line
+        with faults(self.path):  # a lock held elsewhere: one line
             row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else row[0]
 
@@ -342,7 +289,7 @@ class Store:
         return added
 
     def statuses(self) -> dict[str, str]:
-        with _faults(self.path):
+        with faults(self.path):
             return {r[0]: r[1] for r in self.conn.execute("SELECT key, status FROM runs")}
 
     def run(self, key: str) -> dict[str, Any] | None:
