@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass, field
 
 from .errors import UserError, did_you_mean
+from .registry import Registry
 from .registry.trust import import_reference
 
 
@@ -331,12 +332,32 @@ def _swap(fn):
     return metric
 
 
-BUILTIN_FUNCTIONS = {
-    "top5_accuracy": _swap(top_k_accuracy),
-    "nll": _swap(negative_log_likelihood),
-    "ece": _swap(expected_calibration_error),
-    "macro_f1": _swap(macro_f1),
-}
+# The built-in metric functions, a registry like every other family (`cnnbench list metrics`): the name
+# is what the run logs (`val_<name>`, `test_<name>`), the factory returns the (y_true, probabilities)
+# function. A user's metric is `"package.module:function"`, named by its function.
+REGISTRY = Registry("metric")
+
+
+@REGISTRY.register("top5_accuracy", summary="the share of samples whose label is among the 5 most probable classes")
+def _top5_accuracy():
+    return _swap(top_k_accuracy)
+
+
+@REGISTRY.register("nll", summary="negative log-likelihood of the label (probabilities clipped at 1e-7, as Keras)")
+def _nll():
+    return _swap(negative_log_likelihood)
+
+
+@REGISTRY.register("ece", summary="expected calibration error over 15 equal-width confidence bins (Guo et al. 2017)")
+def _ece():
+    return _swap(expected_calibration_error)
+
+
+@REGISTRY.register("macro_f1", summary="the F1 score of every class, averaged with equal weights")
+def _macro_f1():
+    return _swap(macro_f1)
+
+
 # Names a custom metric may not take: the engine's own log keys
 RESERVED = ("loss", "accuracy", "learning_rate", "seconds")
 # Keras' names of the accuracy every run records anyway (`accuracy`, per output `<output>_accuracy`):
@@ -351,11 +372,12 @@ def resolve_metric(spec: str):
     if not isinstance(spec, str):
         raise UserError(f"a metric is a name or 'package.module:attr', got {spec!r}")
     if ":" not in spec:
-        if spec not in BUILTIN_FUNCTIONS:
-            choices = list(BUILTIN_FUNCTIONS)
+        if spec not in REGISTRY:
+            choices = REGISTRY.list()
             raise UserError(f"unknown metric {spec!r}; {did_you_mean(spec, choices)}use one of "
                             f"{', '.join(choices)} or 'package.module:function' (accuracy is always recorded)")
-        return spec, BUILTIN_FUNCTIONS[spec]
+        name = REGISTRY.entry(spec).name
+        return name, REGISTRY.get(name)
     obj = import_reference(spec, "metric", "package.module:function")
     attr = spec.partition(":")[2]
     if not callable(obj):

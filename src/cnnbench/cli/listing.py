@@ -92,8 +92,11 @@ def _list_options(console, args) -> int:
     entries = [registry.entry(args.name)] if args.name else list(registry)
     for entry in entries:
         aliases = f" (aliases: {', '.join(entry.aliases)})" if entry.aliases else ""
+        rows = [list(row) for row in reference.rows(entry, leave_out=reference.hidden(args.kind))]
+        if not rows:  # an entry without options (a metric): its name and what it is
+            console.print(f"{registry.kind} {entry.name}{aliases}: {entry.summary} (no options)", markup=False)
+            continue
         print_table(console, f"{registry.kind} {entry.name}{aliases}", ["option", "type", "default", "what it does"],
-                    [list(row) for row in reference.rows(entry, leave_out=reference.hidden(args.kind))],
-                    caption=entry.summary)
+                    rows, caption=entry.summary)
     console.print(reference.ALSO[args.kind])
     return 0

@@ -65,8 +65,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                      "study directories); the study directories themselves are only read")
     rep.set_defaults(func=commands.cmd_report)
 
-    ls = sub.add_parser("list", help="list losses, optimizers, models, datasets, schedules, executors or studies")
-    ls.add_argument("kind", choices=["losses", "optimizers", "models", "datasets", "schedules", "executors",
+    ls = sub.add_parser("list", help="list losses, optimizers, models, datasets, schedules, metrics, executors or "
+                        "studies")
+    ls.add_argument("kind", choices=["losses", "optimizers", "models", "datasets", "schedules", "metrics", "executors",
                                      "studies"])
     ls.add_argument("name", nargs="?", help="one entry: each option's type and limits, default and meaning")
     ls.add_argument("--options", action="store_true", help="every entry's options, as NAME shows one entry's")
