@@ -457,7 +457,10 @@ def per_output(specs, outputs) -> dict[str, list[str]]:
 
 
 def spec_name(spec: str) -> str:
-    """The name a metric spec is logged under (`macro_f1`, `pkg.mod:fn` -> `fn`), without importing it."""
+    """The name a metric spec is logged under (`macro_f1`, `Macro-F1` -> `macro_f1`, `pkg.mod:fn` -> `fn`),
+    without importing it."""
+    if ":" not in spec and spec in REGISTRY:
+        return REGISTRY.entry(spec).name
     return spec.rpartition(":")[2].split(".")[-1]
 
 
