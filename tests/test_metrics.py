@@ -278,3 +278,15 @@ def test_every_built_in_metric_is_recorded_for_a_run():
     from cnnbench.store.db import METRICS as STORED
 
     assert set(metrics.METRICS) == {*STORED, *metrics.FROM_HISTORY}
+
+
+def test_built_in_metrics_are_a_registry_matched_like_every_other_family():
+    assert metrics.REGISTRY.list() == ["ece", "macro_f1", "nll", "top5_accuracy"]
+    name, fn = metrics.resolve_metric("Macro-F1")
+    assert name == "macro_f1" == metrics.spec_name("Macro-F1")
+    probabilities = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
+    labels = np.array([0, 1, 1])
+    # predicted 0, 1, 0: class 0 has precision 1/2 and recall 1 (F1 2/3), class 1 precision 1, recall 1/2 (2/3)
+    assert fn(labels, probabilities) == pytest.approx(2 / 3)
+    with pytest.raises(UserError, match="unknown metric 'f2'"):
+        metrics.resolve_metric("f2")
