@@ -75,7 +75,7 @@ def model_config(model: nn.Module, config: dict | None = None) -> dict[str, Any]
     if module:
         full.setdefault("model_module", module)
     trained = getattr(model, "cnnbench_loss", None)  # set by train.fit
-    from ..engine.train import MultiOutputLoss
+    from ..engine import MultiOutputLoss
 
     if isinstance(trained, MultiOutputLoss) or (trained is not None and "loss" not in full):
         from .. import losses
@@ -137,7 +137,7 @@ def read(path, map_location="cpu") -> tuple[dict[str, Any], dict[str, torch.Tens
     if not os.path.isfile(path):
         raise UserError(f"model file {path!r} does not exist; give the path of a file written by cnnbench")
     if isinstance(map_location, (str, torch.device)):
-        from ..engine.train import resolve_device
+        from ..engine import resolve_device
 
         map_location = resolve_device(map_location)  # "cuda" without a GPU: say so, not "not a model file"
     try:
@@ -292,10 +292,10 @@ def _training_loss(model, config, num_outputs):
         untrusted = getattr(model, "cnnbench_untrusted_source", None)  # set by load(trust_code=False)
         with _trust(untrusted is None, untrusted or ""):
             if config.get("outputs"):
-                from ..engine.train import _multi_losses
+                from ..engine import output_losses
 
                 names = list(config["outputs"])
-                return _multi_losses(config["loss"], config.get("loss_weights") or {}, names,
+                return output_losses(config["loss"], config.get("loss_weights") or {}, names,
                                      {n: int(config["num_classes"][n]) for n in names})
             return losses.adapt(config["loss"], _num_classes(config, num_outputs))
     return getattr(model, "cnnbench_loss", None)
@@ -363,9 +363,9 @@ def predict(model: nn.Module, x, batch_size: int | None = 256, *, verbose: int |
 
     Unlike Keras' `model.predict`, which returns the model's outputs (probabilities for a softmax
     model), this returns the pair (probabilities, labels)."""
-    from ..engine.train import _verbose_mode
+    from ..engine.callbacks import verbose_mode
 
-    mode = _verbose_mode(verbose)
+    mode = verbose_mode(verbose)
     batch_size = 256 if batch_size is None else batch_size
     t0 = time.perf_counter()
     out = outputs(model, x, batch_size)

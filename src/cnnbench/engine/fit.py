@@ -1,0 +1,213 @@
+"""`fit`: Keras' `model.fit` for PyTorch image classifiers -- the inputs checked and made tensors, the
+loss and the model built, the callbacks, then the loop (`loop.Trainer`)."""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import losses as losses_mod
+from .. import optim as optim_mod
+from ..errors import UserError
+from .callbacks import Callback, History, ProgressDisplay, build_callbacks, verbose_mode
+from .evaluation import metric_plan
+from .inference import heap_allocations
+from .inputs import (
+    check_whole_number,
+    label_columns,
+    parse_validation_freq,
+    precision_autocast,
+    resolve_device,
+    to_images,
+    to_labels,
+)
+from .loop import Trainer
+from .outputs import MultiOutputLoss, check_micro_batching, output_losses
+
+
+def fit(model: nn.Module | str | dict, x, y, *, loss="categorical_crossentropy", optimizer="adam",
+        epochs: int = 1, batch_size: int | None = 32, validation_split: float | None = None,
+        validation_data: tuple | None = None, callbacks: Iterable[Callback] = (), seed: int = 0,
+        device: str | torch.device = "auto", num_classes: int | dict[str, int] | None = None,
+        class_weight: dict | str | None = None, sample_weight=None, augmentation: dict | None = None,
+        early_stopping: dict | bool | None = None, checkpoint: str | os.PathLike | None = None,
+        micro_batch_size: int | None = None, precision: str = "fp32", verbose: int | str = "auto",
+        loss_weights: dict[str, float] | None = None, metrics: Sequence[str] | dict | None = None,
+        shuffle: bool | str = True, initial_epoch: int = 0, validation_freq: int | Sequence[int] = 1,
+        steps_per_epoch: int | None = None, checkpoint_tag: str | None = None) -> History:
+    """Train `model` on images `x` and labels `y`, Keras style; return the `History`.
+
+    `model`: an `nn.Module` or a registry name/spec (built for the data's shape and the loss's output
+    units, with `seed`). `loss` / `optimizer`: names, specs or objects. `x`: N×H×W, N×H×W×C or
+    N×C×H×W (uint8 pixels are scaled to [0, 1]); `y`: integer labels. `validation_split` takes the
+    last fraction of the data, before shuffling, as Keras does. `checkpoint`: a file written after
+    every epoch; if it exists, training resumes from it. `checkpoint_tag` (e.g. a study's run key) is
+    written into it: a checkpoint tagged for another run is set aside, as a damaged one is, and training
+    starts over. `micro_batch_size`: accumulate the gradient of
+    each batch over slices of this size (for batches that do not fit in memory). `precision="bf16"`:
+    bfloat16 autocast for the model (faster; float32 is Keras' default). `verbose`: Keras' 0 (silent),
+    1 (a progress bar per epoch), 2 (one line per epoch) or "auto" (the default: 1 on a terminal, else
+    2). The trained model is `history.model`.
+
+    Keras' epoch options: `shuffle` (True: a new order every pass over the data; False: the images in
+    order; "batch": in order, each batch shuffled within itself), `initial_epoch` (epochs are numbered
+    from it: `epochs - initial_epoch` epochs are trained and `history.epoch` starts there; a schedule
+    counts from the first of them, as the optimizer is new), `validation_freq` (validate every n-th
+    epoch, or at the 1-based epochs of a list; the `val_` lists of the history then hold only those
+    epochs, as Keras'), `steps_per_epoch` (batches per epoch: an epoch takes the next batches of the
+    running pass, which ends an epoch early when it runs out, as Keras' iterator over arrays).
+
+    Several outputs (Keras' `compile(loss={...}, loss_weights={...})`): a model whose `forward` returns
+    a dict of outputs, `y = {"digit": y1, "big": y2}` (and `validation_data=(x_val, {...})`), `loss` a
+    dict per output (or one loss for all), `loss_weights` a dict (missing = 1.0); a registry name as
+    `model` is built with one head per output (`models.MultiHead`). The loss trained on
+    and logged as `loss` is Σ w_i · loss_i; the history also has each output's unweighted
+    `<name>_loss` and `<name>_accuracy` (and `val_...`), as Keras names them.
+
+    `metrics` (Keras' `metrics=[...]`): names of `cnnbench.metrics.BUILTIN_FUNCTIONS` (`top5_accuracy`,
+    `nll`, `ece`, `macro_f1`) or `"package.module:function"` taking `(y_true, probabilities)`; each is
+    computed over every epoch's training batches (as trained, before each step, as Keras) and over the
+    validation set, logged as `<name>` / `val_<name>` (per output `<output>_<name>`, from a dict
+    `{output: [...]}`).
+    """
+    verbose = verbose_mode(verbose)
+    check_whole_number(epochs, "epochs", minimum=0)
+    batch_size = 32 if batch_size is None else batch_size  # Keras' default for None
+    check_whole_number(batch_size, "batch_size")
+    check_whole_number(initial_epoch, "initial_epoch", minimum=0)
+    if steps_per_epoch is not None:
+        check_whole_number(steps_per_epoch, "steps_per_epoch")
+    if shuffle not in (True, False, "batch") or not isinstance(shuffle, (bool, str)):
+        raise UserError(f"shuffle must be True, False or 'batch' (Keras'), got {shuffle!r}")
+    validation_freq = parse_validation_freq(validation_freq)
+    if micro_batch_size is not None:
+        check_whole_number(micro_batch_size, "micro_batch_size")
+    dev = resolve_device(device)
+    precision_autocast(dev, precision)  # validate before any work
+    x = to_images(x)
+    names = None  # the outputs' names, for a model with several outputs
+    if isinstance(y, dict):
+        names, y = label_columns(y, None, "y")
+    else:
+        y = to_labels(y)
+        if loss_weights is not None:
+            raise UserError("loss_weights weighs the losses of several outputs; give y as a dict "
+                            "{output_name: labels} (and a model whose forward returns a dict), or drop loss_weights")
+    if x.shape[0] != y.shape[0]:
+        raise UserError(f"x has {x.shape[0]} images but y has {y.shape[0]} labels")
+    sw = None if sample_weight is None else torch.as_tensor(np.asarray(sample_weight), dtype=torch.float32)
+    if sw is not None and tuple(sw.shape) != (x.shape[0],):
+        raise UserError(f"sample_weight has shape {tuple(sw.shape)}; give one weight per image ({x.shape[0]})")
+    val: tuple[torch.Tensor, torch.Tensor] | None = None
+    if validation_data is not None:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise UserError("validation_data must be a pair (x_val, y_val)")
+        if names is not None:
+            x_val = to_images(validation_data[0])
+            if not isinstance(validation_data[1], dict):
+                raise UserError("validation_data's y must be a dict {output_name: labels}, as y is")
+            val = (x_val, label_columns(validation_data[1], names, "validation_data's y")[1])
+        else:
+            val = (to_images(validation_data[0]), to_labels(validation_data[1]))
+        if val[0].shape[0] != val[1].shape[0]:
+            raise UserError(f"validation_data has {val[0].shape[0]} images but {val[1].shape[0]} labels")
+    elif validation_split:
+        if not 0.0 < validation_split < 1.0:
+            raise UserError(f"validation_split must be in (0, 1), got {validation_split}")
+        from ..data import train_size
+
+        n_train = train_size(x.shape[0], validation_split)  # Keras: the last fraction is validation
+        val = (x[n_train:], y[n_train:])
+        x, y = x[:n_train], y[:n_train]
+        sw = None if sw is None else sw[:n_train]
+    if batch_size < 1 or batch_size > x.shape[0]:
+        raise UserError(f"batch_size {batch_size} must be between 1 and the {x.shape[0]} training images")
+    labels = torch.cat([y, val[1]]) if val else y  # y has >= batch_size >= 1 labels here
+    training_loss: losses_mod.TrainingLoss | MultiOutputLoss
+    if names is None:
+        if isinstance(num_classes, dict):
+            raise UserError("num_classes is a dict per output, but y is one output's labels; give a number")
+        lowest, highest = int(labels.min()), int(labels.max())
+        if num_classes is None:
+            num_classes = highest + 1
+        if lowest < 0 or highest >= num_classes:
+            raise UserError(f"labels span {lowest}..{highest}, outside 0..{num_classes - 1}; "
+                            "labels must be class indices 0..num_classes-1")
+        training_loss = losses_mod.adapt(losses_mod.get(loss), num_classes)
+        if micro_batch_size is not None and micro_batch_size < batch_size:
+            check_micro_batching(training_loss.loss)
+    else:
+        if class_weight is not None:
+            raise UserError("class_weight applies to a model with one output; with several outputs use "
+                            "sample_weight (one weight per image, for every output)")
+        classes = {}
+        for i, n in enumerate(names):
+            lowest, highest = int(labels[:, i].min()), int(labels[:, i].max())
+            k = (num_classes.get(n) if isinstance(num_classes, dict) else num_classes) or highest + 1
+            if lowest < 0 or highest >= k:
+                raise UserError(f"labels of output {n!r} span {lowest}..{highest}, outside 0..{k - 1}; "
+                                "labels must be class indices 0..num_classes-1")
+            classes[n] = int(k)
+        num_classes = classes
+        training_loss = output_losses(loss, loss_weights, names, classes)
+        if micro_batch_size is not None and micro_batch_size < batch_size:
+            for part in training_loss.losses.values():
+                check_micro_batching(part.loss)
+    plan = metric_plan(metrics, training_loss)
+    if class_weight is not None:
+        assert num_classes is not None and not isinstance(num_classes, dict)  # refused above for several outputs
+        cw = losses_mod.class_weights_to_sample_weights(y, class_weight, num_classes)
+        sw = cw if sw is None else sw * cw
+
+    if not isinstance(model, nn.Module):
+        from .. import models as models_mod
+
+        torch.manual_seed(seed)
+        # several outputs: a registry model gets one head per output, a user's model num_outputs={name: units}
+        model = models_mod.get(model, input_shape=tuple(x.shape[1:]), num_outputs=training_loss.out_features)
+    model = model.to(dev, memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's overloads omit it
+    assert isinstance(model, nn.Module)
+    params = [p for p in model.parameters() if p.requires_grad]
+    steps = math.ceil(x.shape[0] / batch_size) if steps_per_epoch is None else steps_per_epoch  # Keras' params
+    batches = math.ceil(x.shape[0] / batch_size)
+    if steps_per_epoch is not None and batches % steps_per_epoch and epochs > initial_epoch:
+        # Keras warns at every such epoch ("Your input ran out of data"); once is enough to say why
+        warnings.warn(f"steps_per_epoch={steps_per_epoch} does not divide the {batches} batches of a pass over the "
+                      f"data; as Keras, an epoch that reaches the end of the pass stops there, with fewer steps",
+                      stacklevel=2)
+    if isinstance(optimizer, torch.optim.Optimizer):
+        opt = optimizer
+    else:  # a schedule spans the epochs this fit trains
+        opt = optim_mod.get(optimizer, params, steps_per_epoch=min(steps, batches),
+                            epochs=max(epochs - initial_epoch, 0), batch_size=batch_size)
+
+    augment = None
+    if augmentation:
+        from ..data import augment as augment_mod
+
+        augment = augment_mod.get(augmentation)
+    x, y = x.to(dev), y.to(dev)
+    sw = None if sw is None else sw.to(dev)
+    val = None if val is None else (val[0].to(dev), val[1].to(dev))
+    callbacks = build_callbacks(early_stopping, callbacks)
+    if verbose:  # last: it shows the logs after the other callbacks' epoch ends
+        callbacks.append(ProgressDisplay(verbose))
+    trainer = Trainer(model, training_loss, opt, device=dev, seed=seed, batch_size=batch_size, epochs=epochs,
+                      callbacks=callbacks, augment=augment, checkpoint=checkpoint,
+                      micro_batch_size=micro_batch_size, precision=precision, metrics=plan,
+                      shuffle=shuffle, initial_epoch=initial_epoch, validation_freq=validation_freq,
+                      steps_per_epoch=steps_per_epoch, checkpoint_tag=checkpoint_tag)
+    with heap_allocations():  # the steps' activations reuse heap pages (inference.py; same numbers)
+        history = trainer.run(x, y, sw, val)
+    history.params = {"verbose": verbose, "epochs": epochs, "steps": steps,  # Keras' three, then cnnbench's
+                      "batch_size": batch_size, "num_classes": num_classes}
+    # plain attributes (torch types Module.__setattr__ for tensors and modules only)
+    model.cnnbench_loss = training_loss  # type: ignore[assignment]  # so evaluate()/predict() need not be told the loss
+    model.cnnbench_metrics = metrics  # type: ignore[assignment]  # evaluate() computes them too
+    return history
