@@ -24,11 +24,11 @@ from .inputs import (
     to_images,
     to_labels,
 )
-from .outputs import MultiOutputLoss, float_outputs, output_losses, predicted_labels
+from .outputs import CompiledLoss, MultiOutputLoss, float_outputs, output_losses, predicted_labels
 
 
-def metric_plan(metrics, training_loss) -> list[tuple[str, str | None, Any]]:
-    """[(log name, output name or None, fn)] for `fit(metrics=...)`."""
+def metric_plan(metrics, training_loss) -> list[tuple[str, int, Any]]:
+    """[(log name, the output's index in the loss's outputs, fn)] for `fit(metrics=...)`."""
     from .. import metrics as metrics_mod
 
     if metrics is None or (isinstance(metrics, (list, tuple, dict)) and not metrics):
@@ -36,46 +36,39 @@ def metric_plan(metrics, training_loss) -> list[tuple[str, str | None, Any]]:
     if not isinstance(training_loss, MultiOutputLoss):
         if isinstance(metrics, dict):
             raise UserError("metrics as a dict {output: [...]} is for a model with several outputs; give a list")
-        return [(name, None, fn) for name, fn in metrics_mod.resolve_metrics(metrics)]
-    plan: list[tuple[str, str | None, Any]] = []  # Keras': a dict per output, a list for every output
+        return [(name, 0, fn) for name, fn in metrics_mod.resolve_metrics(metrics)]
+    plan: list[tuple[str, int, Any]] = []  # Keras': a dict per output, a list for every output
     for output, specs in metrics_mod.per_output(metrics, training_loss.names).items():
-        plan += [(f"{output}_{name}", output, fn) for name, fn in metrics_mod.resolve_metrics(specs)]
+        i = training_loss.names.index(output)
+        plan += [(f"{output}_{name}", i, fn) for name, fn in metrics_mod.resolve_metrics(specs)]
     return plan
 
 
-def metric_values(plan, probabilities, labels) -> dict[str, float | None]:
-    """The plan's metrics over a whole set: `probabilities` a tensor (or a dict per output), `labels` N
-    (or N×M)."""
+def metric_values(plan, probabilities: list[torch.Tensor], labels: list[torch.Tensor]) -> dict[str, float | None]:
+    """The plan's metrics over a whole set, from each output's probabilities and labels (`CompiledLoss`)."""
     from .. import metrics as metrics_mod
 
-    out = {}
-    for name, output, fn in plan:
-        if output is None:
-            out[name] = metrics_mod.compute(fn, labels, probabilities)
-        else:
-            i = list(probabilities).index(output)
-            out[name] = metrics_mod.compute(fn, labels[:, i], probabilities[output])
-    return out
+    return {name: metrics_mod.compute(fn, labels[i], probabilities[i]) for name, i, fn in plan}
 
 
-def cat_probabilities(chunks: list):
-    if chunks and isinstance(chunks[0], dict):
-        return {k: torch.cat([c[k] for c in chunks]) for k in chunks[0]}
-    return torch.cat(chunks)
+def no_metric_values(plan) -> dict[str, float | None]:
+    """The plan's metrics where there is nothing to compute them on (an empty set, a diverged epoch)."""
+    return {name: None for name, _, _ in plan}
 
 
 @heap_allocations()  # the batches' activations reuse heap pages (inference.py; same numbers)
 @torch.no_grad()
 def evaluate_batches(model: nn.Module, training_loss, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024,
-              autocast=None, all_metrics: bool = False, metrics: Sequence = ()) -> dict[str, float | None]:
+                     autocast=None, all_metrics: bool = False, metrics: Sequence = ()) -> dict[str, float | None]:
     """The run's own loss and accuracy on (x, y); with `all_metrics`, also the loss-independent metrics
-    of `metrics.classification_metrics` on the loss's `.probabilities(outputs)`.
+    of `metrics.classification_metrics` on the loss's `.probabilities(outputs)`; then the `metrics`
+    asked for (`metric_plan`). Per output (`CompiledLoss`): one output logs `loss`, `accuracy`, ...;
+    several log `loss` (Σ w_i · loss_i), `<name>_loss` (unweighted), `<name>_accuracy`, `<name>_nll`, ...
 
     Sums are kept in float64 (per-batch mean loss × batch size; exact counts), so the numbers do not
     depend on the batch size beyond the model's own float32 arithmetic."""
     autocast = autocast or precision_autocast(x.device, "fp32")
-    if isinstance(training_loss, MultiOutputLoss):
-        return _evaluate_multi(model, training_loss, x, y, batch_size, autocast, all_metrics, metrics)
+    compiled = CompiledLoss(training_loss)
     model.eval()
     from .inference import evaluator  # model(xb), same numbers, Conv+ReLU fused (inference.py)
 
@@ -83,80 +76,42 @@ def evaluate_batches(model: nn.Module, training_loss, x: torch.Tensor, y: torch.
     # float64 where the device has it (MPS has not)
     sum_dtype = torch.float32 if x.device.type == "mps" else torch.float64
     loss_sum = torch.zeros((), device=x.device, dtype=sum_dtype)
-    correct = torch.zeros((), device=x.device, dtype=torch.long)
-    probabilities = []
+    part_sums = [torch.zeros((), device=x.device, dtype=sum_dtype) for _ in compiled.part_names]
+    corrects = [torch.zeros((), device=x.device, dtype=torch.long) for _ in compiled.prefixes]
+    probabilities: list[list[torch.Tensor]] = []  # per batch, per output
     for start in range(0, x.shape[0], batch_size):
         xb, yb = as_float01(x[start:start + batch_size]), y[start:start + batch_size]
         with autocast:
-            out = forward(xb).float()
-        loss_sum += training_loss(out, yb).to(sum_dtype) * yb.numel()
-        correct += (predicted_labels(out) == yb).sum()
+            out = float_outputs(forward(xb))
+        total, parts = compiled.losses(out, yb)
+        loss_sum += total.to(sum_dtype) * yb.shape[0]
+        for part_sum, part in zip(part_sums, parts):
+            part_sum += part.to(sum_dtype) * yb.shape[0]
+        for correct, out_i, y_i in zip(corrects, compiled.outputs(out), compiled.labels(yb)):
+            correct += (predicted_labels(out_i) == y_i).sum()
         if all_metrics or metrics:
-            probabilities.append(training_loss.probabilities(out))
+            probabilities.append(compiled.probabilities(out))
     n = max(x.shape[0], 1)
     loss = loss_sum / n
     regularization = getattr(model, "regularization_loss", None)
     if regularization is not None:  # as Keras' evaluate: the weight penalty is part of the loss
         loss = loss + regularization()
-    result: dict[str, float | None] = {"loss": loss.item(), "accuracy": correct.item() / n}
+    result: dict[str, float | None] = {"loss": loss.item()}
+    result.update({name: (v / n).item() for name, v in zip(compiled.part_names, part_sums)})
+    result.update({f"{prefix}accuracy": v.item() / n for prefix, v in zip(compiled.prefixes, corrects)})
+    whole = [torch.cat(p) for p in zip(*probabilities)]  # per output, over the set
+    labels = compiled.labels(y)
     if all_metrics:
         from ..metrics import classification_metrics
 
-        if probabilities:
-            result.update(classification_metrics(torch.cat(probabilities), y))
-        else:  # an empty set: no evidence
-            result.update(top5_accuracy=None, nll=math.nan, ece=math.nan, macro_f1=math.nan)
-    if metrics:
-        result.update(metric_values(metrics, torch.cat(probabilities), y) if probabilities
-                      else {name: None for name, _, _ in metrics})
-    return result
-
-
-@torch.no_grad()
-def _evaluate_multi(model, training_loss: MultiOutputLoss, x, y, batch_size, autocast, all_metrics, metrics):
-    """`evaluate_batches` for several outputs: `loss` (Σ w_i · loss_i, with the weight penalty), `<name>_loss`
-    (unweighted), `<name>_accuracy`, and per output the metrics asked for (`<name>_<metric>`)."""
-    model.eval()
-    from .inference import evaluator
-
-    forward = evaluator(model)
-    names = training_loss.names
-    sum_dtype = torch.float32 if x.device.type == "mps" else torch.float64
-    loss_sum = torch.zeros((), device=x.device, dtype=sum_dtype)
-    part_sums = {k: torch.zeros((), device=x.device, dtype=sum_dtype) for k in names}
-    corrects = {k: torch.zeros((), device=x.device, dtype=torch.long) for k in names}
-    probabilities = []
-    for start in range(0, x.shape[0], batch_size):
-        xb, yb = as_float01(x[start:start + batch_size]), y[start:start + batch_size]
-        with autocast:
-            out = float_outputs(forward(xb))
-        total, parts = training_loss.parts(out, yb)
-        loss_sum += total.to(sum_dtype) * yb.shape[0]
-        for i, k in enumerate(names):
-            part_sums[k] += parts[k].to(sum_dtype) * yb.shape[0]
-            corrects[k] += (predicted_labels(out[k]) == yb[:, i]).sum()
-        if all_metrics or metrics:
-            probabilities.append(training_loss.probabilities(out))
-    n = max(x.shape[0], 1)
-    loss = loss_sum / n
-    regularization = getattr(model, "regularization_loss", None)
-    if regularization is not None:
-        loss = loss + regularization()
-    result = {"loss": loss.item()}
-    result.update({f"{k}_loss": (v / n).item() for k, v in part_sums.items()})
-    result.update({f"{k}_accuracy": v.item() / n for k, v in corrects.items()})
-    if all_metrics:
-        from ..metrics import classification_metrics
-
-        for i, k in enumerate(names):
+        for i, prefix in enumerate(compiled.prefixes):
             if probabilities:
-                scores = classification_metrics(torch.cat([p[k] for p in probabilities]), y[:, i])
-            else:
+                scores = classification_metrics(whole[i], labels[i])
+            else:  # an empty set: no evidence
                 scores = dict(top5_accuracy=None, nll=math.nan, ece=math.nan, macro_f1=math.nan)
-            result.update({f"{k}_{m}": v for m, v in scores.items()})
+            result.update({f"{prefix}{m}": v for m, v in scores.items()})
     if metrics:
-        result.update(metric_values(metrics, cat_probabilities(probabilities), y) if probabilities
-                      else {name: None for name, _, _ in metrics})
+        result.update(metric_values(metrics, whole, labels) if probabilities else no_metric_values(metrics))
     return result
 
 

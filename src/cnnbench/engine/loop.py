@@ -21,6 +21,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -29,9 +30,9 @@ from .. import optim as optim_mod
 from ..errors import environment_fault
 from ..store.files import atomic_write, remove_stale_temps
 from .callbacks import Callback, History, ProgressDisplay
-from .evaluation import cat_probabilities, evaluate_batches, metric_values
+from .evaluation import evaluate_batches, metric_values, no_metric_values
 from .inputs import as_float01, epoch_seed, precision_autocast
-from .outputs import MultiOutputLoss, float_outputs, predicted_labels
+from .outputs import CompiledLoss, float_outputs, predicted_labels
 
 log = logging.getLogger("cnnbench")
 
@@ -56,8 +57,8 @@ class Trainer:
         self.steps_per_epoch = steps_per_epoch
         self.epoch_steps = 0  # batches of the epoch being trained (for the progress bar)
         self.skipped_validation = False  # validation_freq left this epoch without validation
-        self.multi = isinstance(training_loss, MultiOutputLoss)
-        self.metrics = list(metrics)  # [(log name, output or None, fn)]: computed over each epoch
+        self.compiled = CompiledLoss(training_loss)  # one output is a one-entry list of outputs
+        self.metrics = list(metrics)  # [(log name, output index, fn)]: computed over each epoch
         self.device, self.seed, self.batch_size, self.epochs = device, seed, batch_size, epochs
         self.micro_batch_size = micro_batch_size if micro_batch_size and micro_batch_size < batch_size else None
         self.autocast = precision_autocast(device, precision)
@@ -171,21 +172,17 @@ class Trainer:
             return torch.randperm(n, generator=gen)
         return torch.randperm(n, generator=torch.Generator().manual_seed(epoch_seed(self.seed, first)))
 
-    def train_epoch(self, epoch: int, x: torch.Tensor, y: torch.Tensor, sw: torch.Tensor | None):
-        model, loss_fn, opt = self.model, self.loss, self.optimizer
+    def train_epoch(self, epoch: int, x: torch.Tensor, y: torch.Tensor, sw: torch.Tensor | None
+                    ) -> dict[str, float | None]:
+        """Train one epoch; its logs: `loss`, each output's loss and accuracy (`CompiledLoss`), the metrics."""
         gen = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))
         torch.manual_seed(epoch_seed(self.seed, epoch) ^ 0x5DEECE66D)  # dropout stream
         first, batch_numbers = self.epoch_batches(epoch, x.shape[0])
         order = self._order(epoch, first, x.shape[0], gen).to(self.device)
         n = sum(min(self.batch_size, x.shape[0] - b * self.batch_size) for b in batch_numbers)  # images seen
-        model.train()
-        optim_mod.train_mode(opt)
-        loss_sum = torch.zeros((), device=self.device)
-        correct = torch.zeros((), device=self.device, dtype=torch.long)
-        if self.multi:
-            part_sums = {k: torch.zeros((), device=self.device) for k in loss_fn.names}
-            corrects = {k: torch.zeros((), device=self.device, dtype=torch.long) for k in loss_fn.names}
-        seen_probabilities, seen_labels = [], []
+        self.model.train()
+        optim_mod.train_mode(self.optimizer)
+        sums = _EpochSums(self.compiled, self.device, keep_probabilities=bool(self.metrics))
         # what follows the batches: Keras' progress bar (verbose=1), a callback's on_batch_progress
         bars = [cb.on_batch_end if isinstance(cb, ProgressDisplay) else cb.on_batch_progress
                 for cb in self.callbacks
@@ -197,58 +194,36 @@ class Trainer:
             if self.shuffle == "batch":
                 idx = idx[torch.randperm(idx.numel(), generator=gen).to(self.device)]
             seen += idx.numel()
-            opt.zero_grad(set_to_none=True)
-            # Gradient accumulation: a batch too large for memory is processed in micro-batches whose
-            # losses are weighted by their share of the batch, so the gradient is the batch's gradient.
-            chunks = (idx,) if self.micro_batch_size is None else idx.split(self.micro_batch_size)
-            for chunk in chunks:
-                xb, yb = as_float01(x[chunk]), y[chunk]
-                if self.augment is not None:
-                    xb = self.augment(xb, gen)
-                with self.autocast:
-                    out = float_outputs(model(xb))  # losses always compute in float32 (Keras' semantics)
-                if self.multi:
-                    loss, parts = loss_fn.parts(out, yb, None if sw is None else sw[chunk])
-                else:
-                    loss = loss_fn(out, yb, None if sw is None else sw[chunk])
-                share = chunk.numel() / idx.numel()
-                if len(chunks) > 1:
-                    loss = loss * share
-                loss.backward()
-                loss_sum += loss.detach() * idx.numel()
-                if self.multi:
-                    for i, k in enumerate(loss_fn.names):
-                        part = parts[k].detach() * (share if len(chunks) > 1 else 1)
-                        part_sums[k] += part * idx.numel()
-                        corrects[k] += (predicted_labels(out[k].detach()) == yb[:, i]).sum()
-                else:
-                    correct += (predicted_labels(out.detach()) == yb).sum()
-                if self.metrics:  # as Keras' metrics: on the training batches as trained, before the step
-                    with torch.no_grad():
-                        seen_probabilities.append(_detached(loss_fn.probabilities(out)))
-                    seen_labels.append(yb.detach().cpu())
-            if self.regularization is not None:
-                penalty = self.regularization()
-                penalty.backward()
-                loss_sum += penalty.detach() * idx.numel()
-            opt.step()
+            self._step(x, y, sw, idx, gen, sums)
             for bar in bars:  # reads the running sums only when it redraws (a device sync)
                 # the lambda is called (or not) inside the hook, never kept: it sees this batch's values
-                bar(step, steps, lambda: {"loss": loss_sum.item() / seen} if self.multi else  # noqa: B023
-                                 {"loss": loss_sum.item() / seen, "accuracy": correct.item() / seen})  # noqa: B023
-        if not self.multi and not self.metrics:
-            return (loss_sum / n).item(), (correct.float() / n).item()
-        logs: dict[str, float | None] = {"loss": (loss_sum / n).item()}
-        if self.multi:
-            logs.update({f"{k}_loss": (v / n).item() for k, v in part_sums.items()})
-            logs.update({f"{k}_accuracy": (v.float() / n).item() for k, v in corrects.items()})
-        else:
-            logs["accuracy"] = (correct.float() / n).item()
-        if self.metrics and math.isfinite((loss_sum / n).item()):
-            logs.update(metric_values(self.metrics, cat_probabilities(seen_probabilities), torch.cat(seen_labels)))
-        elif self.metrics:  # a NaN/inf loss: the epoch has no metric values (the run is diverged)
-            logs.update({name: None for name, _, _ in self.metrics})
-        return logs
+                bar(step, steps, lambda: self.compiled.running_logs(sums.loss, sums.corrects, seen))  # noqa: B023
+        return sums.logs(n, self.metrics)
+
+    def _step(self, x: torch.Tensor, y: torch.Tensor, sw: torch.Tensor | None, idx: torch.Tensor,
+              gen: torch.Generator, sums: _EpochSums) -> None:
+        """One batch `idx`: forward, backward, the model's weight penalty, the optimizer's step."""
+        self.optimizer.zero_grad(set_to_none=True)
+        # Gradient accumulation: a batch too large for memory is processed in micro-batches whose
+        # losses are weighted by their share of the batch, so the gradient is the batch's gradient.
+        chunks = (idx,) if self.micro_batch_size is None else idx.split(self.micro_batch_size)
+        for chunk in chunks:
+            xb, yb = as_float01(x[chunk]), y[chunk]
+            if self.augment is not None:
+                xb = self.augment(xb, gen)
+            with self.autocast:
+                out = float_outputs(self.model(xb))  # losses always compute in float32 (Keras' semantics)
+            loss, parts = self.compiled.losses(out, yb, None if sw is None else sw[chunk])
+            share = chunk.numel() / idx.numel()
+            if len(chunks) > 1:
+                loss = loss * share
+            loss.backward()
+            sums.add(loss, parts, out, yb, share if len(chunks) > 1 else 1, idx.numel())
+        if self.regularization is not None:
+            penalty = self.regularization()
+            penalty.backward()
+            sums.loss += penalty.detach() * idx.numel()
+        self.optimizer.step()
 
     def run(self, x, y, sw, val: tuple[torch.Tensor, torch.Tensor] | None) -> History:
         self.n_train = x.shape[0]
@@ -266,20 +241,15 @@ class Trainer:
                 cb.on_epoch_begin(epoch)
             t0 = time.perf_counter()
             lr = optim_mod.current_lr(self.optimizer)
-            result = self.train_epoch(epoch, x, y, sw)
-            if isinstance(result, dict):  # several outputs, or custom metrics
-                logs = result
-                train_loss = logs["loss"]
-            else:
-                train_loss, train_acc = result
-                logs = {"loss": train_loss, "accuracy": train_acc}
+            logs: dict[str, Any] = self.train_epoch(epoch, x, y, sw)  # Any: callbacks may add their own
+            train_loss = logs["loss"]  # a number (NaN/inf when the epoch diverged)
             optim_mod.eval_mode(self.optimizer)  # Schedule-Free: evaluate (and checkpoint) the averaged weights
             validate = val is not None and math.isfinite(train_loss)
             self.skipped_validation = validate and not _should_validate(epoch, self.validation_freq)
             if val is not None and validate and not self.skipped_validation:
                 logs.update({f"val_{k}": v for k, v in
                              evaluate_batches(self.model, self.loss, *val, batch_size=max(self.batch_size, 1024),
-                                       autocast=self.autocast, metrics=self.metrics).items()})
+                                              autocast=self.autocast, metrics=self.metrics).items()})
             logs["learning_rate"] = lr
             logs["seconds"] = time.perf_counter() - t0
             self.history.append(epoch, logs)
@@ -310,5 +280,41 @@ def _should_validate(epoch: int, validation_freq: int | Sequence[int]) -> bool:
     return epoch + 1 in validation_freq
 
 
-def _detached(p):
-    return {k: v.detach().cpu() for k, v in p.items()} if isinstance(p, dict) else p.detach().cpu()
+class _EpochSums:
+    """An epoch's running sums on the device, read once at its end: the loss (× images), each output's
+    unweighted loss (several outputs) and correct count, and for the metrics asked for the batches'
+    probabilities and labels (as Keras' metrics: on the training batches as trained, before the step)."""
+
+    def __init__(self, compiled: CompiledLoss, device: torch.device, keep_probabilities: bool):
+        self.compiled, self.keep_probabilities = compiled, keep_probabilities
+        self.loss = torch.zeros((), device=device)
+        self.parts = [torch.zeros((), device=device) for _ in compiled.part_names]
+        self.corrects = [torch.zeros((), device=device, dtype=torch.long) for _ in compiled.prefixes]
+        self.probabilities: list[list[torch.Tensor]] = []  # per batch, per output
+        self.labels: list[torch.Tensor] = []
+
+    def add(self, loss: torch.Tensor, parts: list[torch.Tensor], out, yb: torch.Tensor, share: float,
+            batch: int) -> None:
+        """A (micro-)batch's numbers; `share` its part of the batch of `batch` images (1 for a whole batch)."""
+        self.loss += loss.detach() * batch
+        for part_sum, part in zip(self.parts, parts):
+            part_sum += part.detach() * share * batch
+        for correct, out_i, y_i in zip(self.corrects, self.compiled.outputs(out), self.compiled.labels(yb)):
+            correct += (predicted_labels(out_i.detach()) == y_i).sum()
+        if self.keep_probabilities:
+            with torch.no_grad():
+                self.probabilities.append([p.detach().cpu() for p in self.compiled.probabilities(out)])
+            self.labels.append(yb.detach().cpu())
+
+    def logs(self, n: int, plan: Sequence) -> dict[str, float | None]:
+        loss = (self.loss / n).item()
+        logs: dict[str, float | None] = {"loss": loss}
+        logs.update({name: (v / n).item() for name, v in zip(self.compiled.part_names, self.parts)})
+        logs.update({f"{prefix}accuracy": (v.float() / n).item() for prefix, v in zip(self.compiled.prefixes,
+                                                                                       self.corrects)})
+        if plan and math.isfinite(loss):
+            whole = [torch.cat(p) for p in zip(*self.probabilities)]
+            logs.update(metric_values(plan, whole, self.compiled.labels(torch.cat(self.labels))))
+        elif plan:  # a NaN/inf loss: the epoch has no metric values (the run is diverged)
+            logs.update(no_metric_values(plan))
+        return logs

@@ -30,7 +30,7 @@ class MultiOutputLoss:
         self.num_classes = {n: self.losses[n].num_classes for n in self.names}
         self.name = " + ".join(f"{self.weights[n]:g}·{n}:{self.losses[n].name}" for n in self.names)
 
-    def _check(self, outputs) -> None:
+    def check(self, outputs) -> None:
         if not isinstance(outputs, dict) or set(outputs) != set(self.names):
             got = sorted(outputs) if isinstance(outputs, dict) else f"a {type(outputs).__name__}"
             raise UserError(f"the model's forward returns {got}, but the labels and losses name the outputs "
@@ -38,7 +38,7 @@ class MultiOutputLoss:
 
     def parts(self, outputs: dict, labels: torch.Tensor, sample_weight=None):
         """(total = Σ w_i · loss_i, {name: unweighted loss_i})."""
-        self._check(outputs)
+        self.check(outputs)
         total, parts = 0, {}
         for i, n in enumerate(self.names):
             value = self.losses[n](outputs[n], labels[:, i], sample_weight)
@@ -50,7 +50,7 @@ class MultiOutputLoss:
         return self.parts(outputs, labels, sample_weight)[0]
 
     def probabilities(self, outputs: dict) -> dict[str, torch.Tensor]:
-        self._check(outputs)
+        self.check(outputs)
         return {n: self.losses[n].probabilities(outputs[n]) for n in self.names}
 
     def __repr__(self) -> str:
@@ -100,3 +100,50 @@ def check_micro_batching(loss) -> None:
         raise UserError(f"micro_batch_size needs a loss that averages over the batch (reduction "
                         f"'sum_over_batch_size', no ignore_class); loss {loss.name!r} has reduction "
                         f"{reduction!r}{ignoring}; drop micro_batch_size or use the default reduction")
+
+
+class CompiledLoss:
+    """The loss over a model's outputs as the loop and evaluation use it, as Keras' `CompileLoss`: every
+    model has a list of outputs, and a model with one output is a one-entry list.
+
+    Per output i: `outputs(out)[i]`, `labels(y)[i]`, `probabilities(out)[i]`, logged under
+    `prefixes[i]` ("" for one output: `accuracy`; `<name>_` for several: `<name>_accuracy`). `losses`
+    gives the loss trained on and the unweighted loss of each output; a model with several outputs also
+    logs those as `part_names` (`<name>_loss`), one output's is `loss` itself, so it has none."""
+
+    def __init__(self, training_loss: losses_mod.TrainingLoss | MultiOutputLoss):
+        self.training_loss = training_loss
+        self.several = isinstance(training_loss, MultiOutputLoss)
+        names = training_loss.names if isinstance(training_loss, MultiOutputLoss) else [None]
+        self.prefixes = [f"{n}_" for n in names] if self.several else [""]
+        self.part_names = [f"{n}_loss" for n in names] if self.several else []
+
+    def outputs(self, out) -> list[torch.Tensor]:
+        if isinstance(self.training_loss, MultiOutputLoss):
+            self.training_loss.check(out)
+            return [out[n] for n in self.training_loss.names]
+        return [out]
+
+    def labels(self, y: torch.Tensor) -> list[torch.Tensor]:
+        """One output's labels are N; several outputs' N×M, column i output i's."""
+        return [y[:, i] for i in range(len(self.prefixes))] if self.several else [y]
+
+    def losses(self, out, y: torch.Tensor, sample_weight=None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """(the loss trained on, [the unweighted loss of each output in `part_names`])."""
+        if isinstance(self.training_loss, MultiOutputLoss):
+            total, parts = self.training_loss.parts(out, y, sample_weight)
+            return total, [parts[n] for n in self.training_loss.names]
+        return self.training_loss(out, y, sample_weight), []
+
+    def probabilities(self, out) -> list[torch.Tensor]:
+        if isinstance(self.training_loss, MultiOutputLoss):
+            p = self.training_loss.probabilities(out)
+            return [p[n] for n in self.training_loss.names]
+        return [self.training_loss.probabilities(out)]
+
+    def running_logs(self, loss_sum: torch.Tensor, corrects: list[torch.Tensor], seen: int) -> dict[str, float]:
+        """What a progress bar shows during an epoch: the loss, and one output's accuracy (a device sync)."""
+        logs = {"loss": loss_sum.item() / seen}
+        if not self.several:
+            logs["accuracy"] = corrects[0].item() / seen
+        return logs
