@@ -8,7 +8,6 @@ import os
 import warnings
 from collections.abc import Iterable, Sequence
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -20,15 +19,13 @@ from .evaluation import metric_plan
 from .inference import heap_allocations
 from .inputs import (
     check_whole_number,
-    label_columns,
     parse_validation_freq,
     precision_autocast,
     resolve_device,
-    to_images,
-    to_labels,
+    training_data,
 )
 from .loop import Trainer
-from .outputs import MultiOutputLoss, check_micro_batching, output_losses
+from .outputs import build_training_loss, check_micro_batching
 
 
 def fit(model: nn.Module | str | dict, x, y, *, loss="categorical_crossentropy", optimizer="adam",
@@ -77,116 +74,35 @@ def fit(model: nn.Module | str | dict, x, y, *, loss="categorical_crossentropy",
     `{output: [...]}`).
     """
     verbose = verbose_mode(verbose)
-    check_whole_number(epochs, "epochs", minimum=0)
     batch_size = 32 if batch_size is None else batch_size  # Keras' default for None
-    check_whole_number(batch_size, "batch_size")
-    check_whole_number(initial_epoch, "initial_epoch", minimum=0)
-    if steps_per_epoch is not None:
-        check_whole_number(steps_per_epoch, "steps_per_epoch")
-    if shuffle not in (True, False, "batch") or not isinstance(shuffle, (bool, str)):
-        raise UserError(f"shuffle must be True, False or 'batch' (Keras'), got {shuffle!r}")
+    _check_options(epochs=epochs, batch_size=batch_size, initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,
+                   shuffle=shuffle, micro_batch_size=micro_batch_size)
     validation_freq = parse_validation_freq(validation_freq)
-    if micro_batch_size is not None:
-        check_whole_number(micro_batch_size, "micro_batch_size")
     dev = resolve_device(device)
     precision_autocast(dev, precision)  # validate before any work
-    x = to_images(x)
-    names = None  # the outputs' names, for a model with several outputs
-    if isinstance(y, dict):
-        names, y = label_columns(y, None, "y")
-    else:
-        y = to_labels(y)
-        if loss_weights is not None:
-            raise UserError("loss_weights weighs the losses of several outputs; give y as a dict "
-                            "{output_name: labels} (and a model whose forward returns a dict), or drop loss_weights")
-    if x.shape[0] != y.shape[0]:
-        raise UserError(f"x has {x.shape[0]} images but y has {y.shape[0]} labels")
-    sw = None if sample_weight is None else torch.as_tensor(np.asarray(sample_weight), dtype=torch.float32)
-    if sw is not None and tuple(sw.shape) != (x.shape[0],):
-        raise UserError(f"sample_weight has shape {tuple(sw.shape)}; give one weight per image ({x.shape[0]})")
-    val: tuple[torch.Tensor, torch.Tensor] | None = None
-    if validation_data is not None:
-        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-            raise UserError("validation_data must be a pair (x_val, y_val)")
-        if names is not None:
-            x_val = to_images(validation_data[0])
-            if not isinstance(validation_data[1], dict):
-                raise UserError("validation_data's y must be a dict {output_name: labels}, as y is")
-            val = (x_val, label_columns(validation_data[1], names, "validation_data's y")[1])
-        else:
-            val = (to_images(validation_data[0]), to_labels(validation_data[1]))
-        if val[0].shape[0] != val[1].shape[0]:
-            raise UserError(f"validation_data has {val[0].shape[0]} images but {val[1].shape[0]} labels")
-    elif validation_split:
-        if not 0.0 < validation_split < 1.0:
-            raise UserError(f"validation_split must be in (0, 1), got {validation_split}")
-        from ..data import train_size
-
-        n_train = train_size(x.shape[0], validation_split)  # Keras: the last fraction is validation
-        val = (x[n_train:], y[n_train:])
-        x, y = x[:n_train], y[:n_train]
-        sw = None if sw is None else sw[:n_train]
+    data = training_data(x, y, sample_weight=sample_weight, loss_weights=loss_weights,
+                         validation_data=validation_data, validation_split=validation_split)
+    x, y, sw, val = data.x, data.y, data.sample_weight, data.validation
     if batch_size < 1 or batch_size > x.shape[0]:
         raise UserError(f"batch_size {batch_size} must be between 1 and the {x.shape[0]} training images")
     labels = torch.cat([y, val[1]]) if val else y  # y has >= batch_size >= 1 labels here
-    training_loss: losses_mod.TrainingLoss | MultiOutputLoss
-    if names is None:
-        if isinstance(num_classes, dict):
-            raise UserError("num_classes is a dict per output, but y is one output's labels; give a number")
-        lowest, highest = int(labels.min()), int(labels.max())
-        if num_classes is None:
-            num_classes = highest + 1
-        if lowest < 0 or highest >= num_classes:
-            raise UserError(f"labels span {lowest}..{highest}, outside 0..{num_classes - 1}; "
-                            "labels must be class indices 0..num_classes-1")
-        training_loss = losses_mod.adapt(losses_mod.get(loss), num_classes)
-        if micro_batch_size is not None and micro_batch_size < batch_size:
-            check_micro_batching(training_loss.loss)
-    else:
-        if class_weight is not None:
-            raise UserError("class_weight applies to a model with one output; with several outputs use "
-                            "sample_weight (one weight per image, for every output)")
-        classes = {}
-        for i, n in enumerate(names):
-            lowest, highest = int(labels[:, i].min()), int(labels[:, i].max())
-            k = (num_classes.get(n) if isinstance(num_classes, dict) else num_classes) or highest + 1
-            if lowest < 0 or highest >= k:
-                raise UserError(f"labels of output {n!r} span {lowest}..{highest}, outside 0..{k - 1}; "
-                                "labels must be class indices 0..num_classes-1")
-            classes[n] = int(k)
-        num_classes = classes
-        training_loss = output_losses(loss, loss_weights, names, classes)
-        if micro_batch_size is not None and micro_batch_size < batch_size:
-            for part in training_loss.losses.values():
-                check_micro_batching(part.loss)
+    training_loss, num_classes = build_training_loss(loss, labels, data.names, num_classes=num_classes,
+                                                     loss_weights=loss_weights, class_weight=class_weight)
+    if micro_batch_size is not None and micro_batch_size < batch_size:
+        check_micro_batching(training_loss)
     plan = metric_plan(metrics, training_loss)
     if class_weight is not None:
-        assert num_classes is not None and not isinstance(num_classes, dict)  # refused above for several outputs
+        assert isinstance(num_classes, int)  # several outputs were refused with a class_weight
         cw = losses_mod.class_weights_to_sample_weights(y, class_weight, num_classes)
         sw = cw if sw is None else sw * cw
 
-    if not isinstance(model, nn.Module):
-        from .. import models as models_mod
-
-        torch.manual_seed(seed)
-        # several outputs: a registry model gets one head per output, a user's model num_outputs={name: units}
-        model = models_mod.get(model, input_shape=tuple(x.shape[1:]), num_outputs=training_loss.out_features)
+    model = _built(model, seed, tuple(x.shape[1:]), training_loss)
     model = model.to(dev, memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's overloads omit it
     assert isinstance(model, nn.Module)
-    params = [p for p in model.parameters() if p.requires_grad]
     steps = math.ceil(x.shape[0] / batch_size) if steps_per_epoch is None else steps_per_epoch  # Keras' params
-    batches = math.ceil(x.shape[0] / batch_size)
-    if steps_per_epoch is not None and batches % steps_per_epoch and epochs > initial_epoch:
-        # Keras warns at every such epoch ("Your input ran out of data"); once is enough to say why
-        warnings.warn(f"steps_per_epoch={steps_per_epoch} does not divide the {batches} batches of a pass over the "
-                      f"data; as Keras, an epoch that reaches the end of the pass stops there, with fewer steps",
-                      stacklevel=2)
-    if isinstance(optimizer, torch.optim.Optimizer):
-        opt = optimizer
-    else:  # a schedule spans the epochs this fit trains
-        opt = optim_mod.get(optimizer, params, steps_per_epoch=min(steps, batches),
-                            epochs=max(epochs - initial_epoch, 0), batch_size=batch_size)
-
+    opt = _optimizer(optimizer, model, batches=math.ceil(x.shape[0] / batch_size), steps=steps,
+                     steps_per_epoch=steps_per_epoch, epochs=epochs, initial_epoch=initial_epoch,
+                     batch_size=batch_size)
     augment = None
     if augmentation:
         from ..data import augment as augment_mod
@@ -211,3 +127,41 @@ def fit(model: nn.Module | str | dict, x, y, *, loss="categorical_crossentropy",
     model.cnnbench_loss = training_loss  # type: ignore[assignment]  # so evaluate()/predict() need not be told the loss
     model.cnnbench_metrics = metrics  # type: ignore[assignment]  # evaluate() computes them too
     return history
+
+
+def _check_options(*, epochs, batch_size, initial_epoch, steps_per_epoch, shuffle, micro_batch_size) -> None:
+    check_whole_number(epochs, "epochs", minimum=0)
+    check_whole_number(batch_size, "batch_size")
+    check_whole_number(initial_epoch, "initial_epoch", minimum=0)
+    if steps_per_epoch is not None:
+        check_whole_number(steps_per_epoch, "steps_per_epoch")
+    if shuffle not in (True, False, "batch") or not isinstance(shuffle, (bool, str)):
+        raise UserError(f"shuffle must be True, False or 'batch' (Keras'), got {shuffle!r}")
+    if micro_batch_size is not None:
+        check_whole_number(micro_batch_size, "micro_batch_size")
+
+
+def _built(model, seed: int, input_shape: tuple, training_loss) -> nn.Module:
+    """`model` itself, or the registry's model it names, built with `seed` for the data and the loss."""
+    if isinstance(model, nn.Module):
+        return model
+    from .. import models as models_mod
+
+    torch.manual_seed(seed)
+    # several outputs: a registry model gets one head per output, a user's model num_outputs={name: units}
+    return models_mod.get(model, input_shape=input_shape, num_outputs=training_loss.out_features)
+
+
+def _optimizer(optimizer, model: nn.Module, *, batches: int, steps: int, steps_per_epoch: int | None, epochs: int,
+               initial_epoch: int, batch_size: int) -> torch.optim.Optimizer:
+    if steps_per_epoch is not None and batches % steps_per_epoch and epochs > initial_epoch:
+        # Keras warns at every such epoch ("Your input ran out of data"); once is enough to say why
+        warnings.warn(f"steps_per_epoch={steps_per_epoch} does not divide the {batches} batches of a pass over the "
+                      f"data; as Keras, an epoch that reaches the end of the pass stops there, with fewer steps",
+                      stacklevel=3)
+    if isinstance(optimizer, torch.optim.Optimizer):
+        return optimizer
+    params = [p for p in model.parameters() if p.requires_grad]
+    # a schedule spans the epochs this fit trains
+    return optim_mod.get(optimizer, params, steps_per_epoch=min(steps, batches), epochs=max(epochs - initial_epoch, 0),
+                         batch_size=batch_size)

@@ -1,8 +1,10 @@
 """What `fit` and `evaluate` take, made into tensors and checked: images, labels (one output's or a
-column per output), the device, the precision's autocast, whole-number options; and the per-epoch seed."""
+column per output), sample weights, the validation data or split, the device, the precision's autocast,
+whole-number options; and the per-epoch seed."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -102,3 +104,60 @@ def parse_validation_freq(value) -> int | list[int]:
 def check_whole_number(value, name: str, minimum: int = 1) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise UserError(f"{name} must be a whole number >= {minimum}, got {value!r}")
+
+
+@dataclass
+class TrainingData:
+    """`fit`'s data as tensors: images N×C×H×W, labels N (or N×M, a column per output of `names`), the
+    sample weights N, and the validation pair (from `validation_data`, or the last `validation_split`)."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    sample_weight: torch.Tensor | None
+    validation: tuple[torch.Tensor, torch.Tensor] | None
+    names: list[str] | None  # the outputs' names, for a model with several outputs
+
+
+def training_data(x, y, *, sample_weight, loss_weights, validation_data, validation_split) -> TrainingData:
+    x = to_images(x)
+    names = None
+    if isinstance(y, dict):
+        names, y = label_columns(y, None, "y")
+    else:
+        y = to_labels(y)
+        if loss_weights is not None:
+            raise UserError("loss_weights weighs the losses of several outputs; give y as a dict "
+                            "{output_name: labels} (and a model whose forward returns a dict), or drop loss_weights")
+    if x.shape[0] != y.shape[0]:
+        raise UserError(f"x has {x.shape[0]} images but y has {y.shape[0]} labels")
+    sw = None if sample_weight is None else torch.as_tensor(np.asarray(sample_weight), dtype=torch.float32)
+    if sw is not None and tuple(sw.shape) != (x.shape[0],):
+        raise UserError(f"sample_weight has shape {tuple(sw.shape)}; give one weight per image ({x.shape[0]})")
+    val: tuple[torch.Tensor, torch.Tensor] | None = None
+    if validation_data is not None:
+        val = _validation_data(validation_data, names)
+    elif validation_split:
+        if not 0.0 < validation_split < 1.0:
+            raise UserError(f"validation_split must be in (0, 1), got {validation_split}")
+        from ..data import train_size
+
+        n_train = train_size(x.shape[0], validation_split)  # Keras: the last fraction is validation
+        val = (x[n_train:], y[n_train:])
+        x, y = x[:n_train], y[:n_train]
+        sw = None if sw is None else sw[:n_train]
+    return TrainingData(x, y, sw, val, names)
+
+
+def _validation_data(validation_data, names: list[str] | None) -> tuple[torch.Tensor, torch.Tensor]:
+    if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+        raise UserError("validation_data must be a pair (x_val, y_val)")
+    if names is not None:
+        x_val = to_images(validation_data[0])
+        if not isinstance(validation_data[1], dict):
+            raise UserError("validation_data's y must be a dict {output_name: labels}, as y is")
+        val = (x_val, label_columns(validation_data[1], names, "validation_data's y")[1])
+    else:
+        val = (to_images(validation_data[0]), to_labels(validation_data[1]))
+    if val[0].shape[0] != val[1].shape[0]:
+        raise UserError(f"validation_data has {val[0].shape[0]} images but {val[1].shape[0]} labels")
+    return val

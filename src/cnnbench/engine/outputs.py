@@ -92,7 +92,14 @@ def predicted_labels(outputs: torch.Tensor) -> torch.Tensor:
 
 def check_micro_batching(loss) -> None:
     """Micro-batching weights each slice's loss by its share of the batch, which is the batch's loss
-    only when the loss averages over the batch's samples."""
+    only when the loss averages over the batch's samples. `loss`: a loss, a `losses.TrainingLoss`, or a
+    `MultiOutputLoss` (each output's loss is checked)."""
+    if isinstance(loss, MultiOutputLoss):
+        for part in loss.losses.values():
+            check_micro_batching(part)
+        return
+    if isinstance(loss, losses_mod.TrainingLoss):
+        loss = loss.loss
     reduction = getattr(loss, "reduction", "sum_over_batch_size")
     ignore_class = getattr(loss, "ignore_class", None)
     if reduction not in ("sum_over_batch_size", "mean") or ignore_class is not None:
@@ -100,6 +107,34 @@ def check_micro_batching(loss) -> None:
         raise UserError(f"micro_batch_size needs a loss that averages over the batch (reduction "
                         f"'sum_over_batch_size', no ignore_class); loss {loss.name!r} has reduction "
                         f"{reduction!r}{ignoring}; drop micro_batch_size or use the default reduction")
+
+
+def build_training_loss(loss, labels: torch.Tensor, names: list[str] | None, *, num_classes, loss_weights,
+                        class_weight) -> tuple[losses_mod.TrainingLoss | MultiOutputLoss, int | dict[str, int]]:
+    """`fit`'s loss for its labels (all of them, validation's included) and its number of classes (per output
+    for several outputs, `names`): the labels must be class indices below it."""
+    if names is None:
+        if isinstance(num_classes, dict):
+            raise UserError("num_classes is a dict per output, but y is one output's labels; give a number")
+        lowest, highest = int(labels.min()), int(labels.max())
+        if num_classes is None:
+            num_classes = highest + 1
+        if lowest < 0 or highest >= num_classes:
+            raise UserError(f"labels span {lowest}..{highest}, outside 0..{num_classes - 1}; "
+                            "labels must be class indices 0..num_classes-1")
+        return losses_mod.adapt(losses_mod.get(loss), num_classes), num_classes
+    if class_weight is not None:
+        raise UserError("class_weight applies to a model with one output; with several outputs use "
+                        "sample_weight (one weight per image, for every output)")
+    classes = {}
+    for i, n in enumerate(names):
+        lowest, highest = int(labels[:, i].min()), int(labels[:, i].max())
+        k = (num_classes.get(n) if isinstance(num_classes, dict) else num_classes) or highest + 1
+        if lowest < 0 or highest >= k:
+            raise UserError(f"labels of output {n!r} span {lowest}..{highest}, outside 0..{k - 1}; "
+                            "labels must be class indices 0..num_classes-1")
+        classes[n] = int(k)
+    return output_losses(loss, loss_weights, names, classes), classes
 
 
 class CompiledLoss:
