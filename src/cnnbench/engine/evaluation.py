@@ -25,6 +25,7 @@ from .inputs import (
     to_labels,
 )
 from .outputs import CompiledLoss, MultiOutputLoss, float_outputs, output_losses, predicted_labels
+from .record import record_of
 
 
 def metric_plan(metrics, training_loss) -> list[tuple[str, int, Any]]:
@@ -165,12 +166,8 @@ def evaluate(model: nn.Module, x, y, *, loss=None, batch_size: int | None = 1024
     batch_size = 1024 if batch_size is None else batch_size  # the default: scores do not depend on it
     check_whole_number(batch_size, "batch_size")
     x = to_images(x)
-    trained = getattr(model, "cnnbench_loss", None)
-    saved = getattr(model, "cnnbench_config", None) or {}
-    if trained is None and saved.get("outputs") and saved.get("loss") is not None:
-        from ..store.model_files import _training_loss as saved_loss  # a loaded model with several outputs: its losses
-
-        trained = saved_loss(model, saved, None)
+    record = record_of(model)
+    trained = record.evaluation_loss()
     training_loss: losses_mod.TrainingLoss | MultiOutputLoss | None
     if isinstance(y, dict):
         if loss is None and isinstance(trained, MultiOutputLoss):
@@ -196,11 +193,7 @@ def evaluate(model: nn.Module, x, y, *, loss=None, batch_size: int | None = 1024
         else:
             training_loss = losses_mod.adapt(losses_mod.get(loss), num_classes or int(y.max().item()) + 1)
     if metrics is None:  # those fit was given, or a loaded model's built-in ones (never code from a file)
-        metrics = getattr(model, "cnnbench_metrics", None)
-        if metrics is None and saved.get("metrics"):
-            from ..store.model_files import _builtin_metrics
-
-            metrics = _builtin_metrics(saved["metrics"])
+        metrics = record.evaluation_metrics()
     plan = metric_plan(metrics, training_loss)
     dev = next(model.parameters()).device if device is None else resolve_device(device)
     t0 = time.perf_counter()

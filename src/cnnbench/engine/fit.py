@@ -26,6 +26,7 @@ from .inputs import (
 )
 from .loop import Trainer
 from .outputs import build_training_loss, check_micro_batching
+from .record import attached_record
 
 
 def fit(model: nn.Module | str | dict, x, y, *, loss="categorical_crossentropy", optimizer="adam",
@@ -123,9 +124,9 @@ def fit(model: nn.Module | str | dict, x, y, *, loss="categorical_crossentropy",
         history = trainer.run(x, y, sw, val)
     history.params = {"verbose": verbose, "epochs": epochs, "steps": steps,  # Keras' three, then cnnbench's
                       "batch_size": batch_size, "num_classes": num_classes}
-    # plain attributes (torch types Module.__setattr__ for tensors and modules only)
-    model.cnnbench_loss = training_loss  # type: ignore[assignment]  # so evaluate()/predict() need not be told the loss
-    model.cnnbench_metrics = metrics  # type: ignore[assignment]  # evaluate() computes them too
+    record = attached_record(model)  # model.cnnbench
+    record.loss = training_loss  # so evaluate()/predict()/save() need not be told the loss
+    record.metrics = metrics  # evaluate() computes them too
     return history
 
 

@@ -94,8 +94,9 @@ def get(spec, *, input_shape: Sequence[int], num_outputs: int | dict[str, int]) 
     dict: a registry model gets one head per output (`MultiHead`); a `"package.module:attr"` factory is
     called with the dict and must return such a model.
 
-    The model remembers how it was built in `model.cnnbench_model` (`{"model": resolve(spec),
-    "input_shape": [C, H, W], "num_outputs": n}`), which `cnnbench.store.model_files.save` stores."""
+    The model remembers how it was built in its record, `model.cnnbench.built` (`engine.record`:
+    `{"model": resolve(spec), "input_shape": [C, H, W], "num_outputs": n}`), which
+    `cnnbench.store.model_files.save` stores."""
     if isinstance(spec, nn.Module):
         return spec
     heads = _check_heads(num_outputs) if isinstance(num_outputs, dict) else None
@@ -115,8 +116,10 @@ def get(spec, *, input_shape: Sequence[int], num_outputs: int | dict[str, int]) 
         model = MultiHead(REGISTRY.get(name, input_shape=shape, num_outputs=sum(heads.values()), **options), heads)
     else:
         model = REGISTRY.get(name, input_shape=shape, num_outputs=num_outputs, **options)
-    model.cnnbench_model = {"model": resolve(spec), "input_shape": list(shape),
-                            "num_outputs": heads or int(num_outputs)}  # type: ignore[arg-type]
+    from ..engine.record import ModelRecord, attach
+
+    attach(model, ModelRecord(built={"model": resolve(spec), "input_shape": list(shape),
+                                     "num_outputs": heads or int(num_outputs)}))
     return model
 
 

@@ -32,6 +32,8 @@ import torch
 from torch import nn
 
 from .. import models, registry
+from ..engine import MultiOutputLoss
+from ..engine.record import TRUST_HINT, ModelRecord, attach, builtin_metrics, record_of
 from ..errors import UserError
 from ..registry import split_spec
 from .files import atomic_write
@@ -62,7 +64,8 @@ def _jsonable(value, where="config"):
 def model_config(model: nn.Module, config: dict | None = None) -> dict[str, Any]:
     """The config `save` stores: the model's build info (from `models.get`) plus the caller's `config`."""
     full = dict(config or {})
-    built = getattr(model, "cnnbench_model", None) or getattr(model, "cnnbench_config", None) or {}
+    record = record_of(model)
+    built = record.built or record.saved or {}
     for key in _MODEL_KEYS:
         if key in built:
             full[key] = built[key]
@@ -74,9 +77,7 @@ def model_config(model: nn.Module, config: dict | None = None) -> dict[str, Any]
     module = _factory_module(full["model"])
     if module:
         full.setdefault("model_module", module)
-    trained = getattr(model, "cnnbench_loss", None)  # set by train.fit
-    from ..engine import MultiOutputLoss
-
+    trained = record.loss  # set by fit
     if isinstance(trained, MultiOutputLoss) or (trained is not None and "loss" not in full):
         from .. import losses
 
@@ -90,23 +91,10 @@ def model_config(model: nn.Module, config: dict | None = None) -> dict[str, Any]
         else:
             full["loss"] = losses.resolve(trained.user_loss)
             full.setdefault("num_classes", trained.num_classes)
-    given = _builtin_metrics(getattr(model, "cnnbench_metrics", None))  # fit's metrics, as Keras keeps them
+    given = builtin_metrics(record.metrics)  # fit's metrics, as Keras keeps them
     if given and "metrics" not in full:
         full["metrics"] = given
     return _jsonable(full)
-
-
-def _builtin_metrics(given):
-    """fit's `metrics` less those naming code ("package.module:function"): a model file names no code
-    but its model's and loss's, so a loaded model evaluates its built-in metrics again without trust."""
-    if isinstance(given, dict):
-        kept = {o: [v for v in ([specs] if isinstance(specs, str) else specs if isinstance(specs, (list, tuple))
-                                else []) if isinstance(v, str) and ":" not in v]
-                for o, specs in given.items()}
-        return {o: v for o, v in kept.items() if v} or None
-    if isinstance(given, (list, tuple)):
-        return [v for v in given if isinstance(v, str) and ":" not in v] or None
-    return None
 
 
 def _factory_module(spec) -> str | None:
@@ -137,7 +125,7 @@ def read(path, map_location="cpu") -> tuple[dict[str, Any], dict[str, torch.Tens
     if not os.path.isfile(path):
         raise UserError(f"model file {path!r} does not exist; give the path of a file written by cnnbench")
     if isinstance(map_location, (str, torch.device)):
-        from ..engine import resolve_device
+        from ..engine import resolve_device  # the engine's device rule (torch's checks, one line)
 
         map_location = resolve_device(map_location)  # "cuda" without a GPU: say so, not "not a model file"
     try:
@@ -158,9 +146,6 @@ def _build_spec(spec):
     if isinstance(spec, dict) and "weights" in spec:
         return {**spec, "weights": "none"}
     return spec
-
-
-TRUST_HINT = "pass trust_code=True (cnnbench evaluate --trust-code)"
 
 
 def _references(config: dict[str, Any]) -> list[tuple[str, str]]:
@@ -196,8 +181,8 @@ def check_trusted(config: dict[str, Any], source: str) -> None:
 
 
 def load(path, map_location="cpu", *, trust_code: bool = False) -> nn.Module:
-    """Rebuild the model from the registry, restore its weights, put it in eval mode and set
-    `model.cnnbench_config` to the saved config.
+    """Rebuild the model from the registry, restore its weights, put it in eval mode and record the saved
+    config in the model's record (`model.cnnbench.saved`, `engine.record`).
 
     A model file may come from anyone, and its config may name code: a `"package.module:attr"` model
     or loss, or the module that registered its model. Loading imports and calls such code only with
@@ -233,11 +218,9 @@ def load(path, map_location="cpu", *, trust_code: bool = False) -> nn.Module:
     if map_location is not None:
         model.to(map_location)
     model.eval()
-    # torch types Module.__setattr__ for tensors and modules; these are plain attributes
-    model.cnnbench_model = {k: config[k] for k in _MODEL_KEYS}  # type: ignore[assignment]
-    model.cnnbench_config = config  # type: ignore[assignment]
-    # predict/evaluate build the recorded loss later: the same trust applies to it
-    model.cnnbench_untrusted_source = None if trust_code else source  # type: ignore[assignment]
+    # predict/evaluate build the recorded loss later: the same trust applies to it (untrusted_source)
+    attach(model, ModelRecord(built={k: config[k] for k in _MODEL_KEYS}, saved=config,
+                              untrusted_source=None if trust_code else source))
     return model
 
 
@@ -247,7 +230,9 @@ def _trust(trust_code: bool, source: str):
 
 
 # --- predict -------------------------------------------------------------------------------------
-def _as_float01(x) -> torch.Tensor:
+def _images01(x) -> torch.Tensor:
+    """`predict`'s images: a tensor or array, one image or N, uint8 pixels or floats in [0, 1] -> float32 in
+    [0, 1] (unlike `engine.inputs.as_float01`, the training batch's scaling to channels-last, this checks)."""
     if isinstance(x, np.ndarray):
         x = torch.from_numpy(x)
     if not isinstance(x, torch.Tensor):
@@ -276,31 +261,6 @@ def _normalizer(config):
     return shape(mean), shape(std)
 
 
-def _num_classes(config, num_outputs) -> int:
-    if config.get("num_classes"):
-        return int(config["num_classes"])
-    if config.get("class_names"):
-        return len(config["class_names"])
-    return 2 if num_outputs == 1 else int(num_outputs)
-
-
-def _training_loss(model, config, num_outputs):
-    """The `losses.TrainingLoss` recorded for this model (its config's `loss`, or the one `fit` used), or None."""
-    if config.get("loss") is not None:
-        from .. import losses
-
-        untrusted = getattr(model, "cnnbench_untrusted_source", None)  # set by load(trust_code=False)
-        with _trust(untrusted is None, untrusted or ""):
-            if config.get("outputs"):
-                from ..engine import output_losses
-
-                names = list(config["outputs"])
-                return output_losses(config["loss"], config.get("loss_weights") or {}, names,
-                                     {n: int(config["num_classes"][n]) for n in names})
-            return losses.adapt(config["loss"], _num_classes(config, num_outputs))
-    return getattr(model, "cnnbench_loss", None)
-
-
 def _probabilities(training_loss, outputs: torch.Tensor) -> torch.Tensor:
     if training_loss is not None:
         return training_loss.probabilities(outputs)
@@ -310,16 +270,12 @@ def _probabilities(training_loss, outputs: torch.Tensor) -> torch.Tensor:
     return torch.softmax(outputs.float(), dim=-1)
 
 
-def _config_of(model) -> dict[str, Any]:
-    return getattr(model, "cnnbench_config", None) or getattr(model, "cnnbench_model", None) or {}
-
-
 def outputs(model: nn.Module, x, batch_size: int = 256, device=None) -> torch.Tensor | dict[str, torch.Tensor]:
     """Raw model outputs `[N, num_outputs]` (float32, CPU) for images `x` (uint8 or float in [0, 1]),
     in eval mode, batch by batch, after the config's `input_normalization`; a dict of them by output
     name for a model with several outputs."""
-    config = _config_of(model)
-    x = _as_float01(x)
+    config = record_of(model).config
+    x = _images01(x)
     expected = config.get("input_shape")
     if expected and list(x.shape[1:]) != list(expected):
         c, h, w = expected
@@ -363,7 +319,7 @@ def predict(model: nn.Module, x, batch_size: int | None = 256, *, verbose: int |
 
     Unlike Keras' `model.predict`, which returns the model's outputs (probabilities for a softmax
     model), this returns the pair (probabilities, labels)."""
-    from ..engine.callbacks import verbose_mode
+    from ..engine import verbose_mode
 
     mode = verbose_mode(verbose)
     batch_size = 256 if batch_size is None else batch_size
@@ -374,11 +330,11 @@ def predict(model: nn.Module, x, batch_size: int | None = 256, *, verbose: int |
         bar = f" [{'=' * 30}]" if mode == 1 else ""
         print(f"{steps}/{steps}{bar} - {time.perf_counter() - t0:.0f}s", flush=True)
     if isinstance(out, dict):  # several outputs: {name: probabilities}, {name: labels}
-        training_loss = _training_loss(model, _config_of(model), None)
+        training_loss = record_of(model).training_loss()
         probs = {k: (training_loss.losses[k].probabilities(v) if training_loss is not None
                      else _probabilities(None, v)) for k, v in out.items()}
         return probs, {k: p.argmax(dim=1) for k, p in probs.items()}
-    p = _probabilities(_training_loss(model, _config_of(model), out.shape[1]), out)
+    p = _probabilities(record_of(model).training_loss(out.shape[1]), out)
     return p, p.argmax(dim=1)
 
 
@@ -391,7 +347,8 @@ def evaluate_on_dataset(model, dataset=None, *, data_dir=None, batch_size: int =
 
     if not isinstance(model, nn.Module):
         model = load(model, trust_code=trust_code)
-    config = _config_of(model)
+    record = record_of(model)
+    config = record.config
     spec = dataset if dataset is not None else config.get("dataset")
     if spec is None:
         raise UserError("this model file records no dataset; give one with --dataset (e.g. --dataset mnist)")
@@ -402,11 +359,11 @@ def evaluate_on_dataset(model, dataset=None, *, data_dir=None, batch_size: int =
     out = outputs(model, ds.x_test, batch_size, device)
     assert isinstance(out, torch.Tensor)  # several outputs were refused above
     num_outputs = out.shape[1]
-    expected = _num_classes(config, num_outputs)
+    expected = record.num_classes(num_outputs)
     if ds.num_classes != expected:
         raise UserError(f"the model predicts {expected} classes but dataset {ds.name!r} has {ds.num_classes}; "
                         "evaluate it on a dataset with the same classes")
-    training_loss = _training_loss(model, config, num_outputs)
+    training_loss = record.training_loss(num_outputs)
     probs = _probabilities(training_loss, out)
     labels = probs.argmax(dim=1)
     result = {"dataset": ds.name, "images": len(ds.y_test),
