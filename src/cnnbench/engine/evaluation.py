@@ -167,7 +167,28 @@ def evaluate(model: nn.Module, x, y, *, loss=None, batch_size: int | None = 1024
     check_whole_number(batch_size, "batch_size")
     x = to_images(x)
     record = record_of(model)
-    trained = record.evaluation_loss()
+    training_loss, y = _scoring_loss(loss, y, record.evaluation_loss(), num_classes, loss_weights)
+    if metrics is None:  # those fit was given, or a loaded model's built-in ones (never code from a file)
+        metrics = record.evaluation_metrics()
+    plan = metric_plan(metrics, training_loss)
+    dev = next(model.parameters()).device if device is None else resolve_device(device)
+    t0 = time.perf_counter()
+    scores = evaluate_batches(model.to(dev), training_loss, x.to(dev), y.to(dev), batch_size,
+                              autocast=precision_autocast(dev, precision), all_metrics=True, metrics=plan)
+    if mode:  # Keras' progress bar, as it looks when evaluation is done (no redraws: one line)
+        steps = math.ceil(x.shape[0] / batch_size)
+        bar = f" [{'=' * 30}]" if mode == 1 else ""
+        print(f"{steps}/{steps}{bar} - {time.perf_counter() - t0:.0f}s - {ProgressDisplay.format_logs(scores)}",
+              flush=True)
+    if return_dict:
+        return scores
+    return keras_order(scores, training_loss.names if isinstance(training_loss, MultiOutputLoss) else None)
+
+
+def _scoring_loss(loss, y, trained, num_classes, loss_weights
+                  ) -> tuple[losses_mod.TrainingLoss | MultiOutputLoss, torch.Tensor]:
+    """`evaluate`'s loss and its labels as a tensor: `loss` if given, else the model's (`trained`: the
+    record's), else categorical cross-entropy; `y` a dict for several outputs."""
     training_loss: losses_mod.TrainingLoss | MultiOutputLoss | None
     if isinstance(y, dict):
         if loss is None and isinstance(trained, MultiOutputLoss):
@@ -192,21 +213,7 @@ def evaluate(model: nn.Module, x, y, *, loss=None, batch_size: int | None = 1024
                                                  num_classes or int(y.max().item()) + 1)
         else:
             training_loss = losses_mod.adapt(losses_mod.get(loss), num_classes or int(y.max().item()) + 1)
-    if metrics is None:  # those fit was given, or a loaded model's built-in ones (never code from a file)
-        metrics = record.evaluation_metrics()
-    plan = metric_plan(metrics, training_loss)
-    dev = next(model.parameters()).device if device is None else resolve_device(device)
-    t0 = time.perf_counter()
-    scores = evaluate_batches(model.to(dev), training_loss, x.to(dev), y.to(dev), batch_size,
-                       autocast=precision_autocast(dev, precision), all_metrics=True, metrics=plan)
-    if mode:  # Keras' progress bar, as it looks when evaluation is done (no redraws: one line)
-        steps = math.ceil(x.shape[0] / batch_size)
-        bar = f" [{'=' * 30}]" if mode == 1 else ""
-        print(f"{steps}/{steps}{bar} - {time.perf_counter() - t0:.0f}s - {ProgressDisplay.format_logs(scores)}",
-              flush=True)
-    if return_dict:
-        return scores
-    return keras_order(scores, training_loss.names if isinstance(training_loss, MultiOutputLoss) else None)
+    return training_loss, y
 
 
 def keras_order(scores: Scores, outputs: list[str] | None = None) -> list[float | None]:
