@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError, did_you_mean
+from ..metrics import monitor_mode  # the one rule for mode="auto" (Keras'), shared with reduce_on_plateau
 
 if TYPE_CHECKING:
     from .loop import Trainer
@@ -182,8 +183,6 @@ class EarlyStopping(Callback):
         monitor = MONITOR_ALIASES.get(monitor, monitor)
         self.monitor, self.patience, self.restore_best_weights = monitor, patience, restore_best_weights
         self.start_from_epoch = start_from_epoch
-        from ..metrics import monitor_mode  # the one rule for mode="auto" (Keras'), shared with reduce_on_plateau
-
         self.sign = 1.0 if monitor_mode(monitor, mode) == "min" else -1.0  # compare sign*value: smaller is better
         self.min_delta = abs(min_delta)
         self.on_train_begin()

@@ -12,9 +12,10 @@ import torch
 from torch import nn
 
 from .. import losses as losses_mod
+from .. import metrics as metrics_mod
 from ..errors import UserError
 from .callbacks import ProgressDisplay, verbose_mode
-from .inference import heap_allocations
+from .inference import evaluator, heap_allocations
 from .inputs import (
     as_float01,
     check_whole_number,
@@ -30,8 +31,6 @@ from .record import record_of
 
 def metric_plan(metrics, training_loss) -> list[tuple[str, int, Any]]:
     """[(log name, the output's index in the loss's outputs, fn)] for `fit(metrics=...)`."""
-    from .. import metrics as metrics_mod
-
     if metrics is None or (isinstance(metrics, (list, tuple, dict)) and not metrics):
         return []
     if not isinstance(training_loss, MultiOutputLoss):
@@ -47,8 +46,6 @@ def metric_plan(metrics, training_loss) -> list[tuple[str, int, Any]]:
 
 def metric_values(plan, probabilities: list[torch.Tensor], labels: list[torch.Tensor]) -> dict[str, float | None]:
     """The plan's metrics over a whole set, from each output's probabilities and labels (`CompiledLoss`)."""
-    from .. import metrics as metrics_mod
-
     return {name: metrics_mod.compute(fn, labels[i], probabilities[i]) for name, i, fn in plan}
 
 
@@ -71,9 +68,7 @@ def evaluate_batches(model: nn.Module, training_loss, x: torch.Tensor, y: torch.
     autocast = autocast or precision_autocast(x.device, "fp32")
     compiled = CompiledLoss(training_loss)
     model.eval()
-    from .inference import evaluator  # model(xb), same numbers, Conv+ReLU fused (inference.py)
-
-    forward = evaluator(model)
+    forward = evaluator(model)  # model(xb), same numbers, Conv+ReLU fused (inference.py)
     # float64 where the device has it (MPS has not)
     sum_dtype = torch.float32 if x.device.type == "mps" else torch.float64
     loss_sum = torch.zeros((), device=x.device, dtype=sum_dtype)
@@ -103,11 +98,9 @@ def evaluate_batches(model: nn.Module, training_loss, x: torch.Tensor, y: torch.
     whole = [torch.cat(p) for p in zip(*probabilities)]  # per output, over the set
     labels = compiled.labels(y)
     if all_metrics:
-        from ..metrics import classification_metrics
-
         for i, prefix in enumerate(compiled.prefixes):
             if probabilities:
-                scores = classification_metrics(whole[i], labels[i])
+                scores = metrics_mod.classification_metrics(whole[i], labels[i])
             else:  # an empty set: no evidence
                 scores = dict(top5_accuracy=None, nll=math.nan, ece=math.nan, macro_f1=math.nan)
             result.update({f"{prefix}{m}": v for m, v in scores.items()})

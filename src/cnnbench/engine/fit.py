@@ -12,7 +12,9 @@ import torch
 from torch import nn
 
 from .. import losses as losses_mod
+from .. import models as models_mod
 from .. import optim as optim_mod
+from ..data import augment as augment_mod
 from ..errors import UserError
 from .callbacks import Callback, History, ProgressDisplay, build_callbacks, verbose_mode
 from .evaluation import metric_plan
@@ -106,8 +108,6 @@ def fit(model: nn.Module | str | dict, x, y, *, loss="categorical_crossentropy",
                      batch_size=batch_size)
     augment = None
     if augmentation:
-        from ..data import augment as augment_mod
-
         augment = augment_mod.get(augmentation)
     x, y = x.to(dev), y.to(dev)
     sw = None if sw is None else sw.to(dev)
@@ -146,8 +146,6 @@ def _built(model, seed: int, input_shape: tuple, training_loss) -> nn.Module:
     """`model` itself, or the registry's model it names, built with `seed` for the data and the loss."""
     if isinstance(model, nn.Module):
         return model
-    from .. import models as models_mod
-
     torch.manual_seed(seed)
     # several outputs: a registry model gets one head per output, a user's model num_outputs={name: units}
     return models_mod.get(model, input_shape=input_shape, num_outputs=training_loss.out_features)

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..data import train_size
 from ..errors import UserError
 
 
@@ -139,8 +140,6 @@ def training_data(x, y, *, sample_weight, loss_weights, validation_data, validat
     elif validation_split:
         if not 0.0 < validation_split < 1.0:
             raise UserError(f"validation_split must be in (0, 1), got {validation_split}")
-        from ..data import train_size
-
         n_train = train_size(x.shape[0], validation_split)  # Keras: the last fraction is validation
         val = (x[n_train:], y[n_train:])
         x, y = x[:n_train], y[:n_train]

@@ -31,8 +31,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import models, registry
-from ..engine import MultiOutputLoss
+from .. import data, losses, models, registry
+from ..engine import MultiOutputLoss, resolve_device, verbose_mode
 from ..engine.record import TRUST_HINT, ModelRecord, attach, builtin_metrics, record_of
 from ..errors import UserError
 from ..registry import split_spec
@@ -79,8 +79,6 @@ def model_config(model: nn.Module, config: dict | None = None) -> dict[str, Any]
         full.setdefault("model_module", module)
     trained = record.loss  # set by fit
     if isinstance(trained, MultiOutputLoss) or (trained is not None and "loss" not in full):
-        from .. import losses
-
         if isinstance(trained, MultiOutputLoss):
             # several outputs: their names in the trained order, a loss per output, the weights given (also
             # when the caller's config names the loss, as a study's does: load needs the outputs' order)
@@ -125,8 +123,6 @@ def read(path, map_location="cpu") -> tuple[dict[str, Any], dict[str, torch.Tens
     if not os.path.isfile(path):
         raise UserError(f"model file {path!r} does not exist; give the path of a file written by cnnbench")
     if isinstance(map_location, (str, torch.device)):
-        from ..engine import resolve_device  # the engine's device rule (torch's checks, one line)
-
         map_location = resolve_device(map_location)  # "cuda" without a GPU: say so, not "not a model file"
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
@@ -319,8 +315,6 @@ def predict(model: nn.Module, x, batch_size: int | None = 256, *, verbose: int |
 
     Unlike Keras' `model.predict`, which returns the model's outputs (probabilities for a softmax
     model), this returns the pair (probabilities, labels)."""
-    from ..engine import verbose_mode
-
     mode = verbose_mode(verbose)
     batch_size = 256 if batch_size is None else batch_size
     t0 = time.perf_counter()
@@ -343,8 +337,6 @@ def evaluate_on_dataset(model, dataset=None, *, data_dir=None, batch_size: int =
              trust_code: bool = False) -> dict[str, Any]:
     """Accuracy (and the recorded loss) of a saved model (a path or a loaded model) on a dataset's test
     set; `dataset` defaults to the one recorded in the model file's config. `trust_code` as in `load`."""
-    from .. import data
-
     if not isinstance(model, nn.Module):
         model = load(model, trust_code=trust_code)
     record = record_of(model)
