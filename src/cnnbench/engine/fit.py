@@ -95,7 +95,7 @@ def fit(model: nn.Module | str | dict, x, y, *, loss="categorical_crossentropy",
         check_micro_batching(training_loss)
     plan = metric_plan(metrics, training_loss)
     if class_weight is not None:
-        assert isinstance(num_classes, int)  # several outputs were refused with a class_weight
+        assert num_classes is not None and not isinstance(num_classes, dict)  # refused above for several outputs
         cw = losses_mod.class_weights_to_sample_weights(y, class_weight, num_classes)
         sw = cw if sw is None else sw * cw
 
