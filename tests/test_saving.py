@@ -317,9 +317,10 @@ def test_a_malformed_metrics_entry_in_a_model_file_is_ignored_not_a_traceback(tm
     assert {"loss", "accuracy", "macro_f1"} <= set(scores)
 
 
-# --- the model's one record (engine.record) -------------------------------------------------------
+# --- the model's one record (models.record) ------------------------------------------------------
 def test_a_model_carries_one_record_from_build_fit_and_load(tmp_path):
-    from cnnbench.engine.record import ModelRecord
+    from cnnbench.engine.record import recorded_loss
+    from cnnbench.models.record import ModelRecord
 
     x = torch.randint(0, 256, (64, 1, 8, 8), dtype=torch.uint8)
     y = torch.arange(64) % 3
@@ -337,6 +338,6 @@ def test_a_model_carries_one_record_from_build_fit_and_load(tmp_path):
     assert saved["loss"]["name"] == "sparse_categorical_crossentropy" and saved["metrics"] == ["nll"]
     assert loaded.cnnbench.untrusted_source == str(tmp_path / "m.pt")  # load(trust_code=False)
     # the record rebuilds the saved loss (predict's, evaluate's for a file) and the saved built-in metrics
-    assert loaded.cnnbench.training_loss(3).name == record.loss.name
+    assert recorded_loss(loaded.cnnbench, 3).name == record.loss.name
     assert loaded.cnnbench.evaluation_metrics() == ["nll"]
     torch.testing.assert_close(saving.predict(loaded, x, verbose=0)[0], saving.predict(h.model, x, verbose=0)[0])

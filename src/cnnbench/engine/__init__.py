@@ -14,7 +14,8 @@ _PUBLIC = {"fit": "fit", "evaluate": "evaluation", "keras_order": "evaluation", 
            "Callback": "callbacks", "EarlyStopping": "callbacks", "LambdaCallback": "callbacks",
            "MultiOutputLoss": "outputs", "output_losses": "outputs", "check_micro_batching": "outputs",
            "forward_flops": "flops", "parameter_count": "flops", "resolve_device": "inputs", "to_images": "inputs",
-           "to_labels": "inputs", "verbose_mode": "callbacks", "ModelRecord": "record", "record_of": "record"}
+           "to_labels": "inputs", "verbose_mode": "callbacks", "ModelRecord": "record", "record_of": "record",
+           "recorded_loss": "record"}
 
 __all__ = list(_PUBLIC)
 

@@ -26,7 +26,7 @@ from .inputs import (
     to_labels,
 )
 from .outputs import CompiledLoss, MultiOutputLoss, float_outputs, output_losses, predicted_labels
-from .record import record_of
+from .record import evaluation_loss, record_of
 
 
 def metric_plan(metrics, training_loss) -> list[tuple[str, int, Any]]:
@@ -160,7 +160,7 @@ def evaluate(model: nn.Module, x, y, *, loss=None, batch_size: int | None = 1024
     check_whole_number(batch_size, "batch_size")
     x = to_images(x)
     record = record_of(model)
-    training_loss, y = _scoring_loss(loss, y, record.evaluation_loss(), num_classes, loss_weights)
+    training_loss, y = _scoring_loss(loss, y, evaluation_loss(record), num_classes, loss_weights)
     if metrics is None:  # those fit was given, or a loaded model's built-in ones (never code from a file)
         metrics = record.evaluation_metrics()
     plan = metric_plan(metrics, training_loss)

@@ -16,6 +16,7 @@ from .. import models as models_mod
 from .. import optim as optim_mod
 from ..data import augment as augment_mod
 from ..errors import UserError
+from ..models.record import attached_record
 from .callbacks import Callback, History, ProgressDisplay, build_callbacks, verbose_mode
 from .evaluation import metric_plan
 from .inference import heap_allocations
@@ -28,7 +29,6 @@ from .inputs import (
 )
 from .loop import Trainer
 from .outputs import build_training_loss, check_micro_batching
-from .record import attached_record
 
 
 def fit(model: nn.Module | str | dict, x, y, *, loss="categorical_crossentropy", optimizer="adam",

@@ -33,8 +33,9 @@ from torch import nn
 
 from .. import data, losses, models, registry
 from ..engine import MultiOutputLoss, resolve_device, verbose_mode
-from ..engine.record import TRUST_HINT, ModelRecord, attach, builtin_metrics, record_of
+from ..engine.record import recorded_loss
 from ..errors import UserError
+from ..models.record import TRUST_HINT, ModelRecord, attach, builtin_metrics, record_of
 from ..registry import split_spec
 from .files import atomic_write
 
@@ -178,7 +179,7 @@ def check_trusted(config: dict[str, Any], source: str) -> None:
 
 def load(path, map_location="cpu", *, trust_code: bool = False) -> nn.Module:
     """Rebuild the model from the registry, restore its weights, put it in eval mode and record the saved
-    config in the model's record (`model.cnnbench.saved`, `engine.record`).
+    config in the model's record (`model.cnnbench.saved`, `models.record`).
 
     A model file may come from anyone, and its config may name code: a `"package.module:attr"` model
     or loss, or the module that registered its model. Loading imports and calls such code only with
@@ -324,11 +325,11 @@ def predict(model: nn.Module, x, batch_size: int | None = 256, *, verbose: int |
         bar = f" [{'=' * 30}]" if mode == 1 else ""
         print(f"{steps}/{steps}{bar} - {time.perf_counter() - t0:.0f}s", flush=True)
     if isinstance(out, dict):  # several outputs: {name: probabilities}, {name: labels}
-        training_loss = record_of(model).training_loss()
-        probs = {k: (training_loss.losses[k].probabilities(v) if training_loss is not None
+        training_loss = recorded_loss(record_of(model))
+        probs = {k: (training_loss.losses[k].probabilities(v) if isinstance(training_loss, MultiOutputLoss)
                      else _probabilities(None, v)) for k, v in out.items()}
         return probs, {k: p.argmax(dim=1) for k, p in probs.items()}
-    p = _probabilities(record_of(model).training_loss(out.shape[1]), out)
+    p = _probabilities(recorded_loss(record_of(model), out.shape[1]), out)
     return p, p.argmax(dim=1)
 
 
@@ -355,7 +356,7 @@ def evaluate_on_dataset(model, dataset=None, *, data_dir=None, batch_size: int =
     if ds.num_classes != expected:
         raise UserError(f"the model predicts {expected} classes but dataset {ds.name!r} has {ds.num_classes}; "
                         "evaluate it on a dataset with the same classes")
-    training_loss = record.training_loss(num_outputs)
+    training_loss = recorded_loss(record, num_outputs)
     probs = _probabilities(training_loss, out)
     labels = probs.argmax(dim=1)
     result = {"dataset": ds.name, "images": len(ds.y_test),
@@ -368,7 +369,7 @@ def evaluate_on_dataset(model, dataset=None, *, data_dir=None, batch_size: int =
     confusion.index_put_((ds.y_test.long(), labels.long()), torch.ones_like(labels, dtype=torch.long), accumulate=True)
     result["confusion_matrix"] = confusion.tolist()
     result["class_names"] = list(ds.class_names)
-    if training_loss is not None and len(ds.y_test):
+    if isinstance(training_loss, losses.TrainingLoss) and len(ds.y_test):  # one output (several refused above)
         with torch.no_grad():
             result["loss"] = float(training_loss(out, ds.y_test))
         result["loss_name"] = training_loss.name
