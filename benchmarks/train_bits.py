@@ -13,6 +13,9 @@ training images (three channels for the models that take them, 48x48 by zero pad
 - `cnnbench.fit`, 2 epochs of 10 steps with a validation split: the history (its seconds aside), the
   weights, and `cnnbench.evaluate` on 1,000 images;
 - a bf16 `fit` (precision="bf16", 10 steps): history and weights, and a bf16 `evaluate` on 1,000 images.
+Then (always) a `digits_cnn` with two outputs (weighted losses, per-output metrics, micro-batches,
+shuffle="batch", a validation split): history, its names in order, weights, `evaluate`; and one output with
+metrics and micro-batches.
 Numbers depend on the thread count: compare saves made with the same `--threads`.
 """
 
@@ -34,7 +37,10 @@ def save(a) -> None:
     torch.set_num_threads(a.threads)
     import cnnbench
     from cnnbench import losses, models, optim
-    from cnnbench.engine.train import _as_float01
+    try:
+        from cnnbench.engine.inputs import as_float01 as _as_float01
+    except ImportError:  # a tree from before the engine was split (comparing with an old commit)
+        from cnnbench.engine.train import _as_float01  # type: ignore[attr-defined,no-redef]
 
     d = np.load(a.mnist)
     res = {}
@@ -77,8 +83,38 @@ def save(a) -> None:
         res[f"{name}/bf16_evaluate"] = cnnbench.evaluate(hb.model, x[:1000], y[:1000], batch_size=500,
                                                          precision="bf16", verbose=0, return_dict=True)
         print(f"{name}: done", flush=True)
+    res.update(_two_outputs(d))
     torch.save({"threads": a.threads, "cnnbench": cnnbench.__file__, **res}, a.files[0])
     print(f"saved {a.files[0]} ({len(res)} entries, cnnbench from {Path(cnnbench.__file__).parent})")
+
+
+def _two_outputs(d) -> dict:
+    """The paths the models above do not take: a registry model with two heads (`digit`, `odd`), weighted
+    losses, per-output metrics, micro-batches and shuffle="batch"; and one output with metrics and micro-batches."""
+    import torch
+
+    import cnnbench
+
+    x = torch.from_numpy(d["x_train"][:1280]).unsqueeze(1).contiguous()
+    y = torch.from_numpy(d["y_train"][:1280]).long()
+    res = {}
+    h = cnnbench.fit("digits_cnn", x, {"digit": y, "odd": y % 2}, epochs=2, batch_size=128, seed=5, device="cpu",
+                     loss={"digit": "sparse_categorical_crossentropy", "odd": "binary_crossentropy"},
+                     loss_weights={"odd": 0.5}, metrics={"digit": ["nll", "macro_f1"], "odd": ["ece"]},
+                     micro_batch_size=64, shuffle="batch", validation_split=0.25, verbose=0)
+    res["two_outputs/fit_history"] = {k: v for k, v in h.history.items() if k != "seconds"}
+    res["two_outputs/history_keys"] = list(h.history)  # the logged names, in order
+    res["two_outputs/fit_weights"] = {k: v.clone() for k, v in h.model.state_dict().items()}
+    res["two_outputs/evaluate"] = cnnbench.evaluate(h.model, x[:500], {"digit": y[:500], "odd": y[:500] % 2},
+                                                    verbose=0, return_dict=True)
+    h = cnnbench.fit("digits_cnn", x, y, epochs=2, batch_size=128, seed=6, device="cpu", num_classes=10,
+                     loss="sparse_categorical_crossentropy", metrics=["nll", "ece"], micro_batch_size=64,
+                     validation_split=0.25, verbose=0)
+    res["one_output_metrics/fit_history"] = {k: v for k, v in h.history.items() if k != "seconds"}
+    res["one_output_metrics/history_keys"] = list(h.history)
+    res["one_output_metrics/fit_weights"] = {k: v.clone() for k, v in h.model.state_dict().items()}
+    print("two_outputs, one_output_metrics: done", flush=True)
+    return res
 
 
 def _equal(x, y) -> bool:

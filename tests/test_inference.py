@@ -8,7 +8,7 @@ from torch import nn
 import cnnbench
 from cnnbench import models
 from cnnbench.engine import inference
-from cnnbench.engine.train import _as_float01
+from cnnbench.engine.inputs import as_float01
 from cnnbench.models._base import Conv2D
 
 
@@ -277,6 +277,6 @@ def test_evaluate_on_real_mnist_equals_the_eager_path(monkeypatch, mnist_path):
         _eager(m)
         eager = cnnbench.evaluate(model, x, y, batch_size=1000, return_dict=True)
     assert fast == eager
-    xb = _as_float01(torch.from_numpy(x[:500]).unsqueeze(1))
+    xb = as_float01(torch.from_numpy(x[:500]).unsqueeze(1))
     with torch.no_grad():
         assert torch.equal(inference.evaluator(model.eval())(xb), model(xb))

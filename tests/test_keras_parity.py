@@ -13,7 +13,7 @@ import torch
 
 import cnnbench
 from cnnbench import models
-from cnnbench.engine.train import _epoch_seed
+from cnnbench.engine.inputs import epoch_seed
 
 
 def _keras_to_torch(kernels_and_biases):
@@ -55,7 +55,7 @@ def test_fit_follows_keras_fit_step_for_step(keras_torch):
                      batch_size=batch, seed=seed, device="cpu", num_classes=10)
 
     # Keras sees the same batches: the engine's epoch-0 order, with Keras' own shuffling off.
-    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(_epoch_seed(seed, 0))).numpy()
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(epoch_seed(seed, 0))).numpy()
     ref.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     ref.fit(x[order][..., None].astype("float32") / 255, y[order], batch_size=batch, epochs=1,
             shuffle=False, verbose=0)

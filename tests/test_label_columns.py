@@ -95,7 +95,7 @@ def test_a_study_trains_outputs_on_label_columns(npz, tmp_path):
         for output, column in (("ring", "ring"), ("odd", "parity"), ("digit", None)):
             truth = arrays[f"y_{part}_{column}" if column else f"y_{part}"][index]
             assert custom[f"{split}_{output}_accuracy"] == pytest.approx(np.mean(predicted[output] == truth), abs=1e-12)
-    assert model.cnnbench_config["num_classes"] == {"digit": 10, "ring": 3, "odd": 2}
+    assert model.cnnbench.saved["num_classes"] == {"digit": 10, "ring": 3, "odd": 2}
 
 
 @pytest.mark.parametrize("targets, words", [

@@ -54,7 +54,7 @@ def test_round_trip_identical_outputs_and_config(tmp_path, spec, shape, k):
 
     loaded = saving.load(path)
     assert not loaded.training
-    assert loaded.cnnbench_config == config
+    assert loaded.cnnbench.saved == config
     x = torch.rand(3, *shape)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), m(x), rtol=0, atol=0)
@@ -64,7 +64,7 @@ def test_round_trip_identical_outputs_and_config(tmp_path, spec, shape, k):
 
 def test_load_does_not_fetch_pretrained_weights(tmp_path, monkeypatch):
     m = models.get({"name": "mobilenet_v3_small", "weights": "none"}, input_shape=(3, 32, 32), num_outputs=2)
-    m.cnnbench_model["model"]["weights"] = "IMAGENET1K_V1"  # as if it had been built from ImageNet weights
+    m.cnnbench.built["model"]["weights"] = "IMAGENET1K_V1"  # as if it had been built from ImageNet weights
     saving.save(m, tmp_path / "m.pt")
 
     def no_download(*a, **k):
@@ -72,7 +72,7 @@ def test_load_does_not_fetch_pretrained_weights(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", no_download)
     loaded = saving.load(tmp_path / "m.pt")
-    assert loaded.cnnbench_config["model"]["weights"] == "IMAGENET1K_V1"
+    assert loaded.cnnbench.saved["model"]["weights"] == "IMAGENET1K_V1"
 
 
 def test_save_is_atomic_and_overwrites(tmp_path, monkeypatch):
@@ -153,7 +153,7 @@ def test_load_rejects_other_files(tmp_path):
 # --- predict -------------------------------------------------------------------------------------
 def test_predict_softmax_shapes_and_uint8_equals_float():
     m = _trained("digits_cnn", (1, 8, 8), 10)
-    m.cnnbench_config = {**m.cnnbench_model}
+    m.cnnbench.saved = {**m.cnnbench.built}
     x = torch.randint(0, 256, (300, 1, 8, 8), dtype=torch.uint8)
     probs, labels = saving.predict(m, x, batch_size=64)
     assert probs.shape == (300, 10) and labels.shape == (300,) and labels.dtype == torch.int64
@@ -186,7 +186,7 @@ def test_a_model_trained_by_fit_records_the_loss_as_written(tmp_path):
     spec = {"name": "categorical_crossentropy", "label_smoothing": 0.1}
     h = cnnbench.fit({"name": "keras_mnist_mlp", "hidden_units": [8]}, x, y, loss=spec, epochs=1, batch_size=8)
     saving.save(h.model, tmp_path / "m.pt")
-    loss = saving.load(tmp_path / "m.pt").cnnbench_config["loss"]
+    loss = saving.load(tmp_path / "m.pt").cnnbench.saved["loss"]
     assert loss["from_logits"] is False and loss["label_smoothing"] == 0.1  # not the engine's logits copy
 
 
@@ -315,3 +315,29 @@ def test_a_malformed_metrics_entry_in_a_model_file_is_ignored_not_a_traceback(tm
     scores = cnnbench.evaluate(saving.load(path), torch.rand(4, 1, 8, 8), torch.tensor([0, 1, 2, 3]), num_classes=10,
                                return_dict=True)
     assert {"loss", "accuracy", "macro_f1"} <= set(scores)
+
+
+# --- the model's one record (models.record) ------------------------------------------------------
+def test_a_model_carries_one_record_from_build_fit_and_load(tmp_path):
+    from cnnbench.engine.record import recorded_loss
+    from cnnbench.models.record import ModelRecord
+
+    x = torch.randint(0, 256, (64, 1, 8, 8), dtype=torch.uint8)
+    y = torch.arange(64) % 3
+    h = cnnbench.fit("digits_cnn", x, y, loss="sparse_categorical_crossentropy", epochs=1, batch_size=32,
+                     metrics=["nll"], verbose=0, device="cpu")
+    record = h.model.cnnbench
+    assert isinstance(record, ModelRecord)
+    assert record.built == {"model": models.resolve("digits_cnn"), "input_shape": [1, 8, 8], "num_outputs": 3}
+    assert record.loss.name == "sparse_categorical_crossentropy" and record.metrics == ["nll"]
+    assert not [k for k in vars(h.model) if k.startswith("cnnbench_")]  # no loose attributes
+    saving.save(h.model, tmp_path / "m.pt")
+    loaded = saving.load(tmp_path / "m.pt")
+    assert loaded.cnnbench.built == record.built and loaded.cnnbench.loss is None
+    saved = loaded.cnnbench.saved
+    assert saved["loss"]["name"] == "sparse_categorical_crossentropy" and saved["metrics"] == ["nll"]
+    assert loaded.cnnbench.untrusted_source == str(tmp_path / "m.pt")  # load(trust_code=False)
+    # the record rebuilds the saved loss (predict's, evaluate's for a file) and the saved built-in metrics
+    assert recorded_loss(loaded.cnnbench, 3).name == record.loss.name
+    assert loaded.cnnbench.evaluation_metrics() == ["nll"]
+    torch.testing.assert_close(saving.predict(loaded, x, verbose=0)[0], saving.predict(h.model, x, verbose=0)[0])

@@ -231,7 +231,7 @@ def test_a_full_disk_while_checkpointing_is_one_line_and_leaves_no_temporary_fil
     import errno
     import os
 
-    from cnnbench.engine import train
+    from cnnbench.engine import loop
     from cnnbench.errors import EnvironmentFault
     from cnnbench.store import files
 
@@ -259,7 +259,7 @@ def test_a_full_disk_while_checkpointing_is_one_line_and_leaves_no_temporary_fil
     else:
         def broken(src, dst):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dst))
-        monkeypatch.setattr(train.os, "replace", broken)
+        monkeypatch.setattr(loop.os, "replace", broken)
     with pytest.raises(EnvironmentFault) as err:
         cnnbench.fit("digits_cnn", x, y, epochs=3, **kw)
     message = str(err.value)

@@ -23,8 +23,9 @@ except _metadata.PackageNotFoundError:  # imported from a source tree that was n
 from .errors import UserError
 
 # Everything else is imported on first use: `cnnbench --help` and `cnnbench list` need no torch.
-_LAZY = {"fit": "engine.train", "evaluate": "engine.train", "History": "engine.train", "Callback": "engine.train",
-         "EarlyStopping": "engine.train", "LambdaCallback": "engine.train", "save": "store.model_files",
+_LAZY = {"fit": "engine.fit", "evaluate": "engine.evaluation", "History": "engine.callbacks",
+         "Callback": "engine.callbacks", "EarlyStopping": "engine.callbacks", "LambdaCallback": "engine.callbacks",
+         "save": "store.model_files",
          "load": "store.model_files", "predict": "store.model_files", "Study": "api"}
 # The pipeline's stages (spec → runs → engine → store → analysis → report), the families of the registry, and the API.
 _SUBMODULES = ("spec", "runs", "engine", "store", "analysis", "report", "registry", "losses", "optim", "models",

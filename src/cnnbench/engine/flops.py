@@ -17,6 +17,9 @@ import sys
 from collections.abc import Callable
 
 import torch
+from torch import nn
+
+from .inputs import as_float01
 
 _MODE = None
 
@@ -95,3 +98,28 @@ def _light_count(run: Callable[[], object]) -> int:
     with mode:
         run()
     return int(mode.total)
+
+
+def parameter_count(model: nn.Module) -> int:
+    """Every parameter of the model, trainable or frozen (Keras' "Total params")."""
+    return sum(p.numel() for p in model.parameters())
+
+
+@torch.no_grad()
+def forward_flops(model: nn.Module, image: torch.Tensor) -> int | None:
+    """Floating-point operations of one forward pass on one image (C×H×W or 1×C×H×W; uint8 is
+    scaled to [0, 1]) in eval mode, as `torch.utils.flop_counter.FlopCounterMode` counts them (2 per
+    multiply-add of matmuls and convolutions; elementwise operations are not counted). None when they
+    cannot be counted (an operation the counter does not know how to run, an old torch): a missing
+    count must never fail a run."""
+    try:
+        was_training = model.training
+        device = next(model.parameters()).device
+        xb = as_float01((image if image.ndim == 4 else image.unsqueeze(0))[:1].to(device))
+        model.eval()
+        try:
+            return count_flops(lambda: model(xb))
+        finally:
+            model.train(was_training)
+    except Exception:
+        return None

@@ -20,6 +20,7 @@ from ..errors import UserError
 from ..registry import Parsed, import_reference
 from . import resnet_cifar, seeds, transfer  # noqa: F401  (registering)
 from ._base import REGISTRY
+from .record import ModelRecord, attach
 from .summary import count_params, summary
 
 __all__ = ["REGISTRY", "get", "resolve", "summary", "count_params", "list_models", "check_input"]
@@ -94,8 +95,9 @@ def get(spec, *, input_shape: Sequence[int], num_outputs: int | dict[str, int]) 
     dict: a registry model gets one head per output (`MultiHead`); a `"package.module:attr"` factory is
     called with the dict and must return such a model.
 
-    The model remembers how it was built in `model.cnnbench_model` (`{"model": resolve(spec),
-    "input_shape": [C, H, W], "num_outputs": n}`), which `cnnbench.store.model_files.save` stores."""
+    The model remembers how it was built in its record, `model.cnnbench.built` (`models.record`:
+    `{"model": resolve(spec), "input_shape": [C, H, W], "num_outputs": n}`), which
+    `cnnbench.store.model_files.save` stores."""
     if isinstance(spec, nn.Module):
         return spec
     heads = _check_heads(num_outputs) if isinstance(num_outputs, dict) else None
@@ -115,8 +117,8 @@ def get(spec, *, input_shape: Sequence[int], num_outputs: int | dict[str, int]) 
         model = MultiHead(REGISTRY.get(name, input_shape=shape, num_outputs=sum(heads.values()), **options), heads)
     else:
         model = REGISTRY.get(name, input_shape=shape, num_outputs=num_outputs, **options)
-    model.cnnbench_model = {"model": resolve(spec), "input_shape": list(shape),
-                            "num_outputs": heads or int(num_outputs)}  # type: ignore[arg-type]
+    attach(model, ModelRecord(built={"model": resolve(spec), "input_shape": list(shape),
+                                     "num_outputs": heads or int(num_outputs)}))
     return model
 
 

@@ -31,8 +31,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import models, registry
+from .. import data, losses, models, registry
+from ..engine import MultiOutputLoss, resolve_device, verbose_mode
+from ..engine.record import recorded_loss
 from ..errors import UserError
+from ..models.record import TRUST_HINT, ModelRecord, attach, builtin_metrics, record_of
 from ..registry import split_spec
 from .files import atomic_write
 
@@ -62,7 +65,8 @@ def _jsonable(value, where="config"):
 def model_config(model: nn.Module, config: dict | None = None) -> dict[str, Any]:
     """The config `save` stores: the model's build info (from `models.get`) plus the caller's `config`."""
     full = dict(config or {})
-    built = getattr(model, "cnnbench_model", None) or getattr(model, "cnnbench_config", None) or {}
+    record = record_of(model)
+    built = record.built or record.saved or {}
     for key in _MODEL_KEYS:
         if key in built:
             full[key] = built[key]
@@ -74,12 +78,8 @@ def model_config(model: nn.Module, config: dict | None = None) -> dict[str, Any]
     module = _factory_module(full["model"])
     if module:
         full.setdefault("model_module", module)
-    trained = getattr(model, "cnnbench_loss", None)  # set by train.fit
-    from ..engine.train import MultiOutputLoss
-
+    trained = record.loss  # set by fit
     if isinstance(trained, MultiOutputLoss) or (trained is not None and "loss" not in full):
-        from .. import losses
-
         if isinstance(trained, MultiOutputLoss):
             # several outputs: their names in the trained order, a loss per output, the weights given (also
             # when the caller's config names the loss, as a study's does: load needs the outputs' order)
@@ -90,23 +90,10 @@ def model_config(model: nn.Module, config: dict | None = None) -> dict[str, Any]
         else:
             full["loss"] = losses.resolve(trained.user_loss)
             full.setdefault("num_classes", trained.num_classes)
-    given = _builtin_metrics(getattr(model, "cnnbench_metrics", None))  # fit's metrics, as Keras keeps them
+    given = builtin_metrics(record.metrics)  # fit's metrics, as Keras keeps them
     if given and "metrics" not in full:
         full["metrics"] = given
     return _jsonable(full)
-
-
-def _builtin_metrics(given):
-    """fit's `metrics` less those naming code ("package.module:function"): a model file names no code
-    but its model's and loss's, so a loaded model evaluates its built-in metrics again without trust."""
-    if isinstance(given, dict):
-        kept = {o: [v for v in ([specs] if isinstance(specs, str) else specs if isinstance(specs, (list, tuple))
-                                else []) if isinstance(v, str) and ":" not in v]
-                for o, specs in given.items()}
-        return {o: v for o, v in kept.items() if v} or None
-    if isinstance(given, (list, tuple)):
-        return [v for v in given if isinstance(v, str) and ":" not in v] or None
-    return None
 
 
 def _factory_module(spec) -> str | None:
@@ -137,8 +124,6 @@ def read(path, map_location="cpu") -> tuple[dict[str, Any], dict[str, torch.Tens
     if not os.path.isfile(path):
         raise UserError(f"model file {path!r} does not exist; give the path of a file written by cnnbench")
     if isinstance(map_location, (str, torch.device)):
-        from ..engine.train import resolve_device
-
         map_location = resolve_device(map_location)  # "cuda" without a GPU: say so, not "not a model file"
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
@@ -158,9 +143,6 @@ def _build_spec(spec):
     if isinstance(spec, dict) and "weights" in spec:
         return {**spec, "weights": "none"}
     return spec
-
-
-TRUST_HINT = "pass trust_code=True (cnnbench evaluate --trust-code)"
 
 
 def _references(config: dict[str, Any]) -> list[tuple[str, str]]:
@@ -196,8 +178,8 @@ def check_trusted(config: dict[str, Any], source: str) -> None:
 
 
 def load(path, map_location="cpu", *, trust_code: bool = False) -> nn.Module:
-    """Rebuild the model from the registry, restore its weights, put it in eval mode and set
-    `model.cnnbench_config` to the saved config.
+    """Rebuild the model from the registry, restore its weights, put it in eval mode and record the saved
+    config in the model's record (`model.cnnbench.saved`, `models.record`).
 
     A model file may come from anyone, and its config may name code: a `"package.module:attr"` model
     or loss, or the module that registered its model. Loading imports and calls such code only with
@@ -233,11 +215,9 @@ def load(path, map_location="cpu", *, trust_code: bool = False) -> nn.Module:
     if map_location is not None:
         model.to(map_location)
     model.eval()
-    # torch types Module.__setattr__ for tensors and modules; these are plain attributes
-    model.cnnbench_model = {k: config[k] for k in _MODEL_KEYS}  # type: ignore[assignment]
-    model.cnnbench_config = config  # type: ignore[assignment]
-    # predict/evaluate build the recorded loss later: the same trust applies to it
-    model.cnnbench_untrusted_source = None if trust_code else source  # type: ignore[assignment]
+    # predict/evaluate build the recorded loss later: the same trust applies to it (untrusted_source)
+    attach(model, ModelRecord(built={k: config[k] for k in _MODEL_KEYS}, saved=config,
+                              untrusted_source=None if trust_code else source))
     return model
 
 
@@ -247,7 +227,9 @@ def _trust(trust_code: bool, source: str):
 
 
 # --- predict -------------------------------------------------------------------------------------
-def _as_float01(x) -> torch.Tensor:
+def _images01(x) -> torch.Tensor:
+    """`predict`'s images: a tensor or array, one image or N, uint8 pixels or floats in [0, 1] -> float32 in
+    [0, 1] (unlike `engine.inputs.as_float01`, the training batch's scaling to channels-last, this checks)."""
     if isinstance(x, np.ndarray):
         x = torch.from_numpy(x)
     if not isinstance(x, torch.Tensor):
@@ -276,31 +258,6 @@ def _normalizer(config):
     return shape(mean), shape(std)
 
 
-def _num_classes(config, num_outputs) -> int:
-    if config.get("num_classes"):
-        return int(config["num_classes"])
-    if config.get("class_names"):
-        return len(config["class_names"])
-    return 2 if num_outputs == 1 else int(num_outputs)
-
-
-def _training_loss(model, config, num_outputs):
-    """The `losses.TrainingLoss` recorded for this model (its config's `loss`, or the one `fit` used), or None."""
-    if config.get("loss") is not None:
-        from .. import losses
-
-        untrusted = getattr(model, "cnnbench_untrusted_source", None)  # set by load(trust_code=False)
-        with _trust(untrusted is None, untrusted or ""):
-            if config.get("outputs"):
-                from ..engine.train import _multi_losses
-
-                names = list(config["outputs"])
-                return _multi_losses(config["loss"], config.get("loss_weights") or {}, names,
-                                     {n: int(config["num_classes"][n]) for n in names})
-            return losses.adapt(config["loss"], _num_classes(config, num_outputs))
-    return getattr(model, "cnnbench_loss", None)
-
-
 def _probabilities(training_loss, outputs: torch.Tensor) -> torch.Tensor:
     if training_loss is not None:
         return training_loss.probabilities(outputs)
@@ -310,16 +267,12 @@ def _probabilities(training_loss, outputs: torch.Tensor) -> torch.Tensor:
     return torch.softmax(outputs.float(), dim=-1)
 
 
-def _config_of(model) -> dict[str, Any]:
-    return getattr(model, "cnnbench_config", None) or getattr(model, "cnnbench_model", None) or {}
-
-
 def outputs(model: nn.Module, x, batch_size: int = 256, device=None) -> torch.Tensor | dict[str, torch.Tensor]:
     """Raw model outputs `[N, num_outputs]` (float32, CPU) for images `x` (uint8 or float in [0, 1]),
     in eval mode, batch by batch, after the config's `input_normalization`; a dict of them by output
     name for a model with several outputs."""
-    config = _config_of(model)
-    x = _as_float01(x)
+    config = record_of(model).config
+    x = _images01(x)
     expected = config.get("input_shape")
     if expected and list(x.shape[1:]) != list(expected):
         c, h, w = expected
@@ -363,9 +316,7 @@ def predict(model: nn.Module, x, batch_size: int | None = 256, *, verbose: int |
 
     Unlike Keras' `model.predict`, which returns the model's outputs (probabilities for a softmax
     model), this returns the pair (probabilities, labels)."""
-    from ..engine.train import _verbose_mode
-
-    mode = _verbose_mode(verbose)
+    mode = verbose_mode(verbose)
     batch_size = 256 if batch_size is None else batch_size
     t0 = time.perf_counter()
     out = outputs(model, x, batch_size)
@@ -374,11 +325,11 @@ def predict(model: nn.Module, x, batch_size: int | None = 256, *, verbose: int |
         bar = f" [{'=' * 30}]" if mode == 1 else ""
         print(f"{steps}/{steps}{bar} - {time.perf_counter() - t0:.0f}s", flush=True)
     if isinstance(out, dict):  # several outputs: {name: probabilities}, {name: labels}
-        training_loss = _training_loss(model, _config_of(model), None)
-        probs = {k: (training_loss.losses[k].probabilities(v) if training_loss is not None
+        training_loss = recorded_loss(record_of(model))
+        probs = {k: (training_loss.losses[k].probabilities(v) if isinstance(training_loss, MultiOutputLoss)
                      else _probabilities(None, v)) for k, v in out.items()}
         return probs, {k: p.argmax(dim=1) for k, p in probs.items()}
-    p = _probabilities(_training_loss(model, _config_of(model), out.shape[1]), out)
+    p = _probabilities(recorded_loss(record_of(model), out.shape[1]), out)
     return p, p.argmax(dim=1)
 
 
@@ -387,11 +338,10 @@ def evaluate_on_dataset(model, dataset=None, *, data_dir=None, batch_size: int =
              trust_code: bool = False) -> dict[str, Any]:
     """Accuracy (and the recorded loss) of a saved model (a path or a loaded model) on a dataset's test
     set; `dataset` defaults to the one recorded in the model file's config. `trust_code` as in `load`."""
-    from .. import data
-
     if not isinstance(model, nn.Module):
         model = load(model, trust_code=trust_code)
-    config = _config_of(model)
+    record = record_of(model)
+    config = record.config
     spec = dataset if dataset is not None else config.get("dataset")
     if spec is None:
         raise UserError("this model file records no dataset; give one with --dataset (e.g. --dataset mnist)")
@@ -402,11 +352,11 @@ def evaluate_on_dataset(model, dataset=None, *, data_dir=None, batch_size: int =
     out = outputs(model, ds.x_test, batch_size, device)
     assert isinstance(out, torch.Tensor)  # several outputs were refused above
     num_outputs = out.shape[1]
-    expected = _num_classes(config, num_outputs)
+    expected = record.num_classes(num_outputs)
     if ds.num_classes != expected:
         raise UserError(f"the model predicts {expected} classes but dataset {ds.name!r} has {ds.num_classes}; "
                         "evaluate it on a dataset with the same classes")
-    training_loss = _training_loss(model, config, num_outputs)
+    training_loss = recorded_loss(record, num_outputs)
     probs = _probabilities(training_loss, out)
     labels = probs.argmax(dim=1)
     result = {"dataset": ds.name, "images": len(ds.y_test),
@@ -419,7 +369,7 @@ def evaluate_on_dataset(model, dataset=None, *, data_dir=None, batch_size: int =
     confusion.index_put_((ds.y_test.long(), labels.long()), torch.ones_like(labels, dtype=torch.long), accumulate=True)
     result["confusion_matrix"] = confusion.tolist()
     result["class_names"] = list(ds.class_names)
-    if training_loss is not None and len(ds.y_test):
+    if isinstance(training_loss, losses.TrainingLoss) and len(ds.y_test):  # one output (several refused above)
         with torch.no_grad():
             result["loss"] = float(training_loss(out, ds.y_test))
         result["loss_name"] = training_loss.name
