@@ -9,7 +9,7 @@ Per round, each in its own fresh interpreter (the rounds interleave the variants
 - the first optimizer of a process (`cnnbench.optim.get("adam", ...)`, Keras rule) as it is now, and
   with torch._dynamo imported just before it (what torch.optim.Optimizer's `_disable_dynamo` wrappers
   cost it before cnnbench avoided them);
-- `cnnbench.engine.train.forward_flops` of a fresh model as it is now (`cnnbench.engine.flops`: FlopCounterMode's
+- `cnnbench.engine.flops.forward_flops` of a fresh model as it is now (`cnnbench.engine.flops`: FlopCounterMode's
   count without importing torch._dynamo), and torch's FlopCounterMode on the same model, as
   forward_flops used it before (its __torch_dispatch__ is wrapped by `torch._disable_dynamo`);
 - `cnnbench run` on a small study (default: digits, digits_cnn, 1 epoch, 2 losses × 2 optimizers ×
@@ -57,7 +57,7 @@ PROBES = {
         " import torch._dynamo; o=optim.get('adam', m.parameters(), batch_size=32, steps_per_epoch=1, epochs=1);"
         " o.zero_grad(); print(time.perf_counter()-t)",
     "forward_flops of a fresh model":
-        "import time, sys, torch; from cnnbench import models; from cnnbench.engine.train import forward_flops;"
+        "import time, sys, torch; from cnnbench import models; from cnnbench.engine.flops import forward_flops;"
         " m=models.get('digits_cnn', input_shape=(1, 8, 8), num_outputs=10); t=time.perf_counter();"
         " forward_flops(m, torch.zeros(1, 8, 8)); print(time.perf_counter()-t);"
         " assert 'torch._dynamo' not in sys.modules",

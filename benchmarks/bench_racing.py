@@ -25,9 +25,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from cnnbench import spec as study
 from cnnbench.analysis import compare_study, racing
 from cnnbench.analysis.stat_tests import holm
-from cnnbench.spec import study
 
 
 def run(spec: Path, out: Path, workers: str) -> float:

@@ -117,7 +117,7 @@ def worker_tf(a) -> None:
                       "hash": "tf", "loss": float(h.history["loss"][-1]), "cnnbench": f"TF {tf.__version__}"}))
 
 
-def main() -> None:
+def main() -> None:  # noqa: C901 -- a benchmark's argument handling, read top to bottom
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("variants", nargs="?", help="name=src,name=src (the first is the reference)")
     ap.add_argument("--rounds", type=int, default=4)

@@ -8,7 +8,7 @@ import pytest
 from cnnbench import losses, optim
 from cnnbench import spec as study
 from cnnbench.cli import main
-from cnnbench.runs import runner
+from cnnbench.runs import plan as planning
 
 
 def _run(tmp_path, text, name="s.toml"):
@@ -62,7 +62,7 @@ def test_builtin_study_resolves_and_plans_against_what_is_present(name, tmp_path
     if name == "default":
         return
     # With an empty data directory every dataset of the seed studies is missing: they say so and skip.
-    plan = runner.plan(s, tmp_path / "out", data_dir=str(tmp_path))
+    plan = planning.plan(s, tmp_path / "out", data_dir=str(tmp_path))
     assert plan.skipped or plan.runs
     for line in plan.skipped:
         assert "\n" not in line

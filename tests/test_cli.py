@@ -394,8 +394,8 @@ def test_sample_weights_follow_their_images_through_the_stratified_split(tmp_pat
     import numpy as np
 
     from cnnbench import data
+    from cnnbench import spec as study
     from cnnbench.runs.one_run import prepare
-    from cnnbench.spec import study
 
     ds = data.load("digits")
     idx = tmp_path / "idx.npy"

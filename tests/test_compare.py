@@ -212,7 +212,7 @@ def test_identical_configurations_are_not_different():
 
 def _store(tmp_path, name, toml, values, *, history=None):
     """A study directory whose runs finished with `values(run) -> test_acc` (no training)."""
-    from cnnbench.spec import study
+    from cnnbench import spec as study
     from cnnbench.store.db import Store
 
     s = study.parse_text(toml, source="test")

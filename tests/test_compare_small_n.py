@@ -56,7 +56,7 @@ def test_four_seeds_separate_chance_level_from_the_best_by_the_paired_t_test():
 
 
 def test_the_study_compares_seeds_by_the_t_test_and_cells_by_the_signed_rank_test(tmp_path):
-    from cnnbench.spec import study
+    from cnnbench import spec as study
     from cnnbench.store.db import Store
 
     toml = ('name = "four"\nseeds = [0, 1, 2, 3]\n[grid]\ndataset = ["digits", {name = "digits", limit_train = 500}]\n'

@@ -14,12 +14,13 @@ from cnnbench import analysis
 from cnnbench import spec as study
 from cnnbench.errors import UserError
 from cnnbench.runs import one_run as execution
-from cnnbench.runs import runner
+from cnnbench.runs import plan as planning
+from cnnbench.runs import study_run
 from cnnbench.store.db import Store
 
 USER_MODULE = textwrap.dedent('''
     import numpy as np
-    from cnnbench.engine.train import Callback
+    from cnnbench.engine.callbacks import Callback
 
     def mean_confidence(y_true, probabilities):
         return float(np.asarray(probabilities).max(1).mean())
@@ -153,8 +154,8 @@ metric = "val_mean_confidence"
 def test_a_study_ranked_by_a_custom_metric(tmp_path, user_module):
     s = study.parse_text(STUDY.format(mod=user_module))
     assert all(r.config["metrics"][0] == "macro_f1" for r in s.runs)
-    p = runner.plan(s, output=tmp_path / "out", download=False)
-    runner.run_plan(p, data_dir=None, device="cpu", workers=1)
+    p = planning.plan(s, output=tmp_path / "out", download=False)
+    study_run.run_plan(p, data_dir=None, device="cpu", workers=1)
     store = Store.open_readonly(tmp_path / "out")
     rows = store.runs()
     assert all(r["status"] == "done" for r in rows)
@@ -265,8 +266,8 @@ def test_a_saved_model_of_such_a_run_names_no_callback(tmp_path, user_module):
     s = study.parse_text('name = "sv"\nepochs = 1\nbatch_size = 256\nsave_models = true\n'
                          f'metrics = ["{user_module}:mean_confidence"]\n'
                          f'callbacks = [{{ name = "{user_module}:Counter" }}]\n')
-    p = runner.plan(s, output=tmp_path / "out", download=False)
-    runner.run_plan(p, data_dir=None, device="cpu", workers=1)
+    p = planning.plan(s, output=tmp_path / "out", download=False)
+    study_run.run_plan(p, data_dir=None, device="cpu", workers=1)
     from cnnbench.store import model_files as saving
 
     path = execution.model_path(tmp_path / "out", s.runs[0].key)

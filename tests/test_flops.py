@@ -51,7 +51,7 @@ def test_counts_what_flop_counter_mode_counts_beyond_convolutions():
 
 
 def test_forward_flops_does_not_import_torch_dynamo():
-    code = ("import sys, torch; from cnnbench import models; from cnnbench.engine.train import forward_flops;"
+    code = ("import sys, torch; from cnnbench import models; from cnnbench.engine.flops import forward_flops;"
             "m = models.get('keras_mnist_cnn', input_shape=(1, 28, 28), num_outputs=10);"
             "n = forward_flops(m, torch.zeros(1, 28, 28, dtype=torch.uint8));"
             "print(n, 'torch._dynamo' in sys.modules)")

@@ -14,7 +14,8 @@ from study_helpers import TWO_OUTPUT_LOSS, TwoHeads, two_output_data
 from torch import nn
 
 import cnnbench
-from cnnbench.engine.train import LambdaCallback, keras_order
+from cnnbench.engine.callbacks import LambdaCallback
+from cnnbench.engine.evaluation import keras_order
 from cnnbench.errors import UserError
 
 # the warning of a steps_per_epoch that cuts a pass short (checked where it is the subject, with pytest.warns)

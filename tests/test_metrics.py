@@ -13,7 +13,8 @@ from torch import nn
 import cnnbench
 from cnnbench import metrics
 from cnnbench import spec as study
-from cnnbench.engine.train import History, forward_flops, parameter_count
+from cnnbench.engine.callbacks import History
+from cnnbench.engine.flops import forward_flops, parameter_count
 from cnnbench.errors import UserError
 from cnnbench.runs.one_run import Task, epoch_metrics, run_task, summary_epoch, validation_summary
 from cnnbench.store.db import COUNTS, METRICS, Store
@@ -255,7 +256,7 @@ def test_early_stopping_and_reduce_on_plateau_share_the_rule(monitor):
     """Both callbacks read mode="auto" from metrics.monitor_mode; agreeing with the ranking's direction
     wherever the name says which way is better."""
     from cnnbench import optim
-    from cnnbench.engine.train import EarlyStopping
+    from cnnbench.engine.callbacks import EarlyStopping
     from cnnbench.metrics import higher_is_better, monitor_mode
 
     mode = monitor_mode(monitor)

@@ -136,7 +136,7 @@ def test_a_nan_loss_stops_training_after_its_epoch(tiny_images):
 
 
 # --- a diverged run is finished: running the study again does not train it again ---------------------
-# mutation "diverged-run-rerun": runner.FINISHED without "diverged".
+# mutation "diverged-run-rerun": store.db.FINISHED without "diverged".
 def test_running_a_study_again_does_not_rerun_its_diverged_runs(tmp_path):
     study = cnnbench.Study.from_dict({"name": "diverges", "seeds": [0], "epochs": 2, "batch_size": 64,
                                       "optimizer": {"name": "sgd", "learning_rate": 1e30}}, output=tmp_path / "out")

@@ -20,7 +20,7 @@ from scipy import stats
 from cnnbench.analysis import racing
 from cnnbench.errors import UserError
 from cnnbench.runs.racing import RaceSource
-from cnnbench.spec.study import parse
+from cnnbench.spec import parse
 
 # Four configurations, six seeds: A best, B close to it, C clearly worse, D much worse but noisy.
 VALUES = {

@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 
 from cnnbench import analysis
+from cnnbench import spec as study
 from cnnbench.cli import main
-from cnnbench.spec import study
 from cnnbench.store.db import Store
 
 LONG = "npz(path=/data/experiments/2026/very/long/directory/name/for/the/datasets/{}/images.npz, limit_train=100)"

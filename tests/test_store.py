@@ -112,14 +112,15 @@ def test_store_metrics_are_names_of_the_metric_table():
 def test_run_stores_the_analysis_section_in_meta(tmp_path, monkeypatch):
     import json
 
-    from cnnbench.runs import runner, study_run
-    from cnnbench.spec import study
+    from cnnbench import spec as study
+    from cnnbench.runs import plan as planning
+    from cnnbench.runs import study_run
 
     s = study.parse_text('name = "a"\nepochs = 1\n[analysis]\nmetric = "test_ece"\nrope = 0.02\n'
                          'cells = ["dataset", "model"]\n')
-    p = runner.plan(s, output=tmp_path, download=False)
+    p = planning.plan(s, output=tmp_path, download=False)
     monkeypatch.setattr(study_run.StudyRun, "phase", lambda *args, **kwargs: None)  # no training: only what is stored
-    runner.run_plan(p, data_dir=None, device="cpu")
+    study_run.run_plan(p, data_dir=None, device="cpu")
     store = Store.open_existing(tmp_path)
     stored = json.loads(store.get_meta("analysis"))
     assert stored == {"metric": "test_ece", "target_accuracy": None, "alpha": 0.05, "rope": 0.02,

@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 import cnnbench
-from cnnbench.engine.train import EarlyStopping, to_images
+from cnnbench.engine.callbacks import EarlyStopping
+from cnnbench.engine.inputs import to_images
 from cnnbench.errors import UserError
 
 

@@ -153,7 +153,7 @@ def test_fit_trains_with_heap_allocations_and_restores_malloc(tiny_images):
     is given back its steady settings when training ends."""
     import cnnbench
     from cnnbench.engine import inference
-    from cnnbench.engine.train import LambdaCallback
+    from cnnbench.engine.callbacks import LambdaCallback
 
     if not inference._libc():
         pytest.skip("not glibc, or malloc tuned in the environment: heap_allocations leaves malloc alone")

@@ -10,7 +10,7 @@ as calls (the command line is a thin shell over this module).
     study.results()                     # pandas DataFrame, one row per run
     study.report()                      # rewrites the report from the store
 
-`Study` wraps a parsed spec (`cnnbench.spec.study.StudySpec`: the validated settings and the resolved runs,
+`Study` wraps a parsed spec (`cnnbench.spec.StudySpec`: the validated settings and the resolved runs,
 each keyed by the hash of its config). Bad input raises `cnnbench.UserError` (one line: the problem
 and the fix; messages name an option by its command-line flag, e.g. `--workers` for `workers=`);
 a full disk or an unwritable directory raises `cnnbench.errors.EnvironmentFault` (a `UserError`), and
@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import UserError
 from .runs.progress import StudyProgress, show_plan
-from .spec.study import StudySpec
+from .spec import StudySpec
 
 if TYPE_CHECKING:
     from .report.notebook import ReportView, comparison_html
@@ -64,7 +64,7 @@ class Study:
 
     def __init__(self, spec: StudySpec, output: str | os.PathLike | None = None):
         if not isinstance(spec, StudySpec):
-            raise TypeError(f"Study wraps a cnnbench.spec.study.StudySpec; got {type(spec).__name__} (use "
+            raise TypeError(f"Study wraps a cnnbench.spec.StudySpec; got {type(spec).__name__} (use "
                             "Study.from_toml or Study.from_dict)")
         self.spec = spec
         self.output = output
@@ -75,7 +75,7 @@ class Study:
     def from_toml(cls, path_or_name: str | os.PathLike | None = None, *,
                   output: str | os.PathLike | None = None) -> Study:
         """A study file, or a built-in study by name (`None`: the default study)."""
-        from .spec.study import load
+        from .spec import load
 
         return cls(load(path_or_name), output)
 
@@ -84,7 +84,7 @@ class Study:
                   source: str = "<dict>") -> Study:
         """A study from the dict a study file parses to (`tomllib.load`): the same keys, the same
         checks, the same run keys. Tuples count as lists. `source` names the study in error messages."""
-        from .spec.study import parse
+        from .spec import parse
 
         if not isinstance(data, Mapping):
             raise UserError(f"{source}: a study is a dict of its keys (name, seeds, grid, ...), got "
@@ -102,7 +102,7 @@ class Study:
     def open(cls, study_dir: str | os.PathLike) -> Study:
         """The study that ran in `study_dir`, from the study.toml it keeps there; its output is that
         directory."""
-        from .spec.study import load
+        from .spec import load
 
         path = Path(study_dir) / "study.toml"
         if not path.is_file():
@@ -131,7 +131,7 @@ class Study:
 
     @property
     def runs(self) -> list:
-        """The resolved runs (`cnnbench.spec.study.Run`: key, label, axes, config, role); with [tuning], the
+        """The resolved runs (`cnnbench.spec.Run`: key, label, axes, config, role); with [tuning], the
         learning-rate search runs (the final runs follow from their results)."""
         return self.spec.runs
 
@@ -251,7 +251,7 @@ class Study:
 
     def _check(self, data_dir, device, workers, tensorboard, mlflow) -> tuple[str | None, int | str]:
         """The run's options, checked before anything is written: (data_dir, workers)."""
-        from .engine.train import resolve_device
+        from .engine.inputs import resolve_device
         from .runs.plan import check_data_dir
 
         data_dir = check_data_dir(None if data_dir is None else str(data_dir))
@@ -334,7 +334,7 @@ def report(study_dirs, output: str | os.PathLike | None = None, metric: str | No
 
 def builtin_studies() -> list[str]:
     """The names of the built-in studies (`Study.from_toml(name)`)."""
-    from .spec.study import builtin_studies as names
+    from .spec import builtin_studies as names
 
     return names()
 

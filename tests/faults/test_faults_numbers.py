@@ -30,9 +30,10 @@ def _numbers(study_dir: Path) -> dict:
 
 @pytest.mark.slow
 def test_in_process_worker_and_resumed_runs_are_bit_identical(fault, tmp_path, monkeypatch):
-    from cnnbench.runs import runner
+    from cnnbench import spec as study
+    from cnnbench.runs import plan as planning
+    from cnnbench.runs import study_run
     from cnnbench.runs.one_run import RUN_THREADS, Task, run_task
-    from cnnbench.spec import study
 
     path = fault.write_study(tmp_path / "s.toml", seeds=2, epochs=3, extra='optimizer = "sgd"\n')
     # 1. the default: one 1-thread worker process per run
@@ -40,14 +41,14 @@ def test_in_process_worker_and_resumed_runs_are_bit_identical(fault, tmp_path, m
     assert workers.wait(timeout=180)[0] == 0, workers.stderr
     # 2. in this process, which has 2 threads (what a single remaining run used to get)
     spec = study.load(path)
-    plan = runner.plan(spec, tmp_path / "inline")
+    plan = planning.plan(spec, tmp_path / "inline")
     torch.set_num_threads(2)
     try:
-        runner.run_plan(plan, data_dir=None, device="cpu", workers=1)
+        study_run.run_plan(plan, data_dir=None, device="cpu", workers=1)
         assert torch.get_num_threads() == 2  # restored after each run
         # 3. interrupted after its 2nd epoch (as a Ctrl-C), then resumed in this process
-        plan = runner.plan(spec, tmp_path / "resumed")
-        runner.run_plan(plan, data_dir=None, device="cpu", workers=1)  # stores the runs, trains them
+        plan = planning.plan(spec, tmp_path / "resumed")
+        study_run.run_plan(plan, data_dir=None, device="cpu", workers=1)  # stores the runs, trains them
         run = plan.runs[0]
         con = sqlite3.connect(tmp_path / "resumed" / "study.db")
         con.execute("UPDATE runs SET status = 'pending' WHERE key = ?", (run.key,))

@@ -11,14 +11,15 @@ mlflow = pytest.importorskip("mlflow")
 def test_each_run_is_an_mlflow_run_with_params_epochs_final_metrics_and_tags(tmp_path, monkeypatch):
     from mlflow.tracking import MlflowClient
 
-    from cnnbench.runs import runner
-    from cnnbench.spec import study
+    from cnnbench import spec as study
+    from cnnbench.runs import plan as planning
+    from cnnbench.runs import study_run
 
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
     uri = (tmp_path / "mlruns").as_uri()  # file:///...
     spec = study.parse_text('name = "tracked"\nseeds = [0, 1]\nepochs = 2\nbatch_size = 64\n', "s.toml")
-    plan = runner.plan(spec, tmp_path / "st")
-    runner.run_plan(plan, data_dir=None, device="cpu", workers=1, mlflow=uri)
+    plan = planning.plan(spec, tmp_path / "st")
+    study_run.run_plan(plan, data_dir=None, device="cpu", workers=1, mlflow=uri)
 
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name("tracked")

@@ -18,7 +18,7 @@ def cmd_evaluate(args) -> int:
             spec = json.loads(spec)
         except json.JSONDecodeError as e:
             raise UserError(f"--dataset is not valid JSON: {e}") from None
-    from ..engine.train import resolve_device
+    from ..engine.inputs import resolve_device
     from ..store.model_files import evaluate_on_dataset
 
     device = resolve_device(args.device) if getattr(args, "device", None) else None

@@ -65,10 +65,10 @@ def sigint_deferred():
 
 # What each command imports before it starts (under `sigint_deferred`).
 STARTUP_IMPORTS = {
-    "run": ("torch", "pandas", "cnnbench.api", "cnnbench.runs.runner", "cnnbench.runs.executors.local",
-            "cnnbench.engine.train", "cnnbench.analysis", "cnnbench.report"),
+    "run": ("torch", "pandas", "cnnbench.api", "cnnbench.runs.study_run", "cnnbench.runs.executors.local",
+            "cnnbench.engine.fit", "cnnbench.analysis", "cnnbench.report"),
     "report": ("pandas", "cnnbench.analysis", "cnnbench.report"),
-    "evaluate": ("torch", "cnnbench.store.model_files", "cnnbench.engine.train"),
+    "evaluate": ("torch", "cnnbench.store.model_files", "cnnbench.engine.fit"),
     "summary": ("torch", "cnnbench.models"),
 }
 

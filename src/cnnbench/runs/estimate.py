@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..spec.study import canonical
+from ..spec import canonical
 from .plan import FINISHED
 
 # What decides a run's speed (besides whether it augments); loss, optimizer, seed and epochs do not.
@@ -210,7 +210,7 @@ class _Enough(Exception):
 
 
 def _clock(budget_s: float, sync):
-    from ..engine.train import Callback
+    from ..engine.callbacks import Callback
 
     class StepClock(Callback):
         """Times every training step: `fit` calls a callback's `on_batch_progress` after each optimizer
@@ -249,7 +249,7 @@ def calibrate_run(run, data_dir: str | None, device, budget_s: float = GROUP_BUD
     to the study directory), timed, scaled to one epoch and one run."""
     import torch
 
-    from ..engine.train import fit
+    from ..engine.fit import fit
     from . import one_run as execution
 
     cfg = dict(run.config)
@@ -301,7 +301,7 @@ def estimate(plan, *, workers: int | str = "auto", device: str = "auto", data_di
     """The wall time `study_run.run_plan(plan, ...)` would take here (see the module docstring); reads
     the study directory only. `calibrate=False`: only the finished runs' numbers (groups without
     any are left out, and the estimate is a lower bound)."""
-    from ..engine.train import resolve_device
+    from ..engine.inputs import resolve_device
     from .executors.local import plan_workers
 
     dev = resolve_device(device)
@@ -415,7 +415,7 @@ def _final_runs(plan, chosen: dict[str, float]) -> tuple[list, int]:
     tuning = plan.study.meta.tuning
     if tuning is None:
         return [], 0
-    from ..spec.study import Run
+    from ..spec import Run
 
     exact = [r for r in plan.study.final_runs(chosen) if plan.statuses.get(r.key) not in FINISHED]
     search_seeds = set(tuning.search_seeds(plan.study.meta.seeds))

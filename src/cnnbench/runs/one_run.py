@@ -110,7 +110,7 @@ _STORES: dict[str, Store] = {}
 
 def dataset_loaded(spec: dict[str, Any], data_dir: str | None) -> bool:
     """Whether this process has dataset `spec` from `data_dir` loaded already."""
-    from ..spec.study import canonical
+    from ..spec import canonical
 
     return (canonical(spec), data_dir) in _DATASETS
 
@@ -122,7 +122,7 @@ def forget_datasets() -> None:
 
 def load_dataset(spec: dict[str, Any], data_dir: str | None):
     from .. import data
-    from ..spec.study import canonical
+    from ..spec import canonical
 
     key = (canonical(spec), data_dir)
     if key not in _DATASETS:
@@ -182,7 +182,7 @@ def prepare(config: dict[str, Any], data_dir: str | None):
         y = losses.add_label_noise(y, config["label_noise"], ds.num_classes, seed=config["seed"])
     y_test, num_classes = ds.y_test, ds.num_classes
     if config.get("targets"):  # several outputs: each output's labels from the (noisy) class labels
-        from ..spec.study import target_labels
+        from ..spec import target_labels
 
         def part(i):
             return {n: (c[i] if i < 2 else ds.label_columns[n][1], ds.label_columns[n][2]) for n, c in columns.items()}
@@ -262,7 +262,7 @@ def run_task(task: Task, progress: ProgressFn | None = None, store=None) -> str:
 
     `store` receives `mark_running`, `record_epoch` and `finish` (default: the study's SQLite store,
     opened once per process; the Ray executor passes a proxy to the driver's store)."""
-    from ..engine.train import resolve_device
+    from ..engine.inputs import resolve_device
 
     store = store if store is not None else open_store(task.study_dir)
     device = resolve_device(task.device)
@@ -331,8 +331,8 @@ class Trained:
 
 def _train(task: Task, progress: ProgressFn | None, store, loggers, device: torch.device) -> Trained:
     """Prepare the run's data and fit it, resuming from and writing to its checkpoint every epoch."""
-    from ..engine.train import fit
-    from ..spec.study import build_callbacks
+    from ..engine.fit import fit
+    from ..spec import build_callbacks
 
     cfg = task.config
     # The run's own callbacks (a study's callbacks = [...]) come first, so their checkpointed states
@@ -351,7 +351,7 @@ def _train(task: Task, progress: ProgressFn | None, store, loggers, device: torc
 
 def _recording_callbacks(task: Task, progress: ProgressFn | None, store, loggers) -> list:
     """Each epoch into the store, the loggers and the progress events; a 'batch' event now and then."""
-    from ..engine.train import LambdaCallback
+    from ..engine.callbacks import LambdaCallback
 
     parent = os.getppid()
 
@@ -368,7 +368,7 @@ def _recording_callbacks(task: Task, progress: ProgressFn | None, store, loggers
 def _batch_progress(task: Task, progress: ProgressFn):
     """A callback that sends a 'batch' event at most every BATCH_EVENT_S seconds while an epoch trains
     (the running loss)."""
-    from ..engine.train import Callback
+    from ..engine.callbacks import Callback
 
     class BatchProgress(Callback):
         last, epoch = time.monotonic(), 0
@@ -390,7 +390,7 @@ def _evaluate_and_record(task: Task, trained: Trained, progress: ProgressFn | No
                          t0: float) -> str:
     """The run's row from its history (and, for a finished run, the test and validation sets), stored;
     its model saved if the study keeps models; its checkpoint removed. Returns the status."""
-    from ..engine.train import forward_flops, parameter_count
+    from ..engine.flops import forward_flops, parameter_count
 
     cfg, history = task.config, trained.history
     status, error = "done", None
@@ -422,7 +422,7 @@ def _evaluate_and_record(task: Task, trained: Trained, progress: ProgressFn | No
 def _test(cfg: dict[str, Any], trained: Trained, metrics: dict[str, Any]) -> dict[str, Any]:
     """Evaluate the trained model on the test set (and the validation set): fills `metrics`' missing
     `{split}_{base}` columns and returns the custom and per-output scores (`test_<name>`, `val_<name>`)."""
-    from ..engine.train import evaluate
+    from ..engine.evaluation import evaluate
 
     # Evaluated as trained: under the run's precision (Keras' mixed-precision policy applies too).
     precision = cfg.get("precision", "fp32")

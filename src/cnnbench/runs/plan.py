@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from ..spec.study import StudySpec, canonical
+from ..spec import StudySpec, canonical
 from ..store.db import FINISHED, Store
 from .one_run import load_dataset
 
@@ -130,7 +130,7 @@ def check_run(study: StudySpec, cfg: dict, ds) -> None:
     parts = _training_losses(study, cfg, ds)
     try:
         if cfg["micro_batch_size"] and cfg["micro_batch_size"] < cfg["batch_size"]:
-            from ..engine.train import check_micro_batching
+            from ..engine.outputs import check_micro_batching
 
             for training_loss in parts:
                 check_micro_batching(training_loss.loss)
@@ -146,14 +146,14 @@ def _training_losses(study: StudySpec, cfg: dict, ds) -> list:
     if not cfg.get("targets"):
         return [losses.adapt(losses.get(cfg["loss"]), ds.num_classes)]
     # several outputs: a map per class of the dataset, a loss that fits each output
-    from ..engine.train import _multi_losses
-    from ..spec.study import target_labels
+    from ..engine.outputs import output_losses
+    from ..spec import target_labels
 
     try:
         columns = {n: (c[0][:1], c[2]) for n, c in ds.label_columns.items()}  # CIFAR-100's coarse_label, ...
         classes = target_labels(cfg["targets"], ds.y_train[:1], ds.num_classes, columns,
                                 f"dataset {cfg['dataset']['name']!r}")[1]
-        return list(_multi_losses(cfg["loss"], cfg.get("loss_weights"), list(classes), classes).losses.values())
+        return list(output_losses(cfg["loss"], cfg.get("loss_weights"), list(classes), classes).losses.values())
     except UserError as e:
         raise UserError(f"{study.source}: {e}") from None
 

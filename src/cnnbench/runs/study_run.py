@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError, environment_fault
-from ..spec.study import StudySpec
+from ..spec import StudySpec
 from ..store.db import Store
 from ..store.files import atomic_write, remove_stale_temps
 from . import executors

@@ -9,7 +9,7 @@ from typing import Any
 from ..errors import UserError
 from ..registry import import_reference
 
-# The methods fit calls on a callback (cnnbench.engine.train.Callback has them all)
+# The methods fit calls on a callback (cnnbench.Callback has them all)
 HOOKS = ("on_train_begin", "on_epoch_begin", "on_epoch_end", "on_train_end", "state_dict", "load_state_dict")
 
 

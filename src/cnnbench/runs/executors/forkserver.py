@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from multiprocessing.context import ForkServerProcess
 
 # What the server imports before it forks any worker: the engine, once, shared copy-on-write.
-PRELOAD = ["cnnbench.runs.one_run", "cnnbench.runs.executors.local", "cnnbench.engine.train", "cnnbench.models",
+PRELOAD = ["cnnbench.runs.one_run", "cnnbench.runs.executors.local", "cnnbench.engine.fit", "cnnbench.models",
            "cnnbench.data"]
 
 
