@@ -33,13 +33,17 @@ The tests (`test = "t"` is the default):
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 import numpy as np
 
+from .. import metrics
 from ..store.db import FINISHED
+from .stat_tests import holm, wilcoxon_zsplit
 
 
 @dataclass(frozen=True)
@@ -196,8 +200,6 @@ def _step(spec, values: dict[str, np.ndarray], sign: float, round_: int) -> dict
 def _t_step(values, best, sign, alpha, round_) -> dict[str, Elimination]:
     from scipy import stats
 
-    from .stat_tests import holm
-
     others = [x for x in values if x != best]
     rows = []
     for cfg in others:
@@ -229,8 +231,6 @@ def paired_t(d: np.ndarray) -> tuple[float, float]:
 
 def _friedman_step(values, best, sign, alpha, round_) -> dict[str, Elimination]:
     from scipy import stats
-
-    from .stat_tests import wilcoxon_zsplit
 
     names = list(values)
     if len(names) == 2:
@@ -338,11 +338,6 @@ def from_runs(runs, meta_json: str, study_name: str, catalog=None) -> StudyRace:
     """Replay a stored race from `analysis.runs_frame` rows (the study's current final runs, pending ones
     included), the study's stored `racing` meta (`study_run.race_meta`) and the metrics its runs declare
     (`catalog`, for the metric's direction)."""
-    import json
-    from types import SimpleNamespace
-
-    from .. import metrics
-
     settings = json.loads(meta_json)
     spec = SimpleNamespace(**{k: settings[k] for k in ("first_test", "alpha", "keep", "test")})
     axis_cols = [c for c in runs.columns if c.startswith("axis.")]

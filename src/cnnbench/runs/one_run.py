@@ -25,11 +25,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
+from .. import data, losses
+from ..engine.callbacks import Callback, LambdaCallback
+from ..engine.evaluation import evaluate
+from ..engine.fit import fit
+from ..engine.flops import forward_flops, parameter_count
+from ..engine.inputs import resolve_device
 from ..errors import EnvironmentFault, UserError, environment_fault
+from ..metrics import resolve_metrics
+from ..spec import build_callbacks, canonical, target_labels
+from ..store import model_files
 from ..store.checkpoints import checkpoint_path, model_path
 from ..store.db import Store
+from .loggers import RunLoggers
 
 ProgressFn = Callable[[dict[str, Any]], None]
 
@@ -110,8 +121,6 @@ _STORES: dict[str, Store] = {}
 
 def dataset_loaded(spec: dict[str, Any], data_dir: str | None) -> bool:
     """Whether this process has dataset `spec` from `data_dir` loaded already."""
-    from ..spec import canonical
-
     return (canonical(spec), data_dir) in _DATASETS
 
 
@@ -121,9 +130,6 @@ def forget_datasets() -> None:
 
 
 def load_dataset(spec: dict[str, Any], data_dir: str | None):
-    from .. import data
-    from ..spec import canonical
-
     key = (canonical(spec), data_dir)
     if key not in _DATASETS:
         _DATASETS[key] = data.load(spec, data_dir=data_dir)
@@ -141,9 +147,6 @@ def load_sample_weight(path: str | None, n_train: int):
     """A study's `sample_weight` file: one non-negative weight per training image (dataset order)."""
     if path is None:
         return None
-    import numpy as np
-
-    from ..errors import UserError
 
     try:
         w = np.load(path, allow_pickle=False)
@@ -162,8 +165,6 @@ def load_sample_weight(path: str | None, n_train: int):
 
 def prepare(config: dict[str, Any], data_dir: str | None):
     """The run's data: (x_train, y_train, validation or None, x_test, y_test, num_classes, sample_weight)."""
-    from .. import data, losses
-
     ds = load_dataset(config["dataset"], data_dir)
     x, y = ds.x_train, ds.y_train
     sw = load_sample_weight(config.get("sample_weight"), len(y))
@@ -182,7 +183,6 @@ def prepare(config: dict[str, Any], data_dir: str | None):
         y = losses.add_label_noise(y, config["label_noise"], ds.num_classes, seed=config["seed"])
     y_test, num_classes = ds.y_test, ds.num_classes
     if config.get("targets"):  # several outputs: each output's labels from the (noisy) class labels
-        from ..spec import target_labels
 
         def part(i):
             return {n: (c[i] if i < 2 else ds.label_columns[n][1], ds.label_columns[n][2]) for n, c in columns.items()}
@@ -195,8 +195,6 @@ def prepare(config: dict[str, Any], data_dir: str | None):
 
 
 def _metric_names(specs):
-    from ..metrics import resolve_metrics
-
     return resolve_metrics(specs) if specs else []
 
 
@@ -262,8 +260,6 @@ def run_task(task: Task, progress: ProgressFn | None = None, store=None) -> str:
 
     `store` receives `mark_running`, `record_epoch` and `finish` (default: the study's SQLite store,
     opened once per process; the Ray executor passes a proxy to the driver's store)."""
-    from ..engine.inputs import resolve_device
-
     store = store if store is not None else open_store(task.study_dir)
     device = resolve_device(task.device)
     with run_threads(device):
@@ -279,8 +275,6 @@ def _run_task(task: Task, progress: ProgressFn | None, store, device: torch.devi
     """One run's life: marked running, trained with a checkpoint, evaluated, recorded. A run that fails
     is recorded failed (the study goes on); an interruption or an environment fault is raised with the
     run left 'running' and its checkpoint kept, for the next `cnnbench run` to resume."""
-    from .loggers import RunLoggers
-
     store.mark_running(task.key, environment(device))
     # a display shows the run from its start, not from its first epoch's end
     _event(progress, task, "started", epochs=task.config["epochs"])
@@ -331,9 +325,6 @@ class Trained:
 
 def _train(task: Task, progress: ProgressFn | None, store, loggers, device: torch.device) -> Trained:
     """Prepare the run's data and fit it, resuming from and writing to its checkpoint every epoch."""
-    from ..engine.fit import fit
-    from ..spec import build_callbacks
-
     cfg = task.config
     # The run's own callbacks (a study's callbacks = [...]) come first, so their checkpointed states
     # keep their places; the recorder sees the logs last.
@@ -351,8 +342,6 @@ def _train(task: Task, progress: ProgressFn | None, store, loggers, device: torc
 
 def _recording_callbacks(task: Task, progress: ProgressFn | None, store, loggers) -> list:
     """Each epoch into the store, the loggers and the progress events; a 'batch' event now and then."""
-    from ..engine.callbacks import LambdaCallback
-
     parent = os.getppid()
 
     def on_epoch_end(epoch: int, logs: dict) -> None:
@@ -368,8 +357,6 @@ def _recording_callbacks(task: Task, progress: ProgressFn | None, store, loggers
 def _batch_progress(task: Task, progress: ProgressFn):
     """A callback that sends a 'batch' event at most every BATCH_EVENT_S seconds while an epoch trains
     (the running loss)."""
-    from ..engine.callbacks import Callback
-
     class BatchProgress(Callback):
         last, epoch = time.monotonic(), 0
 
@@ -390,8 +377,6 @@ def _evaluate_and_record(task: Task, trained: Trained, progress: ProgressFn | No
                          t0: float) -> str:
     """The run's row from its history (and, for a finished run, the test and validation sets), stored;
     its model saved if the study keeps models; its checkpoint removed. Returns the status."""
-    from ..engine.flops import forward_flops, parameter_count
-
     cfg, history = task.config, trained.history
     status, error = "done", None
     if history.status == "diverged":
@@ -422,8 +407,6 @@ def _evaluate_and_record(task: Task, trained: Trained, progress: ProgressFn | No
 def _test(cfg: dict[str, Any], trained: Trained, metrics: dict[str, Any]) -> dict[str, Any]:
     """Evaluate the trained model on the test set (and the validation set): fills `metrics`' missing
     `{split}_{base}` columns and returns the custom and per-output scores (`test_<name>`, `val_<name>`)."""
-    from ..engine.evaluation import evaluate
-
     # Evaluated as trained: under the run's precision (Keras' mixed-precision policy applies too).
     precision = cfg.get("precision", "fp32")
     splits = [("test", trained.x_test, trained.y_test)] + ([("val", *trained.val)] if trained.val is not None else [])
@@ -446,8 +429,6 @@ def _test(cfg: dict[str, Any], trained: Trained, metrics: dict[str, Any]) -> dic
 
 def _save_model(task: Task, model) -> None:
     """The trained model as STUDY_DIR/models/KEY.pt, with what `cnnbench evaluate` needs to test it."""
-    from ..store import model_files
-
     cfg = task.config
     ds = load_dataset(cfg["dataset"], task.data_dir)
     model_files.save(model, model_path(task.study_dir, task.key),

@@ -13,10 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import data, losses, models
+from ..engine.outputs import check_micro_batching, output_losses
 from ..errors import UserError
-from ..spec import StudySpec, canonical
-from ..store.db import FINISHED, Store
-from .one_run import load_dataset
+from ..spec import StudySpec, canonical, target_labels
+from ..store.db import FINISHED, ReadOnlyStore, Store, check_ours
+from .one_run import load_dataset, load_sample_weight
 
 
 @dataclass
@@ -115,8 +117,6 @@ def _dataset_of(study: StudySpec, spec: dict, data_dir: str | None, download: bo
 def check_run(study: StudySpec, cfg: dict, ds) -> None:
     """UserError (one line naming the study file) unless the run `cfg` can train on dataset `ds`: its
     validation split, model input, batch size, losses, micro-batching, sample and class weights."""
-    from .. import data, models
-
     name, n_all = cfg["dataset"]["name"], ds.x_train.shape[0]
     n_train = data.train_size(n_all, cfg["validation_split"])
     if n_train < 1 or (n_train == n_all and cfg["validation_split"] > 0):
@@ -130,8 +130,6 @@ def check_run(study: StudySpec, cfg: dict, ds) -> None:
     parts = _training_losses(study, cfg, ds)
     try:
         if cfg["micro_batch_size"] and cfg["micro_batch_size"] < cfg["batch_size"]:
-            from ..engine.outputs import check_micro_batching
-
             for training_loss in parts:
                 check_micro_batching(training_loss.loss)
         _check_weights(cfg, ds)
@@ -141,13 +139,9 @@ def check_run(study: StudySpec, cfg: dict, ds) -> None:
 
 def _training_losses(study: StudySpec, cfg: dict, ds) -> list:
     """The run's loss per output, adapted to its classes: a loss that cannot apply is refused."""
-    from .. import losses
-
     if not cfg.get("targets"):
         return [losses.adapt(losses.get(cfg["loss"]), ds.num_classes)]
     # several outputs: a map per class of the dataset, a loss that fits each output
-    from ..engine.outputs import output_losses
-    from ..spec import target_labels
 
     try:
         columns = {n: (c[0][:1], c[2]) for n, c in ds.label_columns.items()}  # CIFAR-100's coarse_label, ...
@@ -161,11 +155,7 @@ def _training_losses(study: StudySpec, cfg: dict, ds) -> list:
 def _check_weights(cfg: dict, ds) -> None:
     """The run's sample_weight file holds one weight per training image; its class_weight names the
     dataset's classes with non-negative weights."""
-    from .. import losses
-
     if cfg.get("sample_weight"):
-        from .one_run import load_sample_weight
-
         load_sample_weight(cfg["sample_weight"], ds.x_train.shape[0])
     if cfg["class_weight"] is not None:  # refuses unknown classes and negative weights
         try:
@@ -178,8 +168,6 @@ def stored_statuses(study_dir: Path, name: str) -> dict[str, str]:
     """The stored status of each run key in `study_dir` (empty without a study.db), read without
     writing anything, not even SQLite's -wal/-shm files (`ReadOnlyStore.open_untouched`); refuses a
     database that is not ours or holds another study, as `Store.open` does."""
-    from ..store.db import ReadOnlyStore, check_ours
-
     path = study_dir / "study.db"
     owner = check_ours(path)
     if not path.exists() or path.stat().st_size == 0:
