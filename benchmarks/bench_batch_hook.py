@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 import torch
 
 from cnnbench import data, fit
-from cnnbench.engine.callbacks import Callback
+from cnnbench.callbacks import Callback
 
 
 class Probe(Callback):

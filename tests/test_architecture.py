@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "cnnbench"
 LAYERS = [
     ("errors", "store.files"),  # one-line errors, and the one atomic write every file goes through
     ("registry",),
-    ("losses", "optim", "models", "data", "metrics"),  # the families of the registry
+    ("losses", "optim", "models", "data", "metrics", "callbacks"),  # the families of the registry
     ("spec",),
     ("engine",),
     ("store",),

@@ -20,7 +20,7 @@ from cnnbench.store.db import Store
 
 USER_MODULE = textwrap.dedent('''
     import numpy as np
-    from cnnbench.engine.callbacks import Callback
+    from cnnbench.callbacks import Callback
 
     def mean_confidence(y_true, probabilities):
         return float(np.asarray(probabilities).max(1).mean())

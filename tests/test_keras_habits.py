@@ -14,7 +14,7 @@ from study_helpers import TWO_OUTPUT_LOSS, TwoHeads, two_output_data
 from torch import nn
 
 import cnnbench
-from cnnbench.engine.callbacks import LambdaCallback
+from cnnbench.callbacks import LambdaCallback
 from cnnbench.engine.evaluation import keras_order
 from cnnbench.errors import UserError
 

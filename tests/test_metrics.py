@@ -256,7 +256,7 @@ def test_early_stopping_and_reduce_on_plateau_share_the_rule(monitor):
     """Both callbacks read mode="auto" from metrics.monitor_mode; agreeing with the ranking's direction
     wherever the name says which way is better."""
     from cnnbench import optim
-    from cnnbench.engine.callbacks import EarlyStopping
+    from cnnbench.callbacks import EarlyStopping
     from cnnbench.metrics import higher_is_better, monitor_mode
 
     mode = monitor_mode(monitor)

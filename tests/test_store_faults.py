@@ -169,7 +169,7 @@ def test_a_checkpoint_of_another_run_is_set_aside_and_the_run_starts_over(tmp_pa
     ckpt.parent.mkdir()
     fit("keras_mnist_mlp", x, y, epochs=1, checkpoint=tmp_path / "a.pt", checkpoint_tag="run-a", **common)
     (tmp_path / "a.pt").replace(ckpt)  # run a's checkpoint where run b's would be
-    from cnnbench.engine.callbacks import LambdaCallback
+    from cnnbench.callbacks import LambdaCallback
 
     def trained_epochs(**kw):
         trained = []

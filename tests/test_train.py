@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 import cnnbench
-from cnnbench.engine.callbacks import EarlyStopping
+from cnnbench.callbacks import EarlyStopping
 from cnnbench.engine.inputs import to_images
 from cnnbench.errors import UserError
 

@@ -152,8 +152,8 @@ def test_fit_trains_with_heap_allocations_and_restores_malloc(tiny_images):
     """fit's steps run inside inference.heap_allocations (the activations reuse heap pages), and malloc
     is given back its steady settings when training ends."""
     import cnnbench
+    from cnnbench.callbacks import LambdaCallback
     from cnnbench.engine import inference
-    from cnnbench.engine.callbacks import LambdaCallback
 
     if not inference._libc():
         pytest.skip("not glibc, or malloc tuned in the environment: heap_allocations leaves malloc alone")

@@ -24,7 +24,7 @@ from .errors import UserError
 
 # Everything else is imported on first use: `cnnbench --help` and `cnnbench list` need no torch.
 _LAZY = {"fit": "engine.fit", "evaluate": "engine.evaluation", "History": "engine.callbacks",
-         "Callback": "engine.callbacks", "EarlyStopping": "engine.callbacks", "LambdaCallback": "engine.callbacks",
+         "Callback": "callbacks", "EarlyStopping": "callbacks", "LambdaCallback": "callbacks",
          "save": "store.model_files",
          "load": "store.model_files", "predict": "store.model_files", "Study": "api"}
 # The pipeline's stages (spec → runs → engine → store → analysis → report), the families of the registry, and the API.

@@ -65,10 +65,10 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                      "study directories); the study directories themselves are only read")
     rep.set_defaults(func=commands.cmd_report)
 
-    ls = sub.add_parser("list", help="list losses, optimizers, models, datasets, schedules, metrics, executors or "
-                        "studies")
-    ls.add_argument("kind", choices=["losses", "optimizers", "models", "datasets", "schedules", "metrics", "executors",
-                                     "studies"])
+    ls = sub.add_parser("list", help="list losses, optimizers, models, datasets, schedules, metrics, callbacks, "
+                        "executors or studies")
+    ls.add_argument("kind", choices=["losses", "optimizers", "models", "datasets", "schedules", "metrics", "callbacks",
+                                     "executors", "studies"])
     ls.add_argument("name", nargs="?", help="one entry: each option's type and limits, default and meaning")
     ls.add_argument("--options", action="store_true", help="every entry's options, as NAME shows one entry's")
     ls.add_argument("--markdown", action="store_true", help="with --options: Markdown (what docs/options.md holds)")

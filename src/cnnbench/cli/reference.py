@@ -11,7 +11,7 @@ from typing import Any
 
 from ..registry import Declared, Entry, Registry
 
-KINDS = ("datasets", "models", "losses", "optimizers", "schedules", "metrics", "executors")
+KINDS = ("datasets", "models", "losses", "optimizers", "schedules", "metrics", "callbacks", "executors")
 
 #: What every entry of a kind takes besides its own options (handled outside the entry's factory).
 ALSO = {
@@ -31,6 +31,9 @@ ALSO = {
     "metrics": "A run's `metrics = [...]` (Keras' `metrics=`): these names, or `\"package.module:function\"`, a "
                "function (y_true, probabilities) -> float named by its function; each is logged per epoch as "
                "`val_<name>` and scored on the test set as `test_<name>` (accuracy is always recorded).",
+    "callbacks": "A run's `callbacks = [...]` (Keras' `callbacks=`): these names (Keras' class names too), or "
+                 "`\"package.module:Class\"`, a subclass of `cnnbench.Callback` with its own options (imported only "
+                 "from a file you trust); `early_stopping = { ... }` is the same EarlyStopping, always run first.",
     "executors": "An executor is chosen with --executor NAME (Study.run(executor=NAME)); its options are flags: "
                  "--ray-address, --cpus-per-run, --gpus-per-run (ray_address=, cpus_per_run=, gpus_per_run=). "
                  "--workers sets how many local worker processes run at once.",
@@ -64,6 +67,8 @@ def registry(kind: str) -> Registry:
         from ..optim.schedules import REGISTRY
     elif kind == "metrics":
         from ..metrics import REGISTRY
+    elif kind == "callbacks":
+        from ..callbacks import REGISTRY
     elif kind == "executors":
         from ..runs.executors import REGISTRY
     else:
@@ -133,7 +138,7 @@ def augmentation_markdown() -> str:
 
 def document() -> str:
     """docs/options.md."""
-    head = ["# Options of every dataset, model, loss, optimizer, schedule, metric and executor", "",
+    head = ["# Options of every dataset, model, loss, optimizer, schedule, metric, callback and executor", "",
             "Generated from the options each entry declares (in its signature, or once by name for a family: "
             "`cnnbench.registry.Option`): "
             "the same declaration validates a study when it is read, gives the one-line errors and prints "

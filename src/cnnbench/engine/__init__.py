@@ -11,7 +11,7 @@ import importlib
 # Imported on first use, as the package's own names (cnnbench/__init__.py): importing one module of the
 # engine (inference, flops) does not import the others.
 _PUBLIC = {"fit": "fit", "evaluate": "evaluation", "keras_order": "evaluation", "History": "callbacks",
-           "Callback": "callbacks", "EarlyStopping": "callbacks", "LambdaCallback": "callbacks",
+
            "MultiOutputLoss": "outputs", "output_losses": "outputs", "check_micro_batching": "outputs",
            "forward_flops": "flops", "parameter_count": "flops", "resolve_device": "inputs", "to_images": "inputs",
            "to_labels": "inputs", "verbose_mode": "callbacks", "ModelRecord": "record", "record_of": "record",

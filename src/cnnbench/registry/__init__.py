@@ -232,6 +232,8 @@ def declared_options(factory: Callable[..., Any], skip: Sequence[str] = (),
     else the type their default implies. `skip`: parameters the caller fills in (e.g. a model's
     `input_shape`)."""
     source = getattr(factory, "__wrapped__", factory)
+    if isinstance(source, type):  # a class registered as it is (a callback): its constructor declares them
+        source = source.__init__
     try:
         hints = typing.get_type_hints(source, include_extras=True)
     except Exception:  # an annotation that does not evaluate: the defaults still type the options

@@ -210,7 +210,7 @@ class _Enough(Exception):
 
 
 def _clock(budget_s: float, sync):
-    from ..engine.callbacks import Callback
+    from ..callbacks import Callback
 
     class StepClock(Callback):
         """Times every training step: `fit` calls a callback's `on_batch_progress` after each optimizer

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from .. import data, losses
-from ..engine.callbacks import Callback, LambdaCallback
+from ..callbacks import Callback, LambdaCallback
 from ..engine.evaluation import evaluate
 from ..engine.fit import fit
 from ..engine.flops import forward_flops, parameter_count

@@ -1,13 +1,16 @@
-"""Callbacks a study names (`callbacks = [{ name = "package.module:Class", options }]`): checked when the
-study is parsed, built for each run. A callback is any class with the hooks `fit` calls (duck-typed, as
-`cnnbench.Callback` defines them), so the spec does not depend on the engine."""
+"""Callbacks a study names (`callbacks = [{ name = "EarlyStopping", patience = 3 }]`, or a class of the
+user's, `{ name = "package.module:Class", options }`): checked when the study is parsed, built for each
+run. A built-in callback is an entry of the `cnnbench.callbacks` registry (its options declared and
+checked as every registry's, the config made explicit); a user's class is any class with the hooks
+`fit` calls (duck-typed, as `cnnbench.Callback` defines them), so the spec does not depend on the engine."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from ..errors import UserError
-from ..registry import import_reference
+from ..registry import import_reference, is_reference
+from .families import family
 
 # The methods fit calls on a callback (cnnbench.Callback has them all)
 HOOKS = ("on_train_begin", "on_epoch_begin", "on_epoch_end", "on_train_end", "state_dict", "load_state_dict")
@@ -21,6 +24,8 @@ def resolve_callback(spec: dict[str, Any]) -> dict[str, Any]:
         raise UserError(f"a callback is {{ name = \"package.module:Class\", options }}, got {spec!r}")
     name = spec["name"]
     options = {k: v for k, v in spec.items() if k != "name"}
+    if not is_reference(name):  # a built-in callback: its registry entry, every option made explicit
+        return family("callbacks").REGISTRY.resolve(name, **options)
     cls = import_callback(name)
     try:
         cls(**options)
@@ -44,5 +49,8 @@ def build_callbacks(specs) -> list:
     out = []
     for spec in specs or ():
         options = {k: v for k, v in spec.items() if k != "name"}
-        out.append(import_callback(spec["name"])(**options))
+        if is_reference(spec["name"]):
+            out.append(import_callback(spec["name"])(**options))
+        else:
+            out.append(family("callbacks").REGISTRY.get(spec["name"], **options))
     return out
