@@ -70,7 +70,7 @@ def fit(model: nn.Module | str | dict, x, y, *, loss="categorical_crossentropy",
     and logged as `loss` is Σ w_i · loss_i; the history also has each output's unweighted
     `<name>_loss` and `<name>_accuracy` (and `val_...`), as Keras names them.
 
-    `metrics` (Keras' `metrics=[...]`): names of `cnnbench.metrics.BUILTIN_FUNCTIONS` (`top5_accuracy`,
+    `metrics` (Keras' `metrics=[...]`): names in `cnnbench.metrics.REGISTRY` (`top5_accuracy`,
     `nll`, `ece`, `macro_f1`) or `"package.module:function"` taking `(y_true, probabilities)`; each is
     computed over every epoch's training batches (as trained, before each step, as Keras) and over the
     validation set, logged as `<name>` / `val_<name>` (per output `<output>_<name>`, from a dict
