@@ -80,7 +80,10 @@ def torch_side(a) -> None:
     try:
         from cnnbench.engine.inputs import as_float01 as _as_float01
     except ImportError:  # a tree from before the engine was split (comparing with an old commit)
-        from cnnbench.engine.train import _as_float01  # type: ignore[attr-defined,no-redef]
+        try:
+            from cnnbench.engine.train import _as_float01  # type: ignore[attr-defined,no-redef]
+        except ImportError:  # before the pipeline's packages (cnnbench/train.py)
+            from cnnbench.train import _as_float01  # type: ignore[attr-defined,no-redef]
 
     d = np.load(a.mnist)
     x = torch.from_numpy(d["x_train"][:128]).unsqueeze(1).contiguous()
