@@ -1,8 +1,9 @@
 """The package's shape, as docs/CONTRACTS.md draws it: the pipeline's stages import only stages below
 them, no module imports another's private names, and every module is small enough to read.
 
-Read from the source with `ast` (nothing is imported); an import under `if TYPE_CHECKING:` is for the
-type checker only and is not counted."""
+Read from the source with `ast` (nothing is imported). Every import counts, those inside functions and
+those under `if TYPE_CHECKING:` too: a stage that needs a type from a later one takes a Protocol of what
+it uses instead (`cnnbench.callbacks.Training`)."""
 
 from __future__ import annotations
 
@@ -44,25 +45,13 @@ def _modules() -> dict[str, Path]:
 MODULES = _modules()
 
 
-def _type_checking_only(tree: ast.Module) -> set[int]:
-    """ids of the import nodes inside `if TYPE_CHECKING:` blocks."""
-    skip = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            skip.update(id(n) for stmt in node.body for n in ast.walk(stmt))
-    return skip
-
-
 def _imports(name: str) -> list[tuple[str, str, int]]:
     """(imported module, imported name or "", line) for every cnnbench import of module `name`."""
     path = MODULES[name]
     tree = ast.parse(path.read_text())
-    skip = _type_checking_only(tree)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     out = []
     for node in ast.walk(tree):
-        if id(node) in skip:
-            continue
         if isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package.split(".")[: len(package.split(".")) - (node.level - 1)]

@@ -16,7 +16,8 @@ from cnnbench import spec as study
 from cnnbench.engine.callbacks import History
 from cnnbench.engine.flops import forward_flops, parameter_count
 from cnnbench.errors import UserError
-from cnnbench.runs.one_run import Task, epoch_metrics, run_task, summary_epoch, validation_summary
+from cnnbench.runs.one_run import epoch_metrics, run_task, summary_epoch, validation_summary
+from cnnbench.runs.task import Task
 from cnnbench.store.db import COUNTS, METRICS, Store
 
 

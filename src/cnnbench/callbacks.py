@@ -10,8 +10,9 @@ display and the list of callbacks `fit` runs are the engine's (`engine/callbacks
 from __future__ import annotations
 
 import math
+import typing
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import Annotated, Literal, Protocol
 
 import torch
 from torch import nn
@@ -20,15 +21,21 @@ from .errors import UserError
 from .metrics import MONITOR_ALIASES, monitor_mode
 from .registry import Option, Registry
 
-if TYPE_CHECKING:  # the trainer that calls the hooks is the engine's
-    from .engine.loop import Trainer
+
+class Training(Protocol):
+    """What a callback sees of the training that calls it (the engine's `Trainer`, engine/loop.py)."""
+
+    model: nn.Module
+    history: typing.Any  # the fit's History (status, stopped_epoch, best_epoch)
+    stop_training: bool  # set True to stop after this epoch
+    skipped_validation: bool  # validation_freq: no validation ran this epoch
 
 
 class Callback:
     """Hooks called by `fit`. `self.trainer` is set before `on_train_begin`; set
     `self.trainer.stop_training = True` to stop after the current epoch."""
 
-    trainer: Trainer
+    trainer: Training
 
     def on_train_begin(self, logs: dict | None = None) -> None: ...
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None: ...

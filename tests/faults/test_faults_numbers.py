@@ -33,7 +33,8 @@ def test_in_process_worker_and_resumed_runs_are_bit_identical(fault, tmp_path, m
     from cnnbench import spec as study
     from cnnbench.runs import plan as planning
     from cnnbench.runs import study_run
-    from cnnbench.runs.one_run import RUN_THREADS, Task, run_task
+    from cnnbench.runs.one_run import RUN_THREADS, run_task
+    from cnnbench.runs.task import Task
 
     path = fault.write_study(tmp_path / "s.toml", seeds=2, epochs=3, extra='optimizer = "sgd"\n')
     # 1. the default: one 1-thread worker process per run

@@ -14,7 +14,8 @@
 See docs/statistics.md for the protocol, its assumptions and its citations.
 """
 
-from .compare import Comparison, compare
+from .compare import compare
+from .comparison import Comparison
 from .evidence import Cell, StudyComparison, cell_table, compare_study, load_runs
 from .frames import (
     axes_of,

@@ -27,7 +27,8 @@ from ..errors import UserError
 from ..store.db import FINISHED, Store
 from ..store.db import METRICS as STORED_METRICS
 from .aggregate import Aggregates, aggregates
-from .compare import Comparison, compare
+from .compare import compare
+from .comparison import Comparison
 from .frames import final_runs, history_frame, metrics_catalog, runs_frame, scored
 from .names import display_names
 from .raced import compare_raced

@@ -23,7 +23,8 @@ import math
 
 import pandas as pd
 
-from .compare import Comparison, compare
+from .compare import compare
+from .comparison import Comparison
 from .verdict import name_list
 
 LEFT = "left_race"  # ranking column: how the configuration left the race ("" for those still in it)

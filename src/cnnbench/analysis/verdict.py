@@ -4,12 +4,9 @@ what is worse and by how much, and what the sample cannot support."""
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
+from .comparison import Comparison
 from .stat_tests import T_TEST
-
-if TYPE_CHECKING:  # the verdict reads a Comparison; compare() builds one and then calls verdict()
-    from .compare import Comparison
 
 
 def _fmt(cmp: Comparison, x: float) -> str:

@@ -1,4 +1,5 @@
-"""One registry pattern for losses, optimizers, models and datasets.
+"""One registry pattern for every family: losses, optimizers and schedules, models, datasets,
+augmentations, metrics, callbacks and executors.
 
     REG = Registry("loss")
 

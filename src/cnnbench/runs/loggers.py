@@ -9,12 +9,10 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import UserError
-
-if TYPE_CHECKING:
-    from .one_run import Task
+from .task import Task
 
 
 def tensorboard_writer(task: Task):

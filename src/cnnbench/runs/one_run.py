@@ -19,7 +19,6 @@ import os
 import platform
 import time
 import traceback
-from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,23 +40,7 @@ from ..store import model_files
 from ..store.checkpoints import checkpoint_path, model_path
 from ..store.db import Store
 from .loggers import RunLoggers
-
-ProgressFn = Callable[[dict[str, Any]], None]
-
-
-@dataclass(frozen=True)
-class Task:
-    key: str
-    label: str
-    config: dict[str, Any]
-    study_dir: str
-    data_dir: str | None
-    device: str
-    save_model: bool = False
-    tensorboard: bool = False  # also log each epoch to STUDY_DIR/tensorboard/LABEL/seed=N
-    mlflow: str | None = None  # an MLflow tracking URI: log each run there (params, epochs, final metrics)
-    study: str = ""  # the study's name (MLflow's experiment)
-
+from .task import ProgressFn, Task
 
 # Intra-op threads of a run trained on the CPU, whichever executor runs it (in-process, a worker, Ray):
 # torch's CPU kernels reduce in an order that depends on the thread count, so the same run trained with

@@ -20,8 +20,8 @@ from ..spec import StudySpec
 from ..store.db import Store
 from ..store.files import atomic_write, remove_stale_temps
 from . import executors
-from .one_run import ProgressFn, Task
 from .plan import FINISHED, Plan
+from .task import ProgressFn, Task
 
 
 @contextmanager

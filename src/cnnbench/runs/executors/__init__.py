@@ -12,12 +12,10 @@ executor that `streams` also takes a `local.TaskSource` handing tasks out as wor
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any, Protocol
+from typing import Annotated, Any, Protocol
 
 from ...registry import Option, Registry
-
-if TYPE_CHECKING:
-    from ..one_run import ProgressFn
+from ..task import ProgressFn
 
 REGISTRY = Registry("executor")
 

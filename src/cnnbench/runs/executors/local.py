@@ -51,7 +51,8 @@ from typing import Protocol
 
 import torch
 
-from ..one_run import ProgressFn, Task, run_task
+from ..one_run import run_task
+from ..task import ProgressFn, Task
 from . import forkserver
 
 # How long stopped workers get to leave on their own (a SIGTERM interrupts training at once; this only

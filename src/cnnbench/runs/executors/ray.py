@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..one_run import ProgressFn, Task, run_task
+from ..one_run import run_task
+from ..task import ProgressFn, Task
 
 
 class _StoreActor:
