@@ -292,3 +292,16 @@ def test_a_damaged_checkpoint_is_set_aside_and_the_run_starts_again(tiny_images,
     assert len(aside) == 1 and aside[0].startswith("k.pt.corrupt-")
     assert len(resumed.notes) == 1 and aside[0] in resumed.notes[0] and "weights_only" not in resumed.notes[0]
     assert [r.getMessage() for r in caplog.records] == [f"cnnbench: {resumed.notes[0]}"]
+
+
+def test_num_classes_may_be_a_numpy_integer_as_any_integer_is():
+    """The one coercion rule (docs/CONTRACTS.md): np.int64(3), as `len(np.unique(y))` gives it, is 3 classes."""
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 256, (40, 8, 8, 1), dtype=np.uint8), np.arange(40) % 3
+    kw = dict(epochs=1, batch_size=16, verbose=0, device="cpu")
+    numpy_count = cnnbench.fit("digits_cnn", x, y, num_classes=np.int64(3), **kw)
+    plain = cnnbench.fit("digits_cnn", x, y, num_classes=3, **kw)
+    assert numpy_count.history["loss"] == plain.history["loss"]
+    assert type(numpy_count.params["num_classes"]) is int
+    with pytest.raises(UserError, match="num_classes >= 2"):
+        cnnbench.fit("digits_cnn", x, y % 2, num_classes=2.0, **kw)  # a float is not a count of classes

@@ -122,7 +122,8 @@ def build_training_loss(loss, labels: torch.Tensor, names: list[str] | None, *, 
         if lowest < 0 or highest >= num_classes:
             raise UserError(f"labels span {lowest}..{highest}, outside 0..{num_classes - 1}; "
                             "labels must be class indices 0..num_classes-1")
-        return losses_mod.adapt(losses_mod.get(loss), num_classes), num_classes
+        training_loss = losses_mod.adapt(losses_mod.get(loss), num_classes)  # refuses a num_classes not an integer
+        return training_loss, training_loss.num_classes
     if class_weight is not None:
         raise UserError("class_weight applies to a model with one output; with several outputs use "
                         "sample_weight (one weight per image, for every output)")

@@ -5,6 +5,7 @@ model outputs raw logits and whose labels are int64 class indices, and feeds the
 from __future__ import annotations
 
 import copy
+import numbers
 
 import torch
 
@@ -22,8 +23,10 @@ class TrainingLoss:
     * `.probabilities(outputs)`: [N, num_classes] class probabilities."""
 
     def __init__(self, loss: Loss, num_classes: int):
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        # the one coercion rule (docs/CONTRACTS.md): any integer (numpy's too) is a number of classes, a bool is not
+        if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 2:
             raise UserError(f"a classification loss needs num_classes >= 2, got {num_classes!r}")
+        num_classes = int(num_classes)
         if loss.reduction in (None, "none"):
             raise UserError(f"loss {loss.name!r} has reduction='none', which gives no scalar to train on; "
                             "use the default 'sum_over_batch_size'")
