@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import numbers
+import operator
 
 import torch
 
@@ -24,9 +25,9 @@ class TrainingLoss:
 
     def __init__(self, loss: Loss, num_classes: int):
         # the one coercion rule (docs/CONTRACTS.md): any integer (numpy's too) is a number of classes, a bool is not
-        if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 2:
+        if isinstance(num_classes, bool) or not isinstance(num_classes, (int, numbers.Integral)) or num_classes < 2:
             raise UserError(f"a classification loss needs num_classes >= 2, got {num_classes!r}")
-        num_classes = int(num_classes)
+        num_classes = operator.index(num_classes)  # np.int64(3) -> 3
         if loss.reduction in (None, "none"):
             raise UserError(f"loss {loss.name!r} has reduction='none', which gives no scalar to train on; "
                             "use the default 'sum_over_batch_size'")
