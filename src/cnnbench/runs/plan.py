@@ -17,7 +17,7 @@ from .. import data, losses, models
 from ..engine.outputs import check_micro_batching, output_losses
 from ..errors import UserError
 from ..spec import StudySpec, canonical, target_labels
-from ..store.db import FINISHED, ReadOnlyStore, Store, check_ours
+from ..store.db import FINISHED, ReadOnlyStore, Store, check_ours, check_owner
 from .one_run import load_dataset, load_sample_weight
 
 
@@ -172,15 +172,9 @@ def stored_statuses(study_dir: Path, name: str) -> dict[str, str]:
     owner = check_ours(path)
     if not path.exists() or path.stat().st_size == 0:
         return {}
-    _check_owner(study_dir, owner, name)
+    check_owner(study_dir, owner, name)
     store = ReadOnlyStore.open_untouched(study_dir)
     try:
         return store.statuses()
     finally:
         store.close()
-
-
-def _check_owner(study_dir: Path, owner: str | None, name: str) -> None:
-    if owner is not None and owner != name:
-        raise UserError(f"{study_dir} holds study {owner!r}, not {name!r}; "
-                        f"choose another output directory with --output")

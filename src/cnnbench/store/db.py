@@ -129,6 +129,14 @@ def check_ours(path: Path) -> str | None:
     return owner
 
 
+def check_owner(study_dir: Path, owner: str | None, name: str | None) -> None:
+    """Refuse a study directory whose store holds another study than `name` (`owner`: its meta key
+    `study`, None for a new store; `name` None: any study will do)."""
+    if name is not None and owner is not None and owner != name:
+        raise UserError(f"{study_dir} holds study {owner!r}, not {name!r}; "
+                        f"choose another output directory with --output")
+
+
 class Store:
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -198,10 +206,7 @@ class Store:
                 "choose another with --output")) from None
         # Whose store it is, read before `Store` creates tables, adds columns or switches on WAL: a store
         # of another study (of any cnnbench version) is refused byte-identical; our own older one migrates.
-        owner = check_ours(study_dir / "study.db")
-        if study_name is not None and owner is not None and owner != study_name:
-            raise UserError(f"{study_dir} holds study {owner!r}, not {study_name!r}; "
-                            f"choose another output directory with --output")
+        check_owner(study_dir, check_ours(study_dir / "study.db"), study_name)
         store = cls(study_dir / "study.db")
         owner = store.get_meta("study")
         if study_name is not None:
@@ -211,8 +216,7 @@ class Store:
                               (study_name, str(SCHEMA_VERSION)))
             elif owner != study_name:
                 store.close()
-                raise UserError(f"{study_dir} holds study {owner!r}, not {study_name!r}; "
-                                f"choose another output directory with --output")
+                check_owner(study_dir, owner, study_name)
         return store
 
     @classmethod
